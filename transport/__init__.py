@@ -1,0 +1,1 @@
+"""evhub wire layer: message kinds, msgpack codec, framing, session (no I/O)."""

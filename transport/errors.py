@@ -1,0 +1,63 @@
+"""The small exception hierarchy of the wire layer, and the error codes sent in ERROR messages."""
+
+from transport.compat import const
+
+# Error codes carried by the ERROR message ([KIND_ERROR, seq, code, text]).
+E_MALFORMED = const(1)  # frame or msgpack could not be decoded / wrong shape
+E_UNKNOWN_KIND = const(2)  # kind not in the table
+E_BAD_FIELD = const(3)  # a field has the wrong type or value
+E_NOT_AUTHENTICATED = const(4)  # a message before the handshake completed
+E_AUTH_FAILED = const(5)  # unknown id, wrong key, or replayed proof
+E_UNSUPPORTED_VERSION = const(6)
+E_NOT_FOUND = const(7)  # unknown station, reservation, session
+E_CONFLICT = const(8)  # reservation window taken
+E_FORBIDDEN = const(9)  # not yours (another vehicle's reservation, another station's id)
+E_RATE_LIMITED = const(10)
+E_TOO_LARGE = const(11)  # frame bigger than MAX_FRAME_SIZE
+E_INVALID_STATE = const(12)  # e.g. start on a Faulted connector
+E_TIMEOUT = const(13)
+E_INTERNAL = const(14)  # a bug on the hub; the link stays up
+E_OVERLOADED = const(15)  # outbox full / too many links
+
+ERROR_NAMES = {
+    E_MALFORMED: "malformed",
+    E_UNKNOWN_KIND: "unknown_kind",
+    E_BAD_FIELD: "bad_field",
+    E_NOT_AUTHENTICATED: "not_authenticated",
+    E_AUTH_FAILED: "auth_failed",
+    E_UNSUPPORTED_VERSION: "unsupported_version",
+    E_NOT_FOUND: "not_found",
+    E_CONFLICT: "conflict",
+    E_FORBIDDEN: "forbidden",
+    E_RATE_LIMITED: "rate_limited",
+    E_TOO_LARGE: "too_large",
+    E_INVALID_STATE: "invalid_state",
+    E_TIMEOUT: "timeout",
+    E_INTERNAL: "internal",
+    E_OVERLOADED: "overloaded",
+}
+
+
+class WireError(Exception):
+    """Base of every error the wire layer raises."""
+
+
+class CodecError(WireError):
+    """Bytes that are not the msgpack subset we speak (truncated, trailing, ext, too deep)."""
+
+
+class FrameError(WireError):
+    """A frame that is too large, corrupt or truncated."""
+
+
+class ProtocolError(WireError):
+    """A decoded message that breaks the protocol; `code` is one of the E_* codes."""
+
+    def __init__(self, code, text, seq=0):
+        Exception.__init__(self, text)
+        self.code = code
+        self.text = text
+        self.seq = seq
+
+    def __str__(self):
+        return "%s: %s" % (ERROR_NAMES.get(self.code, self.code), self.text)
