@@ -1,0 +1,436 @@
+"""ReservationBook: who holds which charge point when. Pure logic over memory plus the Store.
+
+A reservation holds one connector of a station for [start, end) (UTC epoch seconds,
+half-open, so back-to-back windows do not collide). A window conflicts when, at some
+instant inside it, the confirmed reservations and the running sessions at that
+station would need more connectors than the station has.
+
+Fast at 100k reservations: each station keeps its confirmed windows sorted by start
+(parallel lists, bisect). Because no window is longer than `max_len` (24 h), only
+windows starting in (s - max_len, e) can overlap [s, e), so a check costs
+O(log n + windows nearby), never a scan of the book.
+
+Durability and double booking: the book is owned by one thread (the actor). A
+request is decided against memory, which already holds every earlier decision
+(including earlier ones in the same batch), then the batch is written in one store
+transaction, and only then are results returned for sending. If the write fails,
+the batch is undone in memory and its requests are refused with E_INTERNAL.
+
+Changes other parts must hear about (to tell the station: RESERVE_NOW / cancel)
+are queued as events: ("reserved", Reservation) and ("ended", Reservation, why)
+with why in fulfilled/cancelled/expired. The owner drains them with take_events().
+"""
+
+import bisect
+import collections
+import heapq
+import itertools
+import logging
+import sqlite3
+
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND
+
+log = logging.getLogger(__name__)
+
+MAX_DURATION_S = 24 * 3600
+MAX_AHEAD_S = 30 * 86400
+PAST_SLACK_S = 60  # clocks of vehicles drift; a start a minute ago is "now"
+DEFAULT_GRACE_S = 600
+DEFAULT_SESSION_S = 45 * 60  # assumed length of a session whose end nobody announced
+EARLY_ARRIVAL_S = 30 * 60  # a session this early still counts as the vehicle's reservation
+MAX_NEARBY_ALTERNATIVES = 3
+MAX_NEIGHBOURS_TRIED = 30  # bounds the work a conflicting request can cause
+MAX_WINDOW_CANDIDATES = 2000
+
+Reservation = collections.namedtuple("Reservation", "id vehicle_id station_id connector start end state")
+ReserveResult = collections.namedtuple("ReserveResult", "ok reservation alternatives reason")
+_Session = collections.namedtuple("_Session", "session_id vehicle_id reservation_id started expected_end")
+
+
+class BookingError(Exception):
+    """A refused request; `code` is a transport.errors E_* code sent back in an ERROR."""
+
+    def __init__(self, code, text):
+        Exception.__init__(self, text)
+        self.code = code
+        self.text = text
+
+
+class _Station:
+    __slots__ = ("id", "connectors", "starts", "items", "sessions", "max_len")
+
+    def __init__(self, station_id, connectors):
+        self.id = station_id
+        self.connectors = connectors
+        self.starts = []  # sorted start times of confirmed reservations
+        self.items = []  # parallel: (start, end, reservation_id, connector)
+        self.sessions = {}  # connector -> _Session
+        self.max_len = 1  # longest window held; bounds the overlap scan
+
+
+class ReservationBook:
+    def __init__(self, store, nearby=None, grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S):
+        self._store = store
+        self._nearby = nearby  # station_id -> iterable of (distance_km, station_id), nearest first
+        self.grace_s = grace_s
+        self.session_estimate_s = session_estimate_s
+        self._reset()
+
+    def _reset(self):
+        self._stations = {}
+        self._by_id = {}  # confirmed reservations only
+        self._by_vehicle = {}  # vehicle_id -> set of confirmed reservation ids
+        self._starts_heap = []  # (start, id): finds windows that have begun, for no-show expiry
+        self._begun = {}  # id -> Reservation whose window has begun and is not yet closed
+        self._events = []
+
+    # --- setup ------------------------------------------------------------------------
+
+    def set_nearby(self, nearby):
+        self._nearby = nearby
+
+    def load(self, store=None):
+        """Rebuild memory from the store (startup): stations, confirmed reservations, open sessions."""
+        if store is not None:
+            self._store = store
+        self._reset()
+        for row in self._store.all_stations():
+            self._stations[row["id"]] = _Station(row["id"], row["connectors"])
+        for row in self._store.load_open_reservations():
+            st = self._stations.get(row["station_id"])
+            if st is not None:
+                self._hold(st, Reservation(*(row[f] for f in Reservation._fields)))
+        for row in self._store.load_open_sessions():
+            st = self._stations.get(row["station_id"])
+            if st is not None:
+                started = row["started"] or 0
+                st.sessions[row["connector"]] = _Session(row["session_id"], row["vehicle_id"], row["reservation_id"],
+                                                         started, started + self.session_estimate_s)
+        log.info("book: %d stations, %d confirmed reservations, %d open sessions loaded",
+                 len(self._stations), len(self._by_id), sum(len(s.sessions) for s in self._stations.values()))
+
+    def set_station(self, station_id, connectors):
+        """Learn or update a station's capacity (a station provisioned or rebooted while running)."""
+        st = self._stations.get(station_id)
+        if st is None:
+            self._stations[station_id] = _Station(station_id, connectors)
+        elif st.connectors != connectors:
+            log.info("station %s: capacity %d -> %d connectors", station_id, st.connectors, connectors)
+            st.connectors = connectors
+
+    def _station(self, station_id):
+        st = self._stations.get(station_id)
+        if st is None and self._store is not None and type(station_id) is str:
+            # Provisioned by the CLI while the hub runs: the store knows it, memory not yet.
+            row = self._store.get_station(station_id)
+            if row is not None:
+                st = _Station(station_id, row["connectors"])
+                self._stations[station_id] = st
+        return st
+
+    def take_events(self):
+        events, self._events = self._events, []
+        return events
+
+    # --- the interval lists ------------------------------------------------------------
+
+    def _hold(self, st, r):
+        i = bisect.bisect_right(st.starts, r.start)
+        st.starts.insert(i, r.start)
+        st.items.insert(i, (r.start, r.end, r.id, r.connector))
+        if r.end - r.start > st.max_len:
+            st.max_len = r.end - r.start
+        if r.id > 0:
+            self._by_id[r.id] = r
+            self._by_vehicle.setdefault(r.vehicle_id, set()).add(r.id)
+            heapq.heappush(self._starts_heap, (r.start, r.id))
+
+    def _release(self, st, start, rid):
+        for i in range(bisect.bisect_left(st.starts, start), bisect.bisect_right(st.starts, start)):
+            if st.items[i][2] == rid:
+                del st.starts[i], st.items[i]
+                return
+
+    def _close(self, r, why):
+        """Drop a confirmed reservation from memory (already persisted as `why`)."""
+        st = self._stations.get(r.station_id)
+        if st is not None:
+            self._release(st, r.start, r.id)
+        self._by_id.pop(r.id, None)
+        self._begun.pop(r.id, None)
+        ids = self._by_vehicle.get(r.vehicle_id, set())
+        ids.discard(r.id)
+        if not ids:
+            self._by_vehicle.pop(r.vehicle_id, None)
+        ended = r._replace(state=why)
+        self._events.append(("ended", ended, why))
+        return ended
+
+    def _fit(self, st, s, e, now):
+        """A connector for [s, e) at st (0 = any: room by count, no single one free throughout),
+        or None on conflict."""
+        lo = bisect.bisect_right(st.starts, s - st.max_len)
+        hi = bisect.bisect_left(st.starts, e)
+        busy = [it for it in st.items[lo:hi] if it[1] > s]  # (start, end, id, connector) overlapping [s, e)
+        for conn, sess in st.sessions.items():
+            # A session past its expected end still holds the connector until it ends.
+            end = max(sess.expected_end, now + 60)
+            if sess.started < e and end > s:
+                busy.append((sess.started, end, None, conn))
+        cap = st.connectors
+        if len(busy) >= cap:  # enough overlaps to matter: sweep for the busiest instant
+            # At equal times -1 sorts first: an end frees a connector before a start takes it.
+            events = sorted([(max(it[0], s), 1) for it in busy] + [(min(it[1], e), -1) for it in busy])
+            level = peak = 0
+            for _t, d in events:
+                level += d
+                peak = max(peak, level)
+            if peak >= cap:
+                return None
+        used = {it[3] for it in busy}
+        return next((c for c in range(1, cap + 1) if c not in used), 0)
+
+    def _next_free(self, st, t0, length, now):
+        """Earliest t >= t0 with [t, t+length) free at st, or None within the search bounds.
+        Only t0 and the ends of busy intervals can be the earliest feasible start."""
+        lo = bisect.bisect_right(st.starts, t0 - st.max_len)
+        hi = min(bisect.bisect_left(st.starts, t0 + MAX_AHEAD_S), lo + MAX_WINDOW_CANDIDATES)
+        cands = {it[1] for it in st.items[lo:hi] if it[1] > t0}
+        cands.update(max(sess.expected_end, now + 60) for sess in st.sessions.values())
+        for t in [t0] + sorted(cands):
+            if self._fit(st, t, t + length, now) is not None:
+                return t
+        return None
+
+    # --- queries -------------------------------------------------------------------------
+
+    def is_free(self, station_id, start, end, now):
+        st = self._station(station_id)
+        return st is not None and self._fit(st, start, end, now) is not None
+
+    def list_for(self, vehicle_id):
+        """The vehicle's confirmed reservations, earliest first."""
+        ids = self._by_vehicle.get(vehicle_id, ())
+        return sorted((self._by_id[i] for i in ids), key=lambda r: (r.start, r.id))
+
+    def open_reservations(self):
+        """Every confirmed reservation, earliest first."""
+        return sorted(self._by_id.values(), key=lambda r: (r.start, r.id))
+
+    def get(self, reservation_id):
+        return self._by_id.get(reservation_id)
+
+    def __len__(self):
+        return len(self._by_id)
+
+    def next_change(self, station_id, now):
+        """(busy_until, next_reservation_start) for "Free in X min": busy_until is None while a
+        connector is free, else the earliest time one frees up; next start is after now, or None."""
+        st = self._station(station_id)
+        if st is None:
+            return (None, None)
+        busy_until = None
+        if self._fit(st, now, now + 1, now) is None:
+            busy_until = self._next_free(st, now, 1, now)
+            if busy_until is None:
+                busy_until = now + MAX_AHEAD_S
+        i = bisect.bisect_right(st.starts, now)
+        return (busy_until, st.starts[i] if i < len(st.starts) else None)
+
+    # --- reserve -----------------------------------------------------------------------
+
+    def _validate(self, vehicle_id, station_id, start, end, now):
+        if type(vehicle_id) is not str or not vehicle_id:
+            raise BookingError(E_BAD_FIELD, "vehicle id must be a non-empty string")
+        if type(start) is not int or type(end) is not int:
+            raise BookingError(E_BAD_FIELD, "start and end must be integer UTC epoch seconds")
+        st = self._station(station_id)
+        if st is None:
+            raise BookingError(E_NOT_FOUND, "station %s is not known" % (station_id,))
+        for bad, text in (
+            (end <= start, "end must be after start"),
+            (start < now - PAST_SLACK_S, "start is %d s in the past" % (now - start)),
+            (end - start > MAX_DURATION_S, "a reservation lasts at most %d h" % (MAX_DURATION_S // 3600)),
+            (start > now + MAX_AHEAD_S, "start must be within %d days" % (MAX_AHEAD_S // 86400)),
+        ):
+            if bad:
+                raise BookingError(E_BAD_FIELD, text)
+        return st
+
+    def alternatives(self, st, start, end, now):
+        """The next free window of the same length here, then up to 3 nearby stations free in
+        [start, end); each {"station_id", "start", "end", "distance_km"}."""
+        out = []
+        length = end - start
+        t = self._next_free(st, start, length, now)
+        if t is not None and t <= now + MAX_AHEAD_S:
+            out.append({"station_id": st.id, "start": t, "end": t + length, "distance_km": 0.0})
+        if self._nearby is None:
+            return out
+        wanted = len(out) + MAX_NEARBY_ALTERNATIVES
+        try:
+            neighbours = ((km, sid) for km, sid in self._nearby(st.id) if sid != st.id)
+            for km, sid in itertools.islice(neighbours, MAX_NEIGHBOURS_TRIED):
+                other = self._station(sid)
+                if other is not None and self._fit(other, start, end, now) is not None:
+                    out.append({"station_id": sid, "start": start, "end": end, "distance_km": round(km, 3)})
+                    if len(out) >= wanted:
+                        break
+        except Exception:  # a broken neighbour source must not lose the reply
+            log.exception("station %s: nearby stations lookup failed", st.id)
+        return out
+
+    def reserve(self, vehicle_id, station_id, start, end, now):
+        """One request; returns ReserveResult, raises BookingError if it is refused outright."""
+        result = self.reserve_many([(vehicle_id, station_id, start, end)], now)[0]
+        if isinstance(result, BookingError):
+            raise result
+        return result
+
+    def reserve_many(self, requests, now):
+        """[(vehicle_id, station_id, start, end)] decided in order (a later request sees the earlier
+        ones), persisted in ONE transaction. One entry per request: a ReserveResult (ok, or a
+        conflict with alternatives) or a BookingError for a request refused outright."""
+        results = [None] * len(requests)
+        held = []  # (index, provisional Reservation with a negative id, station)
+        for i, req in enumerate(requests):
+            try:
+                vehicle_id, station_id, start, end = req
+                st = self._validate(vehicle_id, station_id, start, end, now)
+            except BookingError as exc:
+                log.info("vehicle %s: reserve at station %s refused: %s", vehicle_id, station_id, exc.text)
+                results[i] = exc
+                continue
+            except (TypeError, ValueError):
+                results[i] = BookingError(E_BAD_FIELD, "a request is (vehicle_id, station_id, start, end)")
+                continue
+            conn = self._fit(st, start, end, now)
+            if conn is None:
+                alts = self.alternatives(st, start, end, now)
+                log.info("vehicle %s: station %s has no free connector for [%d, %d); %d alternatives",
+                         vehicle_id, station_id, start, end, len(alts))
+                results[i] = ReserveResult(False, None, alts, "conflict: station %s is fully booked then" % station_id)
+                continue
+            r = Reservation(-(i + 1), vehicle_id, station_id, conn, start, end, "confirmed")
+            self._hold(st, r)  # later requests of this batch must see it
+            held.append((i, r, st))
+        if not held:
+            return results
+        try:
+            ids = self._store.insert_reservations([(r.vehicle_id, r.station_id, r.connector, r.start, r.end)
+                                                   for _i, r, _st in held])
+        except (sqlite3.Error, OSError) as exc:
+            log.error("book: storing %d reservations failed, all refused: %s", len(held), exc)
+            for i, r, st in held:
+                self._release(st, r.start, r.id)
+                results[i] = BookingError(E_INTERNAL, "the reservation could not be stored; try again")
+            return results
+        for (i, tmp, st), rid in zip(held, ids):
+            self._release(st, tmp.start, tmp.id)
+            r = tmp._replace(id=rid)
+            self._hold(st, r)
+            self._events.append(("reserved", r))
+            log.info("vehicle %s: reservation %d confirmed at station %s connector %d [%d, %d)",
+                     r.vehicle_id, rid, r.station_id, r.connector, r.start, r.end)
+            results[i] = ReserveResult(True, r, [], None)
+        return results
+
+    # --- cancel and expiry ---------------------------------------------------------------
+
+    def cancel(self, vehicle_id, reservation_id):
+        """Cancel the vehicle's own confirmed reservation; returns it with state "cancelled"."""
+        if type(reservation_id) is not int:
+            raise BookingError(E_BAD_FIELD, "reservation id must be an integer")
+        r = self._by_id.get(reservation_id)
+        if r is None:
+            row = self._store.get_reservation(reservation_id) if self._store is not None else None
+            if row is None:
+                raise BookingError(E_NOT_FOUND, "no reservation %d" % reservation_id)
+            if row["vehicle_id"] != vehicle_id:
+                raise BookingError(E_FORBIDDEN, "reservation %d is not yours" % reservation_id)
+            raise BookingError(E_INVALID_STATE, "reservation %d has already ended (%s)" % (reservation_id, row["state"]))
+        if r.vehicle_id != vehicle_id:
+            log.warning("vehicle %s: tried to cancel reservation %d of vehicle %s", vehicle_id, r.id, r.vehicle_id)
+            raise BookingError(E_FORBIDDEN, "reservation %d is not yours" % reservation_id)
+        self._store.update_reservation_state(r.id, "cancelled")
+        log.info("vehicle %s: reservation %d at station %s cancelled", vehicle_id, r.id, r.station_id)
+        return self._close(r, "cancelled")
+
+    def expire_no_shows(self, now, grace_s=None):
+        """Release confirmed reservations nobody showed up for by start + grace (or by the end
+        of a shorter window); returns them with state "expired", persisted in one transaction."""
+        grace = self.grace_s if grace_s is None else grace_s
+        heap = self._starts_heap
+        while heap and heap[0][0] <= now:
+            _start, rid = heapq.heappop(heap)
+            r = self._by_id.get(rid)
+            if r is not None:
+                self._begun[rid] = r
+        due = [r for r in self._begun.values() if min(r.start + grace, r.end) <= now]
+        if not due:
+            return []
+        self._store.update_reservation_states([(r.id, "expired") for r in due])
+        out = []
+        for r in due:
+            log.info("vehicle %s: reservation %d at station %s expired, no show by %d",
+                     r.vehicle_id, r.id, r.station_id, min(r.start + grace, r.end))
+            out.append(self._close(r, "expired"))
+        return out
+
+    # --- sessions ----------------------------------------------------------------------
+
+    def _match(self, st, vehicle_id, started):
+        for rid in self._by_vehicle.get(vehicle_id, ()):
+            r = self._by_id[rid]
+            if r.station_id == st.id and r.start - EARLY_ARRIVAL_S <= started < r.end:
+                return r
+        return None
+
+    def session_started(self, station_id, connector, vehicle_id, reservation_id, started, expected_end=None,
+                        session_id=None):
+        """A session occupies `connector`. Its reservation (given, or this vehicle's window at
+        this station) is fulfilled: the vehicle showed up. Returns that reservation or None."""
+        st = self._station(station_id)
+        if st is None:
+            log.warning("station %s: session start on an unknown station ignored", station_id)
+            return None
+        r = self._by_id.get(reservation_id) if reservation_id is not None else None
+        if r is not None and (r.station_id != station_id or r.vehicle_id != vehicle_id):
+            # Left confirmed: holding a connector twice is safer than freeing someone else's.
+            log.warning("station %s: vehicle %s started on reservation %d of vehicle %s at %s; not fulfilled",
+                        station_id, vehicle_id, r.id, r.vehicle_id, r.station_id)
+            r = None
+        if r is None:
+            r = self._match(st, vehicle_id, started)
+        if expected_end is None:
+            expected_end = r.end if r is not None else started + self.session_estimate_s
+        st.sessions[connector] = _Session(session_id, vehicle_id, r.id if r else reservation_id, started, expected_end)
+        log.info("station %s: connector %d busy with vehicle %s until ~%d%s", station_id, connector, vehicle_id,
+                 expected_end, "" if r is None else " (reservation %d fulfilled)" % r.id)
+        if r is None:
+            return None
+        self._store.update_reservation_state(r.id, "fulfilled")
+        return self._close(r, "fulfilled")
+
+    def session_ended(self, session_id, station_id, connector, vehicle_id=None, reservation_id=None, ended=None):
+        """The connector is free again; a reservation still open for it is closed as fulfilled."""
+        st = self._station(station_id)
+        if st is None:
+            return None
+        sess = st.sessions.get(connector)
+        if sess is not None:
+            # Matched by connector (the registry's start carries no session id); ids we have must agree.
+            clash = (session_id and sess.session_id and session_id != sess.session_id) or (
+                vehicle_id and sess.vehicle_id and vehicle_id != sess.vehicle_id)
+            if clash:
+                log.warning("station %s: end of session %s does not match the one on connector %d; kept",
+                            station_id, session_id, connector)
+            else:
+                del st.sessions[connector]
+        log.info("station %s: connector %d free (session %s ended)", station_id, connector, session_id)
+        r = self._by_id.get(reservation_id) if reservation_id is not None else None
+        if r is None or r.station_id != station_id:
+            return None
+        # The start never reached us (or came before the hub restarted): close it now.
+        self._store.update_reservation_state(r.id, "fulfilled")
+        return self._close(r, "fulfilled")

@@ -1,0 +1,313 @@
+"""Nearest charge points: uniform lat/lon grids searched outward, block by block.
+
+Why grids and not a k-d tree or an R-tree: stations are added, moved and removed
+while the hub runs; a grid makes that O(cell) with no rebalancing, and a query
+touches only the cells around the point, so its cost follows local density, not
+the size of the network.
+
+Cell size 0.1 degree (~11 km north-south). A vehicle asks for chargers a few km
+to a few tens of km away; at regional densities of 1-10 stations per 100 km2 a
+0.1-degree cell holds 1-10 stations, so k=5 is usually answered from a 3x3 block.
+Smaller cells cost more empty-cell lookups in sparse regions, larger ones more
+distance evaluations (hub/microbench.py: at 1k/10k/100k stations over a 10x10
+degree region 0.1 gives the flattest curve of 0.05/0.1/0.2/0.25). City centres
+are far denser (thousands of points in one 0.1-degree cell), so every station is
+also in a fine grid of cell/10 (~1 km); a query whose coarse cell holds more than
+DENSE_CELL stations searches the fine grid first, with a small cell budget, and
+falls back to the coarse grid if the fine search would wander too far.
+
+The search keeps a block of cells [r0..r1] x [c0..c1] around the query and, after
+scanning it, computes a lower bound on the distance to ANY point outside it:
+  - latitude: the angular gap to the block's north/south edge (a great circle is
+    never shorter than the latitude difference);
+  - longitude: points at least d degrees of longitude away are no closer than the
+    bounding meridian: asin(cos(lat) * sin(min(d, 90 deg))).
+It stops once it holds k results no farther than that bound. The block grows on
+whichever side limits the bound, so near the poles (short longitude degrees) it
+widens in longitude faster. Columns wrap at the antimeridian; rows end at the
+poles. If the block would visit more cells than are occupied (a query in an
+ocean, or a filter that rejects nearly everything) the coarse search switches to
+one pass over the occupied cells, so a query never costs more than a plain scan.
+
+Distances are ranked by squared chord between unit vectors (exact ordering, no
+trig in the inner loop) and converted to haversine km only for the results.
+
+Threads: an index is mutated by one owner (the LocatorActor). `frozen()` returns a
+read-only copy sharing the per-cell tuples (cells are immutable tuples, replaced
+on change, never edited), so a snapshot costs two dict copies and readers on other
+threads need no lock. `PublishedIndex` holds the latest snapshot.
+"""
+
+import heapq
+import math
+
+from hub.geo import EARTH_RADIUS_KM, angle_to_chord2, chord2_to_km, unit_vector, validate_position
+
+DEFAULT_CELL_DEG = 0.1
+FINE_FACTOR = 10  # fine cell = coarse cell / 10
+DENSE_CELL = 64  # coarse cells fuller than this are searched in the fine grid first
+FINE_BUDGET = 400  # fine cells a search may visit before it falls back to the coarse grid
+
+_RAD = math.pi / 180.0
+_HALF_PI = math.pi / 2.0
+_NO_LIMIT = 5.0  # larger than any squared chord on the unit sphere (max 4)
+_BOUND_SLACK = 1.0 - 1e-9  # shrink the lower bound by float noise so it stays a lower bound
+
+
+class _Grid:
+    """One resolution: cell key -> tuple of (x, y, z, station_id)."""
+
+    __slots__ = ("cell", "inv", "nrows", "ncols", "cells")
+
+    def __init__(self, cell_deg):
+        nrows = int(round(180.0 / cell_deg))
+        # Columns must tile 360 degrees exactly, or the wrap-around bound would be wrong.
+        if nrows < 2 or abs(nrows * cell_deg - 180.0) > 1e-9:
+            raise ValueError("cell size must divide 180 degrees evenly, got %r" % cell_deg)
+        self.cell = cell_deg
+        self.inv = 1.0 / cell_deg
+        self.nrows = nrows
+        self.ncols = 2 * nrows
+        self.cells = {}
+
+    def copy(self):
+        g = _Grid.__new__(_Grid)
+        g.cell, g.inv, g.nrows, g.ncols = self.cell, self.inv, self.nrows, self.ncols
+        g.cells = dict(self.cells)
+        return g
+
+    def row_col(self, lat, lon):
+        row = min(max(int((lat + 90.0) * self.inv), 0), self.nrows - 1)  # lat 90 is in the top row
+        return row, int((lon + 180.0) * self.inv) % self.ncols  # lon 180 wraps to column 0
+
+    def key(self, lat, lon):
+        row, col = self.row_col(lat, lon)
+        return row * self.ncols + col
+
+    def add(self, key, entry):
+        self.cells[key] = self.cells.get(key, ()) + (entry,)  # a new tuple: snapshots share the old
+
+    def drop(self, key, station_id):
+        rest = tuple(e for e in self.cells[key] if e[3] != station_id)
+        if rest:
+            self.cells[key] = rest
+        else:
+            del self.cells[key]
+
+    def search(self, lat, lon, q, k, accept, limit2, budget):
+        """The best k as a heap of (-d2, id); None if more than `budget` cells would be needed
+        (then, if budget is None, one pass over every occupied cell answers instead)."""
+        cell, nrows, ncols = self.cell, self.nrows, self.ncols
+        cos_lat = math.cos(lat * _RAD)
+        qr, qc = self.row_col(lat, lon)
+        r0 = r1 = qr
+        c0 = c1 = qc
+        heap = []
+        state = [limit2]  # worst d2 in a full heap, else the distance limit
+        self._scan((qr * ncols + qc,), q, heap, k, accept, state)
+        visited = 1
+        limit_cells = len(self.cells) if budget is None else budget
+        while True:
+            lat_gap = math.inf
+            if r0 > 0:
+                lat_gap = lat - (-90.0 + r0 * cell)
+            if r1 < nrows - 1:
+                lat_gap = min(lat_gap, (-90.0 + (r1 + 1) * cell) - lat)
+            lat_ang = max(0.0, lat_gap) * _RAD
+            if c1 - c0 + 1 >= ncols:
+                lon_ang = math.inf
+            else:
+                gap = min(lon - (-180.0 + c0 * cell), (-180.0 + (c1 + 1) * cell) - lon)
+                gap = min(max(0.0, gap) * _RAD, _HALF_PI)
+                lon_ang = math.asin(min(1.0, cos_lat * math.sin(gap)))
+            bound_ang = min(lat_ang, lon_ang)
+            if bound_ang == math.inf:
+                return heap  # the block covers the globe
+            bound2 = angle_to_chord2(bound_ang) * _BOUND_SLACK
+            if bound2 >= limit2 or (len(heap) == k and state[0] <= bound2):
+                return heap
+            if (r0 > 0 or r1 < nrows - 1) and lat_ang <= lon_ang:
+                cols = range(ncols) if c1 - c0 + 1 >= ncols else [c % ncols for c in range(c0, c1 + 1)]
+                rows = []
+                if r0 > 0:
+                    r0 -= 1
+                    rows.append(r0)
+                if r1 < nrows - 1:
+                    r1 += 1
+                    rows.append(r1)
+                keys = [r * ncols + c for r in rows for c in cols]
+            else:
+                c0 -= 1
+                new_cols = [c0 % ncols]
+                if c1 - c0 + 1 < ncols:
+                    c1 += 1
+                    new_cols.append(c1 % ncols)
+                keys = [r * ncols + c for r in range(r0, r1 + 1) for c in new_cols]
+            visited += len(keys)
+            if visited > limit_cells:
+                if budget is not None:
+                    return None
+                heap = []  # sparse surroundings: one pass over what exists is cheaper
+                state[0] = limit2
+                self._scan(self.cells.keys(), q, heap, k, accept, state)
+                return heap
+            self._scan(keys, q, heap, k, accept, state)
+
+    def _scan(self, keys, q, heap, k, accept, state):
+        # The hot loop: locals only; accept() only for would-be members of the best k.
+        get = self.cells.get
+        qx, qy, qz = q
+        worst = state[0]
+        push = heapq.heappush
+        replace = heapq.heapreplace
+        for key in keys:
+            entries = get(key)
+            if entries is None:
+                continue
+            for x, y, z, sid in entries:
+                dx = x - qx
+                dy = y - qy
+                dz = z - qz
+                d2 = dx * dx + dy * dy + dz * dz
+                if d2 < worst:
+                    if accept is not None and not accept(sid):
+                        continue
+                    if len(heap) < k:
+                        push(heap, (-d2, sid))
+                        if len(heap) == k:
+                            worst = -heap[0][0]
+                    else:
+                        replace(heap, (-d2, sid))
+                        worst = -heap[0][0]
+        state[0] = worst
+
+
+class SpatialIndex:
+    """station_id -> position, with nearest-k queries. Not thread-safe; see frozen()."""
+
+    def __init__(self, cell_deg=DEFAULT_CELL_DEG):
+        cell_deg = float(cell_deg)
+        if not (0.0 < cell_deg <= 90.0):
+            raise ValueError("cell_deg must be in (0, 90], got %r" % cell_deg)
+        self._coarse = _Grid(cell_deg)
+        self._fine = _Grid(cell_deg / FINE_FACTOR)
+        self._where = {}  # station_id -> (lat, lon, coarse key, fine key)
+        self._frozen = False
+
+    @property
+    def cell_deg(self):
+        return self._coarse.cell
+
+    def __len__(self):
+        return len(self._where)
+
+    def __contains__(self, station_id):
+        return station_id in self._where
+
+    def position(self, station_id):
+        """(lat, lon) of a station, or None."""
+        w = self._where.get(station_id)
+        return None if w is None else (w[0], w[1])
+
+    def station_ids(self):
+        return list(self._where)
+
+    def upsert(self, station_id, lat, lon):
+        """Add a station or move it. Raises ValueError on a bad position."""
+        if self._frozen:
+            raise TypeError("this SpatialIndex is a frozen snapshot")
+        lat, lon = validate_position(lat, lon)
+        self._drop(station_id)
+        entry = unit_vector(lat, lon) + (station_id,)  # one tuple, shared by both grids
+        ck = self._coarse.key(lat, lon)
+        fk = self._fine.key(lat, lon)
+        self._coarse.add(ck, entry)
+        self._fine.add(fk, entry)
+        self._where[station_id] = (lat, lon, ck, fk)
+
+    def remove(self, station_id):
+        """Forget a station; returns False if it was not there."""
+        if self._frozen:
+            raise TypeError("this SpatialIndex is a frozen snapshot")
+        return self._drop(station_id)
+
+    def _drop(self, station_id):
+        w = self._where.pop(station_id, None)
+        if w is None:
+            return False
+        self._coarse.drop(w[2], station_id)
+        self._fine.drop(w[3], station_id)
+        return True
+
+    def frozen(self):
+        """A read-only copy for other threads: dict copies only, entries are shared."""
+        snap = SpatialIndex.__new__(SpatialIndex)
+        snap._coarse = self._coarse.copy()
+        snap._fine = self._fine.copy()
+        snap._where = dict(self._where)
+        snap._frozen = True
+        return snap
+
+    def around(self, station_id, k, accept=None, max_km=None):
+        """Nearest k other stations to a station: [(distance_km, station_id)]."""
+        pos = self.position(station_id)
+        if pos is None:
+            return []
+        if accept is None:
+            not_self = lambda sid: sid != station_id  # noqa: E731
+        else:
+            not_self = lambda sid: sid != station_id and accept(sid)  # noqa: E731
+        return self.nearest(pos[0], pos[1], k, not_self, max_km)
+
+    def nearest(self, lat, lon, k, accept=None, max_km=None):
+        """The k nearest stations as [(distance_km, station_id)], nearest first.
+
+        accept(station_id) -> bool filters; it is called only for stations that would make
+        the current best k, and the search goes on outward until k are accepted, max_km is
+        passed, or the index is exhausted.
+        """
+        lat, lon = validate_position(lat, lon)
+        if k <= 0 or not self._where:
+            return []
+        if lon >= 180.0:
+            lon -= 360.0  # one frame for the block edges
+        q = unit_vector(lat, lon)
+        limit2 = _NO_LIMIT if max_km is None else angle_to_chord2(max_km / EARTH_RADIUS_KM) * (1.0 + 1e-12)
+        heap = None
+        coarse = self._coarse
+        if len(coarse.cells.get(coarse.key(lat, lon), ())) > DENSE_CELL:
+            heap = self._fine.search(lat, lon, q, k, accept, limit2, FINE_BUDGET)
+        if heap is None:
+            heap = coarse.search(lat, lon, q, k, accept, limit2, None)
+        heap.sort(reverse=True)
+        return [(chord2_to_km(-nd2), sid) for nd2, sid in heap]
+
+
+class PublishedIndex:
+    """The latest frozen SpatialIndex, readable from any thread without a lock.
+
+    The owner swaps `current` for a new frozen snapshot; a reader takes the reference
+    once per query (an atomic attribute read) and works on an object nobody mutates.
+    """
+
+    def __init__(self, index=None):
+        self.current = index if index is not None else SpatialIndex().frozen()
+
+    def publish(self, frozen_index):
+        self.current = frozen_index
+
+    def nearest(self, lat, lon, k, accept=None, max_km=None):
+        return self.current.nearest(lat, lon, k, accept, max_km)
+
+    def around(self, station_id, k, accept=None, max_km=None):
+        return self.current.around(station_id, k, accept, max_km)
+
+    def position(self, station_id):
+        return self.current.position(station_id)
+
+    def nearby(self, k=20, max_km=None):
+        """A `nearby(station_id) -> [(km, id)]` callable for the ReservationBook."""
+        return lambda station_id: self.current.around(station_id, k, None, max_km)
+
+    def __len__(self):
+        return len(self.current)
