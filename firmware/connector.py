@@ -1,0 +1,85 @@
+"""One connector: its status (OCPP 1.6 meanings), the legal transitions, and its running session.
+
+The connector refuses an illegal transition with ``Refused(E_INVALID_STATE, ...)``;
+the charge point decides *which* transition an event asks for. The session fields
+live here so a connector is the one place to look for what it is doing.
+"""
+
+from transport.errors import E_INVALID_STATE
+
+AVAILABLE = "Available"
+RESERVED = "Reserved"
+PREPARING = "Preparing"
+CHARGING = "Charging"
+SUSPENDED_EV = "SuspendedEV"
+FINISHING = "Finishing"
+UNAVAILABLE = "Unavailable"
+FAULTED = "Faulted"
+
+# status -> the statuses it may move to
+TRANSITIONS = {
+    AVAILABLE: (RESERVED, PREPARING, UNAVAILABLE, FAULTED),
+    RESERVED: (AVAILABLE, PREPARING, UNAVAILABLE, FAULTED),
+    PREPARING: (CHARGING, AVAILABLE, RESERVED, FAULTED),
+    CHARGING: (SUSPENDED_EV, FINISHING, AVAILABLE, FAULTED),
+    SUSPENDED_EV: (CHARGING, FINISHING, AVAILABLE, FAULTED),
+    FINISHING: (AVAILABLE, RESERVED, PREPARING, UNAVAILABLE, FAULTED),
+    UNAVAILABLE: (AVAILABLE, RESERVED, FAULTED),
+    FAULTED: (AVAILABLE, UNAVAILABLE, RESERVED),
+}
+
+# Statuses with a session in progress.
+BUSY = (PREPARING, CHARGING, SUSPENDED_EV, FINISHING)
+
+
+class Refused(Exception):
+    """An event the station will not act on; `code` is a transport.errors E_* code."""
+
+    def __init__(self, code, text):
+        Exception.__init__(self, text)
+        self.code = code
+        self.text = text
+
+
+class Connector:
+    def __init__(self, number):
+        self.number = number
+        self.status = AVAILABLE
+        self.info = None  # STATUS info (fault text)
+        self.changed = True  # status not yet reported to the hub on this link
+        self.vehicle = None  # vehicle plugged in (or authorised by REMOTE_START)
+        self.remote = False  # the vehicle came with REMOTE_START, not plug(): it leaves by itself
+        self.hold = None  # the Reservation this connector shows Reserved for
+        self.pending_unavailable = False  # CHANGE_AVAILABILITY(False) waiting for the session to end
+        self.auto_leave_at = None  # wall time a simulated vehicle unplugs after Finishing
+        self.clear_session()
+
+    def clear_session(self):
+        self.session_id = None
+        self.reservation_id = None
+        self.meter_start_wh = 0
+        self.started = 0
+        self.charge = None  # charging.Charge
+        self.last_t = 0  # wall time the charge was last advanced
+        self.next_meter = 0  # wall time of the next METER
+
+    def can(self, status):
+        return status == self.status or status in TRANSITIONS[self.status]
+
+    def go(self, status, info=None):
+        """Move to `status`; raises Refused(E_INVALID_STATE) if the table forbids it."""
+        if status != self.status and status not in TRANSITIONS[self.status]:
+            raise Refused(E_INVALID_STATE, "connector %d: %s -> %s not allowed" % (self.number, self.status, status))
+        if status != self.status or info != self.info:
+            self.status = status
+            self.info = info
+            self.changed = True
+
+    @property
+    def in_session(self):
+        return self.session_id is not None
+
+    @property
+    def free(self):
+        """Available for any vehicle right now."""
+        return self.status == AVAILABLE and self.hold is None

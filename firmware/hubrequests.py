@@ -1,0 +1,158 @@
+"""Requests from the hub to a charge point: RESERVE_NOW, CANCEL_RESERVATION, REMOTE_START,
+REMOTE_STOP, CHANGE_AVAILABILITY, CONFIGURE, TRIGGER.
+
+Each handler is ``handler(cp, fields)`` and returns None or a callable that the
+charge point runs right after queueing the ACK (so the hub hears ACK first and
+then the statuses and records the request caused). ``Refused(code, text)``
+becomes an ERROR with the request's seq.
+"""
+
+from transport import kinds as K
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FOUND
+
+from firmware import config as C
+from firmware.charging import ev_check
+from firmware.connector import AVAILABLE, BUSY, FAULTED, PREPARING, RESERVED, UNAVAILABLE, Refused
+
+
+def reserve_now(cp, f):
+    rid, number, vehicle, start, end = f[0], f[1], f[2], f[3], f[4]
+    if number:
+        c = cp.connector(number)
+        if c.status in (FAULTED, UNAVAILABLE):
+            raise Refused(E_INVALID_STATE, "connector %d is %s" % (number, c.status))
+    r, old = cp.reservations.add(rid, number, vehicle, start, end, len(cp.connectors), cp.now(), cp.config["grace_s"])
+    if old is not None:
+        cp.release(old)
+    cp._log("info", "reservation %d booked: %s, connector %d, %d..%d" % (rid, vehicle, number, start, end))
+    return cp.update_holds_now
+
+
+def cancel_reservation(cp, f):
+    r = cp.reservations.get(f[0])
+    if r is None:
+        raise Refused(E_NOT_FOUND, "no reservation %d" % f[0])
+    cp.release(r)
+    cp._log("info", "reservation %d cancelled" % r.id)
+    return cp.update_holds_now
+
+
+def remote_start(cp, f):
+    number, vehicle, rid, ev = f[0], f[1], f[2], f[3]
+    if number < 0 or number > len(cp.connectors):
+        raise Refused(E_BAD_FIELD, "connector must be 0..%d" % len(cp.connectors))
+    ev_check(ev)
+    if cp.offline:
+        raise Refused(E_INVALID_STATE, "station is in offline mode")
+    c = _pick(cp, number, vehicle, rid)
+
+    def start():
+        if c.vehicle is None:
+            c.remote = True  # no cable event will come: the simulated vehicle leaves by itself
+        cp.start_session(c, vehicle, rid, ev, cp.now())
+
+    return start
+
+
+def _pick(cp, number, vehicle, rid):
+    if number:
+        c = cp.connectors[number - 1]
+        _check_start(cp, c, vehicle, rid)
+        return c
+    for c in cp.connectors:
+        if c.status == RESERVED and c.hold.vehicle == vehicle:
+            return c
+    for c in cp.connectors:
+        if c.status == PREPARING and c.vehicle == vehicle and c.charge is None:
+            return c
+    for c in cp.connectors:
+        if c.free:
+            _check_start(cp, c, vehicle, rid)
+            return c
+    raise Refused(E_INVALID_STATE, "no free connector")
+
+
+def _check_start(cp, c, vehicle, rid):
+    if c.status == RESERVED:
+        if c.hold.vehicle != vehicle:
+            raise Refused(E_FORBIDDEN, "connector %d is reserved for another vehicle" % c.number)
+    elif c.status == PREPARING and c.charge is None:
+        if c.vehicle is not None and c.vehicle != vehicle:
+            raise Refused(E_FORBIDDEN, "another vehicle is plugged into connector %d" % c.number)
+    elif c.status != AVAILABLE:
+        raise Refused(E_INVALID_STATE, "connector %d is %s" % (c.number, c.status))
+    if rid is not None:
+        r = cp.reservations.get(rid)
+        if r is not None and r.vehicle != vehicle:
+            raise Refused(E_FORBIDDEN, "reservation %d belongs to another vehicle" % rid)
+
+
+def remote_stop(cp, f):
+    sid = f[0]
+    for c in cp.connectors:
+        if c.session_id == sid:
+
+            def stop():
+                cp.end_session(c, "Remote", cp.now())
+
+            return stop
+    raise Refused(E_NOT_FOUND, "no running session %s" % sid)
+
+
+def change_availability(cp, f):
+    number, available = f[0], f[1]
+    targets = cp.connectors if number == 0 else [cp.connector(number)]
+    for c in targets:
+        if available:
+            c.pending_unavailable = False
+            if c.status == UNAVAILABLE:
+                cp.set_status(c, AVAILABLE)
+        elif c.status in BUSY:
+            c.pending_unavailable = True  # after the session, like OCPP's "Scheduled"
+        elif c.status != UNAVAILABLE:
+            cp.unhold(c)
+            cp.set_status(c, UNAVAILABLE)
+    return cp.update_holds_now
+
+
+def configure(cp, f):
+    key, value = f[0], f[1]
+    if key not in C.RUNTIME_KEYS:
+        raise Refused(E_BAD_FIELD, "unknown configuration key %r (known: %s)" % (key, ", ".join(C.RUNTIME_KEYS)))
+    try:
+        value = C.check(key, value)
+    except ValueError as exc:
+        raise Refused(E_BAD_FIELD, str(exc))
+    cp.config[key] = value
+    if key == "heartbeat_s" and cp.session is not None:
+        cp.session.heartbeat_s = value
+    elif key == "offline_after_s":
+        cp.link.offline_after_s = value
+    elif key == "max_kw" or key == "offline_power_kw":
+        cp.apply_limits()
+    cp._log("info", "configured %s = %r" % (key, value))
+    if cp.on_config is not None:
+        cp.on_config(key, value)
+    return None
+
+
+def trigger(cp, f):
+    what = f[0]
+    if what == "boot":
+        return cp.send_boot
+    if what == "status":
+        return cp.report_all
+    if what == "meter":
+        return cp.meter_all
+    raise Refused(E_BAD_FIELD, "trigger must be boot, status or meter")
+
+
+HANDLERS = {
+    K.RESERVE_NOW: reserve_now,
+    K.CANCEL_RESERVATION: cancel_reservation,
+    K.REMOTE_START: remote_start,
+    K.REMOTE_STOP: remote_stop,
+    K.CHANGE_AVAILABILITY: change_availability,
+    K.CONFIGURE: configure,
+    K.TRIGGER: trigger,
+}

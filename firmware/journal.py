@@ -1,0 +1,169 @@
+"""Session records kept on flash until the hub acknowledges them.
+
+One small text file, one JSON array per line, appended and compacted:
+
+    ["N", counter, [meter_wh, ...]]     station counters (session counter, meter registers)
+    [23, "CP-1-7-a1b2c3", 1, ...]       a SESSION_START / SESSION_END record: kind, fields
+    ["A", 24, "CP-1-7-a1b2c3"]          the hub acknowledged that record
+
+Loading replays the lines: a record stays pending until its ack line. A torn last
+line (power cut while appending) is skipped. Compaction writes the pending records
+and the counters to ``path + ".tmp"`` and renames it over the journal; if the
+rename needs the old file removed first (FAT), a crash in between leaves the
+.tmp, which loading then uses. open/os.rename/os.remove exist on both runtimes.
+"""
+
+import json
+import os
+
+COMPACT_AFTER = 48  # appended lines before the file is rewritten
+
+
+class Journal:
+    def __init__(self, path=None, connectors=1):
+        self.path = path  # None: kept in memory only (tests, throwaway simulations)
+        self.counter = 0
+        self.meters = [0] * connectors
+        self._pending = []  # [kind, fields] in the order they were written
+        self._lines = 0
+        self.skipped = 0  # unreadable lines found on load
+        if path is not None:
+            self._load()
+
+    # --- reading ---------------------------------------------------------------
+
+    def _load(self):
+        path = self.path
+        src = path
+        if not _exists(path):
+            if not _exists(path + ".tmp"):
+                return
+            src = path + ".tmp"
+        acked = 0
+        with open(src, "r") as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    self.skipped += 1
+                    continue
+                self._lines += 1
+                if type(rec) is not list or not rec:
+                    self.skipped += 1
+                    continue
+                tag = rec[0]
+                if tag == "N" and len(rec) >= 3:
+                    self.counter = rec[1]
+                    m = rec[2]
+                    for i in range(min(len(m), len(self.meters))):
+                        self.meters[i] = m[i]
+                elif tag == "A" and len(rec) >= 3:
+                    if self._drop(rec[1], rec[2]):
+                        acked += 1
+                elif type(tag) is int and len(rec) == 2 and type(rec[1]) is list and rec[1]:
+                    self._pending.append([tag, rec[1]])
+                else:
+                    self.skipped += 1
+        if src != path or acked or self.skipped:
+            self.compact()
+
+    def pending(self):
+        """The unacknowledged records, oldest first, as [kind, fields] (do not modify)."""
+        return self._pending
+
+    def is_pending(self, kind, session_id):
+        return self._find(kind, session_id) >= 0
+
+    def _find(self, kind, session_id):
+        p = self._pending
+        for i in range(len(p)):
+            if p[i][0] == kind and p[i][1][0] == session_id:
+                return i
+        return -1
+
+    def _drop(self, kind, session_id):
+        i = self._find(kind, session_id)
+        if i < 0:
+            return False
+        self._pending.pop(i)
+        return True
+
+    # --- writing ---------------------------------------------------------------
+
+    def next_number(self):
+        """A fresh session number, persisted before it is used."""
+        self.counter += 1
+        self._append(["N", self.counter, self.meters])
+        return self.counter
+
+    def add(self, kind, fields, meters=False):
+        """Keep a record until it is acked; with meters=True the meter registers are saved too."""
+        fields = list(fields)
+        if self._find(kind, fields[0]) < 0:
+            self._pending.append([kind, fields])
+            if meters:
+                self._append(["N", self.counter, self.meters], [kind, fields])
+            else:
+                self._append([kind, fields])
+
+    def ack(self, kind, session_id):
+        """The hub has the record; forget it. Returns False if it was not pending (a duplicate ack)."""
+        if not self._drop(kind, session_id):
+            return False
+        if self.path is not None:
+            if not self._pending or self._lines >= COMPACT_AFTER:
+                self.compact()
+            else:
+                self._append(["A", kind, session_id])
+        return True
+
+    def _append(self, rec, rec2=None):
+        if self.path is None:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec))
+            f.write("\n")
+            self._lines += 1
+            if rec2 is not None:
+                f.write(json.dumps(rec2))
+                f.write("\n")
+                self._lines += 1
+            _sync(f)
+
+    def compact(self):
+        """Rewrite the file with only the counters and the pending records."""
+        if self.path is None:
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(["N", self.counter, self.meters]))
+            f.write("\n")
+            for kind, fields in self._pending:
+                f.write(json.dumps([kind, fields]))
+                f.write("\n")
+            _sync(f)
+        try:
+            os.rename(tmp, self.path)
+        except OSError:
+            # A filesystem that will not rename over a file (FAT): loading falls back to .tmp.
+            os.remove(self.path)
+            os.rename(tmp, self.path)
+        self._lines = 1 + len(self._pending)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _sync(f):
+    f.flush()
+    fsync = getattr(os, "fsync", None)  # CPython: make the record durable before it is sent
+    if fsync is not None:
+        fsync(f.fileno())
