@@ -211,6 +211,9 @@ class Store:
         ).fetchone()
         return None if row is None else _station_dict(row)
 
+    def station_count(self):
+        return self._db.execute("SELECT COUNT(*) FROM stations").fetchone()[0]
+
     def all_stations(self):
         rows = self._db.execute("SELECT id, lat, lon, connectors, max_kw, created FROM stations ORDER BY id")
         return [_station_dict(r) for r in rows]

@@ -199,3 +199,16 @@ def test_silence_for_three_heartbeats_is_reported_once():
     clock.t += 91
     assert any(isinstance(e, PeerSilent) for e in server.tick())
     assert not any(isinstance(e, PeerSilent) for e in server.tick())
+
+
+def test_a_peer_request_with_the_same_seq_as_ours_does_not_steal_our_reply():
+    _, client, server = pair()
+    client.start()
+    pump(client, server)
+    seq = client.request(K.BOOT, -12.2, -38.9, 1, 22.0, "fw")
+    client.take_outgoing()
+    # The hub's own request happens to use the same number.
+    events = client.receive([K.RESERVE_NOW, seq, 7, 0, "V-1", 100, 200])
+    assert isinstance(events[0], Message) and events[0].kind == K.RESERVE_NOW
+    events = client.receive([K.ACK, seq])
+    assert isinstance(events[0], Reply) and events[0].request_kind == K.BOOT

@@ -259,8 +259,10 @@ class _Session:
         if kind in (K.HELLO, K.CHALLENGE, K.AUTH, K.WELCOME):
             self.send_error(E_AUTH_FAILED, "handshake already done (replayed %s refused)" % K.kind_name(kind), seq)
             return []
-        pending = self._pending.pop(seq, None) if seq else None
-        if pending is not None and kind in _REPLY_KINDS:
+        # Each side numbers its own requests, so a peer's request may carry the same seq as one
+        # of ours: only a reply kind can answer a pending request.
+        pending = self._pending.pop(seq, None) if seq and kind in _REPLY_KINDS else None
+        if pending is not None:
             if kind == K.ERROR:
                 self.errors_received += 1
             return [Reply(kind, seq, fields, pending[0])]

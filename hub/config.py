@@ -1,0 +1,48 @@
+"""Hub settings: defaults, overridden by a TOML file, overridden by command-line flags."""
+
+import tomllib
+
+DEFAULTS = {
+    "listen": "tcp://127.0.0.1:7878",
+    "db": "evhub.db",
+    "heartbeat_s": 30,  # stations ping this often; 3 missed = Offline
+    "request_timeout_s": 15,
+    "max_links": 20000,
+    "max_outbox_bytes": 1 << 20,  # a link whose unsent bytes exceed this is a slow reader: cut off
+    "max_frame": 1 << 20,
+    "handshake_timeout_s": 10,  # a link that has not authenticated by then is closed (slow-loris)
+    "max_bad_messages": 20,  # protocol errors tolerated on one link before it is dropped
+    "no_show_grace_s": 600,
+    "session_estimate_min": 45,  # expected length of a session with no reservation, for "Free in X min"
+    "open_loopback_reads": True,  # operator read-only role without a key from 127.0.0.1
+    "speedup": 1.0,  # simulated time runs this many times faster (the laptop simulation)
+    "epoch0": None,  # simulated time origin shared by every process of a simulation
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load(path=None, overrides=None):
+    cfg = dict(DEFAULTS)
+    if path:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError("cannot read config %s: %s" % (path, exc.strerror)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config %s is not valid TOML: %s" % (path, exc)) from None
+        data = data.get("hub", data)
+        unknown = sorted(set(data) - set(DEFAULTS))
+        if unknown:
+            raise ConfigError("config %s: unknown settings %s" % (path, ", ".join(unknown)))
+        for key, value in data.items():
+            if type(value) is not type(DEFAULTS[key]) and not (isinstance(DEFAULTS[key], float) and isinstance(value, int)):
+                raise ConfigError("config %s: %s must be %s" % (path, key, type(DEFAULTS[key]).__name__))
+            cfg[key] = value
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            cfg[key] = value
+    return cfg

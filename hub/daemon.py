@@ -1,0 +1,110 @@
+"""The hub daemon: store, actors, gateway; clean shutdown on SIGTERM/SIGINT."""
+
+import asyncio
+import logging
+import signal
+import time
+
+import pykka
+
+from hub.actors import LocatorActor, ReservationBookActor
+from hub.clock import HubClock
+from hub.gateway import Gateway
+from hub.keys import KeyLookup
+from hub.registry import StationRegistry
+from hub.router import Router
+from hub.store import Store
+from hub.tracker import VehicleTracker
+from transport.tcp_link import parse_hub_url
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    """Everything a running hub is made of; `run()` blocks until stopped."""
+
+    def __init__(self, config, serial_urls=()):
+        self.config = config
+        self.serial_urls = list(serial_urls)
+        self.clock = HubClock(config["speedup"], config.get("epoch0"))
+        self.loop = None
+        self.gateway = None
+        self.ready = None  # set once listening; .port then holds the TCP port
+        self.port = None
+        self._stopping = None
+
+    def _start_actors(self):
+        db = self.config["db"]
+        Store(db).close()  # create the schema once, before the actors open their own connections
+        self.locator = LocatorActor.start()
+        self.tracker = VehicleTracker.start()
+        self.registry_actor = None
+        self.outbox_proxy = _LateOutbox()
+        self.registry = StationRegistry.start(lambda: Store(db), self.outbox_proxy, self.clock, self.config, None, self.locator)
+        self.book = ReservationBookActor.start(
+            db, self.outbox_proxy, clock=self.clock, registry=self.registry, locator=self.locator,
+            grace_s=self.config["no_show_grace_s"],
+        )
+        self.registry.tell(("set_book", self.book))
+
+    async def _serve(self):
+        self.loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._start_actors()
+        index = self.locator.proxy().snapshot_source().get()
+        router = Router(self.registry, self.book, self.tracker, index, self.clock, self.config)
+        router.registry_view = self.registry.proxy().view.get()
+        self.keys = KeyLookup(self.config)
+        self.gateway = Gateway(self.loop, router, self.keys.lookup, self.config, time.monotonic, self.clock)
+        self.outbox_proxy.target = self.gateway.outbox
+        host, port = parse_hub_url(self.config["listen"])
+        await self.gateway.start(host, port, self.serial_urls)
+        self.port = self.gateway.port
+        log.info("hub listening on tcp://%s:%d (db %s)%s", host, self.port, self.config["db"],
+                 "".join(" serial %s" % u for u in self.serial_urls))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.loop.add_signal_handler(sig, self._stopping.set)
+            except (ValueError, RuntimeError):  # not the main thread (tests run the hub in a thread)
+                pass
+        if self.ready is not None:
+            self.ready.set()
+        await self._stopping.wait()
+        log.info("hub stopping: closing links, flushing the store")
+        await self.gateway.stop()
+
+    def stop(self):
+        if self.loop is not None and self._stopping is not None:
+            self.loop.call_soon_threadsafe(self._stopping.set)
+
+    def run(self):
+        try:
+            asyncio.run(self._serve())
+        finally:
+            # Stopping the actors closes their sqlite connections; WAL commits are already durable.
+            pykka.ActorRegistry.stop_all(block=True, timeout=10)
+            log.info("hub stopped")
+
+
+class _LateOutbox:
+    """The actors start before the gateway exists; they get this, which forwards once it does."""
+
+    target = None
+
+    def send(self, link_id, msg):
+        if self.target is not None:
+            self.target.send(link_id, msg)
+
+    def send_to_peer(self, role, peer_id, msg):
+        if self.target is not None:
+            self.target.send_to_peer(role, peer_id, msg)
+
+    def request(self, role, peer_id, kind, fields, actor_ref, tag):
+        if self.target is not None:
+            self.target.request(role, peer_id, kind, fields, actor_ref, tag)
+        elif actor_ref is not None:
+            actor_ref.tell(("reply", tag, None))
+
+    def close_link(self, link_id):
+        if self.target is not None:
+            self.target.close_link(link_id)

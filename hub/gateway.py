@@ -1,0 +1,248 @@
+"""The gateway: one asyncio loop owns every socket and serial line.
+
+Bytes become messages in `Link`; messages go to the actors by `tell` (through
+the router); actors answer through `Outbox`, which hops back into the loop and
+writes one batch per link per wakeup. A link whose unsent bytes pass
+`max_outbox_bytes` is a slow reader and is cut off: it never stalls the others.
+"""
+
+import asyncio
+import collections
+import logging
+import threading
+
+from transport.framing import SerialFramer, StreamFramer
+
+from hub.link import Link
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Thread-safe: actors call send/send_to_peer/request from their threads."""
+
+    def __init__(self, gateway):
+        self._gateway = gateway
+        self._queue = collections.deque()
+        self._scheduled = False
+        self._lock = threading.Lock()
+
+    def _post(self, item):
+        with self._lock:
+            self._queue.append(item)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._gateway.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # loop closed during shutdown: nobody left to tell
+            pass
+
+    def send(self, link_id, msg):
+        self._post((0, link_id, msg))
+
+    def send_to_peer(self, role, peer_id, msg):
+        self._post((1, (role, peer_id), msg))
+
+    def request(self, role, peer_id, kind, fields, actor_ref, tag):
+        """A hub->peer request; the peer's reply (or None on timeout/no link) is told to actor_ref
+        as ("reply", tag, (kind, fields) | None)."""
+        self._post((2, (role, peer_id), (kind, fields, actor_ref, tag)))
+
+    def close_link(self, link_id):
+        self._post((3, link_id, None))
+
+    def _drain(self):
+        with self._lock:
+            items = self._queue
+            self._queue = collections.deque()
+            self._scheduled = False
+        gw = self._gateway
+        touched = {}
+        for op, target, payload in items:
+            if op == 0:
+                link = gw.links.get(target)
+            else:
+                link = gw.links.get(gw.peers.get(target))
+            if link is None or link.closed:
+                if op == 2:
+                    payload[2].tell(("reply", payload[3], None))
+                continue
+            if op == 0 or op == 1:
+                link.send(payload)
+            elif op == 2:
+                link.request(payload[0], payload[1], payload[2], payload[3])
+            else:
+                link.shutdown()
+                continue
+            touched[link.id] = link
+        for link in touched.values():
+            link.flush()
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, gateway):
+        self.gateway = gateway
+        self.link = None
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        gw = self.gateway
+        if len(gw.links) >= gw.config["max_links"]:
+            gw.router.count("refused_links")
+            log.warning("refusing %s: %d links is the limit", transport.get_extra_info("peername"), len(gw.links))
+            transport.abort()
+            return
+        peer = transport.get_extra_info("peername")
+        address = "%s:%s" % (peer[0], peer[1]) if peer else "?"
+        self.link = gw.new_link(StreamFramer(gw.config["max_frame"]), self._write, transport.close, address)
+
+    def _write(self, data):
+        t = self.transport
+        t.write(data)
+        if t.get_write_buffer_size() > self.gateway.config["max_outbox_bytes"]:
+            log.warning("%s: slow reader (%d bytes unsent), disconnecting", self.link.label, t.get_write_buffer_size())
+            self.gateway.router.count("slow_readers_cut")
+            self.link.closed = True
+            t.abort()
+
+    def data_received(self, data):
+        if self.link is not None:
+            self.link.data_received(data)
+
+    def connection_lost(self, exc):
+        if self.link is not None:
+            self.link.closed = True
+            self.gateway.drop_link(self.link)
+
+
+class SerialLine:
+    """A charge point on a serial line (any pyserial URL). A reader thread hands bytes to the
+    loop, so the loop still owns the link; writes happen in the loop thread."""
+
+    def __init__(self, gateway, url, baudrate=115200):
+        import serial  # CPython adapter only
+
+        self.gateway = gateway
+        self.url = url
+        self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.2)
+        self.link = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._reader, name="serial:%s" % url, daemon=True)
+
+    def start(self):
+        self._new_link()
+        self._thread.start()
+
+    def _new_link(self):
+        self.link = self.gateway.new_link(SerialFramer(), self.port.write, self._link_closed, "serial:" + self.url)
+
+    def _link_closed(self):
+        # The wire stays: a refused or dropped session is followed by a fresh one on the same line.
+        self.gateway.drop_link(self.link)
+        if not self._stop.is_set():
+            self.gateway.loop.call_soon(self._new_link)
+
+    def _reader(self):
+        loop = self.gateway.loop
+        while not self._stop.is_set():
+            try:
+                data = self.port.read(max(1, self.port.in_waiting or 1))
+            except Exception as exc:  # unplugged adapter: log and keep the hub up
+                log.error("serial %s: read failed: %s", self.url, exc)
+                self._stop.wait(1.0)
+                continue
+            if data:
+                loop.call_soon_threadsafe(self._feed, data)
+
+    def _feed(self, data):
+        if self.link is not None and not self.link.closed:
+            self.link.data_received(data)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.port.close()
+
+
+class Gateway:
+    def __init__(self, loop, router, lookup_key, config, clock, wall):
+        self.loop = loop
+        self.router = router
+        self.lookup_key = lookup_key
+        self.config = config
+        self.clock = clock
+        self.wall = wall
+        self.links = {}
+        self.peers = {}  # (role, id) -> link id of its current authenticated link
+        self._next_id = 1
+        self.outbox = Outbox(self)
+        self.server = None
+        self.serial_lines = []
+        self._ticker = None
+        router.attach(self)
+
+    def new_link(self, framer, write, close, address):
+        link_id = self._next_id
+        self._next_id += 1
+        link = Link(link_id, framer, write, close, self.router, self.lookup_key, self.config, self.clock, self.wall, address)
+        self.links[link_id] = link
+        self.router.count("links_opened")
+        return link
+
+    def bind_peer(self, link):
+        key = (link.session.role, link.session.peer_id)
+        old = self.links.get(self.peers.get(key))
+        self.peers[key] = link.id
+        if old is not None and old is not link:
+            log.info("%s: a newer link replaces link %d", link.label, old.id)
+            old.shutdown()
+
+    def drop_link(self, link):
+        if self.links.pop(link.id, None) is None:
+            return
+        link.closed = True
+        key = (link.session.role, link.session.peer_id)
+        if self.peers.get(key) == link.id:
+            del self.peers[key]
+            self.router.peer_down(link)
+        for actor_ref, tag in link.reply_tags.values():
+            actor_ref.tell(("reply", tag, None))
+        link.reply_tags.clear()
+
+    async def start(self, host, port, serial_urls=()):
+        self.server = await self.loop.create_server(lambda: _TcpProtocol(self), host, port, backlog=4096, reuse_address=True)
+        for url in serial_urls:
+            line = SerialLine(self, url)
+            line.start()
+            self.serial_lines.append(line)
+        self._ticker = self.loop.create_task(self._tick_forever())
+
+    @property
+    def port(self):
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _tick_forever(self):
+        handshake_timeout = self.config["handshake_timeout_s"]
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.clock()
+            for link in list(self.links.values()):
+                if not link.session.authenticated and now - link.opened_at > handshake_timeout:
+                    log.info("%s: no handshake after %d s, closing", link.label, handshake_timeout)
+                    self.router.count("handshake_timeouts")
+                    link.shutdown()
+                    continue
+                link.tick(now)
+            self.router.tick()
+
+    async def stop(self):
+        if self._ticker:
+            self._ticker.cancel()
+        if self.server:
+            self.server.close()
+        for link in list(self.links.values()):
+            link.shutdown()
+        for line in self.serial_lines:
+            line.stop()

@@ -1,0 +1,155 @@
+"""One link to the hub, independent of how its bytes travel (TCP or serial).
+
+A Link owns a framer, a ServerSession and counters; the gateway's I/O loop feeds
+it bytes and gives it a `write(bytes)` and a `close()`; everything else it hands
+to the router. All methods run in the I/O loop thread.
+"""
+
+import logging
+
+from transport import kinds as K
+from transport.codec import packb, unpackb
+from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
+from transport.session import Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
+
+log = logging.getLogger(__name__)
+
+
+class Link:
+    def __init__(self, link_id, framer, write, close, router, lookup_key, config, clock, wall, address):
+        self.id = link_id
+        self.framer = framer
+        self._write = write
+        self._close = close
+        self.router = router
+        self.address = address
+        self.session = ServerSession(
+            lookup_key,
+            clock=clock,
+            wall=wall,
+            heartbeat_s=config["heartbeat_s"],
+            request_timeout_s=config["request_timeout_s"],
+        )
+        self.max_bad = config["max_bad_messages"]
+        self.bad_messages = 0
+        self.frames_in = 0
+        self.frames_out = 0
+        self.closed = False
+        self.opened_at = clock()
+        self.reply_tags = {}  # seq of a hub->peer request -> (actor_ref, tag) awaiting its reply
+
+    @property
+    def label(self):
+        """What every log line about this link starts with: the device id once known."""
+        s = self.session
+        return "%s %s" % (s.role, s.peer_id) if s.peer_id else "link %d (%s)" % (self.id, self.address)
+
+    # --- bytes in -------------------------------------------------------------
+
+    def data_received(self, data):
+        if self.closed:
+            return
+        try:
+            payloads = self.framer.feed(data)
+        except FrameError as exc:
+            log.warning("%s: framing error, closing: %s", self.label, exc)
+            self.session.send_error(E_TOO_LARGE, str(exc))
+            self.shutdown()
+            return
+        for payload in payloads:
+            self.frames_in += 1
+            try:
+                obj = unpackb(payload)
+            except CodecError as exc:
+                self._bad(E_MALFORMED, "undecodable msgpack: %s" % exc)
+                continue
+            for event in self.session.receive(obj):
+                self._on_event(event)
+            if self.closed:
+                return
+        self.flush()
+
+    def _bad(self, code, text):
+        self.session.send_error(code, text)
+        self._count_bad(text)
+
+    def _count_bad(self, text):
+        self.bad_messages += 1
+        self.router.count("bad_messages")
+        if self.bad_messages >= self.max_bad:
+            log.warning("%s: %d bad messages, disconnecting (last: %s)", self.label, self.bad_messages, text)
+            self.shutdown()
+
+    def _on_event(self, event):
+        if isinstance(event, Message):
+            if event.kind == K.ERROR:
+                log.info("%s: error from peer: %s", self.label, event.fields)
+                return
+            try:
+                self.router.dispatch(self, event.kind, event.seq, event.fields)
+            except ProtocolError as exc:
+                self.session.send_error(exc.code, exc.text, event.seq)
+                self._count_bad(exc.text)
+            except Exception:  # a hub bug must not take the link or the loop down
+                log.exception("%s: internal error handling %s", self.label, K.kind_name(event.kind))
+                self.session.send_error(E_INTERNAL, "internal error", event.seq)
+        elif isinstance(event, Reply):
+            self._route_reply(event.seq, event)
+        elif isinstance(event, Timeout):
+            self._route_reply(event.seq, None)
+        elif isinstance(event, Authenticated):
+            log.info("%s: authenticated from %s", self.label, self.address)
+            self.router.peer_up(self)
+        elif isinstance(event, PeerSilent):
+            log.warning("%s: silent for %.0f s", self.label, event.silent_s)
+            self.router.peer_silent(self)
+        elif isinstance(event, Closed):
+            log.warning("%s: refused: %s", self.label, event.text)
+            self.router.count("auth_failures" if event.code == E_AUTH_FAILED else "handshake_errors")
+            self.shutdown()
+
+    def _route_reply(self, seq, reply):
+        waiter = self.reply_tags.pop(seq, None)
+        if waiter is not None:
+            actor_ref, tag = waiter
+            actor_ref.tell(("reply", tag, None if reply is None else (reply.kind, reply.fields)))
+
+    # --- messages out ------------------------------------------------------------
+
+    def send(self, msg):
+        """Queue an already built message (from the outbox); flushed by the caller."""
+        self.session._queue(msg)
+
+    def request(self, kind, fields, actor_ref, tag):
+        seq = self.session.request(kind, *fields)
+        if actor_ref is not None:
+            self.reply_tags[seq] = (actor_ref, tag)
+        return seq
+
+    def flush(self):
+        out = self.session.take_outgoing()
+        if not out or self.closed:
+            return
+        encode = self.framer.encode
+        self.frames_out += len(out)
+        if len(out) == 1:
+            self._write(encode(packb(out[0])))
+        else:
+            self._write(b"".join([encode(packb(m)) for m in out]))
+
+    def tick(self, now):
+        if self.closed:
+            return
+        for event in self.session.tick():
+            self._on_event(event)
+        self.flush()
+
+    def shutdown(self):
+        if self.closed:
+            return
+        self.flush()
+        self.closed = True
+        for actor_ref, tag in self.reply_tags.values():
+            actor_ref.tell(("reply", tag, None))
+        self.reply_tags.clear()
+        self._close()

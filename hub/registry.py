@@ -1,0 +1,419 @@
+"""StationRegistry: what every charge point is, says and is doing.
+
+Owns: boot info, per-connector status, liveness, live sessions and the
+upcoming reservation windows per station (told by the ReservationBook), from
+which it derives the status shown to drivers (Available, Occupied, Reserved,
+Offline, Unavailable, Faulted) and "Free in X min".
+
+It publishes `view`: station id -> StationView tuple, replaced entry by entry
+(a dict item assignment is atomic), so the gateway answers nearest and list
+queries from the I/O loop without asking this actor anything.
+
+Session records are written to the store before the station gets its ACK, so
+an acknowledged COMPLETE is never lost; a replayed SESSION_END is ACKed again
+and changes nothing.
+"""
+
+import collections
+import logging
+import math
+
+import pykka
+
+from transport import kinds as K
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
+from transport.messages import make
+
+log = logging.getLogger(__name__)
+
+StationView = collections.namedtuple(
+    "StationView", "id lat lon status free_in_min free_at connectors max_kw online last_seen connector_status"
+)
+
+OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "Finishing")
+
+
+def display_status(online, connector_status):
+    """The one word a driver sees for a station, from its connectors' statuses."""
+    if not online:
+        return "Offline"
+    statuses = list(connector_status.values())
+    if not statuses:
+        return "Available"
+    if "Available" in statuses:
+        return "Available"
+    if all(s == "Faulted" for s in statuses):
+        return "Faulted"
+    if all(s in ("Unavailable", "Faulted") for s in statuses):
+        return "Unavailable"
+    if "Reserved" in statuses:
+        return "Reserved"
+    return "Occupied"
+
+
+class _Station:
+    __slots__ = (
+        "id", "lat", "lon", "connectors", "max_kw", "online", "last_seen", "firmware",
+        "connector_status", "sessions", "windows",
+    )
+
+    def __init__(self, station_id, lat, lon, connectors, max_kw):
+        self.id = station_id
+        self.lat = lat
+        self.lon = lon
+        self.connectors = connectors
+        self.max_kw = max_kw
+        self.online = False
+        self.last_seen = None
+        self.firmware = None
+        self.connector_status = {n: "Unavailable" for n in range(1, connectors + 1)}
+        self.sessions = {}  # session_id -> dict(connector, vehicle_id, reservation_id, started, expected_end, energy_wh, power_w)
+        self.windows = {}  # reservation_id -> (vehicle_id, start, end)
+
+
+class StationRegistry(pykka.ThreadingActor):
+    def __init__(self, store_factory, outbox, clock, config, book=None, locator=None):
+        super().__init__()
+        self._store_factory = store_factory
+        self.store = None
+        self.outbox = outbox
+        self.clock = clock
+        self.config = config
+        self.book = book
+        self.locator = locator
+        self.stations = {}
+        self.view = {}
+        self._pending = {}  # reply tag -> what to do with the station's answer
+        self._next_tag = 1
+        self.energy_wh_total = 0
+        self.sessions_completed = 0
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def on_start(self):
+        self.store = self._store_factory()  # the sqlite connection belongs to this thread
+        for row in self.store.all_stations():
+            self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
+        log.info("registry: %d provisioned stations", len(self.stations))
+
+    def on_stop(self):
+        if self.store is not None:
+            self.store.close()
+
+    def on_failure(self, exc_type, exc_value, tb):
+        log.error("registry crashed: %s", exc_value)
+
+    def _on_set_book(self, book):
+        self.book = book
+
+    def _learn(self, station_id, lat, lon, connectors, max_kw):
+        st = self.stations.get(station_id)
+        if st is None:
+            st = _Station(station_id, lat, lon, connectors, max_kw)
+            self.stations[station_id] = st
+        else:
+            st.lat, st.lon, st.max_kw = lat, lon, max_kw
+            if connectors != st.connectors:
+                st.connectors = connectors
+                st.connector_status = {n: st.connector_status.get(n, "Unavailable") for n in range(1, connectors + 1)}
+        if self.locator is not None:
+            self.locator.tell(("upsert", station_id, lat, lon))
+        if self.book is not None:
+            self.book.tell(("station", station_id, st.connectors))
+        self._publish(st)
+        return st
+
+    # --- derived view ------------------------------------------------------------------
+
+    def _publish(self, st):
+        now = self.clock()
+        status = display_status(st.online, st.connector_status)
+        free_at = None
+        if status == "Occupied":
+            ends = [s["expected_end"] for s in st.sessions.values()]
+            free_at = min(ends) if ends else now + self.config["session_estimate_min"] * 60
+        elif status == "Reserved":
+            current = [w[2] for w in st.windows.values() if w[1] - 3600 <= now]
+            free_at = min(current) if current else None
+        free_in = None if free_at is None else max(1, int(math.ceil((free_at - now) / 60.0)))
+        if status == "Available":
+            free_in = 0
+        self.view[st.id] = StationView(
+            st.id, st.lat, st.lon, status, free_in, free_at, st.connectors, st.max_kw, st.online, st.last_seen,
+            dict(st.connector_status),
+        )
+
+    # --- messages --------------------------------------------------------------------------
+
+    def on_receive(self, message):
+        op = message[0]
+        handler = self._handlers.get(op)
+        if handler is None:
+            log.error("registry: unknown message %r", op)
+            return None
+        return handler(self, *message[1:])
+
+    def _ack(self, link_id, seq):
+        self.outbox.send(link_id, make(K.ACK, seq))
+
+    def _error(self, link_id, seq, code, text):
+        self.outbox.send(link_id, make(K.ERROR, seq, code, text))
+
+    def _station(self, station_id, link_id, seq):
+        st = self._known(station_id)
+        if st is None:
+            self._error(link_id, seq, E_NOT_FOUND, "station %s is not provisioned" % station_id)
+        return st
+
+    def _on_online(self, station_id):
+        st = self._known(station_id)
+        if st is None:
+            return
+        st.online = True
+        st.last_seen = self.clock()
+        self._publish(st)
+        # Tell the station about reservations it must honour (it may have rebooted and forgotten).
+        for rid, (vehicle_id, start, end) in st.windows.items():
+            self._request_station(st.id, K.RESERVE_NOW, [rid, 0, vehicle_id, int(start), int(end)], None)
+
+    def _on_offline(self, station_id, why):
+        st = self.stations.get(station_id)
+        if st is None:
+            return
+        if st.online:
+            log.warning("station %s: offline (%s)", station_id, why)
+        st.online = False
+        self._publish(st)
+
+    def _on_boot(self, station_id, link_id, seq, fields):
+        lat, lon, connectors, max_kw, firmware = fields
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > 16 or max_kw <= 0:
+            self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..16) or max_kw out of range")
+            return
+        st = self.stations.get(station_id) or self._learn(station_id, lat, lon, connectors, max_kw)
+        if st.connectors != connectors or st.max_kw != max_kw:
+            self._learn(station_id, st.lat, st.lon, connectors, max_kw)
+        st.firmware = firmware
+        st.online = True
+        st.last_seen = self.clock()
+        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, firmware, connectors, max_kw)
+        self._publish(st)
+        self._ack(link_id, seq)
+
+    def _on_status(self, station_id, link_id, seq, fields):
+        connector, status, info = fields
+        st = self._station(station_id, link_id, seq)
+        if st is None:
+            return
+        if status not in K.CONNECTOR_STATUSES:
+            self._error(link_id, seq, E_BAD_FIELD, "status %r is not one of %s" % (status, ", ".join(K.CONNECTOR_STATUSES)))
+            return
+        if connector < 1 or connector > st.connectors:
+            self._error(link_id, seq, E_BAD_FIELD, "connector %d does not exist (1..%d)" % (connector, st.connectors))
+            return
+        old = st.connector_status.get(connector)
+        st.connector_status[connector] = status
+        st.last_seen = self.clock()
+        st.online = True
+        if old != status:
+            log.info("station %s: connector %d %s -> %s%s", station_id, connector, old, status, " (%s)" % info if info else "")
+        self._publish(st)
+        self._ack(link_id, seq)
+
+    def _on_meter(self, station_id, link_id, seq, fields):
+        connector, session_id, energy_wh, power_w, when = fields
+        st = self.stations.get(station_id)
+        if st is None:
+            return
+        st.last_seen = self.clock()
+        s = st.sessions.get(session_id) if session_id else None
+        if s is None:
+            return
+        s["energy_wh"] = energy_wh
+        s["power_w"] = power_w
+        self.outbox.send_to_peer(
+            "vehicle", s["vehicle_id"], make(K.CHARGE_PROGRESS, 0, session_id, station_id, energy_wh, power_w)
+        )
+
+    def _expected_end(self, st, reservation_id, started):
+        window = st.windows.get(reservation_id) if reservation_id is not None else None
+        if window is not None and window[2] > started:
+            return window[2]
+        return started + self.config["session_estimate_min"] * 60
+
+    def _on_session_start(self, station_id, link_id, seq, fields):
+        session_id, connector, vehicle_id, reservation_id, meter_start, started = fields
+        st = self._station(station_id, link_id, seq)
+        if st is None:
+            return
+        if connector < 1 or connector > st.connectors:
+            self._error(link_id, seq, E_BAD_FIELD, "connector %d does not exist" % connector)
+            return
+        first = self.store.record_session_start(session_id, station_id, connector, vehicle_id, reservation_id, meter_start, started)
+        if session_id not in st.sessions:
+            expected_end = self._expected_end(st, reservation_id, started)
+            st.sessions[session_id] = {
+                "connector": connector, "vehicle_id": vehicle_id, "reservation_id": reservation_id,
+                "started": started, "expected_end": expected_end, "energy_wh": 0, "power_w": 0,
+            }
+            if first and self.book is not None:
+                self.book.tell(("session_started", station_id, connector, vehicle_id, reservation_id, started, expected_end))
+        st.windows.pop(reservation_id, None)
+        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, session_id, connector, vehicle_id)
+        self._publish(st)
+        self._ack(link_id, seq)
+        self.outbox.send_to_peer("vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, connector))
+
+    def _on_session_end(self, station_id, link_id, seq, fields):
+        session_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason = fields
+        st = self._station(station_id, link_id, seq)
+        if st is None:
+            return
+        if energy_wh < 0 or ended < started:
+            self._error(link_id, seq, E_BAD_FIELD, "session_end: negative energy or ended before started")
+            return
+        first = self.store.record_session_end(
+            session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason
+        )
+        st.sessions.pop(session_id, None)
+        self._ack(link_id, seq)  # after the store: an acknowledged COMPLETE is on disk
+        if not first:
+            log.info("station %s: session %s end replayed, already recorded", station_id, session_id)
+            return
+        self.energy_wh_total += energy_wh
+        self.sessions_completed += 1
+        log.info(
+            "station %s: session %s COMPLETE vehicle=%s energy=%.2f kWh reason=%s",
+            station_id, session_id, vehicle_id, energy_wh / 1000.0, reason,
+        )
+        self._publish(st)
+        if self.book is not None:
+            self.book.tell(("session_ended", station_id, connector, session_id, vehicle_id, reservation_id, ended))
+        self.outbox.send_to_peer(
+            "vehicle", vehicle_id,
+            make(K.COMPLETE, 0, session_id, station_id, energy_wh, max(0, ended - started), reason),
+        )
+
+    # --- reservations told by the book ----------------------------------------------------------
+
+    def _known(self, station_id):
+        """The station, learning it from the store if it was provisioned after we last looked."""
+        st = self.stations.get(station_id)
+        if st is None:
+            row = self.store.get_station(station_id)
+            if row is not None:
+                st = self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
+        return st
+
+    def _on_reserved(self, reservation_id, station_id, vehicle_id, start, end):
+        st = self._known(station_id)
+        if st is None:
+            return
+        st.windows[reservation_id] = (vehicle_id, start, end)
+        self._publish(st)
+        if st.online:
+            self._request_station(station_id, K.RESERVE_NOW, [reservation_id, 0, vehicle_id, int(start), int(end)], None)
+
+    def _on_reservation_ended(self, reservation_id, station_id, why):
+        st = self.stations.get(station_id)
+        if st is None or st.windows.pop(reservation_id, None) is None:
+            return
+        self._publish(st)
+        if st.online and why != "fulfilled":
+            self._request_station(station_id, K.CANCEL_RESERVATION, [reservation_id], None)
+
+    # --- vehicle asks to charge / stop -----------------------------------------------------------
+
+    def _request_station(self, station_id, kind, fields, on_reply):
+        tag = self._next_tag
+        self._next_tag += 1
+        if on_reply is not None:
+            self._pending[tag] = on_reply
+        self.outbox.request("station", station_id, kind, fields, self.actor_ref if on_reply is not None else None, tag)
+
+    def _on_reply(self, tag, reply):
+        on_reply = self._pending.pop(tag, None)
+        if on_reply is not None:
+            on_reply(reply)
+
+    def _relay_reply(self, link_id, seq, what):
+        def relay(reply):
+            if reply is None:
+                self._error(link_id, seq, E_TIMEOUT, "%s: the station did not answer" % what)
+            elif reply[0] == K.ERROR:
+                self._error(link_id, seq, reply[1][0], "%s refused by the station: %s" % (what, reply[1][1]))
+            else:
+                self._ack(link_id, seq)
+
+        return relay
+
+    def _on_start_charge(self, link_id, seq, vehicle_id, station_id, reservation_id, ev):
+        st = self._station(station_id, link_id, seq)
+        if st is None:
+            return
+        if not st.online:
+            self._error(link_id, seq, E_INVALID_STATE, "station %s is offline" % station_id)
+            return
+        if reservation_id is not None:
+            window = st.windows.get(reservation_id)
+            if window is None:
+                self._error(link_id, seq, E_NOT_FOUND, "reservation %d is not open at %s" % (reservation_id, station_id))
+                return
+            if window[0] != vehicle_id:
+                self._error(link_id, seq, E_FORBIDDEN, "reservation %d belongs to another vehicle" % reservation_id)
+                return
+        self._request_station(
+            station_id, K.REMOTE_START, [0, vehicle_id, reservation_id, ev], self._relay_reply(link_id, seq, "start")
+        )
+
+    def _on_stop_charge(self, link_id, seq, vehicle_id, session_id):
+        for st in self.stations.values():
+            s = st.sessions.get(session_id)
+            if s is not None:
+                if s["vehicle_id"] != vehicle_id:
+                    self._error(link_id, seq, E_FORBIDDEN, "session %s belongs to another vehicle" % session_id)
+                    return
+                self._request_station(st.id, K.REMOTE_STOP, [session_id], self._relay_reply(link_id, seq, "stop"))
+                return
+        self._error(link_id, seq, E_NOT_FOUND, "no running session %s" % session_id)
+
+    def _sync_provisioned(self):
+        """Stations provisioned while the hub runs (`evhub stations add`) show up within a tick."""
+        if self.store.station_count() == len(self.stations):
+            return
+        for row in self.store.all_stations():
+            if row["id"] not in self.stations:
+                self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
+
+    def _on_tick(self, now):
+        self._sync_provisioned()
+        for st in self.stations.values():
+            if st.sessions or st.windows:
+                self._publish(st)  # "Free in X min" counts down
+
+    def _on_summary(self):
+        return {
+            "stations": len(self.stations),
+            "online": sum(1 for s in self.stations.values() if s.online),
+            "sessions_active": sum(len(s.sessions) for s in self.stations.values()),
+            "sessions_completed": self.sessions_completed,
+            "energy_wh": self.energy_wh_total,
+        }
+
+    _handlers = {
+        "online": _on_online,
+        "offline": _on_offline,
+        K.BOOT: _on_boot,
+        K.STATUS: _on_status,
+        K.METER: _on_meter,
+        K.SESSION_START: _on_session_start,
+        K.SESSION_END: _on_session_end,
+        "reserved": _on_reserved,
+        "reservation_ended": _on_reservation_ended,
+        "start_charge": _on_start_charge,
+        "stop_charge": _on_stop_charge,
+        "reply": _on_reply,
+        "tick": _on_tick,
+        "summary": _on_summary,
+        "set_book": _on_set_book,
+    }

@@ -1,0 +1,192 @@
+"""Routes each validated message from a link to the actor that owns its state.
+
+Runs in the I/O loop. Never asks an actor: it tells, or answers from snapshots
+the actors publish (nearest stations, station list). Positions and reservation
+requests are gathered per loop wakeup and told as one batch, because a tell
+costs ~8 µs and a batch costs the same.
+"""
+
+import logging
+import math
+import time
+
+from hub.geo import haversine_km
+from transport import kinds as K
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN
+from transport.messages import make
+
+log = logging.getLogger(__name__)
+
+MAX_K = 50
+STATION_KINDS = (K.BOOT, K.STATUS, K.METER, K.SESSION_START, K.SESSION_END)
+
+
+def _check_position(lat, lon, seq):
+    from transport.errors import ProtocolError
+
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or lat != lat or lon != lon:
+        raise ProtocolError(E_BAD_FIELD, "position out of range: lat must be -90..90 and lon -180..180", seq)
+
+
+class Router:
+    def __init__(self, registry, book, tracker, locator_index, clock, config):
+        self.registry = registry  # actor ref
+        self.registry_view = None  # set by the daemon: StationRegistry.view (dict snapshot)
+        self.book = book
+        self.tracker = tracker
+        self.index = locator_index  # object with nearest(lat, lon, k, accept) -> [(km, id)]
+        self.clock = clock
+        self.config = config
+        self.gateway = None
+        self.counters = {}
+        self._positions = []
+        self._reservations = []
+        self._flush_scheduled = False
+
+    def attach(self, gateway):
+        self.gateway = gateway
+
+    def count(self, name, n=1):
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # --- link lifecycle ---------------------------------------------------------------
+
+    def peer_up(self, link):
+        self.gateway.bind_peer(link)
+        if link.session.role == "station":
+            self.registry.tell(("online", link.session.peer_id))
+
+    def peer_down(self, link):
+        log.info("%s: link closed", link.label)
+        if link.session.role == "station":
+            self.registry.tell(("offline", link.session.peer_id, "link closed"))
+
+    def peer_silent(self, link):
+        if link.session.role == "station":
+            self.registry.tell(("offline", link.session.peer_id, "missed 3 heartbeats"))
+        link.shutdown()
+
+    def tick(self):
+        now = self.clock()
+        self.registry.tell(("tick", now))
+        self.book.tell(("tick", now))
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    def dispatch(self, link, kind, seq, fields):
+        self.count("messages_in")
+        role = link.session.role
+        peer = link.session.peer_id
+        if kind in STATION_KINDS:
+            self.registry.tell((kind, peer, link.id, seq, fields))
+        elif kind == K.POSITION:
+            lat, lon, when, soc = fields
+            _check_position(lat, lon, seq)
+            self._positions.append((peer, lat, lon, when, soc))
+            self._schedule_flush()
+        elif kind == K.NEAREST:
+            self._nearest(link, seq, fields)
+        elif kind == K.RESERVE:
+            station_id, start, end = fields
+            self._reservations.append((link.id, seq, peer, station_id, start, end))
+            self._schedule_flush()
+        elif kind == K.CANCEL:
+            self.book.tell(("cancel", link.id, seq, peer, fields[0]))
+        elif kind == K.LIST_RESERVATIONS:
+            self.book.tell(("list", link.id, seq, peer))
+        elif kind == K.START_CHARGE:
+            station_id, reservation_id, ev = fields
+            self.registry.tell(("start_charge", link.id, seq, peer, station_id, reservation_id, ev))
+        elif kind == K.STOP_CHARGE:
+            self.registry.tell(("stop_charge", link.id, seq, peer, fields[0]))
+        elif kind == K.STATIONS_LIST:
+            link.send(make(K.STATIONS, seq, self.station_list()))
+        elif kind == K.HUB_STATS:
+            link.send(make(K.STATS, seq, self.stats()))
+        else:
+            from transport.errors import ProtocolError
+
+            raise ProtocolError(E_FORBIDDEN, "%s may not send %s" % (role, K.kind_name(kind)), seq)
+
+    def _schedule_flush(self):
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.gateway.loop.call_soon(self._flush_batches)
+
+    def _flush_batches(self):
+        self._flush_scheduled = False
+        if self._positions:
+            batch, self._positions = self._positions, []
+            self.count("positions", len(batch))
+            self.tracker.tell(("positions", batch))
+        if self._reservations:
+            batch, self._reservations = self._reservations, []
+            self.book.tell(("reserve_batch", batch, self.clock()))
+
+    # --- answered from snapshots, in the loop ------------------------------------------------
+
+    def _nearest(self, link, seq, fields):
+        lat, lon, k, filters = fields
+        _check_position(lat, lon, seq)
+        if k < 1 or k > MAX_K:
+            from transport.errors import ProtocolError
+
+            raise ProtocolError(E_BAD_FIELD, "k must be 1..%d" % MAX_K, seq)
+        filters = filters or {}
+        view = self.registry_view
+        now = self.clock()
+        accept = None
+        if filters.get("available"):
+            accept = lambda sid: (v := view.get(sid)) is not None and v.status == "Available"  # noqa: E731
+        elif filters.get("eta_min") is not None:
+            eta = now + float(filters["eta_min"]) * 60
+
+            def accept(sid):
+                v = view.get(sid)
+                if v is None or v.status in ("Offline", "Faulted", "Unavailable"):
+                    return False
+                return v.free_at is None or v.free_at <= eta
+        min_kw = filters.get("min_kw")
+        if min_kw is not None:
+            inner = accept
+            accept = lambda sid: (v := view.get(sid)) is not None and v.max_kw >= min_kw and (inner is None or inner(sid))  # noqa: E731
+        out = []
+        for km, sid in self.index.nearest(lat, lon, k, accept):
+            v = view.get(sid)
+            if v is None:
+                continue
+            out.append(
+                {
+                    "id": sid,
+                    "lat": v.lat,
+                    "lon": v.lon,
+                    "distance_km": round(km, 3),
+                    "status": v.status,
+                    "free_in_min": v.free_in_min,
+                    "connectors": v.connectors,
+                    "max_kw": v.max_kw,
+                }
+            )
+        link.send(make(K.NEAREST_RESULT, seq, out))
+
+    def station_list(self):
+        return [
+            {
+                "id": v.id,
+                "lat": v.lat,
+                "lon": v.lon,
+                "status": v.status,
+                "free_in_min": v.free_in_min,
+                "connectors": v.connectors,
+                "max_kw": v.max_kw,
+                "connector_status": {str(n): s for n, s in v.connector_status.items()},
+                "last_seen": None if v.last_seen is None else int(v.last_seen),
+            }
+            for v in list(self.registry_view.values())
+        ]
+
+    def stats(self):
+        out = dict(self.counters)
+        out["links"] = len(self.gateway.links) if self.gateway else 0
+        out["stations"] = len(self.registry_view)
+        return out

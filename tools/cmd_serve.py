@@ -1,0 +1,59 @@
+"""`evhub serve`: run the hub daemon."""
+
+import logging
+import sys
+
+from hub import config as hubconfig
+
+
+def configure(p):
+    p.add_argument("--listen", help="TCP address, default tcp://127.0.0.1:7878")
+    p.add_argument("--serial", action="append", default=[], metavar="URL",
+                   help="a serial line with charge points (any pyserial URL: /dev/ttyUSB0, socket://, a pty path); repeatable")
+    p.add_argument("--db", help="SQLite store, default ./evhub.db")
+    p.add_argument("--config", help="hub.toml with settings (see hub/config.py DEFAULTS)")
+    p.add_argument("--log-file", help="also write the log to this file")
+    p.add_argument("--heartbeat", type=int, dest="heartbeat_s", help="seconds between station heartbeats (default 30)")
+    p.add_argument("--speedup", type=float, help="run simulated time this many times faster (simulation only)")
+    p.add_argument("--epoch0", type=float, help=argparse_suppress())
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def run(args):
+    try:
+        cfg = hubconfig.load(
+            args.config,
+            {"listen": args.listen, "db": args.db, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
+             "epoch0": args.epoch0},
+        )
+    except hubconfig.ConfigError as exc:
+        print("evhub serve: %s" % exc, file=sys.stderr)
+        return 2
+    if args.log_file:
+        handler = logging.FileHandler(args.log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    from transport.tcp_link import parse_hub_url
+
+    try:
+        parse_hub_url(cfg["listen"])
+    except ValueError as exc:
+        print("evhub serve: --listen: %s" % exc, file=sys.stderr)
+        return 2
+    if cfg["heartbeat_s"] < 1 or cfg["speedup"] <= 0:
+        print("evhub serve: heartbeat and speedup must be positive", file=sys.stderr)
+        return 2
+    from hub.daemon import Hub
+
+    hub = Hub(cfg, args.serial)
+    try:
+        hub.run()
+    except OSError as exc:
+        print("evhub serve: cannot listen on %s: %s" % (cfg["listen"], exc.strerror or exc), file=sys.stderr)
+        return 1
+    return 0

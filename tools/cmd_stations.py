@@ -1,0 +1,133 @@
+"""`evhub stations add|import|list`: provision charge points and see them on a running hub."""
+
+import csv
+import json
+import sys
+
+from tools.hubclient import HubClient, HubError, hub_url
+from transport import kinds as K
+
+FIELDS = ("id", "lat", "lon", "connectors", "max_kw")
+
+
+def configure(p):
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = sub.add_parser("add", help="provision one station; prints its device key")
+    a.add_argument("--id", required=True)
+    a.add_argument("--lat", type=float, required=True)
+    a.add_argument("--lon", type=float, required=True)
+    a.add_argument("--connectors", type=int, default=1)
+    a.add_argument("--max-kw", type=float, default=22.0)
+    a.add_argument("--replace", action="store_true", help="issue a new key for an existing id")
+    a.add_argument("--db", default="evhub.db")
+    i = sub.add_parser("import", help="provision stations from CSV (id,lat,lon,connectors,max_kw) or JSON")
+    i.add_argument("file")
+    i.add_argument("--db", default="evhub.db")
+    i.add_argument("--json", action="store_true", help="print the issued keys as JSON")
+    lst = sub.add_parser("list", help="stations and their live status, from a running hub")
+    lst.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
+    lst.add_argument("--json", action="store_true")
+
+
+def validate_station(row, where="station"):
+    """Returns (id, lat, lon, connectors, max_kw) or raises ValueError naming the bad field."""
+    try:
+        sid = str(row["id"]).strip()
+        lat, lon = float(row["lat"]), float(row["lon"])
+        connectors = int(row.get("connectors") or 1)
+        max_kw = float(row.get("max_kw") or 22)
+    except KeyError as exc:
+        raise ValueError("%s: missing %s" % (where, exc.args[0])) from None
+    except (TypeError, ValueError):
+        raise ValueError("%s: lat, lon, max_kw must be numbers and connectors an integer" % where) from None
+    if not sid or len(sid) > 64 or any(c.isspace() for c in sid):
+        raise ValueError("%s: id must be 1..64 characters without spaces" % where)
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError("%s: lat must be -90..90 and lon -180..180" % where)
+    if not 1 <= connectors <= 16:
+        raise ValueError("%s: connectors must be 1..16" % where)
+    if not 0 < max_kw <= 1000:
+        raise ValueError("%s: max_kw must be in (0, 1000]" % where)
+    return sid, lat, lon, connectors, max_kw
+
+
+def _read_rows(path):
+    with open(path, newline="") as f:
+        text = f.read()
+    if path.lower().endswith(".json") or text.lstrip().startswith(("[", "{")):
+        data = json.loads(text)
+        if isinstance(data, dict):
+            data = data.get("stations", [])
+        if not isinstance(data, list):
+            raise ValueError("JSON must be a list of stations or {\"stations\": [...]}")
+        return data
+    return list(csv.DictReader(text.splitlines()))
+
+
+def run(args):
+    if args.action == "list":
+        return _list(args)
+    from hub.store import Store
+
+    try:
+        if args.action == "add":
+            sid, lat, lon, connectors, max_kw = validate_station(
+                {"id": args.id, "lat": args.lat, "lon": args.lon, "connectors": args.connectors, "max_kw": args.max_kw}
+            )
+            store = Store(args.db)
+            try:
+                key = store.add_station(sid, lat, lon, connectors, max_kw, replace=args.replace)
+            finally:
+                store.close()
+            print(key)
+            return 0
+        try:
+            rows = _read_rows(args.file)
+        except OSError as exc:
+            raise ValueError("cannot read %s: %s" % (args.file, exc.strerror)) from None
+        except json.JSONDecodeError as exc:
+            raise ValueError("%s is not valid JSON: %s" % (args.file, exc)) from None
+        stations = [validate_station(r, "%s row %d" % (args.file, n + 1)) for n, r in enumerate(rows)]
+        if not stations:
+            raise ValueError("%s holds no stations" % args.file)
+        store = Store(args.db)
+        issued = {}
+        try:
+            for sid, lat, lon, connectors, max_kw in stations:
+                issued[sid] = store.add_station(sid, lat, lon, connectors, max_kw)
+        finally:
+            store.close()
+        if args.json:
+            print(json.dumps(issued, indent=1))
+        else:
+            for sid, key in issued.items():
+                print("%s %s" % (sid, key))
+        return 0
+    except ValueError as exc:
+        print("evhub stations %s: %s" % (args.action, exc), file=sys.stderr)
+        return 2
+
+
+def fetch_stations(url):
+    with HubClient(url, "operator", "operator", b"") as client:
+        _kind, fields = client.request(K.STATIONS_LIST)
+    return fields[0]
+
+
+def _list(args):
+    url = hub_url(args.hub)
+    try:
+        stations = fetch_stations(url)
+    except HubError as exc:
+        print("evhub stations list: %s" % exc, file=sys.stderr)
+        return 1
+    stations.sort(key=lambda s: s["id"])
+    if args.json:
+        print(json.dumps([{k: s[k] for k in ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw")}
+                          for s in stations], indent=1))
+        return 0
+    print("%-12s %10s %10s  %-12s %s" % ("ID", "LAT", "LON", "STATUS", "FREE IN"))
+    for s in stations:
+        free = "" if s["free_in_min"] in (None, 0) else "%d min" % s["free_in_min"]
+        print("%-12s %10.4f %10.4f  %-12s %s" % (s["id"], s["lat"], s["lon"], s["status"], free))
+    return 0

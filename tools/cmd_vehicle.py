@@ -1,0 +1,147 @@
+"""`evhub vehicle --id V-1 ...`: the manual vehicle client (the seed had none).
+
+Times are read and shown in local time and sent as UTC epoch seconds.
+The token comes from --token, $EVHUB_TOKEN, or what `evhub vehicles add` remembered.
+"""
+
+import datetime
+import json
+import sys
+import time
+
+from tools import credentials
+from tools.hubclient import HubClient, HubError, hub_url
+from transport import kinds as K
+
+TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+
+
+def configure(p):
+    p.add_argument("--id", required=True, help="vehicle id")
+    p.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
+    p.add_argument("--token", help="vehicle token (default: $EVHUB_TOKEN or the one `evhub vehicles add` saved)")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    pos = sub.add_parser("position", help="report where the vehicle is")
+    pos.add_argument("--lat", type=float, required=True)
+    pos.add_argument("--lon", type=float, required=True)
+    pos.add_argument("--soc", type=float, help="state of charge 0..1")
+    near = sub.add_parser("nearest", help="the nearest stations with status and Free in X min")
+    near.add_argument("--lat", type=float, required=True)
+    near.add_argument("--lon", type=float, required=True)
+    near.add_argument("--k", type=int, default=5)
+    near.add_argument("--available", action="store_true", help="only stations available now")
+    near.add_argument("--json", action="store_true")
+    res = sub.add_parser("reserve", help='reserve a station: --at "2026-11-24 18:30" (local time)')
+    res.add_argument("--station", required=True)
+    res.add_argument("--at", required=True, help="local start time, YYYY-MM-DD HH:MM")
+    res.add_argument("--minutes", type=int, default=40)
+    res.add_argument("--json", action="store_true")
+    can = sub.add_parser("cancel", help="cancel one of your reservations")
+    can.add_argument("reservation_id", type=int)
+    lst = sub.add_parser("reservations", help="your reservations")
+    lst.add_argument("--json", action="store_true")
+
+
+def parse_local_time(text):
+    """'2026-11-24 18:30' in local time -> UTC epoch seconds; ValueError with the accepted format."""
+    for fmt in TIME_FORMATS:
+        try:
+            naive = datetime.datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+        return int(naive.astimezone().timestamp())  # a naive time is taken as local time
+    raise ValueError('time %r not understood: use "YYYY-MM-DD HH:MM" (local time)' % text)
+
+
+def show_local(epoch):
+    return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
+
+
+def _check_position(lat, lon):
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError("--lat must be -90..90 and --lon -180..180")
+
+
+def run(args):
+    try:
+        return _run(args)
+    except ValueError as exc:
+        print("evhub vehicle %s: %s" % (args.action, exc), file=sys.stderr)
+        return 2
+    except HubError as exc:
+        print("evhub vehicle %s: %s" % (args.action, exc), file=sys.stderr)
+        return 1
+
+
+def _run(args):
+    # Validate everything local before touching the network.
+    if args.action in ("position", "nearest"):
+        _check_position(args.lat, args.lon)
+    if args.action == "nearest" and not 1 <= args.k <= 50:
+        raise ValueError("--k must be 1..50")
+    if args.action == "reserve":
+        start = parse_local_time(args.at)
+        if not 1 <= args.minutes <= 24 * 60:
+            raise ValueError("--minutes must be 1..1440")
+        if start + args.minutes * 60 <= time.time():
+            raise ValueError("the window %s for %d min is in the past" % (show_local(start), args.minutes))
+    token = credentials.lookup("vehicle", args.id, args.token)
+    if not token:
+        raise ValueError("no token for vehicle %s: run `evhub vehicles add --id %s` or pass --token" % (args.id, args.id))
+    with HubClient(hub_url(args.hub), "vehicle", args.id, token) as hub:
+        if args.action == "position":
+            hub.send(K.POSITION, args.lat, args.lon, int(time.time()), args.soc)
+            # A position has no reply; a round trip proves the hub took it (and surfaces its error if any).
+            hub.request(K.LIST_RESERVATIONS)
+            print("position sent: %.5f, %.5f" % (args.lat, args.lon))
+            return 0
+        if args.action == "nearest":
+            filters = {"available": True} if args.available else None
+            _k, fields = hub.request(K.NEAREST, args.lat, args.lon, args.k, filters)
+            stations = fields[0]
+            if args.json:
+                print(json.dumps(stations, indent=1))
+                return 0
+            if not stations:
+                print("no stations found")
+            for s in stations:
+                status = s["status"]
+                if status != "Available" and s["free_in_min"]:
+                    status = "%s (Free in %d min)" % (status, s["free_in_min"])
+                print("%-12s %7.2f km  %s" % (s["id"], s["distance_km"], status))
+            return 0
+        if args.action == "reserve":
+            _k, fields = hub.request(K.RESERVE, args.station, start, start + args.minutes * 60)
+            ok, rid, alternatives, reason = fields[0], fields[1], fields[2], fields[3]
+            if args.json:
+                out = {"ok": ok}
+                if ok:
+                    out["reservation_id"] = rid
+                else:
+                    out["alternatives"] = alternatives
+                    out["reason"] = reason
+                print(json.dumps(out, indent=1))
+                return 0 if ok else 3
+            if ok:
+                print("reserved: #%d at %s, %s for %d min" % (rid, args.station, show_local(start), args.minutes))
+                return 0
+            print("not reserved: %s" % (reason or "conflict"))
+            for alt in alternatives:
+                print("  alternative: %s %s-%s%s" % (
+                    alt["station_id"], show_local(alt["start"]), show_local(alt["end"])[-5:],
+                    " (%.1f km)" % alt["distance_km"] if alt.get("distance_km") is not None else ""))
+            return 3
+        if args.action == "cancel":
+            hub.request(K.CANCEL, args.reservation_id)
+            print("cancelled #%d" % args.reservation_id)
+            return 0
+        _k, fields = hub.request(K.LIST_RESERVATIONS)
+        rows = fields[0]
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return 0
+        if not rows:
+            print("no reservations")
+        for r in rows:
+            print("#%-6d %-12s %s-%s  %s" % (r["reservation_id"], r["station_id"], show_local(r["start"]), show_local(r["end"])[-5:], r["state"]))
+        return 0

@@ -1,0 +1,33 @@
+"""`evhub vehicles add --id V-1`: issue a vehicle's token (printed, and remembered for `evhub vehicle`)."""
+
+import sys
+
+from tools import credentials
+
+
+def configure(p):
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = sub.add_parser("add", help="provision a vehicle; prints its token")
+    a.add_argument("--id", required=True)
+    a.add_argument("--replace", action="store_true", help="issue a new token for an existing id")
+    a.add_argument("--db", default="evhub.db")
+
+
+def run(args):
+    from hub.store import Store
+
+    vid = args.id.strip()
+    if not vid or len(vid) > 64 or any(c.isspace() for c in vid):
+        print("evhub vehicles add: id must be 1..64 characters without spaces", file=sys.stderr)
+        return 2
+    store = Store(args.db)
+    try:
+        token = store.add_vehicle(vid, replace=args.replace)
+    except ValueError as exc:
+        print("evhub vehicles add: %s" % exc, file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    credentials.remember("vehicle", vid, token)
+    print(token)
+    return 0

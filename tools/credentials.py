@@ -1,0 +1,44 @@
+"""Where the command-line tools keep the vehicle tokens `evhub vehicles add` issued.
+
+A JSON file in $EVHUB_CONFIG_DIR (default ~/.config/evhub), mode 0600, so
+`evhub vehicle --id V-1 ...` works right after `evhub vehicles add --id V-1`
+without pasting the token. --token or $EVHUB_TOKEN always win.
+"""
+
+import json
+import os
+
+
+def _path():
+    base = os.environ.get("EVHUB_CONFIG_DIR") or os.path.join(os.path.expanduser("~"), ".config", "evhub")
+    return os.path.join(base, "credentials.json")
+
+
+def _load():
+    try:
+        with open(_path()) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def remember(role, peer_id, secret):
+    data = _load()
+    data["%s:%s" % (role, peer_id)] = secret
+    path = _path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def lookup(role, peer_id, explicit=None):
+    if explicit:
+        return explicit
+    env = os.environ.get("EVHUB_TOKEN")
+    if env:
+        return env
+    return _load().get("%s:%s" % (role, peer_id))

@@ -1,0 +1,149 @@
+"""A small blocking hub client for the command-line tools and tests.
+
+One TCP connection, the real handshake (transport.session), then
+request/reply with a timeout. Errors come out as HubError with a sentence a
+person can act on, never a traceback.
+"""
+
+import os
+import socket
+import time
+
+from transport import kinds as K
+from transport.codec import packb, unpackb
+from transport.errors import ERROR_NAMES, CodecError, FrameError
+from transport.framing import StreamFramer, encode_stream
+from transport.tcp_link import parse_hub_url
+from transport.session import Authenticated, ClientSession, Closed, Message, Reply, Timeout
+
+DEFAULT_HUB = "tcp://127.0.0.1:7878"
+
+
+class HubError(Exception):
+    def __init__(self, text, code=None):
+        Exception.__init__(self, text)
+        self.code = code
+
+
+def hub_url(cli_value=None):
+    """--hub, else $EVHUB_HUB, else the default loopback hub."""
+    return cli_value or os.environ.get("EVHUB_HUB") or DEFAULT_HUB
+
+
+class HubClient:
+    def __init__(self, url, role, peer_id, key, timeout=10.0):
+        self.url = url
+        self.timeout = timeout
+        self.session = ClientSession(role, peer_id, key, heartbeat_s=30, request_timeout_s=timeout)
+        self.framer = StreamFramer()
+        self.sock = None
+        self.events = []  # unsolicited messages (COMPLETE, CHARGE_PROGRESS...) received meanwhile
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def connect(self):
+        try:
+            host, port = parse_hub_url(self.url)
+        except ValueError as exc:
+            raise HubError(str(exc)) from None
+        try:
+            self.sock = socket.create_connection((host, port), timeout=self.timeout)
+        except OSError as exc:
+            raise HubError("cannot reach the hub at %s: %s" % (self.url, exc.strerror or exc)) from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.session.start()
+        self._flush()
+        deadline = time.monotonic() + self.timeout
+        while not self.session.authenticated:
+            for event in self._read(deadline):
+                if isinstance(event, Closed):
+                    raise HubError("the hub refused %s %s: %s" % (self.session.role, self.session.device_id, event.text), event.code)
+                if isinstance(event, Authenticated):
+                    return self
+        return self
+
+    def _flush(self):
+        out = self.session.take_outgoing()
+        if out:
+            try:
+                self.sock.sendall(b"".join(encode_stream(packb(m)) for m in out))
+            except OSError as exc:
+                raise HubError("lost the hub at %s: %s" % (self.url, exc.strerror or exc)) from None
+
+    def _read(self, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HubError("the hub at %s did not answer within %.0f s" % (self.url, self.timeout))
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            raise HubError("the hub at %s did not answer within %.0f s" % (self.url, self.timeout)) from None
+        except OSError as exc:
+            raise HubError("lost the hub at %s: %s" % (self.url, exc.strerror or exc)) from None
+        if not data:
+            raise HubError("the hub at %s closed the connection" % self.url)
+        events = []
+        try:
+            for payload in self.framer.feed(data):
+                events.extend(self.session.receive(unpackb(payload)))
+        except (CodecError, FrameError) as exc:
+            raise HubError("garbled reply from the hub: %s" % exc) from None
+        self._flush()
+        return events
+
+    def request(self, kind, *fields):
+        """Send a request and wait for its reply: returns (kind, fields); raises HubError on ERROR."""
+        seq = self.session.request(kind, *fields)
+        self._flush()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            for event in self._read(deadline):
+                if isinstance(event, Reply) and event.seq == seq:
+                    if event.kind == K.ERROR:
+                        code, text = event.fields[0], event.fields[1]
+                        raise HubError(text, code)
+                    return event.kind, event.fields
+                if isinstance(event, Timeout) and event.seq == seq:
+                    raise HubError("the hub did not answer %s in time" % K.kind_name(kind))
+                if isinstance(event, Message):
+                    self.events.append(event)
+                if isinstance(event, Closed):
+                    raise HubError("the hub closed the session: %s" % event.text, event.code)
+
+    def send(self, kind, *fields):
+        """Fire and forget (e.g. POSITION)."""
+        self.session.send(kind, 0, *fields)
+        self._flush()
+
+    def wait_event(self, kinds, timeout):
+        """Wait for an unsolicited message of one of `kinds`; returns it or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if ev.kind in kinds:
+                    return self.events.pop(i)
+            try:
+                for event in self._read(deadline):
+                    if isinstance(event, Message):
+                        self.events.append(event)
+            except HubError:
+                if time.monotonic() >= deadline:
+                    return None
+                raise
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+
+def error_name(code):
+    return ERROR_NAMES.get(code, str(code))
