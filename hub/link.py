@@ -9,7 +9,8 @@ import logging
 
 from transport import kinds as K
 from transport.codec import packb, unpackb
-from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
+from hub.limits import RateLimiter
+from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
 from transport.session import Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class Link:
         self.frames_out = 0
         self.closed = False
         self.opened_at = clock()
+        self.limiter = RateLimiter(config["max_msgs_per_s"], 2 * config["max_msgs_per_s"])
+        self.clock = clock
         self.reply_tags = {}  # seq of a hub->peer request -> (actor_ref, tag) awaiting its reply
 
     @property
@@ -56,8 +59,15 @@ class Link:
             self.session.send_error(E_TOO_LARGE, str(exc))
             self.shutdown()
             return
+        now = self.clock()
         for payload in payloads:
             self.frames_in += 1
+            if not self.limiter.allow(now):
+                # Over its rate the link's messages are refused, not queued: memory stays bounded.
+                self._bad(E_RATE_LIMITED, "more than %d messages/s" % self.limiter.rate)
+                if self.closed:
+                    return
+                continue
             try:
                 obj = unpackb(payload)
             except CodecError as exc:
@@ -99,13 +109,16 @@ class Link:
             self._route_reply(event.seq, None)
         elif isinstance(event, Authenticated):
             log.info("%s: authenticated from %s", self.label, self.address)
+            self.router.login_succeeded(self)
             self.router.peer_up(self)
         elif isinstance(event, PeerSilent):
             log.warning("%s: silent for %.0f s", self.label, event.silent_s)
             self.router.peer_silent(self)
         elif isinstance(event, Closed):
-            log.warning("%s: refused: %s", self.label, event.text)
+            log.warning("%s: refused from %s: %s", self.label, self.address, event.text)
             self.router.count("auth_failures" if event.code == E_AUTH_FAILED else "handshake_errors")
+            if event.code == E_AUTH_FAILED:
+                self.router.login_failed(self)
             self.shutdown()
 
     def _route_reply(self, seq, reply):

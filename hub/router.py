@@ -10,7 +10,7 @@ import logging
 import math
 import time
 
-from hub.geo import haversine_km
+from hub.limits import LoginThrottle
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN
 from transport.messages import make
@@ -42,6 +42,7 @@ class Router:
         self._positions = []
         self._reservations = []
         self._flush_scheduled = False
+        self.logins = LoginThrottle(free=config.get("login_failures_free", 5))
 
     def attach(self, gateway):
         self.gateway = gateway
@@ -50,6 +51,15 @@ class Router:
         self.counters[name] = self.counters.get(name, 0) + n
 
     # --- link lifecycle ---------------------------------------------------------------
+
+    def login_wait(self, address):
+        return self.logins.wait_s(address)
+
+    def login_failed(self, link):
+        self.logins.failed(link.address)
+
+    def login_succeeded(self, link):
+        self.logins.succeeded(link.address)
 
     def peer_up(self, link):
         self.gateway.bind_peer(link)
