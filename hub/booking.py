@@ -341,6 +341,8 @@ class ReservationBook:
         """Cancel the vehicle's own confirmed reservation; returns it with state "cancelled"."""
         if type(reservation_id) is not int:
             raise BookingError(E_BAD_FIELD, "reservation id must be an integer")
+        if not 0 < reservation_id < 2**63:  # SQLite integers are signed 64-bit
+            raise BookingError(E_NOT_FOUND, "no reservation %d" % reservation_id)
         r = self._by_id.get(reservation_id)
         if r is None:
             row = self._store.get_reservation(reservation_id) if self._store is not None else None

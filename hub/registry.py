@@ -21,7 +21,7 @@ import math
 import pykka
 
 from transport import kinds as K
-from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
 from transport.messages import make
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ StationView = collections.namedtuple(
 )
 
 OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "Finishing")
+MAX_ENERGY_WH = 10**9  # 1 GWh: anything above is a broken meter, not a session
+MAX_EPOCH = 2**40
 
 
 def display_status(online, connector_status):
@@ -151,7 +153,15 @@ class StationRegistry(pykka.ThreadingActor):
         if handler is None:
             log.error("registry: unknown message %r", op)
             return None
-        return handler(self, *message[1:])
+        try:
+            return handler(self, *message[1:])
+        except Exception:
+            # pykka stops an actor whose on_receive raises: one bad message must not take the registry.
+            log.exception("registry: failed handling %s from %s", K.kind_name(op) if type(op) is int else op,
+                          message[1] if len(message) > 1 else "?")
+            if type(op) is int and len(message) > 3:
+                self._error(message[2], message[3], E_INTERNAL, "internal error; try again")
+            return None
 
     def _ack(self, link_id, seq):
         self.outbox.send(link_id, make(K.ACK, seq))
@@ -249,6 +259,10 @@ class StationRegistry(pykka.ThreadingActor):
         if connector < 1 or connector > st.connectors:
             self._error(link_id, seq, E_BAD_FIELD, "connector %d does not exist" % connector)
             return
+        if not session_id or len(session_id) > 64 or not 0 <= meter_start < MAX_ENERGY_WH or not 0 <= started < MAX_EPOCH \
+                or (reservation_id is not None and not 0 < reservation_id < 2**63):
+            self._error(link_id, seq, E_BAD_FIELD, "session_start: session_id, meter or time out of range")
+            return
         first = self.store.record_session_start(session_id, station_id, connector, vehicle_id, reservation_id, meter_start, started)
         if session_id not in st.sessions:
             expected_end = self._expected_end(st, reservation_id, started)
@@ -269,8 +283,11 @@ class StationRegistry(pykka.ThreadingActor):
         st = self._station(station_id, link_id, seq)
         if st is None:
             return
-        if energy_wh < 0 or ended < started:
-            self._error(link_id, seq, E_BAD_FIELD, "session_end: negative energy or ended before started")
+        if not (0 <= energy_wh < MAX_ENERGY_WH and 0 <= started <= ended < MAX_EPOCH) or not 0 < connector <= st.connectors:
+            self._error(link_id, seq, E_BAD_FIELD, "session_end: energy, times or connector out of range")
+            return
+        if not session_id or len(session_id) > 64 or (reservation_id is not None and not 0 < reservation_id < 2**63):
+            self._error(link_id, seq, E_BAD_FIELD, "session_end: session_id must be 1..64 characters")
             return
         first = self.store.record_session_end(
             session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason

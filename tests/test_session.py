@@ -212,3 +212,10 @@ def test_a_peer_request_with_the_same_seq_as_ours_does_not_steal_our_reply():
     assert isinstance(events[0], Message) and events[0].kind == K.RESERVE_NOW
     events = client.receive([K.ACK, seq])
     assert isinstance(events[0], Reply) and events[0].request_kind == K.BOOT
+
+
+def test_extra_trailing_fields_are_ignored_so_handlers_see_the_known_shape():
+    from transport.messages import parse
+
+    kind, seq, fields = parse([K.RESERVE, 4, "CP-1", 10, 20, "future", 1])
+    assert (kind, seq, list(fields)) == (K.RESERVE, 4, ["CP-1", 10, 20])

@@ -80,6 +80,9 @@ def parse(obj):
         raise ProtocolError(E_MALFORMED, "kind must be an int", seq)
     fields = obj[2:]
     _check_fields(kind, seq, fields)
+    spec_len = len(K.KINDS[kind][2])
+    if len(fields) > spec_len:
+        fields = fields[:spec_len]  # a newer peer's appended fields: ignored, so handlers see the known shape
     return kind, seq, fields
 
 

@@ -1,0 +1,148 @@
+"""Hostile input: 100,000 random and mutated frames against a running hub.
+
+The hub must stay up, keep serving a well-behaved client on another link, and
+answer each bad message with an error reply or a disconnect. Seeded, bounded in
+count and time, loopback only.
+"""
+
+import os
+import random
+import socket
+import threading
+import time
+
+from hypothesis import given, settings, strategies as st
+
+from hubproc import HubProcess
+from tools.hubclient import HubClient
+from transport import kinds as K
+from transport.codec import packb
+from transport.errors import ProtocolError
+from transport.framing import encode_stream
+from transport.messages import parse
+
+TOTAL_FRAMES = 100_000
+LINKS = 4
+
+VALID = [
+    [K.POSITION, 0, -12.25, -38.95, 1_800_000_000, 0.5],
+    [K.NEAREST, 1, -12.25, -38.95, 5, {"available": True}],
+    [K.RESERVE, 2, "CP-1", 1_900_000_000, 1_900_002_400],
+    [K.CANCEL, 3, 12345],
+    [K.LIST_RESERVATIONS, 4],
+    [K.START_CHARGE, 5, "CP-1", None, {"max_kw": 11}],
+    [K.STOP_CHARGE, 6, "S-1"],
+    [K.PING, 7, 1_800_000_000],
+    [K.BOOT, 8, 1.0, 2.0, 1, 22.0, "x"],
+    [K.STATUS, 9, 1, "Available", None],
+    [K.SESSION_END, 10, "S-1", 1, "V-1", None, 100, 1, 2, "Complete"],
+    [K.HELLO, 11, 1, "vehicle", "V-1", b"n" * 16],
+    [K.AUTH, 12, b"p" * 32],
+]
+ODD_VALUES = [None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 1e308, float("nan"), float("inf"), "", "x" * 300,
+              b"", b"\x00" * 64, [], [1, [2, [3]]], {}, {"k": "v"}, {1: 2}]
+
+
+def mutate(rng):
+    """One hostile frame payload: random bytes, or a valid message with a broken part."""
+    roll = rng.random()
+    if roll < 0.25:
+        return os.urandom(rng.randint(1, 64))
+    msg = list(rng.choice(VALID))
+    if roll < 0.45:
+        i = rng.randrange(len(msg))
+        msg[i] = rng.choice(ODD_VALUES)
+    elif roll < 0.55:
+        msg = msg[: rng.randrange(len(msg))]
+    elif roll < 0.65:
+        msg[0] = rng.randint(-5, 300)
+    elif roll < 0.75:
+        msg.extend(rng.choice(ODD_VALUES) for _ in range(rng.randint(1, 5)))
+    data = packb(msg)
+    if roll >= 0.75:
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        data = bytes(b)
+    return data
+
+
+def _drain(sock, stop, counter):
+    sock.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        counter[0] += len(data)
+
+
+def test_hundred_thousand_hostile_frames_leave_the_hub_up_and_other_links_served(tmp_path):
+    config = tmp_path / "hub.toml"
+    # Let hostile links live long enough to deliver many frames each (the default drops a link
+    # after 20 bad messages, which would make this test mostly about reconnecting).
+    config.write_text("[hub]\nmax_bad_messages = 1000000\nmax_msgs_per_s = 1000000\n")
+    rng = random.Random(20261125)
+    with HubProcess(tmp_path, extra_args=["--config", str(config)]) as hub:
+        key = hub.add_station("CP-1")
+        fuzz_key = hub.add_station("CP-FUZZ", connectors=2)
+        # One hostile link is a station (its kinds reach the registry), the others vehicles.
+        peers = [("station", "CP-FUZZ", fuzz_key)] + [
+            ("vehicle", "V-%d" % i, hub.add_vehicle("V-%d" % i)) for i in range(LINKS - 1)]
+        good_token = hub.add_vehicle("V-GOOD")
+        good = HubClient(hub.url, "vehicle", "V-GOOD", good_token).connect()
+        station = HubClient(hub.url, "station", "CP-1", key).connect()
+        sent = 0
+        replies = 0
+        deadline = time.monotonic() + 120
+        per_link = TOTAL_FRAMES // LINKS
+        for role, peer_id, secret in peers:
+            client = HubClient(hub.url, role, peer_id, secret).connect()
+            stop = threading.Event()
+            counter = [0]
+            reader = threading.Thread(target=_drain, args=(client.sock, stop, counter), daemon=True)
+            client.sock.settimeout(None)
+            reader.start()
+            batch = []
+            for n in range(per_link):
+                batch.append(encode_stream(mutate(rng)))
+                if len(batch) == 500 or n == per_link - 1:
+                    try:
+                        client.sock.sendall(b"".join(batch))
+                    except OSError:
+                        break  # the hub cut this link off: allowed ("an error reply or a disconnect")
+                    sent += len(batch)
+                    batch = []
+                assert time.monotonic() < deadline, "fuzzing took too long"
+            time.sleep(0.3)
+            stop.set()
+            reader.join(timeout=5)
+            replies += counter[0]
+            client.close()
+            # Between rounds, the well-behaved links are still served.
+            _k, (found,) = good.request(K.NEAREST, -12.26, -38.96, 3, None)
+            assert "CP-1" in [s["id"] for s in found]
+            station.request(K.STATUS, 1, "Available", None)
+        assert sent >= TOTAL_FRAMES * 0.9
+        assert replies > 0, "bad messages get error replies"
+        assert hub.proc.poll() is None, "the hub is still running"
+        good.close()
+        station.close()
+    assert "Traceback" not in hub.log()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.binary(max_size=20),
+                    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+                    max_leaves=20))
+def test_any_decoded_object_is_either_a_valid_message_or_a_protocol_error(obj):
+    try:
+        kind, seq, fields = parse(obj)
+    except ProtocolError as exc:
+        assert exc.code > 0 and exc.text
+    else:
+        assert kind in K.KINDS and seq >= 0
