@@ -18,6 +18,7 @@ ReservationBookActor messages (op first):
   ("station", station_id, connectors)                       capacity learned at boot
   ("nearby_source", published_index)                        from the LocatorActor (see below)
   ("next_change", station_id, now)                          returns (busy_until, next_start) to an ask
+  ("call", fn, reply)                                       reply(fn(book), None) or reply(None, exc)
 It tells the registry (if given) ("reserved", id, station_id, vehicle_id, start, end) and
 ("reservation_ended", id, station_id, why) so stations get RESERVE_NOW / CANCEL_RESERVATION.
 
@@ -53,8 +54,9 @@ def reservation_map(r):
 
 class ReservationBookActor(pykka.ThreadingActor):
     def __init__(self, store_path, outbox, clock=time.time, registry=None, locator=None, nearby=None,
-                 grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S):
+                 grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S, events=None):
         super().__init__()
+        self.events = events  # hub.events.EventBus or None: every reservation change is published
         self.store_path = store_path
         self.outbox = outbox
         self.clock = clock
@@ -103,6 +105,9 @@ class ReservationBookActor(pykka.ThreadingActor):
 
     def _flush_events(self):
         events = self.book.take_events()
+        if self.events is not None:
+            for ev in events:
+                self.events.publish("reservation", ev[1])  # a Reservation; state confirmed or why it ended
         if self.registry is None:
             return
         for ev in events:
@@ -186,7 +191,18 @@ class ReservationBookActor(pykka.ThreadingActor):
     def _on_next_change(self, station_id, now=None):
         return self.book.next_change(station_id, self.clock() if now is None else now)
 
+    def _on_call(self, fn, reply):
+        """Run fn(book) on this thread; reply(result, None) or reply(None, exception). For callers that
+        must not block (the HTTP API): reply hops back to their loop itself."""
+        try:
+            result = fn(self.book)
+        except Exception as exc:  # BookingError mostly; the caller turns it into an answer
+            reply(None, exc)
+        else:
+            reply(result, None)
+
     _handlers = {
+        "call": _on_call,
         "reserve": _on_reserve,
         "reserve_batch": _on_reserve_batch,
         "cancel": _on_cancel,

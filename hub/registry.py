@@ -74,8 +74,9 @@ class _Station:
 
 
 class StationRegistry(pykka.ThreadingActor):
-    def __init__(self, store_factory, outbox, clock, config, book=None, locator=None):
+    def __init__(self, store_factory, outbox, clock, config, book=None, locator=None, events=None):
         super().__init__()
+        self.events = events  # hub.events.EventBus or None: publish(kind, data) from this thread
         self._store_factory = store_factory
         self.store = None
         self.outbox = outbox
@@ -140,10 +141,14 @@ class StationRegistry(pykka.ThreadingActor):
         free_in = None if free_at is None else max(1, int(math.ceil((free_at - now) / 60.0)))
         if status == "Available":
             free_in = 0
-        self.view[st.id] = StationView(
+        old = self.view.get(st.id)
+        view = self.view[st.id] = StationView(
             st.id, st.lat, st.lon, status, free_in, free_at, st.connectors, st.max_kw, st.online, st.last_seen,
             dict(st.connector_status),
         )
+        if self.events is not None and (old is None or old[3:5] != view[3:5] or old.online != view.online
+                                        or old.connector_status != view.connector_status):
+            self.events.publish("station", (view, None if old is None else old.status))
 
     # --- messages --------------------------------------------------------------------------
 
@@ -241,6 +246,10 @@ class StationRegistry(pykka.ThreadingActor):
             return
         s["energy_wh"] = energy_wh
         s["power_w"] = power_w
+        if self.events is not None:
+            self.events.publish("meter", {"station_id": station_id, "connector": connector, "session_id": session_id,
+                                          "vehicle_id": s["vehicle_id"], "energy_wh": energy_wh, "power_w": power_w,
+                                          "time": when})
         self.outbox.send_to_peer(
             "vehicle", s["vehicle_id"], make(K.CHARGE_PROGRESS, 0, session_id, station_id, energy_wh, power_w)
         )
@@ -272,6 +281,9 @@ class StationRegistry(pykka.ThreadingActor):
             }
             if first and self.book is not None:
                 self.book.tell(("session_started", station_id, connector, vehicle_id, reservation_id, started, expected_end))
+            if self.events is not None:
+                self.events.publish("session_start", dict(st.sessions[session_id], session_id=session_id,
+                                                          station_id=station_id))
         st.windows.pop(reservation_id, None)
         log.info("station %s: session %s started on connector %d for vehicle %s", station_id, session_id, connector, vehicle_id)
         self._publish(st)
@@ -299,6 +311,11 @@ class StationRegistry(pykka.ThreadingActor):
             return
         self.energy_wh_total += energy_wh
         self.sessions_completed += 1
+        if self.events is not None:
+            self.events.publish("session_end", {
+                "session_id": session_id, "station_id": station_id, "connector": connector, "vehicle_id": vehicle_id,
+                "reservation_id": reservation_id, "energy_wh": energy_wh, "started": started, "ended": ended,
+                "reason": reason})
         log.info(
             "station %s: session %s COMPLETE vehicle=%s energy=%.2f kWh reason=%s",
             station_id, session_id, vehicle_id, energy_wh / 1000.0, reason,
