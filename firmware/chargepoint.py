@@ -46,7 +46,7 @@ from firmware.connector import (
     Refused,
 )
 from firmware.journal import Journal
-from firmware.link import BACKOFF, CONNECT, GIVE_UP, Link
+from firmware.link import BACKOFF, CONNECT, GIVE_UP, ONLINE, Link
 from firmware.reservations import Reservations
 from firmware.hubrequests import HANDLERS
 
@@ -306,9 +306,9 @@ class ChargePoint:
     # --- the periodic work -----------------------------------------------------------------
 
     def tick(self):
+        if self.link.state != BACKOFF and self.link.state != ONLINE and self.link.poll() == GIVE_UP:
+            self._close("hub did not answer in time")
         if self.session is not None:
-            if self.link.poll() == GIVE_UP:
-                self._close("handshake timed out")
             for ev in self.session.tick():
                 self.handle(ev)
             if self.session.authenticated:

@@ -35,6 +35,8 @@ class FakeHub:
         self.server = None
         self.is_up = True
         self.ack_ends = True  # False: the store "fails" and SESSION_END gets no ACK
+        self.keep_meters = True  # False: only count them (the MicroPython heap test)
+        self.meter_count = 0
         self.links = 0
         self.boots = 0
         self.statuses = []  # (connector, status, info) in arrival order
@@ -91,7 +93,9 @@ class FakeHub:
             self.statuses.append((f[0], f[1], f[2]))
             s.send(K.ACK, m.seq)
         elif k == K.METER:
-            self.meters.append(list(f))
+            self.meter_count += 1
+            if self.keep_meters:
+                self.meters.append(list(f))
         elif k == K.SESSION_START:
             self.records.append((k, f[0]))
             if f[0] not in self.starts:

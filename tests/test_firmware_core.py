@@ -12,7 +12,7 @@ from firmware.config import normalize
 from firmware.connector import Connector, Refused
 from firmware.journal import Journal
 from firmware.link import BACKOFF_CAP_S, CONNECT, GIVE_UP, Link, backoff_delay
-from tests.fw_hub import EPOCH, KEY, FakeClock, FakeHub, Wire
+from fw_hub import EPOCH, KEY, FakeClock, FakeHub, Wire
 from transport import codec
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FOUND

@@ -1,1 +1,41 @@
-"""Board glue for the ESP32 (boot.py, main.py, config); nothing here runs at import on CPython."""
+"""Board glue for the ESP32 (boot.py, main.py, board.py, config.json) and the list of what goes on a board.
+
+``bundle_files()`` is the one list the bundle tool and the mpy-cross test share: pairs of
+(path in this repository, path on the board's filesystem). The board's filesystem is flat:
+boot.py, main.py, board.py and config.json at the top, the ``transport`` and ``firmware``
+packages beside them. CPython-only modules (runner, tcp_link, serial_link) are not on it.
+Nothing here runs at import on CPython.
+"""
+
+TRANSPORT_MODULES = ("__init__", "compat", "errors", "kinds", "messages", "session", "purepack", "codec", "framing")
+FIRMWARE_MODULES = (
+    "__init__",
+    "connector",
+    "charging",
+    "config",
+    "reservations",
+    "journal",
+    "link",
+    "hubrequests",
+    "chargepoint",
+)
+TOP_FILES = ("boot.py", "main.py", "board.py", "config.json")
+# Run as scripts on the board (boot.py, main.py): never compiled to .mpy.
+SCRIPTS = ("boot.py", "main.py")
+
+
+def bundle_files():
+    """[(source relative to the repo root, destination relative to the board's root), ...]."""
+    out = []
+    for name in TOP_FILES:
+        out.append(("firmware/micropython/" + name, name))
+    for m in TRANSPORT_MODULES:
+        out.append(("transport/%s.py" % m, "transport/%s.py" % m))
+    for m in FIRMWARE_MODULES:
+        out.append(("firmware/%s.py" % m, "firmware/%s.py" % m))
+    return out
+
+
+def board_modules():
+    """Repo-relative paths of every Python file that runs on the board (all must pass mpy-cross)."""
+    return [src for src, _dst in bundle_files() if src.endswith(".py")]

@@ -1,0 +1,442 @@
+"""Board glue: clock, WiFi, the hub link (TCP, UART, or a pty on the unix port), relays, watchdog,
+and the main loop that drives firmware.chargepoint.ChargePoint.
+
+Nothing here touches hardware at import: every machine/network object is made in a
+function and injected into the core. On the MicroPython unix port (no `network`, no
+`machine.UART`, no `machine.WDT`) the same loop talks TCP with `socket` + `select.poll`,
+or opens a pty path for serial; relays are then only logged.
+"""
+
+import gc
+import json
+import select
+import socket
+import time
+
+from firmware.chargepoint import ChargePoint
+from firmware.journal import Journal
+from transport.codec import packb, unpackb
+from transport.errors import CodecError, FrameError
+from transport.framing import SerialFramer, StreamFramer
+
+TICK_S = 0.2  # core tick period
+POLL_MS = 50  # longest wait for input per loop
+READ_SIZE = 256
+MAX_FRAME = 4096  # the hub never sends a station more than this
+MAX_OUT = 8192  # bytes queued for a link that does not drain: drop it
+WDT_MS = 10000  # watchdog timeout; fed only while the loop is healthy
+STALL_S = 5  # a loop that has not completed a tick for this long is unhealthy
+MAX_ERRORS = 10  # consecutive failed loop iterations before we stop feeding the watchdog
+MEM_REPORT_S = 300
+_EPOCH_2000 = 946684800  # ports whose time.time() counts from 2000-01-01
+
+
+def load_config(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+class Monotonic:
+    """Seconds from ticks_ms without its wrap (ticks_ms wraps after ~12 days on the ESP32)."""
+
+    def __init__(self):
+        self._last = time.ticks_ms()
+        self._ms = 0
+
+    def __call__(self):
+        now = time.ticks_ms()
+        self._ms += time.ticks_diff(now, self._last)
+        self._last = now
+        return self._ms / 1000.0
+
+
+def wall_clock():
+    """UTC epoch seconds whatever the port's epoch (the hub's clock is adopted at WELCOME)."""
+    adj = _EPOCH_2000 if time.gmtime(0)[0] == 2000 else 0
+    if hasattr(time, "time_ns"):
+
+        def wall():
+            return time.time_ns() / 1000000000 + adj
+
+        return wall
+
+    def wall():
+        return time.time() + adj
+
+    return wall
+
+
+def make_logger(station_id, debug=False):
+    def log(level, text):
+        if level != "debug" or debug:
+            print("%s %s: %s" % (level.upper(), station_id, text))
+
+    return log
+
+
+def make_relay(pins, log):
+    """relay(connector, on) switching one output Pin per connector; logged only without machine.Pin."""
+    outs = None
+    if pins:
+        try:
+            from machine import Pin
+
+            outs = [Pin(p, Pin.OUT, value=0) for p in pins]
+        except (ImportError, AttributeError):
+            outs = None
+
+    def relay(connector, on):
+        if outs is not None:
+            outs[connector - 1].value(1 if on else 0)
+        log("debug", "relay %d %s" % (connector, "closed" if on else "open"))
+
+    return relay
+
+
+def make_wdt():
+    try:
+        from machine import WDT
+    except ImportError:
+        return None
+    return WDT(timeout=WDT_MS)
+
+
+class Wifi:
+    """Station-mode WiFi that reconnects on its own schedule; `up` tells the loop when to use it."""
+
+    def __init__(self, ssid, password, clock, log):
+        import network
+
+        self.wlan = network.WLAN(network.STA_IF)
+        self.wlan.active(True)
+        self.ssid = ssid
+        self.password = password
+        self.clock = clock
+        self.log = log
+        self.next_try = 0
+        self.delay = 2
+        self.was_up = False
+
+    @property
+    def up(self):
+        return self.wlan.isconnected()
+
+    def poll(self):
+        if self.wlan.isconnected():
+            if not self.was_up:
+                self.was_up = True
+                self.delay = 2
+                self.log("info", "wifi up %s" % (self.wlan.ifconfig()[0],))
+            return
+        if self.was_up:
+            self.was_up = False
+            self.log("warning", "wifi lost")
+        now = self.clock()
+        if now >= self.next_try:
+            self.next_try = now + self.delay
+            self.delay = min(self.delay * 2, 60)
+            try:
+                self.wlan.disconnect()
+            except OSError:
+                pass
+            self.wlan.connect(self.ssid, self.password)
+
+
+# --- links: the bytes of one connection to the hub -----------------------------------------
+
+
+class TcpLink:
+    def __init__(self, host, port, poller):
+        self.poller = poller
+        self.framer = StreamFramer(MAX_FRAME)
+        addr = socket.getaddrinfo(host, port)[0][-1]
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(addr)
+        except OSError as exc:
+            if exc.errno not in (115, 119):  # EINPROGRESS on Linux / lwIP
+                s.close()
+                raise
+        self.sock = s
+        self.pending = True
+        poller.register(s, select.POLLOUT)
+
+    def check(self, flags):
+        """After a poll event during connect: True once connected; OSError if refused."""
+        if flags & (select.POLLERR | select.POLLHUP):
+            raise OSError("connection refused")
+        if flags & select.POLLOUT:
+            self.pending = False
+            self.poller.modify(self.sock, select.POLLIN)
+        return not self.pending
+
+    def readinto(self, buf):
+        try:
+            n = self.sock.readinto(buf)
+        except OSError as exc:
+            if exc.errno == 11:  # EAGAIN
+                return 0
+            raise
+        if n is None:
+            return 0
+        if n == 0:
+            raise OSError("hub closed the connection")
+        return n
+
+    def write(self, data):
+        try:
+            n = self.sock.write(data)
+        except OSError as exc:
+            if exc.errno == 11:
+                return 0
+            raise
+        return n or 0
+
+    def close(self):
+        try:
+            self.poller.unregister(self.sock)
+        except (OSError, ValueError, KeyError):
+            pass
+        self.sock.close()
+
+
+class UartLink:
+    def __init__(self, cfg):
+        from machine import UART
+
+        self.uart = UART(cfg.get("id", 1), baudrate=cfg["baud"], tx=cfg["tx"], rx=cfg["rx"], rxbuf=1024, timeout=0)
+        self.framer = SerialFramer(MAX_FRAME)
+        self.pending = False
+
+    def readinto(self, buf):
+        if not self.uart.any():
+            return 0
+        return self.uart.readinto(buf) or 0
+
+    def write(self, data):
+        return self.uart.write(data) or 0
+
+    def close(self):
+        pass  # the UART stays configured; a new session starts on it
+
+
+class PtyLink:
+    """Serial over a tty path on the unix port (a pty set raw by whoever made it)."""
+
+    def __init__(self, path, poller):
+        self.f = open(path, "r+b")
+        self.poller = poller
+        self.framer = SerialFramer(MAX_FRAME)
+        self.pending = False
+        self.one = bytearray(1)
+        poller.register(self.f, select.POLLIN)
+        self._probe = select.poll()
+        self._probe.register(self.f, select.POLLIN)
+
+    def readinto(self, buf):
+        # A blocking file: read only what poll says is there, one byte at a time.
+        n = 0
+        one = self.one
+        while n < len(buf) and self._probe.poll(0):
+            if not self.f.readinto(one):
+                raise OSError("serial line closed")
+            buf[n] = one[0]
+            n += 1
+        return n
+
+    def write(self, data):
+        return self.f.write(data) or 0
+
+    def close(self):
+        try:
+            self.poller.unregister(self.f)
+        except (OSError, ValueError, KeyError):
+            pass
+        self.f.close()
+
+
+# --- the main loop ------------------------------------------------------------------------------
+
+
+class Board:
+    def __init__(self, cfg, debug=False):
+        if "sync_time" not in cfg:
+            cfg["sync_time"] = True  # a board's RTC is not set: follow the hub
+        self.log = make_logger(cfg.get("id", "?"), debug)
+        self.clock = Monotonic()
+        journal = Journal(cfg.get("journal") or "journal.log", cfg.get("connectors", 1))
+        self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
+        self.cfg = self.cp.config
+        self.poller = select.poll()
+        self.link = None
+        self.buf = bytearray(READ_SIZE)
+        self.mv = memoryview(self.buf)
+        self.out = bytearray()
+        self.wifi = None
+        wifi = self.cfg.get("wifi")
+        if wifi and (self.cfg.get("hub") or {}).get("host"):
+            try:
+                self.wifi = Wifi(wifi["ssid"], wifi.get("password", ""), self.clock, self.log)
+            except ImportError:
+                self.wifi = None  # unix port: the host's network is already up
+        self.errors = 0
+        self.last_tick = self.clock()
+
+    def open_link(self):
+        cp = self.cp
+        cfg = self.cfg
+        cp.on_connecting()
+        try:
+            if cfg.get("hub"):
+                self.link = TcpLink(cfg["hub"]["host"], cfg["hub"]["port"], self.poller)
+            elif cfg.get("uart") and _has_uart():
+                self.link = UartLink(cfg["uart"])
+            elif cfg.get("serial"):
+                self.link = PtyLink(cfg["serial"], self.poller)
+            else:
+                raise OSError("config has no hub, uart or serial link")
+        except OSError as exc:
+            self.link = None
+            cp.on_disconnected("cannot open link: %s" % (exc,))
+            return
+        self.out = bytearray()
+        if not self.link.pending:
+            self.connected()
+
+    def connected(self):
+        if isinstance(self.link.framer, SerialFramer):
+            self.out.extend(b"\x00")  # resync the hub's framer
+        self.cp.on_connected()
+
+    def close_link(self, why):
+        if self.link is not None:
+            try:
+                self.link.close()
+            except OSError:
+                pass
+            self.link = None
+        self.out = bytearray()
+        self.cp.on_disconnected(why)
+
+    def pump_in(self, flags):
+        link = self.link
+        if link.pending:
+            if flags and link.check(flags):
+                self.connected()
+            return
+        while True:
+            n = link.readinto(self.buf)
+            if not n:
+                return
+            try:
+                payloads = link.framer.feed(self.mv[:n])
+            except FrameError as exc:  # a TCP stream cannot resync after a bad length
+                raise OSError("bad frame from hub: %s" % (exc,))
+            for payload in payloads:
+                try:
+                    obj = unpackb(payload)
+                except CodecError as exc:  # one bad frame, not a dead link
+                    self.log("warning", "undecodable frame dropped: %s" % (exc,))
+                    continue
+                self.cp.receive(obj)
+            if n < len(self.buf):
+                return
+
+    def pump_out(self):
+        link = self.link
+        msgs = self.cp.take_outgoing()
+        if link is None or link.pending:
+            return
+        for m in msgs:
+            self.out.extend(link.framer.encode(packb(m)))
+        if self.out:
+            n = link.write(self.out)
+            if n:
+                self.out = self.out[n:]
+            if len(self.out) > MAX_OUT:
+                raise OSError("hub is not reading")
+
+    def step(self):
+        cp = self.cp
+        if self.wifi is not None:
+            self.wifi.poll()
+        if self.link is None and cp.want_connect() and (self.wifi is None or self.wifi.up):
+            self.open_link()
+        flags = 0
+        for ev in self.poller.poll(POLL_MS if self.link is not None else 0):
+            flags |= ev[1]
+        if self.link is None:
+            time.sleep_ms(POLL_MS) if hasattr(time, "sleep_ms") else time.sleep(POLL_MS / 1000)
+        if self.link is not None:
+            try:
+                self.pump_in(flags)
+            except OSError as exc:
+                self.close_link(str(exc))
+        now = self.clock()
+        if now - self.last_tick >= TICK_S:
+            self.last_tick = now
+            cp.tick()
+        if self.link is not None:
+            try:
+                self.pump_out()
+            except OSError as exc:
+                self.close_link("write: %s" % (exc,))
+                return
+            if cp.should_close:
+                self.close_link(cp.close_reason)
+        elif cp.should_close:
+            cp.on_disconnected(cp.close_reason)
+
+    def healthy(self):
+        return self.errors < MAX_ERRORS and self.clock() - self.last_tick < STALL_S
+
+    def run(self, seconds=None):
+        wdt = make_wdt()
+        next_mem = 0
+        end = None if seconds is None else self.clock() + seconds
+        self.log("info", "started: %d connector(s), link %s" % (len(self.cp.connectors), _describe(self.cfg)))
+        while end is None or self.clock() < end:
+            try:
+                self.step()
+                self.errors = 0
+            except MemoryError:
+                self.errors += 1
+                gc.collect()
+                self.log("error", "out of memory (free %d)" % gc.mem_free())
+            except Exception as exc:  # keep going; the watchdog resets us if it keeps failing
+                self.errors += 1
+                self.log("error", "loop: %r" % (exc,))
+                if self.link is not None:
+                    self.close_link("error")
+            if wdt is not None and self.healthy():
+                wdt.feed()
+            now = self.clock()
+            if now >= next_mem:
+                next_mem = now + MEM_REPORT_S
+                gc.collect()
+                self.log("info", "heap: %d used, %d free" % (gc.mem_alloc(), gc.mem_free()))
+        if self.link is not None:
+            self.close_link("stopped")
+
+
+def _has_uart():
+    try:
+        from machine import UART  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+def _describe(cfg):
+    if cfg.get("hub"):
+        return "tcp %s:%d" % (cfg["hub"]["host"], cfg["hub"]["port"])
+    if cfg.get("uart") and _has_uart():
+        return "uart %s" % (cfg["uart"],)
+    return "serial %s" % (cfg.get("serial"),)
+
+
+def main(config_path="config.json", seconds=None):
+    cfg = load_config(config_path)
+    Board(cfg, debug=cfg.get("debug", False)).run(seconds)

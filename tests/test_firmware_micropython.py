@@ -1,0 +1,323 @@
+"""The firmware on the real MicroPython unix port: compiles for the ESP32, imports, runs a full session
+with a hub restart and a reboot, and how much heap that takes (code in RAM and code in ROM)."""
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from firmware.micropython import board_modules, bundle_files
+from fw_mp import REPO, TESTS, compile_tree, micropython, mpy_cross, run
+from fw_ptypair import PtyPair
+from hubproc import HubProcess
+from tools.hubclient import HubClient
+from transport import kinds as K
+
+RUNTIME_BUDGET = 48 * 1024  # what a full session with a reconnect may add on top of the loaded code
+HEAP_RE = re.compile(r"HEAP start=(\d+) base=(\d+) peak=(\d+) runtime=(\d+)")
+
+
+def test_every_board_module_compiles_for_the_esp32(tmp_path):
+    tool = mpy_cross()
+    for src in board_modules():
+        res = subprocess.run([tool, "-march=xtensawin", "-o", str(tmp_path / "x.mpy"), os.path.join(REPO, src)],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, "%s: %s%s" % (src, res.stdout, res.stderr)
+
+
+def test_the_bundle_list_names_existing_files_and_no_cpython_only_module():
+    names = [dst for _src, dst in bundle_files()]
+    assert {"boot.py", "main.py", "board.py", "config.json"} <= set(names)
+    for src, _dst in bundle_files():
+        assert os.path.isfile(os.path.join(REPO, src)), src
+    for cpython_only in ("firmware/runner.py", "transport/tcp_link.py", "transport/serial_link.py"):
+        assert cpython_only not in names
+
+
+def _core_modules():
+    """transport/*.py and firmware/*.py of the bundle (board.py, main.py, boot.py are scripts/glue)."""
+    return [src for src in board_modules() if src.startswith(("transport/", "firmware/")) and src.count("/") == 1]
+
+
+def test_board_modules_import_from_source_under_micropython(tmp_path):
+    script = tmp_path / "imp.py"
+    mods = [src[:-3].replace("/", ".") for src in _core_modules()]
+    # board.py last: importing it must touch no hardware (and the unix port has none to touch).
+    script.write_text("import gc\n" + "".join("import %s\n" % m for m in mods) + "import board\nprint('OK')\n")
+    res = run(str(script), "256K", [REPO, os.path.join(REPO, "firmware", "micropython")])
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
+
+
+# --- a full session under MicroPython, and its heap ------------------------------------------------
+
+
+def _session_sources():
+    srcs = [(src, src[:-3] + ".mpy") for src in _core_modules()]
+    srcs.append(("tests/fw_hub.py", "fw_hub.mpy"))
+    return srcs
+
+
+@pytest.fixture(scope="module")
+def mpy_dir(tmp_path_factory):
+    """The board modules as .mpy (what `evhub bundle --mpy` puts on flash), plus the fake hub."""
+    out = str(tmp_path_factory.mktemp("mpy"))
+    compile_tree(out, _session_sources())
+    return out
+
+
+def _session_script(tmp_path, prelude=""):
+    journal = str(tmp_path / "journal.log")
+    with open(os.path.join(TESTS, "fw_mp_session.py")) as f:
+        body = f.read()
+    script = tmp_path / "session.py"
+    script.write_text(prelude + "JOURNAL = %r\n" % journal + body)
+    return str(script), journal
+
+
+def _run_session(tmp_path, heapsize, path, prelude=""):
+    script, journal = _session_script(tmp_path, prelude)
+    for p in (journal, journal + ".tmp"):
+        if os.path.exists(p):
+            os.remove(p)
+    return run(script, heapsize, path, cwd=str(tmp_path))
+
+
+def _min_heap_kb(tmp_path, path, lo, hi, prelude=""):
+    """Smallest -X heapsize (KB, 4 KB steps) at which the session passes."""
+    while hi - lo > 4:
+        mid = (lo + hi) // 2 // 4 * 4
+        res = _run_session(tmp_path, "%dK" % mid, path, prelude)
+        if res.returncode == 0 and "OK" in res.stdout:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def test_a_full_session_with_a_hub_restart_and_a_reboot_runs_under_micropython(tmp_path, mpy_dir, record_property):
+    res = _run_session(tmp_path, "256K", [mpy_dir])
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
+    start, base, peak, runtime = map(int, HEAP_RE.search(res.stdout).groups())
+    code = base - start
+    assert runtime <= RUNTIME_BUDGET
+    least = _min_heap_kb(tmp_path, [mpy_dir], 64, 256)
+    record_property("code_in_ram_bytes", code)
+    record_property("runtime_peak_bytes", runtime)
+    record_property("min_heap_kb_code_in_ram", least)
+    print("\nMicroPython heap, full session + hub restart + reboot (code loaded into RAM as .mpy): "
+          "imports %d B, runtime peak +%d B, live peak %d B, smallest -X heapsize that passes: %d KB"
+          % (code, runtime, peak, least))
+    # Regression guard on the whole footprint (see the ROM figure below for a board with code in flash).
+    assert least <= 160
+
+
+def test_with_the_code_in_rom_the_session_fits_the_runtime_budget(tmp_path, mpy_dir, record_property):
+    """A board with the modules in flash (romfs partition, or frozen): bytecode runs in place, the heap
+    holds only what the modules build at import plus the run-time state."""
+    romfs = pytest.importorskip("mpremote.romfs", reason="mpremote (the board extra) builds the romfs image")
+    image = romfs.make_romfs(mpy_dir + "/", mpy_cross=False)
+    img_path = tmp_path / "fw.romfs"
+    img_path.write_bytes(image)
+    prelude = (
+        "import vfs, sys\n"
+        "_f = open(%r, 'rb')\n_img = _f.read()\n_f.close()\n"
+        "vfs.mount(vfs.VfsRom(_img), '/rom')\nsys.path.insert(0, '/rom')\n" % str(img_path)
+    )
+    res = _run_session(tmp_path, "256K", [], prelude)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
+    start, base, peak, runtime = map(int, HEAP_RE.search(res.stdout).groups())
+    code = base - start  # the image itself is outside start..peak: it would be flash on a board
+    assert runtime <= RUNTIME_BUDGET
+    total = peak - start
+    record_property("rom_mode_import_bytes", code)
+    record_property("rom_mode_heap_bytes", total)
+    print("\nMicroPython heap with the code in ROM (romfs image of %d B mounted): imports build %d B, "
+          "runtime peak +%d B, heap besides the image %d B" % (len(image), code, runtime, total))
+
+
+def test_the_board_main_runs_from_the_source_tree_on_the_unix_port(tmp_path):
+    """`cd firmware/micropython && micropython main.py CONFIG` starts, finds no hub, backs off, keeps going."""
+    cfg = tmp_path / "config.json"
+    cfg.write_text('{"id": "CP-9", "key": "k", "hub": {"host": "127.0.0.1", "port": 9}, "journal": "%s"}'
+                   % (tmp_path / "j.log"))
+    env = dict(os.environ)
+    env.pop("MICROPYPATH", None)
+    proc = subprocess.Popen([micropython(), "-X", "heapsize=256K", "main.py", str(cfg)],
+                            cwd=os.path.join(REPO, "firmware", "micropython"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=4)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    assert "CP-9: started" in out, out
+    assert out.count("link down") >= 2 and "next attempt" in out, out
+    assert "Traceback" not in out, out
+
+
+# --- end to end: the MicroPython firmware against the real hub ---------------------------------------
+
+E2E_HEAP = "160K"  # the .mpy bundle needs ~140 KB with its code in RAM (see the heap test above)
+QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    """A flat board filesystem (what `evhub bundle --mpy` writes), runnable with `micropython main.py`."""
+    out = str(tmp_path_factory.mktemp("bundle"))
+    compile_tree(out, [(src, src[:-3] + ".mpy") for src in _core_modules()] + [("firmware/micropython/board.py", "board.mpy")])
+    for name in ("main.py", "boot.py"):
+        with open(os.path.join(REPO, "firmware", "micropython", name)) as f, open(os.path.join(out, name), "w") as g:
+            g.write(f.read())
+    return out
+
+
+class Firmware:
+    """`micropython main.py config.json` in a bundle directory, its output collected."""
+
+    def __init__(self, bundle, tmp_path, config):
+        self.cfg_path = tmp_path / ("%s.json" % config["id"])
+        config.setdefault("journal", str(tmp_path / ("%s.journal" % config["id"])))
+        self.cfg_path.write_text(json.dumps(config))
+        self.log_path = tmp_path / ("%s.out" % config["id"])
+        self._out = open(self.log_path, "w")
+        env = dict(os.environ, MICROPYPATH=bundle)
+        self.proc = subprocess.Popen([micropython(), "-X", "heapsize=" + E2E_HEAP, "main.py", str(self.cfg_path)],
+                                     cwd=bundle, env=env, stdout=self._out, stderr=subprocess.STDOUT)
+
+    def output(self):
+        return self.log_path.read_text()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+        return self.output()
+
+
+def wait_for(cond, timeout, what, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def status_changes(hub_log, station_id):
+    return re.findall(r"station %s: connector 1 (\w+) -> (\w+)" % re.escape(station_id), hub_log)
+
+
+def fw_config(station_id, key, **extra):
+    cfg = {"id": station_id, "key": key, "connectors": 1, "max_kw": 22.0, "meter_interval_s": 1, "finishing_s": 1}
+    cfg.update(extra)
+    return cfg
+
+
+def _session_rows(db, session_id=None):
+    con = sqlite3.connect(db)
+    try:
+        if session_id is None:
+            return con.execute("SELECT session_id, energy_wh, ended, reason FROM sessions").fetchall()
+        return con.execute("SELECT session_id, energy_wh, ended, reason FROM sessions WHERE session_id = ?",
+                           (session_id,)).fetchall()
+    finally:
+        con.close()
+
+
+def _reserve_charge_complete(hub, vehicle, station_id):
+    """A vehicle reserves, starts, and waits for COMPLETE; returns (reservation id, session id, complete fields)."""
+    start = int(time.time()) + 120
+    _k, (ok, rid, _alts, reason) = vehicle.request(K.RESERVE, station_id, start, start + 1800)
+    assert ok, reason
+    wait_for(lambda: ("Available", "Reserved") in status_changes(hub.log(), station_id), 10, "Reserved at the hub")
+    vehicle.request(K.START_CHARGE, station_id, rid, QUICK_EV)
+    started = vehicle.wait_event((K.SESSION_STARTED,), timeout=10)
+    assert started is not None
+    done = vehicle.wait_event((K.COMPLETE,), timeout=30)
+    assert done is not None, hub.log()[-3000:]
+    return rid, started.fields[0], done.fields
+
+
+def test_the_micropython_firmware_reserves_charges_and_completes_against_the_real_hub_over_tcp(tmp_path, bundle_dir):
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-MP1")
+        token = hub.add_vehicle("V-1")
+        host, port = hub.url[len("tcp://"):].split(":")
+        fw = Firmware(bundle_dir, tmp_path, fw_config("CP-MP1", key, hub={"host": host, "port": int(port)}))
+        try:
+            wait_for(lambda: "station CP-MP1: boot" in hub.log(), 15, "the firmware's BOOT")
+            with HubClient(hub.url, "vehicle", "V-1", token) as v:
+                rid, sid, done = _reserve_charge_complete(hub, v, "CP-MP1")
+            wait_for(lambda: ("Finishing", "Available") in status_changes(hub.log(), "CP-MP1"), 10, "Available again")
+        finally:
+            out = fw.stop()
+        assert done[0] == sid and done[4] == "Complete" and done[2] == 35
+        assert [c for c in status_changes(hub.log(), "CP-MP1")][-5:] == [
+            ("Available", "Reserved"), ("Reserved", "Preparing"), ("Preparing", "Charging"),
+            ("Charging", "Finishing"), ("Finishing", "Available")]
+        (row,) = _session_rows(hub.db, sid)
+        assert row[1] == 35 and row[2] and row[3] == "Complete"
+        assert "Traceback" not in out and "ERROR" not in out, out
+
+
+def test_the_micropython_firmware_charges_over_a_pty_serial_pair(tmp_path, bundle_dir):
+    pair = PtyPair()
+    try:
+        with HubProcess(tmp_path, extra_args=["--serial", pair.path1]) as hub:
+            key = hub.add_station("CP-SER")
+            token = hub.add_vehicle("V-2")
+            fw = Firmware(bundle_dir, tmp_path, fw_config("CP-SER", key, serial=pair.path2))
+            try:
+                wait_for(lambda: "station CP-SER: boot" in hub.log(), 20, "BOOT over the serial line")
+                with HubClient(hub.url, "vehicle", "V-2", token) as v:
+                    rid, sid, done = _reserve_charge_complete(hub, v, "CP-SER")
+            finally:
+                out = fw.stop()
+            assert done[4] == "Complete" and done[2] == 35
+            (row,) = _session_rows(hub.db, sid)
+            assert row[1] == 35 and row[2] and row[3] == "Complete"
+            assert "Traceback" not in out, out
+    finally:
+        pair.close()
+    assert pair.bytes[0] > 0 and pair.bytes[1] > 0
+
+
+def test_killing_the_hub_mid_session_records_the_session_exactly_once(tmp_path, bundle_dir):
+    """The hub is killed (-9) mid-session and stays down past the session's end: the firmware finishes
+    the charge, keeps SESSION_END in its journal, reconnects with backoff and the restarted hub
+    records the session once."""
+    ev = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.1, "target_soc": 0.9}  # 40 Wh, ~6.5 s at 22 kW
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-KILL")
+        token = hub.add_vehicle("V-3")
+        host, port = hub.url[len("tcp://"):].split(":")
+        fw = Firmware(bundle_dir, tmp_path, fw_config("CP-KILL", key, hub={"host": host, "port": int(port)}))
+        try:
+            wait_for(lambda: "station CP-KILL: boot" in hub.log(), 15, "BOOT")
+            with HubClient(hub.url, "vehicle", "V-3", token) as v:
+                v.request(K.START_CHARGE, "CP-KILL", None, ev)
+                sid = v.wait_event((K.SESSION_STARTED,), timeout=10).fields[0]
+            hub.kill9()
+            wait_for(lambda: "session %s ended" % sid in fw.output(), 20, "the session to end with the hub down")
+            hub.restart()
+            wait_for(lambda: (_session_rows(hub.db, sid) or [[0, 0, 0]])[0][2], 60, "the SESSION_END replayed")
+            time.sleep(2)  # a duplicate would arrive now
+        finally:
+            out = fw.stop()
+        rows = _session_rows(hub.db)
+        assert len(rows) == 1 and rows[0][0] == sid and rows[0][1] == 40 and rows[0][3] == "Complete"
+        assert hub.log().count("session %s COMPLETE" % sid) == 1
+        ended = out.index("session %s ended" % sid)
+        assert out.index("hub welcomed us", ended) < out.index("hub stored session_end %s" % sid), out
+        assert "Traceback" not in out, out
