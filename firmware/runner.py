@@ -1,0 +1,348 @@
+"""CPython runner: the firmware core driven over TCP or serial, many charge points in one thread.
+
+    run_chargepoint(config, stop_event=None, speedup=1.0)       one station, blocks
+    run_many(configs, stop_event=None, speedup=1.0)             many stations, one thread, blocks
+    fleet = Fleet(configs, speedup=60); fleet.run(stop_event)   the same, with access to the devices
+
+One ``selectors`` loop owns every socket and serial port: non-blocking connects,
+reads as they come, writes buffered (bounded) until the socket takes them, and a
+tick of every ChargePoint about every ``tick_s``. A station costs a ChargePoint,
+a framer and a socket: hundreds fit in one thread.
+
+The relay is simulated (its state is kept and logged) and so is the meter (the
+core's charge simulation). ``wall`` runs ``speedup`` times faster than real time
+from ``epoch0`` (the same formula as hub.clock.HubClock, so a simulation that
+gives both the same epoch0 agrees on the time); link timers use real monotonic time.
+
+Not board code: this module is never copied to a board.
+"""
+
+import collections
+import errno
+import logging
+import os
+import selectors
+import socket
+import time
+
+from firmware.chargepoint import ChargePoint
+from firmware.config import normalize
+from firmware.journal import Journal
+from transport.codec import packb, unpackb
+from transport.errors import CodecError, FrameError
+from transport.framing import SERIAL_MAX_FRAME, SerialFramer, StreamFramer
+
+log = logging.getLogger("firmware.runner")
+
+MAX_FRAME = 64 * 1024  # the hub never sends a station more than this
+MAX_OUTBUF = 256 * 1024  # bytes waiting for a socket that does not read: the link is dropped
+DEFAULT_BAUD = 115200
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def sim_wall(speedup=1.0, epoch0=None):
+    """A wall clock (epoch s) running `speedup` times real time from `epoch0` (default: now)."""
+    speedup = float(speedup)
+    if speedup == 1.0:
+        return time.time
+    e0 = time.time() if epoch0 is None else float(epoch0)
+
+    def wall():
+        return e0 + (time.time() - e0) * speedup
+
+    return wall
+
+
+class Device:
+    """One charge point: its ChargePoint and its transport (TCP socket or serial port)."""
+
+    def __init__(self, fleet, config, wall, journal_path=None):
+        self.fleet = fleet
+        self.id = config["id"]
+        n = config.get("connectors", 1)
+        self.journal = Journal(journal_path, connectors=n)
+        self.relays = [False] * n
+        self.cp = ChargePoint(config, time.monotonic, wall, journal=self.journal, relay=self._relay, log=self._log)
+        cfg = self.cp.config
+        self.hub = cfg.get("hub")
+        self.serial_url = cfg.get("serial")
+        self.baud = (cfg.get("uart") or {}).get("baud", DEFAULT_BAUD)
+        if not self.hub and not self.serial_url:
+            raise ValueError("%s: config needs hub {host, port} or serial URL" % self.id)
+        self.sock = None
+        self.port = None
+        self.framer = None
+        self.out = bytearray()
+        self.connecting = False
+        self.registered = 0  # selector events currently registered
+
+    # --- core callbacks ----------------------------------------------------------
+
+    def _log(self, level, text):
+        log.log(_LEVELS.get(level, logging.INFO), "%s: %s", self.id, text)
+
+    def _relay(self, connector, on):
+        self.relays[connector - 1] = on
+        log.debug("%s: relay %d %s", self.id, connector, "closed" if on else "open")
+
+    # --- transport ------------------------------------------------------------------
+
+    def tick(self):
+        cp = self.cp
+        if cp.want_connect():
+            self._open()
+        cp.tick()
+        self.flush()
+
+    def _open(self):
+        cp = self.cp
+        cp.on_connecting()
+        if self.hub:
+            host, port = self.hub["host"], self.hub["port"]
+            try:
+                infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+                family, stype, proto, _c, addr = infos[0]
+                sock = socket.socket(family, stype, proto)
+            except OSError as exc:
+                cp.on_disconnected("cannot resolve %s:%s: %s" % (host, port, exc))
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            err = sock.connect_ex(addr)
+            if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                sock.close()
+                cp.on_disconnected("connect %s:%s: %s" % (host, port, os.strerror(err)))
+                return
+            self.sock = sock
+            self.framer = StreamFramer(MAX_FRAME)
+            self.connecting = True
+            self._watch(selectors.EVENT_WRITE)
+            log.debug("%s: connecting to %s:%s", self.id, host, port)
+        else:
+            import serial  # pyserial; only stations on a serial line need it
+
+            try:
+                port = serial.serial_for_url(self.serial_url, baudrate=self.baud, timeout=0, write_timeout=2)
+            except (serial.SerialException, OSError, ValueError) as exc:
+                cp.on_disconnected("cannot open %s: %s" % (self.serial_url, exc))
+                return
+            self.port = port
+            self.framer = SerialFramer(SERIAL_MAX_FRAME)
+            try:
+                port.fileno()
+                self._watch(selectors.EVENT_READ)
+            except Exception:  # loop://, socket:// ... have no usable fd: polled by the fleet
+                self.fleet.polled.add(self)
+            self.out += b"\x00"  # a delimiter first: the hub's framer drops any line noise before us
+            cp.on_connected()
+            log.info("%s: serial %s open at %d baud", self.id, self.serial_url, self.baud)
+
+    def _fileobj(self):
+        return self.sock if self.sock is not None else self.port
+
+    def _watch(self, events):
+        f = self._fileobj()
+        if f is None or events == self.registered:
+            return
+        sel = self.fleet.sel
+        if self.registered and events:
+            sel.modify(f, events, self)
+        elif events:
+            sel.register(f, events, self)
+        else:
+            sel.unregister(f)
+        self.registered = events
+
+    def close(self, why=None):
+        if self.sock is None and self.port is None:
+            return
+        self._watch(0)
+        self.fleet.polled.discard(self)
+        f = self._fileobj()
+        try:
+            f.close()
+        except OSError:
+            pass
+        self.sock = None
+        self.port = None
+        self.framer = None
+        self.out = bytearray()
+        self.connecting = False
+        self.cp.on_disconnected(why)
+
+    def on_event(self, mask):
+        if self.connecting and mask & selectors.EVENT_WRITE:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.close("connect: %s" % os.strerror(err))
+                return
+            self.connecting = False
+            log.info("%s: connected to %s:%s", self.id, self.hub["host"], self.hub["port"])
+            self.cp.on_connected()
+            self._watch(selectors.EVENT_READ)
+            self.flush()
+            return
+        if mask & selectors.EVENT_READ:
+            self.read()
+        if mask & selectors.EVENT_WRITE:
+            self._write()
+
+    def read(self):
+        try:
+            if self.sock is not None:
+                data = self.sock.recv(65536)
+                if not data:
+                    self.close("hub closed the connection")
+                    return
+            else:
+                n = self.port.in_waiting
+                if not n:
+                    return
+                data = self.port.read(n)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.close("read: %s" % exc)
+            return
+        except Exception as exc:  # pyserial: SerialException when the device goes away
+            self.close("read: %s" % exc)
+            return
+        try:
+            payloads = self.framer.feed(data)
+        except FrameError as exc:
+            self.close("bad frame from hub: %s" % exc)
+            return
+        cp = self.cp
+        for payload in payloads:
+            try:
+                obj = unpackb(payload)
+            except CodecError as exc:
+                log.warning("%s: undecodable frame from hub dropped: %s", self.id, exc)
+                continue
+            cp.receive(obj)
+        self.flush()
+
+    def flush(self):
+        cp = self.cp
+        if cp.should_close:
+            self._send_out(cp.take_outgoing())
+            self._write()
+            self.close(cp.close_reason)
+            return
+        if self.framer is None or self.connecting:
+            return
+        self._send_out(cp.take_outgoing())
+        if self.out:
+            self._write()
+
+    def _send_out(self, msgs):
+        if self.framer is None:
+            return
+        for m in msgs:
+            self.out += self.framer.encode(packb(m))
+
+    def _write(self):
+        if not self.out:
+            return
+        try:
+            if self.sock is not None:
+                n = self.sock.send(self.out)
+            else:
+                n = self.port.write(bytes(self.out))
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except Exception as exc:
+            self.close("write: %s" % exc)
+            return
+        del self.out[:n]
+        if len(self.out) > MAX_OUTBUF:
+            self.close("hub is not reading (%d bytes queued)" % len(self.out))
+            return
+        if self.sock is not None:
+            self._watch(selectors.EVENT_READ | (selectors.EVENT_WRITE if self.out else 0))
+
+
+class Fleet:
+    """Many Devices on one selectors loop in the calling thread."""
+
+    def __init__(self, configs, speedup=1.0, epoch0=None, tick_s=0.25, journal_dir=None, journal_paths=None):
+        self.sel = selectors.DefaultSelector()
+        self.polled = set()
+        self.tick_s = tick_s
+        self.wall = sim_wall(speedup, epoch0)
+        self._calls = collections.deque()
+        self.devices = []
+        seen = set()
+        for cfg in configs:
+            cfg = normalize(cfg)
+            if cfg["id"] in seen:
+                raise ValueError("station id %s given twice" % cfg["id"])
+            seen.add(cfg["id"])
+            path = (journal_paths or {}).get(cfg["id"])
+            if path is None and journal_dir:
+                safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cfg["id"])
+                path = os.path.join(journal_dir, "%s.journal" % safe)
+            self.devices.append(Device(self, cfg, self.wall, path))
+        self.by_id = {d.id: d for d in self.devices}
+
+    def call_soon(self, fn, *args):
+        """Run fn(*args) in the loop thread (thread-safe): plug, unplug, fault from other threads."""
+        self._calls.append((fn, args))
+
+    def run(self, stop_event=None, duration=None):
+        deadline = None if duration is None else time.monotonic() + duration
+        next_tick = time.monotonic()
+        try:
+            while stop_event is None or not stop_event.is_set():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                timeout = max(0.0, next_tick - now)
+                if self.polled:
+                    timeout = min(timeout, 0.02)
+                if self.sel.get_map():
+                    events = self.sel.select(timeout)
+                else:
+                    time.sleep(timeout)
+                    events = ()
+                for key, mask in events:
+                    key.data.on_event(mask)
+                for dev in list(self.polled):
+                    if dev.port is not None:
+                        dev.read()
+                while self._calls:
+                    fn, args = self._calls.popleft()
+                    try:
+                        fn(*args)
+                    except Exception as exc:
+                        log.warning("call %s failed: %s", getattr(fn, "__name__", fn), exc)
+                if time.monotonic() >= next_tick:
+                    next_tick += self.tick_s
+                    if next_tick < time.monotonic():
+                        next_tick = time.monotonic() + self.tick_s
+                    for dev in self.devices:
+                        try:
+                            dev.tick()
+                        except Exception:
+                            log.exception("%s: tick failed", dev.id)
+        finally:
+            self.close()
+
+    def close(self):
+        for dev in self.devices:
+            dev.close("shutting down")
+        self.sel.close()
+
+
+def run_many(configs, stop_event=None, speedup=1.0, epoch0=None, tick_s=0.25, journal_dir=None, duration=None):
+    fleet = Fleet(configs, speedup=speedup, epoch0=epoch0, tick_s=tick_s, journal_dir=journal_dir)
+    fleet.run(stop_event, duration)
+    return fleet
+
+
+def run_chargepoint(config, stop_event=None, speedup=1.0, journal=None, epoch0=None, duration=None):
+    """Run one charge point until stop_event is set; `journal` is a file path (None: in memory)."""
+    paths = {config["id"]: journal} if journal else None
+    fleet = Fleet([config], speedup=speedup, epoch0=epoch0, journal_paths=paths)
+    fleet.run(stop_event, duration)
+    return fleet

@@ -1,0 +1,159 @@
+"""The CPython runner and `evhub chargepoint`: bad input, and real stations against the real hub."""
+
+import re
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from firmware.runner import Fleet, run_chargepoint, sim_wall
+from fw_ptypair import PtyPair
+from hubproc import HubProcess
+from tools import cli
+from tools.hubclient import HubClient
+from transport import kinds as K
+
+QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--id", "CP-1", "--key", "k", "--hub", "http://x:1"], "scheme must be tcp://"),
+        (["--id", "CP-1", "--key", "k", "--hub", "tcp://host"], "HOST:PORT"),
+        (["--id", "CP-1", "--key", "k", "--connectors", "0"], "connectors must be"),
+        (["--id", "CP-1", "--key", "k", "--lat", "100"], "lat must be"),
+        (["--id", "CP-1", "--key", "k", "--max-kw", "-3"], "max_kw must be"),
+        (["--id", "CP-1", "--key", "k", "--speedup", "0"], "--speedup must be positive"),
+        (["--id", "CP-1"], "a key is needed"),
+        (["--id", "", "--key", "k"], "id must be"),
+        (["--id", "CP-1", "--key", "k", "--config", "/nonexistent/cfg.json"], "cannot read --config"),
+    ],
+)
+def test_bad_chargepoint_arguments_exit_2_with_a_clear_message(argv, message, capsys, monkeypatch):
+    monkeypatch.delenv("EVHUB_KEY", raising=False)
+    monkeypatch.delenv("EVHUB_HUB", raising=False)
+    assert cli.main(["chargepoint"] + argv + ["--journal", "none"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_config_file_that_is_not_json_is_refused(tmp_path, capsys):
+    bad = tmp_path / "c.json"
+    bad.write_text("{id: CP-1")
+    assert cli.main(["chargepoint", "--id", "CP-1", "--key", "k", "--config", str(bad), "--journal", "none"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_the_hub_url_comes_from_the_environment_when_not_given(monkeypatch):
+    from tools.cmd_chargepoint import build_config
+
+    monkeypatch.setenv("EVHUB_HUB", "tcp://10.1.2.3:9000")
+
+    class Args:
+        config = None
+        id = "CP-1"
+        key = "k"
+        lat = lon = connectors = max_kw = offline_policy = None
+        serial = None
+        hub = None
+        baud = None
+
+    assert build_config(Args())["hub"] == {"host": "10.1.2.3", "port": 9000}
+
+
+def test_the_simulated_wall_clock_runs_faster_by_the_speedup():
+    wall = sim_wall(60.0, epoch0=time.time())
+    a = wall()
+    time.sleep(0.05)
+    assert 2.0 < wall() - a < 6.0
+
+
+def _thread(target, *args, **kwargs):
+    t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+    t.start()
+    return t
+
+
+def _wait(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_a_runner_station_charges_a_reserving_vehicle_against_the_real_hub(tmp_path):
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-R1", connectors=2)
+        token = hub.add_vehicle("V-1")
+        host, port = hub.url[len("tcp://"):].split(":")
+        cfg = {"id": "CP-R1", "key": key, "hub": {"host": host, "port": int(port)}, "connectors": 2,
+               "meter_interval_s": 1, "finishing_s": 1}
+        stop = threading.Event()
+        t = _thread(run_chargepoint, cfg, stop_event=stop, journal=str(tmp_path / "cp.journal"))
+        try:
+            _wait(lambda: "station CP-R1: boot" in hub.log(), 10, "BOOT")
+            with HubClient(hub.url, "vehicle", "V-1", token) as v:
+                start = int(time.time()) + 60
+                _k, (ok, rid, _a, _r) = v.request(K.RESERVE, "CP-R1", start, start + 1800)
+                assert ok
+                v.request(K.START_CHARGE, "CP-R1", rid, QUICK_EV)
+                sid = v.wait_event((K.SESSION_STARTED,), timeout=10).fields[0]
+                progress = v.wait_event((K.CHARGE_PROGRESS,), timeout=10)
+                done = v.wait_event((K.COMPLETE,), timeout=30)
+        finally:
+            stop.set()
+            t.join(timeout=10)
+        assert progress.fields[0] == sid and 0 < progress.fields[3] <= 22000
+        assert done.fields[0] == sid and done.fields[2] == 35 and done.fields[4] == "Complete"
+        changes = re.findall(r"station CP-R1: connector 1 (\w+) -> (\w+)", hub.log())
+        assert ("Reserved", "Preparing") in changes and ("Charging", "Finishing") in changes
+
+
+def test_many_stations_run_in_one_thread_against_the_real_hub(tmp_path):
+    n = 25
+    with HubProcess(tmp_path) as hub:
+        host, port = hub.url[len("tcp://"):].split(":")
+        configs = []
+        for i in range(n):
+            sid = "CP-M%02d" % i
+            key = hub.add_station(sid, lat=-12.2 + i * 0.01)
+            configs.append({"id": sid, "key": key, "hub": {"host": host, "port": int(port)}, "lat": -12.2 + i * 0.01})
+        fleet = Fleet(configs, speedup=60.0)
+        stop = threading.Event()
+        t = _thread(fleet.run, stop)
+        try:
+            _wait(lambda: hub.log().count("boot firmware=") >= n, 20, "every station's BOOT")
+            assert all(d.cp.usable for d in fleet.devices)
+        finally:
+            stop.set()
+            t.join(timeout=10)
+        assert threading.active_count() < 50  # one loop thread, not one per station
+
+
+def test_a_runner_station_on_a_serial_line_reaches_the_hub(tmp_path):
+    pair = PtyPair()
+    try:
+        with HubProcess(tmp_path, extra_args=["--serial", pair.path1]) as hub:
+            key = hub.add_station("CP-S1")
+            token = hub.add_vehicle("V-2")
+            cfg = {"id": "CP-S1", "key": key, "serial": pair.path2, "meter_interval_s": 1, "finishing_s": 1}
+            stop = threading.Event()
+            t = _thread(run_chargepoint, cfg, stop_event=stop)
+            try:
+                _wait(lambda: "station CP-S1: boot" in hub.log(), 15, "BOOT over serial")
+                with HubClient(hub.url, "vehicle", "V-2", token) as v:
+                    v.request(K.START_CHARGE, "CP-S1", None, QUICK_EV)
+                    done = v.wait_event((K.COMPLETE,), timeout=30)
+            finally:
+                stop.set()
+                t.join(timeout=10)
+            assert done.fields[4] == "Complete" and done.fields[2] == 35
+            con = sqlite3.connect(hub.db)
+            assert con.execute("SELECT count(*) FROM sessions WHERE station_id='CP-S1' AND ended IS NOT NULL").fetchone()[0] == 1
+            con.close()
+    finally:
+        pair.close()

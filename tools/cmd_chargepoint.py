@@ -1,0 +1,130 @@
+"""`evhub chargepoint`: run a simulated charge point (the firmware core on CPython).
+
+    evhub chargepoint --id CP-1 --key KEY [--hub tcp://HOST:PORT | --serial URL]
+                      [--lat --lon --connectors --max-kw] [--speedup X] [--config FILE]
+
+The hub comes from --hub, else $EVHUB_HUB, else tcp://127.0.0.1:7878. --serial takes any
+pyserial URL (a pty path, /dev/ttyUSB0, socket://, loop://). --config reads a JSON file in
+the board's config.json format; flags given on the command line win over it.
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+
+DEFAULT_HUB = "tcp://127.0.0.1:7878"
+
+
+def configure(p):
+    p.add_argument("--id", required=True, help="station id as provisioned (evhub stations add)")
+    p.add_argument("--key", help="the station's key (default: $EVHUB_KEY)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--hub", help="tcp://HOST:PORT (default: $EVHUB_HUB or %s)" % DEFAULT_HUB)
+    where.add_argument("--serial", metavar="URL", help="talk to the hub over a serial line (pyserial URL or pty path)")
+    p.add_argument("--baud", type=int, default=None, help="serial baud rate (default 115200)")
+    p.add_argument("--lat", type=float, help="latitude (degrees)")
+    p.add_argument("--lon", type=float, help="longitude (degrees)")
+    p.add_argument("--connectors", type=int, help="number of connectors (1..8, default 1)")
+    p.add_argument("--max-kw", type=float, dest="max_kw", help="power limit per connector in kW (default 22)")
+    p.add_argument("--speedup", type=float, default=1.0, help="simulated time runs this many times faster (default 1)")
+    p.add_argument("--offline-policy", choices=("reduce", "stop"), dest="offline_policy",
+                   help="when the hub is lost: finish at reduced power, or stop (default reduce)")
+    p.add_argument("--config", metavar="FILE", help="JSON config (the board's config.json format)")
+    p.add_argument("--journal", metavar="PATH",
+                   help="session journal file (default: $XDG_STATE_HOME/evhub/ID.journal; 'none' keeps it in memory)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--epoch0", type=float, help=_suppress())
+
+
+def _suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _fail(text):
+    print("evhub chargepoint: %s" % text, file=sys.stderr)
+    return 2
+
+
+def build_config(args):
+    """The station config from --config and the flags; ValueError with a message for the user."""
+    cfg = {}
+    if args.config:
+        try:
+            with open(args.config, encoding="utf-8") as f:
+                cfg = json.load(f)
+        except OSError as exc:
+            raise ValueError("cannot read --config %s: %s" % (args.config, exc.strerror or exc))
+        except ValueError as exc:
+            raise ValueError("--config %s is not valid JSON: %s" % (args.config, exc))
+        if not isinstance(cfg, dict):
+            raise ValueError("--config %s must hold a JSON object" % args.config)
+    cfg["id"] = args.id
+    key = args.key or os.environ.get("EVHUB_KEY") or cfg.get("key")
+    if not key:
+        raise ValueError("a key is needed: --key KEY (printed by `evhub stations add`) or $EVHUB_KEY")
+    cfg["key"] = key
+    for name in ("lat", "lon", "connectors", "max_kw", "offline_policy"):
+        value = getattr(args, name)
+        if value is not None:
+            cfg[name] = value
+    if args.serial:
+        cfg["serial"] = args.serial
+        cfg["hub"] = None
+        if args.baud is not None:
+            if args.baud <= 0:
+                raise ValueError("--baud must be positive")
+            cfg["uart"] = dict(cfg.get("uart") or {}, baud=args.baud, tx=0, rx=0)
+    elif args.hub or not cfg.get("serial"):
+        from transport.tcp_link import parse_hub_url
+
+        url = args.hub or os.environ.get("EVHUB_HUB") or DEFAULT_HUB
+        try:
+            host, port = parse_hub_url(url)
+        except ValueError as exc:
+            raise ValueError("--hub: %s" % exc)
+        cfg["hub"] = {"host": host, "port": port}
+        cfg["serial"] = None
+    from firmware.config import normalize
+
+    return normalize(cfg)
+
+
+def journal_path(args, station_id):
+    if args.journal:
+        return None if args.journal.lower() == "none" else args.journal
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in station_id)
+    return os.path.join(base, "evhub", "%s.journal" % safe)
+
+
+def run(args):
+    try:
+        cfg = build_config(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if not args.speedup > 0:
+        return _fail("--speedup must be positive")
+    if args.duration is not None and args.duration <= 0:
+        return _fail("--duration must be positive")
+    path = journal_path(args, cfg["id"])
+    if path:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "a"):
+                pass
+        except OSError as exc:
+            return _fail("cannot use journal %s: %s" % (path, exc.strerror or exc))
+    from firmware.runner import run_chargepoint
+
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_chargepoint(cfg, stop_event=stop, speedup=args.speedup, journal=path, epoch0=args.epoch0, duration=args.duration)
+    except ValueError as exc:
+        return _fail(str(exc))
+    return 0
