@@ -1,0 +1,111 @@
+"""History reads from the hub's SQLite store, run in a small thread pool, never in the loop.
+
+Each pool thread opens its own read-only connection (sqlite3 connections belong to
+their thread); WAL lets these readers run beside the actors that write.
+"""
+
+import concurrent.futures
+import sqlite3
+import threading
+
+from hub.store import BUSY_TIMEOUT_S
+
+_RES = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
+_RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")
+_SES_KEYS = ("session_id", "station_id", "connector", "vehicle_id", "reservation_id", "meter_start_wh",
+             "energy_wh", "started", "ended", "reason")
+
+
+class Reads:
+    def __init__(self, db_path, loop, workers=2):
+        self.db_path = str(db_path)
+        self.loop = loop
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="http-db")
+        self._local = threading.local()
+        self._all = []
+        self._all_lock = threading.Lock()
+
+    def _db(self):
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
+            db.execute("PRAGMA query_only=ON")
+            self._local.db = db
+            with self._all_lock:
+                self._all.append(db)
+        return db
+
+    def run(self, fn, *args):
+        """Await fn(connection, *args) on a pool thread."""
+        return self.loop.run_in_executor(self.pool, self._call, fn, args)
+
+    def _call(self, fn, args):
+        return fn(self._db(), *args)
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        with self._all_lock:
+            for db in self._all:
+                try:
+                    db.close()
+                except sqlite3.ProgrammingError:  # made on another thread; closed with the process
+                    pass
+            self._all.clear()
+
+    # --- queries (run on a pool thread) ---------------------------------------------------
+
+    @staticmethod
+    def station_exists(db, station_id):
+        return db.execute("SELECT 1 FROM stations WHERE id = ?", (station_id,)).fetchone() is not None
+
+    @staticmethod
+    def vehicle_exists(db, vehicle_id):
+        return db.execute("SELECT 1 FROM vehicles WHERE id = ?", (vehicle_id,)).fetchone() is not None
+
+    @staticmethod
+    def reservations(db, station_id=None, vehicle_id=None, state="confirmed", limit=200):
+        where, args = [], []
+        if state != "all":
+            where.append("state = ?")
+            args.append(state)
+        if station_id is not None:
+            where.append("station_id = ?")
+            args.append(station_id)
+        if vehicle_id is not None:
+            where.append("vehicle_id = ?")
+            args.append(vehicle_id)
+        order = "start, id" if state == "confirmed" else "updated DESC, id DESC"
+        sql = "SELECT %s FROM reservations%s ORDER BY %s LIMIT ?" % (
+            _RES, (" WHERE " + " AND ".join(where)) if where else "", order)
+        return [dict(zip(_RES_KEYS, row)) for row in db.execute(sql, args + [limit])]
+
+    @staticmethod
+    def reservation(db, reservation_id):
+        row = db.execute("SELECT %s FROM reservations WHERE id = ?" % _RES, (reservation_id,)).fetchone()
+        return None if row is None else dict(zip(_RES_KEYS, row))
+
+    @staticmethod
+    def sessions(db, station_id, limit=50):
+        rows = db.execute(
+            "SELECT %s FROM sessions WHERE station_id = ? ORDER BY COALESCE(started, ended) DESC LIMIT ?"
+            % ", ".join(_SES_KEYS), (station_id, limit))
+        return [dict(zip(_SES_KEYS, row)) for row in rows]
+
+    @staticmethod
+    def reservation_states(db):
+        return dict(db.execute("SELECT state, COUNT(*) FROM reservations GROUP BY state").fetchall())
+
+
+async def run_read(reads, fn, *args):
+    """reads.run, with sqlite trouble turned into an exception the API maps to 503."""
+    try:
+        return await reads.run(fn, *args)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(str(exc)) from None
+    except RuntimeError as exc:  # pool shut down: the hub is stopping
+        raise StoreUnavailable(str(exc)) from None
+
+
+class StoreUnavailable(Exception):
+    pass
+
