@@ -32,6 +32,8 @@ class Hub:
         self.ready = None  # set once listening; .port then holds the TCP port
         self.port = None
         self._stopping = None
+        self.events = None  # an EventBus when the HTTP API is on
+        self.http = None
 
     def _start_actors(self):
         db = self.config["db"]
@@ -40,26 +42,45 @@ class Hub:
         self.tracker = VehicleTracker.start()
         self.registry_actor = None
         self.outbox_proxy = _LateOutbox()
-        self.registry = StationRegistry.start(lambda: Store(db), self.outbox_proxy, self.clock, self.config, None, self.locator)
+        self.registry = StationRegistry.start(lambda: Store(db), self.outbox_proxy, self.clock, self.config, None, self.locator,
+                                              events=self.events)
         self.book = ReservationBookActor.start(
             db, self.outbox_proxy, clock=self.clock, registry=self.registry, locator=self.locator,
-            grace_s=self.config["no_show_grace_s"],
+            grace_s=self.config["no_show_grace_s"], events=self.events,
         )
         self.registry.tell(("set_book", self.book))
 
     async def _serve(self):
         self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        self.events = None
+        if self.config.get("http"):
+            from hub.events import EventBus
+
+            self.events = EventBus(self.loop)
         self._start_actors()
         index = self.locator.proxy().snapshot_source().get()
         router = Router(self.registry, self.book, self.tracker, index, self.clock, self.config)
         router.registry_view = self.registry.proxy().view.get()
+        self.router = router
         self.keys = KeyLookup(self.config)
         self.gateway = Gateway(self.loop, router, self.keys.lookup, self.config, time.monotonic, self.clock)
         self.outbox_proxy.target = self.gateway.outbox
         host, port = parse_hub_url(self.config["listen"])
         await self.gateway.start(host, port, self.serial_urls)
         self.port = self.gateway.port
+        self.http = None
+        if self.events is not None:
+            from hub.http.app import HttpApp
+
+            # The dict the tracker keeps (read as a snapshot, never asked); fetched off the loop, once.
+            self.tracker_last = await self.loop.run_in_executor(None, lambda: self.tracker.proxy().last.get(timeout=5))
+            try:
+                self.http = await HttpApp(self).start()
+            except OSError as exc:
+                log.error("http: cannot listen on %s: %s", self.config["http"], exc.strerror or exc)
+                raise
+            log.info("http api listening on http://%s:%d (dashboard at /)", self.http.host, self.http.port)
         log.info("hub listening on tcp://%s:%d (db %s)%s", host, self.port, self.config["db"],
                  "".join(" serial %s" % u for u in self.serial_urls))
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -71,6 +92,8 @@ class Hub:
             self.ready.set()
         await self._stopping.wait()
         log.info("hub stopping: closing links, flushing the store")
+        if self.http is not None:
+            await self.http.stop()
         await self.gateway.stop()
 
     def stop(self):

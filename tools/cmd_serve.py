@@ -1,6 +1,7 @@
 """`evhub serve`: run the hub daemon."""
 
 import logging
+import os
 import sys
 
 from hub import config as hubconfig
@@ -15,6 +16,10 @@ def configure(p):
     p.add_argument("--log-file", help="also write the log to this file")
     p.add_argument("--heartbeat", type=int, dest="heartbeat_s", help="seconds between station heartbeats (default 30)")
     p.add_argument("--speedup", type=float, help="run simulated time this many times faster (simulation only)")
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve the HTTP API, event stream, metrics and dashboard here (e.g. 127.0.0.1:8080); off by default")
+    p.add_argument("--http-token", metavar="TOKEN",
+                   help="bearer token for HTTP writes (or http_token in the config, or $EVHUB_HTTP_TOKEN)")
     p.add_argument("--epoch0", type=float, help=argparse_suppress())
 
 
@@ -29,7 +34,8 @@ def run(args):
         cfg = hubconfig.load(
             args.config,
             {"listen": args.listen, "db": args.db, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
-             "epoch0": args.epoch0},
+             "epoch0": args.epoch0, "http": args.http,
+             "http_token": args.http_token or os.environ.get("EVHUB_HTTP_TOKEN") or None},
         )
     except hubconfig.ConfigError as exc:
         print("evhub serve: %s" % exc, file=sys.stderr)
@@ -45,6 +51,14 @@ def run(args):
     except ValueError as exc:
         print("evhub serve: --listen: %s" % exc, file=sys.stderr)
         return 2
+    if cfg["http"]:
+        from hub.http.app import parse_http_address
+
+        try:
+            parse_http_address(cfg["http"])
+        except ValueError as exc:
+            print("evhub serve: %s" % exc, file=sys.stderr)
+            return 2
     if cfg["heartbeat_s"] < 1 or cfg["speedup"] <= 0:
         print("evhub serve: heartbeat and speedup must be positive", file=sys.stderr)
         return 2
