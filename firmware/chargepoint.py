@@ -87,6 +87,18 @@ class ChargePoint:
         self.internal_errors = 0
         for c in self.connectors:
             self._relay(c, False)
+        self._close_cut_sessions()
+
+    def _close_cut_sessions(self):
+        """Sessions the journal still has running were cut by a reboot or power loss: end them."""
+        j = self.journal
+        for sid in list(j.running):
+            f, energy, at = j.running[sid]
+            n = f[1]
+            if 1 <= n <= len(j.meters):
+                j.meters[n - 1] += energy
+            j.session_ended((sid, n, f[2], f[3], energy, f[5], int(at), "PowerLoss"))
+            self._log("warning", "session %s was cut by a restart: ended as PowerLoss, %d Wh" % (sid, energy))
 
     # --- small helpers --------------------------------------------------------------
 
@@ -328,8 +340,12 @@ class ChargePoint:
                 self.advance(c, now)
                 if c.charge.done:
                     self.end_session(c, "Complete", now)
-                elif now >= c.next_meter:
+                    continue
+                if now >= c.next_meter:
                     self.send_meter(c, now)
+                if now >= c.next_checkpoint:
+                    c.next_checkpoint = now + self.config["checkpoint_s"]
+                    self.journal.checkpoint(c.session_id, int(c.charge.energy_wh), int(now))
             elif c.auto_leave_at is not None and now >= c.auto_leave_at:
                 self._leave(c, now)
         self._flush()
@@ -456,7 +472,8 @@ class ChargePoint:
         c.last_t = now
         c.next_meter = now + self.config["meter_interval_s"]
         c.charge = Charge(self.limit_kw(), max_kw, cap, soc, target)
-        self.journal.add(K.SESSION_START, (sid, c.number, vehicle, rid, c.meter_start_wh, c.started))
+        self.journal.session_started((sid, c.number, vehicle, rid, c.meter_start_wh, c.started))
+        c.next_checkpoint = now + self.config["checkpoint_s"]
         self._relay(c, True)
         self.set_status(c, CHARGING)
         self._log("info", "session %s started: connector %d, vehicle %s, reservation %s, %.1f kW" % (sid, c.number, vehicle, rid, c.charge.power_kw()))
@@ -472,7 +489,7 @@ class ChargePoint:
             self.session.send(K.METER, 0, c.number, c.session_id, energy, 0, int(now))
         self.journal.meters[c.number - 1] += energy
         rec = (c.session_id, c.number, c.vehicle, c.reservation_id, energy, c.started, int(now), reason)
-        self.journal.add(K.SESSION_END, rec, meters=True)
+        self.journal.session_ended(rec)
         self._log("info", "session %s ended: %s, %d Wh in %ds" % (c.session_id, reason, energy, int(now) - c.started))
         remote = c.remote
         c.clear_session()

@@ -22,6 +22,7 @@ offline_after_s    disconnected this long (monotonic s) counts as offline; PeerS
 hold_before_s      a reservation shows Reserved this long before its start
 grace_s            a reservation with no session expires this long after its start
 finishing_s        a remotely started session's vehicle leaves this long after the end (sim)
+checkpoint_s       a running session's energy is saved to the journal this often (power loss)
 relay_pins         GPIO per connector driving the contactor relay (board only)
 sync_time          adopt the hub's clock from WELCOME/PONG (board: its RTC is not set)
 journal            path of the session journal file (board default "journal.log")
@@ -47,6 +48,7 @@ DEFAULTS = {
     "hold_before_s": 600,
     "grace_s": 600,
     "finishing_s": 30,
+    "checkpoint_s": 300,
     "relay_pins": None,
     "sync_time": False,
     "journal": "journal.log",
@@ -69,76 +71,61 @@ RUNTIME_KEYS = (
 )
 
 
-def _num(value):
-    t = type(value)
-    return t is int or t is float
+# Numeric keys and their inclusive ranges.
+_NUMBERS = {
+    "max_kw": (0.1, 1000),
+    "offline_power_kw": (0.1, 1000),
+    "heartbeat_s": (1, 86400),
+    "meter_interval_s": (1, 86400),
+    "offline_after_s": (1, 86400),
+    "checkpoint_s": (1, 86400),
+    "hold_before_s": (0, 86400),
+    "grace_s": (0, 86400),
+    "finishing_s": (0, 86400),
+    "lat": (-90, 90),
+    "lon": (-180, 180),
+}
 
 
 def check(key, value):
-    """Checks one key's value; returns the value to store or raises ValueError."""
-    if key in ("max_kw", "offline_power_kw"):
-        if not _num(value) or value <= 0 or value > 1000:
-            raise ValueError("%s must be a number in (0, 1000] kW" % key)
-        return float(value)
-    if key in ("heartbeat_s", "meter_interval_s", "offline_after_s"):
-        if not _num(value) or value < 1 or value > 86400:
-            raise ValueError("%s must be a number of seconds in 1..86400" % key)
+    """Checks one key's value; returns the value to store or raises ValueError naming the key."""
+    r = _NUMBERS.get(key)
+    if r is not None:
+        t = type(value)
+        if (t is not int and t is not float) or value < r[0] or value > r[1]:
+            raise ValueError("%s must be a number in %s..%s" % (key, r[0], r[1]))
         return value
-    if key in ("hold_before_s", "grace_s", "finishing_s"):
-        if not _num(value) or value < 0 or value > 86400:
-            raise ValueError("%s must be a number of seconds in 0..86400" % key)
-        return value
+    bad = None
     if key == "offline_policy":
         if value not in OFFLINE_POLICIES:
-            raise ValueError("offline_policy must be one of %s" % ", ".join(OFFLINE_POLICIES))
-        return value
-    if key == "connectors":
+            bad = "one of " + ", ".join(OFFLINE_POLICIES)
+    elif key == "connectors":
         if type(value) is not int or value < 1 or value > MAX_CONNECTORS:
-            raise ValueError("connectors must be an integer in 1..%d" % MAX_CONNECTORS)
-        return value
-    if key == "lat":
-        if not _num(value) or value < -90 or value > 90:
-            raise ValueError("lat must be a number in -90..90")
-        return float(value)
-    if key == "lon":
-        if not _num(value) or value < -180 or value > 180:
-            raise ValueError("lon must be a number in -180..180")
-        return float(value)
-    if key == "id":
+            bad = "an integer in 1..%d" % MAX_CONNECTORS
+    elif key == "id":
         if type(value) is not str or not value or len(value) > 64:
-            raise ValueError("id must be a string of 1..64 characters")
-        return value
-    if key == "key":
+            bad = "a string of 1..64 characters"
+    elif key == "key":
         if type(value) is not str or not value:
-            raise ValueError("key must be a non-empty string")
-        return value
-    if key == "hub":
-        if value is None:
-            return None
-        if type(value) is not dict or type(value.get("host")) is not str or type(value.get("port")) is not int:
-            raise ValueError('hub must be {"host": str, "port": int}')
-        if not 0 < value["port"] < 65536:
-            raise ValueError("hub port must be in 1..65535")
-        return value
-    if key == "uart":
-        if value is None:
-            return None
-        if type(value) is not dict:
-            raise ValueError('uart must be {"id": int, "tx": int, "rx": int, "baud": int}')
-        for k in ("tx", "rx", "baud"):
-            if type(value.get(k)) is not int:
-                raise ValueError("uart.%s must be an integer" % k)
-        return value
-    if key == "relay_pins":
-        if value is None:
-            return None
-        if type(value) is not list or not all(type(p) is int for p in value):
-            raise ValueError("relay_pins must be a list of GPIO numbers")
-        return value
-    if key == "sync_time":
+            bad = "a non-empty string"
+    elif key == "sync_time":
         if type(value) is not bool:
-            raise ValueError("sync_time must be true or false")
-        return value
+            bad = "true or false"
+    elif value is None:
+        pass  # hub, uart, relay_pins: optional
+    elif key == "hub":
+        if type(value) is not dict or type(value.get("host")) is not str or type(value.get("port")) is not int \
+                or not 0 < value["port"] < 65536:
+            bad = '{"host": str, "port": 1..65535}'
+    elif key == "uart":
+        if type(value) is not dict or type(value.get("tx")) is not int or type(value.get("rx")) is not int \
+                or type(value.get("baud")) is not int:
+            bad = '{"id": int, "tx": int, "rx": int, "baud": int}'
+    elif key == "relay_pins":
+        if type(value) is not list or not all(type(p) is int for p in value):
+            bad = "a list of GPIO numbers"
+    if bad is not None:
+        raise ValueError("%s must be %s" % (key, bad))
     return value
 
 
@@ -149,7 +136,7 @@ def normalize(config):
         out[k] = DEFAULTS[k]
     for k in config:
         out[k] = config[k]
-    for k in ("id", "key", "connectors", "lat", "lon", "hub", "uart", "relay_pins", "sync_time") + RUNTIME_KEYS:
+    for k in ("id", "key", "connectors", "lat", "lon", "hub", "uart", "relay_pins", "sync_time", "checkpoint_s") + RUNTIME_KEYS:
         out[k] = check(k, out[k])
     pins = out["relay_pins"]
     if pins is not None and len(pins) != out["connectors"]:

@@ -62,6 +62,7 @@ class Connector:
         self.charge = None  # charging.Charge
         self.last_t = 0  # wall time the charge was last advanced
         self.next_meter = 0  # wall time of the next METER
+        self.next_checkpoint = 0  # wall time the energy is next saved in the journal
 
     def can(self, status):
         return status == self.status or status in TRANSITIONS[self.status]

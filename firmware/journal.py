@@ -5,6 +5,11 @@ One small text file, one JSON array per line, appended and compacted:
     ["N", counter, [meter_wh, ...]]     station counters (session counter, meter registers)
     [23, "CP-1-7-a1b2c3", 1, ...]       a SESSION_START / SESSION_END record: kind, fields
     ["A", 24, "CP-1-7-a1b2c3"]          the hub acknowledged that record
+    ["R", [start fields], wh, t]        a session is running: its energy checkpoint at time t
+    ["X", "CP-1-7-a1b2c3"]              that session ended (its SESSION_END is in the journal)
+
+A session still "running" when the journal is loaded was cut by a reboot or a power
+loss: the charge point closes it with reason PowerLoss at its last checkpoint.
 
 Loading replays the lines: a record stays pending until its ack line. A torn last
 line (power cut while appending) is skipped. Compaction writes the pending records
@@ -25,6 +30,7 @@ class Journal:
         self.counter = 0
         self.meters = [0] * connectors
         self._pending = []  # [kind, fields] in the order they were written
+        self.running = {}  # session_id -> [SESSION_START fields, energy_wh, time] of sessions not ended
         self._lines = 0
         self.skipped = 0  # unreadable lines found on load
         if path is not None:
@@ -63,6 +69,10 @@ class Journal:
                 elif tag == "A" and len(rec) >= 3:
                     if self._drop(rec[1], rec[2]):
                         acked += 1
+                elif tag == "R" and len(rec) >= 4 and type(rec[1]) is list and rec[1]:
+                    self.running[rec[1][0]] = [rec[1], rec[2], rec[3]]
+                elif tag == "X" and len(rec) >= 2:
+                    self.running.pop(rec[1], None)
                 elif type(tag) is int and len(rec) == 2 and type(rec[1]) is list and rec[1]:
                     self._pending.append([tag, rec[1]])
                 else:
@@ -99,38 +109,55 @@ class Journal:
         self._append(["N", self.counter, self.meters])
         return self.counter
 
-    def add(self, kind, fields, meters=False):
-        """Keep a record until it is acked; with meters=True the meter registers are saved too."""
+    def add(self, kind, fields):
+        """Keep any record until it is acked."""
         fields = list(fields)
         if self._find(kind, fields[0]) < 0:
             self._pending.append([kind, fields])
-            if meters:
-                self._append(["N", self.counter, self.meters], [kind, fields])
-            else:
-                self._append([kind, fields])
+            self._append([kind, fields])
+
+    def session_started(self, fields):
+        """SESSION_START fields [session_id, connector, vehicle, reservation, meter_start, started]."""
+        fields = list(fields)
+        self._pending.append([23, fields])
+        run = [fields, 0, fields[5]]
+        self.running[fields[0]] = run
+        self._append([23, fields], ["R", fields, 0, fields[5]])
+
+    def checkpoint(self, session_id, energy_wh, t):
+        """Save a running session's energy so a power loss costs at most the energy since."""
+        run = self.running.get(session_id)
+        if run is not None:
+            run[1] = energy_wh
+            run[2] = t
+            self._append(["R", run[0], energy_wh, t])
+
+    def session_ended(self, fields):
+        """SESSION_END fields; the meter registers (already updated by the caller) are saved with it."""
+        fields = list(fields)
+        self._pending.append([24, fields])
+        self.running.pop(fields[0], None)
+        self._append(["N", self.counter, self.meters], [24, fields], ["X", fields[0]])
 
     def ack(self, kind, session_id):
         """The hub has the record; forget it. Returns False if it was not pending (a duplicate ack)."""
         if not self._drop(kind, session_id):
             return False
         if self.path is not None:
-            if not self._pending or self._lines >= COMPACT_AFTER:
+            if (not self._pending and not self.running) or self._lines >= COMPACT_AFTER:
                 self.compact()
             else:
                 self._append(["A", kind, session_id])
         return True
 
-    def _append(self, rec, rec2=None):
+    def _append(self, *recs):
         if self.path is None:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(rec))
-            f.write("\n")
-            self._lines += 1
-            if rec2 is not None:
-                f.write(json.dumps(rec2))
+            for rec in recs:
+                f.write(json.dumps(rec))
                 f.write("\n")
-                self._lines += 1
+            self._lines += len(recs)
             _sync(f)
 
     def compact(self):
@@ -144,6 +171,9 @@ class Journal:
             for kind, fields in self._pending:
                 f.write(json.dumps([kind, fields]))
                 f.write("\n")
+            for run in self.running.values():
+                f.write(json.dumps(["R", run[0], run[1], run[2]]))
+                f.write("\n")
             _sync(f)
         try:
             os.rename(tmp, self.path)
@@ -151,7 +181,7 @@ class Journal:
             # A filesystem that will not rename over a file (FAT): loading falls back to .tmp.
             os.remove(self.path)
             os.rename(tmp, self.path)
-        self._lines = 1 + len(self._pending)
+        self._lines = 1 + len(self._pending) + len(self.running)
 
 
 def _exists(path):

@@ -379,11 +379,32 @@ def test_the_journal_keeps_unacked_records_and_drops_acked_ones(tmp_path):
     j.add(K.SESSION_START, ["s1", 1, "V", None, 0, 10])
     j.add(K.SESSION_START, ["s2", 2, "V", 5, 0, 10])
     j.meters[1] = 1234
-    j.add(K.SESSION_END, ["s1", 1, "V", None, 500, 10, 20, "Complete"], meters=True)
+    j.session_ended(["s1", 1, "V", None, 500, 10, 20, "Complete"])
     assert j.ack(K.SESSION_START, "s1") and not j.ack(K.SESSION_START, "s1")
     j2 = Journal(path, connectors=2)
     assert j2.counter == n and j2.meters == [0, 1234]
     assert [(k, f[0]) for k, f in j2.pending()] == [(K.SESSION_START, "s2"), (K.SESSION_END, "s1")]
+
+
+def test_a_session_cut_by_a_power_loss_is_ended_at_its_last_checkpoint(tmp_path):
+    path = str(tmp_path / "j.log")
+    cp, hub, wire, clock = online(journal=Journal(path), checkpoint_s=300)
+    ask(hub, wire, K.REMOTE_START, 0, "V-1", None, EV)
+    sid = cp.connectors[0].session_id
+    t0 = int(EPOCH + clock.t)
+    wire.run(700, dt=10)  # checkpoints at +300 and +600 s
+    energy = int(cp.connectors[0].charge.energy_wh)
+    # Power cut: no SESSION_END was written. The next boot closes the session as PowerLoss.
+    clock2 = FakeClock(clock.t + 3600)
+    wall2 = lambda: EPOCH + clock2.t  # noqa: E731
+    cp2 = ChargePoint({"id": "CP-1", "key": KEY}, clock2, wall2, journal=Journal(path), rand=lambda: 0.5)
+    hub2 = FakeHub(clock2, wall2)
+    Wire(cp2, hub2, clock2, codec).start()
+    end = hub2.ends[sid]
+    assert end[7] == "PowerLoss" and end[5] == t0 and end[6] == t0 + 600
+    assert 0 < end[4] <= energy and end[4] == pytest.approx(energy * 600 / 700, rel=0.02)
+    assert cp2.status(1) == "Available" and cp2.journal.running == {}
+    assert cp2.journal.meters[0] == end[4]
 
 
 def test_a_torn_last_line_is_skipped_and_the_file_compacted(tmp_path):
