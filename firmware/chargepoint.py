@@ -70,7 +70,6 @@ class ChargePoint:
         while len(self.journal.meters) < n:
             self.journal.meters.append(0)
         self.relay = relay  # relay(connector, on) or None
-        self._rand = rand
         self._log_fn = log  # log(level, text) or None
         self.on_config = on_config  # on_config(key, value) after a CONFIGURE, e.g. to save it
         self.connectors = [Connector(i + 1) for i in range(n)]
