@@ -1,0 +1,272 @@
+"""Framing, sans-I/O: feed bytes in, get whole payloads out; encode payloads to bytes.
+
+Two framings, both with a named maximum payload size and a bounded buffer:
+
+StreamFramer (TCP): ``[4-byte big-endian length][payload]``. A length above
+``max_frame`` raises FrameError as soon as its 4 header bytes arrive: a byte
+stream cannot resync after that, so the caller closes the link (and may send
+E_TOO_LARGE first). A zero length is also a FrameError: every message is at
+least one msgpack byte, so a peer sending empty frames is not speaking our
+protocol. ``encode`` refuses empty and oversize payloads the same way. Bytes
+held between calls never exceed ``max_frame + 4`` (one unfinished frame).
+
+SerialFramer (UART): ``COBS(payload + crc32(payload) as 4 bytes little-endian) + b"\\x00"``.
+The 0x00 delimiter lets the receiver resync after any damage; the CRC-32
+(``binascii.crc32``, on both runtimes) catches what COBS cannot. Damaged
+frames are dropped and counted, never raised: a corrupt byte costs one frame.
+The receive buffer is one preallocated bytearray of ``encoded_size(max_frame)``
+bytes; a longer run is discarded up to the next 0x00 without growing memory.
+
+Counters (SerialFramer attributes, for ``evhub console`` and link stats):
+
+- ``frames_ok``     payloads delivered (COBS and CRC good).
+- ``crc_errors``    frames that decoded as COBS but whose CRC-32 did not match
+                    (line noise, a lost byte inside the frame, two frames merged).
+- ``decode_errors`` frames that are not valid COBS (a code byte pointing past the
+                    end) or are too short to hold a payload byte and a CRC.
+- ``oversize``      frames discarded because they exceed the buffer (or, once
+                    decoded, ``max_frame``).
+- ``resyncs``       times a good frame arrived after one or more dropped frames,
+                    i.e. the link lost sync and found it again.
+
+Empty frames (0x00 0x00 ...) are ignored without counting: a sender may emit a
+leading 0x00 to flush line noise at the receiver.
+"""
+
+import binascii
+import struct
+
+from transport.compat import const
+from transport.errors import FrameError
+
+MAX_FRAME_SIZE = const(1 << 20)  # largest payload on a TCP link
+SERIAL_MAX_FRAME = const(4096)  # largest payload on a serial link
+STREAM_HEADER = const(4)
+CRC_SIZE = const(4)
+
+
+# --- TCP: length prefix ----------------------------------------------------------
+
+
+def encode_stream(payload, max_frame=MAX_FRAME_SIZE):
+    """``payload`` with its 4-byte big-endian length prefix; FrameError if empty or too large."""
+    n = len(payload)
+    if n == 0:
+        raise FrameError("empty frame: a message is at least one byte")
+    if n > max_frame:
+        raise FrameError("frame of %d bytes exceeds the %d-byte limit" % (n, max_frame))
+    return struct.pack(">I", n) + bytes(payload)
+
+
+class StreamFramer:
+    """Incremental decoder (and encoder) of length-prefixed frames."""
+
+    def __init__(self, max_frame=MAX_FRAME_SIZE):
+        self.max_frame = max_frame
+        self._buf = bytearray()  # bytes of the one unfinished frame, header included
+        self._want = -1  # payload length of the unfinished frame once its header is known
+
+    def encode(self, payload):
+        return encode_stream(payload, self.max_frame)
+
+    def buffered(self):
+        """Bytes held for the unfinished frame (never more than max_frame + 4)."""
+        return len(self._buf)
+
+    def _length(self, data, pos):
+        n = struct.unpack_from(">I", data, pos)[0]
+        if n > self.max_frame:
+            raise FrameError("peer announced a %d-byte frame; the limit is %d" % (n, self.max_frame))
+        if n == 0:
+            raise FrameError("peer sent an empty frame")
+        return n
+
+    def feed(self, data):
+        """Every payload completed by ``data`` (a list, maybe empty); FrameError on a bad length."""
+        out = []
+        mv = memoryview(data)
+        end = len(mv)
+        pos = 0
+        buf = self._buf
+        if buf:
+            # Finish the unfinished frame first, copying only the bytes it needs.
+            have = len(buf)
+            if have < STREAM_HEADER:
+                take = min(STREAM_HEADER - have, end)
+                buf += mv[:take]
+                pos = take
+                if len(buf) < STREAM_HEADER:
+                    return out
+                self._want = self._length(buf, 0)
+            total = STREAM_HEADER + self._want
+            take = min(total - len(buf), end - pos)
+            buf += mv[pos : pos + take]
+            pos += take
+            if len(buf) < total:
+                return out
+            out.append(bytes(memoryview(buf)[STREAM_HEADER:]))
+            self._buf = bytearray()
+            self._want = -1
+        # Whole frames straight out of ``data``: an offset, no per-frame copy of the rest.
+        while end - pos >= STREAM_HEADER:
+            n = self._length(data, pos)
+            stop = pos + STREAM_HEADER + n
+            if stop > end:
+                self._want = n
+                break
+            out.append(bytes(mv[pos + STREAM_HEADER : stop]))
+            pos = stop
+        if pos < end:
+            self._buf = bytearray(mv[pos:])
+        return out
+
+
+# --- serial: COBS + CRC-32 + 0x00 ----------------------------------------------------
+
+
+def encoded_size(max_frame):
+    """The longest encoded frame (without its delimiter) for a payload of ``max_frame`` bytes."""
+    n = max_frame + CRC_SIZE
+    return n + n // 254 + 1
+
+
+def cobs_encode(data):
+    """COBS-encode ``data`` (the result holds no 0x00 byte)."""
+    out = bytearray()
+    n = len(data)
+    start = 0
+    while True:
+        zero = data.find(b"\x00", start)
+        stop = n if zero < 0 else zero
+        while stop - start >= 254:
+            out.append(0xFF)
+            out += data[start : start + 254]
+            start += 254
+        out.append(stop - start + 1)
+        out += data[start:stop]
+        if zero < 0:
+            return out
+        start = zero + 1
+
+
+def cobs_decode_into(buf, n):
+    """Decode the COBS bytes ``buf[:n]`` in place; the decoded length, or -1 if malformed."""
+    mv = memoryview(buf)
+    r = 0  # read index: the code byte of the current block
+    w = 0  # write index, always behind r
+    while r < n:
+        code = buf[r]
+        if code == 0 or r + code > n:
+            return -1
+        if code > 1:
+            mv[w : w + code - 1] = mv[r + 1 : r + code]  # moves left; overlap-safe (memmove)
+            w += code - 1
+        r += code
+        if code < 0xFF and r < n:
+            buf[w] = 0
+            w += 1
+    return w
+
+
+def encode_serial(payload, max_frame=SERIAL_MAX_FRAME):
+    """One serial frame: COBS(payload + crc32 LE) + 0x00; FrameError if empty or too large."""
+    n = len(payload)
+    if n == 0:
+        raise FrameError("empty frame: a message is at least one byte")
+    if n > max_frame:
+        raise FrameError("frame of %d bytes exceeds the %d-byte limit" % (n, max_frame))
+    body = bytearray(payload)
+    body += struct.pack("<I", binascii.crc32(payload) & 0xFFFFFFFF)
+    out = cobs_encode(body)
+    out.append(0)
+    return bytes(out)
+
+
+class SerialFramer:
+    """Incremental decoder (and encoder) of COBS + CRC-32 frames delimited by 0x00."""
+
+    def __init__(self, max_frame=SERIAL_MAX_FRAME):
+        self.max_frame = max_frame
+        self._cap = encoded_size(max_frame)
+        self._buf = bytearray(self._cap)  # preallocated once; frames are assembled here
+        self._mv = memoryview(self._buf)
+        self._len = 0  # bytes of the unfinished frame in _buf
+        self._skipping = False  # discarding an oversize frame up to the next 0x00
+        self._lost = False  # a frame was dropped since the last good one
+        self.frames_ok = 0
+        self.crc_errors = 0
+        self.decode_errors = 0
+        self.oversize = 0
+        self.resyncs = 0
+
+    def encode(self, payload):
+        return encode_serial(payload, self.max_frame)
+
+    def buffered(self):
+        """Bytes held for the unfinished frame (never more than encoded_size(max_frame))."""
+        return self._len
+
+    def stats(self):
+        return {
+            "frames_ok": self.frames_ok,
+            "crc_errors": self.crc_errors,
+            "decode_errors": self.decode_errors,
+            "oversize": self.oversize,
+            "resyncs": self.resyncs,
+        }
+
+    def feed(self, data):
+        """Every good payload completed by ``data`` (a list, maybe empty). Never raises on bad input."""
+        if type(data) is memoryview:
+            data = bytes(data)  # .find() is needed below
+        out = []
+        mv = memoryview(data)
+        end = len(mv)
+        pos = 0
+        while pos < end:
+            zero = data.find(b"\x00", pos)
+            stop = end if zero < 0 else zero
+            if not self._skipping and stop > pos:
+                n = stop - pos
+                if self._len + n > self._cap:
+                    self._skipping = True
+                    self._len = 0
+                else:
+                    self._mv[self._len : self._len + n] = mv[pos:stop]
+                    self._len += n
+            if zero < 0:
+                break
+            pos = zero + 1
+            if self._skipping:
+                self._skipping = False
+                self._drop_oversize()
+            elif self._len:
+                self._frame(out)
+        return out
+
+    def _drop_oversize(self):
+        self.oversize += 1
+        self._lost = True
+
+    def _frame(self, out):
+        n = self._len
+        self._len = 0
+        size = cobs_decode_into(self._buf, n)
+        if size < CRC_SIZE + 1:
+            self.decode_errors += 1
+            self._lost = True
+            return
+        size -= CRC_SIZE
+        if size > self.max_frame:
+            self._drop_oversize()
+            return
+        crc = struct.unpack_from("<I", self._buf, size)[0]
+        if binascii.crc32(self._mv[:size]) & 0xFFFFFFFF != crc:
+            self.crc_errors += 1
+            self._lost = True
+            return
+        out.append(bytes(self._mv[:size]))
+        self.frames_ok += 1
+        if self._lost:
+            self._lost = False
+            self.resyncs += 1
