@@ -18,6 +18,11 @@ from transport.messages import make
 log = logging.getLogger(__name__)
 
 MAX_K = 50
+BOOK_BATCH_STALE_S = 10  # a batch the book never confirmed (it crashed?) stops holding back the next
+
+
+def _nothing(_book):
+    return None
 STATION_KINDS = (K.BOOT, K.STATUS, K.METER, K.SESSION_START, K.SESSION_END)
 
 
@@ -42,6 +47,9 @@ class Router:
         self._positions = []
         self._reservations = []
         self._flush_scheduled = False
+        # Group commit: one reservation batch at the book at a time (each batch is one fsync'd
+        # transaction); what arrives meanwhile waits here and becomes the next, bigger batch.
+        self._book_busy_since = None
         self.logins = LoginThrottle(free=config.get("login_failures_free", 5))
 
     def attach(self, gateway):
@@ -78,6 +86,9 @@ class Router:
 
     def tick(self):
         now = self.clock()
+        if self._book_busy_since is not None and time.monotonic() - self._book_busy_since > BOOK_BATCH_STALE_S:
+            log.warning("book: no word on a reservation batch for %d s; sending the next one anyway", BOOK_BATCH_STALE_S)
+            self._book_done()
         self.registry.tell(("tick", now))
         self.book.tell(("tick", now))
 
@@ -129,9 +140,23 @@ class Router:
             batch, self._positions = self._positions, []
             self.count("positions", len(batch))
             self.tracker.tell(("positions", batch))
-        if self._reservations:
+        if self._reservations and self._book_busy_since is None:
             batch, self._reservations = self._reservations, []
+            self._book_busy_since = time.monotonic()
             self.book.tell(("reserve_batch", batch, self.clock()))
+            # The book handles its inbox in order: this runs once the batch is committed and answered.
+            self.book.tell(("call", _nothing, self._book_done_threadsafe))
+
+    def _book_done_threadsafe(self, _result, _exc):
+        try:
+            self.gateway.loop.call_soon_threadsafe(self._book_done)
+        except RuntimeError:  # the loop is closed: the hub is stopping
+            pass
+
+    def _book_done(self):
+        self._book_busy_since = None
+        if self._reservations:
+            self._flush_batches()
 
     # --- answered from snapshots, in the loop ------------------------------------------------
 
