@@ -321,3 +321,153 @@ def test_killing_the_hub_mid_session_records_the_session_exactly_once(tmp_path, 
         ended = out.index("session %s ended" % sid)
         assert out.index("hub welcomed us", ended) < out.index("hub stored session_end %s" % sid), out
         assert "Traceback" not in out, out
+
+
+# --- the board glue with faked hardware (machine, network) under the real interpreter ----------------
+
+FAKE_MACHINE = '''
+import select
+HISTORY = []
+FEEDS = [0]
+UART_PATH = [None]
+
+
+class Pin:
+    OUT = 1
+    IN = 0
+
+    def __init__(self, n, mode=-1, value=None):
+        self.n = n
+        if value is not None:
+            self.value(value)
+
+    def value(self, v=None):
+        if v is not None:
+            HISTORY.append((self.n, v))
+        return 0
+
+
+class WDT:
+    def __init__(self, timeout=5000):
+        self.timeout = timeout
+
+    def feed(self):
+        FEEDS[0] += 1
+
+
+class UART:
+    def __init__(self, id, baudrate=115200, tx=None, rx=None, rxbuf=256, timeout=0):
+        self.f = open(UART_PATH[0], "r+b")
+        self.p = select.poll()
+        self.p.register(self.f, select.POLLIN)
+        self.one = bytearray(1)
+
+    def any(self):
+        return 1 if self.p.poll(0) else 0
+
+    def readinto(self, buf):
+        n = 0
+        while n < len(buf) and self.p.poll(0):
+            self.f.readinto(self.one)
+            buf[n] = self.one[0]
+            n += 1
+        return n or None
+
+    def write(self, data):
+        return self.f.write(data)
+'''
+
+FAKE_NETWORK = '''
+STA_IF = 0
+CONNECTS = []
+
+
+class WLAN:
+    def __init__(self, interface):
+        self.up = False
+
+    def active(self, on=None):
+        return True
+
+    def isconnected(self):
+        return self.up
+
+    def connect(self, ssid, password):
+        CONNECTS.append(ssid)
+        self.up = True
+
+    def disconnect(self):
+        self.up = False
+
+    def ifconfig(self):
+        return ("10.0.0.2", "255.255.255.0", "10.0.0.1", "10.0.0.1")
+'''
+
+BOARD_SCRIPT = '''
+import json
+import machine
+import network
+import board
+
+machine.UART_PATH[0] = %(uart)r
+cfg = json.load(open(%(cfg)r))
+board.Board(cfg).run(%(seconds)r)
+print("FEEDS", machine.FEEDS[0])
+print("PINS", machine.HISTORY)
+print("WIFI", network.CONNECTS)
+'''
+
+
+def _board_with_fake_hardware(tmp_path, bundle_dir, config, seconds, uart_path=None):
+    fake = tmp_path / "fakehw"
+    fake.mkdir(exist_ok=True)
+    (fake / "machine.py").write_text(FAKE_MACHINE)
+    (fake / "network.py").write_text(FAKE_NETWORK)
+    cfg_path = tmp_path / "board.json"
+    config.setdefault("journal", str(tmp_path / "board.journal"))
+    cfg_path.write_text(json.dumps(config))
+    script = tmp_path / "board_main.py"
+    script.write_text(BOARD_SCRIPT % {"uart": uart_path, "cfg": str(cfg_path), "seconds": seconds})
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(fake), bundle_dir]))
+    return subprocess.Popen([micropython(), "-X", "heapsize=" + E2E_HEAP, str(script)], cwd=str(tmp_path), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_the_board_drives_its_relay_pin_feeds_the_watchdog_and_talks_over_its_uart(tmp_path, bundle_dir):
+    pair = PtyPair()
+    try:
+        with HubProcess(tmp_path, extra_args=["--serial", pair.path1]) as hub:
+            key = hub.add_station("CP-UART")
+            token = hub.add_vehicle("V-4")
+            cfg = fw_config("CP-UART", key, uart={"id": 1, "tx": 17, "rx": 16, "baud": 115200}, relay_pins=[25])
+            proc = _board_with_fake_hardware(tmp_path, bundle_dir, cfg, 12, uart_path=pair.path2)
+            try:
+                wait_for(lambda: "station CP-UART: boot" in hub.log(), 10, "BOOT over the (fake) UART")
+                with HubClient(hub.url, "vehicle", "V-4", token) as v:
+                    v.request(K.START_CHARGE, "CP-UART", None, QUICK_EV)
+                    done = v.wait_event((K.COMPLETE,), timeout=30)
+                out, _ = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+    finally:
+        pair.close()
+    assert done.fields[4] == "Complete", out
+    assert "link uart" in out and "Traceback" not in out, out
+    pins = re.search(r"PINS (\[.*\])", out).group(1)
+    assert pins.startswith("[(25, 0)") and "(25, 1), (25, 0)" in pins, out  # open at boot, closed while charging
+    feeds = int(re.search(r"FEEDS (\d+)", out).group(1))
+    assert feeds > 100, out  # fed every healthy loop turn
+
+
+def test_the_board_brings_wifi_up_before_it_dials_the_hub(tmp_path, bundle_dir):
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-WIFI")
+        host, port = hub.url[len("tcp://"):].split(":")
+        cfg = fw_config("CP-WIFI", key, hub={"host": host, "port": int(port)}, wifi={"ssid": "evhub-site", "password": "pw"})
+        proc = _board_with_fake_hardware(tmp_path, bundle_dir, cfg, 4)
+        out, _ = proc.communicate(timeout=30)
+        assert "station CP-WIFI: boot" in hub.log()
+    assert out.index("wifi up 10.0.0.2") < out.index("hub welcomed us"), out
+    assert "WIFI ['evhub-site']" in out and "Traceback" not in out, out
