@@ -487,9 +487,10 @@ class ChargePoint:
         if self.usable:
             self.session.send(K.METER, 0, c.number, c.session_id, energy, 0, int(now))
         self.journal.meters[c.number - 1] += energy
-        rec = (c.session_id, c.number, c.vehicle, c.reservation_id, energy, c.started, int(now), reason)
+        ended = int(now) if now > c.started else c.started  # a clock sync may have stepped time back
+        rec = (c.session_id, c.number, c.vehicle, c.reservation_id, energy, c.started, ended, reason)
         self.journal.session_ended(rec)
-        self._log("info", "session %s ended: %s, %d Wh in %ds" % (c.session_id, reason, energy, int(now) - c.started))
+        self._log("info", "session %s ended: %s, %d Wh in %ds" % (c.session_id, reason, energy, ended - c.started))
         remote = c.remote
         c.clear_session()
         if reason == "EVDisconnected":

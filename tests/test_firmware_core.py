@@ -641,6 +641,19 @@ def test_a_bad_config_is_refused_naming_the_key(bad):
         normalize(bad)
 
 
+def test_a_session_never_ends_before_it_started_when_the_hub_clock_steps_back():
+    cp, hub, wire, clock = online(sync_time=True)
+    ask(hub, wire, K.REMOTE_START, 0, "V-1", None, EV)
+    sid = cp.connectors[0].session_id
+    hub.wall = lambda: EPOCH + clock.t - 600  # the hub's clock is 10 minutes behind ours
+    hub.server.wall = hub.wall
+    wire.run(31)  # a PING/PONG: the station adopts the hub's time
+    assert cp.time_offset == -600
+    ask(hub, wire, K.REMOTE_STOP, sid)
+    end = hub.ends[sid]
+    assert end[6] >= end[5]
+
+
 def test_defaults_fill_a_minimal_config():
     cfg = normalize({"id": "CP-1", "key": "k"})
     assert cfg["hold_before_s"] == 600 and cfg["grace_s"] == 600 and cfg["offline_policy"] == "reduce"
