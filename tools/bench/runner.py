@@ -1,0 +1,416 @@
+"""One bench run: provision, start the server (echo baseline, then the real hub), start the
+load client process(es), gather the figures.
+
+The hub is the real daemon (`evhub serve --listen tcp://127.0.0.1:0 --db DB`), started as a
+process on a throwaway database provisioned before it starts; or an already running hub
+(--hub URL with --db, the database it serves, where the bench provisions its vehicles).
+"""
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+from hub.microbench import REGION
+from tools.bench import procstat, profile
+from tools.bench.loadgen import percentile_ms
+from tools.bench.provision import VEHICLE_FMT, provision
+
+log = logging.getLogger(__name__)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HUB_RE = re.compile(r"hub listening on tcp://([\d.]+):(\d+)")
+ECHO_RE = re.compile(r"echo listening on tcp://([\d.]+):(\d+)")
+SCENARIOS = ("nearest", "positions", "reserve", "mixed")
+BENCH_LINK_RATE = 10_000_000
+
+
+class BenchError(Exception):
+    pass
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+class Server:
+    """A server process (hub or echo) whose log tells the port it listens on."""
+
+    def __init__(self, name, cmd, pattern, tmp, env=None):
+        self.name = name
+        self.log_path = os.path.join(tmp, "%s.log" % name)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, cwd=tmp, env=env or _env(), stdout=self._log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 60
+        while True:
+            m = pattern.search(self.log())
+            if m:
+                self.url = "tcp://%s:%s" % (m.group(1), m.group(2))
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise BenchError("%s did not start:\n%s" % (name, self.log()[-3000:]))
+            time.sleep(0.05)
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def start_hub(tmp, db, connections):
+    cfg_path = os.path.join(tmp, "hub.toml")
+    with open(cfg_path, "w") as f:
+        # The bench's only settings: room for every connection (default 20,000), and a per-link
+        # message rate (default 20,000/s, hub/limits.py) that does not cut off a link carrying a
+        # whole fleet's traffic in a throughput run; the limiter still runs for every message.
+        f.write("[hub]\nmax_links = %d\nmax_msgs_per_s = %d\n" % (max(20000, connections + 100), BENCH_LINK_RATE))
+    cmd = [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", db,
+           "--config", cfg_path]
+    env = _env()
+    env["EVHUB_CONFIG_DIR"] = os.path.join(tmp, "config")
+    return Server("hub", cmd, HUB_RE, tmp, env)
+
+
+def start_echo(tmp, vehicles):
+    keys = os.path.join(tmp, "echo-keys.txt")
+    with open(keys, "w") as f:
+        for vid, token in vehicles:
+            f.write("%s %s\n" % (vid, token))
+    return Server("echo", [sys.executable, "-m", "tools.bench.echo", "--keys", keys], ECHO_RE, tmp)
+
+
+def hub_stats(url):
+    """The hub's counters (HUB_STATS, as the read-only loopback operator); {} if unavailable."""
+    from tools.hubclient import HubClient, HubError
+    from transport import kinds as K
+
+    try:
+        with HubClient(url, "operator", "operator", b"", timeout=10) as c:
+            return c.request(K.HUB_STATS)[1][0]
+    except (HubError, OSError):
+        return {}
+
+
+# --- the load client processes ------------------------------------------------------------------
+
+
+class Clients:
+    def __init__(self, tmp, tag, url, creds, cfg, procs):
+        self.procs = []
+        per = int(math.ceil(len(creds) / float(procs)))
+        for i in range(procs):
+            part = creds[i * per : (i + 1) * per]
+            if not part:
+                break
+            err = open(os.path.join(tmp, "client-%s-%d.log" % (tag, i)), "w")
+            p = subprocess.Popen([sys.executable, "-m", "tools.bench.loadgen"], cwd=REPO, env=_env(),
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+            c = dict(cfg, url=url, creds=part, seed=cfg.get("seed", 7) + i)
+            p.stdin.write(json.dumps(c) + "\n")
+            p.stdin.flush()
+            self.procs.append((p, err))
+
+    @property
+    def pids(self):
+        return [p.pid for p, _ in self.procs]
+
+    def _read(self, p, what):
+        line = p.stdout.readline()
+        if not line:
+            p.wait()
+            raise BenchError("load client %d exited (%s) before %s; see its log" % (p.pid, p.returncode, what))
+        return json.loads(line)
+
+    def ready(self):
+        return [self._read(p, "connecting") for p, _ in self.procs]
+
+    def go(self):
+        for p, _ in self.procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+
+    def results(self):
+        out = [self._read(p, "its result") for p, _ in self.procs]
+        for p, err in self.procs:
+            p.wait(timeout=60)
+            err.close()
+        return out
+
+    def kill(self):
+        for p, err in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            err.close()
+
+
+def merge(results):
+    out = {}
+    for key in ("connected", "refused", "dropped", "ops", "requests_sent", "errors", "unexpected", "lost",
+                "reserved_ok", "reserve_conflicts", "reserved_ok_window", "positions_sent", "positions_acked"):
+        out[key] = sum(r[key] for r in results)
+    out["duration_s"] = results[0]["duration_s"]
+    out["elapsed_s"] = max(r["elapsed_s"] for r in results)
+    barriers = [r["barrier_s"] for r in results if r["barrier_s"] is not None]
+    out["barrier_s"] = max(barriers) if barriers else None
+    out["client_cpu_pct"] = round(sum(r["client_cpu_pct"] for r in results), 1)
+    out["error_samples"] = [s for r in results for s in r["error_samples"]][:5]
+    hist = {}
+    for r in results:
+        for b, n in r["hist"].items():
+            hist[int(b)] = hist.get(int(b), 0) + n
+    for name, q in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+        out[name] = percentile_ms(hist, q)
+    out["latency_samples"] = sum(hist.values())
+    return out
+
+
+def drive(tmp, tag, url, creds, cfg, procs, server_pid):
+    """Connect, measure, and return the merged figures of one server."""
+    clients = Clients(tmp, tag, url, creds, cfg, procs)
+    try:
+        ready = clients.ready()
+        connected = sum(r["connected"] for r in ready)
+        refused = sum(r["refused"] for r in ready)
+        mem_ready = procstat.memory_mb(server_pid) if server_pid else None
+        window = procstat.CpuWindow([server_pid] if server_pid else [])
+        clients.go()
+        window.start()
+        # CPU over the measured window only (warmup excluded), sampled from this process.
+        time.sleep(float(cfg.get("warmup", 0)))
+        window.start()
+        spy = None
+        if cfg.get("profile") and server_pid:
+            spy = profile.start(server_pid, cfg["duration"], cfg["profile"] + "." + tag)
+        time.sleep(float(cfg["duration"]))
+        cpu = window.stop()
+        if spy is not None:
+            spy.wait(timeout=60)
+        mem_run = procstat.memory_mb(server_pid) if server_pid else None
+        results = clients.results()
+    except BaseException:
+        clients.kill()
+        raise
+    m = merge(results)
+    m["connect_s"] = max(r["connect_s"] for r in ready)
+    if cfg.get("profile") and server_pid and os.path.exists(cfg["profile"] + "." + tag):
+        m["profile"] = profile.summarize(cfg["profile"] + "." + tag)
+        m["profile"]["file"] = cfg["profile"] + "." + tag
+    m["refused"] = refused
+    m["refused_samples"] = [s for r in ready for s in r["refused_samples"]][:5]
+    m["connected"] = connected
+    m["server_cpu_pct"] = cpu.get(server_pid) if server_pid else None
+    m["server_rss_ready_mb"] = round(mem_ready["rss_mb"], 1) if mem_ready else None
+    m["server_rss_mb"] = round(mem_run["rss_mb"], 1) if mem_run else None
+    m["server_hwm_mb"] = round(mem_run["hwm_mb"], 1) if mem_run and "hwm_mb" in mem_run else None
+    return m
+
+
+def figures(m, cfg):
+    """ops/s for the scenario: requests answered per second, or positions ingested per second."""
+    d = float(cfg["duration"])
+    if cfg["scenario"] == "positions" and cfg.get("rate"):
+        # Open loop: every position sent was dispatched once the final PING barrier returned.
+        ingested = m["positions_sent"] if m["lost"] == 0 else None
+        return round(ingested / m["elapsed_s"], 1) if ingested is not None else 0.0
+    return round(m["ops"] / d, 1)
+
+
+def check_double_booking(db):
+    """Confirmed reservations that overlap beyond a station's connectors (must be 0), and how many
+    confirmed reservations the store holds."""
+    conn = sqlite3.connect(db)
+    try:
+        caps = dict(conn.execute("SELECT id, connectors FROM stations"))
+        rows = conn.execute("SELECT station_id, start, \"end\" FROM reservations WHERE state = 'confirmed'"
+                            " ORDER BY station_id").fetchall()
+    finally:
+        conn.close()
+    by_station = {}
+    for sid, s, e in rows:
+        by_station.setdefault(sid, []).append((s, e))
+    over = 0
+    for sid, spans in by_station.items():
+        events = sorted([(s, 1) for s, _e in spans] + [(e, -1) for _s, e in spans])
+        level = 0
+        for _t, d in events:
+            level += d
+            if level > caps.get(sid, 1):
+                over += 1
+    return over, len(rows)
+
+
+def run(opts):
+    """opts: a dict (see tools/cmd_bench.py). Returns the result dict."""
+    scenario = opts["scenario"]
+    if scenario not in SCENARIOS:
+        raise BenchError("scenario must be one of %s" % ", ".join(SCENARIOS))
+    n = int(opts["connections"])
+    procs = max(1, min(int(opts.get("procs") or 1), n))
+    # Every connection is a socket here, in the load client and in the server.
+    limit = procstat.raise_nofile(n + 2000)
+    if limit < n + 200:
+        raise BenchError("the open-file limit is %d; %d connections need more (raise the hard limit)" % (limit, n))
+    window = opts.get("window") or max(1, 256 // n)
+    cfg = {
+        "scenario": scenario,
+        "duration": float(opts["duration"]),
+        "warmup": float(opts.get("warmup", 1.0)),
+        "rate": opts.get("rate"),
+        "window": window,
+        "k": int(opts.get("k", 5)),
+        "burst": int(opts.get("burst", 50)),
+        "position_interval": float(opts.get("position_interval", 1.0)),
+        "reserve_share": float(opts.get("reserve_share", 0.0)),
+        "hot_share": float(opts.get("hot_share", 0.1)),
+        "region": list(REGION),
+        "connect_concurrency": int(opts.get("connect_concurrency", 200)),
+        "drain_timeout": float(opts.get("drain_timeout", 60)),
+        "profile": opts.get("profile"),
+    }
+    tmp = tempfile.mkdtemp(prefix="evhub-bench-")
+    keep = opts.get("keep_tmp")
+    out = {"scenario": scenario, "connections": n, "stations": int(opts["stations"]), "mode":
+           "open-loop %g/s" % cfg["rate"] if cfg["rate"] else "closed-loop window %d" % window,
+           "duration_s": cfg["duration"], "procs": procs}
+    try:
+        if opts.get("hub"):
+            if not opts.get("db"):
+                raise BenchError("--hub needs --db, the database that hub serves (bench vehicles are provisioned there)")
+            db = opts["db"]
+            stations, vehicles = _provision_into_running(db, n)
+            url = opts["hub"]
+        else:
+            db = os.path.join(tmp, "hub.db")
+            t0 = time.monotonic()
+            stations, vehicles = provision(db, int(opts["stations"]), n)
+            out["provision_s"] = round(time.monotonic() - t0, 2)
+            url = None
+        cfg["stations"] = [s[0] for s in stations]
+        if not cfg["stations"] and (scenario == "reserve" or cfg["reserve_share"]):
+            raise BenchError("the reserve scenario needs stations")
+        if opts.get("baseline"):
+            echo = start_echo(tmp, vehicles)
+            try:
+                base = drive(tmp, "echo", echo.url, vehicles, cfg, procs, echo.pid)
+            finally:
+                echo.stop()
+            out["baseline"] = _summary(base, cfg)
+            out["baseline_ops_per_s"] = out["baseline"]["ops_per_s"]
+        hub = None
+        if url is None:
+            hub = start_hub(tmp, db, n)
+            url = hub.url
+            out["hub_log"] = hub.log_path if keep else None
+        try:
+            stats0 = hub_stats(url)
+            m = drive(tmp, "hub", url, vehicles, cfg, procs, hub.pid if hub else None)
+            stats1 = hub_stats(url)
+        finally:
+            if hub is not None:
+                hub.stop()
+        s = _summary(m, cfg)
+        out.update(s)
+        out["hub_rss_mb"] = s.pop("server_rss_mb")
+        out["hub_hwm_mb"] = s.pop("server_hwm_mb")
+        out["hub_rss_ready_mb"] = s.pop("server_rss_ready_mb")
+        out["hub_cpu_pct"] = s.pop("server_cpu_pct")
+        for key in ("server_rss_mb", "server_hwm_mb", "server_rss_ready_mb", "server_cpu_pct"):
+            out.pop(key, None)
+        if stats1:
+            out["hub_counters"] = {k: stats1.get(k, 0) - stats0.get(k, 0) for k in sorted(stats1)
+                                   if isinstance(stats1.get(k), int) and k not in ("links", "stations")}
+            out["hub_positions_counted"] = out["hub_counters"].get("positions", 0)
+        if scenario == "reserve" or cfg["reserve_share"]:
+            over, confirmed = check_double_booking(db)
+            out["double_bookings"] = over
+            out["confirmed_in_store"] = confirmed
+        if "baseline_ops_per_s" in out:
+            b = out["baseline_ops_per_s"]
+            out["ratio"] = round(out["ops_per_s"] / b, 3) if b else None
+        return out
+    finally:
+        if keep:
+            out["tmp"] = tmp
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _summary(m, cfg):
+    s = {
+        "ops_per_s": figures(m, cfg),
+        "p50_ms": m["p50_ms"],
+        "p95_ms": m["p95_ms"],
+        "p99_ms": m["p99_ms"],
+        "errors": m["errors"] + m["unexpected"] + m["lost"],
+        "error_replies": m["errors"],
+        "unanswered": m["lost"],
+        "unexpected_replies": m["unexpected"],
+        "error_samples": m["error_samples"],
+        "refused": m["refused"],
+        "refused_samples": m["refused_samples"],
+        "dropped": m["dropped"],
+        "connected": m["connected"],
+        "connect_s": m["connect_s"],
+        "client_cpu_pct": m["client_cpu_pct"],
+        "server_cpu_pct": m["server_cpu_pct"],
+        "server_rss_mb": m["server_rss_mb"],
+        "server_hwm_mb": m["server_hwm_mb"],
+        "server_rss_ready_mb": m["server_rss_ready_mb"],
+        "latency_samples": m["latency_samples"],
+        "requests_sent": m["requests_sent"],
+    }
+    if m.get("profile"):
+        s["profile"] = m["profile"]
+    if cfg["scenario"] in ("positions", "mixed"):
+        s["positions_sent"] = m["positions_sent"]
+        s["barrier_s"] = m["barrier_s"]
+    if cfg["scenario"] == "positions":
+        s["positions_ingested_per_s"] = s["ops_per_s"]
+    if cfg["scenario"] == "reserve" or cfg["reserve_share"]:
+        s["reserved_ok"] = m["reserved_ok"]
+        s["reserve_conflicts"] = m["reserve_conflicts"]
+        s["reserved_ok_per_s"] = round(m["reserved_ok_window"] / float(cfg["duration"]), 1)
+    return s
+
+
+def _provision_into_running(db, n):
+    """Bench vehicles in the database of a running hub (new tokens each run), and its stations."""
+    from hub.store import Store
+
+    store = Store(db)
+    try:
+        quiet = logging.getLogger("hub.store")
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)
+        vehicles = []
+        for i in range(n):
+            vid = VEHICLE_FMT % i
+            # Reuse a token from an earlier run: the hub caches keys for 30 s (hub/keys.py).
+            vehicles.append((vid, store.get_vehicle_token(vid) or store.add_vehicle(vid)))
+        quiet.setLevel(level)
+        stations = [(r["id"], r["lat"], r["lon"]) for r in store.all_stations()]
+    finally:
+        store.close()
+    return stations, vehicles
