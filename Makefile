@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,19 @@ demo: $(STAMP)
 	$(BIN)/evhub sim --stations 50 --vehicles 200 --duration 45 --speedup 60 --seed 7
 
 # pytest exits 5 when it collected nothing; that must fail, and it does (any non-zero fails make).
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
+
+# The dashboard test drives Debian's chromium with Playwright (never Playwright's browser download).
+# A no-op when both are present; as root on Debian it installs them (no stdin needed); otherwise it
+# says so and the browser test skips with that reason.
+browser-deps: $(STAMP)
+	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core </dev/null; } || \
+	  echo "browser-deps: chromium is not installed and cannot be installed here" >&2
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet playwright </dev/null || \
+	  echo "browser-deps: pip install playwright failed" >&2
 
 clean:
 	rm -rf $(VENV) build *.egg-info
