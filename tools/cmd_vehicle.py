@@ -1,6 +1,9 @@
 """`evhub vehicle --id V-1 ...`: the manual vehicle client (the seed had none).
 
-Times are read and shown in local time and sent as UTC epoch seconds.
+Times are read and shown in local time and sent as UTC epoch seconds. --at takes
+"YYYY-MM-DD HH:MM" (local time) or an ISO 8601 time with an offset; --json prints
+times as ISO 8601 with the local offset ("start") and as UTC epoch seconds
+("start_utc"), so a script can feed either back.
 The token comes from --token, $EVHUB_TOKEN, or what `evhub vehicles add` remembered.
 """
 
@@ -43,18 +46,47 @@ def configure(p):
 
 
 def parse_local_time(text):
-    """'2026-11-24 18:30' in local time -> UTC epoch seconds; ValueError with the accepted format."""
+    """'2026-11-24 18:30' in local time -> UTC epoch seconds; ValueError with the accepted format.
+
+    An ISO 8601 time with an offset ('2026-11-24T18:30:00-03:00', as --json prints) is taken as is."""
+    text = text.strip()
     for fmt in TIME_FORMATS:
         try:
-            naive = datetime.datetime.strptime(text.strip(), fmt)
+            naive = datetime.datetime.strptime(text, fmt)
         except ValueError:
             continue
         return int(naive.astimezone().timestamp())  # a naive time is taken as local time
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is not None and when.tzinfo is not None:
+        return int(when.timestamp())
     raise ValueError('time %r not understood: use "YYYY-MM-DD HH:MM" (local time)' % text)
 
 
 def show_local(epoch):
     return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
+
+
+def show_window(start, end):
+    """'2026-11-24 18:30-19:10', with the end's date when the window crosses midnight."""
+    a, b = show_local(start), show_local(end)
+    return "%s-%s" % (a, b[11:] if a[:10] == b[:10] else b)
+
+
+def iso_local(epoch):
+    return datetime.datetime.fromtimestamp(epoch).astimezone().isoformat()
+
+
+def _json_times(row):
+    """A wire map with start/end in UTC epoch -> local ISO 8601 start/end plus start_utc/end_utc."""
+    out = dict(row)
+    for key in ("start", "end"):
+        if isinstance(row.get(key), int):
+            out[key] = iso_local(row[key])
+            out[key + "_utc"] = row[key]
+    return out
 
 
 def _check_position(lat, lon):
@@ -77,14 +109,16 @@ def _run(args):
     # Validate everything local before touching the network.
     if args.action in ("position", "nearest"):
         _check_position(args.lat, args.lon)
+    if args.action == "position" and args.soc is not None and not 0 <= args.soc <= 1:
+        raise ValueError("--soc must be 0..1")
     if args.action == "nearest" and not 1 <= args.k <= 50:
         raise ValueError("--k must be 1..50")
     if args.action == "reserve":
         start = parse_local_time(args.at)
         if not 1 <= args.minutes <= 24 * 60:
             raise ValueError("--minutes must be 1..1440")
-        if start + args.minutes * 60 <= time.time():
-            raise ValueError("the window %s for %d min is in the past" % (show_local(start), args.minutes))
+        if start < time.time() - 60:
+            raise ValueError("%s is in the past (it is %s now)" % (show_local(start), show_local(time.time())))
     token = credentials.lookup("vehicle", args.id, args.token)
     if not token:
         raise ValueError("no token for vehicle %s: run `evhub vehicles add --id %s` or pass --token" % (args.id, args.id))
@@ -93,6 +127,9 @@ def _run(args):
             hub.send(K.POSITION, args.lat, args.lon, int(time.time()), args.soc)
             # A position has no reply; a round trip proves the hub took it (and surfaces its error if any).
             hub.request(K.LIST_RESERVATIONS)
+            for ev in hub.events:
+                if ev.kind == K.ERROR:
+                    raise HubError("the hub refused the position: %s" % ev.fields[1], ev.fields[0])
             print("position sent: %.5f, %.5f" % (args.lat, args.lon))
             return 0
         if args.action == "nearest":
@@ -117,19 +154,21 @@ def _run(args):
                 out = {"ok": ok}
                 if ok:
                     out["reservation_id"] = rid
+                    out.update(_json_times({"station_id": args.station, "start": start, "end": start + args.minutes * 60}))
                 else:
-                    out["alternatives"] = alternatives
+                    out["alternatives"] = [_json_times(a) for a in alternatives]
                     out["reason"] = reason
                 print(json.dumps(out, indent=1))
                 return 0 if ok else 3
             if ok:
-                print("reserved: #%d at %s, %s for %d min" % (rid, args.station, show_local(start), args.minutes))
+                print("reserved: #%d at %s, %s (%d min)" % (rid, args.station, show_window(start, start + args.minutes * 60),
+                                                             args.minutes))
                 return 0
             print("not reserved: %s" % (reason or "conflict"))
             for alt in alternatives:
-                print("  alternative: %s %s-%s%s" % (
-                    alt["station_id"], show_local(alt["start"]), show_local(alt["end"])[-5:],
-                    " (%.1f km)" % alt["distance_km"] if alt.get("distance_km") is not None else ""))
+                print("  alternative: %-12s %s%s" % (
+                    alt["station_id"], show_window(alt["start"], alt["end"]),
+                    "  (%.1f km away)" % alt["distance_km"] if alt.get("distance_km") else ""))
             return 3
         if args.action == "cancel":
             hub.request(K.CANCEL, args.reservation_id)
@@ -138,10 +177,10 @@ def _run(args):
         _k, fields = hub.request(K.LIST_RESERVATIONS)
         rows = fields[0]
         if args.json:
-            print(json.dumps(rows, indent=1))
+            print(json.dumps([_json_times(r) for r in rows], indent=1))
             return 0
         if not rows:
             print("no reservations")
         for r in rows:
-            print("#%-6d %-12s %s-%s  %s" % (r["reservation_id"], r["station_id"], show_local(r["start"]), show_local(r["end"])[-5:], r["state"]))
+            print("#%-6d %-12s %s  %s" % (r["reservation_id"], r["station_id"], show_window(r["start"], r["end"]), r["state"]))
         return 0

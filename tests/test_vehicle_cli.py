@@ -1,0 +1,178 @@
+"""`evhub vehicle`, the manual vehicle client, against the real hub process and a CPython charge point.
+
+Every command runs as a real `evhub` process. Local time is Bahia's (UTC-3, no DST), so
+"read and shown in local time, sent as UTC" is visible in the numbers.
+"""
+
+import datetime
+import json
+import threading
+import time
+
+import pytest
+
+from hubproc import HubProcess, evhub
+from tools.hubclient import HubClient
+from transport import kinds as K
+
+BAHIA = "America/Bahia"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    from firmware.runner import Fleet
+
+    tmp = tmp_path_factory.mktemp("vehicle-cli")
+    with HubProcess(tmp) as h:
+        key = h.add_station("CP-1", lat=-12.2664, lon=-38.9663, connectors=1)
+        h.add_station("CP-2", lat=-12.3000, lon=-38.9700, connectors=1)
+        stop = threading.Event()
+        fleet = Fleet([{"id": "CP-1", "key": key, "hub": {"host": "127.0.0.1", "port": h.port},
+                        "lat": -12.2664, "lon": -38.9663}])
+        runner = threading.Thread(target=fleet.run, args=(stop,), daemon=True)
+        runner.start()
+        h.tokens = {vid: h.add_vehicle(vid) for vid in ("V-1", "V-2", "V-3")}
+        deadline = time.monotonic() + 10
+        while _statuses(h) != {"CP-1": "Available", "CP-2": "Offline"} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            yield h
+        finally:
+            stop.set()
+            runner.join(5)
+
+
+def _statuses(hub):
+    with HubClient(hub.url, "operator", "operator", b"") as op:
+        listing = op.request(K.STATIONS_LIST)[1][0]
+    return {s["id"]: s["status"] for s in listing}
+
+
+def vehicle(hub, vid, *args, tz=BAHIA, check=False):
+    """Run `evhub vehicle --id VID --hub URL ARGS...`; returns the CompletedProcess."""
+    env = dict(hub.env, TZ=tz)
+    res = evhub("vehicle", "--id", vid, "--hub", hub.url, *args, env=env, check=False, cwd=hub.tmp)
+    assert "Traceback" not in res.stderr, res.stderr
+    if check:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def tomorrow(hhmm):
+    """A local (Bahia) wall-clock time tomorrow, as typed by a person."""
+    day = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=-3))).date() + datetime.timedelta(days=1)
+    return "%s %s" % (day.isoformat(), hhmm)
+
+
+def utc_epoch(text, offset_h=-3):
+    naive = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M")
+    return int(naive.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=offset_h))).timestamp())
+
+
+def test_position_is_sent_and_counted_by_the_hub(hub):
+    res = vehicle(hub, "V-1", "position", "--lat", "-12.25", "--lon", "-38.95", "--soc", "0.4", check=True)
+    assert "position sent: -12.25000, -38.95000" in res.stdout
+    with HubClient(hub.url, "operator", "operator", b"") as op:
+        assert op.request(K.HUB_STATS)[1][0].get("positions", 0) >= 1
+
+
+def test_nearest_json_lists_stations_with_distance_status_and_free_in_min(hub):
+    res = vehicle(hub, "V-1", "nearest", "--lat", "-12.25", "--lon", "-38.95", "--k", "5", "--json", check=True)
+    found = json.loads(res.stdout)
+    assert [s["id"] for s in found] == ["CP-1", "CP-2"]
+    for s in found:
+        assert {"id", "distance_km", "status", "free_in_min"} <= set(s)
+    assert found[0]["status"] == "Available" and found[0]["free_in_min"] == 0
+    assert found[1]["status"] == "Offline" and found[1]["free_in_min"] is None
+    assert 0 < found[0]["distance_km"] < found[1]["distance_km"]
+
+
+def test_nearest_for_people_shows_the_status_line_by_line(hub):
+    res = vehicle(hub, "V-1", "nearest", "--lat", "-12.25", "--lon", "-38.95", "--k", "1", check=True)
+    assert res.stdout.split()[:4] == ["CP-1", "2.54", "km", "Available"]
+
+
+def test_reserve_reads_local_time_and_sends_utc(hub):
+    at = tomorrow("18:30")
+    res = vehicle(hub, "V-1", "reserve", "--station", "CP-1", "--at", at, "--minutes", "40", "--json", check=True)
+    out = json.loads(res.stdout)
+    assert out["ok"] is True and isinstance(out["reservation_id"], int)
+    assert out["start_utc"] == utc_epoch(at) and out["end_utc"] == utc_epoch(at) + 2400
+    assert out["start"].endswith("18:30:00-03:00")
+    # The same reservation seen from a machine on UTC: 21:30, the same instant.
+    rows = json.loads(vehicle(hub, "V-1", "reservations", "--json", tz="UTC", check=True).stdout)
+    mine = [r for r in rows if r["reservation_id"] == out["reservation_id"]]
+    assert mine and mine[0]["start"].endswith("21:30:00+00:00") and mine[0]["start_utc"] == utc_epoch(at)
+    listing = vehicle(hub, "V-1", "reservations", check=True).stdout
+    assert "#%d" % out["reservation_id"] in listing and "%s-19:10" % at in listing and "confirmed" in listing
+
+
+def test_a_taken_window_is_refused_with_alternatives(hub):
+    at = tomorrow("08:00")
+    vehicle(hub, "V-1", "reserve", "--station", "CP-1", "--at", at, "--minutes", "60", check=True)
+    res = vehicle(hub, "V-2", "reserve", "--station", "CP-1", "--at", at, "--minutes", "60", "--json")
+    assert res.returncode == 3
+    out = json.loads(res.stdout)
+    assert out["ok"] is False and "reservation_id" not in out
+    alts = out["alternatives"]
+    assert alts and {a["station_id"] for a in alts} <= {"CP-1", "CP-2"}
+    later = [a for a in alts if a["station_id"] == "CP-1"]
+    assert later and later[0]["start_utc"] == utc_epoch(at) + 3600 and later[0]["start"].endswith("09:00:00-03:00")
+    human = vehicle(hub, "V-2", "reserve", "--station", "CP-1", "--at", at, "--minutes", "60")
+    assert human.returncode == 3 and "not reserved" in human.stdout and "alternative: CP-1" in human.stdout
+
+
+def test_an_iso_time_from_json_output_is_accepted_back(hub):
+    iso = "%sT11:00:00-03:00" % tomorrow("11:00")[:10]
+    out = json.loads(vehicle(hub, "V-3", "reserve", "--station", "CP-2", "--at", iso, "--minutes", "30", "--json",
+                             tz="UTC", check=True).stdout)
+    assert out["ok"] and out["start_utc"] == utc_epoch(tomorrow("11:00"))
+
+
+def test_cancel_frees_the_window_and_a_second_cancel_is_refused_clearly(hub):
+    at = tomorrow("13:00")
+    rid = json.loads(vehicle(hub, "V-3", "reserve", "--station", "CP-1", "--at", at, "--json", check=True).stdout)[
+        "reservation_id"]
+    assert vehicle(hub, "V-3", "cancel", str(rid), check=True).stdout.strip() == "cancelled #%d" % rid
+    rows = json.loads(vehicle(hub, "V-3", "reservations", "--json", check=True).stdout)
+    assert rid not in [r["reservation_id"] for r in rows]
+    again = vehicle(hub, "V-3", "cancel", str(rid))
+    assert again.returncode == 1 and "already ended (cancelled)" in again.stderr
+    # The window is free again for someone else.
+    assert json.loads(vehicle(hub, "V-2", "reserve", "--station", "CP-1", "--at", at, "--json").stdout)["ok"]
+
+
+def test_another_vehicles_reservation_cannot_be_cancelled(hub):
+    rid = json.loads(vehicle(hub, "V-1", "reserve", "--station", "CP-2", "--at", tomorrow("15:00"), "--json",
+                             check=True).stdout)["reservation_id"]
+    res = vehicle(hub, "V-2", "cancel", str(rid))
+    assert res.returncode == 1 and "not yours" in res.stderr
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (("reserve", "--station", "CP-NOPE", "--at", "2099-01-01 10:00"), 1, "station CP-NOPE is not known"),
+    (("reserve", "--station", "CP-1", "--at", "2020-01-01 10:00"), 2, "2020-01-01 10:00 is in the past"),
+    (("reserve", "--station", "CP-1", "--at", "tomorrow 18h"), 2, 'not understood: use "YYYY-MM-DD HH:MM"'),
+    (("reserve", "--station", "CP-1", "--at", "2026-13-40 25:99"), 2, "not understood"),
+    (("reserve", "--station", "CP-1", "--at", "2099-01-01 10:00", "--minutes", "0"), 2, "--minutes must be 1..1440"),
+    (("cancel", "999999"), 1, "no reservation 999999"),
+    (("nearest", "--lat", "95", "--lon", "0"), 2, "--lat must be -90..90"),
+    (("nearest", "--lat", "-12", "--lon", "-38", "--k", "0"), 2, "--k must be 1..50"),
+    (("position", "--lat", "-12", "--lon", "-38", "--soc", "7"), 2, "--soc must be 0..1"),
+])
+def test_bad_input_gets_one_clear_line_and_no_traceback(hub, args, code, message):
+    res = vehicle(hub, "V-1", *args)
+    assert res.returncode == code, res.stderr
+    assert message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_wrong_token_an_unknown_vehicle_and_no_hub_are_reported_plainly(hub):
+    wrong = vehicle(hub, "V-1", "--token", "00" * 16, "reservations")
+    assert wrong.returncode == 1 and "refused vehicle V-1" in wrong.stderr
+    unknown = vehicle(hub, "V-404", "reservations")
+    assert unknown.returncode == 2 and "no token for vehicle V-404" in unknown.stderr
+    res = evhub("vehicle", "--id", "V-1", "--hub", "tcp://127.0.0.1:1", "reservations", env=hub.env, check=False,
+                cwd=hub.tmp)
+    assert res.returncode == 1 and "cannot reach the hub at tcp://127.0.0.1:1" in res.stderr
+    assert "Traceback" not in res.stderr
