@@ -1,0 +1,391 @@
+"""Run one laptop simulation: the real hub process, CPython charge points and vehicle agents.
+
+    sim = Simulation(SimOptions(stations=50, vehicles=200, duration=45, speedup=60, seed=7))
+    summary = sim.run(progress=callback)   # callback(snapshot) about once a second
+
+Phases: provision a fresh store; start `evhub serve` on a free loopback port with
+the simulation's --speedup/--epoch0; start the charge points (firmware.runner.Fleet,
+one thread) and wait until the hub sees them all; start the vehicle agents (Pykka
+actors) and their links (VehicleNet, one asyncio thread); run for `duration` real
+seconds; wind down (vehicles cancel unused reservations and stop running charges);
+stop everything; then close the books from the hub's own store (tools/sim_books.py).
+"""
+
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from hub.clock import HubClock
+from tools import sim_books
+from tools.sim_world import make_vehicles, place_stations, places
+from tools.vehicle_agent import Params, VehicleAgent
+
+log = logging.getLogger(__name__)
+
+LISTEN_RE = re.compile(r"hub listening on tcp://([\d.]+):(\d+)")
+STARTUP_TIMEOUT_S = 30
+WIND_DOWN_TIMEOUT_S = 30
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class SimError(Exception):
+    """The simulation could not be set up (the hub did not start, stations did not come online...)."""
+
+
+class SimOptions:
+    def __init__(self, stations=50, vehicles=200, duration=60.0, speedup=60.0, seed=None, per_agent=25, tick_s=0.25,
+                 workdir=None, keep=False):
+        self.stations = stations
+        self.vehicles = vehicles
+        self.duration = duration
+        self.speedup = speedup
+        self.seed = seed if seed is not None else int(time.time()) % 100000
+        self.per_agent = per_agent
+        self.tick_s = tick_s
+        self.workdir = workdir
+        self.keep = keep
+
+    def check(self):
+        for bad, text in (
+            (not 1 <= self.stations <= 2000, "--stations must be 1..2000"),
+            (not 0 <= self.vehicles <= 5000, "--vehicles must be 0..5000"),
+            (not 1 <= self.duration <= 86400, "--duration must be 1..86400 seconds"),
+            (not 1 <= self.speedup <= 3600, "--speedup must be 1..3600"),
+            (not 1 <= self.per_agent <= 1000, "--vehicles-per-agent must be 1..1000"),
+        ):
+            if bad:
+                raise ValueError(text)
+
+
+class ProcWatch:
+    """CPU seconds and resident memory of a process, from /proc (Linux); None elsewhere."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.peak_rss_kb = 0
+        self._tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def cpu_s(self):
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            return (int(rest[11]) + int(rest[12])) / float(self._tck)
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def rss_kb(self):
+        try:
+            with open("/proc/%d/status" % self.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        kb = int(line.split()[1])
+                        self.peak_rss_kb = max(self.peak_rss_kb, kb)
+                        return kb
+        except (OSError, ValueError):
+            pass
+        return None
+
+
+class _ErrorCounter(logging.Handler):
+    """Counts ERROR records of this process (charge points, actors); vehicles count their own."""
+
+    def __init__(self):
+        logging.Handler.__init__(self, logging.ERROR)
+        self.texts = []
+
+    def emit(self, record):
+        if len(self.texts) < 50:
+            self.texts.append("%s: %s" % (record.name, record.getMessage()[:200]))
+        else:
+            self.texts.append(None)
+
+
+class Simulation:
+    def __init__(self, opts):
+        opts.check()
+        self.opts = opts
+        self.epoch0 = time.time()
+        self.clock = HubClock(opts.speedup, self.epoch0)
+        self.stations = place_stations(opts.stations, opts.seed)
+        self.vehicle_specs = make_vehicles(opts.vehicles, opts.seed, self.stations)
+        self.workdir = opts.workdir or tempfile.mkdtemp(prefix="evhub-sim-")
+        self.db = os.path.join(self.workdir, "hub.db")
+        self.hub_log = os.path.join(self.workdir, "hub.log")
+        self.hub_proc = None
+        self.hub_watch = None
+        self.port = None
+        self.fleet = None
+        self.fleet_stop = threading.Event()
+        self.fleet_thread = None
+        self.net = None
+        self.agents = []
+        self.operator = None
+        self.errors = _ErrorCounter()
+        self.interrupted = False
+        self.phase = "setup"
+        self.started_at = None
+        self.last_snapshot = None
+        self.net_errors = []
+        self._shown = None
+        self.hub_peak_rss_kb = None
+
+    # --- set up ------------------------------------------------------------------------
+
+    def _provision(self):
+        from hub.store import Store
+
+        store = Store(self.db)
+        try:
+            self.keys = {s.id: store.add_station(s.id, s.lat, s.lon, s.connectors, s.max_kw) for s in self.stations}
+            self.tokens = {v.id: store.add_vehicle(v.id) for v in self.vehicle_specs}
+        finally:
+            store.close()
+
+    def _start_hub(self):
+        cmd = [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", self.db,
+               "--speedup", repr(float(self.opts.speedup)), "--epoch0", repr(self.epoch0)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        with open(self.hub_log, "w") as out:
+            self.hub_proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, start_new_session=True)
+        self.hub_watch = ProcWatch(self.hub_proc.pid)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            m = LISTEN_RE.search(self._read_hub_log())
+            if m:
+                self.port = int(m.group(2))
+                return
+            if self.hub_proc.poll() is not None:
+                raise SimError("the hub exited with %s:\n%s" % (self.hub_proc.returncode, self._read_hub_log()[-2000:]))
+            time.sleep(0.05)
+        raise SimError("the hub did not start listening within %d s" % STARTUP_TIMEOUT_S)
+
+    def _read_hub_log(self):
+        try:
+            with open(self.hub_log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def _start_chargepoints(self):
+        from firmware.runner import Fleet
+
+        configs = [{"id": s.id, "key": self.keys[s.id], "hub": {"host": "127.0.0.1", "port": self.port},
+                    "lat": s.lat, "lon": s.lon, "connectors": s.connectors, "max_kw": s.max_kw}
+                   for s in self.stations]
+        self.fleet = Fleet(configs, speedup=self.opts.speedup, epoch0=self.epoch0, tick_s=self.opts.tick_s)
+        self.fleet_thread = threading.Thread(target=self.fleet.run, args=(self.fleet_stop,), name="chargepoints",
+                                             daemon=True)
+        self.fleet_thread.start()
+
+    def _wait_for(self, what, test, timeout=STARTUP_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        while not test():
+            if time.monotonic() > deadline:
+                raise SimError("%s within %d s" % (what, timeout))
+            if self.hub_proc.poll() is not None:
+                raise SimError("the hub exited with %s" % self.hub_proc.returncode)
+            time.sleep(0.1)
+
+    def _station_list(self):
+        from tools.hubclient import HubClient
+        from transport import kinds as K
+
+        if self.operator is None:
+            self.operator = HubClient("tcp://127.0.0.1:%d" % self.port, "operator", "operator", b"").connect()
+        return self.operator.request(K.STATIONS_LIST)[1][0]
+
+    def _start_vehicles(self):
+        from tools.sim_net import VehicleNet
+
+        self.net = VehicleNet("127.0.0.1", self.port)
+        self.net.every(self.opts.tick_s, self._tick_agents)
+        params = Params()
+        station_map = {s.id: s for s in self.stations}
+        where = places(self.stations)
+        specs = self.vehicle_specs
+        for i in range(0, len(specs), self.opts.per_agent):
+            group = specs[i:i + self.opts.per_agent]
+            self.agents.append((VehicleAgent.start(group, params, where, station_map, self.net, self.clock), group))
+        self.net.start()
+        for ref, group in self.agents:
+            for spec in group:
+                self.net.add(spec.id, self.tokens[spec.id], ref)
+
+    def _tick_agents(self):
+        now = self.clock()
+        for ref, _group in self.agents:
+            ref.tell(("tick", now))
+
+    # --- watching -------------------------------------------------------------------------
+
+    def snapshot(self, with_stations=True):
+        """What the display shows: stations by status (from the hub), vehicles (from the agents)."""
+        snap = {"phase": self.phase, "sim_time": self.clock(), "epoch0": self.epoch0,
+                "elapsed": 0.0 if self.started_at is None else time.monotonic() - self.started_at,
+                "duration": self.opts.duration, "speedup": self.opts.speedup}
+        if with_stations:
+            try:
+                snap["stations"] = {s["id"]: s["status"] for s in self._station_list()}
+            except Exception as exc:  # the display must not end the simulation
+                log.warning("station list failed: %s", exc)
+                snap["stations"] = {}
+        stats, states, positions, settled = {}, {}, [], 0
+        for ref, group in self.agents:
+            try:
+                part = ref.ask(("snapshot",), timeout=10)
+            except Exception as exc:
+                stats["errors"] = stats.get("errors", 0) + len(group)
+                stats.setdefault("error_texts", []).append("vehicle agent unreachable: %r" % (exc,))
+                continue
+            for k, v in part["stats"].items():
+                if isinstance(v, list):
+                    stats.setdefault(k, []).extend(v)
+                else:
+                    stats[k] = stats.get(k, 0) + v
+            for k, v in part["states"].items():
+                states[k] = states.get(k, 0) + v
+            positions.extend(part["positions"])
+            settled += part["settled"]
+        snap.update(stats=stats, states=states, positions=positions, settled=settled)
+        if self.hub_watch is not None:
+            snap["hub_rss_kb"] = self.hub_watch.rss_kb()
+            snap["hub_cpu_s"] = self.hub_watch.cpu_s()
+        self.last_snapshot = snap
+        return snap
+
+    # --- the whole run ------------------------------------------------------------------------
+
+    def run(self, progress=None):
+        logging.getLogger().addHandler(self.errors)
+        try:
+            return self._run(progress)
+        finally:
+            self._stop_all()
+            logging.getLogger().removeHandler(self.errors)
+
+    def _run(self, progress):
+        opts = self.opts
+        t0 = time.monotonic()
+        self._provision()
+        self._start_hub()
+        self._start_chargepoints()
+        self.phase = "stations"
+        self._wait_for("not every station came online",
+                       lambda: sum(1 for s in self._station_list() if s["status"] != "Offline") >= len(self.stations))
+        self.phase = "vehicles"
+        self._start_vehicles()
+        self._wait_for("not every vehicle connected", lambda: self.net.up_count() >= len(self.vehicle_specs))
+        setup_s = time.monotonic() - t0
+        cpu0 = self.hub_watch.cpu_s()
+        self.phase = "running"
+        self.started_at = time.monotonic()
+        sim0 = self.clock()
+        try:
+            while True:
+                left = opts.duration - (time.monotonic() - self.started_at)
+                if left <= 0:
+                    break
+                time.sleep(min(1.0, left))
+                snap = self.snapshot()
+                if progress is not None:
+                    progress(snap)
+                    self._shown = snap
+        except KeyboardInterrupt:
+            self.interrupted = True
+        run_s = time.monotonic() - self.started_at
+        sim_minutes = (self.clock() - sim0) / 60.0
+        hub_cpu = (self.hub_watch.cpu_s() or 0) - (cpu0 or 0)
+        self.phase = "winding down"
+        wind = self._wind_down(progress)
+        final = self.snapshot(with_stations=False)
+        hub_stats = self._hub_stats()
+        self._stop_all()
+        books = sim_books.read(self.db)
+        return sim_books.summarize(self, final, books, wind, hub_stats, hub_cpu, run_s, setup_s, sim_minutes)
+
+    def _hub_stats(self):
+        """The hub's own counters (HUB_STATS): messages in, bad messages, refused logins..."""
+        from transport import kinds as K
+
+        try:
+            self._station_list()  # (re)connects the operator link if needed
+            return self.operator.request(K.HUB_STATS)[1][0]
+        except Exception as exc:
+            log.error("could not read the hub's counters: %s", exc)
+            return {}
+
+    def cleanup(self, summary):
+        """Remove the work directory after a clean run (kept with --keep, a given --workdir, or errors)."""
+        if summary is not None and summary["errors"] == 0 and not self.opts.keep and self.opts.workdir is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return None
+        return self.workdir
+
+    def _wind_down(self, progress):
+        """Vehicles cancel and stop; wait until they are settled and the stations' records are stored."""
+        for ref, _group in self.agents:
+            ref.tell(("wind_down",))
+        if progress is not None and self._shown is not None:
+            progress(dict(self._shown, phase="closing the books", elapsed=time.monotonic() - self.started_at))
+        t0 = time.monotonic()
+        snap = None
+        while time.monotonic() - t0 < WIND_DOWN_TIMEOUT_S:
+            time.sleep(0.2)
+            snap = self.snapshot(with_stations=False)
+            if snap["settled"] >= len(self.vehicle_specs) and self._records_pending() == 0:
+                break
+        return {"seconds": round(time.monotonic() - t0, 2),
+                "unsettled": len(self.vehicle_specs) - (snap["settled"] if snap else 0),
+                "records_pending": self._records_pending()}
+
+    def _records_pending(self):
+        return sum(len(d.cp.journal.pending()) for d in self.fleet.devices) if self.fleet else 0
+
+    def _stop_all(self):
+        """Stop in reverse order of start; safe to call twice and after a failed start."""
+        if self.net is not None:
+            self.net.stop()
+            self.net_errors = list(self.net.errors)
+            self.net = None
+        for ref, _group in self.agents:
+            try:
+                ref.stop(timeout=5)
+            except Exception:
+                pass
+        if self.operator is not None:
+            self.operator.close()
+            self.operator = None
+        if self.fleet_thread is not None:
+            self.fleet_stop.set()
+            self.fleet_thread.join(10)
+            self.fleet_thread = None
+        if self.hub_proc is not None and self.hub_proc.poll() is None:
+            self.hub_watch.rss_kb()
+            self.hub_peak_rss_kb = _peak_rss_kb(self.hub_proc.pid)
+            self.hub_proc.send_signal(signal.SIGTERM)
+            try:
+                self.hub_proc.wait(15)
+            except subprocess.TimeoutExpired:
+                log.error("the hub did not stop within 15 s; killed")
+                self.hub_proc.kill()
+                self.hub_proc.wait()
+
+
+def _peak_rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
