@@ -66,6 +66,32 @@ def _check(obj, depth):
             _check(item, depth + 1)
 
 
+def _check_fast(obj, depth):
+    """_check with a shortcut: a container whose items are all plain scalars is settled by one
+    C-level pass (set.issuperset over map(type, ...)) instead of a Python loop; anything else
+    goes through _check, so what is refused, and why, is unchanged."""
+    t = type(obj)
+    if t is dict:
+        if _SCALARS.issuperset(map(type, obj)) and _SCALARS.issuperset(map(type, obj.values())):
+            if depth >= MAX_DEPTH:
+                raise CodecError("msgpack: nesting deeper than %d" % MAX_DEPTH)
+            return
+        items = [x for kv in obj.items() for x in kv]
+    elif t is list:
+        if _SCALARS.issuperset(map(type, obj)):
+            if depth >= MAX_DEPTH:
+                raise CodecError("msgpack: nesting deeper than %d" % MAX_DEPTH)
+            return
+        items = obj
+    else:
+        return _check(obj, depth)
+    if depth >= MAX_DEPTH:
+        raise CodecError("msgpack: nesting deeper than %d" % MAX_DEPTH)
+    for item in items:
+        if type(item) not in _SCALARS:
+            _check_fast(item, depth + 1)
+
+
 def packb(obj):
     """Encode `obj` to msgpack bytes; raises CodecError for anything outside the subset."""
     try:
@@ -88,7 +114,7 @@ def packb(obj):
         raise CodecError("msgpack: cannot pack: %s: %s" % (type(exc).__name__, exc)) from None
     marks = out.translate(_TABLE)
     if 2 in marks or marks.count(1) > MAX_DEPTH:
-        _check(obj, 0)
+        _check_fast(obj, 0)
     return out
 
 
@@ -117,5 +143,5 @@ def unpackb(data):
         raise CodecError("msgpack: cannot decode: %s: %s" % (type(exc).__name__, exc)) from None
     # Ext headers were refused by the decoder itself; only the depth is left.
     if len(data) > MAX_DEPTH and data.translate(_TABLE).count(1) > MAX_DEPTH:
-        _check(obj, 0)
+        _check_fast(obj, 0)
     return obj
