@@ -130,7 +130,7 @@ class Link:
     # --- messages out ------------------------------------------------------------
 
     def send(self, msg):
-        """Queue an already built message (from the outbox); flushed by the caller."""
+        """Queue an already built message (from the outbox), or its packed bytes; flushed by the caller."""
         self.session._queue(msg)
 
     def request(self, kind, fields, actor_ref, tag):
@@ -145,10 +145,12 @@ class Link:
             return
         encode = self.framer.encode
         self.frames_out += len(out)
+        # A bytes item is a message the router packed itself (NEAREST_RESULT); the rest are lists.
         if len(out) == 1:
-            self._write(encode(packb(out[0])))
+            m = out[0]
+            self._write(encode(m if type(m) is bytes else packb(m)))
         else:
-            self._write(b"".join([encode(packb(m)) for m in out]))
+            self._write(b"".join([encode(m if type(m) is bytes else packb(m)) for m in out]))
 
     def tick(self, now):
         if self.closed:

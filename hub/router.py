@@ -8,17 +8,24 @@ costs ~8 µs and a batch costs the same.
 
 import logging
 import math
+import struct
 import time
 
 from hub.limits import LoginThrottle
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN
+from transport.codec import packb
 from transport.messages import make
 
 log = logging.getLogger(__name__)
 
 MAX_K = 50
 BOOK_BATCH_STALE_S = 10  # a batch the book never confirmed (it crashed?) stops holding back the next
+
+
+_NEAREST_HEAD = bytes((0x93, K.NEAREST_RESULT))  # fixarray of 3, then the kind (a positive fixint)
+_DISTANCE_KEY = packb("distance_km")
+_F64 = struct.Struct(">Bd").pack  # msgpack float 64, as packb packs a Python float
 
 
 def _nothing(_book):
@@ -50,6 +57,7 @@ class Router:
         # Group commit: one reservation batch at the book at a time (each batch is one fsync'd
         # transaction); what arrives meanwhile waits here and becomes the next, bigger batch.
         self._book_busy_since = None
+        self._packed = {}  # station id -> (StationView, packed map head, packed map tail), see _nearest
         self.logins = LoginThrottle(free=config.get("login_failures_free", 5))
 
     def attach(self, gateway):
@@ -185,24 +193,29 @@ class Router:
         if min_kw is not None:
             inner = accept
             accept = lambda sid: (v := view.get(sid)) is not None and v.max_kw >= min_kw and (inner is None or inner(sid))  # noqa: E731
-        out = []
+        # The reply is packed here from per-station pieces packed once per StationView: only the
+        # distance is new per query. The bytes equal packb([NEAREST_RESULT, seq, [maps]]).
+        parts = []
         for km, sid in self.index.nearest(lat, lon, k, accept):
             v = view.get(sid)
             if v is None:
                 continue
-            out.append(
-                {
-                    "id": sid,
-                    "lat": v.lat,
-                    "lon": v.lon,
-                    "distance_km": round(km, 3),
-                    "status": v.status,
-                    "free_in_min": v.free_in_min,
-                    "connectors": v.connectors,
-                    "max_kw": v.max_kw,
-                }
-            )
-        link.send(make(K.NEAREST_RESULT, seq, out))
+            c = self._packed.get(sid)
+            if c is None or c[0] is not v:
+                c = self._pack_station(sid, v)
+            parts.append(c[1] + _F64(0xCB, round(km, 3)) + c[2])
+        n = len(parts)
+        link.send(_NEAREST_HEAD + packb(seq) + (bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big"))
+                  + b"".join(parts))
+
+    def _pack_station(self, sid, v):
+        """A NEAREST_RESULT entry packed in two halves around its distance_km, cached against the
+        StationView it came from (the registry replaces views, never edits them)."""
+        head = packb({"id": sid, "lat": v.lat, "lon": v.lon})
+        tail = packb({"status": v.status, "free_in_min": v.free_in_min, "connectors": v.connectors, "max_kw": v.max_kw})
+        c = (v, b"\x88" + head[1:] + _DISTANCE_KEY, tail[1:])  # 8 pairs; the halves lose their fixmap headers
+        self._packed[sid] = c
+        return c
 
     def station_list(self):
         return [
