@@ -143,7 +143,8 @@ class SerialLine:
         self._thread.start()
 
     def _new_link(self):
-        self.link = self.gateway.new_link(SerialFramer(), self.port.write, self._link_closed, "serial:" + self.url)
+        self.link = self.gateway.new_link(SerialFramer(), self.port.write, self._link_closed, "serial:" + self.url,
+                                          rehello=True)
 
     def _link_closed(self):
         # The wire stays: a refused or dropped session is followed by a fresh one on the same line.
@@ -190,10 +191,11 @@ class Gateway:
         self._ticker = None
         router.attach(self)
 
-    def new_link(self, framer, write, close, address):
+    def new_link(self, framer, write, close, address, rehello=False):
         link_id = self._next_id
         self._next_id += 1
-        link = Link(link_id, framer, write, close, self.router, self.lookup_key, self.config, self.clock, self.wall, address)
+        link = Link(link_id, framer, write, close, self.router, self.lookup_key, self.config, self.clock, self.wall, address,
+                    rehello)
         self.links[link_id] = link
         self.router.count("links_opened")
         return link

@@ -17,20 +17,18 @@ log = logging.getLogger(__name__)
 
 
 class Link:
-    def __init__(self, link_id, framer, write, close, router, lookup_key, config, clock, wall, address):
+    def __init__(self, link_id, framer, write, close, router, lookup_key, config, clock, wall, address, rehello=False):
         self.id = link_id
+        # On a serial line the wire outlives sessions: a HELLO at any point means the station
+        # (re)started, so the handshake starts over instead of being refused as a replay.
+        self.rehello = rehello
+        self._session_args = (lookup_key, clock, wall, config)
         self.framer = framer
         self._write = write
         self._close = close
         self.router = router
         self.address = address
-        self.session = ServerSession(
-            lookup_key,
-            clock=clock,
-            wall=wall,
-            heartbeat_s=config["heartbeat_s"],
-            request_timeout_s=config["request_timeout_s"],
-        )
+        self.session = self._new_session()
         self.max_bad = config["max_bad_messages"]
         self.bad_messages = 0
         self.frames_in = 0
@@ -40,6 +38,27 @@ class Link:
         self.limiter = RateLimiter(config["max_msgs_per_s"], 2 * config["max_msgs_per_s"])
         self.clock = clock
         self.reply_tags = {}  # seq of a hub->peer request -> (actor_ref, tag) awaiting its reply
+
+    def _new_session(self):
+        lookup_key, clock, wall, config = self._session_args
+        return ServerSession(
+            lookup_key,
+            clock=clock,
+            wall=wall,
+            heartbeat_s=config["heartbeat_s"],
+            request_timeout_s=config["request_timeout_s"],
+        )
+
+    def _restart_session(self):
+        old = self.session
+        if old.authenticated:
+            log.info("%s: hello on an open serial session: the station restarted", self.label)
+            self.router.peer_down(self)
+        for actor_ref, tag in self.reply_tags.values():
+            actor_ref.tell(("reply", tag, None))
+        self.reply_tags.clear()
+        self.session = self._new_session()
+        self.opened_at = self.clock()
 
     @property
     def label(self):
@@ -73,6 +92,8 @@ class Link:
             except CodecError as exc:
                 self._bad(E_MALFORMED, "undecodable msgpack: %s" % exc)
                 continue
+            if self.rehello and type(obj) is list and obj and obj[0] == K.HELLO and self.session.state != "wait_hello":
+                self._restart_session()
             for event in self.session.receive(obj):
                 self._on_event(event)
             if self.closed:

@@ -314,8 +314,11 @@ _REPLY_KINDS = (
 
 
 class ClientSession(_Session):
-    def __init__(self, role, device_id, key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce=None):
+    def __init__(self, role, device_id, key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce=None,
+                 handshake_timeout_s=6):
         _Session.__init__(self, clock, wall, heartbeat_s, request_timeout_s)
+        # A lost handshake frame (a noisy serial line) is retried soon, not after a request timeout.
+        self.handshake_timeout_s = handshake_timeout_s
         if role not in K.ROLES:
             raise ValueError("role must be one of %s" % (K.ROLES,))
         self.role = role
@@ -366,7 +369,7 @@ class ClientSession(_Session):
         if self.state == S_OPEN and self.clock() - self._last_ping >= self.heartbeat_s:
             self._last_ping = self.clock()
             self.request(K.PING, int(self.wall()))
-        if self.state in (S_HELLO_SENT, S_AUTH_SENT) and self.clock() - self._last_rx > self.request_timeout_s:
+        if self.state in (S_HELLO_SENT, S_AUTH_SENT) and self.clock() - self._last_rx > self.handshake_timeout_s:
             events.append(self.close(E_AUTH_FAILED, "hub did not answer the handshake"))
         return events
 

@@ -1,0 +1,326 @@
+"""Faults, nothing lost: kill -9 under load, links cut mid-session, a noisy serial line,
+hub restarts, stations that go silent. Real processes, loopback only, bounded in time."""
+
+import json
+import os
+import random
+import select
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from firmware.runner import Fleet, run_chargepoint
+from fw_ptypair import PtyPair
+from hubproc import REPO, HubProcess, evhub
+from tools.hubclient import HubClient, HubError
+from transport import kinds as K
+
+QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
+
+
+def _wait(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return time.monotonic()
+        time.sleep(0.1)
+    raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+
+
+def _thread(target, *args, **kwargs):
+    t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+    t.start()
+    return t
+
+
+def _listing(hub):
+    res = evhub("stations", "list", "--hub", hub.url, "--json", check=False)
+    return {s["id"]: s for s in json.loads(res.stdout)} if res.returncode == 0 else {}
+
+
+def _host_port(url):
+    host, port = url[len("tcp://"):].split(":")
+    return host, int(port)
+
+
+def _sessions(db, station_id):
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(
+            "SELECT session_id, energy_wh, ended FROM sessions WHERE station_id = ? AND ended IS NOT NULL", (station_id,)
+        ).fetchall()
+    finally:
+        con.close()
+
+
+# --- kill -9 under reservation load --------------------------------------------------------------
+
+
+def test_kill_9_under_reservation_load_loses_no_acknowledged_reservation_and_books_none_twice(tmp_path):
+    from hub.store import Store
+
+    n_vehicles, n_stations = 8, 4
+    with HubProcess(tmp_path) as hub:
+        store = Store(hub.db)
+        for i in range(n_stations):
+            store.add_station("CP-%d" % i, -12.2 - i * 0.01, -38.9, 1, 22.0)
+        tokens = {"V-%d" % i: store.add_vehicle("V-%d" % i) for i in range(n_vehicles)}
+        store.close()
+        time.sleep(1.5)  # stations provisioned while running are picked up within a tick
+        acked = {vid: [] for vid in tokens}
+        stop = threading.Event()
+        base = int(time.time()) + 3600
+
+        def load(vid, token, offset):
+            rng = random.Random(offset)
+            try:
+                with HubClient(hub.url, "vehicle", vid, token, timeout=5) as v:
+                    while not stop.is_set():
+                        # Everyone competes for the same few slots, so conflicts are frequent.
+                        slot = rng.randrange(400)
+                        start = base + slot * 1800
+                        _k, fields = v.request(K.RESERVE, "CP-%d" % rng.randrange(n_stations), start, start + 1800)
+                        if fields[0]:
+                            acked[vid].append(fields[1])
+            except HubError:
+                pass  # the hub was killed under us: expected
+
+        threads = [_thread(load, vid, tok, i) for i, (vid, tok) in enumerate(tokens.items())]
+        time.sleep(2.0)
+        hub.kill9()
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        total_acked = sum(len(v) for v in acked.values())
+        assert total_acked > 50, "the load reached the hub"
+        hub.restart()
+        for vid, token in tokens.items():
+            with HubClient(hub.url, "vehicle", vid, token) as v:
+                _k, (mine,) = v.request(K.LIST_RESERVATIONS)
+            ids = [r["reservation_id"] for r in mine]
+            assert len(ids) == len(set(ids))
+            missing = set(acked[vid]) - set(ids)
+            assert not missing, "acknowledged reservations lost for %s: %s" % (vid, sorted(missing))
+    con = sqlite3.connect(hub.db)
+    rows = con.execute("SELECT station_id, start, end FROM reservations WHERE state = 'confirmed'").fetchall()
+    con.close()
+    by_slot = {}
+    for station_id, start, end in rows:
+        by_slot.setdefault((station_id, start), []).append(end)
+    assert all(len(v) == 1 for v in by_slot.values()), "a single-connector slot was booked twice"
+
+
+# --- a link cut mid-session -------------------------------------------------------------------------
+
+
+class CuttableProxy:
+    """A loopback TCP proxy in front of the hub whose connections we can sever (a lost link)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.pairs = []
+        self.blocked = False
+        self._stop = False
+        _thread(self._accept)
+
+    def _accept(self):
+        self.listener.settimeout(0.2)
+        while not self._stop:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            if self.blocked:
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self.pairs.append((client, upstream))
+            _thread(self._pipe, client, upstream)
+            _thread(self._pipe, upstream, client)
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self, block=True):
+        self.blocked = block
+        for a, b in self.pairs:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self.pairs = []
+
+    def close(self):
+        self._stop = True
+        self.cut()
+        self.listener.close()
+
+
+def test_a_station_losing_its_link_mid_session_records_the_session_exactly_once(tmp_path):
+    slow_ev = {"max_kw": 50.0, "capacity_kwh": 0.2, "soc": 0.2, "target_soc": 0.9}  # 140 Wh, ~23 s at 22 kW
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-L")
+        token = hub.add_vehicle("V-L")
+        proxy = CuttableProxy(_host_port(hub.url))
+        cfg = {"id": "CP-L", "key": key, "hub": {"host": "127.0.0.1", "port": proxy.port}, "meter_interval_s": 1,
+               "finishing_s": 1}
+        stop = threading.Event()
+        t = _thread(run_chargepoint, cfg, stop_event=stop, journal=str(tmp_path / "cp.journal"))
+        try:
+            _wait(lambda: "station CP-L: boot" in hub.log(), 15, "BOOT")
+            with HubClient(hub.url, "vehicle", "V-L", token) as v:
+                v.request(K.START_CHARGE, "CP-L", None, slow_ev)
+                sid = v.wait_event((K.SESSION_STARTED,), timeout=10).fields[0]
+                proxy.cut(block=True)  # the link is gone mid-session; the station keeps charging
+                _wait(lambda: "station CP-L: offline" in hub.log(), 10, "the hub noticing the lost link")
+                time.sleep(25)  # the session ends while the station cannot reach the hub
+                assert _sessions(hub.db, "CP-L") == []
+                proxy.blocked = False  # the link returns
+                _wait(lambda: len(_sessions(hub.db, "CP-L")) == 1, 75, "the replayed session end")
+                time.sleep(2)
+        finally:
+            stop.set()
+            t.join(timeout=10)
+            proxy.close()
+        rows = _sessions(hub.db, "CP-L")
+        assert len(rows) == 1 and rows[0][0] == sid and rows[0][1] == 140
+
+
+# --- a noisy serial line -------------------------------------------------------------------------------
+
+
+class NoisyPtyPair(PtyPair):
+    """PtyPair whose relay corrupts a fraction of the bytes in both directions."""
+
+    def __init__(self, rate, seed=7):
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.corrupted = 0
+        PtyPair.__init__(self)
+
+    def _relay(self):
+        peer = {self.m1: self.m2, self.m2: self.m1}
+        while not self._stop:
+            ready, _, _ = select.select([self.m1, self.m2], [], [], 0.1)
+            for fd in ready:
+                try:
+                    data = bytearray(os.read(fd, 4096))
+                except OSError:
+                    continue
+                for i in range(len(data)):
+                    if self.rng.random() < self.rate:
+                        data[i] ^= 1 << self.rng.randrange(8)
+                        self.corrupted += 1
+                os.write(peer[fd], bytes(data))
+
+
+def test_a_serial_line_with_one_percent_corrupted_bytes_accepts_no_corrupt_message_and_keeps_working(tmp_path):
+    pair = NoisyPtyPair(rate=0.01)
+    try:
+        with HubProcess(tmp_path, extra_args=["--serial", pair.path1]) as hub:
+            key = hub.add_station("CP-N")
+            token = hub.add_vehicle("V-N")
+            cfg = {"id": "CP-N", "key": key, "serial": pair.path2, "meter_interval_s": 1, "finishing_s": 1}
+            stop = threading.Event()
+            t = _thread(run_chargepoint, cfg, stop_event=stop, journal=str(tmp_path / "n.journal"))
+            try:
+                _wait(lambda: "station CP-N: boot" in hub.log(), 120, "BOOT over the noisy line")
+                with HubClient(hub.url, "vehicle", "V-N", token, timeout=20) as v:
+                    started = None
+                    for _attempt in range(6):  # a corrupted request is lost and retried, like any lost frame
+                        try:
+                            v.request(K.START_CHARGE, "CP-N", None, QUICK_EV)
+                        except HubError:
+                            pass
+                        started = v.wait_event((K.SESSION_STARTED,), timeout=15)
+                        if started is not None:
+                            break
+                    assert started is not None, "a session started over the noisy line"
+                    # The station retries its unacknowledged records until the hub has them.
+                    _wait(lambda: len(_sessions(hub.db, "CP-N")) == 1, 120, "the session record")
+            finally:
+                stop.set()
+                t.join(timeout=10)
+            assert pair.corrupted > 0
+            rows = _sessions(hub.db, "CP-N")
+            assert len(rows) == 1 and rows[0][1] == 35
+            log = hub.log()
+            # CRC-32 catches the damage before decoding: no message with a corrupted field got through.
+            assert "bad_field" not in log and "undecodable" not in log and "Traceback" not in log
+    finally:
+        pair.close()
+
+
+# --- hub restart ----------------------------------------------------------------------------------------
+
+
+def test_after_a_hub_restart_every_station_reconnects_within_the_backoff_cap_and_statuses_converge(tmp_path):
+    n = 10
+    with HubProcess(tmp_path) as hub:
+        host, port = _host_port(hub.url)
+        configs = [{"id": "CP-%02d" % i, "key": hub.add_station("CP-%02d" % i, lat=-12.2 + i * 0.01),
+                    "hub": {"host": host, "port": port}, "lat": -12.2 + i * 0.01} for i in range(n)]
+        fleet = Fleet(configs)
+        stop = threading.Event()
+        t = _thread(fleet.run, stop)
+        try:
+            _wait(lambda: sum(s["status"] == "Available" for s in _listing(hub).values()) == n, 30, "all Available")
+            hub.kill9()
+            time.sleep(2)
+            hub.restart()
+            began = time.monotonic()
+            done = _wait(lambda: sum(s["status"] == "Available" for s in _listing(hub).values()) == n, 75,
+                         "every station back and Available")
+            assert done - began < 61, "reconnect within the 60 s backoff cap"
+        finally:
+            stop.set()
+            t.join(timeout=10)
+
+
+# --- silence -----------------------------------------------------------------------------------------------
+
+
+def test_a_station_that_goes_silent_is_shown_offline_within_three_heartbeats(tmp_path):
+    with HubProcess(tmp_path, extra_args=["--heartbeat", "1"]) as hub:
+        key = hub.add_station("CP-Q")
+        env = dict(os.environ, PYTHONPATH=REPO)
+        proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-Q", "--key", key,
+                                 "--hub", hub.url, "--journal", "none"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait(lambda: _listing(hub).get("CP-Q", {}).get("status") == "Available", 20, "CP-Q Available")
+            proc.send_signal(signal.SIGSTOP)  # alive, link open, but saying nothing
+            stopped = time.monotonic()
+            seen = _wait(lambda: _listing(hub).get("CP-Q", {}).get("status") == "Offline", 10, "CP-Q Offline")
+            # 3 heartbeats of 1 s, plus the hub's 1 s tick and one listing round trip
+            assert seen - stopped < 3 + 2.5
+            proc.send_signal(signal.SIGCONT)
+            _wait(lambda: _listing(hub).get("CP-Q", {}).get("status") == "Available", 70, "CP-Q back")
+        finally:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+            proc.wait(timeout=10)
