@@ -55,6 +55,7 @@ END_REASONS = K.END_REASONS
 # An ERROR with one of these codes means the hub will never take the record: drop it (logged).
 _PERMANENT = (E_BAD_FIELD, E_MALFORMED, E_UNKNOWN_KIND, E_FORBIDDEN)
 _BOOT = "boot"
+BOOT_TRIES = 3  # BOOTs unanswered on one link before it is dropped
 _STATUS = "status"
 
 
@@ -83,6 +84,7 @@ class ChargePoint:
         self._inflight = {}  # seq -> _BOOT | (_STATUS, connector) | (kind, session_id)
         self._sent = {}  # (kind, session_id) -> seq (None: refused, retry on the next link)
         self.dropped_records = 0
+        self._boot_tries = 0
         self.internal_errors = 0
         for c in self.connectors:
             self._relay(c, False)
@@ -143,7 +145,9 @@ class ChargePoint:
     def on_connected(self):
         """The transport is up: start the handshake (HELLO is queued)."""
         cfg = self.config
-        self.session = ClientSession("station", self.id, cfg["key"], clock=self.clock, wall=self.wall, heartbeat_s=cfg["heartbeat_s"])
+        self.session = ClientSession("station", self.id, cfg["key"], clock=self.clock, wall=self.wall,
+                                     heartbeat_s=cfg["heartbeat_s"], request_timeout_s=cfg["request_timeout_s"])
+        self._boot_tries = 0
         self.session.start()
         self.link.connected()
         self.booted = False
@@ -266,7 +270,12 @@ class ChargePoint:
         if tag is None:
             return
         if tag == _BOOT:
-            self._close("boot not answered")
+            self._boot_tries += 1
+            if self._boot_tries >= BOOT_TRIES:
+                self._close("boot not answered")
+            else:
+                self._log("warning", "boot not answered; sending it again")
+                self.send_boot()  # lost on a noisy line: cheaper than a new handshake
         elif tag[0] == _STATUS:
             self.connectors[tag[1] - 1].changed = True
         else:

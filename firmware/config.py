@@ -23,6 +23,7 @@ hold_before_s      a reservation shows Reserved this long before its start
 grace_s            a reservation with no session expires this long after its start
 finishing_s        a remotely started session's vehicle leaves this long after the end (sim)
 checkpoint_s       a running session's energy is saved to the journal this often (power loss)
+request_timeout_s  a request (BOOT, STATUS, session records) unanswered this long is sent again
 relay_pins         GPIO per connector driving the contactor relay (board only)
 sync_time          adopt the hub's clock from WELCOME/PONG (board: its RTC is not set)
 journal            path of the session journal file (board default "journal.log")
@@ -49,6 +50,7 @@ DEFAULTS = {
     "grace_s": 600,
     "finishing_s": 30,
     "checkpoint_s": 300,
+    "request_timeout_s": 10,
     "relay_pins": None,
     "sync_time": False,
     "journal": "journal.log",
@@ -79,6 +81,7 @@ _NUMBERS = {
     "meter_interval_s": (1, 86400),
     "offline_after_s": (1, 86400),
     "checkpoint_s": (1, 86400),
+    "request_timeout_s": (1, 300),
     "hold_before_s": (0, 86400),
     "grace_s": (0, 86400),
     "finishing_s": (0, 86400),
@@ -136,7 +139,7 @@ def normalize(config):
         out[k] = DEFAULTS[k]
     for k in config:
         out[k] = config[k]
-    for k in ("id", "key", "connectors", "lat", "lon", "hub", "uart", "relay_pins", "sync_time", "checkpoint_s") + RUNTIME_KEYS:
+    for k in ("id", "key", "connectors", "lat", "lon", "hub", "uart", "relay_pins", "sync_time", "checkpoint_s", "request_timeout_s") + RUNTIME_KEYS:
         out[k] = check(k, out[k])
     pins = out["relay_pins"]
     if pins is not None and len(pins) != out["connectors"]:

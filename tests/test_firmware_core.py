@@ -562,6 +562,24 @@ def test_the_station_recovers_when_the_hub_returns():
     assert ask(hub2, wire, K.REMOTE_START, 0, "V-2", None, EV).kind == K.ACK
 
 
+def test_a_lost_boot_is_sent_again_before_the_link_is_given_up():
+    cp, hub, wire, clock = station(request_timeout_s=10)
+    real = hub._on_message
+    hub.boots_dropped = 0
+
+    def drop_two(m, real=real):
+        if m.kind == K.BOOT and hub.boots_dropped < 2:
+            hub.boots_dropped += 1
+            return
+        real(m)
+
+    hub._on_message = drop_two
+    wire.start()
+    assert not cp.usable
+    wire.run(25, dt=1)
+    assert cp.usable and hub.links == 1 and hub.boots == 1
+
+
 def test_a_silent_hub_drops_the_link_and_the_station_reconnects():
     cp, hub, wire, clock = online()
     hub.server = None  # the TCP link stays up but the hub process hangs: nothing is answered
