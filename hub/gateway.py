@@ -18,6 +18,8 @@ from hub.link import Link
 
 log = logging.getLogger(__name__)
 
+TICK_SLICES = 10  # the once-a-second link tick runs in this many steps (see _tick_forever)
+
 
 class Outbox:
     """Thread-safe: actors call send/send_to_peer/request from their threads."""
@@ -233,17 +235,23 @@ class Gateway:
         return self.server.sockets[0].getsockname()[1]
 
     async def _tick_forever(self):
+        # Every link is ticked once a second, a tenth of them every 100 ms: one pass over 10,000
+        # links costs ~5 ms, enough to show in the replies' p99 if done in one go.
         handshake_timeout = self.config["handshake_timeout_s"]
         while True:
-            await asyncio.sleep(1.0)
-            now = self.clock()
-            for link in list(self.links.values()):
-                if not link.session.authenticated and now - link.opened_at > handshake_timeout:
-                    log.info("%s: no handshake after %d s, closing", link.label, handshake_timeout)
-                    self.router.count("handshake_timeouts")
-                    link.shutdown()
-                    continue
-                link.tick(now)
+            links = list(self.links.values())
+            for i in range(TICK_SLICES):
+                await asyncio.sleep(1.0 / TICK_SLICES)
+                now = self.clock()
+                for link in links[i::TICK_SLICES]:
+                    if link.closed:
+                        continue
+                    if not link.session.authenticated and now - link.opened_at > handshake_timeout:
+                        log.info("%s: no handshake after %d s, closing", link.label, handshake_timeout)
+                        self.router.count("handshake_timeouts")
+                        link.shutdown()
+                        continue
+                    link.tick(now)
             self.router.tick()
 
     async def stop(self):
