@@ -47,6 +47,7 @@ def configure(p):
     p.add_argument("--profile", metavar="FILE",
                    help="sample the hub (and the echo server) with py-spy over the measured window: FILE.hub / FILE.echo"
                         " hold collapsed stacks; the report lists the top functions (pip install py-spy)")
+    p.add_argument("--timeline", action="store_true", help="also report the worst latency in each second of the run")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (hub and client logs)")
 
 
@@ -67,7 +68,7 @@ def run(args):
             "k": args.k, "burst": args.burst, "position_interval": args.position_interval,
             "reserve_share": args.reserve_share, "hot_share": args.hot_share, "procs": args.procs,
             "baseline": args.baseline, "hub": args.hub, "db": args.db, "keep_tmp": args.keep_tmp,
-            "profile": args.profile,
+            "profile": args.profile, "timeline": args.timeline,
         }
         try:
             result = runner.run(opts)

@@ -154,6 +154,11 @@ class Conn(asyncio.Protocol):
             if in_window:
                 g.ops += entry[1] if g.ops_are_positions else 1
                 g.latencies.append(now - entry[0])
+                if g.timeline is not None:
+                    sec = int(now - g.t_measure)
+                    worst = g.timeline.get(sec, 0.0)
+                    if now - entry[0] > worst:
+                        g.timeline[sec] = now - entry[0]
         if done and g.closed_loop and g.sending:
             g.send_units(self, done, now)
 
@@ -199,6 +204,7 @@ class LoadGen:
         self.reserved_ok = 0
         self.reserve_conflicts = 0
         self.reserved_ok_window = 0
+        self.timeline = {} if cfg.get("timeline") else None  # second of the window -> worst latency
         self.positions_sent = 0
         self.positions_acked = 0
         self.requests_sent = 0
@@ -437,6 +443,7 @@ async def _amain(cfg, stdin_lines):
         "elapsed_s": round(elapsed, 4),
         "client_cpu_pct": round(100.0 * cpu / max(elapsed, 1e-9), 1),
         "hist": histogram(gen.latencies),
+        "timeline": None if gen.timeline is None else {s: round(v * 1000, 1) for s, v in sorted(gen.timeline.items())},
     }
     gen.close_all()
     print(json.dumps(out), flush=True)

@@ -13,9 +13,9 @@ def _load(r):
     lines = [
         "scenario %s, %d connections, %d stations, %s, %gs measured"
         % (r["scenario"], r["connections"], r["stations"], r["mode"], r["duration_s"]),
-        "  hub:      %s ops/s   p50 %s  p95 %s  p99 %s   errors %s  refused %s  dropped %s"
+        "  hub:      %s ops/s   p50 %s  p95 %s  p99 %s  p99.9 %s  max %s   errors %s  refused %s  dropped %s"
         % (_fmt(r["ops_per_s"]), _fmt(r["p50_ms"], " ms"), _fmt(r["p95_ms"], " ms"), _fmt(r["p99_ms"], " ms"),
-           r["errors"], r["refused"], r["dropped"]),
+           _fmt(r.get("p999_ms"), " ms"), _fmt(r.get("max_ms"), " ms"), r["errors"], r["refused"], r["dropped"]),
         "            hub RSS %s (peak %s, %s once connected)  hub CPU %s  client CPU %s"
         % (_fmt(r.get("hub_rss_mb"), " MB"), _fmt(r.get("hub_hwm_mb"), " MB"), _fmt(r.get("hub_rss_ready_mb"), " MB"),
            _fmt(r.get("hub_cpu_pct"), "%"), _fmt(r.get("client_cpu_pct"), "%")),
@@ -41,6 +41,8 @@ def _load(r):
             lines.append("  %s profile: top inclusive time" % who)
             for pct, frame in prof["inclusive"][:12]:
                 lines.append("    %5.1f%%  %s" % (pct, frame))
+    if r.get("worst_ms_per_second"):
+        lines.append("  worst latency per second (ms): %s" % " ".join("%g" % v for v in r["worst_ms_per_second"]))
     for key in ("error_samples", "refused_samples"):
         if r.get(key):
             lines.append("  %s: %s" % (key.replace("_", " "), "; ".join(r[key])))

@@ -176,11 +176,17 @@ def merge(results):
     out["barrier_s"] = max(barriers) if barriers else None
     out["client_cpu_pct"] = round(sum(r["client_cpu_pct"] for r in results), 1)
     out["error_samples"] = [s for r in results for s in r["error_samples"]][:5]
+    if results[0].get("timeline") is not None:
+        worst = {}
+        for r in results:
+            for sec, v in r["timeline"].items():
+                worst[int(sec)] = max(worst.get(int(sec), 0.0), v)
+        out["worst_ms_per_second"] = [worst.get(i, 0.0) for i in range(int(max(worst) + 1 if worst else 0))]
     hist = {}
     for r in results:
         for b, n in r["hist"].items():
             hist[int(b)] = hist.get(int(b), 0) + n
-    for name, q in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+    for name, q in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99), ("p999_ms", 0.999), ("max_ms", 1.0)):
         out[name] = percentile_ms(hist, q)
     out["latency_samples"] = sum(hist.values())
     return out
@@ -288,6 +294,7 @@ def run(opts):
         "connect_concurrency": int(opts.get("connect_concurrency", 200)),
         "drain_timeout": float(opts.get("drain_timeout", 60)),
         "profile": opts.get("profile"),
+        "timeline": opts.get("timeline", False),
     }
     tmp = tempfile.mkdtemp(prefix="evhub-bench-")
     keep = opts.get("keep_tmp")
@@ -363,6 +370,8 @@ def _summary(m, cfg):
         "p50_ms": m["p50_ms"],
         "p95_ms": m["p95_ms"],
         "p99_ms": m["p99_ms"],
+        "p999_ms": m["p999_ms"],
+        "max_ms": m["max_ms"],
         "errors": m["errors"] + m["unexpected"] + m["lost"],
         "error_replies": m["errors"],
         "unanswered": m["lost"],
@@ -383,6 +392,8 @@ def _summary(m, cfg):
     }
     if m.get("profile"):
         s["profile"] = m["profile"]
+    if m.get("worst_ms_per_second") is not None:
+        s["worst_ms_per_second"] = m["worst_ms_per_second"]
     if cfg["scenario"] in ("positions", "mixed"):
         s["positions_sent"] = m["positions_sent"]
         s["barrier_s"] = m["barrier_s"]
