@@ -336,3 +336,21 @@ def test_openapi_describes_exactly_the_served_endpoints(hub):
     assert documented == served
     for ref in re.findall(r'"#/components/schemas/(\w+)"', json.dumps(spec)):
         assert ref in spec["components"]["schemas"]
+
+
+def test_the_token_can_come_from_the_config_file(tmp_path):
+    config = tmp_path / "hub.toml"
+    config.write_text('[hub]\nhttp_token = "from-the-file"\n')
+    with HttpHub(tmp_path, token=None, extra_args=["--config", str(config)]) as h:
+        h.add_station("CP-1")
+        h.wait_for("/api/stations", lambda b: b["stations"])
+        body = {"station_id": "CP-1", "vehicle_id": "V-1", "duration_min": 15}
+        assert h.request("POST", "/api/reservations", body=body, token=TOKEN)[0] == 401
+        assert h.request("POST", "/api/reservations", body=body, token="from-the-file")[0] == 201
+
+
+def test_serve_refuses_a_malformed_http_address(tmp_path):
+    from hubproc import evhub
+
+    res = evhub("serve", "--db", tmp_path / "x.db", "--http", "localhost", check=False, timeout=30)
+    assert res.returncode == 2 and "HOST:PORT" in res.stderr

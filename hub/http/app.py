@@ -75,6 +75,8 @@ class HttpApp:
         self.metrics.start(self.loop)
         if not self.hub.config.get("http_token"):
             log.info("http: no --http-token: the HTTP API is read-only")
+            if not self.host.startswith("127.") and self.host not in ("localhost", "::1"):
+                log.warning("http: listening on %s without a token: other machines can read nothing", self.host)
         return self
 
     @property

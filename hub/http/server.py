@@ -70,6 +70,8 @@ class Request:
             obj = json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise HttpError(400, "the body is not valid JSON: %s" % exc) from None
+        except RecursionError:
+            raise HttpError(400, "the body is not valid JSON: nested too deeply") from None
         if not isinstance(obj, dict):
             raise HttpError(400, "the body must be a JSON object")
         return obj
@@ -190,7 +192,11 @@ class HttpServer:
                     return
                 self._count(result.status)
                 writer.write(self._encode(result, keep, request.method == "HEAD"))
-                await writer.drain()
+                try:
+                    await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    writer.transport.abort()  # not reading its answer: let go of it
+                    return
                 if not keep:
                     return
         except (ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):

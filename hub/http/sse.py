@@ -82,15 +82,16 @@ class EventStream:
                 if writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
                     log.warning("events: client %s is not reading; dropped", writer.get_extra_info("peername"))
                     self.bus.dropped_clients += 1
+                    sub.dropped = True
                     break
                 await asyncio.wait_for(writer.drain(), KEEPALIVE_S)
-            if sub.dropped:
-                writer.transport.abort()
         except (ConnectionError, asyncio.TimeoutError):
-            pass
+            sub.dropped = True
         finally:
             self.clients -= 1
             self.bus.unsubscribe(sub)
+            if sub.dropped:
+                writer.transport.abort()  # a plain close would wait for the unread bytes to drain
 
     # --- positions --------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
   const LOG_MAX = 60, RES_MAX = 200;
   let selected = null, loading = false, held = [], map = null, es = null, dirty = new Set();
   let tablesDirty = false, frame = 0, fitted = false;
+  const rowsById = new Map();  // station id -> its <tr>, so one change touches one row
 
   const $ = (sel) => document.querySelector(sel);
   const api = (path) => fetch(path, { headers: { Accept: "application/json" } }).then((r) => {
@@ -115,16 +116,32 @@
     if (!s) return;
     map.setStation(s);
     const tbody = $("#stations-table tbody");
-    const old = tbody.querySelector('tr[data-station="' + CSS.escape(id) + '"]');
+    const old = rowsById.get(id);
     const r = stationRow(s);
+    rowsById.set(id, r);
     if (old) {
       if (old.querySelector(".status").textContent !== s.status) r.classList.add("flash");
       tbody.replaceChild(r, old);
     } else {
-      const after = [...tbody.children].find((x) => x.dataset.station > id);
-      tbody.insertBefore(r, after || null);
+      const after = [...rowsById.keys()].filter((k) => k > id).sort()[0];
+      tbody.insertBefore(r, after ? rowsById.get(after) : null);
     }
     if (id === selected) renderDetailFacts(s);
+  }
+  function renderAllStations() {  // after a snapshot: one pass, one DOM insertion
+    const tbody = $("#stations-table tbody");
+    const frag = document.createDocumentFragment();
+    rowsById.clear();
+    for (const id of [...S.stations.keys()].sort()) {
+      const s = S.stations.get(id);
+      map.setStation(s);
+      const r = stationRow(s);
+      rowsById.set(id, r);
+      frag.appendChild(r);
+    }
+    tbody.textContent = "";
+    tbody.appendChild(frag);
+    dirty.clear();
   }
   function renderSessions() {
     const tbody = $("#sessions-table tbody");
@@ -278,8 +295,9 @@
       setClock(h);
       tick();
       S.stations.clear(); S.sessions.clear(); S.reservations.clear();
-      $("#stations-table tbody").textContent = "";
-      for (const s of st.stations) putStation(s);
+      for (const s of st.stations) S.stations.set(s.id, s);
+      if (map.proj === null) map.fit(st.stations.map((s) => [s.lat, s.lon]));
+      renderAllStations();
       for (const x of se.sessions) S.sessions.set(x.session_id, x);
       for (const r of re.reservations) S.reservations.set(r.reservation_id, r);
       for (const v of ve.vehicles) { S.vehicles.set(v.id, v); map.setVehicle(v); }
@@ -312,9 +330,20 @@
     $("#clock").textContent = hhmm(hubNow(), true) + (clock.speedup !== 1 ? " ×" + clock.speedup : "");
   }
 
-  function refreshStations() {
+  const same = (a, b) => a.status === b.status && a.free_in_min === b.free_in_min && a.online === b.online &&
+    JSON.stringify(a.connector_status) === JSON.stringify(b.connector_status);
+  function refreshStations() {  // heartbeat ages; only rows that really changed are rebuilt
     if (loading) return;
-    api("/api/stations").then((st) => { for (const s of st.stations) putStation(s); schedule(); }).catch(() => {});
+    api("/api/stations").then((st) => {
+      for (const s of st.stations) {
+        const old = S.stations.get(s.id), r = rowsById.get(s.id);
+        if (old && r && same(old, s)) {
+          Object.assign(old, s);
+          r.querySelector(".hb").textContent = s.online ? ago(s.last_heartbeat || s.last_seen) : "–";
+        } else putStation(s);
+      }
+      schedule();
+    }).catch(() => {});
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -327,6 +356,6 @@
     });
     connect();
     setInterval(tick, 1000);
-    setInterval(refreshStations, 15000);  // heartbeat ages; the stream carries every status change
+    setInterval(refreshStations, 10000);  // heartbeat ages; the stream carries every status change
   });
 })();

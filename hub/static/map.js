@@ -26,7 +26,7 @@
       this.vehicleEls = new Map();
       this.proj = null;
       this.view = { x: 0, y: 0, w: W, h: H };
-      this.labels = true;
+      this.radius = 7;
       this._wire();
     }
 
@@ -93,7 +93,7 @@
       let g = this.stationEls.get(s.id);
       if (!g) {
         g = el("g", { class: "station", "data-station": s.id }, this.gStations);
-        el("circle", { r: 7 }, g);
+        el("circle", { r: this.radius }, g);
         const t = el("text", { x: 10, y: 4 }, g);
         t.textContent = s.id;
         const title = el("title", {}, g);
@@ -120,9 +120,12 @@
       }
     }
 
-    showLabels(on) {
-      this.svg.classList.toggle("nolabels", !on);
-      for (const g of this.stationEls.values()) g.querySelector("text").style.display = on ? "" : "none";
+    showLabels(on) {  // many stations: smaller dots, names only in their tooltips
+      this.radius = on ? 7 : 4;
+      for (const g of this.stationEls.values()) {
+        g.querySelector("text").style.display = on ? "" : "none";
+        g.querySelector("circle").setAttribute("r", this.radius);
+      }
     }
 
     // --- vehicles ---------------------------------------------------------------------------
