@@ -7,6 +7,7 @@ loop each event becomes a JSON document once, gets an increasing id, is kept in 
 small replay ring (a reconnecting client resumes with Last-Event-ID), is shown to
 listeners (metrics, the live-session mirror) and offered to every subscriber.
 
+Event ids increase, also across restarts (they start from the clock in microseconds).
 A subscriber has a bounded queue. One that falls behind by `max_queue` events is
 dropped (its stream is cut; it reconnects and resumes from the ring), it never
 makes the bus or the other clients wait.
@@ -24,6 +25,7 @@ import collections
 import json
 import logging
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,9 @@ class EventBus:
         self._scheduled = False
         self.subscribers = set()
         self.ring = collections.deque(maxlen=ring_size)  # (id, payload bytes)
-        self.last_id = 0
+        # Ids start from the wall clock in microseconds, so they keep growing across hub restarts: a
+        # client resuming with an id from an earlier run gets this run's whole ring, not nothing.
+        self.last_id = int(time.time() * 1_000_000)
         self.counts = collections.Counter()  # events by kind
         self.shed = 0  # published while the loop was stuck, never delivered
         self.dropped_clients = 0
