@@ -3,7 +3,7 @@
 import pytest
 
 from tools.sim_world import Place, StationSpec, VehicleSpec, charge_seconds, target_within
-from tools.vehicle_agent import (
+from tools.sim_vehicle import (
     CHARGING, DONE, DRIVING, RESERVING, SEARCHING, STARTING, TO_STATION, WAITING, Params, Stats, Vehicle)
 from transport import kinds as K
 from transport.errors import E_INVALID_STATE, E_NOT_FOUND
@@ -206,3 +206,51 @@ def test_a_request_that_times_out_is_counted():
     tag, _ = h.sent(K.NEAREST)
     h.v.on_net("timeout", tag, None, None, h.now)
     assert h.stats["errors"] == 1 and h.v.state == DRIVING
+
+
+class FakeNet:
+    def __init__(self):
+        self.ops = []
+
+    def submit(self, ops):
+        self.ops.extend(ops)
+
+
+def _specs(n, soc=0.9):
+    return [VehicleSpec("EV-%d" % i, -12.25, -38.95, 60.0, 0.17, "gentle", 100.0, soc, 0.3, 0.8, i) for i in range(n)]
+
+
+def test_an_agent_actor_drives_its_vehicles_from_its_inbox():
+    from tools.vehicle_agent import VehicleAgent
+
+    net = FakeNet()
+    ref = VehicleAgent.start(_specs(3), Params(), PLACES, {NEAR.id: NEAR}, net, lambda: T0)
+    try:
+        ref.tell(("net", [("EV-%d" % i, "up", None, None, None) for i in range(3)]))
+        for k in range(1, 6):
+            ref.tell(("tick", T0 + 15 * k))
+        snap = ref.ask(("snapshot",), timeout=5)
+    finally:
+        ref.stop()
+    assert snap["states"] == {DRIVING: 3} and snap["settled"] == 0 and len(snap["positions"]) == 3
+    assert {op[1] for op in net.ops if op[0] == "send" and op[2] == K.POSITION} == {"EV-0", "EV-1", "EV-2"}
+
+
+def test_one_vehicle_crashing_does_not_stop_its_agent_or_the_others():
+    from tools.vehicle_agent import VehicleAgent
+
+    net = FakeNet()
+    ref = VehicleAgent.start(_specs(2, soc=0.2), Params(), PLACES, {NEAR.id: NEAR}, net, lambda: T0)
+    try:
+        ref.tell(("net", [("EV-0", "up", None, None, None), ("EV-1", "up", None, None, None)]))
+        ref.tell(("tick", T0 + 15))
+        ref.ask(("snapshot",), timeout=5)
+        tags = {op[1]: op[4] for op in net.ops if op[0] == "req" and op[2] == K.NEAREST}
+        # A malformed answer for EV-0 (a list of strings, not station maps) makes its decision code raise.
+        ref.tell(("net", [("EV-0", "reply", tags["EV-0"], K.NEAREST_RESULT, [["garbage"]]),
+                          ("EV-1", "reply", tags["EV-1"], K.NEAREST_RESULT, [[listed(NEAR)]])]))
+        snap = ref.ask(("snapshot",), timeout=5)
+    finally:
+        ref.stop()
+    assert snap["stats"]["errors"] == 1 and "EV-0: crashed" in snap["stats"]["error_texts"][0]
+    assert snap["states"] == {DONE: 1, RESERVING: 1}

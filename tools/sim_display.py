@@ -7,8 +7,9 @@ then stations by status, vehicles by activity, reservations and sessions.
 
 import datetime
 import shutil
+import unicodedata
 
-from tools.vehicle_agent import CHARGING, HEADING, MOVING, RESERVING, SEARCHING, STRANDED, TO_STATION
+from tools.sim_vehicle import CHARGING, HEADING, MOVING, RESERVING, SEARCHING, STRANDED, TO_STATION
 
 RESET = "\x1b[0m"
 COLOURS = {"Available": "\x1b[1;32m", "Reserved": "\x1b[1;33m", "Occupied": "\x1b[1;31m", "Offline": "\x1b[90m",
@@ -16,6 +17,18 @@ COLOURS = {"Available": "\x1b[1;32m", "Reserved": "\x1b[1;33m", "Occupied": "\x1
 DIM, BOLD, CYAN = "\x1b[2m", "\x1b[1m", "\x1b[36m"
 RANK = {"Faulted": 5, "Occupied": 4, "Reserved": 3, "Available": 2, "Unavailable": 1, "Offline": 0}
 STATUS_ORDER = ("Available", "Reserved", "Occupied", "Offline", "Unavailable", "Faulted")
+
+
+UNICODE = {"station": "●", "vehicle": "·", "heading": "»", "charging": "⚡", "full": "█", "empty": "░",
+           "h": "─", "v": "│", "tl": "┌", "tr": "┐", "bl": "└", "br": "┘", "dot": "·"}
+ASCII = {"station": "o", "vehicle": ".", "heading": ">", "charging": "+", "full": "#", "empty": "-",
+         "h": "-", "v": "|", "tl": "+", "tr": "+", "bl": "+", "br": "+", "dot": "-"}
+
+
+def glyphs_for(stream):
+    """Box drawing and bullets where the terminal takes UTF-8, plain ASCII where it does not."""
+    enc = (getattr(stream, "encoding", None) or "ascii").lower().replace("-", "")
+    return UNICODE if enc in ("utf8", "utf_8") else ASCII
 
 
 def _c(text, code, colour):
@@ -32,7 +45,9 @@ class LiveDisplay:
         self.title = title
         self.out = out
         self.colour = colour
+        self.g = glyphs_for(out)
         self.lines = 0
+        self.title = title.replace("·", self.g["dot"])
         cols, rows = shutil.get_terminal_size((100, 40))
         self.cols = cols
         self.map_h = max(0, min(18, rows - 12))
@@ -56,11 +71,12 @@ class LiveDisplay:
         return None
 
     def _map(self, snap):
+        g = self.g
         grid = [[" "] * self.map_w for _ in range(self.map_h)]
         for lat, lon, state in snap.get("positions", ()):
             cell = self._cell(lat, lon)
             if cell is not None and state != CHARGING:
-                grid[cell[0]][cell[1]] = _c("»" if state in HEADING else "·", "\x1b[33m" if state in HEADING else DIM,
+                grid[cell[0]][cell[1]] = _c(g["heading"] if state in HEADING else g["vehicle"], "\x1b[33m" if state in HEADING else DIM,
                                             self.colour)
         shown = {}
         statuses = snap.get("stations", {})
@@ -72,11 +88,11 @@ class LiveDisplay:
             if cell not in shown or RANK.get(status, 0) > RANK.get(shown[cell], 0):
                 shown[cell] = status
         for (y, x), status in shown.items():
-            grid[y][x] = _c("●", COLOURS.get(status), self.colour)
+            grid[y][x] = _c(g["station"], COLOURS.get(status), self.colour)
         for (y, x), name in self.labels:
             for i, ch in enumerate(name):
                 grid[y][x + i] = _c(ch, CYAN, self.colour)
-        frame = _c("│", DIM, self.colour)
+        frame = _c(g["v"], DIM, self.colour)
         return [frame + "".join(row) + frame for row in grid]
 
     def _place_labels(self):
@@ -89,6 +105,8 @@ class LiveDisplay:
         for city, ss in sorted(by_city.items(), key=lambda kv: -len(kv[1]))[:6]:
             if len(ss) < 2:
                 break
+            if self.g is ASCII:  # "São Gonçalo" -> "Sao Goncalo"
+                city = unicodedata.normalize("NFKD", city).encode("ascii", "ignore").decode()
             cells = [c for c in (self._cell(s.lat, s.lon) for s in ss) if c is not None]
             if not cells:
                 continue
@@ -106,52 +124,54 @@ class LiveDisplay:
         return labels
 
     def _panel(self, snap):
+        g = self.g
         counts = {}
         for status in snap.get("stations", {}).values():
             counts[status] = counts.get(status, 0) + 1
         states = snap.get("states", {})
         rows = ["%s" % _c("stations", BOLD, self.colour)]
-        rows += ["%s %-11s %4d" % (_c("●", COLOURS.get(k), self.colour), k, counts.get(k, 0))
+        rows += ["%s %-11s %4d" % (_c(g["station"], COLOURS.get(k), self.colour), k, counts.get(k, 0))
                  for k in STATUS_ORDER[:4] + tuple(k for k in STATUS_ORDER[4:] if counts.get(k))]
         rows += ["", _c("vehicles", BOLD, self.colour)]
         looking = states.get(SEARCHING, 0) + states.get(RESERVING, 0)
         driving = sum(states.get(k, 0) for k in MOVING) - looking - states.get(TO_STATION, 0)
         rows += [
-            "%s %-11s %4d" % (_c("·", DIM, self.colour), "driving", driving),
+            "%s %-11s %4d" % (_c(g["vehicle"], DIM, self.colour), "driving", driving),
             "%s %-11s %4d" % ("?", "booking", looking),
-            "%s %-11s %4d" % (_c("»", "\x1b[33m", self.colour), "to charger", sum(states.get(k, 0) for k in HEADING)),
-            "%s %-11s %4d" % ("⚡", "charging", states.get(CHARGING, 0)),
+            "%s %-11s %4d" % (_c(g["heading"], "\x1b[33m", self.colour), "to charger", sum(states.get(k, 0) for k in HEADING)),
+            "%s %-11s %4d" % (g["charging"], "charging", states.get(CHARGING, 0)),
         ]
         if states.get(STRANDED):
             rows.append("%s %-11s %4d" % ("!", "stranded", states[STRANDED]))
         return rows
 
     def update(self, snap):
+        g = self.g
         lines = []
         stats = snap.get("stats", {})
         sim_min = (snap["sim_time"] - snap["epoch0"]) / 60.0
         width = 24
         done = min(1.0, snap["elapsed"] / snap["duration"]) if snap["duration"] else 1.0
-        bar = "█" * int(done * width) + "░" * (width - int(done * width))
+        bar = g["full"] * int(done * width) + g["empty"] * (width - int(done * width))
         lines.append(" %s  %s" % (_c("evhub sim", BOLD, self.colour), self.title))
         lines.append(" %s %3.0f/%.0f s   simulated %s (+%d min)   %s" % (
             bar, snap["elapsed"], snap["duration"], local_hm(snap["sim_time"]), sim_min, snap["phase"]))
         panel = self._panel(snap)
         if self.map_h:
-            body = [_c("┌" + "─" * self.map_w + "┐", DIM, self.colour)] + self._map(snap)
-            body.append(_c("└" + "─" * self.map_w + "┘", DIM, self.colour))
+            body = [_c(g["tl"] + g["h"] * self.map_w + g["tr"], DIM, self.colour)] + self._map(snap)
+            body.append(_c(g["bl"] + g["h"] * self.map_w + g["br"], DIM, self.colour))
             for i, row in enumerate(body):
                 side = panel[i - 1] if 1 <= i <= len(panel) else ""
                 lines.append(" " + row + "   " + side)
         else:
             lines.extend(" " + row for row in panel)
-        lines.append(" bookings  %d confirmed · %d conflicts (%d took an alternative) · %d used · %d cancelled" % (
+        lines.append(" bookings  %d confirmed, %d conflicts (%d took an alternative), %d used, %d cancelled" % (
             stats.get("reservations_confirmed", 0), stats.get("reservations_conflicted", 0),
             stats.get("alternatives_taken", 0), stats.get("sessions_started", 0),
             stats.get("reservations_cancelled", 0) + stats.get("cancelled_at_end", 0)))
         extra = "   hub RSS %.0f MB" % (snap["hub_rss_kb"] / 1024.0) if snap.get("hub_rss_kb") else ""
         errors = stats.get("errors", 0)
-        lines.append(" sessions  %d ended · %.1f kWh delivered   errors %s%s" % (
+        lines.append(" sessions  %d ended, %.1f kWh delivered   errors %s%s" % (
             stats.get("sessions_completed", 0) + stats.get("sessions_stopped", 0), stats.get("energy_wh", 0) / 1000.0,
             _c(str(errors), "\x1b[1;31m" if errors else "\x1b[32m", self.colour), extra))
         self._draw(lines)

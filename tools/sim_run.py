@@ -25,7 +25,8 @@ import time
 from hub.clock import HubClock
 from tools import sim_books
 from tools.sim_world import make_vehicles, place_stations, places
-from tools.vehicle_agent import Params, VehicleAgent
+from tools.sim_vehicle import Params
+from tools.vehicle_agent import VehicleAgent
 
 log = logging.getLogger(__name__)
 
