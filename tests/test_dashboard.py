@@ -126,11 +126,10 @@ def test_the_dashboard_shows_the_hubs_stations_and_a_status_change_arrives_witho
             assert page.evaluate("window.__sameDocument") == "yes"
             assert "CP-1: Available → Occupied" in page.inner_text("#log")
 
+            car = "document.querySelector('#map g.vehicle[data-vehicle=\"V-1\"]').style.transform"
+            before = page.evaluate("() => " + car)
             vehicle.send(K.POSITION, -12.27, -38.93, now + 60, 0.59)  # the vehicle moves on the map
-            page.wait_for_function(
-                "document.querySelector('#map g.vehicle[data-vehicle=\"V-1\"]').style.transform !== window.__t0"
-                " || (window.__t0 = document.querySelector('#map g.vehicle[data-vehicle=\"V-1\"]').style.transform, false)",
-                timeout=8000)
+            page.wait_for_function("(before) => " + car + " !== before", arg=before, timeout=8000)
 
             page.click('#map g.station[data-station="CP-3"] circle')
             page.wait_for_selector("#detail:not([hidden])")
@@ -140,6 +139,7 @@ def test_the_dashboard_shows_the_hubs_stations_and_a_status_change_arrives_witho
             assert "#1 Faulted" in connectors and "#2 Available" in connectors
             assert page.inner_text("#detail-title") == "CP-3"
 
+            page.wait_for_timeout(2000)  # let colour fades and the vehicle's glide finish for the picture
             os.makedirs(ARTIFACTS, exist_ok=True)
             shot = os.path.join(ARTIFACTS, "dashboard.png")
             page.screenshot(path=shot, full_page=False)
