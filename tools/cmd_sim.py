@@ -4,14 +4,17 @@
 
 Stations stand in cities of Bahia around Feira de Santana (tools/data/stations_bahia.csv);
 the same --seed gives the same stations and vehicles. On a terminal the run is shown
-live; at the end comes a summary (or, with --json, one JSON object). The exit status
-is 0 when the run had no errors and its books balance.
+live; at the end comes a summary (or, with --json, one JSON object). Ctrl-C (or SIGTERM)
+ends the run early, still closing the books. Exit status: 0 when the run had no errors
+and its books balance, 1 when it had errors, 130 when it was cut short without errors.
 """
 
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 
 
 def configure(p):
@@ -58,6 +61,10 @@ def run(args):
     except (ValueError, OSError) as exc:
         print("evhub sim: %s" % exc, file=sys.stderr)
         return 2
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM and a closed terminal end the run like Ctrl-C: wind down, stop the hub, report.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
     live = sys.stdout.isatty() and not args.json
     handler = _log_to(os.path.join(sim.workdir, "sim.log"), getattr(args, "verbose", 0), to_stderr=not live)
     display = None
@@ -84,4 +91,10 @@ def run(args):
         print(json.dumps(summary, indent=1))
     else:
         print(format_summary(summary, colour=live))
-    return 0 if summary["errors"] == 0 else 1
+    if summary["errors"]:
+        return 1
+    return 130 if summary["interrupted"] else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

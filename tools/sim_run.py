@@ -155,8 +155,10 @@ class Simulation:
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(self.hub_log, "w") as out:
+            # Its own session: a Ctrl-C on the terminal reaches us, and we stop the hub in order.
             self.hub_proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True)
+                                             stdin=subprocess.DEVNULL, start_new_session=True,
+                                             preexec_fn=_die_with_parent)
         self.hub_watch = ProcWatch(self.hub_proc.pid)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -379,6 +381,16 @@ class Simulation:
                 log.error("the hub did not stop within 15 s; killed")
                 self.hub_proc.kill()
                 self.hub_proc.wait()
+
+
+def _die_with_parent():
+    """In the hub's child process (Linux): get SIGTERM if the simulator dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _peak_rss_kb(pid):
