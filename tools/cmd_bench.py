@@ -39,6 +39,9 @@ def configure(p):
                    help="reserve: share of reservations aimed at 12 hot slots, to force conflicts (default 0.1)")
     p.add_argument("--procs", type=int, default=1, help="load-client processes (default 1)")
     p.add_argument("--baseline", action="store_true", help="first run the same load against the echo server")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run (echo, then hub) this many times and report the best of each: on a shared machine the"
+                        " best run is the least disturbed (default 1)")
     p.add_argument("--hub", help="bench a running hub at tcp://HOST:PORT instead of starting one (needs --db)")
     p.add_argument("--db", help="with --hub: the database that hub serves (bench vehicles are added to it)")
     p.add_argument("--quick", action="store_true", help="micro: smaller sizes, for a smoke run")
@@ -67,7 +70,7 @@ def run(args):
             "duration": args.duration, "warmup": args.warmup, "rate": args.rate, "window": args.window,
             "k": args.k, "burst": args.burst, "position_interval": args.position_interval,
             "reserve_share": args.reserve_share, "hot_share": args.hot_share, "procs": args.procs,
-            "baseline": args.baseline, "hub": args.hub, "db": args.db, "keep_tmp": args.keep_tmp,
+            "baseline": args.baseline, "repeat": args.repeat, "hub": args.hub, "db": args.db, "keep_tmp": args.keep_tmp,
             "profile": args.profile, "timeline": args.timeline,
         }
         try:

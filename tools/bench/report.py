@@ -26,6 +26,10 @@ def _load(r):
                      % (_fmt(b["ops_per_s"]), _fmt(b["p50_ms"], " ms"), _fmt(b["p95_ms"], " ms"), _fmt(b["p99_ms"], " ms"),
                         b["errors"], _fmt(b.get("server_cpu_pct"), "%"), _fmt(b.get("client_cpu_pct"), "%")))
         lines.append("  ratio:    %s of the echo ceiling" % (_fmt(r.get("ratio"))))
+    if r.get("runs"):
+        lines.append("  runs (best of each reported above): %s" % "; ".join(
+            "hub %s echo %s" % (_fmt(x["hub_ops_per_s"]), _fmt(x["echo_ops_per_s"])) if x["echo_ops_per_s"] is not None
+            else "hub %s ops/s p99 %s ms" % (_fmt(x["hub_ops_per_s"]), _fmt(x["hub_p99_ms"])) for x in r["runs"]))
     if "positions_sent" in r:
         lines.append("  positions sent %d, hub counted %s, final PING barrier %s s"
                      % (r["positions_sent"], r.get("hub_positions_counted", "-"), _fmt(r.get("barrier_s"))))

@@ -317,27 +317,39 @@ def run(opts):
         cfg["stations"] = [s[0] for s in stations]
         if not cfg["stations"] and (scenario == "reserve" or cfg["reserve_share"]):
             raise BenchError("the reserve scenario needs stations")
-        if opts.get("baseline"):
-            echo = start_echo(tmp, vehicles)
-            try:
-                base = drive(tmp, "echo", echo.url, vehicles, cfg, procs, echo.pid)
-            finally:
-                echo.stop()
-            out["baseline"] = _summary(base, cfg)
-            out["baseline_ops_per_s"] = out["baseline"]["ops_per_s"]
+        echo = start_echo(tmp, vehicles) if opts.get("baseline") else None
         hub = None
-        if url is None:
-            hub = start_hub(tmp, db, n)
-            url = hub.url
-            out["hub_log"] = hub.log_path if keep else None
+        repeat = max(1, int(opts.get("repeat") or 1))
+        runs = []
         try:
-            stats0 = hub_stats(url)
-            m = drive(tmp, "hub", url, vehicles, cfg, procs, hub.pid if hub else None)
-            stats1 = hub_stats(url)
+            if url is None:
+                hub = start_hub(tmp, db, n)
+                url = hub.url
+                out["hub_log"] = hub.log_path if keep else None
+            # Echo then hub, `repeat` times: on a shared machine the best of each is the least disturbed.
+            for _ in range(repeat):
+                base = None
+                if echo is not None:
+                    base = _summary(drive(tmp, "echo", echo.url, vehicles, cfg, procs, echo.pid), cfg)
+                stats0 = hub_stats(url)
+                m = drive(tmp, "hub", url, vehicles, cfg, procs, hub.pid if hub else None)
+                stats1 = hub_stats(url)
+                runs.append((base, _summary(m, cfg), stats0, stats1))
         finally:
+            if echo is not None:
+                echo.stop()
             if hub is not None:
                 hub.stop()
-        s = _summary(m, cfg)
+        better = (lambda r: -(r["p99_ms"] or 1e9)) if cfg["rate"] else (lambda r: r["ops_per_s"])
+        best = max(runs, key=lambda run: better(run[1]))
+        if echo is not None:
+            out["baseline"] = max((run[0] for run in runs), key=better)
+            out["baseline_ops_per_s"] = out["baseline"]["ops_per_s"]
+        s = dict(best[1])
+        stats0, stats1 = best[2], best[3]
+        if repeat > 1:
+            out["runs"] = [{"hub_ops_per_s": h["ops_per_s"], "hub_p99_ms": h["p99_ms"],
+                            "echo_ops_per_s": b["ops_per_s"] if b else None} for b, h, _s0, _s1 in runs]
         out.update(s)
         out["hub_rss_mb"] = s.pop("server_rss_mb")
         out["hub_hwm_mb"] = s.pop("server_hwm_mb")
@@ -349,6 +361,8 @@ def run(opts):
             out["hub_counters"] = {k: stats1.get(k, 0) - stats0.get(k, 0) for k in sorted(stats1)
                                    if isinstance(stats1.get(k), int) and k not in ("links", "stations")}
             out["hub_positions_counted"] = out["hub_counters"].get("positions", 0)
+        if scenario == "reserve" or cfg["reserve_share"]:
+            out["reserved_ok_all_runs"] = sum(run[1].get("reserved_ok", 0) for run in runs)
         if scenario == "reserve" or cfg["reserve_share"]:
             over, confirmed = check_double_booking(db)
             out["double_bookings"] = over
