@@ -1,0 +1,319 @@
+"""`evhub flash`: the dry run, and a full run with stand-ins for esptool and mpremote that record
+what they were asked and copy the bundle into a directory playing the board's filesystem (the
+board-side check script runs on the real MicroPython unix port). Then that "board" runs against
+the real hub."""
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hubproc import HubProcess, evhub
+from mpy import micropython_path
+
+PORT = "/dev/ttyUSB0"
+
+
+def esptool_spelling():
+    """erase-flash/write-flash for the installed esptool v5+, erase_flash/write_flash for v4."""
+    from tools.cmd_flash import esptool_hyphens, find_tool
+
+    return ("erase-flash", "write-flash") if esptool_hyphens(find_tool("esptool", "EVHUB_ESPTOOL")) else (
+        "erase_flash", "write_flash")
+
+
+def commands(stdout):
+    return [line.strip()[2:].split("    # ")[0] for line in stdout.splitlines() if line.strip().startswith("$ ")]
+
+
+# --- the vendor tools are installed ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tool", ["esptool", "mpremote"])
+def test_the_board_extra_installs_the_vendor_tool(tool):
+    from tools.cmd_flash import find_tool
+
+    path = find_tool(tool, "EVHUB_" + tool.upper())
+    assert path, "%s is missing: pip install -e '.[board]' (the dev extra includes it)" % tool
+    res = subprocess.run([path, "version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and re.search(r"\d+\.\d+", res.stdout), res.stdout + res.stderr
+
+
+# --- dry run -------------------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_esptool_and_mpremote_commands_and_touches_nothing(tmp_path):
+    erase, write = esptool_spelling()
+    res = evhub("flash", PORT, "--id", "CP-1", "--wifi", "depot:secret123", "--hub", "192.168.1.10:7878",
+                "--lat", "-12.2664", "--lon", "-38.9663", "--connectors", "2", "--firmware", "ESP32_GENERIC.bin",
+                "--erase", "--dry-run", "--db", str(tmp_path / "evhub.db"), cwd=str(tmp_path))
+    assert commands(res.stdout) == [
+        "esptool --chip esp32 --port /dev/ttyUSB0 %s" % erase,
+        "esptool --chip esp32 --port /dev/ttyUSB0 %s -z 0x1000 ESP32_GENERIC.bin" % write,
+        "mpremote connect /dev/ttyUSB0 run evhub_prepare.py",
+        "mpremote connect /dev/ttyUSB0 fs cp -r boot.py main.py board.mpy config.json transport firmware :",
+        "mpremote connect /dev/ttyUSB0 reset",
+    ], res.stdout
+    assert "[1/5] provision station CP-1 in %s" % (tmp_path / "evhub.db") in res.stdout
+    assert "tcp 192.168.1.10:7878" in res.stdout and "mpy-cross -march=xtensawin" in res.stdout
+    assert not os.path.exists(tmp_path / "evhub.db"), "a dry run must not create the store"
+
+
+def test_dry_run_without_firmware_only_copies_and_resets(tmp_path):
+    res = evhub("flash", "/dev/ttyACM3", "--id", "CP-2", "--uart", "17,16,115200", "--dry-run",
+                "--db", str(tmp_path / "x.db"))
+    assert commands(res.stdout) == [
+        "mpremote connect /dev/ttyACM3 run evhub_prepare.py",
+        "mpremote connect /dev/ttyACM3 fs cp -r boot.py main.py board.mpy config.json transport firmware :",
+        "mpremote connect /dev/ttyACM3 reset",
+    ]
+    assert "uart1 tx=17 rx=16 115200 baud" in res.stdout and "esptool" not in res.stdout
+
+
+def test_dry_run_for_an_esp32s3_with_source_modules(tmp_path):
+    _erase, write = esptool_spelling()
+    res = evhub("flash", PORT, "--id", "CP-3", "--uart", "17,16,115200", "--chip", "esp32s3", "--firmware", "S3.bin",
+                "--source", "--baud", "921600", "--dry-run", "--db", str(tmp_path / "x.db"))
+    cmds = commands(res.stdout)
+    assert cmds[0] == "esptool --chip esp32s3 --port /dev/ttyUSB0 --baud 921600 %s -z 0x0 S3.bin" % write
+    assert cmds[2].endswith("fs cp -r boot.py main.py board.py config.json transport firmware :")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--uart", "17,16,115200", "--erase"), "--erase needs --firmware"),
+    (("--hub", "10.0.0.2:7878"), "--hub needs --wifi"),
+    ((), "say how the board reaches the hub"),
+    (("--uart", "17,16,115200", "--connectors", "9"), "connectors must be an integer in 1..8"),
+    (("--hub", "10.0.0.2:7878", "--wifi", "x:short"), "8..63 characters"),
+])
+def test_bad_flags_are_refused_before_anything_is_touched(tmp_path, flags, message):
+    res = evhub("flash", PORT, "--id", "CP-1", "--db", str(tmp_path / "evhub.db"), *flags, check=False)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not os.path.exists(tmp_path / "evhub.db")
+
+
+# --- a real run, with stand-ins for the vendor tools ------------------------------------------------------
+
+FAKE_MPREMOTE = """\
+#!{python}
+import json, os, shutil, subprocess, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps({{"tool": "mpremote", "argv": args, "cwd": os.getcwd()}}) + "\\n")
+fail = os.environ.get("FAKE_MPREMOTE_FAIL")
+times = os.environ.get("FAKE_MPREMOTE_FAIL_TIMES")
+if fail and times:
+    count = os.path.join(os.path.dirname(os.environ["FAKE_LOG"]), "mpremote-failures")
+    done = int(open(count).read()) if os.path.exists(count) else 0
+    if done >= int(times):
+        fail = None
+    else:
+        open(count, "w").write(str(done + 1))
+if fail:
+    print("mpremote: " + fail, file=sys.stderr)
+    sys.exit(1)
+board = os.environ["FAKE_BOARD"]
+assert args[0] == "connect", args
+cmd = args[2:]
+if cmd[0] == "run":
+    sys.exit(subprocess.run([{micropython!r}, os.path.abspath(cmd[1])], cwd=board).returncode)
+elif cmd[:3] == ["fs", "cp", "-r"] and cmd[-1] == ":":
+    for src in cmd[3:-1]:
+        dst = os.path.join(board, os.path.basename(src))
+        if os.path.isdir(src):
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, dst)
+        print("cp %s :" % src)
+elif cmd == ["reset"]:
+    pass
+else:
+    sys.exit("fake mpremote: unexpected %r" % (cmd,))
+"""
+
+FAKE_ESPTOOL = """\
+#!{python}
+import json, os, sys
+args = sys.argv[1:]
+if args == ["version"]:
+    print("esptool v5.6.0\\n5.6.0")
+    sys.exit(0)
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps({{"tool": "esptool", "argv": args}}) + "\\n")
+fail = os.environ.get("FAKE_ESPTOOL_FAIL")
+if fail:
+    print("Connecting....\\nA fatal error occurred: " + fail)
+    sys.exit(2)
+print("Connecting....\\nChip is ESP32-D0WD-V3\\nWriting at 0x00001000... (100 %)\\nHard resetting via RTS pin...")
+"""
+
+
+class Bench:
+    """A port, a board filesystem directory, and the two stand-in tools."""
+
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.board = tmp_path / "board-fs"
+        self.board.mkdir()
+        self.port = tmp_path / "ttyUSB0"
+        self.port.write_text("")
+        self.log = tmp_path / "tools.log"
+        self.firmware = tmp_path / "ESP32_GENERIC.bin"
+        self.firmware.write_bytes(b"\xe9" + b"\x00" * 1023)
+        tools = tmp_path / "tools"
+        tools.mkdir()
+        for name, text in (("mpremote", FAKE_MPREMOTE), ("esptool", FAKE_ESPTOOL)):
+            path = tools / name
+            path.write_text(text.format(python=sys.executable, micropython=micropython_path()))
+            path.chmod(0o755)
+        self.env = {"EVHUB_MPREMOTE": str(tools / "mpremote"), "EVHUB_ESPTOOL": str(tools / "esptool"),
+                    "FAKE_LOG": str(self.log), "FAKE_BOARD": str(self.board)}
+
+    def flash(self, *flags, check=True, db=None, **env):
+        return evhub("flash", str(self.port), *flags, "--db", db or str(self.tmp / "evhub.db"),
+                     env=dict(self.env, **env), check=check, timeout=120)
+
+    def calls(self):
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+def station_key(db, station_id):
+    con = sqlite3.connect(db)
+    try:
+        row = con.execute("SELECT key FROM stations WHERE id = ?", (station_id,)).fetchone()
+        return row and row[0]
+    finally:
+        con.close()
+
+
+def test_flash_provisions_writes_micropython_copies_the_bundle_and_resets(tmp_path):
+    bench = Bench(tmp_path)
+    (bench.board / "board.py").write_text("stale source that would shadow board.mpy")
+    (bench.board / "transport").mkdir()
+    (bench.board / "transport" / "old.py").write_text("stale")
+    (bench.board / "journal.log").write_text("records the hub has not acknowledged\n")
+    res = bench.flash("--id", "CP-F", "--wifi", "depot:secret123", "--hub", "10.0.0.2:7878", "--lat", "-12.2",
+                      "--lon", "-38.9", "--connectors", "2", "--firmware", str(bench.firmware), "--erase")
+    assert "Traceback" not in res.stdout + res.stderr
+    for n, text in enumerate(["station CP-F in", "bundle built for CP-F", "write MicroPython", "copy the bundle",
+                              "reset the board"], 1):
+        assert "[%d/5] %s" % (n, text) in res.stdout, res.stdout
+    calls = bench.calls()
+    assert [c["tool"] for c in calls] == ["esptool", "esptool", "mpremote", "mpremote", "mpremote"]
+    assert calls[0]["argv"] == ["--chip", "esp32", "--port", str(bench.port), "erase-flash"]
+    assert calls[1]["argv"] == ["--chip", "esp32", "--port", str(bench.port), "write-flash", "-z", "0x1000",
+                                str(bench.firmware)]
+    assert calls[2]["argv"] == ["connect", str(bench.port), "run", "evhub_prepare.py"]
+    assert calls[3]["argv"] == ["connect", str(bench.port), "fs", "cp", "-r", "boot.py", "main.py", "board.mpy",
+                                "config.json", "transport", "firmware", ":"]
+    assert calls[4]["argv"] == ["connect", str(bench.port), "reset"]
+    # the board: new modules, no stale source, the journal kept, the key from the store
+    assert not (bench.board / "board.py").exists() and (bench.board / "board.mpy").exists()
+    assert not (bench.board / "transport" / "old.py").exists() and (bench.board / "transport" / "session.mpy").exists()
+    assert (bench.board / "journal.log").read_text() == "records the hub has not acknowledged\n"
+    cfg = json.loads((bench.board / "config.json").read_text())
+    key = station_key(tmp_path / "evhub.db", "CP-F")
+    assert cfg["key"] == key and cfg["hub"] == {"host": "10.0.0.2", "port": 7878} and cfg["connectors"] == 2
+    assert key not in res.stdout
+
+
+def test_flashing_again_keeps_the_key_and_new_key_issues_another(tmp_path):
+    bench = Bench(tmp_path)
+    bench.flash("--id", "CP-K", "--uart", "17,16,115200", "--lat", "1", "--lon", "2")
+    first = station_key(tmp_path / "evhub.db", "CP-K")
+    res = bench.flash("--id", "CP-K", "--uart", "17,16,115200", "--connectors", "2")
+    assert "already provisioned; key kept; position/connectors/power updated" in res.stdout
+    assert station_key(tmp_path / "evhub.db", "CP-K") == first
+    cfg = json.loads((bench.board / "config.json").read_text())
+    assert cfg["key"] == first and cfg["connectors"] == 2 and cfg["lat"] == 1.0
+    res = bench.flash("--id", "CP-K", "--uart", "17,16,115200", "--new-key")
+    second = station_key(tmp_path / "evhub.db", "CP-K")
+    assert second != first and json.loads((bench.board / "config.json").read_text())["key"] == second
+    assert "NEW key issued" in res.stdout
+
+
+@pytest.mark.parametrize("setup, message", [
+    ({"FAKE_MPREMOTE_FAIL": "could not enter raw repl"}, "not answering at the MicroPython REPL"),
+    ({"FAKE_MPREMOTE_FAIL": "failed to access /dev/ttyUSB0 (it may be in use by another program)"},
+     "another program"),
+    ({"FAKE_ESPTOOL_FAIL": "This chip is ESP32-S3, not ESP32. Wrong chip argument?"},
+     "is an ESP32-S3, not an ESP32"),
+    ({"FAKE_ESPTOOL_FAIL": "Failed to connect to ESP32: No serial data received."}, "not answering esptool"),
+    ({"EVHUB_MPREMOTE": "/nonexistent/mpremote"}, "mpremote not found: pip install -e '.[board]'"),
+    ({"EVHUB_ESPTOOL": "/nonexistent/esptool"}, "esptool not found"),
+])
+def test_each_failure_gives_a_clear_message_and_a_nonzero_exit(tmp_path, setup, message):
+    bench = Bench(tmp_path)
+    # --firmware only where esptool is involved: after writing MicroPython, mpremote is retried while it boots
+    firmware = ("--firmware", str(bench.firmware)) if "ESPTOOL" in " ".join(setup) else ()
+    res = bench.flash("--id", "CP-E", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", *firmware, check=False,
+                      **setup)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert message in res.stderr and "Traceback" not in res.stdout + res.stderr, res.stderr
+
+
+def test_a_board_still_booting_after_micropython_was_written_is_tried_again(tmp_path):
+    bench = Bench(tmp_path)
+    res = bench.flash("--id", "CP-R", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", "--firmware",
+                      str(bench.firmware), FAKE_MPREMOTE_FAIL="could not enter raw repl", FAKE_MPREMOTE_FAIL_TIMES="1")
+    assert "board not ready; trying again" in res.stdout and "done: CP-R" in res.stdout
+    assert [c["argv"][2] for c in bench.calls() if c["tool"] == "mpremote"] == ["run", "run", "fs", "reset"]
+
+
+def test_a_missing_port_or_a_new_station_without_position_is_refused(tmp_path):
+    bench = Bench(tmp_path)
+    res = evhub("flash", str(tmp_path / "ttyUSB9"), "--id", "CP-X", "--uart", "17,16,115200",
+                "--db", str(tmp_path / "evhub.db"), env=bench.env, check=False)
+    assert res.returncode == 1 and "no serial port %s" % (tmp_path / "ttyUSB9") in res.stderr
+    assert not os.path.exists(tmp_path / "evhub.db")
+    res = bench.flash("--id", "CP-X", "--uart", "17,16,115200", check=False)
+    assert res.returncode == 2 and "station CP-X is new: give its position with --lat and --lon" in res.stderr
+    assert bench.calls() == []
+
+
+def test_a_firmware_file_that_is_not_an_esp32_image_is_refused(tmp_path):
+    bench = Bench(tmp_path)
+    bad = tmp_path / "firmware.uf2"
+    bad.write_bytes(b"UF2\n" + b"\x00" * 100)
+    res = bench.flash("--id", "CP-X", "--uart", "17,16,115200", "--firmware", str(bad), check=False)
+    assert res.returncode == 2 and "is not an ESP32 image" in res.stderr and bench.calls() == []
+
+
+def test_a_flashed_board_filesystem_runs_on_the_unix_port_and_the_hub_shows_it_available(tmp_path):
+    """flash provisions into the running hub's store; the copied bundle boots and authenticates with that key."""
+    bench = Bench(tmp_path)
+    with HubProcess(tmp_path) as hub:
+        bench.flash("--id", "CP-FL", "--wifi", "depot:secret123", "--hub", hub.url, "--lat", "-12.3", "--lon", "-38.9",
+                    db=hub.db)
+        env = dict(os.environ, MICROPYPATH=".frozen")
+        log = open(tmp_path / "board.out", "w")
+        proc = subprocess.Popen([micropython_path(), "-X", "heapsize=160K", "main.py"], cwd=str(bench.board), env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            status = None
+            while time.monotonic() < deadline and status != "Available":
+                res = evhub("stations", "list", "--hub", hub.url, "--json", check=False)
+                if res.returncode == 0:
+                    status = {s["id"]: s["status"] for s in json.loads(res.stdout)}.get("CP-FL")
+                time.sleep(0.3)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            log.close()
+        out = (tmp_path / "board.out").read_text()
+        assert status == "Available", out + hub.log()[-2000:]
+        assert "Traceback" not in out, out
+
+
+def test_help_explains_the_steps():
+    res = evhub("flash", "--help")
+    assert "write-flash -z 0x1000" in res.stdout and "mpremote connect PORT fs cp -r" in res.stdout
+    assert "--dry-run" in res.stdout

@@ -1,0 +1,498 @@
+"""`evhub flash PORT --id ID`: provision a charge point and put MicroPython and its firmware on an ESP32.
+
+    evhub flash /dev/ttyUSB0 --id CP-1 --wifi depot:secret123 --hub 192.168.1.10:7878 \\
+                --lat -12.2664 --lon -38.9663 --connectors 2 [--firmware ESP32_GENERIC.bin [--erase]]
+
+Steps, each shown as it runs:
+
+1. provision the station in the hub's store (--db, default ./evhub.db). A new station
+   needs --lat/--lon and gets a fresh key; an existing one keeps its key (so running
+   flash again is harmless) and takes any new --lat/--lon/--connectors/--max-kw;
+   --new-key issues a new key (the old one stops working).
+2. build the bundle (``evhub bundle --mpy``) in a temporary directory, with the key.
+3. with --firmware: write MicroPython with esptool
+   (``esptool --chip esp32 --port PORT erase-flash`` when --erase, then
+   ``esptool --chip esp32 --port PORT write-flash -z 0x1000 FILE``).
+4. with mpremote: check the board answers (and is an ESP32 with room for the bundle),
+   remove the old modules (a stale ``x.py`` would shadow the new ``x.mpy``; the session
+   journal is kept), copy the bundle (``mpremote connect PORT fs cp -r ... :``).
+5. reset the board (``mpremote connect PORT reset``): it boots and connects to the hub.
+
+--dry-run prints every command without running any, and opens neither the store nor
+the port. esptool and mpremote are the vendor tools from the ``board`` extra
+(``pip install -e '.[board]'``); $EVHUB_ESPTOOL and $EVHUB_MPREMOTE name other
+executables. esptool v5 spells its commands with hyphens (erase-flash); v4 with
+underscores (erase_flash): the installed version decides.
+
+Exit status: 0 done, 2 bad arguments, 1 a step failed (the message says which and why).
+"""
+
+import argparse
+import logging
+import os
+import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+from tools import bundle as B
+from tools.cmd_bundle import add_config_arguments
+
+# Where the MicroPython image goes: the ESP32 and ESP32-S2 boot from 0x1000, later chips from 0x0.
+FLASH_OFFSETS = {"esp32": 0x1000, "esp32s2": 0x1000, "esp32s3": 0x0, "esp32c3": 0x0, "esp32c6": 0x0}
+ESP_IMAGE_MAGIC = 0xE9
+STEP_TIMEOUT_S = 300  # one esptool or mpremote run
+BOOT_WAIT_S = 3.0  # a freshly flashed MicroPython formats its filesystem on first boot
+MPREMOTE_ATTEMPTS = 3
+SPACE_MARGIN = 4096  # bytes kept free on the board beyond the bundle
+BUNDLE_NAME = "bundle"  # in the temporary directory
+PREPARE_NAME = "evhub_prepare.py"  # beside it: run on the board before copying
+
+
+class FlashError(Exception):
+    def __init__(self, text, status=1):
+        Exception.__init__(self, text)
+        self.status = status
+
+
+def configure(p):
+    p.description = __doc__
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("port", metavar="PORT", help="the board's serial port (/dev/ttyUSB0, COM3, rfc2217://...)")
+    link = p.add_mutually_exclusive_group()
+    link.add_argument("--hub", metavar="HOST:PORT", help="the hub the board connects to over WiFi (give --wifi too)")
+    link.add_argument("--uart", metavar="TX,RX,BAUD", help="the board reaches a hub serial line on these pins instead")
+    add_config_arguments(p)
+    p.add_argument("--db", default="evhub.db", help="the hub's store to provision the station in (default ./evhub.db)")
+    p.add_argument("--new-key", action="store_true", help="issue a new key for an existing station")
+    p.add_argument("--firmware", metavar="MICROPYTHON.bin", help="write this MicroPython image first (esptool)")
+    p.add_argument("--erase", action="store_true", help="erase the whole flash before writing --firmware")
+    p.add_argument("--chip", choices=sorted(FLASH_OFFSETS), default="esp32", help="esptool --chip (default esp32)")
+    p.add_argument("--baud", type=int, help="esptool baud rate for writing (default: esptool's)")
+    p.add_argument("--source", action="store_true", help="copy .py source instead of .mpy (slower boot, more heap)")
+    p.add_argument("--dry-run", action="store_true", help="print every command; touch neither the store nor the port")
+
+
+# --- tools -------------------------------------------------------------------------------------
+
+
+def find_tool(name, env_var):
+    """The executable for esptool / mpremote: $EVHUB_*, next to this Python, then PATH; None if absent."""
+    override = os.environ.get(env_var)
+    if override:
+        path = override if os.path.sep in override else shutil.which(override)
+        return path if path and os.access(path, os.X_OK) else None
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.isfile(here) and os.access(here, os.X_OK):
+        return here
+    return shutil.which(name)
+
+
+def shown(argv):
+    """A command as a person would type it: the tool's bare name when that is what would run."""
+    prog = argv[0]
+    name = os.path.basename(prog)
+    if os.path.dirname(prog) == os.path.dirname(sys.executable) or shutil.which(name) == prog:
+        prog = name
+    return " ".join(shlex.quote(a) for a in [prog] + list(argv[1:]))
+
+
+def esptool_hyphens(path):
+    """True if this esptool spells commands erase-flash/write-flash (v5+), False for v4's underscores."""
+    if path is None:
+        return True
+    try:
+        res = subprocess.run([path, "version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return True
+    m = re.search(r"(\d+)\.\d+", res.stdout + res.stderr)
+    return not m or int(m.group(1)) >= 5
+
+
+def run_tool(argv, timeout=STEP_TIMEOUT_S, cwd=None):
+    """Run a vendor tool with its output shown live; returns (exit status, output text)."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, bufsize=0)
+    except OSError as exc:
+        raise FlashError("cannot run %s: %s" % (argv[0], exc.strerror or exc)) from None
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    sink = getattr(sys.stdout, "buffer", None)
+    try:
+        while True:
+            chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
+            if not chunk:
+                break
+            out += chunk
+            if sink is not None:
+                sink.write(chunk)
+                sink.flush()
+            else:
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(argv, timeout)
+        status = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise FlashError("%s did not finish within %d s" % (os.path.basename(argv[0]), timeout)) from None
+    finally:
+        proc.stdout.close()
+    return status, out.decode("utf-8", "replace")
+
+
+def esptool_failure(text, port):
+    m = re.search(r"This chip is ([\w-]+), not ([\w-]+)", text)
+    if m:
+        return "the board on %s is an %s, not an %s: pick the matching --chip and MicroPython image" % (
+            port, m.group(1), m.group(2))
+    if "Permission denied" in text:
+        return "no permission to open %s: add yourself to the dialout (or uucp) group and log in again" % port
+    if re.search(r"could not open|doesn't exist|No such file or directory", text, re.I):
+        return "cannot open %s: the port is busy (close any console or mpremote using it) or does not exist" % port
+    if re.search(r"Failed to connect|No serial data received|Wrong boot mode|Invalid head of packet", text):
+        return ("the board on %s is not answering esptool: check the USB cable, then hold BOOT and tap EN/RESET "
+                "while it connects" % port)
+    return None
+
+
+def mpremote_failure(text, port):
+    if "failed to access" in text:
+        if "Permission denied" in text:
+            return "no permission to open %s: add yourself to the dialout (or uucp) group and log in again" % port
+        return "cannot open %s: it does not exist or another program (a console, mpremote, esptool) has it open" % port
+    if "could not enter raw repl" in text:
+        return ("the board on %s is not answering at the MicroPython REPL: is MicroPython on it "
+                "(--firmware MICROPYTHON.bin)? close other terminals on the port and press reset" % port)
+    if "no device found" in text:
+        return "no board found on %s" % port
+    return None
+
+
+# --- the steps --------------------------------------------------------------------------------------
+
+
+class Flasher:
+    def __init__(self, args):
+        self.args = args
+        self.dry = args.dry_run
+        self.port = args.port
+        self.n = 0
+        self.total = 4 + (1 if args.firmware else 0)
+
+    def step(self, text):
+        self.n += 1
+        print("[%d/%d] %s" % (self.n, self.total, text), flush=True)
+
+    def show(self, argv, note=""):
+        print("    $ %s%s" % (shown(argv), "    # " + note if note else ""), flush=True)
+
+    # -- checks before anything is touched
+
+    def check_inputs(self):
+        a = self.args
+        if a.erase and not a.firmware:
+            raise FlashError("--erase needs --firmware: erasing removes MicroPython itself", 2)
+        if not a.hub and not a.uart:
+            raise FlashError("say how the board reaches the hub: --hub HOST:PORT (with --wifi) or --uart TX,RX,BAUD", 2)
+        if a.hub and a.wifi is None:
+            raise FlashError("--hub needs --wifi SSID:PASSWORD: the board reaches a TCP hub over WiFi", 2)
+        if a.baud is not None and not 9600 <= a.baud <= 5000000:
+            raise FlashError("--baud must be 9600..5000000", 2)
+        try:
+            self.hub = B.parse_hub(a.hub) if a.hub else None
+            # Check every flag now (with a placeholder key), before the store or the port is touched.
+            self.config_for("0" * 32, a.lat if a.lat is not None else 0.0, a.lon if a.lon is not None else 0.0)
+        except B.BundleError as exc:
+            raise FlashError(str(exc), 2) from None
+        if a.firmware and not self.dry:
+            try:
+                with open(a.firmware, "rb") as f:
+                    head = f.read(1)
+            except OSError as exc:
+                raise FlashError("cannot read --firmware %s: %s" % (a.firmware, exc.strerror or exc), 2) from None
+            if head != bytes([ESP_IMAGE_MAGIC]):
+                raise FlashError("--firmware %s is not an ESP32 image (a MicroPython .bin from "
+                                 "micropython.org/download/ESP32_GENERIC starts with 0xE9)" % a.firmware, 2)
+
+    def config_for(self, key, lat, lon, connectors=None, max_kw=None):
+        a = self.args
+        return B.make_config(
+            a.id, key, hub=self.hub, uart=B.parse_uart(a.uart) if a.uart else None,
+            wifi=B.parse_wifi(a.wifi) if a.wifi is not None else None,
+            lat=lat, lon=lon,
+            connectors=connectors if connectors is not None else a.connectors,
+            max_kw=max_kw if max_kw is not None else a.max_kw,
+            relay_pins=B.parse_pins(a.relay_pins) if a.relay_pins else None,
+            extra=B.parse_set(a.set),
+        )
+
+    def find_tools(self):
+        self.esptool = find_tool("esptool", "EVHUB_ESPTOOL") if self.args.firmware else None
+        self.mpremote = find_tool("mpremote", "EVHUB_MPREMOTE")
+        missing = []
+        if self.args.firmware and self.esptool is None:
+            missing.append("esptool")
+        if self.mpremote is None:
+            missing.append("mpremote")
+        if missing:
+            text = "%s not found: pip install -e '.[board]' (or pip install %s)" % (
+                " and ".join(missing), " ".join(missing))
+            if not self.dry:
+                raise FlashError(text)
+            print("note: %s" % text, file=sys.stderr)
+        self.esptool = self.esptool or "esptool"
+        self.mpremote = self.mpremote or "mpremote"
+        if not self.args.source:
+            try:
+                B.find_mpy_cross()
+            except B.BundleError as exc:
+                if not self.dry:
+                    raise FlashError(str(exc)) from None
+                print("note: %s" % exc, file=sys.stderr)
+
+    def check_port(self):
+        port = self.port
+        if "://" in port or not port.startswith("/"):
+            return  # rfc2217://, socket://, COM3: the tools say if they cannot open it
+        if not os.path.exists(port):
+            try:
+                from serial.tools import list_ports
+
+                ports = sorted(p.device for p in list_ports.comports())
+            except Exception:  # listing ports is a courtesy; never fail on it
+                ports = []
+            raise FlashError("no serial port %s (is the board plugged in?); ports here: %s"
+                             % (port, ", ".join(ports) or "none"))
+        if not os.access(port, os.R_OK | os.W_OK):
+            raise FlashError("no permission to open %s: add yourself to the dialout (or uucp) group and log in again" % port)
+
+    # -- 1. store
+
+    def provision(self):
+        a = self.args
+        if self.dry:
+            self.step("provision station %s in %s (a new station gets a new key; an existing one keeps its key%s)"
+                      % (a.id, a.db, "; --new-key issues a new one" if a.new_key else ""))
+            return self.config_for("<key from %s>" % a.db, a.lat if a.lat is not None else 0.0,
+                                   a.lon if a.lon is not None else 0.0)
+        from hub.store import Store, StoreError
+
+        try:
+            store = Store(a.db)
+        except (StoreError, OSError, sqlite3.Error) as exc:
+            raise FlashError("cannot open the store %s: %s" % (a.db, exc)) from None
+        try:
+            existing = store.get_station(a.id)
+            if existing is None:
+                if a.lat is None or a.lon is None:
+                    raise FlashError("station %s is new: give its position with --lat and --lon" % a.id, 2)
+                key = store.add_station(a.id, a.lat, a.lon, a.connectors or 1, a.max_kw or 22.0)
+                what = "provisioned, new key issued"
+            else:
+                lat = a.lat if a.lat is not None else existing["lat"]
+                lon = a.lon if a.lon is not None else existing["lon"]
+                connectors = a.connectors or existing["connectors"]
+                max_kw = a.max_kw or existing["max_kw"]
+                changed = (lat, lon, connectors, max_kw) != (existing["lat"], existing["lon"], existing["connectors"],
+                                                             existing["max_kw"])
+                if a.new_key:
+                    key = store.add_station(a.id, lat, lon, connectors, max_kw, replace=True)
+                    what = "already provisioned; NEW key issued (the old key no longer works)"
+                else:
+                    key = store.get_station_key(a.id)
+                    if changed:
+                        store.add_station(a.id, lat, lon, connectors, max_kw, replace=True, key=key)
+                    what = "already provisioned; key kept" + ("; position/connectors/power updated" if changed else "")
+            station = store.get_station(a.id)
+        except StoreError as exc:
+            raise FlashError("store %s: %s" % (a.db, exc), 2) from None
+        finally:
+            store.close()
+        self.step("station %s in %s: %s" % (a.id, a.db, what))
+        return self.config_for(key, station["lat"], station["lon"], station["connectors"], station["max_kw"])
+
+    # -- 2. bundle
+
+    def build(self, cfg, out_dir):
+        a = self.args
+        form = ".py source" if a.source else ".mpy via mpy-cross -march=%s" % a.march
+        summary = "%s, %s" % (B.describe_link(cfg), form)
+        if cfg.get("wifi"):
+            summary += ", wifi %s" % cfg["wifi"]["ssid"]
+        if self.dry:
+            self.step("build the bundle for %s (%s) in a temporary directory" % (a.id, summary))
+            return B.planned_paths(not a.source)
+        try:
+            written = B.write_bundle(out_dir, cfg, mpy=not a.source, march=a.march)
+        except B.BundleError as exc:
+            raise FlashError(str(exc)) from None
+        total = sum(size for _p, size in written)
+        self.step("bundle built for %s: %d files, %d bytes (%s)" % (a.id, len(written), total, summary))
+        return written
+
+    # -- 3. esptool
+
+    def esptool_argv(self, *command):
+        argv = [self.esptool, "--chip", self.args.chip, "--port", self.port]
+        if self.args.baud:
+            argv += ["--baud", str(self.args.baud)]
+        return argv + list(command)
+
+    def write_micropython(self):
+        a = self.args
+        hyphen = esptool_hyphens(None if self.dry and self.esptool == "esptool" else self.esptool)
+        erase = "erase-flash" if hyphen else "erase_flash"
+        write = "write-flash" if hyphen else "write_flash"
+        cmds = []
+        if a.erase:
+            cmds.append(self.esptool_argv(erase))
+        cmds.append(self.esptool_argv(write, "-z", "0x%x" % FLASH_OFFSETS[a.chip], a.firmware))
+        self.step("write MicroPython %s with esptool%s" % (os.path.basename(a.firmware), " (erase first)" if a.erase else ""))
+        for argv in cmds:
+            self.show(argv)
+            if self.dry:
+                continue
+            status, text = run_tool(argv)
+            if status != 0:
+                why = esptool_failure(text, self.port)
+                raise FlashError(why or "esptool failed (exit %d); its output is above" % status)
+
+    # -- 4. mpremote
+
+    def mpremote_argv(self, *command):
+        return [self.mpremote, "connect", self.port] + list(command)
+
+    def run_mpremote(self, argv, cwd=None, attempts=1):
+        for attempt in range(attempts):
+            status, text = run_tool(argv, cwd=cwd)
+            if status == 0:
+                return text
+            why = mpremote_failure(text, self.port)
+            retry = attempt + 1 < attempts and why is not None and "permission" not in why
+            if not retry:
+                raise FlashError(why or "mpremote failed (exit %d); its output is above" % status)
+            print("    (board not ready; trying again in %.0f s)" % BOOT_WAIT_S, flush=True)
+            time.sleep(BOOT_WAIT_S)
+        raise FlashError("mpremote failed")  # not reached
+
+    def copy_bundle(self, written, tmp):
+        entries = B.top_level_entries(written)
+        total = sum(size for _p, size in written)
+        prepare = self.mpremote_argv("run", PREPARE_NAME)
+        copy = self.mpremote_argv("fs", "cp", "-r", *(entries + [":"]))
+        self.step("copy the bundle with mpremote (old modules removed first; the session journal is kept)")
+        self.show(prepare, "checks the board, removes %s" % ", ".join(stale_names(written)))
+        if not self.dry:
+            text = self.run_mpremote(prepare, cwd=tmp, attempts=MPREMOTE_ATTEMPTS if self.args.firmware else 1)
+            m = re.search(r"EVHUB-BOARD (\S+) (\d+)", text)
+            if not m:
+                raise FlashError("the board on %s did not run the check script; is it running MicroPython?" % self.port)
+            platform, free = m.group(1), int(m.group(2))
+            if platform != "esp32":
+                print("    warning: the board says sys.platform=%r, not 'esp32'; the bundle is built for an ESP32"
+                      % platform, flush=True)
+            if free < total + SPACE_MARGIN:
+                raise FlashError("the board has %d bytes free, the bundle needs %d: erase it (--firmware ... --erase)"
+                                 % (free, total + SPACE_MARGIN))
+        self.show(copy, "in the bundle directory")
+        if not self.dry:
+            self.run_mpremote(copy, cwd=os.path.join(tmp, BUNDLE_NAME))
+
+    def reset(self):
+        argv = self.mpremote_argv("reset")
+        self.step("reset the board: it boots the firmware and connects to the hub")
+        self.show(argv)
+        if not self.dry:
+            self.run_mpremote(argv)
+
+    def run(self):
+        self.check_inputs()
+        self.find_tools()
+        if not self.dry:
+            self.check_port()
+        if self.dry:
+            print("dry run: nothing is written, the store and %s are not opened" % self.port)
+        with tempfile.TemporaryDirectory(prefix="evhub-flash-") as tmp:
+            out_dir = os.path.join(tmp, BUNDLE_NAME)
+            cfg = self.provision()
+            hub = cfg.get("hub") or {}
+            if hub.get("host") in B.LOOPBACK:
+                print("warning: --hub %s is this computer's loopback: a board cannot reach it; give the hub's "
+                      "address on the board's network" % hub["host"], file=sys.stderr)
+            written = self.build(cfg, out_dir)
+            if not self.dry:
+                with open(os.path.join(tmp, PREPARE_NAME), "w") as f:
+                    f.write(prepare_script(written))
+            if self.args.firmware:
+                self.write_micropython()
+                if not self.dry:
+                    time.sleep(BOOT_WAIT_S)  # first boot formats the filesystem
+            self.copy_bundle(written, tmp)
+            self.reset()
+        where = B.describe_link(cfg)
+        if self.dry:
+            print("dry run done: %d commands shown" % (self.commands_shown()))
+        else:
+            print("done: %s boots and connects (%s); see it with `evhub stations list`, its log with "
+                  "`mpremote connect %s repl`" % (self.args.id, where, self.port))
+        return 0
+
+    def commands_shown(self):
+        return (2 if self.args.erase else 1 if self.args.firmware else 0) + 3
+
+
+def stale_names(written):
+    """What to remove on the board before copying: the packages and both forms of every top-level module."""
+    names = []
+    for path, _size in written:
+        top = path.split("/")[0]
+        if top in names or top in ("boot.py", "main.py", B.CONFIG_NAME):
+            continue
+        if "/" in path:
+            names.append(top)
+        elif top.endswith(".py") or top.endswith(".mpy"):
+            base = top.rsplit(".", 1)[0]
+            for variant in (base + ".py", base + ".mpy"):
+                if variant not in names:
+                    names.append(variant)
+    return names
+
+
+def prepare_script(written):
+    """Runs on the board (mpremote run): remove the old modules, report platform and free bytes."""
+    return (
+        "import os, sys\n"
+        "def _rm(p):\n"
+        "    try:\n"
+        "        st = os.stat(p)\n"
+        "    except OSError:\n"
+        "        return\n"
+        "    if st[0] & 0x4000:\n"
+        "        for n in os.listdir(p):\n"
+        "            _rm(p + '/' + n)\n"
+        "        os.rmdir(p)\n"
+        "    else:\n"
+        "        os.remove(p)\n"
+        "for _p in %r:\n"
+        "    _rm(_p)\n"
+        "_s = os.statvfs('/')\n"
+        "print('EVHUB-BOARD', sys.platform, _s[0] * _s[3])\n" % (tuple(stale_names(written)),)
+    )
+
+
+def run(args):
+    if not getattr(args, "verbose", 0):
+        logging.getLogger("hub.store").setLevel(logging.WARNING)  # the steps say what happened to the store
+    try:
+        return Flasher(args).run()
+    except FlashError as exc:
+        print("evhub flash: %s" % exc, file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print("\nevhub flash: interrupted; run it again to finish (the station keeps its key)", file=sys.stderr)
+        return 130
