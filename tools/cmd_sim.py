@@ -25,6 +25,8 @@ def configure(p):
                    help="simulated time runs this many times faster (default 60: a minute a second)")
     p.add_argument("--seed", type=int, help="seed for stations and vehicles (default: from the clock)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--position-every", type=float, default=60, dest="report_s", metavar="SECONDS",
+                   help="each vehicle reports its position this often, in simulated seconds (default 60)")
     p.add_argument("--vehicles-per-agent", type=int, default=25, dest="per_agent",
                    help="vehicles driven by one Pykka actor (thread); 1 = an actor per vehicle (default 25)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (hub.db, hub.log, sim.log)")
@@ -52,7 +54,8 @@ def run(args):
     from tools.sim_run import SimError, SimOptions, Simulation
 
     opts = SimOptions(stations=args.stations, vehicles=args.vehicles, duration=args.duration, speedup=args.speedup,
-                      seed=args.seed, per_agent=args.per_agent, workdir=args.workdir, keep=args.keep)
+                      seed=args.seed, per_agent=args.per_agent, workdir=args.workdir, keep=args.keep,
+                      report_s=args.report_s)
     try:
         opts.check()
         if args.workdir:

@@ -149,7 +149,7 @@ class LiveDisplay:
         g = self.g
         lines = []
         stats = snap.get("stats", {})
-        sim_min = (snap["sim_time"] - snap["epoch0"]) / 60.0
+        sim_min = (snap["sim_time"] - snap["sim_start"]) / 60.0
         width = 24
         done = min(1.0, snap["elapsed"] / snap["duration"]) if snap["duration"] else 1.0
         bar = g["full"] * int(done * width) + g["empty"] * (width - int(done * width))

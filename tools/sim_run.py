@@ -42,7 +42,7 @@ class SimError(Exception):
 
 class SimOptions:
     def __init__(self, stations=50, vehicles=200, duration=60.0, speedup=60.0, seed=None, per_agent=25, tick_s=0.25,
-                 workdir=None, keep=False):
+                 workdir=None, keep=False, report_s=60):
         self.stations = stations
         self.vehicles = vehicles
         self.duration = duration
@@ -52,6 +52,7 @@ class SimOptions:
         self.tick_s = tick_s
         self.workdir = workdir
         self.keep = keep
+        self.report_s = report_s
 
     def check(self):
         for bad, text in (
@@ -60,6 +61,7 @@ class SimOptions:
             (not 1 <= self.duration <= 86400, "--duration must be 1..86400 seconds"),
             (not 1 <= self.speedup <= 3600, "--speedup must be 1..3600"),
             (not 1 <= self.per_agent <= 1000, "--vehicles-per-agent must be 1..1000"),
+            (not 1 <= self.report_s <= 3600, "--position-every must be 1..3600 simulated seconds"),
         ):
             if bad:
                 raise ValueError(text)
@@ -132,6 +134,7 @@ class Simulation:
         self.interrupted = False
         self.phase = "setup"
         self.started_at = None
+        self.sim_start = None
         self.last_snapshot = None
         self.net_errors = []
         self._shown = None
@@ -211,7 +214,7 @@ class Simulation:
 
         self.net = VehicleNet("127.0.0.1", self.port)
         self.net.every(self.opts.tick_s, self._tick_agents)
-        params = Params()
+        params = Params(report_s=self.opts.report_s)
         station_map = {s.id: s for s in self.stations}
         where = places(self.stations)
         specs = self.vehicle_specs
@@ -232,7 +235,7 @@ class Simulation:
 
     def snapshot(self, with_stations=True):
         """What the display shows: stations by status (from the hub), vehicles (from the agents)."""
-        snap = {"phase": self.phase, "sim_time": self.clock(), "epoch0": self.epoch0,
+        snap = {"phase": self.phase, "sim_time": self.clock(), "sim_start": self.sim_start or self.clock(),
                 "elapsed": 0.0 if self.started_at is None else time.monotonic() - self.started_at,
                 "duration": self.opts.duration, "speedup": self.opts.speedup}
         if with_stations:
@@ -291,7 +294,7 @@ class Simulation:
         cpu0 = self.hub_watch.cpu_s()
         self.phase = "running"
         self.started_at = time.monotonic()
-        sim0 = self.clock()
+        sim0 = self.sim_start = self.clock()
         try:
             while True:
                 left = opts.duration - (time.monotonic() - self.started_at)
