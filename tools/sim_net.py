@@ -61,7 +61,9 @@ class _VLink(asyncio.Protocol):
                                      request_timeout_s=self.net.request_timeout_s)
         self.framer = StreamFramer()
         self.tags = {}
-        self.net.loop.create_task(self._connect())
+        task = self.net.loop.create_task(self._connect())
+        self.net.tasks.add(task)  # asyncio keeps only a weak reference to a running task
+        task.add_done_callback(self.net.tasks.discard)
 
     async def _connect(self):
         try:
@@ -182,6 +184,7 @@ class VehicleNet:
         self.request_timeout_s = request_timeout_s
         self.loop = None
         self.links = {}
+        self.tasks = set()
         self.errors = []  # (vehicle id, text), appended in the loop thread
         self._thread = None
         self._ready = threading.Event()

@@ -201,13 +201,24 @@ class Simulation:
                 raise SimError("the hub exited with %s" % self.hub_proc.returncode)
             time.sleep(0.1)
 
+    def _operator_request(self, kind):
+        """One request on the operator link (read-only, loopback); reconnects after a failure."""
+        from tools.hubclient import HubClient, HubError
+
+        try:
+            if self.operator is None:
+                self.operator = HubClient("tcp://127.0.0.1:%d" % self.port, "operator", "operator", b"").connect()
+            return self.operator.request(kind)[1][0]
+        except HubError as exc:
+            if self.operator is not None:
+                self.operator.close()
+                self.operator = None
+            raise SimError("operator link: %s" % exc) from None
+
     def _station_list(self):
-        from tools.hubclient import HubClient
         from transport import kinds as K
 
-        if self.operator is None:
-            self.operator = HubClient("tcp://127.0.0.1:%d" % self.port, "operator", "operator", b"").connect()
-        return self.operator.request(K.STATIONS_LIST)[1][0]
+        return self._operator_request(K.STATIONS_LIST)
 
     def _start_vehicles(self):
         from tools.sim_net import VehicleNet
@@ -323,9 +334,8 @@ class Simulation:
         from transport import kinds as K
 
         try:
-            self._station_list()  # (re)connects the operator link if needed
-            return self.operator.request(K.HUB_STATS)[1][0]
-        except Exception as exc:
+            return self._operator_request(K.HUB_STATS)
+        except SimError as exc:
             log.error("could not read the hub's counters: %s", exc)
             return {}
 
