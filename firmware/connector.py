@@ -36,7 +36,7 @@ class Refused(Exception):
     """An event the station will not act on; `code` is a transport.errors E_* code."""
 
     def __init__(self, code, text):
-        Exception.__init__(self, text)
+        super().__init__(text)
         self.code = code
         self.text = text
 

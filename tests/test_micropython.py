@@ -16,7 +16,7 @@ import msgpack
 import pytest
 
 from codec_vectors import big_vectors, small_vectors, to_source
-from mpy import REPO, check_micropython, compile_package, micropython_path
+from mpy import REPO, check_micropython, compile_package, micropython_path, run_micropython
 
 CPYTHON_ADAPTER = re.compile(r"(tcp|serial|uart|runner|cli|aio)[a-z_]*\.py$")
 
@@ -407,3 +407,17 @@ def test_decoding_a_long_array_on_micropython_takes_linear_time(board):
     (n1, t1, l1), (n2, t2, l2) = [tuple(map(int, line.split())) for line in out.splitlines()]
     assert (l1, l2) == (8192, 65536)
     assert t2 < 8 * t1 * 4 + 50000, out  # 8x the data: allow 4x slack over linear, never quadratic
+
+
+def test_protocol_errors_carry_their_code_and_text_under_micropython():
+    # MicroPython's Exception has no __init__ attribute: subclasses must use super().__init__.
+    res = run_micropython(
+        "from transport.messages import parse\n"
+        "from transport.errors import ProtocolError\n"
+        "try:\n"
+        "    parse([99, 1])\n"
+        "except ProtocolError as e:\n"
+        "    print('code', e.code, str(e))\n"
+    )
+    assert res.returncode == 0, res.stderr
+    assert "code 2 unknown_kind: unknown kind 99" in res.stdout

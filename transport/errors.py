@@ -54,7 +54,7 @@ class ProtocolError(WireError):
     """A decoded message that breaks the protocol; `code` is one of the E_* codes."""
 
     def __init__(self, code, text, seq=0):
-        Exception.__init__(self, text)
+        super().__init__(text)
         self.code = code
         self.text = text
         self.seq = seq
