@@ -19,6 +19,8 @@ DEFAULTS = {
     "open_loopback_reads": True,  # operator read-only role without a key from 127.0.0.1
     "speedup": 1.0,  # simulated time runs this many times faster (the laptop simulation)
     "epoch0": None,  # simulated time origin shared by every process of a simulation
+    "tls_cert": "",  # PEM certificate chain: with tls_key, the TCP listener speaks TLS (clients use tls://)
+    "tls_key": "",
     "http": "",  # HOST:PORT of the HTTP API and dashboard (e.g. 127.0.0.1:8080); empty = off
     "http_token": "",  # bearer token for HTTP writes (reservations); empty = HTTP writes refused
 }

@@ -67,7 +67,7 @@ class Hub:
         self.gateway = Gateway(self.loop, router, self.keys.lookup, self.config, time.monotonic, self.clock)
         self.outbox_proxy.target = self.gateway.outbox
         host, port = parse_hub_url(self.config["listen"])
-        await self.gateway.start(host, port, self.serial_urls)
+        await self.gateway.start(host, port, self.serial_urls, tls_context(self.config))
         self.port = self.gateway.port
         self.http = None
         if self.events is not None:
@@ -81,7 +81,8 @@ class Hub:
                 log.error("http: cannot listen on %s: %s", self.config["http"], exc.strerror or exc)
                 raise
             log.info("http api listening on http://%s:%d (dashboard at /)", self.http.host, self.http.port)
-        log.info("hub listening on tcp://%s:%d (db %s)%s", host, self.port, self.config["db"],
+        log.info("hub listening on tcp://%s:%d%s (db %s)%s", host, self.port,
+                 " with TLS (clients use tls://)" if self.config.get("tls_cert") else "", self.config["db"],
                  "".join(" serial %s" % u for u in self.serial_urls))
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -107,6 +108,18 @@ class Hub:
             # Stopping the actors closes their sqlite connections; WAL commits are already durable.
             pykka.ActorRegistry.stop_all(block=True, timeout=10)
             log.info("hub stopped")
+
+
+def tls_context(config):
+    """An SSLContext for the TCP listener when a certificate and key are configured, else None."""
+    if not config.get("tls_cert"):
+        return None
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(config["tls_cert"], config["tls_key"] or None)
+    return ctx
 
 
 class _LateOutbox:

@@ -222,8 +222,10 @@ class Gateway:
             actor_ref.tell(("reply", tag, None))
         link.reply_tags.clear()
 
-    async def start(self, host, port, serial_urls=()):
-        self.server = await self.loop.create_server(lambda: _TcpProtocol(self), host, port, backlog=4096, reuse_address=True)
+    async def start(self, host, port, serial_urls=(), ssl_context=None):
+        self.server = await self.loop.create_server(lambda: _TcpProtocol(self), host, port, backlog=4096,
+                                                    reuse_address=True, ssl=ssl_context,
+                                                    ssl_handshake_timeout=self.config["handshake_timeout_s"])
         for url in serial_urls:
             line = SerialLine(self, url)
             line.start()

@@ -20,6 +20,8 @@ def configure(p):
                    help="serve the HTTP API, event stream, metrics and dashboard here (e.g. 127.0.0.1:8080); off by default")
     p.add_argument("--http-token", metavar="TOKEN",
                    help="bearer token for HTTP writes (or http_token in the config, or $EVHUB_HTTP_TOKEN)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve TLS on the TCP listener with this certificate (clients use tls://)")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (if not in --tls-cert)")
     p.add_argument("--epoch0", type=float, help=argparse_suppress())
 
 
@@ -34,7 +36,7 @@ def run(args):
         cfg = hubconfig.load(
             args.config,
             {"listen": args.listen, "db": args.db, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
-             "epoch0": args.epoch0, "http": args.http,
+             "epoch0": args.epoch0, "http": args.http, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
              "http_token": args.http_token or os.environ.get("EVHUB_HTTP_TOKEN") or None},
         )
     except hubconfig.ConfigError as exc:
@@ -51,6 +53,17 @@ def run(args):
     except ValueError as exc:
         print("evhub serve: --listen: %s" % exc, file=sys.stderr)
         return 2
+    if cfg["tls_key"] and not cfg["tls_cert"]:
+        print("evhub serve: --tls-key needs --tls-cert", file=sys.stderr)
+        return 2
+    if cfg["tls_cert"]:
+        from hub.daemon import tls_context
+
+        try:
+            tls_context(cfg)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            print("evhub serve: cannot load the TLS certificate/key: %s" % exc, file=sys.stderr)
+            return 2
     if cfg["http"]:
         from hub.http.app import parse_http_address
 

@@ -13,7 +13,7 @@ from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.errors import ERROR_NAMES, CodecError, FrameError
 from transport.framing import StreamFramer, encode_stream
-from transport.tcp_link import parse_hub_url
+from transport.tcp_link import parse_hub_url, uses_tls
 from transport.session import Authenticated, ClientSession, Closed, Message, Reply, Timeout
 
 DEFAULT_HUB = "tcp://127.0.0.1:7878"
@@ -28,6 +28,21 @@ class HubError(Exception):
 def hub_url(cli_value=None):
     """--hub, else $EVHUB_HUB, else the default loopback hub."""
     return cli_value or os.environ.get("EVHUB_HUB") or DEFAULT_HUB
+
+
+def _wrap_tls(sock, host, url):
+    """TLS to a hub started with --tls-cert; the CA bundle is $EVHUB_TLS_CA or the system's."""
+    import ssl
+
+    try:
+        ctx = ssl.create_default_context(cafile=os.environ.get("EVHUB_TLS_CA") or None)
+        return ctx.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        raise HubError("the hub at %s has a certificate we do not trust: %s (set EVHUB_TLS_CA?)" % (url, exc.verify_message)) from None
+    except (OSError, ssl.SSLError) as exc:
+        sock.close()
+        raise HubError("TLS with the hub at %s failed: %s" % (url, exc)) from None
 
 
 class HubClient:
@@ -56,6 +71,8 @@ class HubClient:
         except OSError as exc:
             raise HubError("cannot reach the hub at %s: %s" % (self.url, exc.strerror or exc)) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if uses_tls(self.url):
+            self.sock = _wrap_tls(self.sock, host, self.url)
         self.session.start()
         self._flush()
         deadline = time.monotonic() + self.timeout

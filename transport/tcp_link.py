@@ -15,6 +15,11 @@ DEFAULT_TIMEOUT = 5.0
 _RECV_SIZE = 65536
 
 
+def uses_tls(url):
+    """tls://HOST:PORT asks for TLS on the hub's TCP listener (serve --tls-cert/--tls-key)."""
+    return isinstance(url, str) and url.lower().startswith("tls://")
+
+
 def parse_hub_url(url):
     """``"tcp://HOST:PORT"`` or ``"HOST:PORT"`` -> (host, port); ValueError with the reason otherwise.
 
@@ -25,8 +30,8 @@ def parse_hub_url(url):
     rest = url
     if "://" in url:
         scheme, rest = url.split("://", 1)
-        if scheme.lower() != "tcp":
-            raise ValueError("hub URL %r: scheme must be tcp:// (got %s://)" % (url, scheme))
+        if scheme.lower() not in ("tcp", "tls"):
+            raise ValueError("hub URL %r: scheme must be tcp:// or tls:// (got %s://)" % (url, scheme))
     rest = rest.rstrip("/")
     if rest.startswith("["):
         host, sep, port_text = rest[1:].partition("]:")
