@@ -11,9 +11,9 @@ DEFAULTS = {
     "max_outbox_bytes": 1 << 20,  # a link whose unsent bytes exceed this is a slow reader: cut off
     "max_frame": 1 << 20,
     "handshake_timeout_s": 10,  # a link that has not authenticated by then is closed (slow-loris)
-    "max_bad_messages": 20,
+    "max_bad_messages": 20,  # protocol errors tolerated on one link before it is dropped
     "max_msgs_per_s": 20000,  # per link, sustained; a burst of twice this is allowed
-    "login_failures_free": 5,  # failed handshakes per address before it must wait (doubling, max 300 s)  # protocol errors tolerated on one link before it is dropped
+    "login_failures_free": 5,  # failed handshakes per address before it must wait (doubling, max 300 s)
     "no_show_grace_s": 600,
     "session_estimate_min": 45,  # expected length of a session with no reservation, for "Free in X min"
     "open_loopback_reads": True,  # operator read-only role without a key from 127.0.0.1

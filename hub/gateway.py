@@ -223,9 +223,9 @@ class Gateway:
         link.reply_tags.clear()
 
     async def start(self, host, port, serial_urls=(), ssl_context=None):
+        tls = {"ssl": ssl_context, "ssl_handshake_timeout": self.config["handshake_timeout_s"]} if ssl_context else {}
         self.server = await self.loop.create_server(lambda: _TcpProtocol(self), host, port, backlog=4096,
-                                                    reuse_address=True, ssl=ssl_context,
-                                                    ssl_handshake_timeout=self.config["handshake_timeout_s"])
+                                                    reuse_address=True, **tls)
         for url in serial_urls:
             line = SerialLine(self, url)
             line.start()
