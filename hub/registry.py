@@ -97,7 +97,20 @@ class StationRegistry(pykka.ThreadingActor):
         self.store = self._store_factory()  # the sqlite connection belongs to this thread
         for row in self.store.all_stations():
             self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
-        log.info("registry: %d provisioned stations", len(self.stations))
+        # Sessions running when the hub stopped still occupy their connectors until the station's
+        # SESSION_END (replayed from its journal) closes them.
+        reopened = 0
+        for row in self.store.load_open_sessions():
+            st = self.stations.get(row["station_id"])
+            if st is None:
+                continue
+            st.sessions[row["session_id"]] = {
+                "connector": row["connector"], "vehicle_id": row["vehicle_id"], "reservation_id": row["reservation_id"],
+                "started": row["started"], "expected_end": self._expected_end(st, row["reservation_id"], row["started"]),
+                "energy_wh": 0, "power_w": 0,
+            }
+            reopened += 1
+        log.info("registry: %d provisioned stations, %d sessions still open", len(self.stations), reopened)
 
     def on_stop(self):
         if self.store is not None:

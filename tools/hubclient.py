@@ -55,7 +55,8 @@ class HubClient:
         self.events = []  # unsolicited messages (COMPLETE, CHARGE_PROGRESS...) received meanwhile
 
     def __enter__(self):
-        self.connect()
+        if self.sock is None:  # `with HubClient(...).connect() as c` must not connect twice
+            self.connect()
         return self
 
     def __exit__(self, *exc):
