@@ -25,6 +25,9 @@ COMMANDS = {
 }
 
 
+LOGGING_COMMANDS = ("serve", "chargepoint", "sim", "bench", "flash")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="evhub", description="EV charge-point network hub and tools")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
@@ -52,7 +55,9 @@ def main(argv=None):
     if getattr(args, "_missing", False):
         print("evhub %s: not available in this build" % args.command, file=sys.stderr)
         return 2
-    level = logging.WARNING - 10 * args.verbose if args.verbose else logging.INFO
+    # Long-running services log what they do; one-shot commands print their answer and only warnings.
+    quiet_default = logging.INFO if args.command in LOGGING_COMMANDS else logging.WARNING
+    level = quiet_default - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(args._module)
     try:
