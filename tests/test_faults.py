@@ -114,6 +114,8 @@ def test_kill_9_under_reservation_load_loses_no_acknowledged_reservation_and_boo
     for station_id, start, end in rows:
         by_slot.setdefault((station_id, start), []).append(end)
     assert all(len(v) == 1 for v in by_slot.values()), "a single-connector slot was booked twice"
+    print("fault-figures kill9: %d reservations acknowledged before kill -9, %d confirmed after restart, 0 lost, 0 doubled"
+          % (total_acked, len(rows)))
 
 
 # --- a link cut mid-session -------------------------------------------------------------------------
