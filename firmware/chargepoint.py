@@ -27,6 +27,7 @@ from transport.errors import (
     E_INTERNAL,
     E_INVALID_STATE,
     E_MALFORMED,
+    E_NOT_AUTHENTICATED,
     E_UNKNOWN_KIND,
 )
 from transport.session import Authenticated, ClientSession, Closed, Message, PeerSilent, Reply, Timeout
@@ -59,6 +60,12 @@ BOOT_TRIES = 3  # BOOTs unanswered on one link before it is dropped
 _STATUS = "status"
 
 
+def _not_authenticated(obj):
+    """obj is an ERROR [kind, seq, code, text] with code E_NOT_AUTHENTICATED."""
+    t = type(obj)
+    return (t is list or t is tuple) and len(obj) > 2 and obj[0] == K.ERROR and obj[2] == E_NOT_AUTHENTICATED
+
+
 class ChargePoint:
     def __init__(self, config, clock, wall, journal=None, relay=None, rand=None, log=None, on_config=None):
         cfg = C.normalize(config)
@@ -86,6 +93,7 @@ class ChargePoint:
         self.dropped_records = 0
         self._boot_tries = 0
         self.internal_errors = 0
+        self.rehellos = 0  # handshakes restarted because the hub had forgotten an open session
         for c in self.connectors:
             self._relay(c, False)
         self._close_cut_sessions()
@@ -182,6 +190,11 @@ class ChargePoint:
     def receive(self, obj):
         if self.session is None:
             return
+        if not self.session.authenticated and _not_authenticated(obj):
+            # During our handshake this refuses something sent before our HELLO reached the hub
+            # (a ping or record still on a serial line when the hub restarted): not about the new
+            # handshake. A HELLO that was itself lost is covered by the handshake timeout.
+            return
         for ev in self.session.receive(obj):
             self.handle(ev)
         self._flush()
@@ -189,6 +202,10 @@ class ChargePoint:
     # --- session events -----------------------------------------------------------------
 
     def handle(self, ev):
+        if (isinstance(ev, Reply) or isinstance(ev, Message)) and ev.kind == K.ERROR and ev.fields[0] == E_NOT_AUTHENTICATED \
+                and self.session is not None and self.session.authenticated:
+            self._hub_forgot(ev.fields[1])
+            return
         if isinstance(ev, Message):
             self._on_message(ev)
         elif isinstance(ev, Reply):
@@ -209,6 +226,16 @@ class ChargePoint:
         elif isinstance(ev, Closed):
             self._log("warning", "session closed: %s" % ev.text)
             self._close(ev.text)
+
+    def _hub_forgot(self, text):
+        """The hub answers an open session with not_authenticated: its end restarted (a serial line
+        outlives the hub process) and forgot us. Start a new handshake at once on the same
+        transport instead of pinging into the void until the link is declared silent."""
+        self.rehellos += 1
+        self._log("warning", "hub does not know this session (%s): new handshake" % (text,))
+        if self.link.state == ONLINE:
+            self.link.down_since = self.clock()  # offline_after_s counts from here if it fails
+        self.on_connected()  # a fresh ClientSession: HELLO queued; journal and statuses follow BOOT
 
     def _on_message(self, m):
         if m.kind == K.ERROR:

@@ -7,11 +7,14 @@ import time
 
 import pytest
 
+from firmware.chargepoint import ChargePoint
 from firmware.runner import Fleet, run_chargepoint, sim_wall
+from fw_hub import EPOCH, KEY, FakeClock, FakeHub, Wire
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
 from tools import cli
 from tools.hubclient import HubClient
+from transport import codec
 from transport import kinds as K
 
 QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
@@ -157,3 +160,74 @@ def test_a_runner_station_on_a_serial_line_reaches_the_hub(tmp_path):
             con.close()
     finally:
         pair.close()
+
+
+def test_a_serial_station_whose_hub_restarted_says_hello_again_at_its_next_ping(tmp_path):
+    """The hub process dies and comes back on the same serial line: its new end of the line knows no
+    session and answers the station's next ping with not_authenticated. The station must treat that
+    as "the hub forgot me" and start a new handshake at once, not ping on (each refusal counts as
+    hearing from the hub, so it would never even go silent)."""
+    heartbeat = 2
+    pair = PtyPair()
+    try:
+        with HubProcess(tmp_path, extra_args=["--serial", pair.path1, "--heartbeat", str(heartbeat)]) as hub:
+            key = hub.add_station("CP-RH")
+            cfg = {"id": "CP-RH", "key": key, "serial": pair.path2}
+            fleet = Fleet([cfg])
+            stop = threading.Event()
+            t = _thread(fleet.run, stop)
+            try:
+                _wait(lambda: "station CP-RH: boot" in hub.log(), 15, "BOOT over serial")
+                cp = fleet.by_id["CP-RH"].cp
+                hub.kill9()
+                time.sleep(0.5)
+                offset = len(hub.log())
+                hub.restart()
+                back = time.monotonic()
+                _wait(lambda: "station CP-RH: boot" in hub.log()[offset:], 3 * heartbeat + 5, "BOOT to the restarted hub")
+                took = time.monotonic() - back
+                assert cp.usable
+            finally:
+                stop.set()
+                t.join(timeout=10)
+            # at most one heartbeat until the next ping is refused, then the handshake: well under 3 heartbeats
+            assert took < 2 * heartbeat + 1, took
+            assert cp.rehellos >= 1 and cp.link.connects == 2  # a new handshake on the open line, no reconnect
+    finally:
+        pair.close()
+
+
+class SerialLineHub(FakeHub):
+    """The hub's end of a serial line (hub/gateway.SerialLine + hub/link.Link rehello): a refused
+    session is followed by a fresh one on the same wire, and a HELLO restarts the handshake.
+    What an old session still had to say (its refusal) goes out first, as the real link flushes it."""
+
+    sent = ()
+
+    def receive(self, obj):
+        if self.server.state == "closed" or (obj[0] == K.HELLO and self.server.state != "wait_hello"):
+            self.sent = list(self.sent) + self.server.take_outgoing()
+            self.accept()
+        FakeHub.receive(self, obj)
+
+    def take_outgoing(self):
+        out = list(self.sent) + FakeHub.take_outgoing(self)
+        self.sent = ()
+        return out
+
+
+def test_a_station_forgotten_by_its_hub_handshakes_again_on_the_same_line_and_ignores_stale_refusals():
+    clock = FakeClock()
+    wall = lambda: EPOCH + clock.t  # noqa: E731
+    cp = ChargePoint({"id": "CP-1", "key": KEY}, clock, wall, rand=lambda: 0.5)
+    hub = SerialLineHub(clock, wall)
+    wire = Wire(cp, hub, clock, codec)
+    wire.start()
+    assert cp.usable and hub.boots == 1
+    hub.accept()  # the hub process restarted: its end of the line knows no session
+    cp.plug(1, "V-1")  # STATUS Preparing, queued now ...
+    wire.step(cp.session.heartbeat_s)  # ... and a PING: both refused with not_authenticated
+    assert wire.connected, "the line is kept: no disconnect, no backoff"
+    wire.step(1.0)
+    assert cp.usable and hub.boots == 2 and cp.rehellos == 1 and cp.link.connects == 2
+    assert hub.status(1) == "Preparing"  # statuses are reported again after the new BOOT
