@@ -16,6 +16,7 @@ import time
 from firmware.chargepoint import ChargePoint
 from firmware.journal import Journal
 from transport.codec import packb, unpackb
+from transport.compat import monotonic  # wrap-safe seconds from ticks_ms
 from transport.errors import CodecError, FrameError
 from transport.framing import SerialFramer, StreamFramer
 
@@ -34,20 +35,6 @@ _EPOCH_2000 = 946684800  # ports whose time.time() counts from 2000-01-01
 def load_config(path):
     with open(path) as f:
         return json.load(f)
-
-
-class Monotonic:
-    """Seconds from ticks_ms without its wrap (ticks_ms wraps after ~12 days on the ESP32)."""
-
-    def __init__(self):
-        self._last = time.ticks_ms()
-        self._ms = 0
-
-    def __call__(self):
-        now = time.ticks_ms()
-        self._ms += time.ticks_diff(now, self._last)
-        self._last = now
-        return self._ms / 1000.0
 
 
 def wall_clock():
@@ -264,7 +251,7 @@ class Board:
         if "sync_time" not in cfg:
             cfg["sync_time"] = True  # a board's RTC is not set: follow the hub
         self.log = make_logger(cfg.get("id", "?"), debug)
-        self.clock = Monotonic()
+        self.clock = monotonic
         journal = Journal(cfg.get("journal") or "journal.log", cfg.get("connectors", 1))
         self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
         self.cfg = self.cp.config
