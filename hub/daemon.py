@@ -1,6 +1,7 @@
 """The hub daemon: store, actors, gateway; clean shutdown on SIGTERM/SIGINT."""
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -89,6 +90,10 @@ class Hub:
                 self.loop.add_signal_handler(sig, self._stopping.set)
             except (ValueError, RuntimeError):  # not the main thread (tests run the hub in a thread)
                 pass
+        # What startup built (station tables, indexes, modules) lives as long as the hub: move it out
+        # of the collector's sight, so full collections at 10k links do not pause the loop for it.
+        gc.collect()
+        gc.freeze()
         if self.ready is not None:
             self.ready.set()
         await self._stopping.wait()

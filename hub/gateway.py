@@ -68,7 +68,7 @@ class Outbox:
             else:
                 link = gw.links.get(gw.peers.get(target))
             if link is None or link.closed:
-                if op == 2:
+                if op == 2 and payload[2] is not None:  # a fire-and-forget request needs no answer
                     payload[2].tell(("reply", payload[3], None))
                 continue
             if op == 0 or op == 1:
