@@ -1,7 +1,7 @@
 """`evhub bench` smoke runs: every scenario, tiny numbers, against the real hub process.
 
 Only the shape of the JSON and the absence of errors are checked. Speed is never asserted
-here (machines are shared and noisy): the figures live in tools/bench/PERFORMANCE.md.
+here (machines are shared and noisy): the figures live in the README's Performance section.
 """
 
 import json

@@ -9,7 +9,7 @@ database), opens N real vehicle connections from a separate load-client process,
 drives the scenario closed-loop (--window requests in flight per connection) or
 open-loop (--rate requests/s). --baseline first runs the same client against a
 do-nothing echo server: the hub's throughput is reported as a ratio of that ceiling.
-See tools/bench/PERFORMANCE.md for what each figure means and how it is measured.
+See the README's Performance section for what each figure means and how it is measured.
 """
 
 import json
