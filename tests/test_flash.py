@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from hubproc import HubProcess, evhub
+from hubproc import REPO, HubProcess, evhub
 from mpy import micropython_path
 
 PORT = "/dev/ttyUSB0"
@@ -55,11 +55,13 @@ def test_dry_run_prints_the_esptool_and_mpremote_commands_and_touches_nothing(tm
     assert commands(res.stdout) == [
         "esptool --chip esp32 --port /dev/ttyUSB0 %s" % erase,
         "esptool --chip esp32 --port /dev/ttyUSB0 %s -z 0x1000 ESP32_GENERIC.bin" % write,
+        "mpremote connect /dev/ttyUSB0 fs touch :noauto + fs cp main.py :main.py + reset",
         "mpremote connect /dev/ttyUSB0 run evhub_prepare.py",
         "mpremote connect /dev/ttyUSB0 fs cp -r boot.py main.py board.mpy config.json transport firmware :",
-        "mpremote connect /dev/ttyUSB0 reset",
+        "mpremote connect /dev/ttyUSB0 fs rm :noauto + reset",
     ], res.stdout
-    assert "[1/5] provision station CP-1 in %s" % (tmp_path / "evhub.db") in res.stdout
+    assert "[1/6] provision station CP-1 in %s" % (tmp_path / "evhub.db") in res.stdout
+    assert "[4/6] reboot the board into maintenance" in res.stdout and "dry run done: 6 commands shown" in res.stdout
     assert "tcp 192.168.1.10:7878" in res.stdout and "mpy-cross -march=xtensawin" in res.stdout
     assert not os.path.exists(tmp_path / "evhub.db"), "a dry run must not create the store"
 
@@ -68,9 +70,10 @@ def test_dry_run_without_firmware_only_copies_and_resets(tmp_path):
     res = evhub("flash", "/dev/ttyACM3", "--id", "CP-2", "--uart", "17,16,115200", "--dry-run",
                 "--db", str(tmp_path / "x.db"))
     assert commands(res.stdout) == [
+        "mpremote connect /dev/ttyACM3 fs touch :noauto + fs cp main.py :main.py + reset",
         "mpremote connect /dev/ttyACM3 run evhub_prepare.py",
         "mpremote connect /dev/ttyACM3 fs cp -r boot.py main.py board.mpy config.json transport firmware :",
-        "mpremote connect /dev/ttyACM3 reset",
+        "mpremote connect /dev/ttyACM3 fs rm :noauto + reset",
     ]
     assert "uart1 tx=17 rx=16 115200 baud" in res.stdout and "esptool" not in res.stdout
 
@@ -81,7 +84,7 @@ def test_dry_run_for_an_esp32s3_with_source_modules(tmp_path):
                 "--source", "--baud", "921600", "--dry-run", "--db", str(tmp_path / "x.db"))
     cmds = commands(res.stdout)
     assert cmds[0] == "esptool --chip esp32s3 --port /dev/ttyUSB0 --baud 921600 %s -z 0x0 S3.bin" % write
-    assert cmds[2].endswith("fs cp -r boot.py main.py board.py config.json transport firmware :")
+    assert cmds[3].endswith("fs cp -r boot.py main.py board.py config.json transport firmware :")
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -101,6 +104,11 @@ def test_bad_flags_are_refused_before_anything_is_touched(tmp_path, flags, messa
 
 FAKE_MPREMOTE = """\
 #!{python}
+# A stand-in for mpremote and a board behind it. FAKE_BOARD is the board's filesystem. Like a
+# real board, a firmware whose main.py starts (a main.py present and no noauto file, or a
+# main.py that does not know noauto) has armed its watchdog: mpremote's Ctrl-C stops the
+# loop, but a long copy (fs cp -r) is cut by the watchdog reset. Only a reset into a boot
+# that does not start the firmware disarms it.
 import json, os, shutil, subprocess, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as f:
@@ -118,22 +126,68 @@ if fail:
     print("mpremote: " + fail, file=sys.stderr)
     sys.exit(1)
 board = os.environ["FAKE_BOARD"]
+state_path = os.path.join(os.path.dirname(os.environ["FAKE_LOG"]), "board-state.json")
+
+
+def firmware_starts():
+    main = os.path.join(board, "main.py")
+    if not os.path.exists(main):
+        return False
+    return not (os.path.exists(os.path.join(board, "noauto")) and "noauto" in open(main).read())
+
+
+state = json.load(open(state_path)) if os.path.exists(state_path) else {{"wdt": firmware_starts(), "resets": 0}}
+
+
+def save():
+    json.dump(state, open(state_path, "w"))
+
+
+def on_board(path):
+    assert path.startswith(":"), path
+    return os.path.join(board, path[1:].lstrip("/"))
+
+
 assert args[0] == "connect", args
-cmd = args[2:]
-if cmd[0] == "run":
-    sys.exit(subprocess.run([{micropython!r}, os.path.abspath(cmd[1])], cwd=board).returncode)
-elif cmd[:3] == ["fs", "cp", "-r"] and cmd[-1] == ":":
-    for src in cmd[3:-1]:
-        dst = os.path.join(board, os.path.basename(src))
-        if os.path.isdir(src):
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        else:
-            shutil.copyfile(src, dst)
-        print("cp %s :" % src)
-elif cmd == ["reset"]:
-    pass
-else:
-    sys.exit("fake mpremote: unexpected %r" % (cmd,))
+cmds, cmd = [], []
+for a in args[2:]:
+    if a == "+":
+        cmds.append(cmd)
+        cmd = []
+    else:
+        cmd.append(a)
+cmds.append(cmd)
+for cmd in cmds:
+    if cmd[0] == "run":
+        res = subprocess.run([{micropython!r}, os.path.abspath(cmd[1])], cwd=board)
+        if res.returncode:
+            sys.exit(res.returncode)
+    elif cmd[:3] == ["fs", "cp", "-r"] and cmd[-1] == ":":
+        for src in cmd[3:-1]:
+            if state["wdt"]:  # the copy takes longer than the watchdog's timeout
+                state["wdt"] = firmware_starts()
+                state["resets"] += 1
+                save()
+                print("cp %s :\\nmpremote: the device reset during the copy (watchdog?)" % src, file=sys.stderr)
+                sys.exit(1)
+            dst = os.path.join(board, os.path.basename(src))
+            if os.path.isdir(src):
+                shutil.copytree(src, dst, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(src, dst)
+            print("cp %s :" % src)
+    elif cmd[:2] == ["fs", "cp"] and len(cmd) == 4:
+        shutil.copyfile(cmd[2], on_board(cmd[3]))
+    elif cmd[:2] == ["fs", "touch"]:
+        open(on_board(cmd[2]), "a").close()
+    elif cmd[:2] == ["fs", "rm"]:
+        os.remove(on_board(cmd[2]))
+    elif cmd == ["reset"]:
+        state["wdt"] = firmware_starts()
+        state["resets"] += 1
+    else:
+        sys.exit("fake mpremote: unexpected %r" % (cmd,))
+save()
 """
 
 FAKE_ESPTOOL = """\
@@ -202,18 +256,21 @@ def test_flash_provisions_writes_micropython_copies_the_bundle_and_resets(tmp_pa
     res = bench.flash("--id", "CP-F", "--wifi", "depot:secret123", "--hub", "10.0.0.2:7878", "--lat", "-12.2",
                       "--lon", "-38.9", "--connectors", "2", "--firmware", str(bench.firmware), "--erase")
     assert "Traceback" not in res.stdout + res.stderr
-    for n, text in enumerate(["station CP-F in", "bundle built for CP-F", "write MicroPython", "copy the bundle",
-                              "reset the board"], 1):
-        assert "[%d/5] %s" % (n, text) in res.stdout, res.stdout
+    for n, text in enumerate(["station CP-F in", "bundle built for CP-F", "write MicroPython",
+                              "reboot the board into maintenance", "copy the bundle", "remove noauto and reset"], 1):
+        assert "[%d/6] %s" % (n, text) in res.stdout, res.stdout
     calls = bench.calls()
-    assert [c["tool"] for c in calls] == ["esptool", "esptool", "mpremote", "mpremote", "mpremote"]
+    assert [c["tool"] for c in calls] == ["esptool", "esptool", "mpremote", "mpremote", "mpremote", "mpremote"]
     assert calls[0]["argv"] == ["--chip", "esp32", "--port", str(bench.port), "erase-flash"]
     assert calls[1]["argv"] == ["--chip", "esp32", "--port", str(bench.port), "write-flash", "-z", "0x1000",
                                 str(bench.firmware)]
-    assert calls[2]["argv"] == ["connect", str(bench.port), "run", "evhub_prepare.py"]
-    assert calls[3]["argv"] == ["connect", str(bench.port), "fs", "cp", "-r", "boot.py", "main.py", "board.mpy",
+    assert calls[2]["argv"] == ["connect", str(bench.port), "fs", "touch", ":noauto", "+", "fs", "cp", "main.py",
+                                ":main.py", "+", "reset"]
+    assert calls[3]["argv"] == ["connect", str(bench.port), "run", "evhub_prepare.py"]
+    assert calls[4]["argv"] == ["connect", str(bench.port), "fs", "cp", "-r", "boot.py", "main.py", "board.mpy",
                                 "config.json", "transport", "firmware", ":"]
-    assert calls[4]["argv"] == ["connect", str(bench.port), "reset"]
+    assert calls[5]["argv"] == ["connect", str(bench.port), "fs", "rm", ":noauto", "+", "reset"]
+    assert not (bench.board / "noauto").exists()
     # the board: new modules, no stale source, the journal kept, the key from the store
     assert not (bench.board / "board.py").exists() and (bench.board / "board.mpy").exists()
     assert not (bench.board / "transport" / "old.py").exists() and (bench.board / "transport" / "session.mpy").exists()
@@ -222,6 +279,66 @@ def test_flash_provisions_writes_micropython_copies_the_bundle_and_resets(tmp_pa
     key = station_key(tmp_path / "evhub.db", "CP-F")
     assert cfg["key"] == key and cfg["hub"] == {"host": "10.0.0.2", "port": 7878} and cfg["connectors"] == 2
     assert key not in res.stdout
+
+
+def board_state(bench):
+    return json.loads((bench.tmp / "board-state.json").read_text())
+
+
+@pytest.mark.parametrize("old_main", [
+    "print('the firmware of last year, from before maintenance boots')\n",
+    None,  # the current main.py
+])
+def test_a_board_running_its_firmware_and_watchdog_is_flashed_without_a_reset_mid_copy(tmp_path, old_main):
+    """The firmware runs and has armed machine.WDT: flash reboots it into maintenance (noauto, and a
+    main.py that honours it) before the long copy, then removes noauto so the firmware runs again."""
+    bench = Bench(tmp_path)
+    if old_main is None:
+        with open(os.path.join(REPO, "firmware", "micropython", "main.py")) as f:
+            old_main = f.read()
+    (bench.board / "main.py").write_text(old_main)
+    (bench.board / "journal.log").write_text("kept\n")
+    res = bench.flash("--id", "CP-W", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (bench.board / "board.mpy").exists() and (bench.board / "firmware" / "chargepoint.mpy").exists()
+    assert "noauto" in (bench.board / "main.py").read_text()
+    assert not (bench.board / "noauto").exists() and (bench.board / "journal.log").read_text() == "kept\n"
+    state = board_state(bench)
+    assert state["wdt"] and state["resets"] == 2, state  # maintenance reset, final reset: the firmware runs again
+
+
+def test_a_board_that_is_not_in_maintenance_before_the_copy_is_refused_with_a_clear_message(tmp_path):
+    bench = Bench(tmp_path)
+    (bench.board / "main.py").write_text("print('firmware')\n")
+    # mpremote "works" but the board comes back without the noauto file (a filesystem that is not written)
+    wrapper = tmp_path / "tools" / "mpremote-nofs"
+    wrapper.write_text("#!/bin/sh\n"
+                       "\"%s\" \"$@\"; rc=$?; rm -f \"$FAKE_BOARD/noauto\"; exit $rc\n" % bench.env["EVHUB_MPREMOTE"])
+    wrapper.chmod(0o755)
+    res = bench.flash("--id", "CP-W", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", check=False,
+                      EVHUB_MPREMOTE=str(wrapper))
+    assert res.returncode == 1 and "is not in maintenance" in res.stderr, res.stdout + res.stderr
+    assert [c["argv"][2] for c in bench.calls()] == ["fs", "run"]  # nothing copied
+
+
+MAIN_STUB_BOARD = "def main(path):\n    print('FIRMWARE STARTED', path)\n"
+
+
+@pytest.mark.parametrize("noauto", [False, True])
+def test_main_py_does_not_start_the_firmware_when_noauto_exists(tmp_path, noauto):
+    with open(os.path.join(REPO, "firmware", "micropython", "main.py")) as f:
+        (tmp_path / "main.py").write_text(f.read())
+    (tmp_path / "board.py").write_text(MAIN_STUB_BOARD)
+    if noauto:
+        (tmp_path / "noauto").write_text("")
+    env = dict(os.environ, MICROPYPATH=str(tmp_path))
+    res = subprocess.run([micropython_path(), "main.py"], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    if noauto:
+        assert "FIRMWARE STARTED" not in res.stdout and "'noauto' exists: firmware not started" in res.stdout
+    else:
+        assert "FIRMWARE STARTED config.json" in res.stdout
 
 
 def test_flashing_again_keeps_the_key_and_new_key_issues_another(tmp_path):
@@ -264,7 +381,8 @@ def test_a_board_still_booting_after_micropython_was_written_is_tried_again(tmp_
     res = bench.flash("--id", "CP-R", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", "--firmware",
                       str(bench.firmware), FAKE_MPREMOTE_FAIL="could not enter raw repl", FAKE_MPREMOTE_FAIL_TIMES="1")
     assert "board not ready; trying again" in res.stdout and "done: CP-R" in res.stdout
-    assert [c["argv"][2] for c in bench.calls() if c["tool"] == "mpremote"] == ["run", "run", "fs", "reset"]
+    assert [c["argv"][2:4] for c in bench.calls() if c["tool"] == "mpremote"] == [
+        ["fs", "touch"], ["fs", "touch"], ["run", "evhub_prepare.py"], ["fs", "cp"], ["fs", "rm"]]
 
 
 def test_a_missing_port_or_a_new_station_without_position_is_refused(tmp_path):
@@ -316,4 +434,5 @@ def test_a_flashed_board_filesystem_runs_on_the_unix_port_and_the_hub_shows_it_a
 def test_help_explains_the_steps():
     res = evhub("flash", "--help")
     assert "write-flash -z 0x1000" in res.stdout and "mpremote connect PORT fs cp -r" in res.stdout
+    assert "fs touch :noauto" in res.stdout and "fs rm :noauto + reset" in res.stdout
     assert "--dry-run" in res.stdout

@@ -13,10 +13,20 @@ Steps, each shown as it runs:
 3. with --firmware: write MicroPython with esptool
    (``esptool --chip esp32 --port PORT erase-flash`` when --erase, then
    ``esptool --chip esp32 --port PORT write-flash -z 0x1000 FILE``).
-4. with mpremote: check the board answers (and is an ESP32 with room for the bundle),
-   remove the old modules (a stale ``x.py`` would shadow the new ``x.mpy``; the session
-   journal is kept), copy the bundle (``mpremote connect PORT fs cp -r ... :``).
-5. reset the board (``mpremote connect PORT reset``): it boots and connects to the hub.
+4. reboot the board into maintenance (``mpremote connect PORT fs touch :noauto + fs cp
+   main.py :main.py + reset``). A running firmware has started ``machine.WDT``, which
+   nothing stops: mpremote's Ctrl-C halts the main loop, and the watchdog would reset the
+   board a few seconds later, in the middle of the copy. With a file ``noauto`` in its root
+   main.py does not start the firmware (nor the watchdog), so after this reset the board
+   waits at the REPL. The new main.py goes over first so a board running a firmware that
+   predates ``noauto`` honours it too; the hard reset is what disarms the watchdog (if
+   the watchdog fires first, the board reboots into maintenance all the same).
+5. with mpremote: check the board answers (an ESP32 with room for the bundle, in
+   maintenance), remove the old modules (a stale ``x.py`` would shadow the new ``x.mpy``;
+   the session journal is kept), copy the bundle (``mpremote connect PORT fs cp -r ... :``).
+6. remove ``noauto`` and reset (``mpremote connect PORT fs rm :noauto + reset``): the board
+   boots the firmware and connects to the hub. If a step fails the board stays in
+   maintenance (``noauto`` left in place): run flash again.
 
 --dry-run prints every command without running any, and opens neither the store nor
 the port. esptool and mpremote are the vendor tools from the ``board`` extra
@@ -51,6 +61,7 @@ MPREMOTE_ATTEMPTS = 3
 SPACE_MARGIN = 4096  # bytes kept free on the board beyond the bundle
 BUNDLE_NAME = "bundle"  # in the temporary directory
 PREPARE_NAME = "evhub_prepare.py"  # beside it: run on the board before copying
+NOAUTO = "noauto"  # on the board's root: main.py does not start the firmware (firmware/micropython/main.py)
 
 
 class FlashError(Exception):
@@ -182,7 +193,7 @@ class Flasher:
         self.dry = args.dry_run
         self.port = args.port
         self.n = 0
-        self.total = 4 + (1 if args.firmware else 0)
+        self.total = 5 + (1 if args.firmware else 0)
 
     def step(self, text):
         self.n += 1
@@ -380,19 +391,34 @@ class Flasher:
             time.sleep(BOOT_WAIT_S)
         raise FlashError("mpremote failed")  # not reached
 
+    def maintenance(self, tmp):
+        """Reboot into maintenance: noauto on the board, the new main.py (which honours it), hard reset."""
+        argv = self.mpremote_argv("fs", "touch", ":" + NOAUTO, "+", "fs", "cp", "main.py", ":main.py", "+", "reset")
+        self.step("reboot the board into maintenance (%s: the firmware and its watchdog do not start)" % NOAUTO)
+        self.show(argv, "Ctrl-C stops the firmware; its watchdog is disarmed only by this reset")
+        if self.dry:
+            return
+        # A board still booting a freshly written MicroPython is tried again.
+        self.run_mpremote(argv, cwd=os.path.join(tmp, BUNDLE_NAME),
+                          attempts=MPREMOTE_ATTEMPTS if self.args.firmware else 1)
+        time.sleep(BOOT_WAIT_S)  # the board reboots
+
     def copy_bundle(self, written, tmp):
         entries = B.top_level_entries(written)
         total = sum(size for _p, size in written)
         prepare = self.mpremote_argv("run", PREPARE_NAME)
         copy = self.mpremote_argv("fs", "cp", "-r", *(entries + [":"]))
         self.step("copy the bundle with mpremote (old modules removed first; the session journal is kept)")
-        self.show(prepare, "checks the board, removes %s" % ", ".join(stale_names(written)))
+        self.show(prepare, "checks the board is in maintenance, removes %s" % ", ".join(stale_names(written)))
         if not self.dry:
-            text = self.run_mpremote(prepare, cwd=tmp, attempts=MPREMOTE_ATTEMPTS if self.args.firmware else 1)
-            m = re.search(r"EVHUB-BOARD (\S+) (\d+)", text)
+            text = self.run_mpremote(prepare, cwd=tmp, attempts=MPREMOTE_ATTEMPTS)  # it has just rebooted
+            m = re.search(r"EVHUB-BOARD (\S+) (\d+) noauto=(\d)", text)
             if not m:
                 raise FlashError("the board on %s did not run the check script; is it running MicroPython?" % self.port)
-            platform, free = m.group(1), int(m.group(2))
+            platform, free, noauto = m.group(1), int(m.group(2)), m.group(3) == "1"
+            if not noauto:
+                raise FlashError("the board on %s is not in maintenance (no %s file after the reset): its watchdog "
+                                 "could reset it mid-copy; run flash again" % (self.port, NOAUTO))
             if platform != "esp32":
                 print("    warning: the board says sys.platform=%r, not 'esp32'; the bundle is built for an ESP32"
                       % platform, flush=True)
@@ -404,8 +430,8 @@ class Flasher:
             self.run_mpremote(copy, cwd=os.path.join(tmp, BUNDLE_NAME))
 
     def reset(self):
-        argv = self.mpremote_argv("reset")
-        self.step("reset the board: it boots the firmware and connects to the hub")
+        argv = self.mpremote_argv("fs", "rm", ":" + NOAUTO, "+", "reset")
+        self.step("remove %s and reset the board: it boots the firmware and connects to the hub" % NOAUTO)
         self.show(argv)
         if not self.dry:
             self.run_mpremote(argv)
@@ -432,6 +458,7 @@ class Flasher:
                 self.write_micropython()
                 if not self.dry:
                     time.sleep(BOOT_WAIT_S)  # first boot formats the filesystem
+            self.maintenance(tmp)
             self.copy_bundle(written, tmp)
             self.reset()
         where = B.describe_link(cfg)
@@ -443,7 +470,7 @@ class Flasher:
         return 0
 
     def commands_shown(self):
-        return (2 if self.args.erase else 1 if self.args.firmware else 0) + 3
+        return (2 if self.args.erase else 1 if self.args.firmware else 0) + 4
 
 
 def stale_names(written):
@@ -480,8 +507,13 @@ def prepare_script(written):
         "        os.remove(p)\n"
         "for _p in %r:\n"
         "    _rm(_p)\n"
+        "try:\n"
+        "    os.stat(%r)\n"
+        "    _n = 1\n"
+        "except OSError:\n"
+        "    _n = 0\n"
         "_s = os.statvfs('/')\n"
-        "print('EVHUB-BOARD', sys.platform, _s[0] * _s[3])\n" % (tuple(stale_names(written)),)
+        "print('EVHUB-BOARD', sys.platform, _s[0] * _s[3], 'noauto=%%d' %% _n)\n" % (tuple(stale_names(written)), NOAUTO)
     )
 
 
