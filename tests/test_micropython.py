@@ -421,3 +421,84 @@ def test_protocol_errors_carry_their_code_and_text_under_micropython():
     )
     assert res.returncode == 0, res.stderr
     assert "code 2 unknown_kind: unknown kind 99" in res.stdout
+
+
+# --- the kind table: the board reads it line by line, CPython compiles it per kind -------------------
+
+SAMPLE = {"i": 7, "n": 1.5, "s": "x", "b": b"\x01", "t": True, "l": [1], "m": {"a": 1}, "a": "any"}
+WRONG = [None, 3, 2.5, "s", b"b", True, [], {}]
+
+
+def parse_cases():
+    """Messages for every kind: valid, each field of each wrong type, nil, missing, extra, bad shapes."""
+    from transport import kinds as K
+
+    cases = [[], [1], [1, -1], [1, 2**32], ["1", 0], [True, 0], [1, True], [99, 1], [0, 0], [1.0, 0]]
+    for kind in K.kinds():
+        types = K.spec(kind)[2]
+        good = [SAMPLE[c.lower()] for c in types]
+        cases.append([kind, 3] + good)
+        cases.append([kind, 3] + good + ["appended", 1])
+        for i in range(len(good)):
+            cases.append([kind, 3] + good[:i])
+            for w in WRONG:
+                cases.append([kind, 3] + good[:i] + [w] + good[i + 1 :])
+    return cases
+
+
+def parse_outcome(obj):
+    from transport.errors import ProtocolError
+    from transport.messages import parse
+
+    try:
+        kind, seq, fields = parse(obj)
+        return ["ok", kind, seq, list(fields)]
+    except ProtocolError as exc:
+        return ["refused", exc.code, exc.seq, exc.text]
+
+
+def test_the_cpython_fast_path_and_the_board_path_of_parse_agree(monkeypatch):
+    from transport import kinds as K
+    from transport import messages
+
+    cases = parse_cases()
+    fast = [parse_outcome(c) for c in cases]
+    monkeypatch.setattr(messages, "_ACCEPT", None)
+    monkeypatch.setattr(K, "_CACHE", None)
+    board = [parse_outcome(c) for c in cases]
+    assert fast == board
+    assert sum(1 for r in fast if r[0] == "ok") > 2 * len(K.kinds())
+    assert {r[1] for r in fast if r[0] == "refused"} == {1, 2, 3}
+
+
+PARSE_CHECK = """
+from transport import purepack
+from transport.messages import parse
+from transport.errors import ProtocolError
+f = open(%r, 'rb')
+data = f.read()
+f.close()
+cases = purepack.unpackb(data)
+data = None
+out = []
+for obj in cases:
+    try:
+        kind, seq, fields = parse(obj)
+        out.append(['ok', kind, seq, list(fields)])
+    except ProtocolError as exc:
+        out.append(['refused', exc.code, exc.seq, exc.text])
+f = open(%r, 'wb')
+f.write(purepack.packb(out))
+f.close()
+print('OK')
+"""
+
+
+def test_parse_gives_the_same_answers_under_micropython(tmp_path, board):
+    cases = parse_cases()
+    src, dst = tmp_path / "cases.bin", tmp_path / "out.bin"
+    src.write_bytes(msgpack.packb(cases, use_bin_type=True))
+    check_micropython(PARSE_CHECK % (str(src), str(dst)), heapsize="8M", path=board)
+    got = msgpack.unpackb(dst.read_bytes(), raw=False)
+    want = [parse_outcome(c) for c in msgpack.unpackb(src.read_bytes(), raw=False)]
+    assert got == want

@@ -4,7 +4,7 @@ import os
 import re
 
 from transport import kinds as K
-from transport.errors import ERROR_NAMES
+from transport.errors import ERROR_NAMES, error_name
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "transport", "PROTOCOL.md")
 
@@ -23,14 +23,38 @@ def documented_kinds():
     return rows
 
 
+def documented_directions():
+    """kind -> the direction of the section it is listed under ("any" for the session kinds)."""
+    out = {}
+    heads = {"Session (any role)": "any"}
+    for part in doc_text().split("## Kinds", 1)[1].split("\n## ", 1)[0].split("\n### ")[1:]:
+        head, body = part.split("\n", 1)
+        direction = heads.get(head) or "%s>%s" % tuple(w.strip().lower() for w in head.split("→"))
+        for m in re.finditer(r"^\| (\d+) \|", body, re.M):
+            out[int(m.group(1))] = direction
+    return out
+
+
 def test_every_kind_is_documented_with_its_fields_and_types():
     doc = documented_kinds()
     for kind, (name, _direction, spec) in K.KINDS.items():
         assert kind in doc, "kind %d (%s) missing from PROTOCOL.md" % (kind, name)
         doc_name, doc_fields = doc[kind]
         assert doc_name == name
-        expected = [(f, K.TYPE_NAMES[t & 0x0F], bool(t & K.OPT)) for f, t in spec]
+        expected = [(f, t.rstrip("?"), t.endswith("?")) for f, t in spec]
         assert doc_fields == expected, "fields of %s differ from kinds.py" % name
+
+
+def test_every_kind_is_documented_under_its_direction():
+    where = documented_directions()
+    for kind, (name, direction, _spec) in K.KINDS.items():
+        assert where.get(kind) == direction, "%s is listed under %s, kinds.py says %s" % (name, where.get(kind), direction)
+
+
+def test_every_kind_is_a_module_constant_named_after_it():
+    for kind, (name, _direction, _spec) in K.KINDS.items():
+        assert getattr(K, name.upper()) == kind
+    assert sorted(K.KINDS) == sorted(K.kinds())
 
 
 def test_the_doc_lists_no_kind_the_table_lacks():
@@ -39,7 +63,9 @@ def test_the_doc_lists_no_kind_the_table_lacks():
 
 def test_every_error_code_is_documented():
     text = doc_text()
+    assert sorted(ERROR_NAMES) == list(range(1, len(ERROR_NAMES) + 1))
     for code, name in ERROR_NAMES.items():
+        assert error_name(code) == name
         assert re.search(r"^\| %d \| `%s` \|" % (code, name), text, re.M), "error %d %s undocumented" % (code, name)
 
 

@@ -19,23 +19,23 @@ E_TIMEOUT = const(13)
 E_INTERNAL = const(14)  # a bug on the hub; the link stays up
 E_OVERLOADED = const(15)  # outbox full / too many links
 
-ERROR_NAMES = {
-    E_MALFORMED: "malformed",
-    E_UNKNOWN_KIND: "unknown_kind",
-    E_BAD_FIELD: "bad_field",
-    E_NOT_AUTHENTICATED: "not_authenticated",
-    E_AUTH_FAILED: "auth_failed",
-    E_UNSUPPORTED_VERSION: "unsupported_version",
-    E_NOT_FOUND: "not_found",
-    E_CONFLICT: "conflict",
-    E_FORBIDDEN: "forbidden",
-    E_RATE_LIMITED: "rate_limited",
-    E_TOO_LARGE: "too_large",
-    E_INVALID_STATE: "invalid_state",
-    E_TIMEOUT: "timeout",
-    E_INTERNAL: "internal",
-    E_OVERLOADED: "overloaded",
-}
+# The E_* names in lower case, in code order (ERROR_NAMES is built from it on first use).
+_NAMES = ("malformed unknown_kind bad_field not_authenticated auth_failed unsupported_version not_found conflict"
+          " forbidden rate_limited too_large invalid_state timeout internal overloaded")
+
+
+def error_name(code):
+    """``"bad_field"`` for E_BAD_FIELD ...; None for a code outside the table."""
+    names = _NAMES.split(" ")
+    return names[code - 1] if type(code) is int and 0 < code <= len(names) else None
+
+
+def __getattr__(name):
+    if name == "ERROR_NAMES":  # code -> name, for tools and the hub
+        value = dict((i + 1, n) for i, n in enumerate(_NAMES.split(" ")))
+        globals()[name] = value
+        return value
+    raise AttributeError(name)
 
 
 class WireError(Exception):
@@ -60,4 +60,4 @@ class ProtocolError(WireError):
         self.seq = seq
 
     def __str__(self):
-        return "%s: %s" % (ERROR_NAMES.get(self.code, self.code), self.text)
+        return "%s: %s" % (error_name(self.code) or self.code, self.text)

@@ -4,251 +4,180 @@ A message on the wire is a msgpack array ``[kind, seq, field1, field2, ...]``.
 ``seq`` is a fresh integer (1..2**32-1) on every request; a reply echoes the
 request's seq; an unsolicited event carries seq 0.
 
-Each entry of KINDS is ``kind: (name, direction, fields)`` where ``fields`` is a
-tuple of ``(field_name, type)``. Types are the T_* codes below; ``| OPT`` allows
-None. Extra trailing fields are ignored (so a newer peer may append fields);
-missing fields are refused. docs/PROTOCOL.md in this package is checked against
-this table by the test suite.
+The table (``_TABLE`` below) is one line per kind::
+
+    number name direction types field1 field2 ...
+
+``direction`` is ``*`` (either way, every role) or ``<sender>><receiver>`` by
+initial: ``s`` station, ``v`` vehicle, ``o`` operator, ``h`` hub. ``types`` has
+one character per field: ``i`` int (never a bool), ``n`` num (int or float),
+``s`` str, ``b`` bin, ``t`` bool, ``l`` list, ``m`` map, ``a`` any msgpack value;
+upper case also accepts nil. A kind without fields has no types column.
+Extra trailing fields are ignored (so a newer peer may append fields); missing
+fields are refused. ``PROTOCOL.md`` in this package is checked against this
+table by the test suite.
+
+Each kind is also a module attribute named after it in upper case:
+``kinds.BOOT == 20``. They come from the table too: on CPython all of them at
+import, on the board each one the first time it is used (so the ~40 names cost
+no heap until then).
+
+The table is one string so that importing it on the board builds one object, not
+hundreds of tuples: ``spec(kind)`` reads a kind's line when asked (and caches it
+on CPython, where the hub asks for every message). ``KINDS`` (kind -> ``(name,
+direction, ((field, type), ...))`` with long names such as ``"station>hub"`` and
+``"int?"``), ``TYPE_NAMES``, ``CONNECTOR_STATUSES`` and ``STATION_STATUSES`` are
+built on first use, for tools and tests.
 """
+
+import sys
 
 from transport.compat import const
 
 PROTOCOL_VERSION = const(1)
 
-# Field types.
-T_INT = const(1)  # integer (never bool)
-T_NUM = const(2)  # int or float
-T_STR = const(3)  # UTF-8 string
-T_BIN = const(4)  # bytes
-T_BOOL = const(5)
-T_LIST = const(6)
-T_MAP = const(7)
-T_ANY = const(8)  # any msgpack value
-OPT = const(0x10)  # flag: None is also accepted
-
-TYPE_NAMES = {
-    T_INT: "int",
-    T_NUM: "num",
-    T_STR: "str",
-    T_BIN: "bin",
-    T_BOOL: "bool",
-    T_LIST: "list",
-    T_MAP: "map",
-    T_ANY: "any",
-}
-
-# Who sends a kind. "any" kinds are legal in both directions on every link.
-ANY = "any"
-STATION_TO_HUB = "station>hub"
-HUB_TO_STATION = "hub>station"
-VEHICLE_TO_HUB = "vehicle>hub"
-HUB_TO_VEHICLE = "hub>vehicle"
-OPERATOR_TO_HUB = "operator>hub"
-HUB_TO_OPERATOR = "hub>operator"
+# number name direction types fields... (see the module docstring)
+_TABLE = """
+1 hello * issb proto role id nonce
+2 challenge * b nonce
+3 auth * b proof
+4 welcome * ii time heartbeat_s
+5 ping * i time
+6 pong * i time
+7 error * is code text
+8 ack *
+20 boot s>h nnins lat lon connectors max_kw firmware
+21 status s>h isS connector status info
+22 meter s>h iSiii connector session_id energy_wh power_w time
+23 session_start s>h sisIii session_id connector vehicle_id reservation_id meter_start_wh time
+24 session_end s>h sisIiiis session_id connector vehicle_id reservation_id energy_wh started ended reason
+40 reserve_now h>s iisii reservation_id connector vehicle_id start end
+41 cancel_reservation h>s i reservation_id
+42 remote_start h>s isIM connector vehicle_id reservation_id ev
+43 remote_stop h>s s session_id
+44 change_availability h>s it connector available
+45 configure h>s sa key value
+46 trigger h>s s what
+60 position v>h nniN lat lon time soc
+61 nearest v>h nniM lat lon k filters
+62 nearest_result h>v l stations
+63 reserve v>h sii station_id start end
+64 reserve_result h>v tIlS ok reservation_id alternatives reason
+65 cancel v>h i reservation_id
+66 list_reservations v>h
+67 reservations h>v l reservations
+68 start_charge v>h sIM station_id reservation_id ev
+69 stop_charge v>h s session_id
+70 charge_progress h>v ssii session_id station_id energy_wh power_w
+71 complete h>v ssiis session_id station_id energy_wh duration_s reason
+72 session_started h>v ssi session_id station_id connector
+90 stations_list o>h
+91 stations h>o l stations
+92 hub_stats o>h
+93 stats h>o m stats
+"""
 
 ROLES = ("station", "vehicle", "operator")
-
-# --- session ---------------------------------------------------------------
-HELLO = const(1)
-CHALLENGE = const(2)
-AUTH = const(3)
-WELCOME = const(4)
-PING = const(5)
-PONG = const(6)
-ERROR = const(7)
-ACK = const(8)
-# --- station -> hub --------------------------------------------------------
-BOOT = const(20)
-STATUS = const(21)
-METER = const(22)
-SESSION_START = const(23)
-SESSION_END = const(24)
-# --- hub -> station --------------------------------------------------------
-RESERVE_NOW = const(40)
-CANCEL_RESERVATION = const(41)
-REMOTE_START = const(42)
-REMOTE_STOP = const(43)
-CHANGE_AVAILABILITY = const(44)
-CONFIGURE = const(45)
-TRIGGER = const(46)
-# --- vehicle <-> hub -------------------------------------------------------
-POSITION = const(60)
-NEAREST = const(61)
-NEAREST_RESULT = const(62)
-RESERVE = const(63)
-RESERVE_RESULT = const(64)
-CANCEL = const(65)
-LIST_RESERVATIONS = const(66)
-RESERVATIONS = const(67)
-START_CHARGE = const(68)
-STOP_CHARGE = const(69)
-CHARGE_PROGRESS = const(70)
-COMPLETE = const(71)
-SESSION_STARTED = const(72)
-# --- operator <-> hub ------------------------------------------------------
-STATIONS_LIST = const(90)
-STATIONS = const(91)
-HUB_STATS = const(92)
-STATS = const(93)
-
-KINDS = {
-    # session: hello -> challenge -> auth(proof) -> welcome; heartbeat; errors
-    HELLO: ("hello", ANY, (("proto", T_INT), ("role", T_STR), ("id", T_STR), ("nonce", T_BIN))),
-    CHALLENGE: ("challenge", ANY, (("nonce", T_BIN),)),
-    AUTH: ("auth", ANY, (("proof", T_BIN),)),
-    WELCOME: ("welcome", ANY, (("time", T_INT), ("heartbeat_s", T_INT))),
-    PING: ("ping", ANY, (("time", T_INT),)),
-    PONG: ("pong", ANY, (("time", T_INT),)),
-    ERROR: ("error", ANY, (("code", T_INT), ("text", T_STR))),
-    ACK: ("ack", ANY, ()),
-    # station -> hub
-    BOOT: (
-        "boot",
-        STATION_TO_HUB,
-        (("lat", T_NUM), ("lon", T_NUM), ("connectors", T_INT), ("max_kw", T_NUM), ("firmware", T_STR)),
-    ),
-    STATUS: ("status", STATION_TO_HUB, (("connector", T_INT), ("status", T_STR), ("info", T_STR | OPT))),
-    METER: (
-        "meter",
-        STATION_TO_HUB,
-        (
-            ("connector", T_INT),
-            ("session_id", T_STR | OPT),
-            ("energy_wh", T_INT),
-            ("power_w", T_INT),
-            ("time", T_INT),
-        ),
-    ),
-    SESSION_START: (
-        "session_start",
-        STATION_TO_HUB,
-        (
-            ("session_id", T_STR),
-            ("connector", T_INT),
-            ("vehicle_id", T_STR),
-            ("reservation_id", T_INT | OPT),
-            ("meter_start_wh", T_INT),
-            ("time", T_INT),
-        ),
-    ),
-    SESSION_END: (
-        "session_end",
-        STATION_TO_HUB,
-        (
-            ("session_id", T_STR),
-            ("connector", T_INT),
-            ("vehicle_id", T_STR),
-            ("reservation_id", T_INT | OPT),
-            ("energy_wh", T_INT),
-            ("started", T_INT),
-            ("ended", T_INT),
-            ("reason", T_STR),
-        ),
-    ),
-    # hub -> station
-    RESERVE_NOW: (
-        "reserve_now",
-        HUB_TO_STATION,
-        (
-            ("reservation_id", T_INT),
-            ("connector", T_INT),
-            ("vehicle_id", T_STR),
-            ("start", T_INT),
-            ("end", T_INT),
-        ),
-    ),
-    CANCEL_RESERVATION: ("cancel_reservation", HUB_TO_STATION, (("reservation_id", T_INT),)),
-    REMOTE_START: (
-        "remote_start",
-        HUB_TO_STATION,
-        (("connector", T_INT), ("vehicle_id", T_STR), ("reservation_id", T_INT | OPT), ("ev", T_MAP | OPT)),
-    ),
-    REMOTE_STOP: ("remote_stop", HUB_TO_STATION, (("session_id", T_STR),)),
-    CHANGE_AVAILABILITY: ("change_availability", HUB_TO_STATION, (("connector", T_INT), ("available", T_BOOL))),
-    CONFIGURE: ("configure", HUB_TO_STATION, (("key", T_STR), ("value", T_ANY))),
-    TRIGGER: ("trigger", HUB_TO_STATION, (("what", T_STR),)),
-    # vehicle <-> hub
-    POSITION: ("position", VEHICLE_TO_HUB, (("lat", T_NUM), ("lon", T_NUM), ("time", T_INT), ("soc", T_NUM | OPT))),
-    NEAREST: ("nearest", VEHICLE_TO_HUB, (("lat", T_NUM), ("lon", T_NUM), ("k", T_INT), ("filters", T_MAP | OPT))),
-    NEAREST_RESULT: ("nearest_result", HUB_TO_VEHICLE, (("stations", T_LIST),)),
-    RESERVE: ("reserve", VEHICLE_TO_HUB, (("station_id", T_STR), ("start", T_INT), ("end", T_INT))),
-    RESERVE_RESULT: (
-        "reserve_result",
-        HUB_TO_VEHICLE,
-        (("ok", T_BOOL), ("reservation_id", T_INT | OPT), ("alternatives", T_LIST), ("reason", T_STR | OPT)),
-    ),
-    CANCEL: ("cancel", VEHICLE_TO_HUB, (("reservation_id", T_INT),)),
-    LIST_RESERVATIONS: ("list_reservations", VEHICLE_TO_HUB, ()),
-    RESERVATIONS: ("reservations", HUB_TO_VEHICLE, (("reservations", T_LIST),)),
-    START_CHARGE: (
-        "start_charge",
-        VEHICLE_TO_HUB,
-        (("station_id", T_STR), ("reservation_id", T_INT | OPT), ("ev", T_MAP | OPT)),
-    ),
-    STOP_CHARGE: ("stop_charge", VEHICLE_TO_HUB, (("session_id", T_STR),)),
-    CHARGE_PROGRESS: (
-        "charge_progress",
-        HUB_TO_VEHICLE,
-        (("session_id", T_STR), ("station_id", T_STR), ("energy_wh", T_INT), ("power_w", T_INT)),
-    ),
-    COMPLETE: (
-        "complete",
-        HUB_TO_VEHICLE,
-        (
-            ("session_id", T_STR),
-            ("station_id", T_STR),
-            ("energy_wh", T_INT),
-            ("duration_s", T_INT),
-            ("reason", T_STR),
-        ),
-    ),
-    SESSION_STARTED: (
-        "session_started",
-        HUB_TO_VEHICLE,
-        (("session_id", T_STR), ("station_id", T_STR), ("connector", T_INT)),
-    ),
-    # operator <-> hub
-    STATIONS_LIST: ("stations_list", OPERATOR_TO_HUB, ()),
-    STATIONS: ("stations", HUB_TO_OPERATOR, (("stations", T_LIST),)),
-    HUB_STATS: ("hub_stats", OPERATOR_TO_HUB, ()),
-    STATS: ("stats", HUB_TO_OPERATOR, (("stats", T_MAP),)),
-}
-
-# Connector statuses a station reports (OCPP 1.6 meanings).
-CONNECTOR_STATUSES = (
-    "Available",
-    "Reserved",
-    "Preparing",
-    "Charging",
-    "SuspendedEV",
-    "Finishing",
-    "Unavailable",
-    "Faulted",
-)
-
-# Station statuses the hub shows to vehicles and operators.
-STATION_STATUSES = ("Available", "Occupied", "Reserved", "Offline", "Unavailable", "Faulted")
 
 # Why a session ended (SESSION_END.reason / COMPLETE.reason).
 END_REASONS = ("Complete", "Local", "Remote", "EVDisconnected", "HubLost", "PowerLoss", "Fault")
 
-# Sent by a role; the hub refuses kinds a role may not send with E_FORBIDDEN.
-SENDS = {
-    "station": (STATION_TO_HUB,),
-    "vehicle": (VEHICLE_TO_HUB,),
-    "operator": (OPERATOR_TO_HUB,),
-}
+# CPython (the hub parses every message): kind -> spec, filled on first use. The board reads
+# the line again each time rather than keep a copy of every kind it has seen.
+_CACHE = None if sys.implementation.name == "micropython" else {}
+
+
+def spec(kind):
+    """``(name, direction, types, field_names)`` of `kind`, or None if the table lacks it.
+
+    ``direction`` and ``types`` are the table's short codes (``"s>h"``, ``"isS"``)."""
+    if _CACHE is not None:
+        s = _CACHE.get(kind)
+        if s is not None:
+            return s
+    if type(kind) is not int:
+        return None
+    i = _TABLE.find("\n%d " % kind)
+    if i < 0:
+        return None
+    words = _TABLE[i + 1 : _TABLE.find("\n", i + 1)].split(" ")
+    s = (words[1], words[2], words[3] if len(words) > 3 else "", tuple(words[4:]))
+    if _CACHE is not None:
+        _CACHE[kind] = s
+    return s
+
+
+def kinds():
+    """Every kind number in the table, in table order."""
+    return [int(line.split(" ", 1)[0]) for line in _TABLE.split("\n") if line]
 
 
 def kind_name(kind):
-    entry = KINDS.get(kind)
-    return entry[0] if entry else "kind-%s" % (kind,)
+    s = spec(kind)
+    return s[0] if s else "kind-%s" % (kind,)
 
 
 def may_send(role, kind):
     """Whether a peer with `role` may send `kind` to the hub."""
-    entry = KINDS.get(kind)
-    if entry is None:
+    s = spec(kind)
+    if s is None:
         return False
-    direction = entry[1]
-    return direction == ANY or direction in SENDS.get(role, ())
+    d = s[1]
+    return d == "*" or (d[2] == "h" and role in ROLES and role[0] == d[0])
+
+
+def type_name(code):
+    """``"int"``, ``"str?"`` ... for a type character of the table."""
+    name = {"i": "int", "n": "num", "s": "str", "b": "bin", "t": "bool", "l": "list", "m": "map", "a": "any"}
+    return name[code.lower()] + ("?" if code.isupper() else "")
+
+
+def _who(letter):
+    return {"s": "station", "v": "vehicle", "o": "operator", "h": "hub"}[letter]
+
+
+def direction_name(d):
+    """``"any"``, ``"station>hub"`` ... for a direction code of the table."""
+    return "any" if d == "*" else _who(d[0]) + ">" + _who(d[2])
+
+
+def _number(name):
+    """The kind called `name` (lower case) in the table, or None."""
+    key = " %s " % name
+    i = _TABLE.find(key)
+    while i >= 0:
+        j = _TABLE.rfind("\n", 0, i) + 1
+        if _TABLE[j:i].isdigit():  # the name column, not a field of the same name
+            return int(_TABLE[j:i])
+        i = _TABLE.find(key, i + 1)
+    return None
+
+
+def __getattr__(name):
+    # Kind constants on the board, and the long-form views (tools, tests, the hub's HTTP API),
+    # built once on first use.
+    value = _number(name.lower()) if name.isupper() else None
+    if value is not None:
+        pass
+    elif name == "KINDS":
+        value = {}
+        for k in kinds():
+            s = spec(k)
+            value[k] = (s[0], direction_name(s[1]), tuple((s[3][i], type_name(s[2][i])) for i in range(len(s[2]))))
+    elif name == "TYPE_NAMES":
+        value = dict((c, type_name(c)) for c in "insbtlma")
+    elif name == "CONNECTOR_STATUSES":
+        # OCPP 1.6 meanings; firmware/connector.py holds the same names.
+        value = ("Available", "Reserved", "Preparing", "Charging", "SuspendedEV", "Finishing", "Unavailable", "Faulted")
+    elif name == "STATION_STATUSES":
+        # What the hub shows to vehicles and operators.
+        value = ("Available", "Occupied", "Reserved", "Offline", "Unavailable", "Faulted")
+    else:
+        raise AttributeError(name)
+    globals()[name] = value
+    return value
+
+
+if _CACHE is not None:  # CPython: every kind constant now, as plain module attributes
+    for _k in kinds():
+        globals()[spec(_k)[0].upper()] = _k

@@ -3,59 +3,114 @@
 ``make`` builds a message for sending; ``parse`` takes whatever the codec
 decoded and returns ``(kind, seq, fields)`` or raises ProtocolError with a code
 a peer can act on. Nothing here raises anything but ProtocolError.
+
+Two ways to check the field types, with the same result (a test holds them to
+it): on CPython each kind's types are compiled once into a tuple of accepted
+Python types per field (the hub parses every message); on the board the type
+characters of the table are read one by one, so nothing is kept per kind.
 """
 
+import sys
+
 from transport import kinds as K
-from transport.compat import is_int, is_number
+from transport.compat import is_int
 from transport.errors import E_BAD_FIELD, E_MALFORMED, E_UNKNOWN_KIND, ProtocolError
 
 MAX_SEQ = 0xFFFFFFFF
 
+# CPython: kind -> per field, what the value's type must be in (see _accepted).
+_ACCEPT = None if sys.implementation.name == "micropython" else {}
 
-def _type_ok(t, value):
+
+def _type_ok(code, value):
+    """Whether `value` fits a type character of the table (upper case: nil allowed)."""
     if value is None:
-        return bool(t & K.OPT)
-    t = t & 0x0F
-    if t == K.T_INT:
-        return is_int(value)
-    if t == K.T_NUM:
-        return is_number(value)
-    if t == K.T_STR:
-        return type(value) is str
-    if t == K.T_BIN:
-        return type(value) is bytes
-    if t == K.T_BOOL:
-        return type(value) is bool
-    if t == K.T_LIST:
-        return type(value) is list or type(value) is tuple
-    if t == K.T_MAP:
-        return type(value) is dict
-    return t == K.T_ANY
+        return code < "a"  # upper case
+    t = type(value)
+    if code in "iI":
+        return t is int
+    if code in "nN":
+        return t is int or t is float
+    if code in "sS":
+        return t is str
+    if code in "bB":
+        return t is bytes
+    if code in "tT":
+        return t is bool
+    if code in "lL":
+        return t is list or t is tuple
+    if code in "mM":
+        return t is dict
+    return code in "aA"
+
+
+if _ACCEPT is not None:
+
+    class _Any:
+        """Stands for the tuple of accepted types of an "any" field: every type but nil's (``a``),
+        or every type (``A``)."""
+
+        def __init__(self, nil):
+            self.nil = nil
+
+        def __contains__(self, t):
+            return self.nil or t is not type(None)
+
+    def _accepted(types):
+        """The CPython form of a types string: per field, what ``type(value)`` must be in."""
+        base = {"i": (int,), "n": (int, float), "s": (str,), "b": (bytes,), "t": (bool,), "l": (list, tuple), "m": (dict,)}
+        out = []
+        for code in types:
+            acc = base.get(code.lower())
+            if acc is None:
+                acc = _Any(code.isupper())
+            elif code.isupper():
+                acc = acc + (type(None),)
+            out.append(acc)
+        return tuple(out)
+
+
+def _refuse(kind, seq, fields, i):
+    name, _d, types, names = K.spec(kind)
+    if i >= len(fields):
+        raise ProtocolError(E_BAD_FIELD, "%s: missing field %r" % (name, names[i]), seq)
+    raise ProtocolError(
+        E_BAD_FIELD,
+        "%s: field %r must be %s, got %s"
+        % (name, names[i], K.type_name(types[i]).replace("?", " or nil"), type(fields[i]).__name__),
+        seq,
+    )
 
 
 def _check_fields(kind, seq, fields):
-    entry = K.KINDS.get(kind)
-    if entry is None:
+    """Refuses an unknown kind or bad fields; returns the number of fields the table knows."""
+    if _ACCEPT is not None:
+        acc = _ACCEPT.get(kind)
+        if acc is None:
+            s = K.spec(kind)
+            if s is None:
+                raise ProtocolError(E_UNKNOWN_KIND, "unknown kind %r" % (kind,), seq)
+            acc = _ACCEPT[kind] = _accepted(s[2])
+        n = len(acc)
+        if len(fields) < n:
+            _refuse(kind, seq, fields, len(fields))
+        for a, v in zip(acc, fields):
+            if type(v) not in a:
+                for i in range(n):
+                    if type(fields[i]) not in acc[i]:
+                        _refuse(kind, seq, fields, i)
+        return n
+    s = K.spec(kind)
+    if s is None:
         raise ProtocolError(E_UNKNOWN_KIND, "unknown kind %r" % (kind,), seq)
-    name, _direction, spec = entry
-    if len(fields) < len(spec):
-        missing = spec[len(fields)][0]
-        raise ProtocolError(E_BAD_FIELD, "%s: missing field %r" % (name, missing), seq)
-    for i in range(len(spec)):
-        fname, ftype = spec[i]
-        if not _type_ok(ftype, fields[i]):
-            raise ProtocolError(
-                E_BAD_FIELD,
-                "%s: field %r must be %s%s, got %s"
-                % (
-                    name,
-                    fname,
-                    K.TYPE_NAMES.get(ftype & 0x0F, "?"),
-                    " or nil" if ftype & K.OPT else "",
-                    type(fields[i]).__name__,
-                ),
-                seq,
-            )
+    types = s[2]
+    n = len(types)
+    if len(fields) < n:
+        _refuse(kind, seq, fields, len(fields))
+    for i in range(n):
+        if not _type_ok(types[i], fields[i]):
+            _refuse(kind, seq, fields, i)
+    return n
 
 
 def make(kind, seq, *fields):
@@ -79,25 +134,24 @@ def parse(obj):
     if not is_int(kind):
         raise ProtocolError(E_MALFORMED, "kind must be an int", seq)
     fields = obj[2:]
-    _check_fields(kind, seq, fields)
-    spec_len = len(K.KINDS[kind][2])
-    if len(fields) > spec_len:
-        fields = fields[:spec_len]  # a newer peer's appended fields: ignored, so handlers see the known shape
+    n = _check_fields(kind, seq, fields)
+    if len(fields) > n:
+        fields = fields[:n]  # a newer peer's appended fields: ignored, so handlers see the known shape
     return kind, seq, fields
 
 
 def to_dict(kind, fields):
     """Field names to values, for logs, the console and JSON output."""
-    entry = K.KINDS.get(kind)
-    if entry is None:
+    s = K.spec(kind)
+    if s is None:
         return {"fields": list(fields)}
     out = {}
-    spec = entry[2]
-    for i in range(len(spec)):
-        out[spec[i][0]] = fields[i] if i < len(fields) else None
+    names = s[3]
+    for i in range(len(names)):
+        out[names[i]] = fields[i] if i < len(fields) else None
     return out
 
 
 def field_names(kind):
-    entry = K.KINDS.get(kind)
-    return tuple(f[0] for f in entry[2]) if entry else ()
+    s = K.spec(kind)
+    return s[3] if s else ()

@@ -337,8 +337,8 @@ class ClientSession(_Session):
         return "hub"
 
     def _may_receive(self, kind):
-        direction = K.KINDS[kind][1]
-        return direction == K.ANY or direction.startswith("hub>")
+        d = K.spec(kind)[1]
+        return d == "*" or d[0] == "h"
 
     def _handshake(self, kind, seq, fields):
         if kind == K.ERROR:
