@@ -7,7 +7,7 @@ names the key. Keys:
 =================  ======================================================================
 id                 station id as provisioned in the hub (required, 1..64 characters)
 key                the station's secret key (hex string from ``evhub stations add``)
-hub                TCP hub: ``{"host": "192.168.1.10", "port": 7878}``
+hub                TCP hub: ``{"host": "192.168.1.10", "port": 7878}``, TLS: add ``"tls": true, "ca": "hub-ca.pem"``
 uart               serial hub link on the board: ``{"id": 1, "tx": 17, "rx": 16, "baud": 115200}``
 serial             serial hub link on the unix port / CPython: a tty path or pyserial URL
 wifi               ``{"ssid": "...", "password": "..."}`` (board only)
