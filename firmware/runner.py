@@ -9,6 +9,16 @@ reads as they come, writes buffered (bounded) until the socket takes them, and a
 tick of every ChargePoint about every ``tick_s``. A station costs a ChargePoint,
 a framer and a socket: hundreds fit in one thread.
 
+TLS (``"hub": {"host", "port", "tls": true, "ca": PEM-or-null}``; null: the system's
+trust store): the TCP connect completes, the socket is wrapped with
+``do_handshake_on_connect=False`` and ``do_handshake()`` is driven by the selector
+(SSLWantReadError: wait to read, SSLWantWriteError: wait to write) like the connect
+itself. A blocking handshake would be simpler, but it would stall every other station
+on the loop for as long as one hub takes to answer (up to the timeout); this way a
+silent TLS peer costs nothing and is dropped by the link's connect timeout. The
+session starts (HELLO) once the handshake is done; an untrusted certificate closes
+the link (logged) and is retried with backoff like any failed connect.
+
 The relay is simulated (its state is kept and logged) and so is the meter (the
 core's charge simulation). ``wall`` runs ``speedup`` times faster than real time
 from ``epoch0`` (the same formula as hub.clock.HubClock, so a simulation that
@@ -23,6 +33,7 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import time
 
 from firmware.chargepoint import ChargePoint
@@ -69,6 +80,8 @@ class Device:
         self.baud = (cfg.get("uart") or {}).get("baud", DEFAULT_BAUD)
         if not self.hub and not self.serial_url:
             raise ValueError("%s: config needs hub {host, port} or serial URL" % self.id)
+        self.tls = fleet.tls_context(self.id, self.hub) if self.hub else None
+        self.handshaking = False  # TLS handshake in progress (the TCP connect is done)
         self.sock = None
         self.port = None
         self.framer = None
@@ -168,6 +181,7 @@ class Device:
         self.framer = None
         self.out = bytearray()
         self.connecting = False
+        self.handshaking = False
         self.cp.on_disconnected(why)
 
     def on_event(self, mask):
@@ -177,15 +191,55 @@ class Device:
                 self.close("connect: %s" % os.strerror(err))
                 return
             self.connecting = False
-            log.info("%s: connected to %s:%s", self.id, self.hub["host"], self.hub["port"])
-            self.cp.on_connected()
-            self._watch(selectors.EVENT_READ)
-            self.flush()
+            if self.tls is not None:
+                self._watch(0)  # the selector gets the SSLSocket, the plain socket is detached
+                try:
+                    self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.hub["host"],
+                                                     do_handshake_on_connect=False)
+                except (OSError, ValueError) as exc:
+                    self.close("TLS: %s" % exc)
+                    return
+                self.handshaking = True
+                self._handshake()
+                return
+            self._up()
+            return
+        if self.handshaking:
+            self._handshake()
             return
         if mask & selectors.EVENT_READ:
             self.read()
         if mask & selectors.EVENT_WRITE:
             self._write()
+
+    def _handshake(self):
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._watch(selectors.EVENT_READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._watch(selectors.EVENT_WRITE)
+            return
+        except ssl.SSLCertVerificationError as exc:
+            log.error("%s: the hub at %s:%s has a certificate we do not trust: %s (hub.ca / --tls-ca?)",
+                      self.id, self.hub["host"], self.hub["port"], exc.verify_message)
+            self.close("TLS: untrusted hub certificate (%s)" % exc.verify_message)
+            return
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; EOF from a plaintext peer
+            self.close("TLS handshake: %s" % exc)
+            return
+        self.handshaking = False
+        self._up()
+
+    def _up(self):
+        if self.tls is not None:
+            log.info("%s: connected to %s:%s with %s", self.id, self.hub["host"], self.hub["port"], self.sock.version())
+        else:
+            log.info("%s: connected to %s:%s", self.id, self.hub["host"], self.hub["port"])
+        self.cp.on_connected()
+        self._watch(selectors.EVENT_READ)
+        self.flush()
 
     def read(self):
         try:
@@ -194,13 +248,15 @@ class Device:
                 if not data:
                     self.close("hub closed the connection")
                     return
+                while self.tls is not None and self.sock.pending():
+                    data += self.sock.recv(65536)  # decrypted bytes the selector cannot see
             else:
                 n = self.port.in_waiting
                 if not n:
                     return
                 data = self.port.read(n)
-        except (BlockingIOError, InterruptedError):
-            return
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return  # TLS: a record not complete yet (or a key update): wait for more
         except OSError as exc:
             self.close("read: %s" % exc)
             return
@@ -229,7 +285,7 @@ class Device:
             self._write()
             self.close(cp.close_reason)
             return
-        if self.framer is None or self.connecting:
+        if self.framer is None or self.connecting or self.handshaking:
             return
         self._send_out(cp.take_outgoing())
         if self.out:
@@ -249,8 +305,8 @@ class Device:
                 n = self.sock.send(self.out)
             else:
                 n = self.port.write(bytes(self.out))
-        except (BlockingIOError, InterruptedError):
-            n = 0
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            n = 0  # TLS: retried with the same bytes first (self.out only grows at its end)
         except Exception as exc:
             self.close("write: %s" % exc)
             return
@@ -271,6 +327,7 @@ class Fleet:
         self.tick_s = tick_s
         self.wall = sim_wall(speedup, epoch0)
         self._calls = collections.deque()
+        self._tls = {}  # CA path (None: the system's) -> ssl.SSLContext, shared by the devices
         self.devices = []
         seen = set()
         for cfg in configs:
@@ -284,6 +341,23 @@ class Fleet:
                 path = os.path.join(journal_dir, "%s.journal" % safe)
             self.devices.append(Device(self, cfg, self.wall, path))
         self.by_id = {d.id: d for d in self.devices}
+
+    def tls_context(self, station_id, hub):
+        """The SSLContext for a hub config with "tls": true, else None; ValueError names what is wrong."""
+        tls = hub.get("tls", False)
+        ca = hub.get("ca")
+        if type(tls) is not bool or (ca is not None and type(ca) is not str):
+            raise ValueError("%s: hub tls must be true or false and hub ca a file path or null" % station_id)
+        if not tls:
+            return None
+        ctx = self._tls.get(ca)
+        if ctx is None:
+            try:
+                ctx = ssl.create_default_context(cafile=ca or None)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ValueError("%s: cannot load the TLS CA %s: %s" % (station_id, ca, exc)) from None
+            self._tls[ca] = ctx
+        return ctx
 
     def call_soon(self, fn, *args):
         """Run fn(*args) in the loop thread (thread-safe): plug, unplug, fault from other threads."""

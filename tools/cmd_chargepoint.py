@@ -1,9 +1,11 @@
 """`evhub chargepoint`: run a simulated charge point (the firmware core on CPython).
 
-    evhub chargepoint --id CP-1 --key KEY [--hub tcp://HOST:PORT | --serial URL]
-                      [--lat --lon --connectors --max-kw] [--speedup X] [--config FILE]
+    evhub chargepoint --id CP-1 --key KEY [--hub tcp://HOST:PORT | --hub tls://HOST:PORT [--tls-ca PEM]
+                      | --serial URL] [--lat --lon --connectors --max-kw] [--speedup X] [--config FILE]
 
-The hub comes from --hub, else $EVHUB_HUB, else tcp://127.0.0.1:7878. --serial takes any
+The hub comes from --hub, else $EVHUB_HUB, else tcp://127.0.0.1:7878. tls:// talks TLS to a
+hub served with --tls-cert and checks its certificate against --tls-ca (default
+$EVHUB_TLS_CA, else the system's trust store). --serial takes any
 pyserial URL (a pty path, /dev/ttyUSB0, socket://, loop://). --config reads a JSON file in
 the board's config.json format; flags given on the command line win over it.
 """
@@ -21,8 +23,10 @@ def configure(p):
     p.add_argument("--id", required=True, help="station id as provisioned (evhub stations add)")
     p.add_argument("--key", help="the station's key (default: $EVHUB_KEY)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--hub", help="tcp://HOST:PORT (default: $EVHUB_HUB or %s)" % DEFAULT_HUB)
+    where.add_argument("--hub", help="tcp://HOST:PORT or tls://HOST:PORT (default: $EVHUB_HUB or %s)" % DEFAULT_HUB)
     where.add_argument("--serial", metavar="URL", help="talk to the hub over a serial line (pyserial URL or pty path)")
+    p.add_argument("--tls-ca", metavar="PEM", dest="tls_ca",
+                   help="CA certificate(s) to check a tls:// hub against (default: $EVHUB_TLS_CA, else the system's)")
     p.add_argument("--baud", type=int, default=None, help="serial baud rate (default 115200)")
     p.add_argument("--lat", type=float, help="latitude (degrees)")
     p.add_argument("--lon", type=float, help="longitude (degrees)")
@@ -79,15 +83,26 @@ def build_config(args):
                 raise ValueError("--baud must be positive")
             cfg["uart"] = dict(cfg.get("uart") or {}, baud=args.baud, tx=0, rx=0)
     elif args.hub or not cfg.get("serial"):
-        from transport.tcp_link import parse_hub_url
+        from transport.tcp_link import parse_hub_url, uses_tls
 
-        url = args.hub or os.environ.get("EVHUB_HUB") or DEFAULT_HUB
-        try:
-            host, port = parse_hub_url(url)
-        except ValueError as exc:
-            raise ValueError("--hub: %s" % exc)
-        cfg["hub"] = {"host": host, "port": port}
+        if args.hub or not cfg.get("hub"):
+            url = args.hub or os.environ.get("EVHUB_HUB") or DEFAULT_HUB
+            try:
+                host, port = parse_hub_url(url)
+            except ValueError as exc:
+                raise ValueError("--hub: %s" % exc)
+            cfg["hub"] = {"host": host, "port": port}
+            if uses_tls(url):
+                cfg["hub"].update(tls=True, ca=os.environ.get("EVHUB_TLS_CA") or None)
         cfg["serial"] = None
+    tls_ca = getattr(args, "tls_ca", None)
+    if tls_ca:
+        if not (cfg.get("hub") or {}).get("tls"):
+            raise ValueError("--tls-ca is for a tls://HOST:PORT hub")
+        cfg["hub"]["ca"] = tls_ca
+    hub = cfg.get("hub")
+    if hub and hub.get("tls") and hub.get("ca") and not os.path.isfile(hub["ca"]):
+        raise ValueError("the TLS CA file %s does not exist" % hub["ca"])
     from firmware.config import normalize
 
     return normalize(cfg)

@@ -1,11 +1,22 @@
-"""Board glue: clock, WiFi, the hub link (TCP, UART, or a pty on the unix port), relays, watchdog,
-and the main loop that drives firmware.chargepoint.ChargePoint.
+"""Board glue: clock, WiFi, the hub link (TCP with optional TLS, UART, or a pty on the unix port),
+relays, watchdog, and the main loop that drives firmware.chargepoint.ChargePoint.
 
 Nothing here touches hardware at import: every machine/network object is made in a
 function and injected into the core. On the MicroPython unix port (no `network`, no
 `machine.UART`, no `machine.WDT`) the same loop talks TCP with `socket` + `select.poll`,
 or opens a pty path for serial; relays are then only logged.
+
+TLS (``"hub": {"host", "port", "tls": true, "ca": "hub-ca.pem"}``) uses the port's ``ssl``
+module (mbedTLS): the CA file (PEM or DER) is handed to ``load_verify_locations`` as DER,
+the form every port's mbedTLS parses (the unix port's parses no PEM), and the handshake
+runs non-blocking inside the loop (reads and writes return nothing until it is done), so
+the watchdog keeps being fed. mbedTLS checks the certificate's dates against the board's
+clock: a board whose RTC was never set (year 2000) asks NTP (``ntptime``) first, else the
+hub's certificate must be valid from before the RTC's epoch. Without ``ca`` the link is
+encrypted but the hub is not authenticated (logged as a warning).
 """
+
+import binascii
 
 import gc
 import json
@@ -29,12 +40,77 @@ WDT_MS = 10000  # watchdog timeout; fed only while the loop is healthy
 STALL_S = 5  # a loop that has not completed a tick for this long is unhealthy
 MAX_ERRORS = 10  # consecutive failed loop iterations before we stop feeding the watchdog
 MEM_REPORT_S = 300
+RTC_MIN_YEAR = 2024  # a clock before this was never set: certificate dates cannot be checked
 _EPOCH_2000 = 946684800  # ports whose time.time() counts from 2000-01-01
 
 
 def load_config(path):
     with open(path) as f:
         return json.load(f)
+
+
+def der_certs(data):
+    """The DER bytes of every certificate in PEM `data`; DER data is returned as the only one."""
+    if b"-----BEGIN" not in data:
+        return [data]
+    out = []
+    b64 = None
+    for line in data.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"-----BEGIN CERTIFICATE"):
+            b64 = []
+        elif line.startswith(b"-----END"):
+            if b64 is not None:
+                out.append(binascii.a2b_base64(b"".join(b64)))
+            b64 = None
+        elif b64 is not None and line:
+            b64.append(line)
+    return out
+
+
+def make_tls(hub, log):
+    """An SSLContext for a hub with "tls": true (None without); ValueError for a bad "ca" file."""
+    if not hub or not hub.get("tls"):
+        return None
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca = hub.get("ca")
+    if ca:
+        try:
+            with open(ca, "rb") as f:
+                ders = der_certs(f.read())
+            for der in ders:
+                ctx.load_verify_locations(cadata=der)
+        except (OSError, ValueError) as exc:
+            raise ValueError("hub ca %s: %s" % (ca, _text(exc)))
+        if not ders:
+            raise ValueError("hub ca %s: no certificate in it" % ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+        log("warning", "hub TLS without a ca: encrypted, but the hub's certificate is not checked")
+    return ctx
+
+
+def _text(exc):
+    """An exception as one line (mbedTLS messages come wrapped in newlines)."""
+    return " ".join(str(exc).split()) or repr(exc)
+
+
+def set_clock_for_tls(log):
+    """Certificate dates need a set clock: ask NTP when the RTC still counts from its epoch."""
+    if time.gmtime()[0] >= RTC_MIN_YEAR:
+        return True
+    try:
+        import ntptime
+
+        ntptime.settime()
+    except Exception as exc:  # no NTP module or no answer: the TLS handshake will say what failed
+        log("warning", "clock not set (%s) and NTP failed: %s" % (time.gmtime()[0], _text(exc)))
+        return False
+    log("info", "clock set from NTP for TLS: %d-%02d-%02d" % time.gmtime()[:3])
+    return True
 
 
 def wall_clock():
@@ -133,9 +209,11 @@ class Wifi:
 
 
 class TcpLink:
-    def __init__(self, host, port, poller):
+    def __init__(self, host, port, poller, tls=None):
         self.poller = poller
         self.framer = StreamFramer(MAX_FRAME)
+        self.host = host
+        self.tls = tls  # an ssl.SSLContext: the socket is wrapped once connected
         addr = socket.getaddrinfo(host, port)[0][-1]
         s = socket.socket()
         s.setblocking(False)
@@ -155,7 +233,17 @@ class TcpLink:
             raise OSError("connection refused")
         if flags & select.POLLOUT:
             self.pending = False
-            self.poller.modify(self.sock, select.POLLIN)
+            if self.tls is None:
+                self.poller.modify(self.sock, select.POLLIN)
+            else:
+                # The handshake is driven by the reads and writes that follow (they return nothing
+                # until it is done), so the loop never blocks on it.
+                self.poller.unregister(self.sock)
+                try:
+                    self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host, do_handshake_on_connect=False)
+                except (OSError, ValueError) as exc:
+                    raise OSError("TLS: %s" % _text(exc))
+                self.poller.register(self.sock, select.POLLIN)
         return not self.pending
 
     def readinto(self, buf):
@@ -164,7 +252,11 @@ class TcpLink:
         except OSError as exc:
             if exc.errno == 11:  # EAGAIN
                 return 0
+            if self.tls is not None:
+                raise OSError("TLS: %s" % _text(exc))
             raise
+        except ValueError as exc:  # mbedTLS: the hub's certificate failed verification
+            raise OSError("TLS: %s" % _text(exc))
         if n is None:
             return 0
         if n == 0:
@@ -177,7 +269,11 @@ class TcpLink:
         except OSError as exc:
             if exc.errno == 11:
                 return 0
+            if self.tls is not None:
+                raise OSError("TLS: %s" % _text(exc))
             raise
+        except ValueError as exc:
+            raise OSError("TLS: %s" % _text(exc))
         return n or 0
 
     def close(self):
@@ -255,6 +351,7 @@ class Board:
         journal = Journal(cfg.get("journal") or "journal.log", cfg.get("connectors", 1))
         self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
         self.cfg = self.cp.config
+        self.tls = make_tls(self.cfg.get("hub"), self.log)
         self.poller = select.poll()
         self.link = None
         self.buf = bytearray(READ_SIZE)
@@ -276,7 +373,9 @@ class Board:
         cp.on_connecting()
         try:
             if cfg.get("hub"):
-                self.link = TcpLink(cfg["hub"]["host"], cfg["hub"]["port"], self.poller)
+                if self.tls is not None and self.wifi is not None:
+                    set_clock_for_tls(self.log)
+                self.link = TcpLink(cfg["hub"]["host"], cfg["hub"]["port"], self.poller, self.tls)
             elif cfg.get("uart") and _has_uart():
                 self.link = UartLink(cfg["uart"])
             elif cfg.get("serial"):
@@ -327,8 +426,8 @@ class Board:
                     self.log("warning", "undecodable frame dropped: %s" % (exc,))
                     continue
                 self.cp.receive(obj)
-            if n < len(self.buf):
-                return
+            if n < len(self.buf) and getattr(link, "tls", None) is None:
+                return  # TLS: mbedTLS may hold more of a record than one read returned; read on
 
     def pump_out(self):
         link = self.link
@@ -359,7 +458,10 @@ class Board:
             try:
                 self.pump_in(flags)
             except OSError as exc:
-                self.close_link(str(exc))
+                why = str(exc)
+                if why.startswith("TLS"):  # an untrusted hub or a broken handshake: an operator must look
+                    self.log("error", "hub link: %s" % why)
+                self.close_link(why)
         now = self.clock()
         if now - self.last_tick >= TICK_S:
             self.last_tick = now
@@ -418,7 +520,7 @@ def _has_uart():
 
 def _describe(cfg):
     if cfg.get("hub"):
-        return "tcp %s:%d" % (cfg["hub"]["host"], cfg["hub"]["port"])
+        return "%s %s:%d" % ("tls" if cfg["hub"].get("tls") else "tcp", cfg["hub"]["host"], cfg["hub"]["port"])
     if cfg.get("uart") and _has_uart():
         return "uart %s" % (cfg["uart"],)
     return "serial %s" % (cfg.get("serial"),)

@@ -1,0 +1,267 @@
+"""TLS between charge points and the hub (`evhub serve --tls-cert/--tls-key`): the CPython runner and
+`evhub chargepoint --hub tls://`, and the MicroPython firmware on the unix port (its ssl module,
+mbedTLS), against the real hub with the committed test certificate. An untrusted hub gets nothing."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from firmware.micropython import board_modules
+from firmware.runner import Fleet, run_chargepoint
+from fw_mp import REPO, compile_tree, micropython, run
+from hubproc import HubProcess, evhub
+from tools import cli
+from tools.hubclient import HubClient
+from transport import kinds as K
+
+TLS_DIR = os.path.join(os.path.dirname(__file__), "data", "tls")
+CERT = os.path.join(TLS_DIR, "hub.crt")
+KEY = os.path.join(TLS_DIR, "hub.key")
+OTHER = os.path.join(TLS_DIR, "other.crt")  # a CA that did not sign hub.crt
+QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
+MP_HEAP = "256K"  # the .mpy bundle (~140 KB with code in RAM) plus mbedTLS's ~25 KB per connection
+
+
+@pytest.fixture
+def tls_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVHUB_TLS_CA", CERT)  # for the vehicle and operator clients of the tests
+    with HubProcess(tmp_path, extra_args=["--tls-cert", CERT, "--tls-key", KEY]) as hub:
+        hub.tls_url = "tls://127.0.0.1:%d" % hub.port
+        yield hub
+
+
+def _wait(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out after %s s waiting for %s" % (timeout, what))
+
+
+def _thread(target, *args, **kwargs):
+    t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+    t.start()
+    return t
+
+
+def _status(hub, station_id):
+    res = evhub("stations", "list", "--hub", hub.tls_url, "--json", env={"EVHUB_TLS_CA": CERT}, check=False)
+    if res.returncode != 0:
+        return None
+    return {s["id"]: s["status"] for s in json.loads(res.stdout)}.get(station_id)
+
+
+# --- CPython: the runner and `evhub chargepoint` -------------------------------------------------------
+
+
+def test_evhub_chargepoint_over_tls_boots_and_shows_available(tls_hub, tmp_path):
+    key = tls_hub.add_station("CP-T1")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("EVHUB_TLS_CA", None)  # the CA comes from --tls-ca
+    log = open(tmp_path / "cp.out", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-T1", "--key", key,
+                             "--hub", tls_hub.tls_url, "--tls-ca", CERT, "--journal", "none"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: _status(tls_hub, "CP-T1") == "Available", 20, "CP-T1 Available over TLS")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+    out = (tmp_path / "cp.out").read_text()
+    assert "with TLSv1." in out and "Traceback" not in out, out
+    assert "station CP-T1: boot" in tls_hub.log()
+
+
+def test_a_runner_station_charges_a_vehicle_over_tls(tls_hub, tmp_path):
+    key = tls_hub.add_station("CP-T2")
+    token = tls_hub.add_vehicle("V-T2")
+    cfg = {"id": "CP-T2", "key": key, "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": CERT},
+           "meter_interval_s": 1, "finishing_s": 1}
+    stop = threading.Event()
+    t = _thread(run_chargepoint, cfg, stop_event=stop, journal=str(tmp_path / "t2.journal"))
+    try:
+        _wait(lambda: "station CP-T2: boot" in tls_hub.log(), 15, "BOOT over TLS")
+        with HubClient(tls_hub.tls_url, "vehicle", "V-T2", token) as v:
+            v.request(K.START_CHARGE, "CP-T2", None, QUICK_EV)
+            done = v.wait_event((K.COMPLETE,), timeout=30)
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    assert done is not None and done.fields[4] == "Complete" and done.fields[2] == 35
+
+
+@pytest.mark.parametrize("ca", [OTHER, None], ids=["other-ca", "system-store"])
+def test_a_runner_station_refuses_a_hub_whose_certificate_it_does_not_trust(tls_hub, caplog, ca):
+    key = tls_hub.add_station("CP-T3")
+    cfg = {"id": "CP-T3", "key": key, "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": ca}}
+    fleet = Fleet([cfg])
+    stop = threading.Event()
+    caplog.set_level(logging.INFO, logger="firmware.runner")
+    t = _thread(fleet.run, stop)
+    try:
+        _wait(lambda: fleet.devices[0].cp.link.failures >= 2, 15, "two refused attempts")
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    assert "a certificate we do not trust" in caplog.text and "next attempt" in caplog.text, caplog.text
+    assert not fleet.devices[0].cp.booted
+    assert "station CP-T3: boot" not in tls_hub.log() and "station CP-T3: authenticated" not in tls_hub.log()
+
+
+def test_a_plaintext_station_gets_nowhere_on_a_tls_listener(tls_hub):
+    key = tls_hub.add_station("CP-T4")
+    fleet = Fleet([{"id": "CP-T4", "key": key, "hub": {"host": "127.0.0.1", "port": tls_hub.port}}])
+    stop = threading.Event()
+    t = _thread(fleet.run, stop)
+    try:
+        _wait(lambda: fleet.devices[0].cp.link.failures >= 1, 20, "a failed attempt")
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    assert not fleet.devices[0].cp.booted and tls_hub.proc.poll() is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--hub", "tcp://127.0.0.1:7878", "--tls-ca", CERT], "--tls-ca is for a tls://HOST:PORT hub"),
+    (["--hub", "tls://127.0.0.1:7878", "--tls-ca", "/nonexistent/ca.pem"], "does not exist"),
+])
+def test_bad_tls_arguments_exit_2_with_a_clear_message(argv, message, capsys):
+    assert cli.main(["chargepoint", "--id", "CP-1", "--key", "k", "--journal", "none"] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_the_tls_ca_comes_from_the_environment_and_the_flag_wins(monkeypatch, tmp_path):
+    from tools.cmd_chargepoint import build_config
+
+    class Args:
+        config = None
+        id = "CP-1"
+        key = "k"
+        lat = lon = connectors = max_kw = offline_policy = None
+        serial = None
+        baud = None
+        hub = "tls://10.1.2.3:9000"
+        tls_ca = None
+
+    monkeypatch.setenv("EVHUB_TLS_CA", CERT)
+    assert build_config(Args())["hub"] == {"host": "10.1.2.3", "port": 9000, "tls": True, "ca": CERT}
+    Args.tls_ca = OTHER
+    assert build_config(Args())["hub"]["ca"] == OTHER
+    # a config file's hub (with TLS) is used when no --hub is given
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"hub": {"host": "10.9.9.9", "port": 7000, "tls": True, "ca": CERT}}))
+    Args.config, Args.hub, Args.tls_ca = str(cfg), None, None
+    assert build_config(Args())["hub"] == {"host": "10.9.9.9", "port": 7000, "tls": True, "ca": CERT}
+
+
+# --- MicroPython: the firmware on the unix port, its ssl module -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    """A flat board filesystem (what `evhub bundle --mpy` writes), runnable with `micropython main.py`."""
+    out = str(tmp_path_factory.mktemp("tls-bundle"))
+    core = [src for src in board_modules() if src.startswith(("transport/", "firmware/")) and src.count("/") == 1]
+    compile_tree(out, [(src, src[:-3] + ".mpy") for src in core] + [("firmware/micropython/board.py", "board.mpy")])
+    for name in ("main.py", "boot.py"):
+        with open(os.path.join(REPO, "firmware", "micropython", name)) as f, open(os.path.join(out, name), "w") as g:
+            g.write(f.read())
+    return out
+
+
+class Firmware:
+    def __init__(self, bundle, tmp_path, config):
+        cfg_path = tmp_path / ("%s.json" % config["id"])
+        config.setdefault("journal", str(tmp_path / ("%s.journal" % config["id"])))
+        config.setdefault("debug", False)
+        cfg_path.write_text(json.dumps(config))
+        self.log_path = tmp_path / ("%s.out" % config["id"])
+        self._out = open(self.log_path, "w")
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", bundle]))  # ssl is a frozen module
+        self.proc = subprocess.Popen([micropython(), "-X", "heapsize=" + MP_HEAP, "main.py", str(cfg_path)],
+                                     cwd=bundle, env=env, stdout=self._out, stderr=subprocess.STDOUT)
+
+    def output(self):
+        return self.log_path.read_text()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+        return self.output()
+
+
+def test_the_micropython_firmware_boots_over_tls_and_the_hub_shows_it_available(tls_hub, tmp_path, bundle_dir):
+    key = tls_hub.add_station("CP-MT")
+    token = tls_hub.add_vehicle("V-MT")
+    fw = Firmware(bundle_dir, tmp_path, {"id": "CP-MT", "key": key, "meter_interval_s": 1, "finishing_s": 1,
+                                         "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": CERT}})
+    try:
+        _wait(lambda: _status(tls_hub, "CP-MT") == "Available", 30, "CP-MT Available over TLS")
+        with HubClient(tls_hub.tls_url, "vehicle", "V-MT", token) as v:  # and a charge, both ways over TLS
+            v.request(K.START_CHARGE, "CP-MT", None, QUICK_EV)
+            done = v.wait_event((K.COMPLETE,), timeout=30)
+    finally:
+        out = fw.stop()
+    assert done is not None and done.fields[4] == "Complete" and done.fields[2] == 35, out
+    assert "link tls 127.0.0.1:%d" % tls_hub.port in out and "hub welcomed us" in out, out
+    assert "Traceback" not in out and "ERROR" not in out and "not checked" not in out, out
+
+
+def test_the_micropython_firmware_refuses_a_hub_its_ca_did_not_sign(tls_hub, tmp_path, bundle_dir):
+    key = tls_hub.add_station("CP-MX")
+    fw = Firmware(bundle_dir, tmp_path, {"id": "CP-MX", "key": key,
+                                         "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": OTHER}})
+    try:
+        _wait(lambda: fw.output().count("link down (TLS:") >= 2, 20, "two refused TLS handshakes")
+    finally:
+        out = fw.stop()
+    assert "ERROR CP-MX: hub link: TLS: The certificate is not correctly signed by the trusted CA" in out, out
+    assert "Traceback" not in out, out
+    assert "station CP-MX: authenticated" not in tls_hub.log() and "hub welcomed us" not in out
+
+
+def test_the_micropython_firmware_without_a_ca_encrypts_but_warns_that_the_hub_is_not_checked(tls_hub, tmp_path,
+                                                                                            bundle_dir):
+    key = tls_hub.add_station("CP-MN")
+    fw = Firmware(bundle_dir, tmp_path, {"id": "CP-MN", "key": key,
+                                         "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True}})
+    try:
+        _wait(lambda: "station CP-MN: boot" in tls_hub.log(), 20, "BOOT over unverified TLS")
+    finally:
+        out = fw.stop()
+    assert "WARNING CP-MN: hub TLS without a ca: encrypted, but the hub's certificate is not checked" in out, out
+
+
+def test_the_board_reads_a_pem_ca_bundle_as_der_for_mbedtls(tmp_path):
+    """The unix port's mbedTLS parses no PEM (ValueError: invalid cert): board.der_certs converts, one
+    DER per certificate of a bundle, and passes DER through."""
+    with open(CERT, "rb") as f:
+        pem = f.read()
+    with open(OTHER, "rb") as f:
+        other = f.read()
+    script = tmp_path / "der.py"
+    script.write_text(
+        "import ssl\nimport board\n"
+        "ders = board.der_certs(%r)\nprint('N', len(ders))\n"
+        "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+        "for d in ders:\n    ctx.load_verify_locations(cadata=d)\nprint('LOADED')\n"
+        "print('DER', board.der_certs(b'0\\x82') == [b'0\\x82'])\n" % (pem + other,))
+    res = run(str(script), "256K", [".frozen", REPO, os.path.join(REPO, "firmware", "micropython")], cwd=str(tmp_path))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "N 2" in res.stdout and "LOADED" in res.stdout and "DER True" in res.stdout, res.stdout
