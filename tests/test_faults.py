@@ -8,6 +8,7 @@ import select
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -168,13 +169,16 @@ class CuttableProxy:
 
     def cut(self, block=True):
         self.blocked = block
-        for a, b in self.pairs:
+        pairs, self.pairs = self.pairs, []
+        for a, b in pairs:
             for s in (a, b):
                 try:
+                    # An abortive close (RST): the link is gone, as when a cable or a NAT drops it.
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        self.pairs = []
+        return len(pairs)
 
     def close(self):
         self._stop = True
@@ -184,7 +188,8 @@ class CuttableProxy:
 
 def test_a_station_losing_its_link_mid_session_records_the_session_exactly_once(tmp_path):
     slow_ev = {"max_kw": 50.0, "capacity_kwh": 0.2, "soc": 0.2, "target_soc": 0.9}  # 140 Wh, ~23 s at 22 kW
-    with HubProcess(tmp_path) as hub:
+    # A 2 s heartbeat: were the cut unseen at the socket, 3 missed heartbeats would still show it.
+    with HubProcess(tmp_path, extra_args=["--heartbeat", "2"]) as hub:
         key = hub.add_station("CP-L")
         token = hub.add_vehicle("V-L")
         proxy = CuttableProxy(_host_port(hub.url))
@@ -197,8 +202,8 @@ def test_a_station_losing_its_link_mid_session_records_the_session_exactly_once(
             with HubClient(hub.url, "vehicle", "V-L", token) as v:
                 v.request(K.START_CHARGE, "CP-L", None, slow_ev)
                 sid = v.wait_event((K.SESSION_STARTED,), timeout=10).fields[0]
-                proxy.cut(block=True)  # the link is gone mid-session; the station keeps charging
-                _wait(lambda: "station CP-L: offline" in hub.log(), 10, "the hub noticing the lost link")
+                assert proxy.cut(block=True) >= 1  # the link is gone mid-session; the station keeps charging
+                _wait(lambda: "station CP-L: offline" in hub.log(), 15, "the hub noticing the lost link")
                 time.sleep(25)  # the session ends while the station cannot reach the hub
                 assert _sessions(hub.db, "CP-L") == []
                 proxy.blocked = False  # the link returns
