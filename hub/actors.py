@@ -240,8 +240,8 @@ class LocatorActor(pykka.ThreadingActor):
 
     def _upsert(self, station_id, lat, lon):
         try:
-            self.index.upsert(station_id, lat, lon)
-            self._dirty = True
+            if self.index.upsert(station_id, lat, lon):
+                self._dirty = True  # a BOOT that repeats a known position changes nothing to publish
         except ValueError as exc:
             log.warning("station %s: not indexed, bad position: %s", station_id, exc)
 

@@ -32,6 +32,19 @@ one pass over the occupied cells, so a query never costs more than a plain scan.
 Distances are ranked by squared chord between unit vectors (exact ordering, no
 trig in the inner loop) and converted to haversine km only for the results.
 
+Block cache (the common case, k <= CACHE_MAX_K). Per coarse cell (per fine cell in
+dense cells) the index keeps, built on first use, the tuple of every station in the
+block of cells within h of it (h grown until the block holds BLOCK_TARGET stations),
+sorted by Euclidean distance from the cell's centre, and T: a lower bound on the
+squared chord from ANY point of the cell to any point outside the block (the same
+latitude/meridian bound as above, taken at the cell's poleward edge). A query scans
+that tuple in order and stops once the triangle inequality (chords are Euclidean)
+says no later candidate can enter the best k: |p - x| >= |c - x| - |p - c|. The
+answer is exact when the k-th result is no farther than T (or the distance limit is
+within T); otherwise the grid search above answers. A change of a station drops the
+blocks that could hold it (every cell within BLOCK_H_MAX of its old and new cell);
+a snapshot inherits its predecessor's blocks minus those.
+
 Threads: an index is mutated by one owner (the LocatorActor). `frozen()` returns a
 read-only copy sharing the per-cell tuples (cells are immutable tuples, replaced
 on change, never edited), so a snapshot costs two dict copies and readers on other
@@ -40,6 +53,7 @@ threads need no lock. `PublishedIndex` holds the latest snapshot.
 
 import heapq
 import math
+from operator import itemgetter
 
 from hub.geo import EARTH_RADIUS_KM, angle_to_chord2, chord2_to_km, unit_vector, validate_position
 
@@ -52,6 +66,97 @@ _RAD = math.pi / 180.0
 _HALF_PI = math.pi / 2.0
 _NO_LIMIT = 5.0  # larger than any squared chord on the unit sphere (max 4)
 _BOUND_SLACK = 1.0 - 1e-9  # shrink the lower bound by float noise so it stays a lower bound
+
+_first = itemgetter(0)
+CACHE_MAX_K = 16  # queries for more than this many go straight to the grid search
+BLOCK_TARGET = 24  # a cell's block grows ring by ring until it holds this many stations...
+BLOCK_H_MAX = 8  # ...or reaches this many cells on each side of the cell
+CHANGES_MAX = 128  # more station changes than this between snapshots: start with no blocks
+_DENSE = object()  # block-cache marker: this coarse cell is dense, use the fine cell's block
+_CHORD_SLACK = 1e-12  # added to triangle-inequality stops: far above float noise, far below a metre
+
+
+def _block_keys(grid, row, col, h):
+    """Cell keys within h rows and h columns of (row, col): rows end at the poles, columns wrap."""
+    nrows, ncols = grid.nrows, grid.ncols
+    rows = range(max(0, row - h), min(nrows - 1, row + h) + 1)
+    cols = range(ncols) if 2 * h + 1 >= ncols else [(col + j) % ncols for j in range(-h, h + 1)]
+    return [r * ncols + c for r in rows for c in cols]
+
+
+def _build_block(grid, key):
+    """(distances from the centre, candidates, T, cx, cy, cz) for one cell; see the module docstring."""
+    cells, nrows, ncols, s = grid.cells, grid.nrows, grid.ncols, grid.cell
+    row, col = divmod(key, ncols)
+    seen = {key}
+    entries = list(cells.get(key, ()))
+    h = 0
+    # At least one ring (else T is 0); stop early if the block already covers the globe.
+    while h < BLOCK_H_MAX and (h == 0 or len(entries) < BLOCK_TARGET) and (
+        row - h > 0 or row + h < nrows - 1 or 2 * h + 1 < ncols
+    ):
+        h += 1
+        for bk in _block_keys(grid, row, col, h):
+            if bk not in seen:
+                seen.add(bk)
+                entries.extend(cells.get(bk, ()))
+    # T: no point of the cell is nearer than this to a point outside the block.
+    lat_ang = math.inf
+    if row - h > 0:
+        lat_ang = h * s * _RAD
+    if row + h < nrows - 1:
+        lat_ang = min(lat_ang, h * s * _RAD)
+    if 2 * h + 1 >= ncols:
+        lon_ang = math.inf
+    else:
+        lat_lo = -90.0 + row * s
+        cos_min = max(0.0, min(math.cos(lat_lo * _RAD), math.cos(min(90.0, lat_lo + s) * _RAD)))
+        lon_ang = math.asin(min(1.0, cos_min * math.sin(min(h * s * _RAD, _HALF_PI))))
+    bound = min(lat_ang, lon_ang)
+    t2 = _NO_LIMIT if bound == math.inf else angle_to_chord2(bound) * _BOUND_SLACK
+    cx, cy, cz = unit_vector(-90.0 + (row + 0.5) * s, -180.0 + (col + 0.5) * s)
+    ranked = sorted(
+        ((math.sqrt((x - cx) * (x - cx) + (y - cy) * (y - cy) + (z - cz) * (z - cz)), entry)
+         for entry in entries for x, y, z, _ in (entry,)),
+        key=_first,
+    )  # by distance only: ids of different types are never compared
+    # The grid's own entry tuples are shared, not copied: a block costs ~40 B per candidate.
+    return (tuple(e for e, _ in ranked), tuple(entry for _, entry in ranked), t2, cx, cy, cz)
+
+
+def _scan_block(block, qx, qy, qz, k, accept, limit2):
+    """The best k as a heap of (-d2, id) if the block alone decides them, else None."""
+    dists, cands, t2, cx, cy, cz = block
+    dx = qx - cx
+    dy = qy - cy
+    dz = qz - cz
+    off = math.sqrt(dx * dx + dy * dy + dz * dz) + _CHORD_SLACK  # |p - c|
+    sqrt = math.sqrt
+    heap = []
+    worst = limit2
+    stop = off + sqrt(worst)
+    for e, (x, y, z, sid) in zip(dists, cands):
+        if e >= stop:
+            break  # |p - x| >= |c - x| - |p - c| >= sqrt(worst), here and for every later candidate
+        dx = x - qx
+        dy = y - qy
+        dz = z - qz
+        d2 = dx * dx + dy * dy + dz * dz
+        if d2 < worst:
+            if accept is not None and not accept(sid):
+                continue
+            if len(heap) < k:
+                heapq.heappush(heap, (-d2, sid))
+                if len(heap) == k:
+                    worst = -heap[0][0]
+                    stop = off + sqrt(worst)
+            else:
+                heapq.heapreplace(heap, (-d2, sid))
+                worst = -heap[0][0]
+                stop = off + sqrt(worst)
+    if (len(heap) == k and worst <= t2) or limit2 <= t2:
+        return heap
+    return None
 
 
 class _Grid:
@@ -193,6 +298,9 @@ class SpatialIndex:
         self._fine = _Grid(cell_deg / FINE_FACTOR)
         self._where = {}  # station_id -> (lat, lon, coarse key, fine key)
         self._frozen = False
+        self._blocks = {}  # coarse key -> block or _DENSE; ~fine key -> block (see the module docstring)
+        self._changes = []  # (coarse key, fine key) changed since the last snapshot; None: too many
+        self._last = None  # the last snapshot, whose blocks the next one inherits
 
     @property
     def cell_deg(self):
@@ -213,10 +321,13 @@ class SpatialIndex:
         return list(self._where)
 
     def upsert(self, station_id, lat, lon):
-        """Add a station or move it. Raises ValueError on a bad position."""
+        """Add a station or move it; False if it was already there. Raises ValueError on a bad position."""
         if self._frozen:
             raise TypeError("this SpatialIndex is a frozen snapshot")
         lat, lon = validate_position(lat, lon)
+        w = self._where.get(station_id)
+        if w is not None and w[0] == lat and w[1] == lon:
+            return False  # already there (a station's every BOOT says where it is)
         self._drop(station_id)
         entry = unit_vector(lat, lon) + (station_id,)  # one tuple, shared by both grids
         ck = self._coarse.key(lat, lon)
@@ -224,6 +335,8 @@ class SpatialIndex:
         self._coarse.add(ck, entry)
         self._fine.add(fk, entry)
         self._where[station_id] = (lat, lon, ck, fk)
+        self._changed(ck, fk)
+        return True
 
     def remove(self, station_id):
         """Forget a station; returns False if it was not there."""
@@ -237,7 +350,28 @@ class SpatialIndex:
             return False
         self._coarse.drop(w[2], station_id)
         self._fine.drop(w[3], station_id)
+        self._changed(w[2], w[3])
         return True
+
+    def _changed(self, ck, fk):
+        if self._changes is not None:
+            self._changes.append((ck, fk))
+            if len(self._changes) > CHANGES_MAX:
+                self._changes = None
+        if self._blocks:
+            self._drop_blocks(self._blocks, ((ck, fk),))
+
+    def _drop_blocks(self, blocks, changes):
+        """Forget every block that may hold a station of the changed cells."""
+        if changes is None or len(changes) > CHANGES_MAX:
+            blocks.clear()
+            return
+        pop = blocks.pop
+        for ck, fk in changes:
+            for key in _block_keys(self._coarse, *divmod(ck, self._coarse.ncols), BLOCK_H_MAX):
+                pop(key, None)
+            for key in _block_keys(self._fine, *divmod(fk, self._fine.ncols), BLOCK_H_MAX):
+                pop(~key, None)
 
     def frozen(self):
         """A read-only copy for other threads: dict copies only, entries are shared."""
@@ -246,6 +380,15 @@ class SpatialIndex:
         snap._fine = self._fine.copy()
         snap._where = dict(self._where)
         snap._frozen = True
+        snap._changes = snap._last = None
+        # Blocks the last snapshot built (maybe still building, on a reader's thread: the copy is
+        # one C call under the GIL) hold for this one too, but for those the changes since touch.
+        blocks = {} if self._last is None else dict(self._last._blocks)
+        if blocks:
+            self._drop_blocks(blocks, self._changes)
+        snap._blocks = blocks
+        self._last = snap
+        self._changes = []
         return snap
 
     def around(self, station_id, k, accept=None, max_km=None):
@@ -266,7 +409,8 @@ class SpatialIndex:
         the current best k, and the search goes on outward until k are accepted, max_km is
         passed, or the index is exhausted.
         """
-        lat, lon = validate_position(lat, lon)
+        if type(lat) is not float or type(lon) is not float or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            lat, lon = validate_position(lat, lon)  # the common case is checked inline; NaN fails it too
         if k <= 0 or not self._where:
             return []
         if lon >= 180.0:
@@ -275,10 +419,26 @@ class SpatialIndex:
         limit2 = _NO_LIMIT if max_km is None else angle_to_chord2(max_km / EARTH_RADIUS_KM) * (1.0 + 1e-12)
         heap = None
         coarse = self._coarse
-        if len(coarse.cells.get(coarse.key(lat, lon), ())) > DENSE_CELL:
-            heap = self._fine.search(lat, lon, q, k, accept, limit2, FINE_BUDGET)
+        ck = coarse.key(lat, lon)
+        if k <= CACHE_MAX_K:
+            blocks = self._blocks
+            block = blocks.get(ck)
+            if block is None:
+                if len(coarse.cells.get(ck, ())) > DENSE_CELL:
+                    block = blocks[ck] = _DENSE
+                else:
+                    block = blocks[ck] = _build_block(coarse, ck)
+            if block is _DENSE:
+                fk = self._fine.key(lat, lon)
+                block = blocks.get(~fk)
+                if block is None:
+                    block = blocks[~fk] = _build_block(self._fine, fk)
+            heap = _scan_block(block, q[0], q[1], q[2], k, accept, limit2)
         if heap is None:
-            heap = coarse.search(lat, lon, q, k, accept, limit2, None)
+            if len(coarse.cells.get(ck, ())) > DENSE_CELL:
+                heap = self._fine.search(lat, lon, q, k, accept, limit2, FINE_BUDGET)
+            if heap is None:
+                heap = coarse.search(lat, lon, q, k, accept, limit2, None)
         heap.sort(reverse=True)
         return [(chord2_to_km(-nd2), sid) for nd2, sid in heap]
 

@@ -210,3 +210,108 @@ def test_a_query_in_a_dense_cell_far_from_its_crowd_falls_back_to_the_coarse_gri
     index.upsert("ne", 0.5, 0.5)
     got = index.nearest(0.0999, 0.0999, 101)
     assert_same(got, brute(points, 0.0999, 0.0999, 101), points, 0.0999, 0.0999)
+
+
+# --- the block cache: answers from a cell's cached block, dropped when stations change -----------
+
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pts=st.lists(st.tuples(st.floats(-1.5, 1.5), st.floats(-1.5, 1.5)), min_size=1, max_size=120),
+    queries=st.lists(st.tuples(st.floats(-2, 2), st.floats(-2, 2)), min_size=1, max_size=8),
+    edits=st.lists(
+        st.tuples(st.sampled_from(["move", "add", "remove", "same"]), st.integers(0, 400),
+                  st.tuples(st.floats(-1.5, 1.5), st.floats(-1.5, 1.5))),
+        max_size=12,
+    ),
+    k=st.integers(1, 10),
+    filtered=st.booleans(),
+    snapshots=st.booleans(),
+)
+def test_cached_blocks_follow_moves_adds_and_removes(pts, queries, edits, k, filtered, snapshots):
+    index = SpatialIndex()
+    points = {}
+    for i, (lat, lon) in enumerate(pts):
+        points[i] = (lat, lon)
+        index.upsert(i, lat, lon)
+    accept = (lambda sid: sid % 3 != 1) if filtered else None
+    reader = index.frozen() if snapshots else index
+    for lat, lon in queries:  # warm the blocks around every query
+        assert_same(reader.nearest(lat, lon, k, accept), brute(points, lat, lon, k, accept), points, lat, lon)
+    assert reader._blocks, "the queries went through the block cache"
+    for op, sid, pos in edits:
+        if op == "remove":
+            assert index.remove(sid) == (points.pop(sid, None) is not None)
+        elif op == "same" and sid in points:
+            assert index.upsert(sid, *points[sid]) is False  # nothing changed, nothing to drop
+        else:
+            index.upsert(sid, *pos)
+            points[sid] = pos
+    old = reader
+    if snapshots:
+        reader = index.frozen()  # inherits the old snapshot's blocks, minus those the edits touch
+    for lat, lon in queries:
+        assert_same(reader.nearest(lat, lon, k, accept), brute(points, lat, lon, k, accept), points, lat, lon)
+    if snapshots and old is not reader:
+        old_points = {i: p for i, p in enumerate(pts)}
+        for lat, lon in queries[:2]:  # the old snapshot still answers for its own stations
+            assert_same(old.nearest(lat, lon, k, accept), brute(old_points, lat, lon, k, accept), old_points, lat, lon)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pts=st.lists(positions, min_size=1, max_size=40),
+    queries=st.lists(positions, min_size=1, max_size=6),
+    k=st.integers(1, 16),
+    cell=st.sampled_from([0.1, 1.0, 5.0, 30.0]),
+    max_km=st.one_of(st.none(), st.floats(1, 3000)),
+)
+def test_blocks_near_the_poles_and_the_antimeridian_match_brute_force(pts, queries, k, cell, max_km):
+    index = SpatialIndex(cell)
+    points = {}
+    for i, (lat, lon) in enumerate(pts):
+        points[i] = (lat, lon)
+        index.upsert(i, lat, lon)
+    snap = index.frozen()
+    for _ in range(2):  # the second round is answered from the blocks the first one built
+        for lat, lon in queries:
+            got = snap.nearest(lat, lon, k, max_km=max_km)
+            assert_same(got, brute(points, lat, lon, k, max_km=max_km), points, lat, lon)
+
+
+def test_a_block_is_dropped_when_a_station_moves_into_it_between_snapshots():
+    index = SpatialIndex()
+    for i in range(200):
+        index.upsert(i, -12.0 + (i % 20) * 0.05, -38.0 + (i // 20) * 0.05)
+    snap = index.frozen()
+    assert snap.nearest(-11.5, -37.5, 1)[0][1] != "new"
+    index.upsert("new", -11.5, -37.5)
+    index.upsert(3, -11.501, -37.5)  # a move, too
+    snap2 = index.frozen()
+    assert [sid for _, sid in snap2.nearest(-11.5, -37.5, 2)] == ["new", 3]
+    assert snap.nearest(-11.5, -37.5, 1)[0][1] != "new"  # the old snapshot is untouched
+
+
+def test_repeating_a_known_position_is_not_a_change():
+    index = SpatialIndex()
+    assert index.upsert("A", 1.0, 2.0) is True
+    snap = index.frozen()
+    snap.nearest(1.0, 2.0, 1)
+    assert index.upsert("A", 1.0, 2.0) is False
+    assert index.upsert("A", 1.0, 2.5) is True
+    assert index.frozen().nearest(1.0, 2.5, 1)[0][0] == pytest.approx(0.0)
+
+
+def test_many_changes_between_snapshots_start_the_blocks_over():
+    index = SpatialIndex()
+    for i in range(50):
+        index.upsert(i, 0.01 * i, 0.0)
+    snap = index.frozen()
+    snap.nearest(0.1, 0.0, 3)
+    assert snap._blocks
+    for i in range(300):
+        index.upsert(i, 0.01 * i, 0.001)
+    fresh = index.frozen()
+    assert fresh._blocks == {}
+    assert [sid for _, sid in fresh.nearest(0.1, 0.001, 1)] == [10]
