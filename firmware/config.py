@@ -30,81 +30,90 @@ journal            path of the session journal file (board default "journal.log"
 =================  ======================================================================
 """
 
-DEFAULTS = {
-    "id": None,
-    "key": None,
-    "hub": None,
-    "uart": None,
-    "serial": None,
-    "wifi": None,
-    "lat": 0.0,
-    "lon": 0.0,
-    "connectors": 1,
-    "max_kw": 22.0,
-    "heartbeat_s": 30,
-    "meter_interval_s": 60,
-    "offline_policy": "reduce",
-    "offline_power_kw": 3.7,
-    "offline_after_s": 90,
-    "hold_before_s": 600,
-    "grace_s": 600,
-    "finishing_s": 30,
-    "checkpoint_s": 300,
-    "request_timeout_s": 10,
-    "relay_pins": None,
-    "sync_time": False,
-    "journal": "journal.log",
-}
+import json
 
-MAX_CONNECTORS = 8
-OFFLINE_POLICIES = ("reduce", "stop")
+from transport.compat import const
 
-# Keys the hub may change at run time with CONFIGURE.
-RUNTIME_KEYS = (
-    "max_kw",
-    "heartbeat_s",
-    "meter_interval_s",
-    "offline_policy",
-    "offline_power_kw",
-    "offline_after_s",
-    "hold_before_s",
-    "grace_s",
-    "finishing_s",
-)
+# One line per key: name, default (JSON), and for a number its inclusive range (JSON). A "*" after
+# the name marks the keys the hub may change at run time with CONFIGURE. Read a line at a time
+# (a config is checked at boot and on CONFIGURE), so the board keeps no table of it in RAM;
+# DEFAULTS and RUNTIME_KEYS are built on first use, for tools and tests.
+_TABLE = """
+id null
+key null
+hub null
+uart null
+serial null
+wifi null
+lat 0.0 -90 90
+lon 0.0 -180 180
+connectors 1
+max_kw* 22.0 0.1 1000
+heartbeat_s* 30 1 86400
+meter_interval_s* 60 1 86400
+offline_policy* "reduce"
+offline_power_kw* 3.7 0.1 1000
+offline_after_s* 90 1 86400
+hold_before_s* 600 0 86400
+grace_s* 600 0 86400
+finishing_s* 30 0 86400
+checkpoint_s 300 1 86400
+request_timeout_s 10 1 300
+relay_pins null
+sync_time false
+journal "journal.log"
+"""
+
+_MAX_CONNECTORS = const(8)
 
 
-# Numeric keys and their inclusive ranges.
-_NUMBERS = {
-    "max_kw": (0.1, 1000),
-    "offline_power_kw": (0.1, 1000),
-    "heartbeat_s": (1, 86400),
-    "meter_interval_s": (1, 86400),
-    "offline_after_s": (1, 86400),
-    "checkpoint_s": (1, 86400),
-    "request_timeout_s": (1, 300),
-    "hold_before_s": (0, 86400),
-    "grace_s": (0, 86400),
-    "finishing_s": (0, 86400),
-    "lat": (-90, 90),
-    "lon": (-180, 180),
-}
+def _line(key):
+    """The table line of `key` split in words (its name without the "*"), or None."""
+    for sep in (" ", "* "):
+        i = _TABLE.find("\n%s%s" % (key, sep))
+        if i >= 0:
+            return _TABLE[i + 1 : _TABLE.find("\n", i + 1)].split(" ")
+    return None
+
+
+def keys():
+    """Every config key, in table order."""
+    return [line.split(" ", 1)[0].rstrip("*") for line in _TABLE.split("\n") if line]
+
+
+def runtime_keys():
+    """The keys the hub may change with CONFIGURE."""
+    return [line.split(" ", 1)[0][:-1] for line in _TABLE.split("\n") if line.split(" ", 1)[0][-1:] == "*"]
+
+
+def __getattr__(name):
+    if name == "DEFAULTS":  # key -> default
+        value = dict((k, json.loads(_line(k)[1])) for k in keys())
+    elif name == "RUNTIME_KEYS":
+        value = tuple(runtime_keys())
+    else:
+        raise AttributeError(name)
+    globals()[name] = value
+    return value
 
 
 def check(key, value):
     """Checks one key's value; returns the value to store or raises ValueError naming the key."""
-    r = _NUMBERS.get(key)
-    if r is not None:
+    line = _line(key)
+    if line is not None and len(line) > 2:
+        lo = json.loads(line[2])
+        hi = json.loads(line[3])
         t = type(value)
-        if (t is not int and t is not float) or value < r[0] or value > r[1]:
-            raise ValueError("%s must be a number in %s..%s" % (key, r[0], r[1]))
+        if (t is not int and t is not float) or value < lo or value > hi:
+            raise ValueError("%s must be a number in %s..%s" % (key, lo, hi))
         return value
     bad = None
     if key == "offline_policy":
-        if value not in OFFLINE_POLICIES:
-            bad = "one of " + ", ".join(OFFLINE_POLICIES)
+        if value != "reduce" and value != "stop":
+            bad = "one of reduce, stop"
     elif key == "connectors":
-        if type(value) is not int or value < 1 or value > MAX_CONNECTORS:
-            bad = "an integer in 1..%d" % MAX_CONNECTORS
+        if type(value) is not int or value < 1 or value > _MAX_CONNECTORS:
+            bad = "an integer in 1..%d" % _MAX_CONNECTORS
     elif key == "id":
         if type(value) is not str or not value or len(value) > 64:
             bad = "a string of 1..64 characters"
@@ -135,11 +144,11 @@ def check(key, value):
 def normalize(config):
     """A checked copy of `config` with defaults filled in; ValueError names the bad key."""
     out = {}
-    for k in DEFAULTS:
-        out[k] = DEFAULTS[k]
+    for k in keys():
+        out[k] = json.loads(_line(k)[1])
     for k in config:
         out[k] = config[k]
-    for k in ("id", "key", "connectors", "lat", "lon", "hub", "uart", "relay_pins", "sync_time", "checkpoint_s", "request_timeout_s") + RUNTIME_KEYS:
+    for k in keys():
         out[k] = check(k, out[k])
     pins = out["relay_pins"]
     if pins is not None and len(pins) != out["connectors"]:

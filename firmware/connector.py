@@ -16,17 +16,34 @@ FINISHING = "Finishing"
 UNAVAILABLE = "Unavailable"
 FAULTED = "Faulted"
 
-# status -> the statuses it may move to
-TRANSITIONS = {
-    AVAILABLE: (RESERVED, PREPARING, UNAVAILABLE, FAULTED),
-    RESERVED: (AVAILABLE, PREPARING, UNAVAILABLE, FAULTED),
-    PREPARING: (CHARGING, AVAILABLE, RESERVED, FAULTED),
-    CHARGING: (SUSPENDED_EV, FINISHING, AVAILABLE, FAULTED),
-    SUSPENDED_EV: (CHARGING, FINISHING, AVAILABLE, FAULTED),
-    FINISHING: (AVAILABLE, RESERVED, PREPARING, UNAVAILABLE, FAULTED),
-    UNAVAILABLE: (AVAILABLE, RESERVED, FAULTED),
-    FAULTED: (AVAILABLE, UNAVAILABLE, RESERVED),
-}
+# status: the statuses it may move to (TRANSITIONS, status -> tuple, is built from it for tests)
+_MOVES = """
+Available: Reserved Preparing Unavailable Faulted
+Reserved: Available Preparing Unavailable Faulted
+Preparing: Charging Available Reserved Faulted
+Charging: SuspendedEV Finishing Available Faulted
+SuspendedEV: Charging Finishing Available Faulted
+Finishing: Available Reserved Preparing Unavailable Faulted
+Unavailable: Available Reserved Faulted
+Faulted: Available Unavailable Reserved
+"""
+
+
+def moves(status):
+    """The statuses `status` may move to (a list, empty for an unknown status)."""
+    i = _MOVES.find("\n%s:" % status)
+    if i < 0:
+        return []
+    return _MOVES[_MOVES.find(" ", i) + 1 : _MOVES.find("\n", i + 1)].split(" ")
+
+
+def __getattr__(name):
+    if name == "TRANSITIONS":
+        value = dict((line.split(":")[0], tuple(moves(line.split(":")[0]))) for line in _MOVES.split("\n") if line)
+        globals()[name] = value
+        return value
+    raise AttributeError(name)
+
 
 # Statuses with a session in progress.
 BUSY = (PREPARING, CHARGING, SUSPENDED_EV, FINISHING)
@@ -64,21 +81,14 @@ class Connector:
         self.next_meter = 0  # wall time of the next METER
         self.next_checkpoint = 0  # wall time the energy is next saved in the journal
 
-    def can(self, status):
-        return status == self.status or status in TRANSITIONS[self.status]
-
     def go(self, status, info=None):
         """Move to `status`; raises Refused(E_INVALID_STATE) if the table forbids it."""
-        if status != self.status and status not in TRANSITIONS[self.status]:
+        if status != self.status and status not in moves(self.status):
             raise Refused(E_INVALID_STATE, "connector %d: %s -> %s not allowed" % (self.number, self.status, status))
         if status != self.status or info != self.info:
             self.status = status
             self.info = info
             self.changed = True
-
-    @property
-    def in_session(self):
-        return self.session_id is not None
 
     @property
     def free(self):

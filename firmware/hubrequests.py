@@ -117,8 +117,9 @@ def change_availability(cp, f):
 
 def configure(cp, f):
     key, value = f[0], f[1]
-    if key not in C.RUNTIME_KEYS:
-        raise Refused(E_BAD_FIELD, "unknown configuration key %r (known: %s)" % (key, ", ".join(C.RUNTIME_KEYS)))
+    known = C.runtime_keys()
+    if key not in known:
+        raise Refused(E_BAD_FIELD, "unknown configuration key %r (known: %s)" % (key, ", ".join(known)))
     try:
         value = C.check(key, value)
     except ValueError as exc:
@@ -147,12 +148,13 @@ def trigger(cp, f):
     raise Refused(E_BAD_FIELD, "trigger must be boot, status or meter")
 
 
+# kind -> handler; each handler is named after its kind.
 HANDLERS = {
-    K.RESERVE_NOW: reserve_now,
-    K.CANCEL_RESERVATION: cancel_reservation,
-    K.REMOTE_START: remote_start,
-    K.REMOTE_STOP: remote_stop,
-    K.CHANGE_AVAILABILITY: change_availability,
-    K.CONFIGURE: configure,
-    K.TRIGGER: trigger,
+    K.number("reserve_now"): reserve_now,
+    K.number("cancel_reservation"): cancel_reservation,
+    K.number("remote_start"): remote_start,
+    K.number("remote_stop"): remote_stop,
+    K.number("change_availability"): change_availability,
+    K.number("configure"): configure,
+    K.number("trigger"): trigger,
 }

@@ -21,7 +21,9 @@ rename needs the old file removed first (FAT), a crash in between leaves the
 import json
 import os
 
-COMPACT_AFTER = 48  # appended lines before the file is rewritten
+from transport.compat import const
+
+_COMPACT_AFTER = const(48)  # appended lines before the file is rewritten
 
 
 class Journal:
@@ -144,7 +146,7 @@ class Journal:
         if not self._drop(kind, session_id):
             return False
         if self.path is not None:
-            if (not self._pending and not self.running) or self._lines >= COMPACT_AFTER:
+            if (not self._pending and not self.running) or self._lines >= _COMPACT_AFTER:
                 self.compact()
             else:
                 self._append(["A", kind, session_id])

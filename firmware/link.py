@@ -17,20 +17,20 @@ or the link has not been ONLINE for longer than `offline_after_s`. Only the
 monotonic clock is used here.
 """
 
-from transport.compat import urandom
+from transport.compat import const, urandom
 
-BACKOFF = "backoff"
-CONNECTING = "connecting"
-HANDSHAKE = "handshake"
-ONLINE = "online"
+# Link.state
+BACKOFF = const(0)
+_CONNECTING = const(1)
+_HANDSHAKE = const(2)
+ONLINE = const(3)
 
 # poll() results
-CONNECT = "connect"
-GIVE_UP = "give_up"
+CONNECT = const(1)
+GIVE_UP = const(2)
 
-BACKOFF_BASE = 1.8
 BACKOFF_CAP_S = 60.0
-_MAX_EXPONENT = 16  # 1.8**7 is already past the cap; keeps the float small
+_MAX_EXPONENT = const(16)  # 1.8**7 is already past the cap; keeps the float small
 
 
 def _urandom_fraction():
@@ -38,7 +38,7 @@ def _urandom_fraction():
     return (b[0] * 256 + b[1]) / 65536.0
 
 
-def backoff_delay(n, rand, jitter=0.25, base=BACKOFF_BASE, cap=BACKOFF_CAP_S):
+def backoff_delay(n, rand, jitter=0.25, base=1.8, cap=BACKOFF_CAP_S):
     """Seconds to wait after the n-th consecutive failure (n >= 0)."""
     d = base ** (n if n < _MAX_EXPONENT else _MAX_EXPONENT)
     if d > cap:
@@ -75,12 +75,12 @@ class Link:
         return None
 
     def connecting(self):
-        self.state = CONNECTING
+        self.state = _CONNECTING
         self.deadline = self.clock() + self.connect_timeout_s
 
     def connected(self):
         """The transport is up; the handshake has connect_timeout_s to finish."""
-        self.state = HANDSHAKE
+        self.state = _HANDSHAKE
         self.deadline = self.clock() + self.connect_timeout_s
 
     def welcomed(self):
@@ -98,7 +98,7 @@ class Link:
         if self.state == ONLINE:
             self.down_since = now
         self.state = BACKOFF
-        self.last_delay = backoff_delay(self.failures, self.rand, self.jitter, BACKOFF_BASE, self.cap_s)
+        self.last_delay = backoff_delay(self.failures, self.rand, self.jitter, 1.8, self.cap_s)
         self.failures += 1
         self.next_attempt = now + self.last_delay
         return self.last_delay

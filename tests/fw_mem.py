@@ -15,6 +15,7 @@ Run it from the repository root (needs the test extras; ``rom`` also needs mprem
 
     .venv/bin/python tests/fw_mem.py            # the table (about a minute)
     .venv/bin/python tests/fw_mem.py --json
+    .venv/bin/python tests/fw_mem.py --modes mpy,rom   # leave out compiling on the device (slow)
 
 The unix port is 64-bit: every object pointer is 8 bytes where the ESP32's are 4, so the same
 objects take roughly 1.5-2x the heap they take on a board. A figure that fits here fits there.
@@ -49,10 +50,12 @@ def board_import_names():
 
 
 def import_script(names):
-    """Imports `names` one by one; prints each module's heap (after gc.collect()) and the total."""
-    lines = ["import gc", "gc.collect()", "_s = _l = gc.mem_alloc()"]
+    """Imports `names` one by one; prints each module's heap (after gc.collect()), the qstr pool
+    after it (``qstr pool: ... n_qstr=N ... n_total_bytes=B``) and the total."""
+    lines = ["import gc, micropython", "gc.collect()", "_s = _l = gc.mem_alloc()"]
     for n in names:
-        lines += ["import %s" % n, "gc.collect()", "_a = gc.mem_alloc()", "print('MOD', %r, _a - _l)" % n, "_l = _a"]
+        lines += ["import %s" % n, "gc.collect()", "_a = gc.mem_alloc()", "print('MOD', %r, _a - _l)" % n, "_l = _a",
+                  "micropython.qstr_info()"]
     lines.append("print('%s', _l - _s)" % HEAP_MARK)
     lines.append("print('OK')")
     return "\n".join(lines) + "\n"
@@ -153,12 +156,22 @@ def min_heap_kb(ok_at, lo=8, hi=512):
 
 
 def parse_import(out):
+    """(total bytes, {module: [bytes, qstrs added, qstr pool bytes added]})."""
     mods = {}
     total = None
+    last = None
+    q = (0, 0)
     for line in out.splitlines():
         w = line.split()
         if len(w) == 3 and w[0] == "MOD":
-            mods[w[1].strip("'")] = int(w[2])
+            last = w[1].strip("'")
+            mods[last] = [int(w[2]), 0, 0]
+        elif line.startswith("qstr pool:"):
+            kv = dict(x.split("=") for x in w[2:])
+            now = (int(kv["n_qstr"].rstrip(",")), int(kv["n_total_bytes"].rstrip(",")))
+            if last is not None:
+                mods[last][1:] = [now[0] - q[0], now[1] - q[1]]
+            q = now
         elif len(w) == 2 and w[0] == HEAP_MARK:
             total = int(w[1])
     return total, mods
@@ -212,15 +225,18 @@ def table(result):
     for name, fn in rows:
         lines.append("| %s | %s |" % (name, " | ".join(fn(result[m]) for m in modes)))
     lines.append("")
-    lines.append("per module (heap after import, bytes): ")
+    lines.append("per module: heap after import in bytes (new qstrs, bytes of qstr pool and text)")
     names = list(result[modes[0]]["modules"])
     for n in names:
-        lines.append("  %-26s %s" % (n, "  ".join("%s=%d" % (m, result[m]["modules"].get(n, -1)) for m in modes)))
+        lines.append("  %-24s %s" % (n, "  ".join("%s=%d (%d, %d)" % tuple([m] + result[m]["modules"][n]) for m in modes)))
     return "\n".join(lines)
 
 
 def main(argv):
-    result = measure(minimum="--no-min" not in argv)
+    modes = ("py", "mpy", "rom")
+    if "--modes" in argv:
+        modes = tuple(argv[argv.index("--modes") + 1].split(","))
+    result = measure(modes, minimum="--no-min" not in argv)
     if "--json" in argv:
         print(json.dumps(result, indent=1))
     else:

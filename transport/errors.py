@@ -19,7 +19,7 @@ E_TIMEOUT = const(13)
 E_INTERNAL = const(14)  # a bug on the hub; the link stays up
 E_OVERLOADED = const(15)  # outbox full / too many links
 
-# The E_* names in lower case, in code order (ERROR_NAMES is built from it on first use).
+# The names of the codes above in lower case, in code order (ERROR_NAMES is built from it on first use).
 _NAMES = ("malformed unknown_kind bad_field not_authenticated auth_failed unsupported_version not_found conflict"
           " forbidden rate_limited too_large invalid_state timeout internal overloaded")
 
@@ -30,12 +30,19 @@ def error_name(code):
     return names[code - 1] if type(code) is int and 0 < code <= len(names) else None
 
 
+def codes():
+    return range(1, _NAMES.count(" ") + 2)
+
+
 def __getattr__(name):
-    if name == "ERROR_NAMES":  # code -> name, for tools and the hub
-        value = dict((i + 1, n) for i, n in enumerate(_NAMES.split(" ")))
-        globals()[name] = value
-        return value
-    raise AttributeError(name)
+    # ERROR_NAMES (code -> name) for tools, from transport.tableviews (CPython only).
+    try:
+        from transport.tableviews import errors_view
+    except ImportError:  # the board: its bundle leaves the CPython views out
+        raise AttributeError(name)
+    value = errors_view(name)
+    globals()[name] = value
+    return value
 
 
 class WireError(Exception):

@@ -41,8 +41,8 @@ from transport.errors import FrameError
 
 MAX_FRAME_SIZE = const(1 << 20)  # largest payload on a TCP link
 SERIAL_MAX_FRAME = const(4096)  # largest payload on a serial link
-STREAM_HEADER = const(4)
-CRC_SIZE = const(4)
+_STREAM_HEADER = const(4)
+_CRC_SIZE = const(4)
 
 
 # --- TCP: length prefix ----------------------------------------------------------
@@ -91,30 +91,30 @@ class StreamFramer:
         if buf:
             # Finish the unfinished frame first, copying only the bytes it needs.
             have = len(buf)
-            if have < STREAM_HEADER:
-                take = min(STREAM_HEADER - have, end)
+            if have < _STREAM_HEADER:
+                take = min(_STREAM_HEADER - have, end)
                 buf += mv[:take]
                 pos = take
-                if len(buf) < STREAM_HEADER:
+                if len(buf) < _STREAM_HEADER:
                     return out
                 self._want = self._length(buf, 0)
-            total = STREAM_HEADER + self._want
+            total = _STREAM_HEADER + self._want
             take = min(total - len(buf), end - pos)
             buf += mv[pos : pos + take]
             pos += take
             if len(buf) < total:
                 return out
-            out.append(bytes(memoryview(buf)[STREAM_HEADER:]))
+            out.append(bytes(memoryview(buf)[_STREAM_HEADER:]))
             self._buf = bytearray()
             self._want = -1
         # Whole frames straight out of ``data``: an offset, no per-frame copy of the rest.
-        while end - pos >= STREAM_HEADER:
+        while end - pos >= _STREAM_HEADER:
             n = self._length(data, pos)
-            stop = pos + STREAM_HEADER + n
+            stop = pos + _STREAM_HEADER + n
             if stop > end:
                 self._want = n
                 break
-            out.append(bytes(mv[pos + STREAM_HEADER : stop]))
+            out.append(bytes(mv[pos + _STREAM_HEADER : stop]))
             pos = stop
         if pos < end:
             self._buf = bytearray(mv[pos:])
@@ -126,7 +126,7 @@ class StreamFramer:
 
 def encoded_size(max_frame):
     """The longest encoded frame (without its delimiter) for a payload of ``max_frame`` bytes."""
-    n = max_frame + CRC_SIZE
+    n = max_frame + _CRC_SIZE
     return n + n // 254 + 1
 
 
@@ -252,11 +252,11 @@ class SerialFramer:
         n = self._len
         self._len = 0
         size = cobs_decode_into(self._buf, n)
-        if size < CRC_SIZE + 1:
+        if size < _CRC_SIZE + 1:
             self.decode_errors += 1
             self._lost = True
             return
-        size -= CRC_SIZE
+        size -= _CRC_SIZE
         if size > self.max_frame:
             self._drop_oversize()
             return

@@ -27,7 +27,7 @@ hundreds of tuples: ``spec(kind)`` reads a kind's line when asked (and caches it
 on CPython, where the hub asks for every message). ``KINDS`` (kind -> ``(name,
 direction, ((field, type), ...))`` with long names such as ``"station>hub"`` and
 ``"int?"``), ``TYPE_NAMES``, ``CONNECTOR_STATUSES`` and ``STATION_STATUSES`` are
-built on first use, for tools and tests.
+built on first use, for tools and tests, by ``transport.tableviews``.
 """
 
 import sys
@@ -107,6 +107,18 @@ def spec(kind):
     return s
 
 
+def number(name):
+    """The kind called `name` (``"boot"``) in the table, or None."""
+    key = " %s " % name
+    i = _TABLE.find(key)
+    while i >= 0:
+        j = _TABLE.rfind("\n", 0, i) + 1
+        if _TABLE[j:i].isdigit():  # the name column, not a field of the same name
+            return int(_TABLE[j:i])
+        i = _TABLE.find(key, i + 1)
+    return None
+
+
 def kinds():
     """Every kind number in the table, in table order."""
     return [int(line.split(" ", 1)[0]) for line in _TABLE.split("\n") if line]
@@ -128,56 +140,23 @@ def may_send(role, kind):
 
 def type_name(code):
     """``"int"``, ``"str?"`` ... for a type character of the table."""
-    name = {"i": "int", "n": "num", "s": "str", "b": "bin", "t": "bool", "l": "list", "m": "map", "a": "any"}
-    return name[code.lower()] + ("?" if code.isupper() else "")
-
-
-def _who(letter):
-    return {"s": "station", "v": "vehicle", "o": "operator", "h": "hub"}[letter]
-
-
-def direction_name(d):
-    """``"any"``, ``"station>hub"`` ... for a direction code of the table."""
-    return "any" if d == "*" else _who(d[0]) + ">" + _who(d[2])
-
-
-def _number(name):
-    """The kind called `name` (lower case) in the table, or None."""
-    key = " %s " % name
-    i = _TABLE.find(key)
-    while i >= 0:
-        j = _TABLE.rfind("\n", 0, i) + 1
-        if _TABLE[j:i].isdigit():  # the name column, not a field of the same name
-            return int(_TABLE[j:i])
-        i = _TABLE.find(key, i + 1)
-    return None
+    name = "int num str bin bool list map any".split(" ")["insbtlma".index(code.lower())]
+    return name + "?" if code.isupper() else name
 
 
 def __getattr__(name):
-    # Kind constants on the board, and the long-form views (tools, tests, the hub's HTTP API),
-    # built once on first use.
-    value = _number(name.lower()) if name.isupper() else None
-    if value is not None:
-        pass
-    elif name == "KINDS":
-        value = {}
-        for k in kinds():
-            s = spec(k)
-            value[k] = (s[0], direction_name(s[1]), tuple((s[3][i], type_name(s[2][i])) for i in range(len(s[2]))))
-    elif name == "TYPE_NAMES":
-        value = dict((c, type_name(c)) for c in "insbtlma")
-    elif name == "CONNECTOR_STATUSES":
-        # OCPP 1.6 meanings; firmware/connector.py holds the same names.
-        value = ("Available", "Reserved", "Preparing", "Charging", "SuspendedEV", "Finishing", "Unavailable", "Faulted")
-    elif name == "STATION_STATUSES":
-        # What the hub shows to vehicles and operators.
-        value = ("Available", "Occupied", "Reserved", "Offline", "Unavailable", "Faulted")
-    else:
-        raise AttributeError(name)
+    # Kind constants on the board, the first time each is used; the long-form views
+    # (KINDS ...), for tools and tests, from transport.tableviews (CPython only).
+    value = number(name.lower()) if name.isupper() else None
+    if value is None:
+        try:
+            from transport.tableviews import kinds_view
+        except ImportError:  # the board: its bundle leaves the CPython views out
+            raise AttributeError(name)
+        value = kinds_view(name)
     globals()[name] = value
     return value
 
 
 if _CACHE is not None:  # CPython: every kind constant now, as plain module attributes
-    for _k in kinds():
-        globals()[spec(_k)[0].upper()] = _k
+    globals().update((spec(k)[0].upper(), k) for k in kinds())

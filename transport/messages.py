@@ -18,8 +18,10 @@ from transport.errors import E_BAD_FIELD, E_MALFORMED, E_UNKNOWN_KIND, ProtocolE
 
 MAX_SEQ = 0xFFFFFFFF
 
-# CPython: kind -> per field, what the value's type must be in (see _accepted).
+# CPython: kind -> per field, what the value's type must be in (see tableviews.accepted_types).
 _ACCEPT = None if sys.implementation.name == "micropython" else {}
+if _ACCEPT is not None:
+    from transport.tableviews import accepted_types
 
 
 def _type_ok(code, value):
@@ -27,47 +29,22 @@ def _type_ok(code, value):
     if value is None:
         return code < "a"  # upper case
     t = type(value)
-    if code in "iI":
+    k = "insbtlmaINSBTLMA".find(code) & 7
+    if k == 0:
         return t is int
-    if code in "nN":
+    if k == 1:
         return t is int or t is float
-    if code in "sS":
+    if k == 2:
         return t is str
-    if code in "bB":
+    if k == 3:
         return t is bytes
-    if code in "tT":
+    if k == 4:
         return t is bool
-    if code in "lL":
+    if k == 5:
         return t is list or t is tuple
-    if code in "mM":
+    if k == 6:
         return t is dict
-    return code in "aA"
-
-
-if _ACCEPT is not None:
-
-    class _Any:
-        """Stands for the tuple of accepted types of an "any" field: every type but nil's (``a``),
-        or every type (``A``)."""
-
-        def __init__(self, nil):
-            self.nil = nil
-
-        def __contains__(self, t):
-            return self.nil or t is not type(None)
-
-    def _accepted(types):
-        """The CPython form of a types string: per field, what ``type(value)`` must be in."""
-        base = {"i": (int,), "n": (int, float), "s": (str,), "b": (bytes,), "t": (bool,), "l": (list, tuple), "m": (dict,)}
-        out = []
-        for code in types:
-            acc = base.get(code.lower())
-            if acc is None:
-                acc = _Any(code.isupper())
-            elif code.isupper():
-                acc = acc + (type(None),)
-            out.append(acc)
-        return tuple(out)
+    return True  # a: any
 
 
 def _refuse(kind, seq, fields, i):
@@ -90,7 +67,7 @@ def _check_fields(kind, seq, fields):
             s = K.spec(kind)
             if s is None:
                 raise ProtocolError(E_UNKNOWN_KIND, "unknown kind %r" % (kind,), seq)
-            acc = _ACCEPT[kind] = _accepted(s[2])
+            acc = _ACCEPT[kind] = accepted_types(s[2])
         n = len(acc)
         if len(fields) < n:
             _refuse(kind, seq, fields, len(fields))

@@ -27,8 +27,8 @@ from transport.errors import CodecError
 
 MAX_DEPTH = const(32)  # containers nested inside each other; [] alone is depth 1
 
-_INT_MIN = -(1 << 63)
-_UINT_MAX = (1 << 64) - 1
+_INT_MIN = const(-(1 << 63))
+_UINT_MAX = const((1 << 64) - 1)
 
 
 def packb(obj):
@@ -85,7 +85,7 @@ class _Writer:
         elif t is str:
             self.p_str(obj.encode("utf-8"))
         elif t is float:
-            self.out += struct.pack(">Bd", 0xCB, obj)
+            self.p_fixed(0xCB, obj)
         elif t is list or t is tuple:
             self.p_array(obj)
         elif t is dict:
@@ -106,36 +106,41 @@ class _Writer:
             if obj < 0x80:
                 self.out.append(obj)
             elif obj < 0x100:
-                self.out += struct.pack(">BB", 0xCC, obj)
+                self.p_fixed(0xCC, obj)
             elif obj < 0x10000:
-                self.out += struct.pack(">BH", 0xCD, obj)
+                self.p_fixed(0xCD, obj)
             elif obj < 0x100000000:
-                self.out += struct.pack(">BI", 0xCE, obj)
+                self.p_fixed(0xCE, obj)
             elif obj <= _UINT_MAX:
-                self.out += struct.pack(">BQ", 0xCF, obj)
+                self.p_fixed(0xCF, obj)
             else:
                 raise CodecError("msgpack: int %d is above 2**64-1" % obj)
         elif obj >= -32:
             self.out.append(obj + 0x100)
         elif obj >= -0x80:
-            self.out += struct.pack(">Bb", 0xD0, obj)
+            self.p_fixed(0xD0, obj)
         elif obj >= -0x8000:
-            self.out += struct.pack(">Bh", 0xD1, obj)
+            self.p_fixed(0xD1, obj)
         elif obj >= -0x80000000:
-            self.out += struct.pack(">Bi", 0xD2, obj)
+            self.p_fixed(0xD2, obj)
         elif obj >= _INT_MIN:
-            self.out += struct.pack(">Bq", 0xD3, obj)
+            self.p_fixed(0xD3, obj)
         else:
             raise CodecError("msgpack: int %d is below -2**63" % obj)
+
+    def p_fixed(self, b, value):
+        # Header byte b, then value in the struct format the reader uses for b (_FMT).
+        self.out.append(b)
+        self.out += struct.pack(_FMT[b - 0xC4], value)
 
     def p_len(self, n, c8):
         # str8/16/32 are d9/da/db and bin8/16/32 are c4/c5/c6: c16 = c8+1, c32 = c8+2.
         if n < 0x100:
-            self.out += struct.pack(">BB", c8, n)
+            self.p_fixed(c8, n)
         elif n < 0x10000:
-            self.out += struct.pack(">BH", c8 + 1, n)
+            self.p_fixed(c8 + 1, n)
         elif n < 0x100000000:
-            self.out += struct.pack(">BI", c8 + 2, n)
+            self.p_fixed(c8 + 2, n)
         else:
             raise CodecError("msgpack: length %d does not fit 32 bits" % n)
 
@@ -144,9 +149,9 @@ class _Writer:
         if n < 16:
             self.out.append(fix | n)
         elif n < 0x10000:
-            self.out += struct.pack(">BH", c16, n)
+            self.p_fixed(c16, n)
         elif n < 0x100000000:
-            self.out += struct.pack(">BI", c16 + 1, n)
+            self.p_fixed(c16 + 1, n)
         else:
             raise CodecError("msgpack: length %d does not fit 32 bits" % n)
 
@@ -186,7 +191,7 @@ class _Writer:
         if isinstance(obj, int):
             self.p_int(int(obj))
         elif isinstance(obj, float):
-            self.out += struct.pack(">Bd", 0xCB, obj)
+            self.p_fixed(0xCB, obj)
         elif isinstance(obj, (bytes, bytearray)):
             self.p_bin(obj)
         elif isinstance(obj, str):

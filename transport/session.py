@@ -10,7 +10,7 @@ Handshake (the client speaks first)::
 Both nonces are fresh per link, so a proof captured on one link is useless on
 another (replay); a second AUTH on the same link is refused. After WELCOME
 either side sends requests (fresh seq) and replies (echoing seq). The client
-pings every heartbeat; a side that hears nothing for MISSED_HEARTBEATS
+pings every heartbeat; a side that hears nothing for three heartbeat
 intervals reports PeerSilent. Time comes from injected clocks so tests can
 drive it: ``clock()`` is monotonic seconds, ``wall()`` is UTC epoch seconds.
 
@@ -36,19 +36,33 @@ from transport.errors import (
 from transport.messages import MAX_SEQ, make, parse
 
 NONCE_SIZE = const(16)
-MISSED_HEARTBEATS = const(3)
-MAX_PENDING = const(64)  # requests awaiting a reply; bounded so a dead peer cannot grow memory
-MAX_ID_LENGTH = const(64)
-_PROOF_TAG = b"evhub1"
+_MISSED_HEARTBEATS = const(3)  # a peer silent this many heartbeat intervals is reported (PeerSilent)
+_MAX_PENDING = const(64)  # requests awaiting a reply; bounded so a dead peer cannot grow memory
+_MAX_ID_LENGTH = const(64)
+_PROOF_TAG = const(b"evhub1")
 
-# Session states.
-S_IDLE = "idle"
-S_HELLO_SENT = "hello_sent"
-S_AUTH_SENT = "auth_sent"
-S_WAIT_HELLO = "wait_hello"
-S_CHALLENGED = "challenged"
-S_OPEN = "open"
-S_CLOSED = "closed"
+# The kinds this module handles itself (tests/test_micropython.py checks them against the table).
+_HELLO = const(1)
+_CHALLENGE = const(2)
+_AUTH = const(3)
+_WELCOME = const(4)
+_PING = const(5)
+_PONG = const(6)
+_ERROR = const(7)
+_ACK = const(8)
+# The kinds that answer a request: ACK, ERROR, PONG, WELCOME, NEAREST_RESULT, RESERVE_RESULT,
+# RESERVATIONS, STATIONS, STATS.
+_REPLY_KINDS = const((8, 7, 6, 4, 62, 64, 67, 91, 93))
+
+# Session states (``session.state``): a client goes idle -> hello_sent -> auth_sent -> open, a
+# server wait_hello -> challenged -> open; either ends closed.
+_S_IDLE = const("idle")
+_S_HELLO_SENT = const("hello_sent")
+_S_AUTH_SENT = const("auth_sent")
+S_WAIT_HELLO = const("wait_hello")
+_S_CHALLENGED = const("challenged")
+S_OPEN = const("open")
+_S_CLOSED = const("closed")
 
 
 # --- HMAC-SHA256 (MicroPython has hashlib.sha256 but no hmac module) ---------
@@ -81,28 +95,25 @@ def auth_proof(key, client_nonce, hub_nonce, role, device_id):
     return hmac_sha256(key, _PROOF_TAG + client_nonce + hub_nonce + role.encode() + b"|" + device_id.encode())
 
 
-def key_bytes(key):
-    """Keys are provisioned as hex strings; accept str or bytes."""
-    if type(key) is str:
-        return key.encode()
-    return key
-
-
 # --- events ---------------------------------------------------------------------
+# Six unrelated classes (callers dispatch on isinstance), sharing only a generic repr.
 
 
-class Authenticated:
+class _Event:
+    def __repr__(self):
+        d = self.__dict__
+        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % (k, d[k]) for k in sorted(d)))
+
+
+class Authenticated(_Event):
     def __init__(self, peer_id, role, time, heartbeat_s):
         self.peer_id = peer_id
         self.role = role
         self.time = time
         self.heartbeat_s = heartbeat_s
 
-    def __repr__(self):
-        return "Authenticated(%r, %r)" % (self.peer_id, self.role)
 
-
-class Message:
+class Message(_Event):
     """A request or event from the peer, validated against the kind table."""
 
     def __init__(self, kind, seq, fields):
@@ -110,53 +121,35 @@ class Message:
         self.seq = seq
         self.fields = fields
 
-    def __repr__(self):
-        return "Message(%s, %d, %r)" % (K.kind_name(self.kind), self.seq, self.fields)
 
-
-class Reply:
-    """The peer's answer (ACK, ERROR or a *_RESULT) to one of our requests."""
+class Reply(_Event):
+    """The peer's answer (ACK, ERROR or a *_RESULT) to one of our requests; ``ok`` unless ERROR."""
 
     def __init__(self, kind, seq, fields, request_kind):
         self.kind = kind
         self.seq = seq
         self.fields = fields
         self.request_kind = request_kind
-
-    @property
-    def ok(self):
-        return self.kind != K.ERROR
-
-    def __repr__(self):
-        return "Reply(%s to %s, %d, %r)" % (K.kind_name(self.kind), K.kind_name(self.request_kind), self.seq, self.fields)
+        self.ok = kind != _ERROR
 
 
-class Timeout:
+class Timeout(_Event):
     def __init__(self, seq, request_kind):
         self.seq = seq
         self.request_kind = request_kind
 
-    def __repr__(self):
-        return "Timeout(%s, %d)" % (K.kind_name(self.request_kind), self.seq)
 
-
-class PeerSilent:
+class PeerSilent(_Event):
     def __init__(self, silent_s):
         self.silent_s = silent_s
 
-    def __repr__(self):
-        return "PeerSilent(%.1fs)" % self.silent_s
 
-
-class Closed:
+class Closed(_Event):
     """The session is over (handshake refused, or a fatal protocol error); close the link."""
 
     def __init__(self, code, text):
         self.code = code
         self.text = text
-
-    def __repr__(self):
-        return "Closed(%d, %r)" % (self.code, self.text)
 
 
 # --- the common part --------------------------------------------------------------
@@ -168,7 +161,7 @@ class _Session:
         self.wall = wall or time.time
         self.heartbeat_s = heartbeat_s
         self.request_timeout_s = request_timeout_s
-        self.state = S_IDLE
+        self.state = _S_IDLE
         self.peer_id = None
         self.role = None
         self._outgoing = []
@@ -176,8 +169,6 @@ class _Session:
         self._next_seq = 1
         self._last_rx = self.clock()
         self._silent_reported = False
-        self.errors_received = 0
-        self.errors_sent = 0
 
     @property
     def authenticated(self):
@@ -191,52 +182,41 @@ class _Session:
     def _queue(self, msg):
         self._outgoing.append(msg)
 
-    def _alloc_seq(self):
-        seq = self._next_seq
-        for _ in range(MAX_PENDING + 1):
-            self._next_seq = seq + 1 if seq < MAX_SEQ else 1
-            if seq not in self._pending:
-                break
-            seq = self._next_seq
-        return seq
-
     def send(self, kind, seq, *fields):
         """A reply (seq of the request) or an event (seq 0)."""
         self._queue(make(kind, seq, *fields))
 
     def send_error(self, code, text, seq=0):
-        self.errors_sent += 1
-        self._queue(make(K.ERROR, seq, code, text))
+        self._queue(make(_ERROR, seq, code, text))
 
     def request(self, kind, *fields):
         """Queue a request; its Reply or Timeout event comes later. Returns the seq."""
         if self.state != S_OPEN:
             raise ProtocolError(E_NOT_AUTHENTICATED, "session is not open", 0)
-        if len(self._pending) >= MAX_PENDING:
-            self._expire_oldest()
-        seq = self._alloc_seq()
+        pending = self._pending
+        if len(pending) >= _MAX_PENDING:  # forget the one closest to its timeout
+            oldest = None
+            for seq in pending:
+                if oldest is None or pending[seq][1] < pending[oldest][1]:
+                    oldest = seq
+            del pending[oldest]
+        seq = self._next_seq  # the next number no pending request holds
+        for _ in range(_MAX_PENDING + 1):
+            self._next_seq = seq + 1 if seq < MAX_SEQ else 1
+            if seq not in pending:
+                break
+            seq = self._next_seq
         self._queue(make(kind, seq, *fields))
-        self._pending[seq] = (kind, self.clock() + self.request_timeout_s)
+        pending[seq] = (kind, self.clock() + self.request_timeout_s)
         return seq
 
-    def _expire_oldest(self):
-        oldest = None
-        for seq, (_k, deadline) in self._pending.items():
-            if oldest is None or deadline < self._pending[oldest][1]:
-                oldest = seq
-        if oldest is not None:
-            del self._pending[oldest]
-
-    def pending_count(self):
-        return len(self._pending)
-
     def close(self, code, text):
-        self.state = S_CLOSED
+        self.state = _S_CLOSED
         return Closed(code, text)
 
     def receive(self, obj):
         """Feed one decoded object; returns a list of events."""
-        if self.state == S_CLOSED:
+        if self.state == _S_CLOSED:
             return []
         self._last_rx = self.clock()
         self._silent_reported = False
@@ -253,25 +233,22 @@ class _Session:
         return self._open(kind, seq, fields)
 
     def _open(self, kind, seq, fields):
-        if kind == K.PING:
-            self.send(K.PONG, seq, int(self.wall()))
+        if kind == _PING:
+            self.send(_PONG, seq, int(self.wall()))
             return []
-        if kind in (K.HELLO, K.CHALLENGE, K.AUTH, K.WELCOME):
+        if kind in (_HELLO, _CHALLENGE, _AUTH, _WELCOME):
             self.send_error(E_AUTH_FAILED, "handshake already done (replayed %s refused)" % K.kind_name(kind), seq)
             return []
         # Each side numbers its own requests, so a peer's request may carry the same seq as one
         # of ours: only a reply kind can answer a pending request.
         pending = self._pending.pop(seq, None) if seq and kind in _REPLY_KINDS else None
         if pending is not None:
-            if kind == K.ERROR:
-                self.errors_received += 1
             return [Reply(kind, seq, fields, pending[0])]
-        if kind == K.PONG:
+        if kind == _PONG:
             return []  # a late pong after its ping timed out
-        if kind == K.ERROR:
-            self.errors_received += 1
+        if kind == _ERROR:
             return [Message(kind, seq, fields)]
-        if kind == K.ACK:
+        if kind == _ACK:
             return []  # a late ack
         if self.role is not None and not self._may_receive(kind):
             self.send_error(E_FORBIDDEN, "%s may not send %s" % (self._peer_role(), K.kind_name(kind)), seq)
@@ -280,7 +257,7 @@ class _Session:
 
     def tick(self):
         """Call about once a second: heartbeats, request timeouts, peer silence."""
-        if self.state == S_CLOSED:
+        if self.state == _S_CLOSED:
             return []
         now = self.clock()
         events = []
@@ -288,26 +265,13 @@ class _Session:
             expired = [seq for seq, (_k, deadline) in self._pending.items() if deadline <= now]
             for seq in expired:
                 kind = self._pending.pop(seq)[0]
-                if kind != K.PING:
+                if kind != _PING:
                     events.append(Timeout(seq, kind))
         silent = now - self._last_rx
-        if silent > MISSED_HEARTBEATS * self.heartbeat_s and not self._silent_reported:
+        if silent > _MISSED_HEARTBEATS * self.heartbeat_s and not self._silent_reported:
             self._silent_reported = True
             events.append(PeerSilent(silent))
         return events
-
-
-_REPLY_KINDS = (
-    K.ACK,
-    K.ERROR,
-    K.PONG,
-    K.WELCOME,
-    K.NEAREST_RESULT,
-    K.RESERVE_RESULT,
-    K.RESERVATIONS,
-    K.STATIONS,
-    K.STATS,
-)
 
 
 # --- client (charge point, vehicle, operator) --------------------------------------
@@ -323,15 +287,15 @@ class ClientSession(_Session):
             raise ValueError("role must be one of %s" % (K.ROLES,))
         self.role = role
         self.device_id = device_id
-        self.key = key_bytes(key)
-        self._nonce = nonce or urandom(NONCE_SIZE)
+        self.key = key.encode() if type(key) is str else key  # provisioned as a hex string
+        self.client_nonce = nonce or urandom(NONCE_SIZE)
         self._last_ping = 0
         self.hub_time_offset = 0  # hub epoch - our epoch, from WELCOME and PONG
 
     def start(self):
-        self.state = S_HELLO_SENT
+        self.state = _S_HELLO_SENT
         self._last_rx = self.clock()
-        self._queue(make(K.HELLO, 0, K.PROTOCOL_VERSION, self.role, self.device_id, self._nonce))
+        self._queue(make(_HELLO, 0, K.PROTOCOL_VERSION, self.role, self.device_id, self.client_nonce))
 
     def _peer_role(self):
         return "hub"
@@ -341,17 +305,17 @@ class ClientSession(_Session):
         return d == "*" or d[0] == "h"
 
     def _handshake(self, kind, seq, fields):
-        if kind == K.ERROR:
+        if kind == _ERROR:
             return [self.close(fields[0], fields[1])]
-        if self.state == S_HELLO_SENT and kind == K.CHALLENGE:
+        if self.state == _S_HELLO_SENT and kind == _CHALLENGE:
             hub_nonce = fields[0]
             if len(hub_nonce) != NONCE_SIZE:
                 return [self.close(E_MALFORMED, "challenge nonce must be %d bytes" % NONCE_SIZE)]
-            proof = auth_proof(self.key, self._nonce, hub_nonce, self.role, self.device_id)
-            self._queue(make(K.AUTH, 0, proof))
-            self.state = S_AUTH_SENT
+            proof = auth_proof(self.key, self.client_nonce, hub_nonce, self.role, self.device_id)
+            self._queue(make(_AUTH, 0, proof))
+            self.state = _S_AUTH_SENT
             return []
-        if self.state == S_AUTH_SENT and kind == K.WELCOME:
+        if self.state == _S_AUTH_SENT and kind == _WELCOME:
             self.state = S_OPEN
             self.heartbeat_s = fields[1] or self.heartbeat_s
             self.hub_time_offset = fields[0] - int(self.wall())
@@ -360,7 +324,7 @@ class ClientSession(_Session):
         return [self.close(E_NOT_AUTHENTICATED, "unexpected %s during handshake" % K.kind_name(kind))]
 
     def _open(self, kind, seq, fields):
-        if kind == K.PONG and seq in self._pending:
+        if kind == _PONG and seq in self._pending:
             self.hub_time_offset = fields[0] - int(self.wall())
         return _Session._open(self, kind, seq, fields)
 
@@ -368,14 +332,10 @@ class ClientSession(_Session):
         events = _Session.tick(self)
         if self.state == S_OPEN and self.clock() - self._last_ping >= self.heartbeat_s:
             self._last_ping = self.clock()
-            self.request(K.PING, int(self.wall()))
-        if self.state in (S_HELLO_SENT, S_AUTH_SENT) and self.clock() - self._last_rx > self.handshake_timeout_s:
+            self.request(_PING, int(self.wall()))
+        if self.state in (_S_HELLO_SENT, _S_AUTH_SENT) and self.clock() - self._last_rx > self.handshake_timeout_s:
             events.append(self.close(E_AUTH_FAILED, "hub did not answer the handshake"))
         return events
-
-    def hub_now(self):
-        """The hub's wall clock as far as we know it (epoch seconds)."""
-        return int(self.wall()) + self.hub_time_offset
 
 
 # --- server (the hub's end of a link) -----------------------------------------------
@@ -387,11 +347,11 @@ class ServerSession(_Session):
     def __init__(self, lookup_key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce_source=None):
         _Session.__init__(self, clock, wall, heartbeat_s, request_timeout_s)
         self.lookup_key = lookup_key
-        self._urandom = nonce_source or urandom
+        self.nonce_source = nonce_source or urandom
         self.state = S_WAIT_HELLO
-        self._client_nonce = None
-        self._hub_nonce = None
-        self._key = None
+        self.client_nonce = None
+        self.hub_nonce = None
+        self.key = None
 
     def _peer_role(self):
         return self.role or "peer"
@@ -405,35 +365,35 @@ class ServerSession(_Session):
 
     def _handshake(self, kind, seq, fields):
         if self.state == S_WAIT_HELLO:
-            if kind != K.HELLO:
+            if kind != _HELLO:
                 return self._refuse(E_NOT_AUTHENTICATED, "send hello first", seq)
             proto, role, peer_id, nonce = fields[0], fields[1], fields[2], fields[3]
             if proto != K.PROTOCOL_VERSION:
                 return self._refuse(E_UNSUPPORTED_VERSION, "protocol %d not supported (hub speaks %d)" % (proto, K.PROTOCOL_VERSION))
             if role not in K.ROLES:
                 return self._refuse(E_BAD_FIELD, "role must be one of %s" % (", ".join(K.ROLES),))
-            if not peer_id or len(peer_id) > MAX_ID_LENGTH:
-                return self._refuse(E_BAD_FIELD, "id must be 1..%d characters" % MAX_ID_LENGTH)
+            if not peer_id or len(peer_id) > _MAX_ID_LENGTH:
+                return self._refuse(E_BAD_FIELD, "id must be 1..%d characters" % _MAX_ID_LENGTH)
             if len(nonce) != NONCE_SIZE:
                 return self._refuse(E_BAD_FIELD, "nonce must be %d bytes" % NONCE_SIZE)
             key = self.lookup_key(role, peer_id)
             self.role = role
             self.peer_id = peer_id
-            self._client_nonce = nonce
+            self.client_nonce = nonce
             # An unknown id still gets a challenge, so ids cannot be probed; it fails at AUTH.
-            self._key = key_bytes(key) if key is not None else None
-            self._hub_nonce = self._urandom(NONCE_SIZE)
-            self._queue(make(K.CHALLENGE, seq, self._hub_nonce))
-            self.state = S_CHALLENGED
+            self.key = key.encode() if type(key) is str else key
+            self.hub_nonce = self.nonce_source(NONCE_SIZE)
+            self._queue(make(_CHALLENGE, seq, self.hub_nonce))
+            self.state = _S_CHALLENGED
             return []
-        if self.state == S_CHALLENGED and kind == K.AUTH:
+        if self.state == _S_CHALLENGED and kind == _AUTH:
             proof = fields[0]
-            ok = self._key is not None and equal_digests(
-                proof, auth_proof(self._key, self._client_nonce, self._hub_nonce, self.role, self.peer_id)
+            ok = self.key is not None and equal_digests(
+                proof, auth_proof(self.key, self.client_nonce, self.hub_nonce, self.role, self.peer_id)
             )
             if not ok:
                 return self._refuse(E_AUTH_FAILED, "unknown id or wrong key", seq)
             self.state = S_OPEN
-            self._queue(make(K.WELCOME, seq, int(self.wall()), self.heartbeat_s))
+            self._queue(make(_WELCOME, seq, int(self.wall()), self.heartbeat_s))
             return [Authenticated(self.peer_id, self.role, int(self.wall()), self.heartbeat_s)]
         return self._refuse(E_NOT_AUTHENTICATED, "unexpected %s during handshake" % K.kind_name(kind), seq)
