@@ -148,6 +148,9 @@ class ReservationBookActor(pykka.ThreadingActor):
             for req in requests:
                 self._error(req[0], req[1], E_INTERNAL, "internal error; try again")
             raise
+        # The registry hears of the new reservations before the vehicles do, so a vehicle that starts
+        # charging right after its RESERVE_RESULT finds its window open (actor mailboxes are FIFO).
+        self._flush_events()
         # Every reply goes out after the batch's single COMMIT returned.
         for req, res in zip(requests, results):
             link_id, seq = req[0], req[1]
@@ -199,6 +202,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         except Exception as exc:  # BookingError mostly; the caller turns it into an answer
             reply(None, exc)
         else:
+            self._flush_events()  # as for RESERVE: the registry first, then the caller
             reply(result, None)
 
     _handlers = {

@@ -40,6 +40,8 @@ class LoginThrottle:
         self._failures = {}  # address -> (count, first_failure, last_failure)
 
     def _host(self, address):
+        if address.startswith("serial:"):
+            return address  # each serial line is its own source
         return address.rsplit(":", 1)[0]
 
     def wait_s(self, address, now=None):
@@ -54,7 +56,7 @@ class LoginThrottle:
             return 0.0
         if count < self.free:
             return 0.0
-        wait = min(self.max_wait_s, 2.0 ** (count - self.free))
+        wait = min(self.max_wait_s, 2.0 ** min(count - self.free, 30))  # capped exponent: no OverflowError
         return max(0.0, last + wait - now)
 
     def failed(self, address, now=None):

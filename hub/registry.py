@@ -215,7 +215,8 @@ class StationRegistry(pykka.ThreadingActor):
 
     def _on_boot(self, station_id, link_id, seq, fields):
         lat, lon, connectors, max_kw, firmware = fields
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > 16 or max_kw <= 0:
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > 16 \
+                or not (0 < max_kw <= 1000):  # written so that NaN fails too
             self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..16) or max_kw out of range")
             return
         st = self.stations.get(station_id) or self._learn(station_id, lat, lon, connectors, max_kw)
@@ -285,6 +286,8 @@ class StationRegistry(pykka.ThreadingActor):
                 or (reservation_id is not None and not 0 < reservation_id < 2**63):
             self._error(link_id, seq, E_BAD_FIELD, "session_start: session_id, meter or time out of range")
             return
+        if self._session_of_another(session_id, station_id, link_id, seq):
+            return
         first = self.store.record_session_start(session_id, station_id, connector, vehicle_id, reservation_id, meter_start, started)
         if session_id not in st.sessions:
             expected_end = self._expected_end(st, reservation_id, started)
@@ -303,6 +306,16 @@ class StationRegistry(pykka.ThreadingActor):
         self._ack(link_id, seq)
         self.outbox.send_to_peer("vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, connector))
 
+    def _session_of_another(self, session_id, station_id, link_id, seq):
+        """A station reports only for itself: a session id recorded for another station is refused."""
+        row = self.store.get_session(session_id)
+        if row is not None and row["station_id"] != station_id:
+            log.warning("station %s: refused a record for session %s of station %s", station_id, session_id,
+                        row["station_id"])
+            self._error(link_id, seq, E_FORBIDDEN, "session %s belongs to another station" % session_id)
+            return True
+        return False
+
     def _on_session_end(self, station_id, link_id, seq, fields):
         session_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason = fields
         st = self._station(station_id, link_id, seq)
@@ -313,6 +326,8 @@ class StationRegistry(pykka.ThreadingActor):
             return
         if not session_id or len(session_id) > 64 or (reservation_id is not None and not 0 < reservation_id < 2**63):
             self._error(link_id, seq, E_BAD_FIELD, "session_end: session_id must be 1..64 characters")
+            return
+        if self._session_of_another(session_id, station_id, link_id, seq):
             return
         first = self.store.record_session_end(
             session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason

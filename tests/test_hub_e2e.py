@@ -197,3 +197,48 @@ def test_bad_fields_from_an_authenticated_vehicle_get_clear_errors(hub):
                 assert exc.value.code == code
         # still fine afterwards
         v.request(K.LIST_RESERVATIONS)
+
+
+def test_a_station_cannot_close_another_stations_session(hub):
+    k1, k2 = hub.add_station("CP-1"), hub.add_station("CP-2", lat=-12.3)
+    with station_client(hub, "CP-1", k1) as s1, station_client(hub, "CP-2", k2) as s2:
+        s1.request(K.SESSION_START, "S-ONE", 1, "V-1", None, 0, 1_800_000_000)
+        with pytest.raises(HubError) as exc:
+            s2.request(K.SESSION_END, "S-ONE", 1, "V-1", None, 999, 1_800_000_000, 1_800_000_100, "Complete")
+        assert exc.value.code == E_FORBIDDEN
+        s1.request(K.SESSION_END, "S-ONE", 1, "V-1", None, 500, 1_800_000_000, 1_800_000_100, "Complete")
+    import sqlite3
+
+    con = sqlite3.connect(hub.db)
+    assert con.execute("SELECT station_id, energy_wh FROM sessions WHERE session_id = 'S-ONE'").fetchone() == ("CP-1", 500)
+    con.close()
+
+
+def test_a_boot_with_a_nan_power_limit_is_refused(hub):
+    key = hub.add_station("CP-1")
+    with HubClient(hub.url, "station", "CP-1", key) as c:
+        with pytest.raises(HubError) as exc:
+            c.request(K.BOOT, -12.2664, -38.9663, 1, float("nan"), "fw")
+        assert exc.value.code == E_BAD_FIELD
+
+
+def test_a_vehicle_may_start_charging_right_after_its_reservation_is_confirmed(hub):
+    # The registry must hear of a reservation before the vehicle does.
+    key = hub.add_station("CP-1")
+    token = hub.add_vehicle("V-1")
+    stations(hub, lambda l: "CP-1" in l)
+    with station_client(hub, "CP-1", key) as st, HubClient(hub.url, "vehicle", "V-1", token) as v:
+        start = int(time.time()) + 60
+        for i in range(20):
+            _k, (ok, rid, _a, _r) = v.request(K.RESERVE, "CP-1", start + i * 3600, start + i * 3600 + 600)
+            assert ok
+            seq = v.session.request(K.START_CHARGE, "CP-1", rid, None)
+            v._flush()
+            # The hub relays REMOTE_START to the station (not "reservation is not open"); refuse it.
+            msg = st.wait_event((K.REMOTE_START,), timeout=5)
+            assert msg is not None and msg.fields[2] == rid
+            st.session.send(K.ERROR, msg.seq, 12, "test station says no")
+            st._flush()
+            with pytest.raises(HubError) as exc:
+                v.wait_reply(seq)
+            assert "refused by the station" in str(exc.value)

@@ -45,3 +45,14 @@ def test_repeated_wrong_keys_from_one_address_are_slowed_down_and_logged(tmp_pat
             HubClient(hub.url, "station", "CP-1", key, timeout=5).connect()
         assert exc.value.code == E_RATE_LIMITED and "retry in" in str(exc.value)
         assert "refused from 127.0.0.1" in hub.log()
+
+
+def test_login_throttle_survives_thousands_of_failures_and_keeps_serial_lines_apart():
+    t = LoginThrottle(free=5, max_wait_s=300)
+    for i in range(2000):
+        t.failed("10.0.0.9:1", now=float(i))
+    assert t.wait_s("10.0.0.9:1", now=2000.0) == pytest.approx(299.0)
+    t.failed("serial:/dev/ttyUSB0", now=0.0)
+    for _ in range(10):
+        t.failed("serial:/dev/ttyUSB0", now=0.0)
+    assert t.wait_s("serial:/dev/ttyUSB1", now=0.0) == 0

@@ -11,7 +11,7 @@ import time
 
 from transport import kinds as K
 from transport.codec import packb, unpackb
-from transport.errors import ERROR_NAMES, CodecError, FrameError
+from transport.errors import ERROR_NAMES, CodecError, FrameError, ProtocolError
 from transport.framing import StreamFramer, encode_stream
 from transport.tcp_link import parse_hub_url, uses_tls
 from transport.session import Authenticated, ClientSession, Closed, Message, Reply, Timeout
@@ -71,19 +71,24 @@ class HubClient:
             self.sock = socket.create_connection((host, port), timeout=self.timeout)
         except OSError as exc:
             raise HubError("cannot reach the hub at %s: %s" % (self.url, exc.strerror or exc)) from None
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if uses_tls(self.url):
-            self.sock = _wrap_tls(self.sock, host, self.url)
-        self.session.start()
-        self._flush()
-        deadline = time.monotonic() + self.timeout
-        while not self.session.authenticated:
-            for event in self._read(deadline):
-                if isinstance(event, Closed):
-                    raise HubError("the hub refused %s %s: %s" % (self.session.role, self.session.device_id, event.text), event.code)
-                if isinstance(event, Authenticated):
-                    return self
-        return self
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if uses_tls(self.url):
+                self.sock = _wrap_tls(self.sock, host, self.url)
+            self.session.start()
+            self._flush()
+            deadline = time.monotonic() + self.timeout
+            while not self.session.authenticated:
+                for event in self._read(deadline):
+                    if isinstance(event, Closed):
+                        raise HubError("the hub refused %s %s: %s" % (self.session.role, self.session.device_id,
+                                                                    event.text), event.code)
+                    if isinstance(event, Authenticated):
+                        return self
+            return self
+        except BaseException:
+            self.close()  # a refused or failed handshake leaves no socket behind
+            raise
 
     def _flush(self):
         out = self.session.take_outgoing()
@@ -117,8 +122,15 @@ class HubClient:
 
     def request(self, kind, *fields):
         """Send a request and wait for its reply: returns (kind, fields); raises HubError on ERROR."""
-        seq = self.session.request(kind, *fields)
-        self._flush()
+        try:
+            seq = self.session.request(kind, *fields)
+            self._flush()
+        except (CodecError, ProtocolError) as exc:  # e.g. an integer too big for msgpack
+            raise HubError("cannot send %s: %s" % (K.kind_name(kind), exc)) from None
+        return self.wait_reply(seq)
+
+    def wait_reply(self, seq):
+        """Wait for the reply to the request numbered `seq` (see request)."""
         deadline = time.monotonic() + self.timeout
         while True:
             for event in self._read(deadline):
@@ -128,7 +140,7 @@ class HubClient:
                         raise HubError(text, code)
                     return event.kind, event.fields
                 if isinstance(event, Timeout) and event.seq == seq:
-                    raise HubError("the hub did not answer %s in time" % K.kind_name(kind))
+                    raise HubError("the hub did not answer %s in time" % K.kind_name(event.request_kind))
                 if isinstance(event, Message):
                     self.events.append(event)
                 if isinstance(event, Closed):
@@ -136,8 +148,11 @@ class HubClient:
 
     def send(self, kind, *fields):
         """Fire and forget (e.g. POSITION)."""
-        self.session.send(kind, 0, *fields)
-        self._flush()
+        try:
+            self.session.send(kind, 0, *fields)
+            self._flush()
+        except (CodecError, ProtocolError) as exc:
+            raise HubError("cannot send %s: %s" % (K.kind_name(kind), exc)) from None
 
     def wait_event(self, kinds, timeout):
         """Wait for an unsolicited message of one of `kinds`; returns it or None."""
