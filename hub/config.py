@@ -41,14 +41,29 @@ def load(path=None, overrides=None):
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config %s is not valid TOML: %s" % (path, exc)) from None
         data = data.get("hub", data)
-        unknown = sorted(set(data) - set(DEFAULTS))
+        if not isinstance(data, dict):
+            raise ConfigError("config %s: [hub] must be a table of settings" % path)
+        unknown = sorted(set(data) - set(DEFAULTS) - {"epoch0"})
         if unknown:
             raise ConfigError("config %s: unknown settings %s" % (path, ", ".join(unknown)))
         for key, value in data.items():
-            if type(value) is not type(DEFAULTS[key]) and not (isinstance(DEFAULTS[key], float) and isinstance(value, int)):
+            if key in ("epoch0", "speedup") and type(value) in (int, float):
+                pass  # numbers, whatever their default (epoch0 defaults to None)
+            elif type(value) is not type(DEFAULTS[key]):
                 raise ConfigError("config %s: %s must be %s" % (path, key, type(DEFAULTS[key]).__name__))
             cfg[key] = value
     for key, value in (overrides or {}).items():
         if value is not None:
             cfg[key] = value
+    for key, low in POSITIVE.items():
+        if not cfg[key] >= low:  # "not >=" so that NaN fails too
+            raise ConfigError("%s must be at least %s (got %r)" % (key, low, cfg[key]))
     return cfg
+
+
+# Settings that must be positive for the hub to work at all (0 links, 0 messages/s... are mistakes).
+POSITIVE = {
+    "heartbeat_s": 1, "request_timeout_s": 1, "max_links": 1, "max_outbox_bytes": 1024, "max_frame": 64,
+    "handshake_timeout_s": 1, "max_bad_messages": 1, "max_msgs_per_s": 1, "login_failures_free": 1,
+    "no_show_grace_s": 0, "session_estimate_min": 1, "speedup": 0.001,
+}

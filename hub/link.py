@@ -91,6 +91,9 @@ class Link:
                 obj = unpackb(payload)
             except CodecError as exc:
                 self._bad(E_MALFORMED, "undecodable msgpack: %s" % exc)
+                if not self.session.authenticated and not self.rehello:
+                    self.shutdown()  # garbage before the handshake: not a peer of ours
+                    return
                 continue
             if self.rehello and type(obj) is list and obj and obj[0] == K.HELLO and self.session.state != "wait_hello":
                 self._restart_session()

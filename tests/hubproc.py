@@ -81,6 +81,8 @@ class HubProcess:
 
     def stop(self, timeout=15):
         if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None and not self._log.closed:
+                self._log.close()
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:

@@ -43,7 +43,11 @@ def run(args):
         print("evhub serve: %s" % exc, file=sys.stderr)
         return 2
     if args.log_file:
-        handler = logging.FileHandler(args.log_file)
+        try:
+            handler = logging.FileHandler(args.log_file)
+        except OSError as exc:
+            print("evhub serve: cannot write the log file %s: %s" % (args.log_file, exc.strerror), file=sys.stderr)
+            return 2
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
     from transport.tcp_link import parse_hub_url
@@ -75,8 +79,16 @@ def run(args):
     if cfg["heartbeat_s"] < 1 or cfg["speedup"] <= 0:
         print("evhub serve: heartbeat and speedup must be positive", file=sys.stderr)
         return 2
-    from hub.daemon import Hub
+    import sqlite3
 
+    from hub.daemon import Hub
+    from hub.store import Store
+
+    try:
+        Store(cfg["db"]).close()  # a store that cannot be opened is a setup error, said before anything starts
+    except (sqlite3.Error, OSError, ValueError) as exc:
+        print("evhub serve: cannot open the store %s: %s" % (cfg["db"], exc), file=sys.stderr)
+        return 2
     hub = Hub(cfg, args.serial)
     try:
         hub.run()

@@ -29,13 +29,19 @@ def configure(p):
     lst.add_argument("--json", action="store_true")
 
 
+def _given(row, key, default):
+    value = row.get(key)
+    return default if value is None or value == "" else value
+
+
 def validate_station(row, where="station"):
     """Returns (id, lat, lon, connectors, max_kw) or raises ValueError naming the bad field."""
     try:
         sid = str(row["id"]).strip()
         lat, lon = float(row["lat"]), float(row["lon"])
-        connectors = int(row.get("connectors") or 1)
-        max_kw = float(row.get("max_kw") or 22)
+        # Only a missing (or empty CSV) value takes the default; an explicit 0 is checked and refused below.
+        connectors = int(_given(row, "connectors", 1))
+        max_kw = float(_given(row, "max_kw", 22))
     except KeyError as exc:
         raise ValueError("%s: missing %s" % (where, exc.args[0])) from None
     except (TypeError, ValueError):

@@ -28,6 +28,9 @@ def run(args):
         return 2
     finally:
         store.close()
-    credentials.remember("vehicle", vid, token)
-    print(token)
+    print(token)  # printed first: whatever happens to the credentials file, the token is not lost
+    try:
+        credentials.remember("vehicle", vid, token)
+    except (credentials.CredentialsError, OSError) as exc:
+        print("evhub vehicles add: token not saved for `evhub vehicle`: %s" % exc, file=sys.stderr)
     return 0

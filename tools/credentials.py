@@ -14,13 +14,26 @@ def _path():
     return os.path.join(base, "credentials.json")
 
 
+class CredentialsError(ValueError):
+    pass
+
+
 def _load():
     try:
         with open(_path()) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+            text = f.read()
+    except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise CredentialsError("cannot read %s: %s" % (_path(), exc.strerror)) from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        # Never overwrite it: the tokens in it were printed once and may exist nowhere else.
+        raise CredentialsError("%s is not a JSON object; fix or move it (its tokens are not shown again)" % _path())
+    return data
 
 
 def remember(role, peer_id, secret):
@@ -41,4 +54,7 @@ def lookup(role, peer_id, explicit=None):
     env = os.environ.get("EVHUB_TOKEN")
     if env:
         return env
-    return _load().get("%s:%s" % (role, peer_id))
+    try:
+        return _load().get("%s:%s" % (role, peer_id))
+    except CredentialsError:
+        return None

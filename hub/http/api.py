@@ -246,7 +246,7 @@ class Api:
     @staticmethod
     def _reservation_id(req):
         raw = req.params["reservation_id"]
-        if not raw.isdigit() or not 0 < int(raw) < 2**63:
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
             raise HttpError(400, "a reservation id is a positive integer, not %r" % raw[:40])
         return int(raw)
 

@@ -29,7 +29,7 @@ def parse_http_address(value):
     if text.startswith("http://"):
         text = text[len("http://"):].rstrip("/")
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError("--http wants HOST:PORT (e.g. 127.0.0.1:8080), not %r" % value)
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)

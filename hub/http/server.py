@@ -239,7 +239,7 @@ class HttpServer:
         if "transfer-encoding" in headers:
             raise HttpError(501, "chunked request bodies are not supported; send Content-Length")
         length = headers.get("content-length", "0")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise HttpError(400, "Content-Length must be a non-negative integer")
         length = int(length)
         if length > MAX_BODY_BYTES:
