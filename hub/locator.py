@@ -55,7 +55,7 @@ import heapq
 import math
 from operator import itemgetter
 
-from hub.geo import EARTH_RADIUS_KM, angle_to_chord2, chord2_to_km, unit_vector, validate_position
+from hub.geo import EARTH_RADIUS_KM, angle_to_chord2, unit_vector, validate_position
 
 DEFAULT_CELL_DEG = 0.1
 FINE_FACTOR = 10  # fine cell = coarse cell / 10
@@ -68,6 +68,9 @@ _NO_LIMIT = 5.0  # larger than any squared chord on the unit sphere (max 4)
 _BOUND_SLACK = 1.0 - 1e-9  # shrink the lower bound by float noise so it stays a lower bound
 
 _first = itemgetter(0)
+_KM2 = 2.0 * EARTH_RADIUS_KM
+_asin = math.asin
+_sqrt = math.sqrt
 CACHE_MAX_K = 16  # queries for more than this many go straight to the grid search
 BLOCK_TARGET = 24  # a cell's block grows ring by ring until it holds this many stations...
 BLOCK_H_MAX = 8  # ...or reaches this many cells on each side of the cell
@@ -419,7 +422,10 @@ class SpatialIndex:
         limit2 = _NO_LIMIT if max_km is None else angle_to_chord2(max_km / EARTH_RADIUS_KM) * (1.0 + 1e-12)
         heap = None
         coarse = self._coarse
-        ck = coarse.key(lat, lon)
+        row = int((lat + 90.0) * coarse.inv)  # coarse.key(lat, lon), inline
+        if row >= coarse.nrows:
+            row = coarse.nrows - 1
+        ck = row * coarse.ncols + int((lon + 180.0) * coarse.inv) % coarse.ncols
         if k <= CACHE_MAX_K:
             blocks = self._blocks
             block = blocks.get(ck)
@@ -440,7 +446,8 @@ class SpatialIndex:
             if heap is None:
                 heap = coarse.search(lat, lon, q, k, accept, limit2, None)
         heap.sort(reverse=True)
-        return [(chord2_to_km(-nd2), sid) for nd2, sid in heap]
+        # chord2_to_km, inline; min(1, ..) guards asin against float noise past antipodes
+        return [(_KM2 * _asin(h if (h := _sqrt(-nd2) * 0.5) < 1.0 else 1.0), sid) for nd2, sid in heap]
 
 
 class PublishedIndex:

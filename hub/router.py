@@ -13,7 +13,7 @@ import time
 
 from hub.limits import LoginThrottle
 from transport import kinds as K
-from transport.errors import E_BAD_FIELD, E_FORBIDDEN
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN, ProtocolError
 from transport.codec import packb
 from transport.messages import make
 
@@ -31,11 +31,11 @@ _F64 = struct.Struct(">Bd").pack  # msgpack float 64, as packb packs a Python fl
 def _nothing(_book):
     return None
 STATION_KINDS = (K.BOOT, K.STATUS, K.METER, K.SESSION_START, K.SESSION_END)
+_NEAREST = K.NEAREST
+_POSITION = K.POSITION
 
 
 def _check_position(lat, lon, seq):
-    from transport.errors import ProtocolError
-
     if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or lat != lat or lon != lon:
         raise ProtocolError(E_BAD_FIELD, "position out of range: lat must be -90..90 and lon -180..180", seq)
 
@@ -103,18 +103,20 @@ class Router:
     # --- dispatch ------------------------------------------------------------------------
 
     def dispatch(self, link, kind, seq, fields):
-        self.count("messages_in")
+        counters = self.counters
+        counters["messages_in"] = counters.get("messages_in", 0) + 1
+        if kind == _NEAREST:  # the hot kinds first; kinds are distinct, so the order changes nothing else
+            self._nearest(link, seq, fields)
+            return
         role = link.session.role
         peer = link.session.peer_id
-        if kind in STATION_KINDS:
-            self.registry.tell((kind, peer, link.id, seq, fields))
-        elif kind == K.POSITION:
+        if kind == _POSITION:
             lat, lon, when, soc = fields
             _check_position(lat, lon, seq)
             self._positions.append((peer, lat, lon, when, soc))
             self._schedule_flush()
-        elif kind == K.NEAREST:
-            self._nearest(link, seq, fields)
+        elif kind in STATION_KINDS:
+            self.registry.tell((kind, peer, link.id, seq, fields))
         elif kind == K.RESERVE:
             station_id, start, end = fields
             self._reservations.append((link.id, seq, peer, station_id, start, end))
@@ -133,8 +135,6 @@ class Router:
         elif kind == K.HUB_STATS:
             link.send(make(K.STATS, seq, self.stats()))
         else:
-            from transport.errors import ProtocolError
-
             raise ProtocolError(E_FORBIDDEN, "%s may not send %s" % (role, K.kind_name(kind)), seq)
 
     def _schedule_flush(self):
@@ -170,41 +170,42 @@ class Router:
 
     def _nearest(self, link, seq, fields):
         lat, lon, k, filters = fields
-        _check_position(lat, lon, seq)
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # NaN fails this too
+            _check_position(lat, lon, seq)
         if k < 1 or k > MAX_K:
-            from transport.errors import ProtocolError
-
             raise ProtocolError(E_BAD_FIELD, "k must be 1..%d" % MAX_K, seq)
-        filters = filters or {}
         view = self.registry_view
-        now = self.clock()
         accept = None
-        if filters.get("available"):
-            accept = lambda sid: (v := view.get(sid)) is not None and v.status == "Available"  # noqa: E731
-        elif filters.get("eta_min") is not None:
-            eta = now + float(filters["eta_min"]) * 60
+        if filters:  # None or {}: no filter
+            if filters.get("available"):
+                accept = lambda sid: (v := view.get(sid)) is not None and v.status == "Available"  # noqa: E731
+            elif filters.get("eta_min") is not None:
+                eta = self.clock() + float(filters["eta_min"]) * 60
 
-            def accept(sid):
-                v = view.get(sid)
-                if v is None or v.status in ("Offline", "Faulted", "Unavailable"):
-                    return False
-                return v.free_at is None or v.free_at <= eta
-        min_kw = filters.get("min_kw")
-        if min_kw is not None:
-            inner = accept
-            accept = lambda sid: (v := view.get(sid)) is not None and v.max_kw >= min_kw and (inner is None or inner(sid))  # noqa: E731
+                def accept(sid):
+                    v = view.get(sid)
+                    if v is None or v.status in ("Offline", "Faulted", "Unavailable"):
+                        return False
+                    return v.free_at is None or v.free_at <= eta
+            min_kw = filters.get("min_kw")
+            if min_kw is not None:
+                inner = accept
+                accept = lambda sid: (v := view.get(sid)) is not None and v.max_kw >= min_kw and (inner is None or inner(sid))  # noqa: E731
         # The reply is packed here from per-station pieces packed once per StationView: only the
         # distance is new per query. The bytes equal packb([NEAREST_RESULT, seq, [maps]]).
         parts = []
+        packed = self._packed
         for km, sid in self.index.nearest(lat, lon, k, accept):
             v = view.get(sid)
             if v is None:
                 continue
-            c = self._packed.get(sid)
+            c = packed.get(sid)
             if c is None or c[0] is not v:
                 c = self._pack_station(sid, v)
-            parts.append(c[1] + _F64(0xCB, round(km, 3)) + c[2])
-        n = len(parts)
+            parts.append(c[1])
+            parts.append(_F64(0xCB, round(km, 3)))
+            parts.append(c[2])
+        n = len(parts) // 3
         link.send(_NEAREST_HEAD + packb(seq) + (bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big"))
                   + b"".join(parts))
 
