@@ -11,9 +11,15 @@ from transport import kinds as K
 from transport.codec import packb, unpackb
 from hub.limits import RateLimiter
 from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
-from transport.session import Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
+from transport.messages import MAX_SEQ
+from transport.session import S_OPEN, Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
 
 log = logging.getLogger(__name__)
+
+PRE_AUTH_MAX_FRAME = 4096
+
+_NEAREST = K.NEAREST
+_NUM = (int, float)  # type() is checked, so bool (an int subclass) is not a number here, as in parse()
 
 
 class Link:
@@ -35,6 +41,12 @@ class Link:
         self.frames_out = 0
         self.closed = False
         self.opened_at = clock()
+        # Until a peer has proved who it is, its frames are small (a handshake is ~60 bytes): an
+        # unauthenticated link can make the hub buffer at most PRE_AUTH_MAX_FRAME, not a megabyte.
+        self.full_max_frame = None
+        if not rehello and getattr(framer, "max_frame", 0) > PRE_AUTH_MAX_FRAME:
+            self.full_max_frame = framer.max_frame
+            framer.max_frame = PRE_AUTH_MAX_FRAME
         self.limiter = RateLimiter(config["max_msgs_per_s"], 2 * config["max_msgs_per_s"])
         self.clock = clock
         self.reply_tags = {}  # seq of a hub->peer request -> (actor_ref, tag) awaiting its reply
@@ -97,8 +109,24 @@ class Link:
                 continue
             if self.rehello and type(obj) is list and obj and obj[0] == K.HELLO and self.session.state != "wait_hello":
                 self._restart_session()
-            for event in self.session.receive(obj):
-                self._on_event(event)
+            session = self.session
+            if (
+                type(obj) is list and len(obj) >= 6 and obj[0] == _NEAREST and type(obj[0]) is int
+                and session.state == S_OPEN and session.role == "vehicle"
+                and type(obj[1]) is int and 0 <= obj[1] <= MAX_SEQ
+                and type(obj[2]) in _NUM and type(obj[3]) in _NUM and type(obj[4]) is int
+                and (obj[5] is None or type(obj[5]) is dict)
+            ):
+                # The hot message, well-formed, on an open vehicle session: what session.receive()
+                # would do (note the peer is alive; parse; a vehicle may send NEAREST; a Message)
+                # without building the event. Anything else, bad input included, takes the
+                # general path below and gets its usual reply.
+                session._last_rx = session.clock()
+                session._silent_reported = False
+                self._dispatch(_NEAREST, obj[1], obj[2:6])
+            else:
+                for event in session.receive(obj):
+                    self._on_event(event)
             if self.closed:
                 return
         self.flush()
@@ -119,19 +147,14 @@ class Link:
             if event.kind == K.ERROR:
                 log.info("%s: error from peer: %s", self.label, event.fields)
                 return
-            try:
-                self.router.dispatch(self, event.kind, event.seq, event.fields)
-            except ProtocolError as exc:
-                self.session.send_error(exc.code, exc.text, event.seq)
-                self._count_bad(exc.text)
-            except Exception:  # a hub bug must not take the link or the loop down
-                log.exception("%s: internal error handling %s", self.label, K.kind_name(event.kind))
-                self.session.send_error(E_INTERNAL, "internal error", event.seq)
+            self._dispatch(event.kind, event.seq, event.fields)
         elif isinstance(event, Reply):
             self._route_reply(event.seq, event)
         elif isinstance(event, Timeout):
             self._route_reply(event.seq, None)
         elif isinstance(event, Authenticated):
+            if self.full_max_frame is not None:
+                self.framer.max_frame = self.full_max_frame  # known peers may send large frames
             log.info("%s: authenticated from %s", self.label, self.address)
             self.router.login_succeeded(self)
             self.router.peer_up(self)
@@ -144,6 +167,16 @@ class Link:
             if event.code == E_AUTH_FAILED:
                 self.router.login_failed(self)
             self.shutdown()
+
+    def _dispatch(self, kind, seq, fields):
+        try:
+            self.router.dispatch(self, kind, seq, fields)
+        except ProtocolError as exc:
+            self.session.send_error(exc.code, exc.text, seq)
+            self._count_bad(exc.text)
+        except Exception:  # a hub bug must not take the link or the loop down
+            log.exception("%s: internal error handling %s", self.label, K.kind_name(kind))
+            self.session.send_error(E_INTERNAL, "internal error", seq)
 
     def _route_reply(self, seq, reply):
         waiter = self.reply_tags.pop(seq, None)
