@@ -126,27 +126,65 @@ class _TcpProtocol(asyncio.Protocol):
             self.gateway.drop_link(self.link)
 
 
+MAX_SERIAL_BACKLOG = 64 * 1024  # bytes queued for a serial line that does not drain: the session is dropped
+
+
 class SerialLine:
     """A charge point on a serial line (any pyserial URL). A reader thread hands bytes to the
-    loop, so the loop still owns the link; writes happen in the loop thread."""
+    loop, so the loop still owns the link; a writer thread drains a bounded queue, so a line that
+    does not take bytes (a slow baud rate, a socket:// peer that stopped reading) never blocks the loop."""
 
     def __init__(self, gateway, url, baudrate=115200):
         import serial  # CPython adapter only
 
         self.gateway = gateway
         self.url = url
-        self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.2)
+        self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.2, write_timeout=2.0)
         self.link = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._reader, name="serial:%s" % url, daemon=True)
+        self._out = collections.deque()
+        self._out_bytes = 0
+        self._out_lock = threading.Condition()
+        self._writer = threading.Thread(target=self._write_forever, name="serial-out:%s" % url, daemon=True)
 
     def start(self):
         self._new_link()
         self._thread.start()
+        self._writer.start()
 
     def _new_link(self):
-        self.link = self.gateway.new_link(SerialFramer(), self.port.write, self._link_closed, "serial:" + self.url,
+        self.link = self.gateway.new_link(SerialFramer(), self._write, self._link_closed, "serial:" + self.url,
                                           rehello=True)
+
+    def _write(self, data):
+        """Called in the loop: queue, never block."""
+        with self._out_lock:
+            if self._out_bytes + len(data) > MAX_SERIAL_BACKLOG:
+                overflow = True
+            else:
+                overflow = False
+                self._out.append(data)
+                self._out_bytes += len(data)
+                self._out_lock.notify()
+        if overflow:
+            log.warning("serial %s: %d bytes not taken by the line, dropping the session", self.url, self._out_bytes)
+            self.gateway.router.count("slow_readers_cut")
+            self.gateway.loop.call_soon(self.link.shutdown)
+
+    def _write_forever(self):
+        while not self._stop.is_set():
+            with self._out_lock:
+                while not self._out and not self._stop.is_set():
+                    self._out_lock.wait(0.5)
+                if self._stop.is_set():
+                    return
+                data = self._out.popleft()
+                self._out_bytes -= len(data)
+            try:
+                self.port.write(data)
+            except Exception as exc:  # write timeout or unplugged adapter: the frame is lost, the line stays
+                log.error("serial %s: write failed: %s", self.url, exc)
 
     def _link_closed(self):
         # The wire stays: a refused or dropped session is followed by a fresh one on the same line.
@@ -172,7 +210,10 @@ class SerialLine:
 
     def stop(self):
         self._stop.set()
+        with self._out_lock:
+            self._out_lock.notify()
         self._thread.join(timeout=2)
+        self._writer.join(timeout=3)
         self.port.close()
 
 

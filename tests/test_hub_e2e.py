@@ -264,3 +264,11 @@ def test_a_vehicle_may_start_charging_right_after_its_reservation_is_confirmed(h
             with pytest.raises(HubError) as exc:
                 v.wait_reply(seq)
             assert "refused by the station" in str(exc.value)
+
+
+def test_an_unauthenticated_link_may_not_send_large_frames(hub):
+    s = _raw(hub)
+    s.sendall(b"\x00\x00\x20\x00" + b"\x90" * 16)  # announces 8 KiB before any handshake
+    frames = _read_until_eof(s)
+    assert frames and frames[0][0] == K.ERROR and frames[0][2] == 11  # too_large
+    s.close()
