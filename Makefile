@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean browser-deps
 
+# Debian's python3 may lack venv (ensurepip); as root, install it rather than fail.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv </dev/null && $(PYTHON) -m venv $(VENV); }
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip

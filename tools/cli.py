@@ -37,10 +37,8 @@ def build_parser():
         p.set_defaults(_module=module_name)
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            p.set_defaults(_missing=True)
+        except Exception as exc:  # one broken tool must not take the others down with it
+            p.set_defaults(_missing="%s: %s" % (type(exc).__name__, exc))
             continue
         module.configure(p)
     return parser
@@ -53,7 +51,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     if getattr(args, "_missing", False):
-        print("evhub %s: not available in this build" % args.command, file=sys.stderr)
+        print("evhub %s: not available in this build (%s)" % (args.command, args._missing), file=sys.stderr)
         return 2
     # Long-running services log what they do; one-shot commands print their answer and only warnings.
     quiet_default = logging.INFO if args.command in LOGGING_COMMANDS else logging.WARNING
