@@ -26,6 +26,19 @@ BOOK_BATCH_STALE_S = 10  # a batch the book never confirmed (it crashed?) stops 
 _NEAREST_HEAD = bytes((0x93, K.NEAREST_RESULT))  # fixarray of 3, then the kind (a positive fixint)
 _DISTANCE_KEY = packb("distance_km")
 _F64 = struct.Struct(">Bd").pack  # msgpack float 64, as packb packs a Python float
+_U16 = struct.Struct(">BH").pack
+_U32 = struct.Struct(">BI").pack
+
+
+def _pack_uint(n):
+    """packb(n) for an int in 0..2**32-1 (a seq): the smallest msgpack form, as the codec packs it."""
+    if n < 128:
+        return bytes((n,))
+    if n < 256:
+        return bytes((0xCC, n))
+    if n < 65536:
+        return _U16(0xCD, n)
+    return _U32(0xCE, n)
 
 
 def _nothing(_book):
@@ -193,21 +206,22 @@ class Router:
                 accept = lambda sid: (v := view.get(sid)) is not None and v.max_kw >= min_kw and (inner is None or inner(sid))  # noqa: E731
         # The reply is packed here from per-station pieces packed once per StationView: only the
         # distance is new per query. The bytes equal packb([NEAREST_RESULT, seq, [maps]]).
-        parts = []
         packed = self._packed
+        parts = [_NEAREST_HEAD, _pack_uint(seq), b""]  # [2]: the array header, once n is known
+        add = parts.append
         for km, sid in self.index.nearest(lat, lon, k, accept):
-            v = view.get(sid)
-            if v is None:
-                continue
             c = packed.get(sid)
+            v = view.get(sid)
             if c is None or c[0] is not v:
+                if v is None:
+                    continue
                 c = self._pack_station(sid, v)
-            parts.append(c[1])
-            parts.append(_F64(0xCB, round(km, 3)))
-            parts.append(c[2])
-        n = len(parts) // 3
-        link.send(_NEAREST_HEAD + packb(seq) + (bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big"))
-                  + b"".join(parts))
+            add(c[1])
+            add(_F64(0xCB, round(km, 3)))
+            add(c[2])
+        n = (len(parts) - 3) // 3
+        parts[2] = bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+        link.send(b"".join(parts))
 
     def _pack_station(self, sid, v):
         """A NEAREST_RESULT entry packed in two halves around its distance_km, cached against the

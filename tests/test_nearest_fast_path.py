@@ -138,3 +138,10 @@ def test_random_messages_get_the_same_answers_on_both_paths(msg, kind_nearest, l
     if kind_nearest:
         msg = [NEAREST] + msg[:1] + [lat, lon, k if k <= 20 else 51] + msg[1:]  # replies past ~40 stations exceed a frame
     assert run([msg], True) == run([msg], False)
+
+
+def test_the_router_packs_a_seq_as_the_codec_does():
+    from hub.router import _pack_uint
+
+    for n in (0, 1, 127, 128, 255, 256, 65535, 65536, 2**31, 2**32 - 1):
+        assert _pack_uint(n) == packb(n)
