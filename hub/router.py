@@ -13,7 +13,7 @@ import time
 
 from hub.limits import LoginThrottle
 from transport import kinds as K
-from transport.errors import E_BAD_FIELD, E_FORBIDDEN, ProtocolError
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_OVERLOADED, ProtocolError
 from transport.codec import packb
 from transport.messages import make
 
@@ -46,6 +46,28 @@ def _nothing(_book):
 STATION_KINDS = (K.BOOT, K.STATUS, K.METER, K.SESSION_START, K.SESSION_END)
 _NEAREST = K.NEAREST
 _POSITION = K.POSITION
+
+
+def _finite_number(value):
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+FILTER_KEYS = ("available", "eta_min", "min_kw")
+MAX_WAITING_RESERVATIONS = 20000  # requests gathered while the book commits the previous batch
+
+
+def _check_filters(filters, seq):
+    """NEAREST filters: {"available": bool, "eta_min": number >= 0, "min_kw": number >= 0}, all optional."""
+    for key, value in filters.items():
+        if key == "available":
+            ok = type(value) is bool
+        elif key in ("eta_min", "min_kw"):
+            ok = value is None or (_finite_number(value) and value >= 0)
+        else:
+            raise ProtocolError(E_BAD_FIELD, "unknown filter %r (known: %s)" % (key, ", ".join(FILTER_KEYS)), seq)
+        if not ok:
+            raise ProtocolError(E_BAD_FIELD, "filter %s must be %s" % (
+                key, "true or false" if key == "available" else "a number >= 0"), seq)
 
 
 def _check_position(lat, lon, seq):
@@ -126,12 +148,18 @@ class Router:
         if kind == _POSITION:
             lat, lon, when, soc = fields
             _check_position(lat, lon, seq)
+            if soc is not None and not (_finite_number(soc) and 0 <= soc <= 1):
+                raise ProtocolError(E_BAD_FIELD, "soc must be a number 0..1 (state of charge) or nil", seq)
             self._positions.append((peer, lat, lon, when, soc))
             self._schedule_flush()
         elif kind in STATION_KINDS:
             self.registry.tell((kind, peer, link.id, seq, fields))
         elif kind == K.RESERVE:
             station_id, start, end = fields
+            if len(self._reservations) >= MAX_WAITING_RESERVATIONS:
+                # The book is behind by a whole batch's worth: say so instead of queueing without bound.
+                self.count("reservations_overloaded")
+                raise ProtocolError(E_OVERLOADED, "the hub is busy with reservations; retry shortly", seq)
             self._reservations.append((link.id, seq, peer, station_id, start, end))
             self._schedule_flush()
         elif kind == K.CANCEL:
@@ -190,6 +218,7 @@ class Router:
         view = self.registry_view
         accept = None
         if filters:  # None or {}: no filter
+            _check_filters(filters, seq)
             if filters.get("available"):
                 accept = lambda sid: (v := view.get(sid)) is not None and v.status == "Available"  # noqa: E731
             elif filters.get("eta_min") is not None:

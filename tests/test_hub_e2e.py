@@ -272,3 +272,22 @@ def test_an_unauthenticated_link_may_not_send_large_frames(hub):
     frames = _read_until_eof(s)
     assert frames and frames[0][0] == K.ERROR and frames[0][2] == 11  # too_large
     s.close()
+
+
+@pytest.mark.parametrize("filters", [{"eta_min": "abc"}, {"min_kw": "x"}, {"available": 1}, {"colour": "red"},
+                                     {"eta_min": float("inf")}])
+def test_bad_nearest_filters_get_a_bad_field_error_not_an_internal_one(hub, filters):
+    token = hub.add_vehicle("V-1")
+    with HubClient(hub.url, "vehicle", "V-1", token) as v:
+        with pytest.raises(HubError) as exc:
+            v.request(K.NEAREST, -12.2, -38.9, 3, filters)
+        assert exc.value.code == E_BAD_FIELD
+    assert "Traceback" not in hub.log()
+
+
+def test_a_position_with_an_impossible_charge_is_refused(hub):
+    token = hub.add_vehicle("V-1")
+    with HubClient(hub.url, "vehicle", "V-1", token) as v:
+        v.send(K.POSITION, -12.2, -38.9, int(time.time()), float("inf"))
+        ev = v.wait_event((K.ERROR,), timeout=5)
+        assert ev is not None and ev.fields[0] == E_BAD_FIELD and "soc" in ev.fields[1]
