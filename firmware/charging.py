@@ -10,6 +10,7 @@ the metered energy is the energy the battery takes.
 """
 
 import math
+import sys
 
 from transport.errors import E_BAD_FIELD
 
@@ -17,10 +18,10 @@ from firmware.connector import Refused
 
 TAPER_SOC = 0.8  # the EV starts to taper here
 TAPER_FLOOR = 0.1  # accepted power at 100% SoC, as a share of ev max_kw
-_K = (1.0 - TAPER_FLOOR) / (1.0 - TAPER_SOC)  # slope of the taper per unit SoC
+_K = (1 - TAPER_FLOOR) / (1 - TAPER_SOC)  # slope of the taper per unit SoC
 
 # An EV that says nothing about itself (ev map None): a mid-size car, low battery.
-DEFAULT_EV = {"max_kw": 50.0, "capacity_kwh": 60.0, "soc": 0.2, "target_soc": 0.8}
+DEFAULT_EV = {"max_kw": 50, "capacity_kwh": 60, "soc": 0.2, "target_soc": 0.8}
 
 
 def ev_params(ev):
@@ -73,7 +74,7 @@ class Charge:
         """What the EV's battery accepts at `soc`."""
         if soc < TAPER_SOC:
             return self.ev_max_kw
-        return self.ev_max_kw * (1.0 - _K * (soc - TAPER_SOC))
+        return self.ev_max_kw * (1 - _K * (soc - TAPER_SOC))
 
     def power_kw(self):
         if self.paused or self.done or self.limit_kw <= 0:
@@ -85,7 +86,7 @@ class Charge:
         """SoC below which the delivered power is constant (the station limit binds)."""
         if self.limit_kw >= self.ev_max_kw:
             return TAPER_SOC
-        return TAPER_SOC + (1.0 - self.limit_kw / self.ev_max_kw) / _K
+        return TAPER_SOC + (1 - self.limit_kw / self.ev_max_kw) / _K
 
     def advance(self, dt_s):
         """Charge for `dt_s` seconds; returns the energy added (Wh)."""
@@ -94,7 +95,7 @@ class Charge:
         cap = self.capacity_kwh
         target = self.target_soc
         soc = self.soc
-        left_h = dt_s / 3600.0
+        left_h = dt_s / 3600
         knee = self._knee()
         if soc < knee:
             p = self.limit_kw if self.limit_kw < self.ev_max_kw else self.ev_max_kw
@@ -102,44 +103,46 @@ class Charge:
             need_h = (stop - soc) * cap / p
             if left_h < need_h:
                 soc += p * left_h / cap
-                left_h = 0.0
+                left_h = 0
             else:
                 soc = stop
                 left_h -= need_h
         if left_h > 0 and soc < target:
             # Accepted power u(soc) * ev_max with u linear in soc: u decays exponentially in time.
             rate = _K * self.ev_max_kw / cap  # per hour
-            u0 = 1.0 - _K * (soc - TAPER_SOC)
-            u_target = 1.0 - _K * (target - TAPER_SOC)
+            u0 = 1 - _K * (soc - TAPER_SOC)
+            u_target = 1 - _K * (target - TAPER_SOC)
             if left_h >= math.log(u0 / u_target) / rate:
                 soc = target
             else:
                 u1 = u0 * math.exp(-rate * left_h)
-                soc = TAPER_SOC + (1.0 - u1) / _K
+                soc = TAPER_SOC + (1 - u1) / _K
         if soc > target:
             soc = target
-        added = (soc - self.soc) * cap * 1000.0
+        added = (soc - self.soc) * cap * 1000
         self.soc = soc
         self.energy_wh += added
         return added
 
-    def seconds_to_target(self):
-        """Time to reach the target at the current limit (for 'free in X min')."""
-        if self.done:
-            return 0
-        if self.limit_kw <= 0:
-            return -1
-        cap = self.capacity_kwh
-        soc = self.soc
-        t_h = 0.0
-        knee = self._knee()
-        target = self.target_soc
-        if soc < knee:
-            p = self.limit_kw if self.limit_kw < self.ev_max_kw else self.ev_max_kw
-            stop = knee if knee < target else target
-            t_h += (stop - soc) * cap / p
-            soc = stop
-        if soc < target:
-            rate = _K * self.ev_max_kw / cap
-            t_h += math.log((1.0 - _K * (soc - TAPER_SOC)) / (1.0 - _K * (target - TAPER_SOC))) / rate
-        return int(t_h * 3600 + 0.5)
+    if sys.implementation.name != "micropython":  # for the simulator's "free in X min"; not on the board
+
+        def seconds_to_target(self):
+            """Time to reach the target at the current limit (for 'free in X min')."""
+            if self.done:
+                return 0
+            if self.limit_kw <= 0:
+                return -1
+            cap = self.capacity_kwh
+            soc = self.soc
+            t_h = 0
+            knee = self._knee()
+            target = self.target_soc
+            if soc < knee:
+                p = self.limit_kw if self.limit_kw < self.ev_max_kw else self.ev_max_kw
+                stop = knee if knee < target else target
+                t_h += (stop - soc) * cap / p
+                soc = stop
+            if soc < target:
+                rate = _K * self.ev_max_kw / cap
+                t_h += math.log((1 - _K * (soc - TAPER_SOC)) / (1 - _K * (target - TAPER_SOC))) / rate
+            return int(t_h * 3600 + 0.5)

@@ -31,13 +31,14 @@ journal            path of the session journal file (board default "journal.log"
 """
 
 import json
+import sys
 
 from transport.compat import const
 
 # One line per key: name, default (JSON), and for a number its inclusive range (JSON). A "*" after
 # the name marks the keys the hub may change at run time with CONFIGURE. Read a line at a time
 # (a config is checked at boot and on CONFIGURE), so the board keeps no table of it in RAM;
-# DEFAULTS and RUNTIME_KEYS are built on first use, for tools and tests.
+# DEFAULTS and RUNTIME_KEYS, for tools and tests, exist on CPython only.
 _TABLE = """
 id null
 key null
@@ -86,15 +87,9 @@ def runtime_keys():
     return [line.split(" ", 1)[0][:-1] for line in _TABLE.split("\n") if line.split(" ", 1)[0][-1:] == "*"]
 
 
-def __getattr__(name):
-    if name == "DEFAULTS":  # key -> default
-        value = dict((k, json.loads(_line(k)[1])) for k in keys())
-    elif name == "RUNTIME_KEYS":
-        value = tuple(runtime_keys())
-    else:
-        raise AttributeError(name)
-    globals()[name] = value
-    return value
+if sys.implementation.name != "micropython":  # tools and tests
+    DEFAULTS = {k: json.loads(_line(k)[1]) for k in keys()}  # key -> default
+    RUNTIME_KEYS = tuple(runtime_keys())
 
 
 def check(key, value):

@@ -5,6 +5,8 @@ the charge point decides *which* transition an event asks for. The session field
 live here so a connector is the one place to look for what it is doing.
 """
 
+import sys
+
 from transport.errors import E_INVALID_STATE
 
 AVAILABLE = "Available"
@@ -16,7 +18,7 @@ FINISHING = "Finishing"
 UNAVAILABLE = "Unavailable"
 FAULTED = "Faulted"
 
-# status: the statuses it may move to (TRANSITIONS, status -> tuple, is built from it for tests)
+# status: the statuses it may move to (on CPython also TRANSITIONS, status -> tuple, for tools and tests)
 _MOVES = """
 Available: Reserved Preparing Unavailable Faulted
 Reserved: Available Preparing Unavailable Faulted
@@ -37,12 +39,8 @@ def moves(status):
     return _MOVES[_MOVES.find(" ", i) + 1 : _MOVES.find("\n", i + 1)].split(" ")
 
 
-def __getattr__(name):
-    if name == "TRANSITIONS":
-        value = dict((line.split(":")[0], tuple(moves(line.split(":")[0]))) for line in _MOVES.split("\n") if line)
-        globals()[name] = value
-        return value
-    raise AttributeError(name)
+if sys.implementation.name != "micropython":  # tools and tests
+    TRANSITIONS = {line.split(":")[0]: tuple(moves(line.split(":")[0])) for line in _MOVES.split("\n") if line}
 
 
 # Statuses with a session in progress.

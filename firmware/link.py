@@ -17,6 +17,8 @@ or the link has not been ONLINE for longer than `offline_after_s`. Only the
 monotonic clock is used here.
 """
 
+import sys
+
 from transport.compat import const, urandom
 
 # Link.state
@@ -35,7 +37,7 @@ _MAX_EXPONENT = const(16)  # 1.8**7 is already past the cap; keeps the float sma
 
 def _urandom_fraction():
     b = urandom(2)
-    return (b[0] * 256 + b[1]) / 65536.0
+    return (b[0] * 256 + b[1]) / 65536
 
 
 def backoff_delay(n, rand, jitter=0.25, base=1.8, cap=BACKOFF_CAP_S):
@@ -43,7 +45,7 @@ def backoff_delay(n, rand, jitter=0.25, base=1.8, cap=BACKOFF_CAP_S):
     d = base ** (n if n < _MAX_EXPONENT else _MAX_EXPONENT)
     if d > cap:
         d = cap
-    return d * (1.0 - jitter * rand())
+    return d * (1 - jitter * rand())
 
 
 class Link:
@@ -98,14 +100,16 @@ class Link:
         if self.state == ONLINE:
             self.down_since = now
         self.state = BACKOFF
-        self.last_delay = backoff_delay(self.failures, self.rand, self.jitter, 1.8, self.cap_s)
+        self.last_delay = backoff_delay(self.failures, self.rand, self.jitter, cap=self.cap_s)
         self.failures += 1
         self.next_attempt = now + self.last_delay
         return self.last_delay
 
-    @property
-    def online(self):
-        return self.state == ONLINE
+    if sys.implementation.name != "micropython":  # tools and tests; the firmware looks at state
+
+        @property
+        def online(self):
+            return self.state == ONLINE
 
     def offline(self):
         """True when the safety policy applies."""

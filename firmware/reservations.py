@@ -6,6 +6,8 @@ its vehicle starts a session, it is cancelled, or it expires at
 picks a free connector when the hold begins. The table is bounded.
 """
 
+import sys
+
 from transport.errors import E_BAD_FIELD, E_CONFLICT, E_OVERLOADED
 
 from firmware.connector import Refused
@@ -22,8 +24,10 @@ class Reservation:
         self.end = end
         self.assigned = 0  # connector currently showing Reserved for it
 
-    def __repr__(self):
-        return "Reservation(%d, c%d, %s, %d..%d)" % (self.id, self.connector, self.vehicle, self.start, self.end)
+    if sys.implementation.name != "micropython":  # logs and debugging on CPython
+
+        def __repr__(self):
+            return "Reservation(%d, c%d, %s, %d..%d)" % (self.id, self.connector, self.vehicle, self.start, self.end)
 
 
 class Reservations:

@@ -12,7 +12,8 @@ Only MicroPython-safe code here: the same file runs inside `micropython`.
 """
 
 from transport import kinds as K
-from transport.session import Message, Reply, ServerSession
+from transport.serversession import ServerSession
+from transport.session import Message, Reply
 
 KEY = "00112233445566778899aabbccddeeff"
 EPOCH = 1800000000

@@ -93,7 +93,9 @@ class Setup:
         self.mpy_dir = os.path.join(tmp, "mpy")
         os.makedirs(self.mpy_dir)
         sources = [(src, src[:-3] + ".mpy") for src in core_modules()]
-        sources += [("firmware/micropython/board.py", "board.mpy"), ("tests/fw_hub.py", "fw_hub.mpy")]
+        sources += [("firmware/micropython/board.py", "board.mpy")]
+        # the in-process fake hub of the session scenario, and the hub's end of a session it uses
+        sources += [("tests/fw_hub.py", "fw_hub.mpy"), ("transport/serversession.py", "transport/serversession.mpy")]
         compile_tree(self.mpy_dir, sources)
         self.image = None
         try:

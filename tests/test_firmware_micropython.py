@@ -58,6 +58,7 @@ def test_board_modules_import_from_source_under_micropython(tmp_path):
 def _session_sources():
     srcs = [(src, src[:-3] + ".mpy") for src in _core_modules()]
     srcs.append(("tests/fw_hub.py", "fw_hub.mpy"))
+    srcs.append(("transport/serversession.py", "transport/serversession.mpy"))  # the fake hub's end
     return srcs
 
 

@@ -508,9 +508,11 @@ def test_the_private_kind_constants_of_board_modules_match_the_table():
     # Board modules fold the kinds they handle into const()s (no name to intern, no lookup);
     # on CPython those are plain module attributes, checked here against the one table.
     from transport import kinds as K
-    from transport import session
+    from transport import serversession, session
 
     for name in ("HELLO", "CHALLENGE", "AUTH", "WELCOME", "PING", "PONG", "ERROR", "ACK"):
         assert getattr(session, "_" + name) == getattr(K, name), name
+    for name in ("HELLO", "CHALLENGE", "AUTH", "WELCOME"):
+        assert getattr(serversession, "_" + name) == getattr(K, name), name
     replies = ("ACK", "ERROR", "PONG", "WELCOME", "NEAREST_RESULT", "RESERVE_RESULT", "RESERVATIONS", "STATIONS", "STATS")
     assert session._REPLY_KINDS == tuple(getattr(K, n) for n in replies)

@@ -1,5 +1,7 @@
 """The small exception hierarchy of the wire layer, and the error codes sent in ERROR messages."""
 
+import sys
+
 from transport.compat import const
 
 # Error codes carried by the ERROR message ([KIND_ERROR, seq, code, text]).
@@ -19,7 +21,7 @@ E_TIMEOUT = const(13)
 E_INTERNAL = const(14)  # a bug on the hub; the link stays up
 E_OVERLOADED = const(15)  # outbox full / too many links
 
-# The names of the codes above in lower case, in code order (ERROR_NAMES is built from it on first use).
+# The names of the codes above in lower case, in code order (and ERROR_NAMES on CPython).
 _NAMES = ("malformed unknown_kind bad_field not_authenticated auth_failed unsupported_version not_found conflict"
           " forbidden rate_limited too_large invalid_state timeout internal overloaded")
 
@@ -30,19 +32,8 @@ def error_name(code):
     return names[code - 1] if type(code) is int and 0 < code <= len(names) else None
 
 
-def codes():
-    return range(1, _NAMES.count(" ") + 2)
-
-
-def __getattr__(name):
-    # ERROR_NAMES (code -> name) for tools, from transport.tableviews (CPython only).
-    try:
-        from transport.tableviews import errors_view
-    except ImportError:  # the board: its bundle leaves the CPython views out
-        raise AttributeError(name)
-    value = errors_view(name)
-    globals()[name] = value
-    return value
+if sys.implementation.name != "micropython":  # tools and the hub; the board has no use for it
+    ERROR_NAMES = {i + 1: name for i, name in enumerate(_NAMES.split(" "))}  # code -> name
 
 
 class WireError(Exception):

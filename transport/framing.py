@@ -35,6 +35,7 @@ leading 0x00 to flush line noise at the receiver.
 
 import binascii
 import struct
+import sys
 
 from transport.compat import const
 from transport.errors import FrameError
@@ -206,14 +207,16 @@ class SerialFramer:
         """Bytes held for the unfinished frame (never more than encoded_size(max_frame))."""
         return self._len
 
-    def stats(self):
-        return {
-            "frames_ok": self.frames_ok,
-            "crc_errors": self.crc_errors,
-            "decode_errors": self.decode_errors,
-            "oversize": self.oversize,
-            "resyncs": self.resyncs,
-        }
+    if sys.implementation.name != "micropython":  # evhub console and link stats; the board reads the attributes
+
+        def stats(self):
+            return {
+                "frames_ok": self.frames_ok,
+                "crc_errors": self.crc_errors,
+                "decode_errors": self.decode_errors,
+                "oversize": self.oversize,
+                "resyncs": self.resyncs,
+            }
 
     def feed(self, data):
         """Every good payload completed by ``data`` (a list, maybe empty). Never raises on bad input."""

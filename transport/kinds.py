@@ -19,8 +19,8 @@ table by the test suite.
 
 Each kind is also a module attribute named after it in upper case:
 ``kinds.BOOT == 20``. They come from the table too: on CPython all of them at
-import, on the board each one the first time it is used (so the ~40 names cost
-no heap until then).
+import, on the board read from the table at each use (so the ~40 names cost no
+heap; board modules that use a kind often fold it into a private ``const()``).
 
 The table is one string so that importing it on the board builds one object, not
 hundreds of tuples: ``spec(kind)`` reads a kind's line when asked (and caches it
@@ -119,11 +119,6 @@ def number(name):
     return None
 
 
-def kinds():
-    """Every kind number in the table, in table order."""
-    return [int(line.split(" ", 1)[0]) for line in _TABLE.split("\n") if line]
-
-
 def kind_name(kind):
     s = spec(kind)
     return s[0] if s else "kind-%s" % (kind,)
@@ -145,18 +140,27 @@ def type_name(code):
 
 
 def __getattr__(name):
-    # Kind constants on the board, the first time each is used; the long-form views
-    # (KINDS ...), for tools and tests, from transport.tableviews (CPython only).
-    value = number(name.lower()) if name.isupper() else None
-    if value is None:
-        try:
-            from transport.tableviews import kinds_view
-        except ImportError:  # the board: its bundle leaves the CPython views out
-            raise AttributeError(name)
-        value = kinds_view(name)
+    # Kind constants on the board: read from the table at each use, never stored. Storing them
+    # would grow this module's dict at run time, an allocation that can fail on a fragmented
+    # heap (it did, at the first BOOT, in a 64 KB heap). The long-form views (KINDS ...) are
+    # for tools and tests, from transport.tableviews (CPython only), built once.
+    if name.isupper():
+        value = number(name.lower())
+        if value is not None:
+            return value
+    try:
+        from transport.tableviews import kinds_view
+    except ImportError:  # the board: its bundle leaves the CPython views out
+        raise AttributeError(name)
+    value = kinds_view(name)
     globals()[name] = value
     return value
 
 
-if _CACHE is not None:  # CPython: every kind constant now, as plain module attributes
-    globals().update((spec(k)[0].upper(), k) for k in kinds())
+if _CACHE is not None:  # CPython (tools, tests, the hub): never needed on the board
+
+    def kinds():
+        """Every kind number in the table, in table order."""
+        return [int(line.split(" ", 1)[0]) for line in _TABLE.split("\n") if line]
+
+    globals().update((spec(k)[0].upper(), k) for k in kinds())  # every kind constant, now

@@ -2,7 +2,8 @@
 
 ``make`` builds a message for sending; ``parse`` takes whatever the codec
 decoded and returns ``(kind, seq, fields)`` or raises ProtocolError with a code
-a peer can act on. Nothing here raises anything but ProtocolError.
+a peer can act on. Nothing here raises anything but ProtocolError. ``to_dict`` and
+``field_names`` (for logs, the console and JSON output) exist on CPython only.
 
 Two ways to check the field types, with the same result (a test holds them to
 it): on CPython each kind's types are compiled once into a tuple of accepted
@@ -21,7 +22,7 @@ MAX_SEQ = 0xFFFFFFFF
 # CPython: kind -> per field, what the value's type must be in (see tableviews.accepted_types).
 _ACCEPT = None if sys.implementation.name == "micropython" else {}
 if _ACCEPT is not None:
-    from transport.tableviews import accepted_types
+    from transport.tableviews import accepted_types, field_names, to_dict  # noqa: F401  (to_dict, field_names: CPython only)
 
 
 def _type_ok(code, value):
@@ -115,20 +116,3 @@ def parse(obj):
     if len(fields) > n:
         fields = fields[:n]  # a newer peer's appended fields: ignored, so handlers see the known shape
     return kind, seq, fields
-
-
-def to_dict(kind, fields):
-    """Field names to values, for logs, the console and JSON output."""
-    s = K.spec(kind)
-    if s is None:
-        return {"fields": list(fields)}
-    out = {}
-    names = s[3]
-    for i in range(len(names)):
-        out[names[i]] = fields[i] if i < len(fields) else None
-    return out
-
-
-def field_names(kind):
-    s = K.spec(kind)
-    return s[3] if s else ()

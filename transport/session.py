@@ -20,25 +20,17 @@ The session never touches a socket: the caller feeds decoded objects to
 """
 
 import hashlib
+import sys
 import time
 
 from transport import kinds as K
 from transport.compat import const, monotonic, urandom
-from transport.errors import (
-    E_AUTH_FAILED,
-    E_BAD_FIELD,
-    E_FORBIDDEN,
-    E_MALFORMED,
-    E_NOT_AUTHENTICATED,
-    E_UNSUPPORTED_VERSION,
-    ProtocolError,
-)
+from transport.errors import E_AUTH_FAILED, E_FORBIDDEN, E_MALFORMED, E_NOT_AUTHENTICATED, ProtocolError
 from transport.messages import MAX_SEQ, make, parse
 
 NONCE_SIZE = const(16)
 _MISSED_HEARTBEATS = const(3)  # a peer silent this many heartbeat intervals is reported (PeerSilent)
 _MAX_PENDING = const(64)  # requests awaiting a reply; bounded so a dead peer cannot grow memory
-_MAX_ID_LENGTH = const(64)
 _PROOF_TAG = const(b"evhub1")
 
 # The kinds this module handles itself (tests/test_micropython.py checks them against the table).
@@ -60,7 +52,6 @@ _S_IDLE = const("idle")
 _S_HELLO_SENT = const("hello_sent")
 _S_AUTH_SENT = const("auth_sent")
 S_WAIT_HELLO = const("wait_hello")
-_S_CHALLENGED = const("challenged")
 S_OPEN = const("open")
 _S_CLOSED = const("closed")
 
@@ -81,31 +72,15 @@ def hmac_sha256(key, data):
     return outer.digest()
 
 
-def equal_digests(a, b):
-    """Compare in time independent of where the first difference is."""
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for i in range(len(a)):
-        diff |= a[i] ^ b[i]
-    return diff == 0
-
-
 def auth_proof(key, client_nonce, hub_nonce, role, device_id):
     return hmac_sha256(key, _PROOF_TAG + client_nonce + hub_nonce + role.encode() + b"|" + device_id.encode())
 
 
 # --- events ---------------------------------------------------------------------
-# Six unrelated classes (callers dispatch on isinstance), sharing only a generic repr.
+# Six unrelated classes: callers dispatch on isinstance.
 
 
-class _Event:
-    def __repr__(self):
-        d = self.__dict__
-        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % (k, d[k]) for k in sorted(d)))
-
-
-class Authenticated(_Event):
+class Authenticated:
     def __init__(self, peer_id, role, time, heartbeat_s):
         self.peer_id = peer_id
         self.role = role
@@ -113,7 +88,7 @@ class Authenticated(_Event):
         self.heartbeat_s = heartbeat_s
 
 
-class Message(_Event):
+class Message:
     """A request or event from the peer, validated against the kind table."""
 
     def __init__(self, kind, seq, fields):
@@ -122,7 +97,7 @@ class Message(_Event):
         self.fields = fields
 
 
-class Reply(_Event):
+class Reply:
     """The peer's answer (ACK, ERROR or a *_RESULT) to one of our requests; ``ok`` unless ERROR."""
 
     def __init__(self, kind, seq, fields, request_kind):
@@ -133,23 +108,33 @@ class Reply(_Event):
         self.ok = kind != _ERROR
 
 
-class Timeout(_Event):
+class Timeout:
     def __init__(self, seq, request_kind):
         self.seq = seq
         self.request_kind = request_kind
 
 
-class PeerSilent(_Event):
+class PeerSilent:
     def __init__(self, silent_s):
         self.silent_s = silent_s
 
 
-class Closed(_Event):
+class Closed:
     """The session is over (handshake refused, or a fatal protocol error); close the link."""
 
     def __init__(self, code, text):
         self.code = code
         self.text = text
+
+
+if sys.implementation.name != "micropython":  # for logs and debugging on CPython; the board has no use for it
+
+    def _repr(self):
+        d = self.__dict__
+        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % (k, d[k]) for k in sorted(d)))
+
+    for _c in (Authenticated, Message, Reply, Timeout, PeerSilent, Closed):
+        _c.__repr__ = _repr
 
 
 # --- the common part --------------------------------------------------------------
@@ -338,62 +323,17 @@ class ClientSession(_Session):
         return events
 
 
-# --- server (the hub's end of a link) -----------------------------------------------
+# --- the hub's end ---------------------------------------------------------------------
+# ServerSession (and equal_digests) live in transport.serversession: a station never loads
+# them. On CPython they are imported here too; on the board, on first use.
 
+if sys.implementation.name != "micropython":
+    from transport.serversession import ServerSession, equal_digests  # noqa: E402,F401
+else:
 
-class ServerSession(_Session):
-    """`lookup_key(role, id) -> key bytes or None` decides who may connect."""
+    def __getattr__(name):
+        if name == "ServerSession" or name == "equal_digests":
+            from transport import serversession
 
-    def __init__(self, lookup_key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce_source=None):
-        _Session.__init__(self, clock, wall, heartbeat_s, request_timeout_s)
-        self.lookup_key = lookup_key
-        self.nonce_source = nonce_source or urandom
-        self.state = S_WAIT_HELLO
-        self.client_nonce = None
-        self.hub_nonce = None
-        self.key = None
-
-    def _peer_role(self):
-        return self.role or "peer"
-
-    def _may_receive(self, kind):
-        return K.may_send(self.role, kind)
-
-    def _refuse(self, code, text, seq=0):
-        self.send_error(code, text, seq)
-        return [self.close(code, text)]
-
-    def _handshake(self, kind, seq, fields):
-        if self.state == S_WAIT_HELLO:
-            if kind != _HELLO:
-                return self._refuse(E_NOT_AUTHENTICATED, "send hello first", seq)
-            proto, role, peer_id, nonce = fields[0], fields[1], fields[2], fields[3]
-            if proto != K.PROTOCOL_VERSION:
-                return self._refuse(E_UNSUPPORTED_VERSION, "protocol %d not supported (hub speaks %d)" % (proto, K.PROTOCOL_VERSION))
-            if role not in K.ROLES:
-                return self._refuse(E_BAD_FIELD, "role must be one of %s" % (", ".join(K.ROLES),))
-            if not peer_id or len(peer_id) > _MAX_ID_LENGTH:
-                return self._refuse(E_BAD_FIELD, "id must be 1..%d characters" % _MAX_ID_LENGTH)
-            if len(nonce) != NONCE_SIZE:
-                return self._refuse(E_BAD_FIELD, "nonce must be %d bytes" % NONCE_SIZE)
-            key = self.lookup_key(role, peer_id)
-            self.role = role
-            self.peer_id = peer_id
-            self.client_nonce = nonce
-            # An unknown id still gets a challenge, so ids cannot be probed; it fails at AUTH.
-            self.key = key.encode() if type(key) is str else key
-            self.hub_nonce = self.nonce_source(NONCE_SIZE)
-            self._queue(make(_CHALLENGE, seq, self.hub_nonce))
-            self.state = _S_CHALLENGED
-            return []
-        if self.state == _S_CHALLENGED and kind == _AUTH:
-            proof = fields[0]
-            ok = self.key is not None and equal_digests(
-                proof, auth_proof(self.key, self.client_nonce, self.hub_nonce, self.role, self.peer_id)
-            )
-            if not ok:
-                return self._refuse(E_AUTH_FAILED, "unknown id or wrong key", seq)
-            self.state = S_OPEN
-            self._queue(make(_WELCOME, seq, int(self.wall()), self.heartbeat_s))
-            return [Authenticated(self.peer_id, self.role, int(self.wall()), self.heartbeat_s)]
-        return self._refuse(E_NOT_AUTHENTICATED, "unexpected %s during handshake" % K.kind_name(kind), seq)
+            return getattr(serversession, name)
+        raise AttributeError(name)

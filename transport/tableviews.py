@@ -1,15 +1,15 @@
-"""CPython-side views of the wire tables in ``transport.kinds`` and ``transport.errors``.
+"""CPython-side views of the kind table in ``transport.kinds``, and helpers only CPython needs.
 
 The tables themselves are compact strings, read per entry when needed, so that the board
 builds almost nothing at import. Tools, tests and the hub want richer shapes; they are built
-here, on first use, through the tables' module ``__getattr__`` (``kinds.KINDS``,
-``errors.ERROR_NAMES`` ...) or called directly (``accepted_types`` by ``messages.parse``).
+here, on first use, through the table's module ``__getattr__`` (``kinds.KINDS`` ...), or
+called directly (``accepted_types`` by ``messages.parse``, ``to_dict`` ...).
 
 This module is not part of the board bundle: everything named in a module loaded on the
 board costs heap there (one interned string per name), whether it runs or not.
 """
 
-from transport import errors, kinds
+from transport import kinds
 
 _WHO = {"s": "station", "v": "vehicle", "o": "operator", "h": "hub"}
 
@@ -46,6 +46,23 @@ def accepted_types(types):
     return tuple(out)
 
 
+def to_dict(kind, fields):
+    """Field names to values, for logs, the console and JSON output."""
+    s = kinds.spec(kind)
+    if s is None:
+        return {"fields": list(fields)}
+    out = {}
+    names = s[3]
+    for i in range(len(names)):
+        out[names[i]] = fields[i] if i < len(fields) else None
+    return out
+
+
+def field_names(kind):
+    s = kinds.spec(kind)
+    return s[3] if s else ()
+
+
 def kinds_view(name):
     """The value of ``kinds.<name>`` for the long-form names; AttributeError for any other."""
     if name == "KINDS":
@@ -65,9 +82,3 @@ def kinds_view(name):
         # What the hub shows to vehicles and operators.
         return ("Available", "Occupied", "Reserved", "Offline", "Unavailable", "Faulted")
     raise AttributeError("module 'transport.kinds' has no attribute %r" % (name,))
-
-
-def errors_view(name):
-    if name == "ERROR_NAMES":  # code -> name
-        return {code: errors.error_name(code) for code in errors.codes()}
-    raise AttributeError("module 'transport.errors' has no attribute %r" % (name,))

@@ -1,0 +1,87 @@
+"""The hub's end of a link session (see transport.session for the protocol and the client).
+
+Its own module so that a station, which only ever dials the hub, does not load it:
+``transport.session.ServerSession`` still works everywhere (imported from here).
+"""
+
+from transport import kinds as K
+from transport.compat import const, urandom
+from transport.errors import E_AUTH_FAILED, E_BAD_FIELD, E_NOT_AUTHENTICATED, E_UNSUPPORTED_VERSION
+from transport.messages import make
+from transport.session import NONCE_SIZE, S_OPEN, S_WAIT_HELLO, Authenticated, _Session, auth_proof
+
+# Private copies of what this module needs (tests/test_micropython.py checks the kinds against the table).
+_HELLO = const(1)
+_CHALLENGE = const(2)
+_AUTH = const(3)
+_WELCOME = const(4)
+_S_CHALLENGED = const("challenged")
+_MAX_ID_LENGTH = const(64)
+
+
+def equal_digests(a, b):
+    """Compare in time independent of where the first difference is."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+class ServerSession(_Session):
+    """`lookup_key(role, id) -> key bytes or None` decides who may connect."""
+
+    def __init__(self, lookup_key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce_source=None):
+        _Session.__init__(self, clock, wall, heartbeat_s, request_timeout_s)
+        self.lookup_key = lookup_key
+        self.nonce_source = nonce_source or urandom
+        self.state = S_WAIT_HELLO
+        self.client_nonce = None
+        self.hub_nonce = None
+        self.key = None
+
+    def _peer_role(self):
+        return self.role or "peer"
+
+    def _may_receive(self, kind):
+        return K.may_send(self.role, kind)
+
+    def _refuse(self, code, text, seq=0):
+        self.send_error(code, text, seq)
+        return [self.close(code, text)]
+
+    def _handshake(self, kind, seq, fields):
+        if self.state == S_WAIT_HELLO:
+            if kind != _HELLO:
+                return self._refuse(E_NOT_AUTHENTICATED, "send hello first", seq)
+            proto, role, peer_id, nonce = fields[0], fields[1], fields[2], fields[3]
+            if proto != K.PROTOCOL_VERSION:
+                return self._refuse(E_UNSUPPORTED_VERSION, "protocol %d not supported (hub speaks %d)" % (proto, K.PROTOCOL_VERSION))
+            if role not in K.ROLES:
+                return self._refuse(E_BAD_FIELD, "role must be one of %s" % (", ".join(K.ROLES),))
+            if not peer_id or len(peer_id) > _MAX_ID_LENGTH:
+                return self._refuse(E_BAD_FIELD, "id must be 1..%d characters" % _MAX_ID_LENGTH)
+            if len(nonce) != NONCE_SIZE:
+                return self._refuse(E_BAD_FIELD, "nonce must be %d bytes" % NONCE_SIZE)
+            key = self.lookup_key(role, peer_id)
+            self.role = role
+            self.peer_id = peer_id
+            self.client_nonce = nonce
+            # An unknown id still gets a challenge, so ids cannot be probed; it fails at AUTH.
+            self.key = key.encode() if type(key) is str else key
+            self.hub_nonce = self.nonce_source(NONCE_SIZE)
+            self._queue(make(_CHALLENGE, seq, self.hub_nonce))
+            self.state = _S_CHALLENGED
+            return []
+        if self.state == _S_CHALLENGED and kind == _AUTH:
+            proof = fields[0]
+            ok = self.key is not None and equal_digests(
+                proof, auth_proof(self.key, self.client_nonce, self.hub_nonce, self.role, self.peer_id)
+            )
+            if not ok:
+                return self._refuse(E_AUTH_FAILED, "unknown id or wrong key", seq)
+            self.state = S_OPEN
+            self._queue(make(_WELCOME, seq, int(self.wall()), self.heartbeat_s))
+            return [Authenticated(self.peer_id, self.role, int(self.wall()), self.heartbeat_s)]
+        return self._refuse(E_NOT_AUTHENTICATED, "unexpected %s during handshake" % K.kind_name(kind), seq)
