@@ -33,7 +33,7 @@ Distances are ranked by squared chord between unit vectors (exact ordering, no
 trig in the inner loop) and converted to haversine km only for the results.
 
 Block cache (the common case, k <= CACHE_MAX_K). Per coarse cell (per fine cell in
-dense cells) the index keeps, built on first use, the tuple of every station in the
+dense cells) the index keeps, built by the second query there, the tuple of every station in the
 block of cells within h of it (h grown until the block holds BLOCK_TARGET stations),
 sorted by Euclidean distance from the cell's centre, and T: a lower bound on the
 squared chord from ANY point of the cell to any point outside the block (the same
@@ -76,6 +76,7 @@ BLOCK_TARGET = 24  # a cell's block grows ring by ring until it holds this many 
 BLOCK_H_MAX = 8  # ...or reaches this many cells on each side of the cell
 CHANGES_MAX = 128  # more station changes than this between snapshots: start with no blocks
 _DENSE = object()  # block-cache marker: this coarse cell is dense, use the fine cell's block
+_SEEN = object()  # block-cache marker: queried once; the second query builds the block
 _CHORD_SLACK = 1e-12  # added to triangle-inequality stops: far above float noise, far below a metre
 
 
@@ -432,14 +433,19 @@ class SpatialIndex:
             if block is None:
                 if len(coarse.cells.get(ck, ())) > DENSE_CELL:
                     block = blocks[ck] = _DENSE
-                else:
-                    block = blocks[ck] = _build_block(coarse, ck)
+                else:  # the first query in a cell only marks it: one-off cells never pay for a block
+                    blocks[ck] = _SEEN
+            elif block is _SEEN:
+                block = blocks[ck] = _build_block(coarse, ck)
             if block is _DENSE:
                 fk = self._fine.key(lat, lon)
                 block = blocks.get(~fk)
                 if block is None:
+                    blocks[~fk] = _SEEN
+                elif block is _SEEN:
                     block = blocks[~fk] = _build_block(self._fine, fk)
-            heap = _scan_block(block, q[0], q[1], q[2], k, accept, limit2)
+            if block is not None and block is not _SEEN:
+                heap = _scan_block(block, q[0], q[1], q[2], k, accept, limit2)
         if heap is None:
             if len(coarse.cells.get(ck, ())) > DENSE_CELL:
                 heap = self._fine.search(lat, lon, q, k, accept, limit2, FINE_BUDGET)
