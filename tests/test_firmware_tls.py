@@ -265,3 +265,77 @@ def test_the_board_reads_a_pem_ca_bundle_as_der_for_mbedtls(tmp_path):
     res = run(str(script), "256K", [".frozen", REPO, os.path.join(REPO, "firmware", "micropython")], cwd=str(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "N 2" in res.stdout and "LOADED" in res.stdout and "DER True" in res.stdout, res.stdout
+
+
+FAKE_NETWORK = '''
+STA_IF = 0
+
+
+class WLAN:
+    def __init__(self, interface):
+        self.up = False
+
+    def active(self, on=None):
+        return True
+
+    def isconnected(self):
+        return self.up
+
+    def connect(self, ssid, password):
+        self.up = True
+
+    def disconnect(self):
+        self.up = False
+
+    def ifconfig(self):
+        return ("10.0.0.2", "255.255.255.0", "10.0.0.1", "10.0.0.1")
+'''
+
+FAKE_NTPTIME = '''
+CALLS = [0]
+FAIL = %r
+
+
+def settime():
+    CALLS[0] += 1
+    if FAIL:
+        raise OSError(110)  # ETIMEDOUT: no NTP server answers
+'''
+
+BOARD_SCRIPT = '''
+import json
+import board
+import ntptime
+
+board.RTC_MIN_YEAR = 3000  # the unix port's clock is set: make the board believe it is not
+cfg = json.load(open(%(cfg)r))
+board.Board(cfg).run(%(seconds)r)
+print("NTP CALLS", ntptime.CALLS[0])
+'''
+
+
+@pytest.mark.parametrize("ntp_fails", [False, True])
+def test_a_board_whose_clock_was_never_set_asks_ntp_before_a_tls_connect(tls_hub, tmp_path, bundle_dir, ntp_fails):
+    """mbedTLS checks the hub certificate's dates against the RTC, which a board starts at 2000-01-01.
+    (The unix port's clock is right, so the handshake succeeds either way here.)"""
+    key = tls_hub.add_station("CP-NTP")
+    fake = tmp_path / "fakehw"
+    fake.mkdir()
+    (fake / "network.py").write_text(FAKE_NETWORK)
+    (fake / "ntptime.py").write_text(FAKE_NTPTIME % ntp_fails)
+    cfg = {"id": "CP-NTP", "key": key, "wifi": {"ssid": "depot", "password": "secret123"},
+           "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": CERT},
+           "journal": str(tmp_path / "ntp.journal")}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    script = tmp_path / "board_main.py"
+    script.write_text(BOARD_SCRIPT % {"cfg": str(tmp_path / "cfg.json"), "seconds": 4})
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", str(fake), bundle_dir]))
+    res = subprocess.run([micropython(), "-X", "heapsize=" + MP_HEAP, str(script)], cwd=str(tmp_path), env=env,
+                         capture_output=True, text=True, timeout=60)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "NTP CALLS 1" in out and "station CP-NTP: boot" in tls_hub.log(), out
+    if ntp_fails:
+        assert "WARNING CP-NTP: clock not set (" in out and "NTP failed: [Errno 110]" in out, out
+    else:
+        assert "INFO CP-NTP: clock set from NTP for TLS: 20" in out, out
