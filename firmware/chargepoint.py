@@ -56,7 +56,12 @@ END_REASONS = K.END_REASONS
 # An ERROR with one of these codes means the hub will never take the record: drop it (logged).
 _PERMANENT = (E_BAD_FIELD, E_MALFORMED, E_UNKNOWN_KIND, E_FORBIDDEN)
 _BOOT = "boot"
-BOOT_TRIES = 3  # BOOTs unanswered on one link before it is dropped
+BOOT_TRIES = 3  # BOOTs unanswered on a TCP link before it is dropped (a serial line keeps resending)
+HANDSHAKE_TIMEOUT_S = 6  # no answer to HELLO/AUTH this long: the attempt failed
+# A serial line answers in milliseconds and loses a frame to noise now and then: a request
+# unanswered for this long is sent again (unless the config sets request_timeout_s), and an
+# unanswered handshake is restarted on the same line rather than closed and backed off.
+SERIAL_REQUEST_TIMEOUT_S = 2
 _STATUS = "status"
 
 
@@ -83,6 +88,14 @@ class ChargePoint:
         self.connectors = [Connector(i + 1) for i in range(n)]
         self.reservations = Reservations()
         self.link = Link(clock, rand, cfg["offline_after_s"])
+        # The drivers use the TCP hub when one is configured, else the serial line.
+        self.on_serial = not cfg["hub"] and bool(cfg["serial"] or cfg["uart"])
+        rt = cfg["request_timeout_s"]
+        if self.on_serial and "request_timeout_s" not in config:
+            rt = SERIAL_REQUEST_TIMEOUT_S
+        self.request_timeout_s = rt
+        self.handshake_timeout_s = rt if rt < HANDSHAKE_TIMEOUT_S else HANDSHAKE_TIMEOUT_S
+        self.hellos_resent = 0  # serial: handshakes restarted on the line after a lost frame
         self.session = None
         self.booted = False
         self.offline = False
@@ -152,12 +165,16 @@ class ChargePoint:
 
     def on_connected(self):
         """The transport is up: start the handshake (HELLO is queued)."""
+        self.link.connected()
+        self._new_session()
+
+    def _new_session(self):
         cfg = self.config
         self.session = ClientSession("station", self.id, cfg["key"], clock=self.clock, wall=self.wall,
-                                     heartbeat_s=cfg["heartbeat_s"], request_timeout_s=cfg["request_timeout_s"])
+                                     heartbeat_s=cfg["heartbeat_s"], request_timeout_s=self.request_timeout_s,
+                                     handshake_timeout_s=self.handshake_timeout_s)
         self._boot_tries = 0
         self.session.start()
-        self.link.connected()
         self.booted = False
         self.close_reason = None
         self._inflight = {}
@@ -298,7 +315,9 @@ class ChargePoint:
             return
         if tag == _BOOT:
             self._boot_tries += 1
-            if self._boot_tries >= BOOT_TRIES:
+            # On a serial line the session is alive (a dead hub shows as PeerSilent, a restarted one as
+            # not_authenticated): a new handshake would only add four more frames for the noise to eat.
+            if self._boot_tries >= BOOT_TRIES and not self.on_serial:
                 self._close("boot not answered")
             else:
                 self._log("warning", "boot not answered; sending it again")
@@ -357,6 +376,14 @@ class ChargePoint:
             self._close("hub did not answer in time")
         if self.session is not None:
             for ev in self.session.tick():
+                if self.on_serial and isinstance(ev, Closed):
+                    # The handshake timed out (the only Closed a tick gives): on a serial line a frame
+                    # was lost to noise. HELLO again at once; the hub's end restarts its handshake on
+                    # a HELLO, and the link's connect timeout still bounds the attempt.
+                    self.hellos_resent += 1
+                    self._log("info", "handshake not answered; HELLO again on the line")
+                    self._new_session()
+                    break
                 self.handle(ev)
             if self.session.authenticated:
                 self._sync_clock()

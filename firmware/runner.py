@@ -146,8 +146,7 @@ class Device:
                 self._watch(selectors.EVENT_READ)
             except Exception:  # loop://, socket:// ... have no usable fd: polled by the fleet
                 self.fleet.polled.add(self)
-            self.out += b"\x00"  # a delimiter first: the hub's framer drops any line noise before us
-            cp.on_connected()
+            cp.on_connected()  # every frame goes out after a 0x00: the hub's framer drops any noise before it
             log.info("%s: serial %s open at %d baud", self.id, self.serial_url, self.baud)
 
     def _fileobj(self):
@@ -294,7 +293,12 @@ class Device:
     def _send_out(self, msgs):
         if self.framer is None:
             return
+        serial = self.port is not None
         for m in msgs:
+            if serial:
+                # A 0x00 before each frame as well as after it: noise on the delimiter after the hub's
+                # last frame from us then costs that frame only, never this one too.
+                self.out += b"\x00"
             self.out += self.framer.encode(packb(m))
 
     def _write(self):
@@ -330,16 +334,16 @@ class Fleet:
         self._tls = {}  # CA path (None: the system's) -> ssl.SSLContext, shared by the devices
         self.devices = []
         seen = set()
-        for cfg in configs:
-            cfg = normalize(cfg)
-            if cfg["id"] in seen:
+        for raw in configs:
+            cfg = normalize(raw)  # checked here; the device gets the config as given (its defaults
+            if cfg["id"] in seen:  # may depend on what was left out, e.g. request_timeout_s on serial)
                 raise ValueError("station id %s given twice" % cfg["id"])
             seen.add(cfg["id"])
             path = (journal_paths or {}).get(cfg["id"])
             if path is None and journal_dir:
                 safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cfg["id"])
                 path = os.path.join(journal_dir, "%s.journal" % safe)
-            self.devices.append(Device(self, cfg, self.wall, path))
+            self.devices.append(Device(self, raw, self.wall, path))
         self.by_id = {d.id: d for d in self.devices}
 
     def tls_context(self, station_id, hub):

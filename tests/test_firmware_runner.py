@@ -231,3 +231,61 @@ def test_a_station_forgotten_by_its_hub_handshakes_again_on_the_same_line_and_ig
     wire.step(1.0)
     assert cp.usable and hub.boots == 2 and cp.rehellos == 1 and cp.link.connects == 2
     assert hub.status(1) == "Preparing"  # statuses are reported again after the new BOOT
+
+
+class LossyLineHub(SerialLineHub):
+    """A serial-line hub end that never hears the next `lose` frames (noise ate them)."""
+
+    lose = 0
+    lose_kind = None  # None: any frame
+
+    def receive(self, obj):
+        if self.lose and (self.lose_kind is None or obj[0] == self.lose_kind):
+            self.lose -= 1
+            return
+        SerialLineHub.receive(self, obj)
+
+
+def _serial_station(**cfg):
+    clock = FakeClock()
+    wall = lambda: EPOCH + clock.t  # noqa: E731
+    config = {"id": "CP-1", "key": KEY, "serial": "/dev/ttyS9"}
+    config.update(cfg)
+    cp = ChargePoint(config, clock, wall, rand=lambda: 0.5)
+    hub = LossyLineHub(clock, wall)
+    return cp, hub, Wire(cp, hub, clock, codec)
+
+
+def test_on_a_serial_line_a_lost_hello_is_sent_again_within_seconds_on_the_same_line():
+    cp, hub, wire = _serial_station()
+    hub.lose = 1  # the first HELLO
+    wire.start()
+    assert not cp.usable
+    wire.run(3.0, dt=0.25)  # the serial handshake timeout is 2 s, then HELLO again at once
+    assert cp.usable and hub.boots == 1 and cp.hellos_resent == 1
+    assert wire.connected and cp.link.failures == 0, "no close, no backoff"
+
+
+def test_on_a_serial_line_a_lost_request_is_sent_again_after_two_seconds_unless_configured():
+    cp, hub, wire = _serial_station()
+    wire.start()
+    assert cp.usable
+    cp.report_all()
+    hub.lose = 1  # the STATUS
+    wire.step(0.0)
+    n = len(hub.statuses)
+    wire.run(2.25, dt=0.25)
+    assert len(hub.statuses) == n + 1, "the lost STATUS went again after 2 s"
+    cp, hub, wire = _serial_station(request_timeout_s=10)
+    assert cp.request_timeout_s == 10 and cp.handshake_timeout_s == 6
+    tcp = ChargePoint({"id": "CP-1", "key": KEY, "hub": {"host": "10.0.0.1", "port": 7878}}, FakeClock(), lambda: EPOCH)
+    assert tcp.request_timeout_s == 10 and not tcp.on_serial
+
+
+def test_on_a_serial_line_boot_is_resent_until_answered_without_a_new_handshake():
+    cp, hub, wire = _serial_station()
+    hub.lose, hub.lose_kind = 4, K.BOOT  # more than the 3 tries a TCP link gets
+    wire.start()
+    wire.run(9.0, dt=0.25)
+    assert cp.usable and hub.boots == 1 and hub.links == 1
+    assert wire.connected and cp.link.failures == 0 and cp.hellos_resent == 0

@@ -105,7 +105,8 @@ def build_config(args):
         raise ValueError("the TLS CA file %s does not exist" % hub["ca"])
     from firmware.config import normalize
 
-    return normalize(cfg)
+    normalize(cfg)  # checked now (ValueError names the key); defaults are filled in by the station, some
+    return cfg  # of which depend on what was left out (request_timeout_s on a serial line)
 
 
 def journal_path(args, station_id):

@@ -391,8 +391,6 @@ class Board:
             self.connected()
 
     def connected(self):
-        if isinstance(self.link.framer, SerialFramer):
-            self.out.extend(b"\x00")  # resync the hub's framer
         self.cp.on_connected()
 
     def close_link(self, why):
@@ -434,7 +432,10 @@ class Board:
         msgs = self.cp.take_outgoing()
         if link is None or link.pending:
             return
+        serial = isinstance(link.framer, SerialFramer)
         for m in msgs:
+            if serial:
+                self.out.extend(b"\x00")  # a delimiter before each frame too: resyncs the hub's framer
             self.out.extend(link.framer.encode(packb(m)))
         if self.out:
             n = link.write(self.out)
