@@ -14,8 +14,12 @@ SerialFramer (UART): ``COBS(payload + crc32(payload) as 4 bytes little-endian) +
 The 0x00 delimiter lets the receiver resync after any damage; the CRC-32
 (``binascii.crc32``, on both runtimes) catches what COBS cannot. Damaged
 frames are dropped and counted, never raised: a corrupt byte costs one frame.
-The receive buffer is one preallocated bytearray of ``encoded_size(max_frame)``
-bytes; a longer run is discarded up to the next 0x00 without growing memory.
+The receive buffer is one bytearray, grown in place as frames need it (from
+256 bytes, doubling) up to ``encoded_size(max_frame)`` and never shrunk; a
+longer run is discarded up to the next 0x00 without growing memory. Growing
+rather than preallocating the maximum: a station's frames are ~100 bytes, and a
+4 KB block is hard to find in a small, fragmented heap (a board's 64 KB). If
+the heap cannot give the room a frame needs, that frame is dropped as oversize.
 
 Counters (SerialFramer attributes, for ``evhub console`` and link stats):
 
@@ -44,6 +48,7 @@ MAX_FRAME_SIZE = const(1 << 20)  # largest payload on a TCP link
 SERIAL_MAX_FRAME = const(4096)  # largest payload on a serial link
 _STREAM_HEADER = const(4)
 _CRC_SIZE = const(4)
+_SERIAL_FIRST = const(256)  # the serial receive buffer's first size
 
 
 # --- TCP: length prefix ----------------------------------------------------------
@@ -189,8 +194,7 @@ class SerialFramer:
     def __init__(self, max_frame=SERIAL_MAX_FRAME):
         self.max_frame = max_frame
         self._cap = encoded_size(max_frame)
-        self._buf = bytearray(self._cap)  # preallocated once; frames are assembled here
-        self._mv = memoryview(self._buf)
+        self._buf = bytearray(self._cap if self._cap < _SERIAL_FIRST else _SERIAL_FIRST)  # frames are assembled here
         self._len = 0  # bytes of the unfinished frame in _buf
         self._skipping = False  # discarding an oversize frame up to the next 0x00
         self._lost = False  # a frame was dropped since the last good one
@@ -231,11 +235,11 @@ class SerialFramer:
             stop = end if zero < 0 else zero
             if not self._skipping and stop > pos:
                 n = stop - pos
-                if self._len + n > self._cap:
+                if self._len + n > len(self._buf) and not self._room(self._len + n):
                     self._skipping = True
                     self._len = 0
                 else:
-                    self._mv[self._len : self._len + n] = mv[pos:stop]
+                    memoryview(self._buf)[self._len : self._len + n] = mv[pos:stop]
                     self._len += n
             if zero < 0:
                 break
@@ -247,14 +251,27 @@ class SerialFramer:
                 self._frame(out)
         return out
 
+    def _room(self, need):
+        """Grows the buffer in place toward `need` bytes (doubling, at most _cap); whether they fit."""
+        size = len(self._buf)
+        cap = self._cap
+        grow = size if size < cap - size else cap - size
+        if grow < need - size and need <= cap:
+            grow = need - size
+        if grow > 0:
+            try:
+                self._buf.extend(bytes(grow))
+            except MemoryError:  # a fragmented heap: this frame is lost, the link is not
+                return False
+        return need <= len(self._buf)
+
     def _drop_oversize(self):
         self.oversize += 1
         self._lost = True
 
     def _frame(self, out):
-        n = self._len
+        size = cobs_decode_into(self._buf, self._len)
         self._len = 0
-        size = cobs_decode_into(self._buf, n)
         if size < _CRC_SIZE + 1:
             self.decode_errors += 1
             self._lost = True
@@ -263,12 +280,12 @@ class SerialFramer:
         if size > self.max_frame:
             self._drop_oversize()
             return
-        crc = struct.unpack_from("<I", self._buf, size)[0]
-        if binascii.crc32(self._mv[:size]) & 0xFFFFFFFF != crc:
+        mv = memoryview(self._buf)[:size]
+        if binascii.crc32(mv) & 0xFFFFFFFF != struct.unpack_from("<I", self._buf, size)[0]:
             self.crc_errors += 1
             self._lost = True
             return
-        out.append(bytes(self._mv[:size]))
+        out.append(bytes(mv))
         self.frames_ok += 1
         if self._lost:
             self._lost = False

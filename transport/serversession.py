@@ -32,14 +32,13 @@ def equal_digests(a, b):
 class ServerSession(_Session):
     """`lookup_key(role, id) -> key bytes or None` decides who may connect."""
 
+    client_nonce = hub_nonce = key = None  # set at HELLO
+
     def __init__(self, lookup_key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce_source=None):
         _Session.__init__(self, clock, wall, heartbeat_s, request_timeout_s)
         self.lookup_key = lookup_key
         self.nonce_source = nonce_source or urandom
         self.state = S_WAIT_HELLO
-        self.client_nonce = None
-        self.hub_nonce = None
-        self.key = None
 
     def _peer_role(self):
         return self.role or "peer"

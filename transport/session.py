@@ -141,19 +141,22 @@ if sys.implementation.name != "micropython":  # for logs and debugging on CPytho
 
 
 class _Session:
+    # Defaults read from the class until a session sets its own: each attribute an instance holds
+    # costs it a slot, and a big instance dict is a big contiguous block when the link comes up.
+    peer_id = None
+    role = None
+    _silent_reported = False
+
     def __init__(self, clock, wall, heartbeat_s, request_timeout_s):
         self.clock = clock or monotonic
         self.wall = wall or time.time
         self.heartbeat_s = heartbeat_s
         self.request_timeout_s = request_timeout_s
         self.state = _S_IDLE
-        self.peer_id = None
-        self.role = None
         self._outgoing = []
         self._pending = {}  # seq -> (request_kind, deadline)
         self._next_seq = 1
         self._last_rx = self.clock()
-        self._silent_reported = False
 
     @property
     def authenticated(self):
@@ -204,7 +207,6 @@ class _Session:
         if self.state == _S_CLOSED:
             return []
         self._last_rx = self.clock()
-        self._silent_reported = False
         try:
             kind, seq, fields = parse(obj)
         except ProtocolError as exc:
@@ -263,6 +265,9 @@ class _Session:
 
 
 class ClientSession(_Session):
+    _last_ping = 0
+    hub_time_offset = 0  # hub epoch - our epoch, from WELCOME and PONG
+
     def __init__(self, role, device_id, key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce=None,
                  handshake_timeout_s=6):
         _Session.__init__(self, clock, wall, heartbeat_s, request_timeout_s)
@@ -274,8 +279,6 @@ class ClientSession(_Session):
         self.device_id = device_id
         self.key = key.encode() if type(key) is str else key  # provisioned as a hex string
         self.client_nonce = nonce or urandom(NONCE_SIZE)
-        self._last_ping = 0
-        self.hub_time_offset = 0  # hub epoch - our epoch, from WELCOME and PONG
 
     def start(self):
         self.state = _S_HELLO_SENT
@@ -324,16 +327,13 @@ class ClientSession(_Session):
 
 
 # --- the hub's end ---------------------------------------------------------------------
-# ServerSession (and equal_digests) live in transport.serversession: a station never loads
-# them. On CPython they are imported here too; on the board, on first use.
+# ServerSession (and equal_digests) live in transport.serversession, which a station never
+# loads; importing them from here loads it on first use.
 
-if sys.implementation.name != "micropython":
-    from transport.serversession import ServerSession, equal_digests  # noqa: E402,F401
-else:
 
-    def __getattr__(name):
-        if name == "ServerSession" or name == "equal_digests":
-            from transport import serversession
+def __getattr__(name):
+    if name == "ServerSession" or name == "equal_digests":
+        from transport import serversession
 
-            return getattr(serversession, name)
-        raise AttributeError(name)
+        return getattr(serversession, name)
+    raise AttributeError(name)

@@ -3,7 +3,9 @@
 ``bundle_files()`` is the one list the bundle tool and the mpy-cross test share: pairs of
 (path in this repository, path on the board's filesystem). The board's filesystem is flat:
 boot.py, main.py, board.py and config.json at the top, the ``transport`` and ``firmware``
-packages beside them. CPython-only modules (runner, tcp_link, serial_link) are not on it.
+packages beside them. Modules a station never loads are not on it: the CPython adapters
+(runner, tcp_link, serial_link), transport.tableviews (CPython views of the tables) and
+transport.serversession (the hub's end of a session).
 Nothing here runs at import on CPython.
 """
 
