@@ -521,3 +521,28 @@ def test_the_private_kind_constants_of_board_modules_match_the_table():
     replies = ("ACK", "ERROR", "PONG", "WELCOME", "NEAREST_RESULT", "RESERVE_RESULT", "RESERVATIONS", "STATIONS", "STATS")
     assert session._REPLY_KINDS == tuple(getattr(K, n) for n in replies)
     assert {K.kind_name(k): f.__name__ for k, f in HANDLERS.items()} == {f.__name__: f.__name__ for f in HANDLERS.values()}
+
+
+SILENCE_CHECK = """
+from transport.session import ClientSession, PeerSilent
+t = [0.0]
+s = ClientSession('station', 'CP-1', 'k', clock=lambda: t[0], wall=lambda: 1800000000 + t[0], heartbeat_s=10)
+s.state = 'open'  # as after WELCOME
+reports = []
+for step in range(2):
+    t[0] += 31
+    reports.append(sum(1 for e in s.tick() if isinstance(e, PeerSilent)))
+    t[0] += 5
+    reports.append(sum(1 for e in s.tick() if isinstance(e, PeerSilent)))  # reported once, not again
+    s.receive([6, 0, 1800000000])  # the peer speaks (a pong): silence is news again
+print('REPORTS', reports)
+"""
+
+
+def test_a_peer_silent_again_after_it_spoke_is_reported_again_on_both_runtimes(board, tmp_path):
+    import subprocess
+    import sys
+
+    cpython = subprocess.run([sys.executable, "-c", SILENCE_CHECK], capture_output=True, text=True, cwd=REPO)
+    assert "REPORTS [1, 0, 1, 0]" in cpython.stdout, cpython.stdout + cpython.stderr
+    assert "REPORTS [1, 0, 1, 0]" in check_micropython(SILENCE_CHECK, path=board)

@@ -207,6 +207,7 @@ class _Session:
         if self.state == _S_CLOSED:
             return []
         self._last_rx = self.clock()
+        self._silent_reported = False
         try:
             kind, seq, fields = parse(obj)
         except ProtocolError as exc:
