@@ -46,9 +46,10 @@ def test_board_modules_import_from_source_under_micropython(tmp_path):
     mods = [src[:-3].replace("/", ".") for src in _core_modules()]
     # board.py last: importing it must touch no hardware (and the unix port has none to touch).
     script.write_text("import gc\n" + "".join("import %s\n" % m for m in mods) + "import board\nprint('OK')\n")
-    # Compiling on the device needs far more than the modules (this script: ~226 KB, was ~241 KB); a board
-    # is given .mpy files or a romfs image (the heap tests below).
-    res = run(str(script), "240K", [REPO, os.path.join(REPO, "firmware", "micropython")])
+    # Compiling on the device needs far more than the modules: this passes from ~226 KB (was ~241 KB), but
+    # not at every size above (238-240 KB fail: where the collections fall moves); a board is given .mpy
+    # files or a romfs image (the heap tests below).
+    res = run(str(script), "256K", [REPO, os.path.join(REPO, "firmware", "micropython")])
     assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
 
 
