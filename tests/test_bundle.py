@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from procs import LoggedProcess
 from hubproc import HubProcess, evhub
 from mpy import micropython_path, mpy_cross_path
 
@@ -45,29 +46,13 @@ def wait_for(cond, timeout, what):
     raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
-class Board:
+class Board(LoggedProcess):
     """`cd OUT_DIR && micropython main.py`, exactly as the bundle's users run it."""
 
     def __init__(self, out, tmp_path, heap=HEAP):
-        self.log_path = tmp_path / "board.out"
-        self._log = open(self.log_path, "w")
         env = dict(os.environ, MICROPYPATH=".frozen")  # nothing from the repository: only the bundle
-        self.proc = subprocess.Popen([micropython_path(), "-X", "heapsize=" + heap, "main.py"], cwd=out, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-
-    def output(self):
-        return self.log_path.read_text()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.output()
+        LoggedProcess.__init__(self, [micropython_path(), "-X", "heapsize=" + heap, "main.py"], tmp_path / "board.out",
+                               cwd=out, env=env)
 
 
 # --- what is written ---------------------------------------------------------------------------

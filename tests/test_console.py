@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from procs import LoggedProcess
 from fw_ptypair import PtyPair
 from hubproc import REPO, HubProcess, evhub
 from mpy import micropython_path
@@ -121,28 +122,11 @@ def console_argv(*args):
     return [sys.executable, "-m", "tools.cli", "console"] + [str(a) for a in args]
 
 
-class Proc:
+class Proc(LoggedProcess):
     """A background process with its output in a file."""
 
     def __init__(self, argv, log_path, cwd=REPO, env=None):
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def output(self):
-        return self.log_path.read_text()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.output()
+        LoggedProcess.__init__(self, argv, log_path, cwd=cwd, env=dict(os.environ, PYTHONPATH=REPO, **(env or {})))
 
 
 @pytest.fixture

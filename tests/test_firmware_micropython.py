@@ -11,6 +11,7 @@ import time
 import pytest
 
 import fw_mem
+from procs import LoggedProcess
 from firmware.micropython import board_modules, bundle_files
 from fw_mp import REPO, TESTS, compile_tree, micropython, mpy_cross, run
 from fw_ptypair import PtyPair
@@ -204,7 +205,7 @@ def rom_board(tmp_path_factory, bundle_dir):
     return RomBoard(str(tmp_path_factory.mktemp("romboard")), bundle_dir)
 
 
-class Firmware:
+class Firmware(LoggedProcess):
     """`micropython main.py config.json` in a bundle directory (code loaded into RAM), or the
     RomBoard's launcher (code in ROM, ROM_HEAP_KB of heap); its output collected."""
 
@@ -212,28 +213,12 @@ class Firmware:
         self.cfg_path = tmp_path / ("%s.json" % config["id"])
         config.setdefault("journal", str(tmp_path / ("%s.journal" % config["id"])))
         self.cfg_path.write_text(json.dumps(config))
-        self.log_path = tmp_path / ("%s.out" % config["id"])
-        self._out = open(self.log_path, "w")
         if rom is None:
             cmd, cwd, path = [micropython(), "-X", "heapsize=" + RAM_E2E_HEAP, "main.py"], bundle, bundle
         else:
             cmd, cwd, path = [micropython(), "-X", "heapsize=" + rom.heapsize, "launch.py"], rom.fs, ""
-        self.proc = subprocess.Popen(cmd + [str(self.cfg_path)], cwd=cwd, env=dict(os.environ, MICROPYPATH=path),
-                                     stdout=self._out, stderr=subprocess.STDOUT)
-
-    def output(self):
-        return self.log_path.read_text()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
-        return self.output()
+        LoggedProcess.__init__(self, cmd + [str(self.cfg_path)], tmp_path / ("%s.out" % config["id"]), cwd=cwd,
+                               env=dict(os.environ, MICROPYPATH=path))
 
 
 def wait_for(cond, timeout, what, step=0.1):

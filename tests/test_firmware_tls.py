@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from procs import LoggedProcess
 from firmware.micropython import board_modules
 from firmware.runner import Fleet, run_chargepoint
 from fw_mp import REPO, compile_tree, micropython, run
@@ -179,31 +180,15 @@ def bundle_dir(tmp_path_factory):
     return out
 
 
-class Firmware:
+class Firmware(LoggedProcess):
     def __init__(self, bundle, tmp_path, config):
         cfg_path = tmp_path / ("%s.json" % config["id"])
         config.setdefault("journal", str(tmp_path / ("%s.journal" % config["id"])))
         config.setdefault("debug", False)
         cfg_path.write_text(json.dumps(config))
-        self.log_path = tmp_path / ("%s.out" % config["id"])
-        self._out = open(self.log_path, "w")
         env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", bundle]))  # ssl is a frozen module
-        self.proc = subprocess.Popen([micropython(), "-X", "heapsize=" + MP_HEAP, "main.py", str(cfg_path)],
-                                     cwd=bundle, env=env, stdout=self._out, stderr=subprocess.STDOUT)
-
-    def output(self):
-        return self.log_path.read_text()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
-        return self.output()
+        LoggedProcess.__init__(self, [micropython(), "-X", "heapsize=" + MP_HEAP, "main.py", str(cfg_path)],
+                               tmp_path / ("%s.out" % config["id"]), cwd=bundle, env=env)
 
 
 def test_the_micropython_firmware_boots_over_tls_and_the_hub_shows_it_available(tls_hub, tmp_path, bundle_dir):
