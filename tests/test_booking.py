@@ -34,18 +34,6 @@ def provision(store):
 
 
 @pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "hub.db")
-
-
-@pytest.fixture
-def store(db):
-    s = Store(db)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def book(store):
     index = provision(store)
     b = ReservationBook(store, nearby=lambda sid: index.around(sid, 10))

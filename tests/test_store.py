@@ -13,18 +13,6 @@ import pytest
 from hub.store import SCHEMA_VERSION, Store, StoreError
 
 
-@pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "hub.db")
-
-
-@pytest.fixture
-def store(db):
-    s = Store(db)
-    yield s
-    s.close()
-
-
 def test_the_store_runs_in_wal_mode_with_full_sync_and_foreign_keys(store):
     assert store.pragma("journal_mode") == "wal"
     assert store.pragma("synchronous") == 2  # FULL
