@@ -262,6 +262,7 @@ class Device:
         except Exception as exc:  # pyserial: SerialException when the device goes away
             self.close("read: %s" % exc)
             return
+        self._attach_seal()
         try:
             payloads = self.framer.feed(data)
         except FrameError as exc:
@@ -294,12 +295,18 @@ class Device:
         if self.framer is None:
             return
         serial = self.port is not None
+        self._attach_seal()
         for m in msgs:
             if serial:
                 # A 0x00 before each frame as well as after it: noise on the delimiter after the hub's
                 # last frame from us then costs that frame only, never this one too.
                 self.out += b"\x00"
             self.out += self.framer.encode(packb(m))
+
+    def _attach_seal(self):
+        # The session (so its seal) is replaced at each handshake; the framer follows it.
+        session = self.cp.session
+        self.framer.seal = None if session is None else session.seal
 
     def _write(self):
         if not self.out:

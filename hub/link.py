@@ -53,13 +53,15 @@ class Link:
 
     def _new_session(self):
         lookup_key, clock, wall, config = self._session_args
-        return ServerSession(
+        session = ServerSession(
             lookup_key,
             clock=clock,
             wall=wall,
             heartbeat_s=config["heartbeat_s"],
             request_timeout_s=config["request_timeout_s"],
         )
+        self.framer.seal = session.seal  # frames after the handshake carry the session's MAC
+        return session
 
     def _restart_session(self):
         old = self.session

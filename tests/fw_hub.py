@@ -127,10 +127,11 @@ class Wire:
         self.codec = codec  # a module with packb/unpackb, or None to pass objects as they are
         self.connected = False
 
-    def _x(self, obj):
+    def _x(self, obj, tx, rx):
+        """`obj` across the wire: with a codec, packed, sealed by the sender's session, opened by the receiver's."""
         if self.codec is None:
             return obj
-        return self.codec.unpackb(self.codec.packb(obj))
+        return self.codec.unpackb(rx.seal.open(tx.seal.seal(self.codec.packb(obj))))
 
     def connect_if_due(self):
         if not self.connected and self.cp.want_connect():
@@ -157,11 +158,12 @@ class Wire:
             for m in cp.take_outgoing():
                 moved = True
                 if self.connected and hub.server is not None:
-                    hub.receive(self._x(m))
+                    hub.receive(self._x(m, cp.session, hub.server))
+            server = hub.server
             for m in hub.take_outgoing():
                 moved = True
                 if self.connected:
-                    cp.receive(self._x(m))
+                    cp.receive(self._x(m, server, cp.session))
             if cp.should_close:
                 self.drop(cp.close_reason)
             if self.connected and hub.server is None:

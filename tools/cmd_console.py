@@ -243,10 +243,13 @@ class Console:
         return "keys from %s" % self.args.db
 
     def _server(self):
-        return ServerSession(self._lookup_key, wall=self.wall, heartbeat_s=self.args.heartbeat)
+        session = ServerSession(self._lookup_key, wall=self.wall, heartbeat_s=self.args.heartbeat)
+        self.framer.seal = session.seal  # frames after the handshake carry the session's MAC
+        return session
 
     def _hello(self):
         self.session = ClientSession("station", self.args.id, self.args.key, wall=self.wall, heartbeat_s=self.args.heartbeat)
+        self.framer.seal = self.session.seal
         self.session.start()
         self.port.write(b"\x00")  # a delimiter first: the hub's framer drops any noise before us
         self.flush()
@@ -387,6 +390,7 @@ class Console:
                 self.session = self._server()
             else:
                 self.session = None
+                self.framer.seal = None
                 self.note("type `hello` to start again")
 
     def on_message(self, m):

@@ -51,6 +51,7 @@ class HubClient:
         self.timeout = timeout
         self.session = ClientSession(role, peer_id, key, heartbeat_s=30, request_timeout_s=timeout)
         self.framer = StreamFramer()
+        self.framer.seal = self.session.seal  # MACs every frame after the handshake
         self.sock = None
         self.events = []  # unsolicited messages (COMPLETE, CHARGE_PROGRESS...) received meanwhile
 
@@ -94,7 +95,7 @@ class HubClient:
         out = self.session.take_outgoing()
         if out:
             try:
-                self.sock.sendall(b"".join(encode_stream(packb(m)) for m in out))
+                self.sock.sendall(b"".join(self.framer.encode(packb(m)) for m in out))
             except OSError as exc:
                 raise HubError("lost the hub at %s: %s" % (self.url, exc.strerror or exc)) from None
 

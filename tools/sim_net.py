@@ -60,6 +60,7 @@ class _VLink(asyncio.Protocol):
         self.session = ClientSession("vehicle", self.vid, self.token, heartbeat_s=self.net.heartbeat_s,
                                      request_timeout_s=self.net.request_timeout_s)
         self.framer = StreamFramer()
+        self.framer.seal = self.session.seal  # MACs every frame after the handshake
         self.tags = {}
         task = self.net.loop.create_task(self._connect())
         self.net.tasks.add(task)  # asyncio keeps only a weak reference to a running task

@@ -67,12 +67,16 @@ def encode_stream(payload, max_frame=MAX_FRAME_SIZE):
 class StreamFramer:
     """Incremental decoder (and encoder) of length-prefixed frames."""
 
+    seal = None  # a transport.seal.Seal once a session is attached: MACs every frame after the handshake
+
     def __init__(self, max_frame=MAX_FRAME_SIZE):
         self.max_frame = max_frame
         self._buf = bytearray()  # bytes of the one unfinished frame, header included
         self._want = -1  # payload length of the unfinished frame once its header is known
 
     def encode(self, payload):
+        if self.seal is not None:
+            payload = self.seal.seal(payload)
         return encode_stream(payload, self.max_frame)
 
     def buffered(self):
@@ -124,6 +128,9 @@ class StreamFramer:
             pos = stop
         if pos < end:
             self._buf = bytearray(mv[pos:])
+        seal = self.seal
+        if seal is not None and seal.active and out:
+            out = [seal.open(p) for p in out]  # FrameError on a bad MAC or seq: the link is dropped
         return out
 
 
@@ -191,6 +198,8 @@ def encode_serial(payload, max_frame=SERIAL_MAX_FRAME):
 class SerialFramer:
     """Incremental decoder (and encoder) of COBS + CRC-32 frames delimited by 0x00."""
 
+    seal = None  # as StreamFramer.seal; a frame failing its MAC or seq is dropped and counted in seal.refused
+
     def __init__(self, max_frame=SERIAL_MAX_FRAME):
         self.max_frame = max_frame
         self._cap = encoded_size(max_frame)
@@ -205,6 +214,8 @@ class SerialFramer:
         self.resyncs = 0
 
     def encode(self, payload):
+        if self.seal is not None:
+            payload = self.seal.seal(payload)
         return encode_serial(payload, self.max_frame)
 
     def buffered(self):
@@ -249,6 +260,9 @@ class SerialFramer:
                 self._drop_oversize()
             elif self._len:
                 self._frame(out)
+        seal = self.seal
+        if seal is not None and seal.active and out:
+            out = [p for p in [seal.open(p, False) for p in out] if p is not None]
         return out
 
     def _room(self, need):

@@ -34,14 +34,14 @@ import sys
 
 from transport.compat import const
 
-PROTOCOL_VERSION = const(1)
+PROTOCOL_VERSION = const(2)
 
 # number name direction types fields... (see the module docstring)
 _TABLE = """
 1 hello * issb proto role id nonce
 2 challenge * b nonce
 3 auth * b proof
-4 welcome * ii time heartbeat_s
+4 welcome * iib time heartbeat_s proof
 5 ping * i time
 6 pong * i time
 7 error * is code text

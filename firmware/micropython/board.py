@@ -413,6 +413,8 @@ class Board:
             n = link.readinto(self.buf)
             if not n:
                 return
+            session = self.cp.session  # replaced at each handshake; the framer follows its seal
+            link.framer.seal = None if session is None else session.seal
             try:
                 payloads = link.framer.feed(self.mv[:n])
             except FrameError as exc:  # a TCP stream cannot resync after a bad length
@@ -433,6 +435,8 @@ class Board:
         if link is None or link.pending:
             return
         serial = isinstance(link.framer, SerialFramer)
+        session = self.cp.session
+        link.framer.seal = None if session is None else session.seal
         for m in msgs:
             if serial:
                 self.out.extend(b"\x00")  # a delimiter before each frame too: resyncs the hub's framer

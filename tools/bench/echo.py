@@ -22,7 +22,8 @@ import time
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.framing import StreamFramer
-from transport.session import NONCE_SIZE, auth_proof, equal_digests
+from transport.seal import Seal
+from transport.session import NONCE_SIZE, auth_proof, equal_digests, hub_proof, session_keys
 from transport.tcp_link import parse_hub_url
 
 
@@ -44,6 +45,7 @@ class EchoProtocol(asyncio.Protocol):
     def __init__(self, server):
         self.server = server
         self.framer = StreamFramer()
+        self.framer.seal = Seal()  # the same per-frame MAC work as the hub's links
         self.transport = None
         self.open = False
         self.hello = None
@@ -84,8 +86,12 @@ class EchoProtocol(asyncio.Protocol):
             elif kind == K.AUTH:
                 _k, _s, _proto, role, peer_id, client_nonce = self.hello
                 key = srv.keys.get(peer_id, b"")
-                ok = equal_digests(msg[2], auth_proof(key, client_nonce, self.nonce, role, peer_id))
-                reply = [K.WELCOME, seq, int(time.time()), 30] if ok else [K.ERROR, seq, 5, "wrong key"]
+                args = (key, client_nonce, self.nonce, role, peer_id)
+                ok = equal_digests(msg[2], auth_proof(*args))
+                if ok:
+                    c2s, s2c = session_keys(*args)
+                    self.framer.seal.start(s2c, c2s)
+                reply = [K.WELCOME, seq, int(time.time()), 30, hub_proof(*args)] if ok else [K.ERROR, seq, 5, "wrong key"]
                 self.open = ok
             else:
                 reply = [K.ACK, seq]

@@ -10,7 +10,7 @@ with the server it measures:
 3. waits for "go" on stdin, drives the scenario, drains, prints {"event": "result", ...}.
 
 After the handshake it is deliberately lean, the same against the hub and the echo server:
-requests are packed with the C msgpack packer and framed with a 4-byte length; every
+requests are packed with the C msgpack packer, sealed (transport.seal) and framed; every
 reply is unframed with transport.framing.StreamFramer and decoded in full with C msgpack,
 matched to its request by seq, and timed. Closed loop keeps ``window`` requests in
 flight per connection (pipelined, a reply's successor goes out in the same write);
@@ -47,20 +47,15 @@ import msgpack
 from transport import kinds as K
 from transport.codec import packb as checked_packb
 from transport.codec import unpackb as checked_unpackb
-from transport.framing import StreamFramer, encode_stream
+from transport.framing import StreamFramer
 from transport.session import Authenticated, ClientSession, Closed
 from transport.tcp_link import parse_hub_url
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _unpack = msgpack.unpackb
-_header = struct.Struct(">I").pack
 _clock = time.perf_counter
 _LINGER0 = struct.pack("ii", 1, 0)
 HIST_BASE = 1.02  # latency histogram: bucket i holds [1.02**i, 1.02**(i+1)) microseconds
-
-
-def _frame(payload):
-    return _header(len(payload)) + payload
 
 
 class Conn(asyncio.Protocol):
@@ -69,6 +64,7 @@ class Conn(asyncio.Protocol):
         self.vehicle_id = vehicle_id
         self.session = ClientSession("vehicle", vehicle_id, token, heartbeat_s=3600, request_timeout_s=120)
         self.framer = StreamFramer()
+        self.framer.seal = self.session.seal  # kept after the handshake: every frame is sealed
         self.transport = None
         self.ready = gen.loop.create_future()
         self.open = False
@@ -89,7 +85,7 @@ class Conn(asyncio.Protocol):
     def _flush_session(self):
         out = self.session.take_outgoing()
         if out:
-            self.transport.write(b"".join(encode_stream(checked_packb(m)) for m in out))
+            self.transport.write(b"".join(self.framer.encode(checked_packb(m)) for m in out))
 
     def _handshake(self, data):
         payloads = self.framer.feed(data)
@@ -188,8 +184,8 @@ class LoadGen:
         self.slot0 = (int(time.time()) // hour + 2) * hour  # the first whole hour at least an hour ahead
         self.slots = 24 * 27
         now = int(time.time())
-        # Positions are events: packed once, sent many times (the hub validates each anyway).
-        self.position_frames = [_frame(_pack([K.POSITION, 0, lat, lon, now, 0.5])) for lat, lon in self.points[:1024]]
+        # Positions are events: packed once, sealed and sent many times (the hub validates each anyway).
+        self.position_frames = [(_pack([K.POSITION, 0, lat, lon, now, 0.5])) for lat, lon in self.points[:1024]]
         self.conns = []
         self.sending = False
         self.t_start = self.t_measure = self.t_end = math.inf
@@ -258,7 +254,7 @@ class LoadGen:
             payload = _pack([K.NEAREST, seq, lat, lon, self.k, None])
         conn.inflight[seq] = (due, 1)
         self.requests_sent += 1
-        return _header(len(payload)) + payload
+        return conn.framer.encode(payload)
 
     def _positions_unit(self, conn, due):
         """`burst` positions and the PING that vouches for them."""
@@ -266,9 +262,9 @@ class LoadGen:
         pf = self.position_frames
         for _ in range(self.burst):
             self._pi = (self._pi + 1) & 1023
-            frames.append(pf[self._pi])
+            frames.append(conn.framer.encode(pf[self._pi]))
         seq = conn.next_seq()
-        frames.append(_frame(_pack([K.PING, seq, 0])))
+        frames.append(conn.framer.encode(_pack([K.PING, seq, 0])))
         conn.inflight[seq] = (due, self.burst)
         self.positions_sent += self.burst
         return b"".join(frames)
@@ -286,7 +282,7 @@ class LoadGen:
     def send_position(self, conn):
         if conn.open:
             self._pi = (self._pi + 1) & 1023
-            conn.transport.write(self.position_frames[self._pi])
+            conn.transport.write(conn.framer.encode(self.position_frames[self._pi]))
             self.positions_sent += 1
 
     # --- running ---------------------------------------------------------------------------------
@@ -331,7 +327,8 @@ class LoadGen:
                         batches.setdefault(j % n, []).append(pf[j & 1023])
                     for i, frames in batches.items():
                         if conns[i].open:
-                            conns[i].transport.write(b"".join(frames))
+                            enc = conns[i].framer.encode
+                            conns[i].transport.write(b"".join([enc(f) for f in frames]))
                     self.positions_sent += due - sent
                 else:
                     for j in range(sent, due):
@@ -359,7 +356,7 @@ class LoadGen:
                 if c.open:
                     seq = c.next_seq()
                     c.inflight[seq] = (math.inf, 0)  # math.inf: outside every window, never timed
-                    c.transport.write(_frame(_pack([K.PING, seq, 0])))
+                    c.transport.write(c.framer.encode(_pack([K.PING, seq, 0])))
             while _clock() < deadline and any(c.inflight for c in self.conns if c.open):
                 await asyncio.sleep(0.005)
             barrier = _clock() - t0
