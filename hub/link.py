@@ -10,7 +10,7 @@ import logging
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from hub.limits import RateLimiter
-from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
+from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_NOT_AUTHENTICATED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
 from transport.messages import MAX_SEQ
 from transport.session import S_OPEN, Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
 
@@ -104,7 +104,12 @@ class Link:
             try:
                 obj = unpackb(payload)
             except CodecError as exc:
-                self._bad(E_MALFORMED, "undecodable msgpack: %s" % exc)
+                if payload[:1] == b"\xc1" and not self.session.authenticated:
+                    # Sealed for a session this link no longer has (the hub restarted under a serial
+                    # station): "say hello again", as the session answers anything before HELLO.
+                    self._bad(E_NOT_AUTHENTICATED, "sealed frame but no session: send hello first")
+                else:
+                    self._bad(E_MALFORMED, "undecodable msgpack: %s" % exc)
                 if not self.session.authenticated and not self.rehello:
                     self.shutdown()  # garbage before the handshake: not a peer of ours
                     return

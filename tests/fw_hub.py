@@ -131,7 +131,12 @@ class Wire:
         """`obj` across the wire: with a codec, packed, sealed by the sender's session, opened by the receiver's."""
         if self.codec is None:
             return obj
-        return self.codec.unpackb(rx.seal.open(tx.seal.seal(self.codec.packb(obj))))
+        payload = rx.seal.open(tx.seal.seal(self.codec.packb(obj)), False)
+        if payload[:1] == b"\xc1":
+            # Sealed for a session the receiver no longer has (a restarted hub): hub.link answers it
+            # as it answers any message before HELLO, which is what the unsealed message gets here.
+            payload = payload[5:-16]
+        return self.codec.unpackb(payload)
 
     def connect_if_due(self):
         if not self.connected and self.cp.want_connect():

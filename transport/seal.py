@@ -18,7 +18,10 @@ The framers hold a Seal (``framer.seal``); it passes frames through unchanged un
 calls ``start`` with the keys. A few plain frames are still let through after that, because the
 handshake's last steps cross the switch: ``plain_out`` outgoing frames (the client's AUTH),
 an incoming ERROR before the first sealed frame (the hub refusing AUTH), and on serial a HELLO
-(a station that restarted; the hub starts a new session).
+(a station that restarted; the hub starts a new session) and an ERROR at any time (a hub that
+restarted refuses the station's sealed frames with E_NOT_AUTHENTICATED and the station says
+hello again). The most a forger on a serial wire gains from that is a new handshake (which
+it cannot complete), never an accepted request.
 
 MicroPython-safe: hashlib.sha256 only (the board has no hmac module); on CPython the C hmac
 gives the same bytes, faster.
@@ -103,7 +106,7 @@ class Seal:
             head = bytes(frame[:2])
             # The hub's plain ERROR refusing AUTH, before anything sealed arrived; on serial a
             # HELLO (the peer restarted: the session starts over).
-            if (self.rx == 0 and head == b"\x94\x07") or (not strict and head == b"\x96\x01"):
+            if (head == b"\x94\x07" and (self.rx == 0 or not strict)) or (not strict and head == b"\x96\x01"):
                 return frame
             return self._refuse(strict, "unsealed frame on an authenticated link")
         n = len(frame)
