@@ -8,6 +8,7 @@ names the key. Keys:
 id                 station id as provisioned in the hub (required, 1..64 characters)
 key                the station's secret key (hex string from ``evhub stations add``)
 hub                TCP hub: ``{"host": "192.168.1.10", "port": 7878}``, TLS: add ``"tls": true, "ca": "hub-ca.pem"``
+                   (no ``ca`` is refused unless ``"tls_insecure": true``: nothing checks the hub then)
 uart               serial hub link on the board: ``{"id": 1, "tx": 17, "rx": 16, "baud": 115200}``
 serial             serial hub link on the unix port / CPython: a tty path or pyserial URL
 wifi               ``{"ssid": "...", "password": "..."}`` (board only)
@@ -124,6 +125,9 @@ def check(key, value):
         if type(value) is not dict or type(value.get("host")) is not str or type(value.get("port")) is not int \
                 or not 0 < value["port"] < 65536:
             bad = '{"host": str, "port": 1..65535}'
+        elif value.get("tls") and not value.get("ca") and value.get("tls_insecure") is not True:
+            # TLS that checks no certificate talks to whoever answers: say so explicitly, or give the CA.
+            bad = 'given a "ca" with "tls": true (or "tls_insecure": true to skip the certificate check)'
     elif key == "uart":
         if type(value) is not dict or type(value.get("tx")) is not int or type(value.get("rx")) is not int \
                 or type(value.get("baud")) is not int:

@@ -221,11 +221,21 @@ def test_the_micropython_firmware_refuses_a_hub_its_ca_did_not_sign(tls_hub, tmp
     assert "station CP-MX: authenticated" not in tls_hub.log() and "hub welcomed us" not in out
 
 
+def test_a_station_config_with_tls_but_no_ca_is_refused_unless_it_says_tls_insecure():
+    from firmware import config
+
+    hub = {"host": "127.0.0.1", "port": 7878, "tls": True}
+    with pytest.raises(ValueError, match="tls_insecure"):
+        config.normalize({"id": "CP-1", "key": "k", "hub": hub})
+    assert config.normalize({"id": "CP-1", "key": "k", "hub": dict(hub, tls_insecure=True)})["hub"]["tls_insecure"] is True
+
+
 def test_the_micropython_firmware_without_a_ca_encrypts_but_warns_that_the_hub_is_not_checked(tls_hub, tmp_path,
                                                                                             bundle_dir):
     key = tls_hub.add_station("CP-MN")
     fw = Firmware(bundle_dir, tmp_path, {"id": "CP-MN", "key": key,
-                                         "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True}})
+                                         "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True,
+                                                 "tls_insecure": True}})
     try:
         _wait(lambda: "station CP-MN: boot" in tls_hub.log(), 20, "BOOT over unverified TLS")
     finally:
