@@ -8,14 +8,19 @@ STAMP := $(VENV)/.installed
 
 # Debian's python3 may lack venv (ensurepip); as root, install it rather than fail.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	@echo "make: creating $(VENV)"
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv </dev/null && $(PYTHON) -m venv $(VENV); }
 
+# One line says what is happening; pip's own output goes to .venv/install.log and is shown only
+# when the install fails.
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "make: installing evhub and its test tools into $(VENV) (log: $(VENV)/install.log) ..."
+	@{ $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e '.[dev]'; } \
+	  >$(VENV)/install.log 2>&1 </dev/null || { tail -40 $(VENV)/install.log; echo "make: install failed, see $(VENV)/install.log" >&2; exit 1; }
+	@touch $(STAMP)
+	@echo "make: installed"
 
 install: $(STAMP)
 

@@ -28,8 +28,18 @@ COMMANDS = {
 LOGGING_COMMANDS = ("serve", "chargepoint", "sim", "bench", "flash")
 
 
+def _version():
+    try:
+        from importlib.metadata import version
+
+        return version("evhub")
+    except Exception:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="evhub", description="EV charge-point network hub and tools")
+    parser.add_argument("--version", action="version", version="evhub %s" % _version())
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
@@ -44,9 +54,24 @@ def build_parser():
     return parser
 
 
+def _hoist_verbose(argv):
+    """Move -v/-vv/--verbose given anywhere (`evhub stations list -v`) to the front, where the
+    global option lives; nothing after a bare ``--`` is touched. No subcommand uses -v itself."""
+    front, rest = [], []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg == "--verbose" or (arg.startswith("-v") and arg.strip("-v") == "" and not arg.startswith("--")):
+            front.append(arg)
+        else:
+            rest.append(arg)
+    return front + rest
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_hoist_verbose(sys.argv[1:] if argv is None else list(argv)))
     if not args.command:
         parser.print_help()
         return 2
@@ -59,9 +84,19 @@ def main(argv=None):
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(args._module)
     try:
-        return module.run(args) or 0
+        code = module.run(args) or 0
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `evhub stations list | head -1`: the reader left; that is not an error of ours. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -89,10 +89,23 @@ def run(args):
     except (sqlite3.Error, OSError, ValueError) as exc:
         print("evhub serve: cannot open the store %s: %s" % (cfg["db"], exc), file=sys.stderr)
         return 2
+    from hub.storelock import StoreInUse, StoreLock
+
+    lock = StoreLock(cfg["db"])
+    try:
+        lock.acquire(cfg["listen"])
+    except StoreInUse as exc:
+        print("evhub serve: %s" % exc, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print("evhub serve: cannot lock the store %s: %s" % (cfg["db"], exc.strerror or exc), file=sys.stderr)
+        return 2
     hub = Hub(cfg, args.serial)
     try:
         hub.run()
     except OSError as exc:
         print("evhub serve: cannot listen on %s: %s" % (cfg["listen"], exc.strerror or exc), file=sys.stderr)
         return 1
+    finally:
+        lock.release()
     return 0

@@ -1,0 +1,67 @@
+"""Running a hub by hand: one hub per embedded store, log reopen on SIGHUP, CLI manners."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from hubproc import REPO, HubProcess, evhub
+
+
+def test_a_second_hub_on_the_same_store_refuses_to_start_and_names_the_first(tmp_path):
+    with HubProcess(tmp_path) as first:
+        second = subprocess.run(
+            [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", first.db],
+            cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=30,
+        )
+        assert second.returncode == 1
+        assert "in use by another hub" in second.stderr
+        assert "pid %d" % first.proc.pid in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.proc.poll() is None  # the first hub is untouched
+
+
+def test_a_hub_killed_with_sigkill_leaves_no_lock_behind(tmp_path):
+    hub = HubProcess(tmp_path).start()
+    hub.kill9()
+    hub.restart()  # the kernel dropped the flock with the process
+    hub.stop()
+
+
+def test_sighup_reopens_the_log_file_after_logrotate_moved_it(tmp_path):
+    log_file = tmp_path / "hub.log"
+    with HubProcess(tmp_path, extra_args=["--log-file", str(log_file)]) as hub:
+        rotated = tmp_path / "hub.log.1"
+        os.rename(log_file, rotated)
+        hub.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (log_file.exists() and "reopened" in log_file.read_text()):
+            time.sleep(0.05)
+        assert log_file.exists(), "SIGHUP did not reopen the log file"
+        assert "log files reopened" in log_file.read_text()
+        assert hub.proc.poll() is None
+
+
+def test_version_prints_the_installed_version():
+    res = evhub("--version")
+    assert res.stdout.startswith("evhub ")
+
+
+def test_verbose_is_accepted_after_the_subcommand(tmp_path):
+    res = evhub("stations", "add", "--id", "CP-1", "--lat", "-12.2", "--lon", "-38.9", "-v", "--db",
+                str(tmp_path / "x.db"), cwd=str(tmp_path), check=False)
+    assert res.returncode == 0, res.stderr
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(tmp_path):
+    with HubProcess(tmp_path) as hub:
+        # More than a pipe buffer (64 KiB) of listing, so the writer really meets the closed pipe.
+        csv = tmp_path / "many.csv"
+        csv.write_text("id,lat,lon,connectors,max_kw\n" + "".join("CP-%05d,-12.2,-38.9,2,22\n" % i for i in range(5000)))
+        evhub("stations", "import", str(csv), "--db", hub.db, cwd=hub.tmp, env=hub.env)
+        cmd = "%s -m tools.cli stations list --hub %s | head -1" % (sys.executable, hub.url)
+        env = dict(os.environ, PYTHONPATH=REPO, **hub.env)
+        res = subprocess.run(["bash", "-c", cmd], cwd=hub.tmp, env=env, capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in res.stderr and "BrokenPipeError" not in res.stderr, res.stderr
+    assert res.stdout.count("\n") == 1
