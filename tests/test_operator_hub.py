@@ -65,3 +65,22 @@ def test_a_closed_pipe_ends_the_listing_quietly(tmp_path):
         res = subprocess.run(["bash", "-c", cmd], cwd=hub.tmp, env=env, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in res.stderr and "BrokenPipeError" not in res.stderr, res.stderr
     assert res.stdout.count("\n") == 1
+
+
+def test_db_backup_copies_a_running_hubs_store_owner_only_and_refuses_to_overwrite(tmp_path):
+    import sqlite3
+
+    with HubProcess(tmp_path) as hub:
+        hub.add_station("CP-1")
+        hub.add_vehicle("V-1")
+        target = tmp_path / "backup.db"
+        res = evhub("db", "backup", str(target), "--db", hub.db, cwd=hub.tmp)
+        assert "backed up" in res.stdout
+        assert os.stat(target).st_mode & 0o777 == 0o600
+        again = evhub("db", "backup", str(target), "--db", hub.db, cwd=hub.tmp, check=False)
+        assert again.returncode == 2 and "--force" in again.stderr
+    with sqlite3.connect(str(target)) as copy:
+        assert copy.execute("SELECT id FROM stations").fetchall() == [("CP-1",)]
+        assert copy.execute("SELECT id FROM vehicles").fetchall() == [("V-1",)]
+    missing = evhub("db", "backup", str(tmp_path / "b2.db"), "--db", str(tmp_path / "nope.db"), check=False)
+    assert missing.returncode == 2 and "no store" in missing.stderr

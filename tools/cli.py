@@ -21,6 +21,7 @@ COMMANDS = {
     "bundle": ("tools.cmd_bundle", "write the board filesystem (MicroPython firmware bundle)"),
     "flash": ("tools.cmd_flash", "flash MicroPython and the bundle to an ESP32 charge point"),
     "console": ("tools.cmd_console", "serial console that decodes evhub frames live"),
+    "db": ("tools.cmd_db", "store maintenance: backup (while the hub runs)"),
     "bench": ("tools.cmd_bench", "benchmarks: load the hub and report throughput, latency, memory"),
 }
 
