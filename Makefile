@@ -35,12 +35,14 @@ test: $(STAMP) browser-deps
 # A no-op when both are present; as root on Debian it installs them (no stdin needed); otherwise it
 # says so and the browser test skips with that reason.
 browser-deps: $(STAMP)
-	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core </dev/null; } || \
+	@[ -x /usr/bin/chromium ] || { echo "make: installing Debian's chromium for the dashboard test (log: $(VENV)/browser.log) ..."; \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; } \
+	  >$(VENV)/browser.log 2>&1 </dev/null; } || \
 	  echo "browser-deps: chromium is not installed and cannot be installed here" >&2
-	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet playwright </dev/null || \
-	  echo "browser-deps: pip install playwright failed" >&2
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet playwright >>$(VENV)/browser.log 2>&1 </dev/null || \
+	  echo "browser-deps: pip install playwright failed (see $(VENV)/browser.log)" >&2
 
 clean:
 	rm -rf $(VENV) build *.egg-info
