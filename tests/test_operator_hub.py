@@ -84,3 +84,23 @@ def test_db_backup_copies_a_running_hubs_store_owner_only_and_refuses_to_overwri
         assert copy.execute("SELECT id FROM vehicles").fetchall() == [("V-1",)]
     missing = evhub("db", "backup", str(tmp_path / "b2.db"), "--db", str(tmp_path / "nope.db"), check=False)
     assert missing.returncode == 2 and "no store" in missing.stderr
+
+
+def test_pty_pair_joins_two_terminals_until_stopped(tmp_path):
+    import serial
+
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "pty-pair"], cwd=str(tmp_path),
+                            env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        a, b = first.split()[0], first.split()[2]
+        with serial.Serial(a, timeout=5) as left, serial.Serial(b, timeout=5) as right:
+            left.write(b"\x00hello\x00")
+            assert right.read(7) == b"\x00hello\x00"
+            right.write(b"back")
+            assert left.read(4) == b"back"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "bytes carried" in err

@@ -20,6 +20,7 @@ COMMANDS = {
     "sim": ("tools.cmd_sim", "simulate a hub, charge points and vehicles on this machine"),
     "bundle": ("tools.cmd_bundle", "write the board filesystem (MicroPython firmware bundle)"),
     "flash": ("tools.cmd_flash", "flash MicroPython and the bundle to an ESP32 charge point"),
+    "pty-pair": ("tools.cmd_pty_pair", "two joined pseudo-terminals, to try serial links without hardware"),
     "console": ("tools.cmd_console", "serial console that decodes evhub frames live"),
     "db": ("tools.cmd_db", "store maintenance: backup (while the hub runs)"),
     "bench": ("tools.cmd_bench", "benchmarks: load the hub and report throughput, latency, memory"),
