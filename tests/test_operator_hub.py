@@ -104,3 +104,32 @@ def test_pty_pair_joins_two_terminals_until_stopped(tmp_path):
         _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "bytes carried" in err
+
+
+def test_every_hub_setting_is_documented_for_print_config():
+    from hub.config import DEFAULTS
+    from hub.configdoc import DOCS
+
+    documented = [name for name, _text in DOCS if name]
+    assert sorted(documented) == sorted(DEFAULTS), "a setting without help in hub/configdoc.py, or help for none"
+
+
+def test_the_example_hub_toml_is_what_print_config_prints_and_loads_back(tmp_path):
+    example = os.path.join(REPO, "hub", "deploy", "hub.toml")
+    res = evhub("serve", "--config", example, "--print-config")
+    with open(example) as f:
+        assert res.stdout == f.read(), "hub/deploy/hub.toml is stale: regenerate it with --print-config"
+    token = evhub("serve", "--print-config", "--http-token", "s3cret").stdout
+    assert "s3cret" not in token and "http_token = (set; not printed)" in token
+
+
+def test_log_file_and_serial_lines_may_come_from_the_config_file(tmp_path):
+    log_file = tmp_path / "from-config.log"
+    config = tmp_path / "hub.toml"
+    config.write_text('[hub]\nlog_file = "%s"\nserial = []\n' % log_file)
+    with HubProcess(tmp_path, extra_args=["--config", str(config)]):
+        assert "hub listening" in log_file.read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[hub]\nserial = "/dev/ttyUSB0"\n')
+    res = evhub("serve", "--config", str(bad), check=False)
+    assert res.returncode == 2 and "serial must be a list" in res.stderr
