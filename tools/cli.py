@@ -10,6 +10,8 @@ import importlib
 import logging
 import sys
 
+from tools.exitcodes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
+
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "serve": ("tools.cmd_serve", "run the hub daemon (TCP listener and serial lines)"),
@@ -22,6 +24,8 @@ COMMANDS = {
     "flash": ("tools.cmd_flash", "flash MicroPython and the bundle to an ESP32 charge point"),
     "pty-pair": ("tools.cmd_pty_pair", "two joined pseudo-terminals, to try serial links without hardware"),
     "console": ("tools.cmd_console", "serial console that decodes evhub frames live"),
+    "reservations": ("tools.cmd_reservations", "the reservation book for the operator: list (from the store), cancel"),
+    "sessions": ("tools.cmd_sessions", "charging sessions for billing: export as CSV or JSON (from the store)"),
     "db": ("tools.cmd_db", "store maintenance: backup (while the hub runs)"),
     "bench": ("tools.cmd_bench", "benchmarks: load the hub and report throughput, latency, memory"),
 }
@@ -90,7 +94,7 @@ def main(argv=None):
         sys.stdout.flush()
         return code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `evhub stations list | head -1`: the reader left; that is not an error of ours. Point stdout
         # at /dev/null so the interpreter's final flush does not raise again.
@@ -98,7 +102,7 @@ def main(argv=None):
 
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
