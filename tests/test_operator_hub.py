@@ -133,3 +133,27 @@ def test_log_file_and_serial_lines_may_come_from_the_config_file(tmp_path):
     bad.write_text('[hub]\nserial = "/dev/ttyUSB0"\n')
     res = evhub("serve", "--config", str(bad), check=False)
     assert res.returncode == 2 and "serial must be a list" in res.stderr
+
+
+def test_provisioning_names_the_store_it_wrote_to_and_honours_evhub_db(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    db = tmp_path / "hub.db"
+    first = evhub("stations", "add", "--id", "CP-1", "--lat", "-12.2", "--lon", "-38.9", cwd=str(elsewhere),
+                  env={"EVHUB_DB": str(db)})
+    assert db.exists() and not (elsewhere / "evhub.db").exists()
+    assert "store: %s (created" % db in first.stderr
+    second = evhub("vehicles", "add", "--id", "V-1", cwd=str(elsewhere), env={"EVHUB_DB": str(db),
+                                                                         "EVHUB_CONFIG_DIR": str(tmp_path / "cfg")})
+    assert second.stderr.strip().endswith("store: %s" % db)
+
+
+def test_adding_an_existing_id_is_a_conflict_that_names_replace(tmp_path):
+    db = str(tmp_path / "hub.db")
+    evhub("stations", "add", "--id", "CP-1", "--lat", "-12.2", "--lon", "-38.9", "--db", db)
+    again = evhub("stations", "add", "--id", "CP-1", "--lat", "-12.2", "--lon", "-38.9", "--db", db, check=False)
+    assert again.returncode == 3 and "--replace" in again.stderr
+    env = {"EVHUB_CONFIG_DIR": str(tmp_path / "cfg")}
+    evhub("vehicles", "add", "--id", "V-1", "--db", db, env=env)
+    twice = evhub("vehicles", "add", "--id", "V-1", "--db", db, env=env, check=False)
+    assert twice.returncode == 3 and "--replace" in twice.stderr

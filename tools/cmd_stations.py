@@ -4,7 +4,9 @@ import csv
 import json
 import sys
 
+from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
 from tools.hubclient import HubClient, HubError, hub_url
+from tools.storepath import DB_HELP, default_db, describe
 from transport import kinds as K
 
 FIELDS = ("id", "lat", "lon", "connectors", "max_kw")
@@ -19,10 +21,10 @@ def configure(p):
     a.add_argument("--connectors", type=int, default=1)
     a.add_argument("--max-kw", type=float, default=22.0)
     a.add_argument("--replace", action="store_true", help="issue a new key for an existing id")
-    a.add_argument("--db", default="evhub.db")
+    a.add_argument("--db", default=default_db(), help=DB_HELP)
     i = sub.add_parser("import", help="provision stations from CSV (id,lat,lon,connectors,max_kw) or JSON")
     i.add_argument("file")
-    i.add_argument("--db", default="evhub.db")
+    i.add_argument("--db", default=default_db(), help=DB_HELP)
     i.add_argument("--json", action="store_true", help="print the issued keys as JSON")
     lst = sub.add_parser("list", help="stations and their live status, from a running hub")
     lst.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
@@ -73,8 +75,11 @@ def _read_rows(path):
 def run(args):
     if args.action == "list":
         return _list(args)
-    from hub.store import Store
+    import os
 
+    from hub.store import Store, StoreConflict
+
+    existed = os.path.exists(args.db)
     try:
         if args.action == "add":
             sid, lat, lon, connectors, max_kw = validate_station(
@@ -86,6 +91,7 @@ def run(args):
             finally:
                 store.close()
             print(key)
+            print(describe(args.db, existed), file=sys.stderr)
             return 0
         try:
             rows = _read_rows(args.file)
@@ -108,10 +114,14 @@ def run(args):
         else:
             for sid, key in issued.items():
                 print("%s %s" % (sid, key))
+        print(describe(args.db, existed), file=sys.stderr)
         return 0
+    except StoreConflict as exc:
+        print("evhub stations %s: %s" % (args.action, exc), file=sys.stderr)
+        return EXIT_CONFLICT
     except ValueError as exc:
         print("evhub stations %s: %s" % (args.action, exc), file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 def fetch_stations(url):
@@ -126,7 +136,7 @@ def _list(args):
         stations = fetch_stations(url)
     except HubError as exc:
         print("evhub stations list: %s" % exc, file=sys.stderr)
-        return 1
+        return exc.exit_code
     stations.sort(key=lambda s: s["id"])
     if args.json:
         print(json.dumps([{k: s[k] for k in ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw")}
