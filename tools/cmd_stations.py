@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import sys
 
 from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
@@ -28,7 +29,9 @@ def configure(p):
     i.add_argument("--json", action="store_true", help="print the issued keys as JSON")
     lst = sub.add_parser("list", help="stations and their live status, from a running hub")
     lst.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="one JSON list")
+    lst.add_argument("--db", default=default_db(),
+                     help="when the hub cannot be reached, list what this store holds (default $EVHUB_DB, else ./evhub.db)")
 
 
 def _given(row, key, default):
@@ -75,8 +78,6 @@ def _read_rows(path):
 def run(args):
     if args.action == "list":
         return _list(args)
-    import os
-
     from hub.store import Store, StoreConflict
 
     existed = os.path.exists(args.db)
@@ -134,16 +135,34 @@ def _list(args):
     url = hub_url(args.hub)
     try:
         stations = fetch_stations(url)
+        live = True
     except HubError as exc:
-        print("evhub stations list: %s" % exc, file=sys.stderr)
-        return exc.exit_code
+        if exc.code is not None or not os.path.isfile(args.db):
+            print("evhub stations list: %s" % exc, file=sys.stderr)
+            return exc.exit_code
+        # The hub is down: what was provisioned is still worth seeing, marked as not live.
+        print("evhub stations list: %s; showing the store %s (no live status)" % (exc, os.path.abspath(args.db)),
+              file=sys.stderr)
+        stations = _stored_stations(args.db)
+        live = False
     stations.sort(key=lambda s: s["id"])
     if args.json:
-        print(json.dumps([{k: s[k] for k in ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw")}
-                          for s in stations], indent=1))
+        print(json.dumps([dict({k: s[k] for k in ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw")},
+                               live=live) for s in stations], indent=1))
         return 0
-    print("%-12s %10s %10s  %-12s %s" % ("ID", "LAT", "LON", "STATUS", "FREE IN"))
+    print("%-12s %10s %10s  %-12s %s" % ("ID", "LAT", "LON", "STATUS", "FREE IN" if live else "(hub down: from the store)"))
     for s in stations:
         free = "" if s["free_in_min"] in (None, 0) else "%d min" % s["free_in_min"]
         print("%-12s %10.4f %10.4f  %-12s %s" % (s["id"], s["lat"], s["lon"], s["status"], free))
     return 0
+
+
+def _stored_stations(db):
+    from hub.store import Store
+
+    store = Store(db)
+    try:
+        rows = store.all_stations()
+    finally:
+        store.close()
+    return [dict(r, status="Unknown", free_in_min=None) for r in rows]
