@@ -58,7 +58,7 @@ clock = FakeClock()
 
 
 def wall():
-    return EPOCH + clock.t
+    return EPOCH + int(clock.t)
 
 
 config = {"id": "CP-1", "key": KEY, "connectors": 2, "max_kw": 22.0, "meter_interval_s": 60}

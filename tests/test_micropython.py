@@ -525,14 +525,14 @@ def test_the_private_kind_constants_of_board_modules_match_the_table():
 
 SILENCE_CHECK = """
 from transport.session import ClientSession, PeerSilent
-t = [0.0]
-s = ClientSession('station', 'CP-1', 'k', clock=lambda: t[0], wall=lambda: 1800000000 + t[0], heartbeat_s=10)
+t = [0]  # integer ms, as the board's clock
+s = ClientSession('station', 'CP-1', 'k', clock=lambda: t[0], wall=lambda: 1800000000 + t[0] // 1000, heartbeat_s=10)
 s.state = 'open'  # as after WELCOME
 reports = []
 for step in range(2):
-    t[0] += 31
+    t[0] += 31000
     reports.append(sum(1 for e in s.tick() if isinstance(e, PeerSilent)))
-    t[0] += 5
+    t[0] += 5000
     reports.append(sum(1 for e in s.tick() if isinstance(e, PeerSilent)))  # reported once, not again
     s.receive([6, 0, 1800000000])  # the peer speaks (a pong): silence is news again
 print('REPORTS', reports)

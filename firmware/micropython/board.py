@@ -461,7 +461,7 @@ class Board:
         for ev in self.poller.poll(POLL_MS if self.link is not None else 0):
             flags |= ev[1]
         if self.link is None:
-            time.sleep_ms(POLL_MS) if hasattr(time, "sleep_ms") else time.sleep(POLL_MS / 1000)
+            time.sleep_ms(POLL_MS) if hasattr(time, "sleep_ms") else time.sleep(POLL_MS / 1000)  # float-ok: a sleep, not a clock
         if self.link is not None:
             try:
                 self.pump_in(flags)
