@@ -152,15 +152,27 @@ class Charge:
     if sys.implementation.name != "micropython":  # for the simulator's "free in X min"; not on the board
 
         def seconds_to_target(self):
-            """Time to reach the target at the current limit (for 'free in X min'), in s (an estimate)."""
+            """Time to reach the target at the current limit (for 'free in X min'), in whole seconds:
+            the closed form of the model (constant power to the knee, then an exponential approach);
+            the board's 1 s cells follow it to about a second. CPython only, so floats are fine."""
+            import math
+
             if self.done:
                 return 0
             if self.limit_w <= 0:
                 return -1
-            t_ms = 0
-            probe = Charge(self.limit_w, self.ev_max_w, self.cap_mwh // 1000, 0, 0)
-            probe.e, probe.e0, probe.target = self.e, self.e, self.target
-            while not probe.done:  # one cell at a time: a few thousand steps for hours of charge
-                probe.advance(STEP_MS)
-                t_ms += STEP_MS
-            return t_ms // 1000
+            cap = self.cap_mwh / 1e6  # kWh
+            soc = self.e / self.cap_mwh
+            target = self.target / self.cap_mwh
+            limit = self.limit_w / 1000
+            ev_max = self.ev_max_w / 1000
+            k = 4.5  # (1 - 0.1) / (1 - 0.8): the taper's slope per unit SoC
+            knee = 0.8 if limit >= ev_max else 0.8 + (1 - limit / ev_max) / k
+            t_h = 0.0
+            if soc < knee:
+                stop = knee if knee < target else target
+                t_h += (stop - soc) * cap / min(limit, ev_max)
+                soc = stop
+            if soc < target:
+                t_h += math.log((1 - k * (soc - 0.8)) / (1 - k * (target - 0.8))) / (k * ev_max / cap)
+            return int(t_h * 3600 + 0.5)
