@@ -172,6 +172,23 @@ def to_source(obj):
     raise TypeError("no source form for %r" % (t,))
 
 
+def as_float32(obj):
+    """``obj`` with every float as a single-precision board holds it (overflow -> inf), for the
+    bytes such a board packs (purepack widens its float32 values to float64)."""
+    t = type(obj)
+    if t is float:
+        if obj != obj or abs(obj) == float("inf"):
+            return obj
+        if abs(obj) >= 3.4028235677973366e38:  # past float32's largest value by half a step
+            return float("inf") if obj > 0 else float("-inf")
+        return _f32(obj)
+    if t is list or t is tuple:
+        return t(as_float32(x) for x in obj)
+    if t is dict:
+        return {as_float32(k): as_float32(v) for k, v in obj.items()}
+    return obj
+
+
 def same(a, b):
     """Decoded-value equality: tuples equal lists, NaN equals NaN, bool is not int."""
     if isinstance(a, tuple):
