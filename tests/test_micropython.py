@@ -37,7 +37,6 @@ BOARD_MODULES = [
     "transport.framing",
 ]
 if os.path.exists(os.path.join(REPO, "transport", "session.py")):
-    BOARD_MODULES.append("transport.seal")
     BOARD_MODULES.append("transport.session")
 
 PRELUDE = """

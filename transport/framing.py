@@ -38,6 +38,7 @@ leading 0x00 to flush line noise at the receiver.
 """
 
 import binascii
+import hashlib
 import struct
 import sys
 
@@ -67,7 +68,7 @@ def encode_stream(payload, max_frame=MAX_FRAME_SIZE):
 class StreamFramer:
     """Incremental decoder (and encoder) of length-prefixed frames."""
 
-    seal = None  # a transport.seal.Seal once a session is attached: MACs every frame after the handshake
+    seal = None  # a Seal (below) once a session is attached: MACs every frame after the handshake
 
     def __init__(self, max_frame=MAX_FRAME_SIZE):
         self.max_frame = max_frame
@@ -129,7 +130,7 @@ class StreamFramer:
         if pos < end:
             self._buf = bytearray(mv[pos:])
         seal = self.seal
-        if seal is not None and seal.active and out:
+        if seal is not None and seal.keys is not None and out:
             out = [seal.open(p) for p in out]  # FrameError on a bad MAC or seq: the link is dropped
         return out
 
@@ -261,7 +262,7 @@ class SerialFramer:
             elif self._len:
                 self._frame(out)
         seal = self.seal
-        if seal is not None and seal.active and out:
+        if seal is not None and seal.keys is not None and out:
             out = [p for p in [seal.open(p, False) for p in out] if p is not None]
         return out
 
@@ -304,3 +305,118 @@ class SerialFramer:
         if self._lost:
             self._lost = False
             self.resyncs += 1
+
+
+# --- the seal: a MAC on every frame after the handshake ---------------------------------------
+#
+# Per-frame MAC after the handshake, sans-I/O: ``seal(payload) -> bytes``, ``open(bytes) -> payload``.
+#
+# A sealed frame's payload is::
+#
+#     0xC1 | seq (4 bytes, big-endian) | msgpack payload | tag (16 bytes)
+#     tag = HMAC-SHA256(direction key, seq | payload)[:16]
+#
+# 0xC1 is the one byte msgpack never uses, so a sealed frame cannot be mistaken for a plain
+# message. Each direction has its own key (derived at the handshake, see transport.session), so a
+# frame reflected back at its sender fails. ``seq`` counts the sender's sealed frames from 1: on
+# TCP the receiver takes exactly last + 1, so an injected, replayed, reordered or
+# dropped frame is refused; on a serial line, where a frame lost to CRC is normal, it takes any
+# seq strictly greater than the last, so replay and reordering are still refused but a lost frame
+# costs only itself. The tag is truncated to 16 bytes (128 bits: a forger has one try per frame
+# and the link drops on the first miss over TCP) to keep serial frames short.
+#
+# The framers hold a Seal (``framer.seal``); it passes frames through unchanged until the session
+# calls ``start`` with the keys. A few plain frames are still let through after that, because the
+# handshake's last steps cross the switch: one outgoing frame (the client's AUTH),
+# an incoming ERROR before the first sealed frame (the hub refusing AUTH), and on serial a HELLO
+# (a station that restarted; the hub starts a new session) and an ERROR at any time (a hub that
+# restarted refuses the station's sealed frames with E_NOT_AUTHENTICATED and the station says
+# hello again). The most a forger on a serial wire gains from that is a new handshake (which
+# it cannot complete), never an accepted request.
+#
+# MicroPython-safe: hashlib.sha256 only (the board has no hmac module); on CPython the C hmac
+# gives the same bytes, faster. Written for few names: on the board every new identifier and
+# string is a qstr, and the import set sits just under a qstr pool doubling (~8 KB of heap).
+
+_TAG = const(16)
+_OVERHEAD = const(21)  # marker + seq + tag
+_MARK = const(0xC1)  # b"\xc1" below
+_BLOCK = const(64)
+
+if sys.implementation.name != "micropython":
+    from hmac import digest
+
+    def _p(key):
+        return key
+
+    def _mac(key, data):
+        return digest(key, data, "sha256")[:_TAG]
+
+else:
+
+    def _p(key):
+        # The padded inner and outer keys, once per session (the board's HMAC is two sha256 runs).
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key + b"\x00" * (_BLOCK - len(key))
+        return (bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key))
+
+    def _mac(key, data):
+        h = hashlib.sha256(key[0])
+        h.update(data)
+        data = h.digest()
+        h = hashlib.sha256(key[1])
+        h.update(data)
+        return h.digest()[:_TAG]
+
+
+def equal_digests(a, b):
+    """Compare in time independent of where the first difference is."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+class Seal:
+    keys = None  # (tx, rx) once started
+    tx = 0  # seq of the last frame sealed; below 0: that many frames still go out plain
+    rx = 0  # seq of the last frame opened
+
+    def start(self, tx, rx):
+        self.keys = (_p(tx), _p(rx))  # the client then sets tx = -1: its AUTH goes out plain
+
+    def seal(self, data):
+        if self.keys is None:
+            return data
+        self.tx += 1
+        if self.tx <= 0:
+            return data  # the client's AUTH (struct.pack fails past 2**32 - 1 frames: reconnect)
+        seq = struct.pack(">I", self.tx)
+        return b"\xc1" + seq + data + _mac(self.keys[0], seq + data)
+
+    def open(self, data, tcp=True):
+        """The payload of `data`, or FrameError (tcp) / None (serial: drop this frame)."""
+        if self.keys is None:
+            return data
+        n = len(data)
+        if data[0] != _MARK:
+            head = bytes(data[:2])
+            # The hub's plain ERROR refusing AUTH, before anything sealed arrived; on serial a
+            # HELLO (the peer restarted: the session starts over) or an ERROR at any time.
+            if (head == b"\x94\x07" and (self.rx == 0 or not tcp)) or (not tcp and head == b"\x96\x01"):
+                return data
+            n = 0
+        if n >= _OVERHEAD + 1:
+            seq = struct.unpack_from(">I", data, 1)[0]
+            mv = memoryview(data)
+            if equal_digests(_mac(self.keys[1], mv[1 : n - _TAG]), mv[n - _TAG :]) and \
+                    (seq == self.rx + 1 if tcp else seq > self.rx):
+                self.rx = seq
+                return bytes(mv[5 : n - _TAG])
+        # Unsealed, too short, a bad MAC, or a seq out of order (injected, replayed, reordered, cut).
+        if tcp:
+            raise FrameError("frame refused: not sealed in order by the peer")
+        return None

@@ -8,8 +8,7 @@ from transport import kinds as K
 from transport.compat import const, urandom
 from transport.errors import E_AUTH_FAILED, E_BAD_FIELD, E_NOT_AUTHENTICATED, E_UNSUPPORTED_VERSION
 from transport.messages import make
-from transport.session import (NONCE_SIZE, S_OPEN, S_WAIT_HELLO, Authenticated, _Session, auth_proof, equal_digests,
-                               hub_proof, session_keys)
+from transport.session import NONCE_SIZE, S_OPEN, S_WAIT_HELLO, Authenticated, _Session, equal_digests, auth_proof
 
 # Private copies of what this module needs (tests/test_micropython.py checks the kinds against the table).
 _HELLO = const(1)
@@ -84,13 +83,12 @@ class ServerSession(_Session):
             self.state = _S_CHALLENGED
             return []
         if self.state == _S_CHALLENGED and kind == _AUTH:
-            args = (self.key, self.client_nonce, self.hub_nonce, self.role, self.peer_id)
-            ok = equal_digests(fields[0], auth_proof(*args))  # computed for unknown ids too
+            macs = auth_proof(self.key, self.client_nonce, self.hub_nonce, self.role, self.peer_id)
+            ok = equal_digests(fields[0], macs[0])  # computed for unknown ids too
             if not (ok and self.known):
                 return self._refuse(E_AUTH_FAILED, "unknown id or wrong key", seq)
             self.state = S_OPEN
-            c2s, s2c = session_keys(*args)
-            self.seal.start(s2c, c2s)  # WELCOME and everything after it is sealed, both ways
-            self._queue(make(_WELCOME, seq, int(self.wall()), self.heartbeat_s, hub_proof(*args)))
+            self.seal.start(macs[3], macs[2])  # WELCOME and everything after it is sealed, both ways
+            self._queue(make(_WELCOME, seq, int(self.wall()), self.heartbeat_s, macs[1]))
             return [Authenticated(self.peer_id, self.role, int(self.wall()), self.heartbeat_s)]
         return self._refuse(E_NOT_AUTHENTICATED, "unexpected %s during handshake" % K.kind_name(kind), seq)

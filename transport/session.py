@@ -4,14 +4,13 @@ Handshake (the client speaks first; protocol 2, the table in PROTOCOL.md)::
 
     client -> HELLO [proto, role, id, client_nonce]
     hub    -> CHALLENGE [hub_nonce]
-    client -> AUTH [proof]        proof = HMAC-SHA256(key, "evhub2 client" | nonces | role | id | proto)
-    hub    -> WELCOME [hub_time, heartbeat_s, hub_proof]   (sealed)
-                                  hub_proof = HMAC-SHA256(key, "evhub2 hub" | nonces | role | id | proto)
+    client -> AUTH [proof]                                 (auth_proof: HMAC-SHA256 over
+    hub    -> WELCOME [hub_time, heartbeat_s, hub_proof]   both nonces, role, id, version)  (sealed)
 
 Both sides prove the key (different labels, so neither proof can be reflected as the other);
 the client goes open only after checking hub_proof. Both nonces are fresh per link, so a proof
 captured on one link is useless on another (replay); a second AUTH on the same link is refused.
-From AUTH on, every frame is sealed (transport.seal: a MAC with a per-direction session key
+From AUTH on, every frame is sealed (transport.framing.Seal: a MAC with a per-direction session key
 and sequence number), so nothing can be injected, replayed, reordered or cut on an open link.
 After WELCOME either side sends requests (fresh seq) and replies (echoing seq). The client
 pings every heartbeat; a side that hears nothing for three heartbeat
@@ -31,15 +30,12 @@ from transport import kinds as K
 from transport.compat import const, monotonic_ms, urandom, wall_s
 from transport.errors import E_AUTH_FAILED, E_FORBIDDEN, E_MALFORMED, E_NOT_AUTHENTICATED, ProtocolError
 from transport.messages import MAX_SEQ, make, parse
-from transport.seal import Seal
+from transport.framing import Seal, equal_digests
 
 NONCE_SIZE = const(16)
 _MISSED_HEARTBEATS = const(3)  # a peer silent this many heartbeat intervals is reported (PeerSilent)
 _MAX_PENDING = const(64)  # requests awaiting a reply; bounded so a dead peer cannot grow memory
-_CLIENT_LABEL = const(b"evhub2 client")
-_HUB_LABEL = const(b"evhub2 hub")
-_C2S_LABEL = const(b"evhub2 c2s")  # session keys, one per direction
-_S2C_LABEL = const(b"evhub2 s2c")
+_LABEL = const(b"evhub2 ")  # + one byte: 1 client proof, 2 hub proof, 3 and 4 the session keys
 
 # The kinds this module handles itself (tests/test_micropython.py checks them against the table).
 _HELLO = const(1)
@@ -80,35 +76,11 @@ def hmac_sha256(key, data):
     return outer.digest()
 
 
-def _bound(client_nonce, hub_nonce, role, device_id):
-    # What every proof and session key covers: both nonces, the role, the id and the version.
-    return client_nonce + hub_nonce + role.encode() + b"|" + device_id.encode() + ("|%d" % K.PROTOCOL_VERSION).encode()
-
-
 def auth_proof(key, client_nonce, hub_nonce, role, device_id):
-    """The client's proof (AUTH)."""
-    return hmac_sha256(key, _CLIENT_LABEL + _bound(client_nonce, hub_nonce, role, device_id))
-
-
-def hub_proof(key, client_nonce, hub_nonce, role, device_id):
-    """The hub's proof (WELCOME)."""
-    return hmac_sha256(key, _HUB_LABEL + _bound(client_nonce, hub_nonce, role, device_id))
-
-
-def session_keys(key, client_nonce, hub_nonce, role, device_id):
-    """(client->hub key, hub->client key) for transport.seal."""
-    b = _bound(client_nonce, hub_nonce, role, device_id)
-    return hmac_sha256(key, _C2S_LABEL + b), hmac_sha256(key, _S2C_LABEL + b)
-
-
-def equal_digests(a, b):
-    """Compare in time independent of where the first difference is."""
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for i in range(len(a)):
-        diff |= a[i] ^ b[i]
-    return diff == 0
+    """(client proof, hub proof, client->hub key, hub->client key): HMAC-SHA256(key, label | B), with
+    B = both nonces, role, id and protocol version, and one label each ("evhub2 " + byte 1..4)."""
+    b = client_nonce + hub_nonce + role.encode() + b"|" + device_id.encode() + b"|" + bytes((48 + K.PROTOCOL_VERSION,))
+    return [hmac_sha256(key, _LABEL + bytes((n,)) + b) for n in (1, 2, 3, 4)]
 
 
 # --- events ---------------------------------------------------------------------
@@ -303,7 +275,7 @@ class _Session:
 
 class ClientSession(_Session):
     _last_ping = 0
-    hub_nonce = None
+    hub_proof = None
     hub_time_offset = 0  # hub epoch - our epoch, from WELCOME and PONG
 
     def __init__(self, role, device_id, key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce=None,
@@ -337,18 +309,17 @@ class ClientSession(_Session):
             hub_nonce = fields[0]
             if len(hub_nonce) != NONCE_SIZE:
                 return [self.close(E_MALFORMED, "challenge nonce must be %d bytes" % NONCE_SIZE)]
-            self.hub_nonce = hub_nonce
-            proof = auth_proof(self.key, self.client_nonce, hub_nonce, self.role, self.device_id)
-            self._queue(make(_AUTH, 0, proof))
-            c2s, s2c = session_keys(self.key, self.client_nonce, hub_nonce, self.role, self.device_id)
-            self.seal.start(c2s, s2c, 1)  # AUTH goes out plain; the hub seals from WELCOME on
+            macs = auth_proof(self.key, self.client_nonce, hub_nonce, self.role, self.device_id)
+            self.hub_proof = macs[1]  # what WELCOME must carry
+            self._queue(make(_AUTH, 0, macs[0]))
+            self.seal.start(macs[2], macs[3])
+            self.seal.tx = -1  # AUTH goes out plain; the hub seals from WELCOME on
             self.state = _S_AUTH_SENT
             return []
         if self.state == _S_AUTH_SENT and kind == _WELCOME:
             # Only a hub that knows our key could seal WELCOME and sign it: a fake hub stops here.
             proof = fields[2] if len(fields) > 2 else None
-            expect = hub_proof(self.key, self.client_nonce, self.hub_nonce, self.role, self.device_id)
-            if type(proof) is not bytes or not equal_digests(proof, expect):
+            if type(proof) is not bytes or not equal_digests(proof, self.hub_proof):
                 return [self.close(E_AUTH_FAILED, "hub did not prove the key")]
             self.state = S_OPEN
             self.heartbeat_s = fields[1] or self.heartbeat_s

@@ -9,7 +9,7 @@ transport.serversession (the hub's end of a session).
 Nothing here runs at import on CPython.
 """
 
-TRANSPORT_MODULES = ("__init__", "compat", "errors", "kinds", "messages", "seal", "session", "purepack", "codec", "framing")
+TRANSPORT_MODULES = ("__init__", "compat", "errors", "kinds", "messages", "session", "purepack", "codec", "framing")
 FIRMWARE_MODULES = (
     "__init__",
     "connector",

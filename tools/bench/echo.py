@@ -22,8 +22,8 @@ import time
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.framing import StreamFramer
-from transport.seal import Seal
-from transport.session import NONCE_SIZE, auth_proof, equal_digests, hub_proof, session_keys
+from transport.framing import Seal
+from transport.session import NONCE_SIZE, equal_digests, auth_proof
 from transport.tcp_link import parse_hub_url
 
 
@@ -86,12 +86,11 @@ class EchoProtocol(asyncio.Protocol):
             elif kind == K.AUTH:
                 _k, _s, _proto, role, peer_id, client_nonce = self.hello
                 key = srv.keys.get(peer_id, b"")
-                args = (key, client_nonce, self.nonce, role, peer_id)
-                ok = equal_digests(msg[2], auth_proof(*args))
+                macs = auth_proof(key, client_nonce, self.nonce, role, peer_id)
+                ok = equal_digests(msg[2], macs[0])
                 if ok:
-                    c2s, s2c = session_keys(*args)
-                    self.framer.seal.start(s2c, c2s)
-                reply = [K.WELCOME, seq, int(time.time()), 30, hub_proof(*args)] if ok else [K.ERROR, seq, 5, "wrong key"]
+                    self.framer.seal.start(macs[3], macs[2])
+                reply = [K.WELCOME, seq, int(time.time()), 30, macs[1]] if ok else [K.ERROR, seq, 5, "wrong key"]
                 self.open = ok
             else:
                 reply = [K.ACK, seq]

@@ -10,7 +10,7 @@ with the server it measures:
 3. waits for "go" on stdin, drives the scenario, drains, prints {"event": "result", ...}.
 
 After the handshake it is deliberately lean, the same against the hub and the echo server:
-requests are packed with the C msgpack packer, sealed (transport.seal) and framed; every
+requests are packed with the C msgpack packer, sealed (transport.framing.Seal) and framed; every
 reply is unframed with transport.framing.StreamFramer and decoded in full with C msgpack,
 matched to its request by seq, and timed. Closed loop keeps ``window`` requests in
 flight per connection (pipelined, a reply's successor goes out in the same write);
