@@ -343,50 +343,39 @@ _OVERHEAD = const(21)  # marker + seq + tag
 _MARK = const(0xC1)  # b"\xc1" below
 _BLOCK = const(64)
 
-if sys.implementation.name != "micropython":
-    from hmac import digest
-
-    def _p(key):
-        return key
-
-    def _mac(key, data):
-        return digest(key, data, "sha256")[:_TAG]
-
-else:
-
-    def _p(key):
-        # The padded inner and outer keys, once per session (the board's HMAC is two sha256 runs).
-        if len(key) > _BLOCK:
-            key = hashlib.sha256(key).digest()
-        key = key + b"\x00" * (_BLOCK - len(key))
-        return (bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key))
-
-    def _mac(key, data):
-        h = hashlib.sha256(key[0])
-        h.update(data)
-        data = h.digest()
-        h = hashlib.sha256(key[1])
-        h.update(data)
-        return h.digest()[:_TAG]
-
-
-def equal_digests(a, b):
-    """Compare in time independent of where the first difference is."""
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for i in range(len(a)):
-        diff |= a[i] ^ b[i]
-    return diff == 0
-
-
 class Seal:
     keys = None  # (tx, rx) once started
     tx = 0  # seq of the last frame sealed; below 0: that many frames still go out plain
     rx = 0  # seq of the last frame opened
 
     def start(self, tx, rx):
-        self.keys = (_p(tx), _p(rx))  # the client then sets tx = -1: its AUTH goes out plain
+        self.keys = (self._p(tx), self._p(rx))  # the client then sets tx = -1: its AUTH goes out plain
+
+
+    # One helper, a method: every new name is a qstr on the board, and a new global can make
+    # framing's globals table grow at import, which a 64 KB heap cannot always give.
+    if sys.implementation.name != "micropython":
+
+        def _p(self, key, data=None):
+            """`key` prepared (the keyed inner and outer sha256 states), or HMAC-SHA256(key, data)[:16]."""
+            if data is None:
+                key = key + bytes(_BLOCK - len(key))  # session keys are 32 bytes
+                return (hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+            h = key[0].copy()
+            h.update(data)
+            o = key[1].copy()
+            o.update(h.digest())
+            return o.digest()[:_TAG]
+
+    else:
+
+        def _p(self, key, data=None):
+            # The board's hashlib has no copy(): session.hmac_sha256 each time (loaded by then).
+            if data is None:
+                return key
+            from transport.session import hmac_sha256
+
+            return hmac_sha256(key, data)[:_TAG]
 
     def seal(self, data):
         if self.keys is None:
@@ -395,7 +384,11 @@ class Seal:
         if self.tx <= 0:
             return data  # the client's AUTH (struct.pack fails past 2**32 - 1 frames: reconnect)
         seq = struct.pack(">I", self.tx)
-        return b"\xc1" + seq + data + _mac(self.keys[0], seq + data)
+        out = bytearray(b"\xc1")  # one buffer grown in place, not three joined copies
+        out += seq
+        out += data
+        out += self._p(self.keys[0], seq + data)
+        return out
 
     def open(self, data, tcp=True):
         """The payload of `data`, or FrameError (tcp) / None (serial: drop this frame)."""
@@ -412,8 +405,11 @@ class Seal:
         if n >= _OVERHEAD + 1:
             seq = struct.unpack_from(">I", data, 1)[0]
             mv = memoryview(data)
-            if equal_digests(_mac(self.keys[1], mv[1 : n - _TAG]), mv[n - _TAG :]) and \
-                    (seq == self.rx + 1 if tcp else seq > self.rx):
+            mac = self._p(self.keys[1], mv[1 : n - _TAG])
+            diff = 0  # compared in constant time
+            for i in range(_TAG):
+                diff |= mac[i] ^ data[n - _TAG + i]
+            if diff == 0 and (seq == self.rx + 1 if tcp else seq > self.rx):
                 self.rx = seq
                 return bytes(mv[5 : n - _TAG])
         # Unsealed, too short, a bad MAC, or a seq out of order (injected, replayed, reordered, cut).

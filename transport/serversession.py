@@ -8,7 +8,7 @@ from transport import kinds as K
 from transport.compat import const, urandom
 from transport.errors import E_AUTH_FAILED, E_BAD_FIELD, E_NOT_AUTHENTICATED, E_UNSUPPORTED_VERSION
 from transport.messages import make
-from transport.session import NONCE_SIZE, S_OPEN, S_WAIT_HELLO, Authenticated, _Session, equal_digests, auth_proof
+from transport.session import NONCE_SIZE, S_OPEN, S_WAIT_HELLO, Authenticated, _Session, auth_proof
 
 # Private copies of what this module needs (tests/test_micropython.py checks the kinds against the table).
 _HELLO = const(1)
@@ -23,6 +23,16 @@ _ID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _UNKNOWN_KEY = urandom(32)
 
 __all__ = ["ServerSession", "equal_digests", "valid_id"]
+
+
+def equal_digests(a, b):
+    """Compare in time independent of where the first difference is."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
 
 
 def valid_id(peer_id):

@@ -30,7 +30,6 @@ from transport import kinds as K
 from transport.compat import const, monotonic_ms, urandom, wall_s
 from transport.errors import E_AUTH_FAILED, E_FORBIDDEN, E_MALFORMED, E_NOT_AUTHENTICATED, ProtocolError
 from transport.messages import MAX_SEQ, make, parse
-from transport.framing import Seal, equal_digests
 
 NONCE_SIZE = const(16)
 _MISSED_HEARTBEATS = const(3)  # a peer silent this many heartbeat intervals is reported (PeerSilent)
@@ -164,7 +163,11 @@ class _Session:
         self._pending = {}  # seq -> (request_kind, deadline in clock ms)
         self._next_seq = 1
         self._last_rx = self.clock()
-        self.seal = Seal()  # the framer's (framer.seal = session.seal); started at the handshake
+        # The framer's (framer.seal = session.seal); started at the handshake. Imported here, not at
+        # the top: the board loads framing after session, and moving it first fragments a 64 KB heap.
+        from transport.framing import Seal
+
+        self.seal = Seal()
 
     @property
     def authenticated(self):
@@ -319,7 +322,10 @@ class ClientSession(_Session):
         if self.state == _S_AUTH_SENT and kind == _WELCOME:
             # Only a hub that knows our key could seal WELCOME and sign it: a fake hub stops here.
             proof = fields[2] if len(fields) > 2 else None
-            if type(proof) is not bytes or not equal_digests(proof, self.hub_proof):
+            diff = 0 if type(proof) is bytes and len(proof) == 32 else 1
+            for i in range(32 if diff == 0 else 0):  # compared in constant time
+                diff |= proof[i] ^ self.hub_proof[i]
+            if diff:
                 return [self.close(E_AUTH_FAILED, "hub did not prove the key")]
             self.state = S_OPEN
             self.heartbeat_s = fields[1] or self.heartbeat_s
@@ -344,12 +350,12 @@ class ClientSession(_Session):
 
 
 # --- the hub's end ---------------------------------------------------------------------
-# ServerSession lives in transport.serversession, which a station never
-# loads; importing it from here loads it on first use.
+# ServerSession (and equal_digests) live in transport.serversession, which a station never
+# loads; importing them from here loads it on first use.
 
 
 def __getattr__(name):
-    if name == "ServerSession":
+    if name == "ServerSession" or name == "equal_digests":
         from transport import serversession
 
         return getattr(serversession, name)

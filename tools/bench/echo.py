@@ -23,7 +23,8 @@ from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.framing import StreamFramer
 from transport.framing import Seal
-from transport.session import NONCE_SIZE, equal_digests, auth_proof
+from transport.serversession import equal_digests
+from transport.session import NONCE_SIZE, auth_proof
 from transport.tcp_link import parse_hub_url
 
 
