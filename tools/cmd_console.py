@@ -71,6 +71,7 @@ import time
 
 from serial import SerialException
 
+from tools import secret_args
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.errors import ERROR_NAMES, CodecError, FrameError, ProtocolError
@@ -97,7 +98,7 @@ def configure(p):
     p.add_argument("--raw", action="store_true", help="plain terminal for the board's REPL; Ctrl-] leaves")
     p.add_argument("--as", dest="mode", choices=("hub", "station", "monitor"), default="hub",
                    help="which end of the line the console plays (default hub: for a charge point on the line)")
-    p.add_argument("--key", help="the station's key (default: from the store --db)")
+    secret_args.add(p, "--key", "EVHUB_KEY", "the station's key", extra_help=" (default: from the store --db)")
     p.add_argument("--id", help="the station's id (--as hub: accept only this station; --as station: required)")
     p.add_argument("--db", default="evhub.db", help="hub store to find station keys in (default ./evhub.db, if it exists)")
     p.add_argument("--heartbeat", type=int, default=30, help="heartbeat seconds the hub end announces (default 30)")
@@ -755,6 +756,11 @@ def run(args):
         return 2
     if args.duration is not None and args.duration <= 0:
         print("evhub console: --duration must be positive", file=sys.stderr)
+        return 2
+    try:
+        secret_args.resolve(args, "--key", "EVHUB_KEY")
+    except ValueError as exc:
+        print("evhub console: %s" % exc, file=sys.stderr)
         return 2
     mode = args.mode
     if not args.raw and mode == "station":

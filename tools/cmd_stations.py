@@ -4,7 +4,8 @@ import csv
 import json
 import sys
 
-from tools.hubclient import HubClient, HubError, hub_url
+from tools import operator_auth
+from tools.hubclient import HubError, hub_url
 from transport import kinds as K
 
 FIELDS = ("id", "lat", "lon", "connectors", "max_kw")
@@ -27,6 +28,7 @@ def configure(p):
     lst = sub.add_parser("list", help="stations and their live status, from a running hub")
     lst.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
     lst.add_argument("--json", action="store_true")
+    lst.add_argument("--db", help=operator_auth.HELP)
 
 
 def _given(row, key, default):
@@ -114,8 +116,8 @@ def run(args):
         return 2
 
 
-def fetch_stations(url):
-    with HubClient(url, "operator", "operator", b"") as client:
+def fetch_stations(url, db=None):
+    with operator_auth.operator_client(url, db) as client:
         _kind, fields = client.request(K.STATIONS_LIST)
     return fields[0]
 
@@ -123,7 +125,7 @@ def fetch_stations(url):
 def _list(args):
     url = hub_url(args.hub)
     try:
-        stations = fetch_stations(url)
+        stations = fetch_stations(url, args.db)
     except HubError as exc:
         print("evhub stations list: %s" % exc, file=sys.stderr)
         return 1

@@ -20,14 +20,15 @@ def run(args):
     if not vid or len(vid) > 64 or any(c.isspace() for c in vid):
         print("evhub vehicles add: id must be 1..64 characters without spaces", file=sys.stderr)
         return 2
-    store = Store(args.db)
     try:
-        token = store.add_vehicle(vid, replace=args.replace)
+        store = Store(args.db)  # refused (one line) if other local users can read it: hub/secretfile.py
+        try:
+            token = store.add_vehicle(vid, replace=args.replace)
+        finally:
+            store.close()
     except ValueError as exc:
         print("evhub vehicles add: %s" % exc, file=sys.stderr)
         return 2
-    finally:
-        store.close()
     print(token)  # printed first: whatever happens to the credentials file, the token is not lost
     try:
         credentials.remember("vehicle", vid, token)
