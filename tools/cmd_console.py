@@ -72,6 +72,7 @@ import time
 from serial import SerialException
 
 from tools import secret_args
+from tools.term_escape import RawFilter, escape_text
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.errors import ERROR_NAMES, CodecError, FrameError, ProtocolError
@@ -347,15 +348,16 @@ class Console:
 
     # -- what the person sees
 
+    # Everything shown goes through escape_text: ids, texts and names come from the wire.
     def line(self, arrow, name, text):
-        self.out("%s %s %-18s %s" % (clock_text(), arrow, name, text))
+        self.out(escape_text("%s %s %-18s %s" % (clock_text(), arrow, name, text)))
 
     def show(self, arrow, obj):
         name, text = message_text(obj)
         self.line(arrow, name, text)
 
     def note(self, text):
-        self.out("%s -- %s" % (clock_text(), text))
+        self.out(escape_text("%s -- %s" % (clock_text(), text)))
 
     # -- session events
 
@@ -898,6 +900,7 @@ def _run_raw(port, args):
     out = getattr(sys.stdout, "buffer", None)
     port_fd = _port_fd(port)
     saved = None
+    shown = RawFilter()  # the board's bytes, minus escapes beyond what its REPL needs (tools/term_escape.py)
     end = None if args.duration is None else time.monotonic() + args.duration
     eof = False
     status = 0
@@ -937,12 +940,13 @@ def _run_raw(port, args):
                 sys.stderr.write("\r\n--- lost %s: %s ---\r\n" % (args.url, exc))
                 status = 1
                 break
-            if data:
+            text = shown.feed(data) if data else ""
+            if text:
                 if out is not None:
-                    out.write(data)
+                    out.write(text.encode("utf-8"))
                     out.flush()
                 else:
-                    sys.stdout.write(data.decode("utf-8", "replace"))
+                    sys.stdout.write(text)
                     sys.stdout.flush()
     except (KeyboardInterrupt, _Stop):
         pass
