@@ -15,6 +15,7 @@ import pytest
 
 from fw_ptypair import PtyPair
 from hubproc import REPO, HubProcess, evhub
+from tools.exitcodes import EXIT_DENIED
 from tools.hubclient import HubClient, HubError
 from tools.operator_auth import operator_client
 from transport import kinds as K
@@ -143,10 +144,10 @@ def test_the_operator_needs_the_key_the_hub_wrote_at_its_first_start(tmp_path):
         listed = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json", env={"EVHUB_OPERATOR_KEY_FILE": ""})
         assert [s["id"] for s in json.loads(listed.stdout)] == ["CP-1"]
         wrong = evhub("stations", "list", "--hub", hub.url, env={"EVHUB_OPERATOR_KEY": "f" * 32}, check=False)
-        assert wrong.returncode == 1 and "refused operator" in wrong.stderr and "Traceback" not in wrong.stderr
+        assert wrong.returncode == EXIT_DENIED and "refused operator" in wrong.stderr and "Traceback" not in wrong.stderr
         missing = evhub("stations", "list", "--hub", hub.url, "--db", tmp_path / "other.db",
                         env={"EVHUB_OPERATOR_KEY_FILE": ""}, check=False)
-        assert missing.returncode == 1 and "no operator key at" in missing.stderr
+        assert missing.returncode == EXIT_DENIED and "no operator key at" in missing.stderr
         first_key = open(hub.db + ".operator-key").read()
         hub.stop()
         hub.start()  # a restart keeps the key
