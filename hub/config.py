@@ -16,7 +16,7 @@ DEFAULTS = {
     "login_failures_free": 5,  # failed handshakes per address before it must wait (doubling, max 300 s)
     "no_show_grace_s": 600,
     "session_estimate_min": 45,  # expected length of a session with no reservation, for "Free in X min"
-    "open_loopback_reads": True,  # operator read-only role without a key from 127.0.0.1
+    "open_loopback_reads": True,  # HTTP reads without a token from 127.0.0.1 (the operator link needs its key)
     "speedup": 1.0,  # simulated time runs this many times faster (the laptop simulation)
     "epoch0": None,  # simulated time origin shared by every process of a simulation
     "tls_cert": "",  # PEM certificate chain: with tls_key, the TCP listener speaks TLS (clients use tls://)
