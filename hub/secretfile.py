@@ -74,14 +74,17 @@ def _mode_text(mode):
     return "%04o" % stat.S_IMODE(mode)
 
 
-def prepare_store(path):
-    """Make ``path`` (an SQLite store) owner-only before it is opened; see the module doc."""
+def prepare_store(path, create=True):
+    """Make ``path`` (an SQLite store) owner-only before it is opened; see the module doc.
+    create=False (read-only readers): a missing store is left to the caller to report."""
     path = str(path)
     if path == ":memory:" or path.startswith("file:"):
         return
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        if not create:
+            return
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), PRIVATE)
         except FileExistsError:  # created by another process meanwhile: check it like any other

@@ -67,6 +67,9 @@ def test_a_world_readable_store_is_refused_with_one_line_naming_the_file_and_the
     add = evhub("vehicles", "add", "--id", "V-1", "--db", db, cwd=str(tmp_path), env={"EVHUB_CONFIG_DIR": str(tmp_path)},
                 check=False)
     assert add.returncode == 2 and "chmod 600 %s" % db in add.stderr and add.stdout == ""
+    for reader in (("reservations", "list"), ("sessions", "export")):  # read-only readers refuse it too
+        res = evhub(*reader, "--db", db, cwd=str(tmp_path), check=False)
+        assert res.returncode == 2 and "chmod 600 %s" % db in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert mode(db) == 0o644  # refused, not silently fixed: the keys in it may already have been read
 
 

@@ -806,7 +806,11 @@ def run(args):
         if not args.key and os.path.exists(args.db):
             from hub.store import Store
 
-            store = Store(args.db)
+            try:
+                store = Store(args.db)
+            except ValueError as exc:  # e.g. a store others can read (hub/secretfile.py)
+                print("evhub console: %s" % exc, file=sys.stderr)
+                return 2
             try:
                 args.key = store.get_station_key(args.id)
             finally:

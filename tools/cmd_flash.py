@@ -296,7 +296,7 @@ class Flasher:
 
         try:
             store = Store(a.db)
-        except (StoreError, OSError, sqlite3.Error) as exc:
+        except (StoreError, ValueError, OSError, sqlite3.Error) as exc:  # ValueError: hub/secretfile.py refusals
             raise FlashError("cannot open the store %s: %s" % (a.db, exc)) from None
         try:
             existing = store.get_station(a.id)

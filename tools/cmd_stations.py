@@ -146,7 +146,11 @@ def _list(args):
         # The hub is down: what was provisioned is still worth seeing, marked as not live.
         print("evhub stations list: %s; showing the store %s (no live status)" % (exc, os.path.abspath(args.db)),
               file=sys.stderr)
-        stations = _stored_stations(args.db)
+        try:
+            stations = _stored_stations(args.db)
+        except ValueError as exc:  # e.g. a store other users can read (hub/secretfile.py)
+            print("evhub stations list: %s" % exc, file=sys.stderr)
+            return EXIT_USAGE
         live = False
     stations.sort(key=lambda s: s["id"])
     if args.json:

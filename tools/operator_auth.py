@@ -13,8 +13,6 @@ from tools.hubclient import HubClient, HubError
 from transport.errors import E_AUTH_FAILED
 from transport.tcp_link import parse_hub_url
 
-HELP = ("the store the hub serves: the operator key is read from DB.operator-key (default ./evhub.db; "
-        "or $EVHUB_OPERATOR_KEY_FILE, or the key in $EVHUB_OPERATOR_KEY)")
 
 
 def operator_key(db=None):
