@@ -14,7 +14,6 @@ from transport.errors import E_AUTH_FAILED
 from transport.tcp_link import parse_hub_url
 
 
-
 def operator_key(db=None):
     env = os.environ.get("EVHUB_OPERATOR_KEY")
     if env:
