@@ -13,7 +13,8 @@ DEFAULTS = {
     "handshake_timeout_s": 10,  # a link that has not authenticated by then is closed (slow-loris)
     "max_bad_messages": 20,  # protocol errors tolerated on one link before it is dropped
     "max_msgs_per_s": 20000,  # per link, sustained; a burst of twice this is allowed
-    "login_failures_free": 5,  # failed handshakes per address before it must wait (doubling, max 300 s)
+    "login_failures_free": 5,  # failed handshakes per (address, id) before that pair must wait (doubling, max 300 s)
+    "login_failures_per_s": 50,  # failed handshakes paid for per second, hub-wide; past it, failed pairs wait
     "no_show_grace_s": 600,
     "session_estimate_min": 45,  # expected length of a session with no reservation, for "Free in X min"
     "open_loopback_reads": True,  # operator read-only role without a key from 127.0.0.1
@@ -65,5 +66,6 @@ def load(path=None, overrides=None):
 POSITIVE = {
     "heartbeat_s": 1, "request_timeout_s": 1, "max_links": 1, "max_outbox_bytes": 1024, "max_frame": 64,
     "handshake_timeout_s": 1, "max_bad_messages": 1, "max_msgs_per_s": 1, "login_failures_free": 1,
+    "login_failures_per_s": 1,
     "no_show_grace_s": 0, "session_estimate_min": 1, "speedup": 0.001,
 }

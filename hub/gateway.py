@@ -11,7 +11,6 @@ import collections
 import logging
 import threading
 
-from transport.errors import E_RATE_LIMITED
 from transport.framing import SerialFramer, StreamFramer
 
 from hub.link import Link
@@ -100,12 +99,6 @@ class _TcpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         address = "%s:%s" % (peer[0], peer[1]) if peer else "?"
         self.link = gw.new_link(StreamFramer(gw.config["max_frame"]), self._write, transport.close, address)
-        wait = gw.router.login_wait(address)
-        if wait > 0:
-            # Too many failed logins from this address: it is slowed down, not served.
-            gw.router.count("logins_throttled")
-            self.link.session.send_error(E_RATE_LIMITED, "too many failed logins from this address; retry in %d s" % (wait + 1))
-            self.link.shutdown()
 
     def _write(self, data):
         t = self.transport

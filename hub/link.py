@@ -125,11 +125,26 @@ class Link:
                 session._silent_reported = False
                 self._dispatch(_NEAREST, obj[1], obj[2:6])
             else:
-                for event in session.receive(obj):
+                claimed = session.peer_id
+                events = session.receive(obj)
+                if session.peer_id is not claimed and not session.authenticated and self._throttled():
+                    return
+                for event in events:
                     self._on_event(event)
             if self.closed:
                 return
         self.flush()
+
+    def _throttled(self):
+        """A HELLO just named an id: refuse it here (before AUTH) if this address failed too often for it."""
+        wait = self.router.login_wait(self)
+        if wait <= 0:
+            return False
+        self.router.count("logins_throttled")
+        self.session.take_outgoing()  # no CHALLENGE for it: the error is the whole answer
+        self.session.send_error(E_RATE_LIMITED, "too many failed logins for this id; retry in %d s" % (wait + 1))
+        self.shutdown()
+        return True
 
     def _bad(self, code, text):
         self.session.send_error(code, text)

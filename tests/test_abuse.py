@@ -1,0 +1,93 @@
+"""Abuse is bounded: login guessing, idle sockets, huge frames and wire text in the log,
+each tried against the real hub process (issue 13)."""
+
+import os
+import select
+import time
+
+import pytest
+
+from fw_ptypair import PtyPair
+from hubproc import HubProcess
+from tools.hubclient import HubClient, HubError
+from transport.codec import packb, unpackb
+from transport.errors import E_AUTH_FAILED, E_RATE_LIMITED
+from transport.framing import SerialFramer
+from transport.session import Authenticated, ClientSession, Closed
+
+WRONG = "ab" * 16
+
+
+def wrong_login(hub, role, peer_id):
+    with pytest.raises(HubError) as exc:
+        HubClient(hub.url, role, peer_id, WRONG, timeout=5).connect()
+    return exc.value.code
+
+
+def test_wrong_logins_for_one_id_never_lock_out_a_correct_key_for_another_id_on_the_same_address(tmp_path):
+    with HubProcess(tmp_path) as hub:
+        key1 = hub.add_station("CP-1")
+        hub.add_station("CP-2")
+        codes = [wrong_login(hub, "station", "CP-2") for _ in range(15)]
+        assert codes[:5] == [E_AUTH_FAILED] * 5 and E_RATE_LIMITED in codes[5:], codes
+        # The guessed id is throttled, even with its right key, but CP-1 from the same address is not.
+        with HubClient(hub.url, "station", "CP-1", key1, timeout=5) as c:
+            assert c.session.authenticated
+        # ... and CP-1 logging in does not reset CP-2's counter.
+        assert wrong_login(hub, "station", "CP-2") == E_RATE_LIMITED
+
+
+def test_a_failure_now_and_then_never_adds_up_to_a_lockout():
+    from hub.limits import LoginThrottle
+
+    t = LoginThrottle(free=5, window_s=300)
+    for i in range(20):  # one wrong login every 301 s
+        t.failed("10.0.0.1:5", "station", "CP-1", now=i * 301.0)
+        assert t.wait_s("10.0.0.1:6", "station", "CP-1", now=i * 301.0 + 1) == 0
+
+
+def test_the_global_cap_stops_guessing_across_many_ids_but_lets_a_pair_that_never_failed_try():
+    from hub.limits import LoginThrottle
+
+    t = LoginThrottle(free=5, global_per_s=10)
+    for i in range(10):
+        t.failed("10.0.0.1:5", "vehicle", "V-%d" % i, now=100.0)
+    assert t.wait_s("10.0.0.1:5", "vehicle", "V-3", now=100.0) > 0, "failed pairs wait for the global budget"
+    assert t.wait_s("10.0.0.2:5", "vehicle", "V-OK", now=100.0) == 0, "a pair that never failed goes ahead"
+    assert t.wait_s("10.0.0.1:5", "vehicle", "V-3", now=101.0) == 0, "the budget refills within a second"
+
+
+def serial_login(fd, peer_id, key, timeout=5):
+    """One handshake over a raw serial line: returns the Authenticated/Closed event."""
+    session = ClientSession("station", peer_id, key, heartbeat_s=30, request_timeout_s=timeout)
+    framer = SerialFramer()
+    session.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for m in session.take_outgoing():
+            os.write(fd, framer.encode(packb(m)))
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        for payload in framer.feed(os.read(fd, 4096)):
+            for event in session.receive(unpackb(payload)):
+                if isinstance(event, (Authenticated, Closed)):
+                    return event
+    raise AssertionError("no answer on the serial line within %d s" % timeout)
+
+
+def test_wrong_logins_on_a_serial_line_are_throttled_per_id(tmp_path):
+    pair = PtyPair()
+    try:
+        with HubProcess(tmp_path, extra_args=["--serial", pair.path1]) as hub:
+            key1 = hub.add_station("CP-1")
+            hub.add_station("CP-2")
+            fd = os.open(pair.path2, os.O_RDWR | os.O_NOCTTY)
+            try:
+                codes = [serial_login(fd, "CP-2", WRONG).code for _ in range(8)]
+                assert codes[:5] == [E_AUTH_FAILED] * 5 and E_RATE_LIMITED in codes[5:], codes
+                assert isinstance(serial_login(fd, "CP-1", key1), Authenticated)
+            finally:
+                os.close(fd)
+    finally:
+        pair.close()
