@@ -11,6 +11,7 @@ import pykka
 from hub.actors import LocatorActor, ReservationBookActor
 from hub.clock import HubClock
 from hub.gateway import Gateway
+from hub import logsafe
 from hub.keys import KeyLookup
 from hub.registry import StationRegistry
 from hub.router import Router
@@ -53,6 +54,7 @@ class Hub:
 
     async def _serve(self):
         self.loop = asyncio.get_running_loop()
+        logsafe.install()  # nothing from the wire can forge a log line (hub/logsafe.py)
         self._stopping = asyncio.Event()
         self.events = None
         if self.config.get("http"):

@@ -10,6 +10,7 @@ import logging
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from hub.limits import RateLimiter
+from hub.logsafe import wire_text
 from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
 from transport.messages import MAX_SEQ
 from transport.session import S_OPEN, Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
@@ -76,7 +77,7 @@ class Link:
     def label(self):
         """What every log line about this link starts with: the device id once known."""
         s = self.session
-        return "%s %s" % (s.role, s.peer_id) if s.peer_id else "link %d (%s)" % (self.id, self.address)
+        return "%s %s" % (s.role, wire_text(s.peer_id, 64)) if s.peer_id else "link %d (%s)" % (self.id, self.address)
 
     # --- bytes in -------------------------------------------------------------
 
@@ -160,7 +161,7 @@ class Link:
     def _on_event(self, event):
         if isinstance(event, Message):
             if event.kind == K.ERROR:
-                log.info("%s: error from peer: %s", self.label, event.fields)
+                log.info("%s: error from peer: %s", self.label, wire_text(event.fields))
                 return
             self._dispatch(event.kind, event.seq, event.fields)
         elif isinstance(event, Reply):
@@ -177,7 +178,7 @@ class Link:
             log.warning("%s: silent for %.0f s", self.label, event.silent_s)
             self.router.peer_silent(self)
         elif isinstance(event, Closed):
-            log.warning("%s: refused from %s: %s", self.label, self.address, event.text)
+            log.warning("%s: refused from %s: %s", self.label, self.address, wire_text(event.text))
             self.router.count("auth_failures" if event.code == E_AUTH_FAILED else "handshake_errors")
             if event.code == E_AUTH_FAILED:
                 self.router.login_failed(self)

@@ -91,3 +91,29 @@ def test_wrong_logins_on_a_serial_line_are_throttled_per_id(tmp_path):
                 os.close(fd)
     finally:
         pair.close()
+
+
+FORGED = "WARNING hub.registry: station CP-9 FORGED"
+
+
+def test_newlines_and_escapes_sent_by_a_station_and_a_vehicle_never_forge_a_hub_log_line(tmp_path):
+    from transport import kinds as K
+
+    evil = "x\n2026-01-01 00:00:00,000 " + FORGED + "\r\x1b[2J\u2028"
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-1")
+        token = hub.add_vehicle("V-1")
+        with HubClient(hub.url, "station", "CP-1", key, timeout=5) as c:
+            c.request(K.BOOT, -12.2664, -38.9663, 1, 22.0, evil)
+            c.request(K.STATUS, 1, "Faulted", evil)
+            c.send(K.ERROR, 1, evil)
+        with HubClient(hub.url, "vehicle", "V-1", token, timeout=5) as v:
+            v.send(K.ERROR, 1, evil)
+        wrong_login(hub, "station", "CP-1")
+        hub.stop()
+        log = hub.log()
+    lines = log.splitlines()
+    assert not any(line.startswith("2026-01-01") or FORGED in line.split(": ", 1)[0] for line in lines)
+    assert not [line for line in lines if "FORGED" in line and "\\n" not in line], "wire text is logged escaped"
+    assert "\x1b" not in log and "\u2028" not in log
+    assert "boot firmware=x\\n2026" in log
