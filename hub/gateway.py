@@ -11,8 +11,9 @@ import collections
 import logging
 import threading
 
-from transport.framing import SerialFramer, StreamFramer
+from transport.framing import SerialFramer
 
+from hub.framelimits import HubStreamFramer
 from hub.link import Link
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class _TcpProtocol(asyncio.Protocol):
             return
         peer = transport.get_extra_info("peername")
         address = "%s:%s" % (peer[0], peer[1]) if peer else "?"
-        self.link = gw.new_link(StreamFramer(gw.config["max_frame"]), self._write, transport.close, address)
+        self.link = gw.new_link(HubStreamFramer(gw.config["max_frame"], gw.config["max_in_frame"]), self._write, transport.close, address)
 
     def _write(self, data):
         t = self.transport

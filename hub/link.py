@@ -9,6 +9,7 @@ import logging
 
 from transport import kinds as K
 from transport.codec import packb, unpackb
+from hub.framelimits import over_limit
 from hub.limits import RateLimiter
 from hub.logsafe import wire_text
 from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
@@ -97,6 +98,15 @@ class Link:
             if not self.limiter.allow(now):
                 # Over its rate the link's messages are refused, not queued: memory stays bounded.
                 self._bad(E_RATE_LIMITED, "more than %d messages/s" % self.limiter.rate)
+                if self.closed:
+                    return
+                continue
+            too_large = over_limit(payload)
+            if too_large is not None:
+                # Bigger than its kind ever needs: refused undecoded, and a bad message.
+                kind, seq, limit = too_large
+                self.session.send_error(E_TOO_LARGE, "a %s frame is at most %d bytes" % (K.kind_name(kind), limit), seq)
+                self._count_bad("oversized %s frame" % K.kind_name(kind))
                 if self.closed:
                     return
                 continue

@@ -117,3 +117,44 @@ def test_newlines_and_escapes_sent_by_a_station_and_a_vehicle_never_forge_a_hub_
     assert not [line for line in lines if "FORGED" in line and "\\n" not in line], "wire text is logged escaped"
     assert "\x1b" not in log and "\u2028" not in log
     assert "boot firmware=x\\n2026" in log
+
+
+def test_a_frame_over_its_kinds_limit_is_refused_as_a_bad_message_and_a_megabyte_frame_closes_only_its_link(tmp_path):
+    import socket
+    import struct
+
+    from transport import kinds as K
+    from transport.errors import E_TOO_LARGE
+
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-1")
+        token = hub.add_vehicle("V-1")
+        hub.add_vehicle("V-2")
+        with HubClient(hub.url, "station", "CP-1", key, timeout=5) as station:
+            # A STATUS with 3 KiB of "info": valid msgpack, over STATUS's limit: refused, link kept.
+            with pytest.raises(HubError) as exc:
+                station.request(K.STATUS, 1, "Available", "i" * 3000)
+            assert exc.value.code == E_TOO_LARGE and "status frame is at most" in str(exc.value)
+            station.request(K.STATUS, 1, "Available", None)
+            # A vehicle announcing 1 MiB frames is cut off at the header; the station is not stalled.
+            attacker = HubClient(hub.url, "vehicle", "V-1", token, timeout=5).connect()
+            body = packb([K.NEAREST, 1, 0.0, 0.0, 1, {"x": "y" * (1 << 20)}])
+            started = time.monotonic()
+            try:
+                for _ in range(5):
+                    attacker.sock.sendall(struct.pack(">I", len(body)) + body)
+            except OSError:
+                pass  # the hub closed it, as it should
+            attacker.sock.settimeout(5)
+            try:
+                while attacker.sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+            attacker.close()
+            t0 = time.monotonic()
+            station.request(K.STATUS, 1, "Available", None)
+            assert time.monotonic() - t0 < 0.5
+            assert time.monotonic() - started < 10
+        hub.stop()
+        assert "framing error" in hub.log() and "limit is 8192" in hub.log()
