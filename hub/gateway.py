@@ -13,6 +13,7 @@ import threading
 
 from transport.framing import SerialFramer
 
+from hub.fdlimits import PendingLinks
 from hub.framelimits import HubStreamFramer
 from hub.link import Link
 
@@ -100,6 +101,10 @@ class _TcpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         address = "%s:%s" % (peer[0], peer[1]) if peer else "?"
         self.link = gw.new_link(HubStreamFramer(gw.config["max_frame"], gw.config["max_in_frame"]), self._write, transport.close, address)
+        oldest = gw.pending.add(self.link)
+        if oldest is not None:  # the unauthenticated cap is full: the longest waiting makes room
+            gw.router.count("unauth_evicted")
+            oldest.shutdown()
 
     def _write(self, data):
         t = self.transport
@@ -226,6 +231,7 @@ class Gateway:
         self.server = None
         self.serial_lines = []
         self._ticker = None
+        self.pending = PendingLinks(config.get("max_unauth_links_effective", config["max_unauth_links"]))
         router.attach(self)
 
     def new_link(self, framer, write, close, address, rehello=False):
@@ -238,6 +244,7 @@ class Gateway:
         return link
 
     def bind_peer(self, link):
+        self.pending.discard(link)
         key = (link.session.role, link.session.peer_id)
         old = self.links.get(self.peers.get(key))
         self.peers[key] = link.id
@@ -246,6 +253,7 @@ class Gateway:
             old.shutdown()
 
     def drop_link(self, link):
+        self.pending.discard(link)
         if self.links.pop(link.id, None) is None:
             return
         link.closed = True

@@ -158,3 +158,64 @@ def test_a_frame_over_its_kinds_limit_is_refused_as_a_bad_message_and_a_megabyte
             assert time.monotonic() - started < 10
         hub.stop()
         assert "framing error" in hub.log() and "limit is 8192" in hub.log()
+
+
+def _low_nofile(n):
+    def apply():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return apply
+
+
+def test_300_idle_sockets_under_a_256_descriptor_limit_leave_logins_http_and_open_links_working(tmp_path):
+    import socket
+
+    from test_http_api import HttpHub
+    from transport import kinds as K
+
+    hub = HttpHub(tmp_path)
+    hub.preexec_fn = _low_nofile(256)
+    with hub:
+        key = hub.add_station("CP-1")
+        token = hub.add_vehicle("V-1")
+        assert "open-file limit (RLIMIT_NOFILE) 256" in hub.log()
+        idle = []
+        deadline = time.monotonic() + 30
+        with HubClient(hub.url, "station", "CP-1", key, timeout=5) as station:
+            try:
+                for _ in range(300):
+                    assert time.monotonic() < deadline, "opening the idle sockets took too long"
+                    idle.append(socket.create_connection(("127.0.0.1", hub.port), timeout=5))
+                # The station that was already in keeps being served...
+                station.request(K.STATUS, 1, "Available", None)
+                # ... a new, legitimate login gets in, and so does HTTP.
+                with HubClient(hub.url, "vehicle", "V-1", token, timeout=5) as v:
+                    assert v.session.authenticated
+                assert isinstance(hub.get("/api/stations"), (list, dict))
+            finally:
+                for s in idle:
+                    s.close()
+        hub.stop()
+        log = hub.log()
+    assert len(log) < 200_000, "the log stays small (%d bytes)" % len(log)
+    assert "Traceback" not in log
+
+
+def test_a_flood_of_accept_errors_is_logged_once_per_interval_with_a_count(caplog):
+    import errno
+    import logging
+
+    from hub.fdlimits import AcceptErrorLog
+
+    now = [0.0]
+    handler = AcceptErrorLog(loop=None, every_s=10.0, clock=lambda: now[0])
+    exc = OSError(errno.EMFILE, "Too many open files")
+    with caplog.at_level(logging.ERROR, logger="hub.fdlimits"):
+        for i in range(5000):
+            now[0] = i * 0.004  # 5000 errors in 20 s
+            handler(None, {"message": "socket.accept() out of system resource", "exception": exc})
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "2499 times" in lines[1] or "2500 times" in lines[1], lines
+    assert all(r.exc_info is None for r in caplog.records), "no traceback per error"
