@@ -219,3 +219,83 @@ def test_a_flood_of_accept_errors_is_logged_once_per_interval_with_a_count(caplo
     assert len(lines) == 2, lines
     assert "2499 times" in lines[1] or "2500 times" in lines[1], lines
     assert all(r.exc_info is None for r in caplog.records), "no traceback per error"
+
+
+def _http_from(source, port, path, keep=True):
+    """A raw HTTP/1.1 GET from loopback address `source`; returns (socket, status line)."""
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (path.encode(), b"" if keep else b"Connection: close\r\n"))
+    head = b""
+    while b"\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return s, head.split(b"\r\n", 1)[0].decode()
+
+
+def test_one_address_holding_keep_alive_connections_and_event_streams_does_not_lock_out_the_dashboard(tmp_path):
+    from test_http_api import HttpHub, SseClient
+
+    with HttpHub(tmp_path) as hub:
+        held = []
+        deadline = time.monotonic() + 30
+        try:
+            statuses = []
+            for _ in range(256):
+                assert time.monotonic() < deadline
+                s, status = _http_from("127.0.0.2", hub.http_port, "/api/stations")
+                held.append(s)
+                statuses.append(status)
+            assert statuses[0].endswith("200 OK") and statuses[-1].endswith("503 Service Unavailable"), statuses[-1]
+            sse = []
+            for _ in range(20):
+                s, status = _http_from("127.0.0.3", hub.http_port, "/api/events")
+                held.append(s)
+                sse.append(status)
+            assert sse[0].endswith("200 OK") and sse[-1].endswith("503 Service Unavailable")
+            # Another address still gets its page and its event stream at once.
+            t0 = time.monotonic()
+            assert isinstance(hub.get("/api/stations", timeout=2), (list, dict))
+            events = SseClient(hub.http_port)
+            assert events.status == 200 and time.monotonic() - t0 < 2
+            events.conn.close()
+        finally:
+            for s in held:
+                s.close()
+
+
+def test_an_idle_keep_alive_connection_is_closed_within_seconds(tmp_path):
+    from test_http_api import HttpHub
+
+    with HttpHub(tmp_path) as hub:
+        s, status = _http_from("127.0.0.2", hub.http_port, "/api/stations")
+        assert status.endswith("200 OK")
+        t0 = time.monotonic()
+        s.settimeout(15)
+        try:
+            while s.recv(65536):  # the rest of the answer, then the server's close
+                pass
+        finally:
+            s.close()
+        assert 3 < time.monotonic() - t0 < 10, "closed after %.1f s idle" % (time.monotonic() - t0)
+
+
+def test_closed_event_streams_free_their_slots_at_once_not_at_the_next_keepalive(tmp_path):
+    from test_http_api import HttpHub, SseClient
+
+    with HttpHub(tmp_path) as hub:
+        for i in range(64):  # connect and close, from many addresses so the per-address cap is not the limit
+            s, status = _http_from("127.0.%d.%d" % (1 + i // 8, 10 + i % 8), hub.http_port, "/api/events")
+            assert status.endswith("200 OK"), (i, status)
+            s.close()
+        deadline = time.monotonic() + 3  # the keepalive is 15 s: a slot freed only then would fail here
+        while True:
+            events = SseClient(hub.http_port)
+            events.conn.close()
+            if events.status == 200:
+                break
+            assert time.monotonic() < deadline, "event-stream slots still held %.1f s after their clients left" % 3
+            time.sleep(0.1)
