@@ -68,7 +68,9 @@ class AcceptErrorLog:
 
     def __call__(self, loop, context):
         message = context.get("message", "")
-        if "accept" not in message:
+        # asyncio's accept loop schedules a retry (_start_serving) for every failed accept() of a
+        # burst (up to the listen backlog); those retries fail too once the server has closed.
+        if "accept" not in message and "_start_serving" not in message:
             loop.default_exception_handler(context)
             return
         self.count += 1
@@ -76,7 +78,7 @@ class AcceptErrorLog:
         now = self.clock()
         if self._last is None or now - self._last >= self.every_s:
             exc = context.get("exception")
-            log.error("%s (%d times in the last %.0f s): %s", message, self.count,
+            log.error("%s (%d times in the last %.0f s): %s", message.split("\n", 1)[0][:120], self.count,
                       self.every_s if self._last is not None else 0, exc)
             self.count = 0
             self._last = now
