@@ -114,7 +114,8 @@ class Router:
         self.logins.succeeded(link.address, link.session.role, link.session.peer_id)
 
     def peer_up(self, link):
-        self.gateway.bind_peer(link)
+        if not self.gateway.bind_peer(link):
+            return
         if link.session.role == "station":
             self.registry.tell(("online", link.session.peer_id))
 
