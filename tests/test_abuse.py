@@ -37,6 +37,40 @@ def test_wrong_logins_for_one_id_never_lock_out_a_correct_key_for_another_id_on_
         assert wrong_login(hub, "station", "CP-2") == E_RATE_LIMITED
 
 
+def test_wrong_logins_from_one_address_never_refuse_the_same_ids_correct_key_from_another(tmp_path, monkeypatch):
+    import functools
+    import socket
+
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-1")
+        plain = socket.create_connection
+        monkeypatch.setattr(socket, "create_connection", functools.partial(plain, source_address=("127.0.0.2", 0)))
+        codes = [wrong_login(hub, "station", "CP-1") for _ in range(8)]
+        assert E_RATE_LIMITED in codes, codes
+        monkeypatch.setattr(socket, "create_connection", plain)
+        with HubClient(hub.url, "station", "CP-1", key, timeout=5) as c:
+            assert c.session.authenticated
+
+
+def test_past_the_global_cap_a_pair_that_already_failed_waits_even_below_its_own_limit(tmp_path):
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text("[hub]\nlogin_failures_per_s = 1\n")
+    with HubProcess(tmp_path, extra_args=["--config", str(cfg)]) as hub:
+        token = hub.add_vehicle("V-OK")
+        assert wrong_login(hub, "vehicle", "V-A") == E_AUTH_FAILED
+        # V-A stays under its own 5 failures: a refusal can only come from the hub-wide budget (1/s),
+        # spent by another id's failure just before (retried: a slow machine may let a second pass).
+        codes = []
+        for i in range(3):
+            assert wrong_login(hub, "vehicle", "V-B%d" % i) == E_AUTH_FAILED  # a pair that never failed gets its try
+            codes.append(wrong_login(hub, "vehicle", "V-A"))
+            if codes[-1] == E_RATE_LIMITED:
+                break
+        assert codes[-1] == E_RATE_LIMITED, codes
+        with HubClient(hub.url, "vehicle", "V-OK", token, timeout=5) as c:
+            assert c.session.authenticated
+
+
 def test_a_failure_now_and_then_never_adds_up_to_a_lockout():
     from hub.limits import LoginThrottle
 

@@ -18,6 +18,9 @@ class PerAddress:
         self.cap = cap
         self.counts = {}
 
+    def full(self, address):
+        return self.counts.get(address, 0) >= self.cap
+
     def take(self, address):
         """Count one more for `address`; False (and nothing counted) if it already holds `cap`."""
         n = self.counts.get(address, 0)

@@ -41,7 +41,7 @@ class EventStream:
     async def events(self, req):
         if self.clients >= MAX_CLIENTS:
             raise HttpError(503, "too many event-stream clients (%d)" % MAX_CLIENTS)
-        if self.per_address.counts.get(req.peer, 0) >= MAX_SSE_PER_ADDRESS:
+        if self.per_address.full(req.peer):
             raise HttpError(503, "too many event streams from %s (%d)" % (req.peer, MAX_SSE_PER_ADDRESS))
         kinds = None
         if req.arg("types"):
