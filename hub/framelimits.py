@@ -49,6 +49,8 @@ def peek_seq(payload):
 
 def over_limit(payload):
     """(kind, seq, limit) when `payload` is larger than its kind allows, else None."""
+    if len(payload) <= SMALL:
+        return None  # no kind is limited below SMALL: the common case costs one comparison
     kind = peek_kind(payload)
     limit = IN_FRAME_LIMITS.get(kind, UNKNOWN)
     if len(payload) > limit:

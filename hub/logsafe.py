@@ -7,17 +7,18 @@ string or exception argument of every record, so a call site added later cannot 
 """
 
 import logging
+import re
 
 MAX_LOGGED = 200  # characters of one wire value kept in a log line
 _FILTER_MAX = 1000  # the catch-all filter keeps more: it also sees the hub's own (long) texts
 
 
+# C0 and C1 controls (newline, CR, ESC, NEL...), DEL and the Unicode line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _needs_escape(s):
-    for ch in s:
-        o = ord(ch)
-        if o < 0x20 or 0x7F <= o < 0xA0 or o in (0x2028, 0x2029, 0x85):
-            return True
-    return False
+    return _CONTROL.search(s) is not None
 
 
 def wire_text(value, limit=MAX_LOGGED):

@@ -333,3 +333,13 @@ def test_closed_event_streams_free_their_slots_at_once_not_at_the_next_keepalive
                 break
             assert time.monotonic() < deadline, "event-stream slots still held %.1f s after their clients left" % 3
             time.sleep(0.1)
+
+
+def test_wire_text_escapes_every_line_break_and_control_character_and_caps_the_length():
+    from hub.logsafe import wire_text
+
+    for evil in ("a\nb", "a\rb", "a\x1b[31mb", "a\u2028b", "a\u0085b", "a\x00b"):
+        out = wire_text(evil)
+        assert out.isprintable() and out.startswith("a") and out.endswith("b"), (evil, out)
+    long = wire_text("x" * 10000)
+    assert len(long) < 250 and long.endswith("(10000 chars)")
