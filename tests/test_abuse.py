@@ -343,3 +343,24 @@ def test_wire_text_escapes_every_line_break_and_control_character_and_caps_the_l
         assert out.isprintable() and out.startswith("a") and out.endswith("b"), (evil, out)
     long = wire_text("x" * 10000)
     assert len(long) < 250 and long.endswith("(10000 chars)")
+
+
+def test_when_keep_alive_connections_from_many_addresses_fill_the_server_the_longest_idle_makes_room(tmp_path):
+    from test_http_api import HttpHub
+
+    with HttpHub(tmp_path) as hub:
+        held = []
+        deadline = time.monotonic() + 30
+        try:
+            for i in range(256):  # 8 addresses x 32: each within its own cap, together the whole server
+                assert time.monotonic() < deadline
+                s, status = _http_from("127.0.1.%d" % (1 + i // 32), hub.http_port, "/api/stations")
+                assert status.endswith("200 OK"), (i, status)
+                held.append(s)
+            t0 = time.monotonic()
+            s, status = _http_from("127.0.0.1", hub.http_port, "/api/stations")
+            s.close()
+            assert status.endswith("200 OK") and time.monotonic() - t0 < 2, status
+        finally:
+            for s in held:
+                s.close()

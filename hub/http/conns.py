@@ -51,9 +51,9 @@ class IdleConnections:
         self.writers.pop(writer, None)
 
     def evict_oldest(self):
-        """Close the connection idle longest; False if none is idle."""
+        """Close the connection idle longest and return its writer; None if none is idle."""
         for writer in self.writers:
             del self.writers[writer]
             writer.transport.abort()
-            return True
-        return False
+            return writer
+        return None

@@ -169,7 +169,8 @@ class HttpServer:
         peer = writer.get_extra_info("peername")
         peer_host = peer[0] if peer else ""
         if len(self.connections) >= MAX_CONNECTIONS:
-            self.idle.evict_oldest()  # a keep-alive connection waiting for nothing makes room
+            # A keep-alive connection waiting for nothing makes room (its task ends on its own).
+            self.connections.discard(self.idle.evict_oldest())
         if len(self.connections) >= MAX_CONNECTIONS or not self.per_address.take(peer_host):
             self._count(503)
             writer.write(self._encode(json_response({"error": "too many HTTP connections"}, 503), False, False))
