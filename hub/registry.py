@@ -20,9 +20,12 @@ import math
 
 import pykka
 
+from hub.boardfloats import board_float
+
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
 from transport.messages import make
+from hub.logsafe import wire_text
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +218,7 @@ class StationRegistry(pykka.ThreadingActor):
 
     def _on_boot(self, station_id, link_id, seq, fields):
         lat, lon, connectors, max_kw, firmware = fields
+        lat, lon, max_kw = board_float(lat), board_float(lon), board_float(max_kw)  # float32 boards read alike
         if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > 16 \
                 or not (0 < max_kw <= 1000):  # written so that NaN fails too
             self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..16) or max_kw out of range")
@@ -225,7 +229,7 @@ class StationRegistry(pykka.ThreadingActor):
         st.firmware = firmware
         st.online = True
         st.last_seen = self.clock()
-        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, firmware, connectors, max_kw)
+        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, wire_text(firmware), connectors, max_kw)
         self._publish(st)
         self._ack(link_id, seq)
 
@@ -245,7 +249,7 @@ class StationRegistry(pykka.ThreadingActor):
         st.last_seen = self.clock()
         st.online = True
         if old != status:
-            log.info("station %s: connector %d %s -> %s%s", station_id, connector, old, status, " (%s)" % info if info else "")
+            log.info("station %s: connector %d %s -> %s%s", station_id, connector, old, status, " (%s)" % wire_text(info) if info else "")
         self._publish(st)
         self._ack(link_id, seq)
 
@@ -301,7 +305,8 @@ class StationRegistry(pykka.ThreadingActor):
                 self.events.publish("session_start", dict(st.sessions[session_id], session_id=session_id,
                                                           station_id=station_id))
         st.windows.pop(reservation_id, None)
-        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, session_id, connector, vehicle_id)
+        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id), connector,
+                 wire_text(vehicle_id))
         self._publish(st)
         self._ack(link_id, seq)
         self.outbox.send_to_peer("vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, connector))
@@ -346,7 +351,7 @@ class StationRegistry(pykka.ThreadingActor):
                 "reason": reason})
         log.info(
             "station %s: session %s COMPLETE vehicle=%s energy=%.2f kWh reason=%s",
-            station_id, session_id, vehicle_id, energy_wh / 1000.0, reason,
+            station_id, wire_text(session_id), wire_text(vehicle_id), energy_wh / 1000.0, wire_text(reason),
         )
         self._publish(st)
         if self.book is not None:
