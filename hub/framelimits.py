@@ -67,4 +67,6 @@ class HubStreamFramer(StreamFramer):
         self.max_out = max_out
 
     def encode(self, payload):
+        if self.seal is not None:  # the session's MAC, as StreamFramer.encode adds it
+            payload = self.seal.seal(payload)
         return encode_stream(payload, self.max_out)
