@@ -9,8 +9,9 @@ reads as they come, writes buffered (bounded) until the socket takes them, and a
 tick of every ChargePoint about every ``tick_s``. A station costs a ChargePoint,
 a framer and a socket: hundreds fit in one thread.
 
-TLS (``"hub": {"host", "port", "tls": true, "ca": PEM-or-null}``; null: the system's
-trust store): the TCP connect completes, the socket is wrapped with
+TLS (``"hub": {"host", "port", "tls": true, "ca": PEM}``; a PEM bundle such as the system's
+``/etc/ssl/certs/ca-certificates.crt`` for a hub with a public certificate; no ``ca`` only with
+``"tls_insecure": true``, and then, as on a board, nothing checks the hub): the TCP connect completes, the socket is wrapped with
 ``do_handshake_on_connect=False`` and ``do_handshake()`` is driven by the selector
 (SSLWantReadError: wait to read, SSLWantWriteError: wait to write) like the connect
 itself. A blocking handshake would be simpler, but it would stall every other station
@@ -365,10 +366,16 @@ class Fleet:
             return None
         ctx = self._tls.get(ca)
         if ctx is None:
-            try:
-                ctx = ssl.create_default_context(cafile=ca or None)
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise ValueError("%s: cannot load the TLS CA %s: %s" % (station_id, ca, exc)) from None
+            if not ca:  # config.check let it through only with "tls_insecure": true
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                log.warning("%s: hub TLS without a ca: encrypted, but the hub's certificate is not checked", station_id)
+            else:
+                try:
+                    ctx = ssl.create_default_context(cafile=ca)
+                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                    raise ValueError("%s: cannot load the TLS CA %s: %s" % (station_id, ca, exc)) from None
             self._tls[ca] = ctx
         return ctx
 

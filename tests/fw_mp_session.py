@@ -12,6 +12,7 @@ gc.collect()
 START = gc.mem_alloc()
 
 from transport import codec  # noqa: E402
+from transport import framing  # noqa: E402,F401  (the board loads it; each session's Seal lives there)
 from transport import kinds as K  # noqa: E402
 from firmware.chargepoint import ChargePoint  # noqa: E402
 from firmware.journal import Journal  # noqa: E402

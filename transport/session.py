@@ -64,13 +64,24 @@ _S_CLOSED = const("closed")
 _BLOCK = const(64)
 
 
-def hmac_sha256(key, data):
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key + b"\x00" * (_BLOCK - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+def hmac_sha256(key, data=None):
+    """HMAC-SHA256(key, data). With no data: `key` prepared (its inner and outer padded blocks), which
+    any later call takes in place of the key, so a key that signs many messages is padded once (on a
+    board each padding is a few short-lived buffers that fragment a small heap)."""
+    if type(key) is not tuple:
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        inner = bytearray(b"\x36" * _BLOCK)
+        outer = bytearray(b"\x5c" * _BLOCK)
+        for i in range(len(key)):
+            inner[i] ^= key[i]
+            outer[i] ^= key[i]
+        key = (inner, outer)
+        if data is None:
+            return key
+    inner = hashlib.sha256(key[0])
     inner.update(data)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    outer = hashlib.sha256(key[1])
     outer.update(inner.digest())
     return outer.digest()
 
@@ -79,6 +90,7 @@ def auth_proof(key, client_nonce, hub_nonce, role, device_id):
     """(client proof, hub proof, client->hub key, hub->client key): HMAC-SHA256(key, label | B), with
     B = both nonces, role, id and protocol version, and one label each ("evhub2 " + byte 1..4)."""
     b = client_nonce + hub_nonce + role.encode() + b"|" + device_id.encode() + b"|" + bytes((48 + K.PROTOCOL_VERSION,))
+    key = hmac_sha256(key)  # padded once for the four
     return [hmac_sha256(key, _LABEL + bytes((n,)) + b) for n in (1, 2, 3, 4)]
 
 
@@ -218,7 +230,8 @@ class _Session:
         if self.state == _S_CLOSED:
             return []
         self._last_rx = self.clock()
-        self._silent_reported = False
+        if self._silent_reported:  # only then: the instance dict stays as small as the class allows
+            self._silent_reported = False
         try:
             kind, seq, fields = parse(obj)
         except ProtocolError as exc:
@@ -278,14 +291,17 @@ class _Session:
 
 class ClientSession(_Session):
     _last_ping = 0
-    hub_proof = None
     hub_time_offset = 0  # hub epoch - our epoch, from WELCOME and PONG
+    handshake_timeout_s = 6
 
     def __init__(self, role, device_id, key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce=None,
                  handshake_timeout_s=6):
         _Session.__init__(self, clock, wall, heartbeat_s, request_timeout_s)
         # A lost handshake frame (a noisy serial line) is retried soon, not after a request timeout.
-        self.handshake_timeout_s = handshake_timeout_s
+        if handshake_timeout_s != 6:
+            self.handshake_timeout_s = handshake_timeout_s
+        # A session holds at most 17 attributes (seal included): one more grows its dict to a 23-slot
+        # block at WELCOME, which a board's fragmented heap does not always have.
         if role not in K.ROLES:
             raise ValueError("role must be one of %s" % (K.ROLES,))
         self.role = role
@@ -313,9 +329,11 @@ class ClientSession(_Session):
             if len(hub_nonce) != NONCE_SIZE:
                 return [self.close(E_MALFORMED, "challenge nonce must be %d bytes" % NONCE_SIZE)]
             macs = auth_proof(self.key, self.client_nonce, hub_nonce, self.role, self.device_id)
-            self.hub_proof = macs[1]  # what WELCOME must carry
             self._queue(make(_AUTH, 0, macs[0]))
             self.seal.start(macs[2], macs[3])
+            # What WELCOME must carry. Kept by the seal, not the session: a 17th instance attribute
+            # grows the session's dict to a 23-slot block, which a fragmented 64 KB heap refuses.
+            self.seal.hub_proof = macs[1]
             self.seal.tx = -1  # AUTH goes out plain; the hub seals from WELCOME on
             self.state = _S_AUTH_SENT
             return []
@@ -324,7 +342,7 @@ class ClientSession(_Session):
             proof = fields[2] if len(fields) > 2 else None
             diff = 0 if type(proof) is bytes and len(proof) == 32 else 1
             for i in range(32 if diff == 0 else 0):  # compared in constant time
-                diff |= proof[i] ^ self.hub_proof[i]
+                diff |= proof[i] ^ self.seal.hub_proof[i]
             if diff:
                 return [self.close(E_AUTH_FAILED, "hub did not prove the key")]
             self.state = S_OPEN
