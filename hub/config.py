@@ -15,6 +15,8 @@ DEFAULTS = {
     "max_msgs_per_s": 20000,  # per link, sustained; a burst of twice this is allowed
     "login_failures_free": 5,  # failed handshakes per address before it must wait (doubling, max 300 s)
     "no_show_grace_s": 600,
+    "max_open_reservations_per_vehicle": 3,  # confirmed, not yet fulfilled/cancelled/expired; more is refused
+    "max_waiting_reservations_per_vehicle": 10,  # requests one vehicle may have waiting for the book (fair share)
     "session_estimate_min": 45,  # expected length of a session with no reservation, for "Free in X min"
     "open_loopback_reads": True,  # operator read-only role without a key from 127.0.0.1
     "speedup": 1.0,  # simulated time runs this many times faster (the laptop simulation)
@@ -71,4 +73,5 @@ POSITIVE = {
     "heartbeat_s": 1, "request_timeout_s": 1, "max_links": 1, "max_outbox_bytes": 1024, "max_frame": 64,
     "handshake_timeout_s": 1, "max_bad_messages": 1, "max_msgs_per_s": 1, "login_failures_free": 1,
     "no_show_grace_s": 0, "session_estimate_min": 1, "speedup": 0.001,
+    "max_open_reservations_per_vehicle": 1, "max_waiting_reservations_per_vehicle": 1,
 }
