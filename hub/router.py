@@ -171,9 +171,11 @@ class Router:
             waiting = self._waiting_by_vehicle.get(peer, 0)
             if waiting >= self.max_waiting_per_vehicle:
                 # Fair share of the waiting queue: one vehicle cannot fill it and starve the others.
+                # Answered, not counted as a bad message: pipelining is allowed, only not past a fair share.
                 self.count("reservations_overloaded")
-                raise ProtocolError(E_OVERLOADED, "you have %d reservation requests waiting (the limit is %d);"
-                                    " wait for their answers" % (waiting, self.max_waiting_per_vehicle), seq)
+                link.session.send_error(E_OVERLOADED, "you have %d reservation requests waiting (the limit is %d);"
+                                        " wait for their answers" % (waiting, self.max_waiting_per_vehicle), seq)
+                return
             self._waiting_by_vehicle[peer] = waiting + 1
             self._reservations.append((link.id, seq, peer, station_id, start, end))
             self._schedule_flush()
