@@ -327,6 +327,7 @@ def test_killing_the_hub_mid_session_records_the_session_exactly_once(tmp_path, 
         try:
             wait_for(lambda: "station CP-KILL: boot" in hub.log(), 15, "BOOT")
             with HubClient(hub.url, "vehicle", "V-3", token) as v:
+                v.request(K.RESERVE, "CP-KILL", int(time.time()), int(time.time()) + 3600)  # a start needs one
                 v.request(K.START_CHARGE, "CP-KILL", None, ev)
                 sid = v.wait_event((K.SESSION_STARTED,), timeout=10).fields[0]
             hub.kill9()
@@ -465,6 +466,7 @@ def test_the_board_drives_its_relay_pin_feeds_the_watchdog_and_talks_over_its_ua
             try:
                 wait_for(lambda: "station CP-UART: boot" in hub.log(), 10, "BOOT over the (fake) UART")
                 with HubClient(hub.url, "vehicle", "V-4", token) as v:
+                    v.request(K.RESERVE, "CP-UART", int(time.time()), int(time.time()) + 3600)  # a start needs one
                     v.request(K.START_CHARGE, "CP-UART", None, QUICK_EV)
                     done = v.wait_event((K.COMPLETE,), timeout=30)
                 out, _ = proc.communicate(timeout=30)
