@@ -304,3 +304,45 @@ def test_removing_unknown_ids_is_a_clear_error(hub):
     for what in ("stations", "vehicles"):
         res = evhub(what, "remove", "NOPE-1", "--db", hub.db, cwd=hub.tmp, env=hub.env, check=False)
         assert res.returncode == 4 and res.stderr.strip() == "evhub %s remove: no %s NOPE-1" % (what, what[:-1])
+
+
+# --- the decisions themselves, without a hub (hub/authz.py) ----------------------------------------
+
+
+def test_a_walk_in_is_refused_when_the_only_free_connectors_are_needed_by_current_reservations():
+    from hub.authz import Refusal, authorise_start
+
+    now = 1_800_000_000
+    windows = {7: ("V-A", now - 60, now + 1800)}
+    # V-A's hold is not shown yet: the one plugged connector is the one V-A's reservation needs.
+    with pytest.raises(Refusal) as exc:
+        authorise_start("CP-1", windows, {1: "Preparing"}, "V-B", None, now)
+    assert exc.value.code == E_FORBIDDEN and exc.value.text == "no reservation for you at CP-1"
+    # Shown as Reserved on connector 1: connector 2, plugged, is free for a walk-in.
+    assert authorise_start("CP-1", windows, {1: "Reserved", 2: "Preparing"}, "V-B", None, now) == (2, None)
+    assert authorise_start("CP-1", windows, {1: "Reserved", 2: "Preparing"}, "V-A", None, now) == (0, 7)
+    with pytest.raises(Refusal) as exc:
+        authorise_start("CP-1", {}, {1: "Available", 2: "Charging"}, "V-B", None, now)
+    assert exc.value.code == E_INVALID_STATE and "nothing plugged in at CP-1" in exc.value.text
+
+
+def test_a_reservation_is_started_only_in_its_window():
+    from hub.authz import Refusal, authorise_start
+
+    now = 1_800_000_000
+    windows = {7: ("V-A", now + 7200, now + 9000)}
+    with pytest.raises(Refusal) as exc:
+        authorise_start("CP-1", windows, {1: "Available"}, "V-A", 7, now)
+    assert exc.value.code == E_INVALID_STATE and "not current" in exc.value.text
+    assert authorise_start("CP-1", windows, {1: "Available"}, "V-A", 7, now + 7200 - 1200) == (0, 7)  # 20 min early
+
+
+def test_energy_beyond_max_kw_times_the_duration_is_implausible():
+    from hub.authz import implausible
+
+    now = 1_800_000_000
+    assert not implausible(22_000, 22.0, now - 3600, now, None, now)  # exactly one hour at 22 kW
+    assert not implausible(24_000, 22.0, now - 3600, now, None, now)  # within 10 %
+    assert implausible(25_000, 22.0, now - 3600, now, None, now)
+    assert implausible(999_999_000, 22.0, 0, now, now - 600, now), "not before the station was provisioned"
+    assert implausible(5_000, 22.0, now - 3600, now + 86400, now - 7200, now - 3600 + 60), "not past the hub's clock (+5 min)"
