@@ -88,11 +88,11 @@ class RevocationWatch:
         for link in list(self.gateway.links.values()):
             s = link.session
             if not link.closed and s.authenticated and s.role == role and s.peer_id == peer_id:
-                log.warning("%s: key %s, closing its link", link.label, why)
+                log.warning("%s: %s, closing its link", link.label, why)
                 link.shutdown()
                 closed += 1
         if not closed:
-            log.info("%s %s: key %s (no link open)", role, peer_id, why)
+            log.info("%s %s: %s (no link open)", role, peer_id, why)
 
     def revoked_since(self, role, peer_id, opened_at):
         """True when (role, peer_id)'s key was revoked after a link opened at `opened_at` (clock())."""

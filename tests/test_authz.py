@@ -241,7 +241,7 @@ def test_a_replaced_token_is_refused_at_once_and_the_link_open_on_it_is_closed_w
         v.close()
     with HubClient(hub.url, "vehicle", "V-1", new) as fresh:
         fresh.request(K.LIST_RESERVATIONS)
-    assert "vehicle V-1: key token replaced, closing its link" in hub.log()
+    assert "vehicle V-1: token replaced, closing its link" in hub.log()
 
 
 def test_removing_a_vehicle_closes_its_link_cancels_its_reservations_and_keeps_its_history(hub):
@@ -346,3 +346,39 @@ def test_energy_beyond_max_kw_times_the_duration_is_implausible():
     assert implausible(25_000, 22.0, now - 3600, now, None, now)
     assert implausible(999_999_000, 22.0, 0, now, now - 600, now), "not before the station was provisioned"
     assert implausible(5_000, 22.0, now - 3600, now + 86400, now - 7200, now - 3600 + 60), "not past the hub's clock (+5 min)"
+
+
+def test_a_replaced_station_key_is_refused_and_the_station_link_on_it_is_closed(hub):
+    old = hub.add_station("CP-1")
+    st = fake_station(hub, "CP-1", old)
+    try:
+        new = evhub("stations", "add", "--id", "CP-1", "--lat", -12.2664, "--lon", -38.9663, "--replace",
+                    "--db", hub.db, cwd=hub.tmp, env=hub.env).stdout.strip()
+        with pytest.raises(HubError) as exc:
+            HubClient(hub.url, "station", "CP-1", old).connect()
+        assert exc.value.code == E_AUTH_FAILED
+        with pytest.raises(HubError):
+            st.wait_event((K.ACK,), timeout=3)  # closed by the hub
+    finally:
+        st.close()
+    with fake_station(hub, "CP-1", new):
+        pass
+    assert "station CP-1: key replaced, closing its link" in hub.log()
+
+
+def test_a_store_made_before_these_columns_gains_them_and_keeps_its_rows(tmp_path):
+    from hub import store as store_mod
+
+    path = str(tmp_path / "old.db")
+    con = sqlite3.connect(path)
+    con.executescript(store_mod._SCHEMA + ";PRAGMA user_version=%d;" % store_mod.SCHEMA_VERSION)
+    con.execute("INSERT INTO vehicles (id, token, created) VALUES ('V-OLD', 'tok', 1)")
+    con.commit()
+    con.close()
+    s = store_mod.Store(path)
+    try:
+        assert s.get_vehicle_token("V-OLD") == "tok"
+        assert s.remove_vehicle("V-OLD") == [] and s.get_vehicle_token("V-OLD") is None
+        assert [v["id"] for v in s.all_vehicles()] == ["V-OLD"] and s.last_revocation() == 1
+    finally:
+        s.close()
