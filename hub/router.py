@@ -121,7 +121,8 @@ class Router:
             log.warning("%s: its key was revoked during the handshake, closing", link.label)
             link.shutdown()
             return
-        self.gateway.bind_peer(link)
+        if not self.gateway.bind_peer(link):
+            return
         if link.session.role == "station":
             self.registry.tell(("online", link.session.peer_id))
 

@@ -95,6 +95,10 @@ class StoreError(ValueError):
     command-line tools can report it like any other bad input."""
 
 
+class StoreConflict(StoreError):
+    """Refused for the state of the store: the id already exists."""
+
+
 def new_secret():
     """32 hex characters (128 bits) from the OS CSPRNG: a station key or a vehicle token."""
     return secrets.token_hex(16)
@@ -186,7 +190,7 @@ class Store:
             row = db.execute("SELECT removed FROM stations WHERE id = ?", (station_id,)).fetchone()
             exists = row is not None
             if exists and row[0] is None and not replace:
-                raise StoreError("station %s already exists (replace it to issue a new key)" % station_id)
+                raise StoreConflict("station %s already exists (add --replace to issue a new key)" % station_id)
             if exists:
                 # UPDATE, not INSERT OR REPLACE: a replace would delete the row and trip the
                 # foreign keys of its reservations and sessions. A removed id comes back with a new key.
@@ -237,7 +241,7 @@ class Store:
             row = db.execute("SELECT removed FROM vehicles WHERE id = ?", (vehicle_id,)).fetchone()
             exists = row is not None
             if exists and row[0] is None and not replace:
-                raise StoreError("vehicle %s already exists (replace it to issue a new token)" % vehicle_id)
+                raise StoreConflict("vehicle %s already exists (add --replace to issue a new token)" % vehicle_id)
             if exists:
                 db.execute("UPDATE vehicles SET token = ?, removed = NULL WHERE id = ?", (token, vehicle_id))
                 if row[0] is None:  # the old token was live: the running hub closes its links
@@ -273,7 +277,7 @@ class Store:
             if row is None:
                 raise StoreError("no %s %s" % (role, peer_id))
             if row[0] is not None:
-                raise StoreError("%s %s was already removed" % (role, peer_id))
+                raise StoreConflict("%s %s was already removed" % (role, peer_id))
             db.execute("UPDATE %s SET removed = ? WHERE id = ?" % table, (now, peer_id))
             cancelled = db.execute("SELECT id, vehicle_id FROM reservations WHERE %s = ? AND state = 'confirmed'"
                                    % column, (peer_id,)).fetchall()

@@ -1,5 +1,6 @@
 """Running a hub by hand: one hub per embedded store, log reopen on SIGHUP, CLI manners."""
 
+import json
 import os
 import signal
 import subprocess
@@ -133,3 +134,40 @@ def test_log_file_and_serial_lines_may_come_from_the_config_file(tmp_path):
     bad.write_text('[hub]\nserial = "/dev/ttyUSB0"\n')
     res = evhub("serve", "--config", str(bad), check=False)
     assert res.returncode == 2 and "serial must be a list" in res.stderr
+
+
+def test_provisioning_names_the_store_it_wrote_to_and_honours_evhub_db(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    db = tmp_path / "hub.db"
+    first = evhub("stations", "add", "--id", "CP-1", "--lat", "-12.2", "--lon", "-38.9", cwd=str(elsewhere),
+                  env={"EVHUB_DB": str(db)})
+    assert db.exists() and not (elsewhere / "evhub.db").exists()
+    assert "store: %s (created" % db in first.stderr
+    second = evhub("vehicles", "add", "--id", "V-1", cwd=str(elsewhere), env={"EVHUB_DB": str(db),
+                                                                         "EVHUB_CONFIG_DIR": str(tmp_path / "cfg")})
+    assert second.stderr.strip().endswith("store: %s" % db)
+
+
+def test_adding_an_existing_id_is_a_conflict_that_names_replace(tmp_path):
+    db = str(tmp_path / "hub.db")
+    evhub("stations", "add", "--id", "CP-1", "--lat", "-12.2", "--lon", "-38.9", "--db", db)
+    again = evhub("stations", "add", "--id", "CP-1", "--lat", "-12.2", "--lon", "-38.9", "--db", db, check=False)
+    assert again.returncode == 3 and "--replace" in again.stderr
+    env = {"EVHUB_CONFIG_DIR": str(tmp_path / "cfg")}
+    evhub("vehicles", "add", "--id", "V-1", "--db", db, env=env)
+    twice = evhub("vehicles", "add", "--id", "V-1", "--db", db, env=env, check=False)
+    assert twice.returncode == 3 and "--replace" in twice.stderr
+
+
+def test_stations_list_reads_the_store_when_the_hub_is_down(tmp_path):
+    db = str(tmp_path / "hub.db")
+    evhub("stations", "add", "--id", "CP-9", "--lat", "-12.2", "--lon", "-38.9", "--connectors", "2", "--db", db)
+    res = evhub("stations", "list", "--hub", "tcp://127.0.0.1:9", "--db", db)
+    assert "hub down: from the store" in res.stdout and "CP-9" in res.stdout and "Unknown" in res.stdout
+    assert "cannot reach the hub" in res.stderr
+    rows = json.loads(evhub("stations", "list", "--hub", "tcp://127.0.0.1:9", "--db", db, "--json").stdout)
+    assert rows == [{"id": "CP-9", "lat": -12.2, "lon": -38.9, "status": "Unknown", "free_in_min": None,
+                     "connectors": 2, "max_kw": 22.0, "live": False}]
+    nothing = evhub("stations", "list", "--hub", "tcp://127.0.0.1:9", "--db", str(tmp_path / "none.db"), check=False)
+    assert nothing.returncode == 6

@@ -11,7 +11,7 @@ def configure(p):
     p.add_argument("--listen", help="TCP address, default tcp://127.0.0.1:7878")
     p.add_argument("--serial", action="append", default=None, metavar="URL",
                    help="a serial line with charge points (any pyserial URL: /dev/ttyUSB0, socket://, a pty path); repeatable")
-    p.add_argument("--db", help="SQLite store, default ./evhub.db")
+    p.add_argument("--db", help="SQLite store (default $EVHUB_DB, else ./evhub.db)")
     p.add_argument("--config", help="hub.toml with settings (see hub/config.py DEFAULTS)")
     p.add_argument("--log-file", help="also write the log to this file")
     p.add_argument("--heartbeat", type=int, dest="heartbeat_s", help="seconds between station heartbeats (default 30)")
@@ -37,7 +37,7 @@ def run(args):
     try:
         cfg = hubconfig.load(
             args.config,
-            {"listen": args.listen, "db": args.db, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
+            {"listen": args.listen, "db": args.db or os.environ.get("EVHUB_DB") or None, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
              "epoch0": args.epoch0, "http": args.http, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
              "log_file": args.log_file, "serial": args.serial,
              "http_token": args.http_token or os.environ.get("EVHUB_HTTP_TOKEN") or None},
