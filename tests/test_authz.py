@@ -2,9 +2,12 @@
 who may start charging where, whom a session is billed to, the per-vehicle reservation cap,
 revocation of replaced keys, and `evhub stations|vehicles remove`."""
 
+import json
+import re
 import sqlite3
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -144,10 +147,7 @@ def test_a_station_cannot_bill_a_vehicle_that_never_asked_and_implausible_energy
             vb.request(K.LIST_RESERVATIONS)  # anything the hub sent V-B before is in before this reply
             assert not [e for e in vb.events if e.kind in (K.SESSION_STARTED, K.CHARGE_PROGRESS, K.COMPLETE)]
         log = hub.log()
-        import json
-        import urllib.request
-
-        port = int(__import__("re").search(r"http api listening on http://[\d.]+:(\d+)", log).group(1))
+        port = int(re.search(r"http api listening on http://[\d.]+:(\d+)", log).group(1))
         with urllib.request.urlopen("http://127.0.0.1:%d/api/stations/CP-1/sessions" % port, timeout=10) as r:
             api = {s["session_id"]: s for s in json.load(r)["sessions"]}
     got = rows(hub, "SELECT session_id, vehicle_id, claimed_vehicle_id, energy_wh, implausible FROM sessions ORDER BY 1")
