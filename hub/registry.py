@@ -26,6 +26,7 @@ from hub.boardfloats import board_float
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
 from transport.messages import make
+from hub.logsafe import wire_text
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ class StationRegistry(pykka.ThreadingActor):
         st.firmware = firmware
         st.online = True
         st.last_seen = self.clock()
-        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, firmware, connectors, max_kw)
+        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, wire_text(firmware), connectors, max_kw)
         self._publish(st)
         self._ack(link_id, seq)
 
@@ -249,7 +250,7 @@ class StationRegistry(pykka.ThreadingActor):
         st.last_seen = self.clock()
         st.online = True
         if old != status:
-            log.info("station %s: connector %d %s -> %s%s", station_id, connector, old, status, " (%s)" % info if info else "")
+            log.info("station %s: connector %d %s -> %s%s", station_id, connector, old, status, " (%s)" % wire_text(info) if info else "")
         self._publish(st)
         self._ack(link_id, seq)
 
@@ -311,7 +312,8 @@ class StationRegistry(pykka.ThreadingActor):
                                                           station_id=station_id))
         if reservation_id is not None:
             st.windows.pop(reservation_id, None)
-        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, session_id, connector, vehicle_id)
+        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id), connector,
+                 wire_text(vehicle_id))
         self._publish(st)
         self._ack(link_id, seq)
         if vehicle_id is not None:
@@ -325,7 +327,7 @@ class StationRegistry(pykka.ThreadingActor):
                                                started, self.clock())
         if vehicle_id is None and claimed is not None:
             log.warning("station %s: session %s names vehicle %r but %s: recorded as a local session", st.id,
-                        session_id, claimed, why)
+                        wire_text(session_id), wire_text(claimed), wire_text(why))
         return vehicle_id, rid
 
     def _session_of_another(self, session_id, station_id, link_id, seq):
@@ -374,7 +376,7 @@ class StationRegistry(pykka.ThreadingActor):
                 "reason": reason, "implausible": flagged})
         log.info(
             "station %s: session %s COMPLETE vehicle=%s energy=%.2f kWh reason=%s",
-            station_id, session_id, vehicle_id, energy_wh / 1000.0, reason,
+            station_id, wire_text(session_id), wire_text(vehicle_id), energy_wh / 1000.0, wire_text(reason),
         )
         self._publish(st)
         if self.book is not None:
@@ -394,7 +396,7 @@ class StationRegistry(pykka.ThreadingActor):
         if not authz.implausible(energy_wh, st.max_kw, started, ended, provisioned, self.clock()):
             return False
         log.warning("station %s: session %s reports %d Wh in %d s, more than %s kW can deliver: flagged implausible",
-                    st.id, session_id, energy_wh, max(0, ended - started), st.max_kw)
+                    st.id, wire_text(session_id), energy_wh, max(0, ended - started), st.max_kw)
         return True
 
     # --- reservations told by the book ----------------------------------------------------------
@@ -465,7 +467,7 @@ class StationRegistry(pykka.ThreadingActor):
             connector, reservation_id = authz.authorise_start(station_id, st.windows, st.connector_status, vehicle_id,
                                                               reservation_id, now)
         except authz.Refusal as exc:
-            log.warning("vehicle %s: start at station %s refused: %s", vehicle_id, station_id, exc.text)
+            log.warning("vehicle %s: start at station %s refused: %s", vehicle_id, wire_text(station_id), wire_text(exc.text))
             self._error(link_id, seq, exc.code, exc.text)
             return
         # Remembered before it is sent: the session the station reports for it is billed to this vehicle.
