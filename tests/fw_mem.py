@@ -34,6 +34,7 @@ if TESTS not in sys.path:
 from fw_mp import REPO, compile_tree, micropython  # noqa: E402
 
 from firmware.micropython import board_modules  # noqa: E402
+from tools.romfs import build_image  # noqa: E402
 
 HEAP_MARK = "IMPORTS"
 
@@ -76,15 +77,6 @@ def image_kb(image_path):
     return (os.stat(image_path).st_size + 1023) // 1024 + 1
 
 
-def _quiet(fn, *args, **kwargs):
-    """Calls fn with stdout silenced (mpremote's romfs builder prints the image's tree)."""
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
-
-
 class Setup:
     """The three code layouts in one temp directory."""
 
@@ -105,7 +97,7 @@ class Setup:
         if romfs is not None:
             self.image = os.path.join(tmp, "fw.romfs")
             with open(self.image, "wb") as f:
-                f.write(_quiet(romfs.make_romfs, self.mpy_dir + "/", mpy_cross=False))
+                f.write(build_image(self.mpy_dir))  # the one romfs builder, as `evhub bundle --romfs` uses
 
     def path(self, mode):
         if mode == "py":

@@ -17,6 +17,7 @@ from fw_mp import REPO, TESTS, compile_tree, micropython, mpy_cross, run
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
 from tools.hubclient import HubClient
+from tools.romfs import build_image
 from transport import kinds as K
 
 def test_every_board_module_compiles_for_the_esp32(tmp_path):
@@ -179,7 +180,7 @@ class RomBoard:
     board's firmware does at power-up), then imports main; it runs in ROM_HEAP_KB besides the image."""
 
     def __init__(self, root, bundle):
-        romfs = pytest.importorskip("mpremote.romfs", reason="ROM-MODE END-TO-END TESTS SKIPPED: mpremote (the board "
+        pytest.importorskip("mpremote.romfs", reason="ROM-MODE END-TO-END TESTS SKIPPED: mpremote (the board "
                                                             "extra) builds the romfs image; pip install -e '.[dev]'")
         image_dir = os.path.join(root, "image")
         os.makedirs(image_dir)
@@ -189,7 +190,7 @@ class RomBoard:
                 g.write(f.read())
         self.image = os.path.join(root, "fw.romfs")
         with open(self.image, "wb") as f:
-            f.write(fw_mem._quiet(romfs.make_romfs, image_dir + "/", mpy_cross=False))
+            f.write(build_image(image_dir))  # the one romfs builder (`evhub bundle --romfs`)
         self.fs = os.path.join(root, "fs")
         os.makedirs(self.fs)
         with open(os.path.join(REPO, "firmware", "micropython", "main.py")) as f, \
