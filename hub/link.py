@@ -56,7 +56,7 @@ class Link:
         lookup_key, clock, wall, config = self._session_args
         return ServerSession(
             lookup_key,
-            clock=clock,
+            clock=lambda: int(clock() * 1000),  # sessions count integer ms (the board's clock); ours is in s
             wall=wall,
             heartbeat_s=config["heartbeat_s"],
             request_timeout_s=config["request_timeout_s"],
