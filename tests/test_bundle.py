@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import fw_mem
 from procs import LoggedProcess
 from hubproc import HubProcess, evhub
 from mpy import micropython_path, mpy_cross_path
@@ -49,11 +50,17 @@ def wait_for(cond, timeout, what):
 
 
 class Board(LoggedProcess):
-    """`cd OUT_DIR && micropython main.py`, exactly as the bundle's users run it."""
+    """`cd OUT_DIR && micropython main.py`, exactly as the bundle's users run it; a romfs bundle with its
+    image mounted at /rom first (what a board's MicroPython does with its partition)."""
 
-    def __init__(self, out, tmp_path, heap=HEAP):
+    def __init__(self, out, tmp_path, heap=HEAP, romfs=False):
         env = dict(os.environ, MICROPYPATH=".frozen")  # nothing from the repository: only the bundle
-        LoggedProcess.__init__(self, [micropython_path(), "-X", "heapsize=" + heap, "main.py"], tmp_path / "board.out",
+        script = "main.py"
+        if romfs:
+            script = "launch.py"
+            with open(os.path.join(out, script), "w") as f:
+                f.write(fw_mem.rom_prelude("romfs.img") + "import main\n")
+        LoggedProcess.__init__(self, [micropython_path(), "-X", "heapsize=" + heap, script], tmp_path / "board.out",
                                cwd=out, env=env)
 
 
@@ -207,7 +214,8 @@ def test_the_bundle_runs_on_the_unix_port_and_the_station_shows_available_at_the
 
 def test_a_romfs_bundle_holds_only_scripts_config_and_an_image_that_mounts_and_imports_on_the_unix_port(tmp_path):
     """The image is mpremote's romfs format holding every compiled module; the real `micropython` (whose
-    vfs has VfsRom but no ROM partition: main.py mounts romfs.img) imports the firmware from it alone."""
+    vfs has VfsRom but no ROM partition: the image is mounted at /rom first, as a board does) imports the
+    firmware from it alone."""
     out = str(tmp_path / "board")
     res = bundle(out, "--romfs", "--hub", "tcp://10.0.0.2:7878")
     assert "romfs image of .mpy" in res.stdout
@@ -218,10 +226,8 @@ def test_a_romfs_bundle_holds_only_scripts_config_and_an_image_that_mounts_and_i
     assert image[:3] == bytes([0xD2, 0xCD, 0x31])
     for name in (b"board.mpy", b"session.mpy", b"chargepoint.mpy", b"purepack.mpy"):
         assert name in image, name
-    probe = ("import os, sys\n"
-             "exec(open('main.py').read().split('if _noauto():')[0])\n"  # main.py's helpers, not its main loop
-             "assert _mount_image()\nimport board, transport.session\n"
-             "print('FROM', board.__file__, transport.session.__file__)\n")
+    probe = fw_mem.rom_prelude("romfs.img") + (
+        "import board, transport.session\nprint('FROM', board.__file__, transport.session.__file__)\n")
     with open(os.path.join(out, "probe.py"), "w") as f:
         f.write(probe)
     run = subprocess.run([micropython_path(), "-X", "heapsize=256K", "probe.py"], cwd=out, capture_output=True,
@@ -262,7 +268,7 @@ def test_a_tls_romfs_bundle_runs_on_the_unix_port_against_a_tls_hub_checking_its
         evhub("bundle", out, "--id", "CP-TR", "--key", key, "--hub", "tls://127.0.0.1:%d" % hub.port, "--tls-ca",
               TLS_CA, "--lat", "-12.25", "--lon", "-38.95", "--romfs")
         assert json.load(open(os.path.join(out, "config.json")))["hub"]["ca"] == "hub-ca.der"
-        board = Board(out, tmp_path, heap="256K")  # mbedTLS takes ~25 KB of the unix port's heap per connection
+        board = Board(out, tmp_path, heap="256K", romfs=True)  # mbedTLS takes ~25 KB of the unix port's heap
         try:
             wait_for(lambda: stations_tls(hub).get("CP-TR", {}).get("status") == "Available", 40,
                      "the station Available at the hub over TLS")

@@ -500,7 +500,7 @@ def test_dry_run_with_romfs_shows_the_romfs_query_and_deploy_and_copies_only_scr
 def test_flash_with_romfs_deploys_the_image_keeps_main_and_config_on_the_filesystem_and_the_board_runs_it(tmp_path):
     """A board flashed before without romfs: its modules leave the filesystem (they would shadow /rom), the
     journal stays; the stand-in's partition gets the image. Then the board runs on the unix port, which has
-    no partition: the image is put beside main.py as romfs.img, which main.py mounts at /rom."""
+    no partition: the image is read from there and mounted at /rom first, as a board's MicroPython does."""
     bench = Bench(tmp_path)
     (bench.board / "board.mpy").write_bytes(b"M old")
     (bench.board / "transport").mkdir()
@@ -518,9 +518,9 @@ def test_flash_with_romfs_deploys_the_image_keeps_main_and_config_on_the_filesys
         assert (bench.board / "journal.log").read_text() == "kept\n"
         image = (tmp_path / "board-fs.rom").read_bytes()
         assert image[:3] == bytes([0xD2, 0xCD, 0x31]) and b"board.mpy" in image and b"session.mpy" in image
-        (bench.board / "romfs.img").write_bytes(image)
-        heap = "%dK" % (ROM_HEAP_KB + fw_mem.image_kb(str(bench.board / "romfs.img")))
-        proc = LoggedProcess([micropython_path(), "-X", "heapsize=" + heap, "main.py"], tmp_path / "board.out",
+        (bench.board / "launch.py").write_text(fw_mem.rom_prelude(str(tmp_path / "board-fs.rom")) + "import main\n")
+        heap = "%dK" % (ROM_HEAP_KB + fw_mem.image_kb(str(tmp_path / "board-fs.rom")))
+        proc = LoggedProcess([micropython_path(), "-X", "heapsize=" + heap, "launch.py"], tmp_path / "board.out",
                              cwd=str(bench.board), env=dict(os.environ, MICROPYPATH=".frozen"))
         try:
             wait_for(lambda: station_status(hub, "CP-ROM") == "Available", 30, "CP-ROM Available at the hub")

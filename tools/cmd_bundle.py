@@ -16,7 +16,10 @@ With --romfs the compiled modules go into one romfs image, ``romfs.img``, instea
 ``mpremote romfs deploy romfs.img`` writes it into the board's ROMFS partition (MicroPython
 1.25+ built with one), and only boot.py, main.py and config.json stay on the filesystem. The
 modules then run in place from flash, which is what lets the firmware fit an ESP32's heap. On
-the unix port main.py mounts romfs.img itself.
+the unix port (no partition) mount the image first, then import main::
+
+    cd OUT_DIR && micropython -X heapsize=128K -c "import vfs,sys;vfs.mount(vfs.VfsRom(open('romfs.img','rb').read()),'/rom');sys.path.insert(1,'/rom');import main"
+
 
 Links: --hub is TCP over WiFi (give --wifi too; tls://HOST:PORT with --tls-ca CA.pem for TLS,
 the CA copied beside config.json), --uart is a serial line on the

@@ -15,8 +15,10 @@ heap.
 
 A board whose MicroPython has a ROMFS partition (1.25+, built with ``MICROPY_VFS_ROM``) mounts
 it at ``/rom`` at power-up and puts ``/rom`` on ``sys.path``, so ``import board`` finds it. The
-unix port has no partition: main.py mounts ``romfs.img`` from its directory with
-``vfs.VfsRom`` instead, which is how the tests run this bundle.
+unix port has no partition: the tests (tests/fw_mem.py ``rom_prelude``) and a person mount
+``romfs.img`` with ``vfs.VfsRom`` first and then import main (``evhub bundle --help``). main.py
+does not do it itself: on a board it is source compiled into the heap, and the 64 KB romfs
+runs have a few hundred bytes to spare (a 300-byte mount helper there ran them out of memory).
 
 The image is built by mpremote's own builder (``mpremote.romfs.make_romfs``, what ``mpremote
 romfs build`` runs), from .mpy files our mpy-cross already compiled. This module is the one

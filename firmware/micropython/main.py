@@ -17,7 +17,6 @@ import os
 import sys
 
 NOAUTO = "noauto"
-ROMFS_IMAGE = "romfs.img"  # `evhub bundle --romfs`: what a board holds in its ROMFS partition
 
 
 def _noauto():
@@ -28,29 +27,10 @@ def _noauto():
         return False
 
 
-def _mount_image():
-    """A romfs bundle on the unix port, which has no ROMFS partition: mount its romfs.img at /rom, as a
-    board's MicroPython mounts its partition at power-up (read into the heap here; a board runs it in place)."""
-    try:
-        import vfs
-
-        size = os.stat(ROMFS_IMAGE)[6]
-    except (ImportError, OSError):
-        return False
-    img = bytearray(size)
-    with open(ROMFS_IMAGE, "rb") as f:
-        f.readinto(img)
-    vfs.mount(vfs.VfsRom(img), "/rom")
-    sys.path.insert(1, "/rom")  # after "" (the filesystem), as on a board
-    return True
-
-
 def _find_packages():
     try:
-        import transport.kinds  # noqa: F401  (a flat bundle: transport/ is next to main.py; a romfs board: /rom)
+        import transport.kinds  # noqa: F401  (a flat bundle: transport/ is next to main.py)
     except ImportError:
-        if _mount_image():
-            return
         base = sys.path[0] if sys.path and sys.path[0] else "."
         sys.path.append(base + "/../..")  # the source tree: firmware/micropython/../.. is the repo
 
