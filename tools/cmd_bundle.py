@@ -31,12 +31,14 @@ import argparse
 import sys
 
 from tools import bundle as B
+from tools import secret_args
 
 
 def add_config_arguments(p, require_id=True):
     """The station flags `bundle` and `flash` share."""
     p.add_argument("--id", required=require_id, help="station id as provisioned (evhub stations add)")
-    p.add_argument("--wifi", metavar="SSID:PASSWORD", help="WiFi network the board joins (split at the first colon)")
+    secret_args.add(p, "--wifi", "EVHUB_WIFI", "WiFi network the board joins, SSID:PASSWORD (split at the first colon)",
+                    metavar="SSID:PASSWORD")
     p.add_argument("--lat", type=float, help="latitude, degrees")
     p.add_argument("--lon", type=float, help="longitude, degrees")
     p.add_argument("--connectors", type=int, help="number of connectors (1..8)")
@@ -60,7 +62,7 @@ def configure(p):
     p.description = __doc__
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (created if missing)")
-    p.add_argument("--key", help="the station's key, printed by `evhub stations add`")
+    secret_args.add(p, "--key", "EVHUB_KEY", "the station's key, printed by `evhub stations add`")
     link = p.add_mutually_exclusive_group()
     link.add_argument("--hub", metavar="tcp://HOST:PORT", help="hub address the board connects to over WiFi "
                       "(tls://HOST:PORT with --tls-ca)")
@@ -74,6 +76,13 @@ def configure(p):
 def ca_from_args(args):
     """[(board name, bytes)] of --tls-ca (empty without it); BundleError for a file that is no certificate."""
     return [B.read_ca(args.tls_ca)] if getattr(args, "tls_ca", None) else []
+
+
+def resolve_secrets(args):
+    """--key/--wifi from their flag, -file or $EVHUB_KEY/$EVHUB_WIFI (tools/secret_args.py); ValueError if unreadable."""
+    if hasattr(args, "key"):
+        secret_args.resolve(args, "--key", "EVHUB_KEY")
+    secret_args.resolve(args, "--wifi", "EVHUB_WIFI")
 
 
 def config_from_args(args, key, hub=None, ca=()):
@@ -99,6 +108,7 @@ def config_from_args(args, key, hub=None, ca=()):
 
 def run(args):
     try:
+        resolve_secrets(args)
         ca = ca_from_args(args)
         cfg = config_from_args(args, args.key, ca=ca)
         for text in B.warnings_for(cfg):
@@ -110,7 +120,7 @@ def run(args):
         else:
             written = B.write_bundle(args.out_dir, cfg, mpy=args.mpy, march=args.march, force=args.force,
                                      extra_files=ca)
-    except B.BundleError as exc:
+    except (B.BundleError, ValueError) as exc:
         print("evhub bundle: %s" % exc, file=sys.stderr)
         return 2
     if args.romfs:
