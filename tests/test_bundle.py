@@ -278,6 +278,6 @@ def test_a_tls_romfs_bundle_runs_on_the_unix_port_against_a_tls_hub_checking_its
 
 
 def stations_tls(hub):
-    res = evhub("stations", "list", "--hub", "tls://127.0.0.1:%d" % hub.port, "--json", check=False,
+    res = evhub("stations", "list", "--hub", "tls://127.0.0.1:%d" % hub.port, "--db", hub.db, "--json", check=False,
                 env={"EVHUB_TLS_CA": TLS_CA})
     return {s["id"]: s for s in json.loads(res.stdout)} if res.returncode == 0 else {}

@@ -316,7 +316,7 @@ def test_flash_provisions_writes_micropython_copies_the_bundle_and_resets(tmp_pa
 
 
 def station_status(hub, station_id):
-    res = evhub("stations", "list", "--hub", hub.url, "--json", check=False)
+    res = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json", check=False)
     return {s["id"]: s["status"] for s in json.loads(res.stdout)}.get(station_id) if res.returncode == 0 else None
 
 
