@@ -83,6 +83,7 @@ class ChargePoint:
         while len(self.journal.meters) < n:
             self.journal.meters.append(0)
         self.relay = relay  # relay(connector, on) or None
+        self.meter = None  # a fitted energy meter (firmware/evse.py S0): .mark(n) at start, .wh(n) since
         self._log_fn = log  # log(level, text) or None
         self.on_config = on_config  # on_config(key, value) after a CONFIGURE, e.g. to save it
         self.connectors = [Connector(i + 1) for i in range(n)]
@@ -461,6 +462,10 @@ class ChargePoint:
                 c.charge.limit_kw = self.limit_kw()
 
     def advance(self, c, now):
+        if self.meter is not None:  # measured, not simulated: the session ends on unplug or stop
+            c.charge.energy_wh = self.meter.wh(c.number)
+            c.last_t = now
+            return
         dt = now - c.last_t
         if dt > 0:
             c.charge.advance(dt)
@@ -534,6 +539,8 @@ class ChargePoint:
         c.last_t = now
         c.next_meter = now + self.config["meter_interval_s"]
         c.charge = Charge(self.limit_kw(), max_kw, cap, soc, target)
+        if self.meter is not None:
+            self.meter.mark(c.number)
         self.journal.session_started((sid, c.number, vehicle, rid, c.meter_start_wh, c.started))
         c.next_checkpoint = now + self.config["checkpoint_s"]
         self._relay(c, True)

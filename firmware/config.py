@@ -25,6 +25,16 @@ finishing_s        a remotely started session's vehicle leaves this long after t
 checkpoint_s       a running session's energy is saved to the journal this often (power loss)
 request_timeout_s  a request (BOOT, STATUS, session records) unanswered this long is sent again
 relay_pins         GPIO per connector driving the contactor relay (board only)
+require_vehicle    REMOTE_START needs a vehicle present (plugged); on whenever pilot_adc_pins is set
+pilot_adc_pins     ADC GPIO per connector reading the control pilot (board; firmware/pilot.py, evse.py)
+pilot_pwm_pins     GPIO per connector driving the 1 kHz pilot PWM (required with pilot_adc_pins)
+pilot_mv           the five ADC mV boundaries A|B, B|C, C|D, D|E, E|F, highest first (default pilot.DEFAULT_MV)
+pilot_max_a        the most current the cable/contactor take (A, 6..80): the PWM never offers more
+pilot_volts        supply voltage per phase (V), to turn the power limit into amps
+pilot_phases       1 or 3 phases
+meter_pins         S0 pulse input GPIO per connector: energy from the meter instead of the simulation
+meter_imp_kwh      the meter's impulses per kWh
+button_pins        start/stop button input GPIO per connector (pulled up, pressed = 0)
 sync_time          adopt the hub's clock from WELCOME/PONG (board: its RTC is not set)
 journal            path of the session journal file (board default "journal.log")
 =================  ======================================================================
@@ -61,6 +71,16 @@ finishing_s* 30 0 86400
 checkpoint_s 300 1 86400
 request_timeout_s 10 1 300
 relay_pins null
+require_vehicle false
+pilot_adc_pins null
+pilot_pwm_pins null
+pilot_mv null
+pilot_max_a 32 6 80
+pilot_volts 230 100 480
+pilot_phases 1 1 3
+meter_pins null
+meter_imp_kwh 1000 1 100000
+button_pins null
 sync_time false
 journal "journal.log"
 """
@@ -115,7 +135,7 @@ def check(key, value):
     elif key == "key":
         if type(value) is not str or not value:
             bad = "a non-empty string"
-    elif key == "sync_time":
+    elif key == "sync_time" or key == "require_vehicle":
         if type(value) is not bool:
             bad = "true or false"
     elif value is None:
@@ -128,9 +148,13 @@ def check(key, value):
         if type(value) is not dict or type(value.get("tx")) is not int or type(value.get("rx")) is not int \
                 or type(value.get("baud")) is not int:
             bad = '{"id": int, "tx": int, "rx": int, "baud": int}'
-    elif key == "relay_pins":
+    elif key[-5:] == "_pins":
         if type(value) is not list or not all(type(p) is int for p in value):
             bad = "a list of GPIO numbers"
+    elif key == "pilot_mv":
+        if type(value) is not list or len(value) != 5 or not all(type(v) is int for v in value) \
+                or any(value[i] <= value[i + 1] for i in range(4)):
+            bad = "five integer ADC mV boundaries, highest first"
     if bad is not None:
         raise ValueError("%s must be %s" % (key, bad))
     return value
@@ -145,7 +169,15 @@ def normalize(config):
         out[k] = config[k]
     for k in keys():
         out[k] = check(k, out[k])
-    pins = out["relay_pins"]
-    if pins is not None and len(pins) != out["connectors"]:
-        raise ValueError("relay_pins needs one pin per connector (%d)" % out["connectors"])
+    for k in ("relay_pins", "pilot_adc_pins", "pilot_pwm_pins", "meter_pins", "button_pins"):
+        pins = out[k]
+        if pins is not None and len(pins) != out["connectors"]:
+            raise ValueError("%s needs one pin per connector (%d)" % (k, out["connectors"]))
+    if out["pilot_adc_pins"] is not None:
+        if out["pilot_pwm_pins"] is None or out["relay_pins"] is None:
+            raise ValueError("pilot_adc_pins needs pilot_pwm_pins and relay_pins")
+        out["require_vehicle"] = True  # the pilot tells whether a car is there: the rule holds
+    for k in ("pilot_max_a", "pilot_volts", "pilot_phases", "meter_imp_kwh"):
+        if type(out[k]) is not int or (k == "pilot_phases" and out[k] == 2):
+            raise ValueError("%s must be an integer%s" % (k, " (1 or 3)" if k == "pilot_phases" else ""))
     return out

@@ -13,6 +13,7 @@ from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FO
 from firmware import config as C
 from firmware.charging import ev_check
 from firmware.connector import AVAILABLE, BUSY, FAULTED, PREPARING, RESERVED, UNAVAILABLE, Refused
+from firmware.connector import PLUGGED
 
 
 def reserve_now(cp, f):
@@ -45,6 +46,9 @@ def remote_start(cp, f):
     if cp.offline:
         raise Refused(E_INVALID_STATE, "station is in offline mode")
     c = _pick(cp, number, vehicle, rid)
+    if cp.config["require_vehicle"] and c.vehicle is None:
+        # A station with a control pilot knows whether a car is there: no car, no energy.
+        raise Refused(E_INVALID_STATE, "no vehicle plugged in")
 
     def start():
         if c.vehicle is None:
@@ -63,7 +67,7 @@ def _pick(cp, number, vehicle, rid):
         if c.status == RESERVED and c.hold.vehicle == vehicle:
             return c
     for c in cp.connectors:
-        if c.status == PREPARING and c.vehicle == vehicle and c.charge is None:
+        if c.status == PREPARING and (c.vehicle == vehicle or c.vehicle == PLUGGED) and c.charge is None:
             return c
     for c in cp.connectors:
         if c.free:
@@ -77,7 +81,7 @@ def _check_start(cp, c, vehicle, rid):
         if c.hold.vehicle != vehicle:
             raise Refused(E_FORBIDDEN, "connector %d is reserved for another vehicle" % c.number)
     elif c.status == PREPARING and c.charge is None:
-        if c.vehicle is not None and c.vehicle != vehicle:
+        if c.vehicle is not None and c.vehicle != vehicle and c.vehicle != PLUGGED:
             raise Refused(E_FORBIDDEN, "another vehicle is plugged into connector %d" % c.number)
     elif c.status != AVAILABLE:
         raise Refused(E_INVALID_STATE, "connector %d is %s" % (c.number, c.status))

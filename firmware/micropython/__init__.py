@@ -20,6 +20,8 @@ FIRMWARE_MODULES = (
     "link",
     "hubrequests",
     "chargepoint",
+    "pilot",
+    "evse",
 )
 TOP_FILES = ("boot.py", "main.py", "board.py", "config.json")
 # Run as scripts on the board (boot.py, main.py): never compiled to .mpy.

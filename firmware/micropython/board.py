@@ -351,6 +351,11 @@ class Board:
         journal = Journal(cfg.get("journal") or "journal.log", cfg.get("connectors", 1))
         self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
         self.cfg = self.cp.config
+        self.evse = None  # control pilot, gated relay, S0 meter, button (firmware/evse.py)
+        if self.cfg["pilot_adc_pins"] is not None:
+            from firmware.evse import make_evse
+
+            self.evse = make_evse(self.cp, self.log)
         self.tls = make_tls(self.cfg.get("hub"), self.log)
         self.poller = select.poll()
         self.link = None
@@ -463,6 +468,8 @@ class Board:
                 if why.startswith("TLS"):  # an untrusted hub or a broken handshake: an operator must look
                     self.log("error", "hub link: %s" % why)
                 self.close_link(why)
+        if self.evse is not None:
+            self.evse.poll()  # every turn (<= POLL_MS apart): the relay opens within 100 ms of leaving C
         now = self.clock()
         if now - self.last_tick >= TICK_S:
             self.last_tick = now
