@@ -12,9 +12,11 @@ owns the transport and calls, in a loop::
 Local events come in as method calls: ``plug``, ``unplug``, ``fault``, ``clear_fault``,
 ``stop``, ``ev_suspend``; they raise ``Refused(code, text)`` when not allowed.
 
-Times: ``clock()`` is monotonic seconds (link timers), ``wall()`` UTC epoch seconds
-(possibly accelerated in simulations; charging, meter, reservations). With
-``sync_time`` the station follows the hub's clock learnt at WELCOME/PONG.
+Times: ``clock()`` is monotonic integer milliseconds (link timers), ``wall()`` UTC epoch
+seconds as an int (possibly accelerated in simulations; charging, meter, reservations). With
+``sync_time`` the station follows the hub's clock learnt at WELCOME/PONG. Energy is integer
+Wh (mWh inside a charge), power integer W: no float arithmetic on time or energy here, an
+ESP32 float is single precision (an epoch in a float32 moves in 128 s steps).
 """
 
 from binascii import hexlify
@@ -33,7 +35,7 @@ from transport.errors import (
 from transport.session import Authenticated, ClientSession, Closed, Message, PeerSilent, Reply, Timeout
 
 from firmware import config as C
-from firmware.charging import Charge, ev_check, ev_params
+from firmware.charging import Charge, ev_check, ev_params, to_milli
 from firmware.connector import (
     AVAILABLE,
     CHARGING,
@@ -83,7 +85,7 @@ class ChargePoint:
         while len(self.journal.meters) < n:
             self.journal.meters.append(0)
         self.relay = relay  # relay(connector, on) or None
-        self.meter = None  # a fitted energy meter (firmware/evse.py S0): .mark(n) at start, .wh(n) since
+        self.meter = None  # a fitted energy meter (firmware/evse.py S0): .mark(n) at start, .mwh(n) since
         self._log_fn = log  # log(level, text) or None
         self.on_config = on_config  # on_config(key, value) after a CONFIGURE, e.g. to save it
         self.connectors = [Connector(i + 1) for i in range(n)]
@@ -131,7 +133,7 @@ class ChargePoint:
 
     def now(self):
         """Station wall time (epoch s), on the hub's clock when sync_time is on."""
-        return self.wall() + self.time_offset
+        return self.wall() + self.time_offset  # int: the board's wall clock gives whole seconds
 
     def connector(self, number):
         if type(number) is not int or number < 1 or number > len(self.connectors):
@@ -145,11 +147,11 @@ class ChargePoint:
         if self.relay is not None:
             self.relay(c.number, on)
 
-    def limit_kw(self):
+    def limit_w(self):
         kw = self.config["max_kw"]
         if self.offline and self.config["offline_power_kw"] < kw:
-            return self.config["offline_power_kw"]
-        return kw
+            kw = self.config["offline_power_kw"]
+        return to_milli(kw)
 
     @property
     def usable(self):
@@ -185,7 +187,7 @@ class ChargePoint:
         if self.session is None and self.link.state == BACKOFF:
             return
         delay = self.link.lost()
-        self._log("info", "link down (%s); next attempt in %.1fs" % (why or self.close_reason or "closed", delay))
+        self._log("info", "link down (%s); next attempt in %d ms" % (why or self.close_reason or "closed", delay))
         self.session = None
         self.booted = False
         self.close_reason = None
@@ -355,7 +357,7 @@ class ChargePoint:
         for c in self.connectors:
             if c.charge is not None:
                 self.advance(c, now)
-                c.charge.limit_kw = self.limit_kw()
+                c.charge.set_limit(self.limit_w())
 
     def _sync_clock(self):
         if self.config["sync_time"] and self.session is not None:
@@ -408,7 +410,7 @@ class ChargePoint:
                     self.send_meter(c, now)
                 if now >= c.next_checkpoint:
                     c.next_checkpoint = now + self.config["checkpoint_s"]
-                    self.journal.checkpoint(c.session_id, int(c.charge.energy_wh), int(now))
+                    self.journal.checkpoint(c.session_id, c.charge.energy_wh, now)
             elif c.auto_leave_at is not None and now >= c.auto_leave_at:
                 self._leave(c, now)
         self._flush()
@@ -459,25 +461,25 @@ class ChargePoint:
             if offline and policy == "stop":
                 self.end_session(c, "HubLost", now)
             else:
-                c.charge.limit_kw = self.limit_kw()
+                c.charge.set_limit(self.limit_w())
 
     def advance(self, c, now):
         if self.meter is not None:  # measured, not simulated: the session ends on unplug or stop
-            c.charge.energy_wh = self.meter.wh(c.number)
+            c.charge.e = c.charge.e0 + self.meter.mwh(c.number)
             c.last_t = now
             return
-        dt = now - c.last_t
+        dt = now - c.last_t  # whole seconds of (possibly accelerated) wall time
         if dt > 0:
-            c.charge.advance(dt)
+            c.charge.advance(dt * 1000)
             c.last_t = now
 
     def send_meter(self, c, now):
         c.next_meter = now + self.config["meter_interval_s"]
         if self.usable:
             if c.charge is not None:
-                self.session.send(K.METER, 0, c.number, c.session_id, int(c.charge.energy_wh + 0.5), int(c.charge.power_kw() * 1000), int(now))
+                self.session.send(K.METER, 0, c.number, c.session_id, c.charge.energy_wh, c.charge.power_w(), now)
             else:
-                self.session.send(K.METER, 0, c.number, None, self.journal.meters[c.number - 1], 0, int(now))
+                self.session.send(K.METER, 0, c.number, None, self.journal.meters[c.number - 1], 0, now)
 
     # --- reservations -----------------------------------------------------------------------
 
@@ -524,7 +526,7 @@ class ChargePoint:
     # --- sessions ---------------------------------------------------------------------------
 
     def start_session(self, c, vehicle, rid, ev, now):
-        max_kw, cap, soc, target = ev_params(ev)
+        max_w, cap_wh, soc_ppm, target_ppm = ev_params(ev)
         rid = self._consume(c, rid)
         number = self.journal.next_number()
         sid = "%s-%d-%s" % (self.id, number, hexlify(urandom(3)).decode())
@@ -535,17 +537,18 @@ class ChargePoint:
         c.session_id = sid
         c.reservation_id = rid
         c.meter_start_wh = self.journal.meters[c.number - 1]
-        c.started = int(now)
+        c.started = now
         c.last_t = now
         c.next_meter = now + self.config["meter_interval_s"]
-        c.charge = Charge(self.limit_kw(), max_kw, cap, soc, target)
+        c.charge = Charge(self.limit_w(), max_w, cap_wh, soc_ppm, target_ppm)
         if self.meter is not None:
             self.meter.mark(c.number)
+            c.charge.target = c.charge.e0 + 0x3FFFFFFF  # the car, not a simulated SoC, ends it
         self.journal.session_started((sid, c.number, vehicle, rid, c.meter_start_wh, c.started))
         c.next_checkpoint = now + self.config["checkpoint_s"]
         self._relay(c, True)
         self.set_status(c, CHARGING)
-        self._log("info", "session %s started: connector %d, vehicle %s, reservation %s, %.1f kW" % (sid, c.number, vehicle, rid, c.charge.power_kw()))
+        self._log("info", "session %s started: connector %d, vehicle %s, reservation %s, %d W" % (sid, c.number, vehicle, rid, c.charge.power_w()))
         return sid
 
     def end_session(self, c, reason, now):
@@ -553,11 +556,11 @@ class ChargePoint:
             return
         self.advance(c, now)
         self._relay(c, False)
-        energy = int(c.charge.energy_wh + 0.5)
+        energy = c.charge.energy_wh
         if self.usable:
-            self.session.send(K.METER, 0, c.number, c.session_id, energy, 0, int(now))
+            self.session.send(K.METER, 0, c.number, c.session_id, energy, 0, now)
         self.journal.meters[c.number - 1] += energy
-        ended = int(now) if now > c.started else c.started  # a clock sync may have stepped time back
+        ended = now if now > c.started else c.started  # a clock sync may have stepped time back
         rec = (c.session_id, c.number, c.vehicle, c.reservation_id, energy, c.started, ended, reason)
         self.journal.session_ended(rec)
         self._log("info", "session %s ended: %s, %d Wh in %ds" % (c.session_id, reason, energy, ended - c.started))
@@ -674,9 +677,9 @@ class ChargePoint:
         for c in self.connectors:
             d = {"connector": c.number, "status": c.status, "vehicle": c.vehicle, "session_id": c.session_id}
             if c.charge is not None:
-                d["energy_wh"] = int(c.charge.energy_wh)
-                d["power_w"] = int(c.charge.power_kw() * 1000)
-                d["soc"] = c.charge.soc
+                d["energy_wh"] = c.charge.energy_wh
+                d["power_w"] = c.charge.power_w()
+                d["soc_ppm"] = c.charge.soc_ppm
             if c.hold is not None:
                 d["reservation_id"] = c.hold.id
             out.append(d)

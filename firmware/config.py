@@ -121,6 +121,10 @@ def check(key, value):
         t = type(value)
         if (t is not int and t is not float) or value < lo or value > hi:
             raise ValueError("%s must be a number in %s..%s" % (key, lo, hi))
+        if key[-2:] == "_s" and t is not int:  # times are ints on the board (no float32 clocks)
+            if value != int(value):
+                raise ValueError("%s must be a whole number of seconds" % key)
+            value = int(value)
         return value
     bad = None
     if key == "offline_policy":

@@ -67,10 +67,10 @@ class Evse:
         port = self.ports[n - 1]
         port.base = port.pulses
 
-    def wh(self, n):
-        """Energy (Wh) the S0 meter counted since mark(n)."""
+    def mwh(self, n):
+        """Energy (mWh) the S0 meter counted since mark(n)."""
         port = self.ports[n - 1]
-        return (port.pulses - port.base) * 1000 // self.imp
+        return (port.pulses - port.base) * 1000000 // self.imp
 
     def pulse(self, n):
         """One S0 impulse (from the pin IRQ: allocation-free)."""
@@ -111,7 +111,7 @@ class Evse:
         """PWM from the wish and the power limit; the relay from the pilot and the PWM."""
         amps = 0
         if port.want and P.vehicle_present(port.deb.state):
-            amps = P.amps_for(int(self.cp.limit_kw() * 1000), self.cp.config["pilot_volts"],
+            amps = P.amps_for(self.cp.limit_w(), self.cp.config["pilot_volts"],
                               self.cp.config["pilot_phases"], self.cp.config["pilot_max_a"])
         duty = P.duty_permille(amps)
         if duty != port.duty:

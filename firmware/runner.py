@@ -40,6 +40,7 @@ from firmware.chargepoint import ChargePoint
 from firmware.config import normalize
 from firmware.journal import Journal
 from transport.codec import packb, unpackb
+from transport.compat import monotonic_ms, wall_s
 from transport.errors import CodecError, FrameError
 from transport.framing import SERIAL_MAX_FRAME, SerialFramer, StreamFramer
 
@@ -52,14 +53,15 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 
 def sim_wall(speedup=1.0, epoch0=None):
-    """A wall clock (epoch s) running `speedup` times real time from `epoch0` (default: now)."""
+    """A wall clock (whole epoch s, an int as on a board) running `speedup` times real time from
+    `epoch0` (default: now)."""
     speedup = float(speedup)
     if speedup == 1.0:
-        return time.time
+        return wall_s
     e0 = time.time() if epoch0 is None else float(epoch0)
 
     def wall():
-        return e0 + (time.time() - e0) * speedup
+        return int(e0 + (time.time() - e0) * speedup)
 
     return wall
 
@@ -73,7 +75,7 @@ class Device:
         n = config.get("connectors", 1)
         self.journal = Journal(journal_path, connectors=n)
         self.relays = [False] * n
-        self.cp = ChargePoint(config, time.monotonic, wall, journal=self.journal, relay=self._relay, log=self._log)
+        self.cp = ChargePoint(config, monotonic_ms, wall, journal=self.journal, relay=self._relay, log=self._log)
         cfg = self.cp.config
         self.hub = cfg.get("hub")
         self.serial_url = cfg.get("serial")

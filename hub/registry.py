@@ -20,6 +20,8 @@ import math
 
 import pykka
 
+from hub.boardfloats import board_float
+
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
 from transport.messages import make
@@ -215,6 +217,7 @@ class StationRegistry(pykka.ThreadingActor):
 
     def _on_boot(self, station_id, link_id, seq, fields):
         lat, lon, connectors, max_kw, firmware = fields
+        lat, lon, max_kw = board_float(lat), board_float(lon), board_float(max_kw)  # float32 boards read alike
         if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > 16 \
                 or not (0 < max_kw <= 1000):  # written so that NaN fails too
             self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..16) or max_kw out of range")

@@ -21,6 +21,11 @@ def _fix_map_hex(n):
     return "".join("%02x%02x" % (i, i) for i in range(n))
 
 
+def _f32(x):
+    """x as a single-precision board holds it."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
 TYPICAL = [61, 17, -12.2664, -38.9663, 5, {"available": True}]
 
 VECTORS = [
@@ -59,6 +64,15 @@ VECTORS = [
     ("float max", 1.7976931348623157e308, "cb7fefffffffffffff"),
     ("float inf", float("inf"), "cb7ff0000000000000"),
     ("float -inf", float("-inf"), "cbfff0000000000000"),
+    # what a single-precision board (every ESP32) sends: its floats hold float32 values, widened to
+    # float64 by purepack; time and energy are ints (the hub reads the floats: hub/boardfloats.py)
+    ("float32 board lat 52.520008", _f32(52.520008), "cb404a428fa0000000"),
+    ("float32 board lon -122.419416", _f32(-122.419416), "cbc05e9ad7c0000000"),
+    ("float32 board max_kw 7.4", _f32(7.4), "cb401d9999a0000000"),
+    ("float32 board BOOT", [20, 1, _f32(52.520008), _f32(-122.419416), 2, _f32(7.4), "evhub-fw/0.1"],
+     "971401cb404a428fa0000000cbc05e9ad7c000000002cb401d9999a0000000ac65766875622d66772f302e31"),
+    ("float32 board METER (ints: Wh, W, epoch s)", [22, 0, 1, "CP-1-7-a1b2c3", 1600, 11000, 1800000321],
+     "97160001ad43502d312d372d613162326333cd0640cd2af8ce6b49d341"),
     # str: fixstr / str8 / str16 / str32
     ("str empty", "", "a0"),
     ("str 31", "a" * 31, _h("bf", "61" * 31)),
@@ -156,6 +170,23 @@ def to_source(obj):
             return "dict((i, i) for i in range(%d))" % len(obj)
         return "{%s}" % ",".join("%s:%s" % (to_source(k), to_source(v)) for k, v in obj.items())
     raise TypeError("no source form for %r" % (t,))
+
+
+def as_float32(obj):
+    """``obj`` with every float as a single-precision board holds it (overflow -> inf), for the
+    bytes such a board packs (purepack widens its float32 values to float64)."""
+    t = type(obj)
+    if t is float:
+        if obj != obj or abs(obj) == float("inf"):
+            return obj
+        if abs(obj) >= 3.4028235677973366e38:  # past float32's largest value by half a step
+            return float("inf") if obj > 0 else float("-inf")
+        return _f32(obj)
+    if t is list or t is tuple:
+        return t(as_float32(x) for x in obj)
+    if t is dict:
+        return {as_float32(k): as_float32(v) for k, v in obj.items()}
+    return obj
 
 
 def same(a, b):

@@ -24,7 +24,7 @@ class FakeClock:
         self.t = t
 
     def __call__(self):
-        return self.t
+        return int(self.t * 1000)  # a board's monotonic clock: integer ms (t is in seconds)
 
 
 class FakeHub:

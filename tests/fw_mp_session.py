@@ -58,11 +58,11 @@ clock = FakeClock()
 
 
 def wall():
-    return EPOCH + clock.t
+    return EPOCH + int(clock.t)
 
 
 config = {"id": "CP-1", "key": KEY, "connectors": 2, "max_kw": 22.0, "meter_interval_s": 60}
-cp = ChargePoint(config, clock, wall, journal=Journal(JOURNAL, 2), rand=lambda: 0.5)
+cp = ChargePoint(config, clock, wall, journal=Journal(JOURNAL, 2), rand=lambda: 32768)
 hub = make_hub(clock, wall)
 wire = SampledWire(cp, hub, clock, codec)
 wire.start()
@@ -104,7 +104,7 @@ check(wire.run_until(lambda: (K.SESSION_END, sid2) in hub.records, 6 * 3600, 30)
 cp = None
 wire = None
 gc.collect()
-cp2 = ChargePoint(config, clock, wall, journal=Journal(JOURNAL, 2), rand=lambda: 0.5)
+cp2 = ChargePoint(config, clock, wall, journal=Journal(JOURNAL, 2), rand=lambda: 32768)
 hub2 = make_hub(clock, wall)
 wire2 = SampledWire(cp2, hub2, clock, codec)
 wire2.start()

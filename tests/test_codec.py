@@ -6,7 +6,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from codec_vectors import TYPICAL, VECTORS, same
+from codec_vectors import TYPICAL, VECTORS, as_float32, same
 from transport import codec, purepack
 from transport.errors import CodecError
 
@@ -275,3 +275,15 @@ def test_malformed_input_raises_codec_error(impl, name):
 def test_non_bytes_input_raises_codec_error(impl, bad):
     with pytest.raises(CodecError, match="expected bytes"):
         IMPLS[impl][1](bad)
+
+
+def test_the_vectors_of_a_single_precision_board_are_the_bytes_it_sends():
+    """What a float32 board sends (its floats are float32 values, widened) is in the golden table
+    as it is: those vectors do not change when every float goes through float32."""
+    board = [v for v in VECTORS if v[0].startswith("float32 board")]
+    assert len(board) == 5
+    for name, obj, hexbytes in board:
+        assert msgpack.packb(as_float32(obj), use_bin_type=True).hex() == hexbytes, name
+        assert purepack.packb(as_float32(obj)).hex() == hexbytes, name
+    # and a double the board cannot hold is sent as its float32 neighbour
+    assert msgpack.packb(as_float32(-12.2664)).hex() == "cbc0288865a0000000"

@@ -22,10 +22,10 @@ EV = {"max_kw": 11.0, "capacity_kwh": 40.0, "soc": 0.5, "target_soc": 0.9}
 
 def station(connectors=1, journal=None, relay=None, **cfg):
     clock = FakeClock()
-    wall = lambda: EPOCH + clock.t  # noqa: E731
+    wall = lambda: EPOCH + int(clock.t)  # noqa: E731
     config = {"id": "CP-1", "key": KEY, "connectors": connectors, "max_kw": 22.0}
     config.update(cfg)
-    cp = ChargePoint(config, clock, wall, journal=journal, relay=relay, rand=lambda: 0.5)
+    cp = ChargePoint(config, clock, wall, journal=journal, relay=relay, rand=lambda: 32768)
     hub = FakeHub(clock, wall)
     wire = Wire(cp, hub, clock, codec)
     return cp, hub, wire, clock
@@ -297,47 +297,56 @@ def test_a_reservation_waits_for_a_busy_connector_then_holds_it():
 
 
 def test_power_is_the_smaller_of_station_and_vehicle_limits():
-    assert Charge(22.0, 11.0, 60, 0.2, 0.8).power_kw() == 11.0
-    assert Charge(7.4, 150.0, 60, 0.2, 0.8).power_kw() == 7.4
+    assert Charge(22000, 11000, 60000, 200000, 800000).power_w() == 11000
+    assert Charge(7400, 150000, 60000, 200000, 800000).power_w() == 7400
 
 
 def test_power_tapers_linearly_above_80_percent_to_a_tenth_at_full():
-    ch = Charge(150.0, 100.0, 60, 0.8, 1.0)
-    assert ch.power_kw() == pytest.approx(100.0)
-    ch.soc = 0.9
-    assert ch.power_kw() == pytest.approx(55.0)
-    assert ch.accepted_kw(1.0) == pytest.approx(10.0)
+    ch = Charge(150000, 100000, 60000, 800000, 1000000)
+    assert ch.power_w() == 100000
+    assert ch.accepted_w(54000 * 1000) == 55000  # 90%
+    assert ch.accepted_w(60000 * 1000) == 10000  # 100%
     # A weak station limit binds until the EV accepts less than it.
-    ch = Charge(22.0, 100.0, 60, 0.8, 1.0)
-    ch.soc = 0.9
-    assert ch.power_kw() == 22.0
-    ch.soc = 0.98
-    assert ch.power_kw() == pytest.approx(19.0)
+    ch = Charge(22000, 100000, 60000, 900000, 1000000)
+    assert ch.power_w() == 22000
+    ch = Charge(22000, 100000, 60000, 980000, 1000000)
+    assert ch.power_w() == 19000
 
 
 def test_charge_integration_does_not_depend_on_the_tick_size():
-    coarse = Charge(50.0, 50.0, 60, 0.2, 0.95)
-    coarse.advance(3 * 3600)
-    fine = Charge(50.0, 50.0, 60, 0.2, 0.95)
-    for _ in range(3 * 3600):
-        fine.advance(1)
-    assert coarse.soc == pytest.approx(fine.soc, abs=1e-9)
-    assert coarse.energy_wh == pytest.approx(fine.energy_wh, rel=1e-9)
+    coarse = Charge(50000, 50000, 60000, 200000, 950000)
+    coarse.advance(3 * 3600 * 1000)
+    fine = Charge(50000, 50000, 60000, 200000, 950000)
+    for _ in range(3 * 3600 * 10):
+        fine.advance(100)
+    odd = Charge(50000, 50000, 60000, 200000, 950000)
+    for _ in range(3 * 3600 * 1000 // 777):
+        odd.advance(777)
+    odd.advance(3 * 3600 * 1000 % 777)
+    assert coarse.energy_mwh == fine.energy_mwh == odd.energy_mwh and coarse.soc_ppm == fine.soc_ppm
+
+
+def test_every_charge_quantity_is_an_int():
+    ch = Charge(22000, 11000, 40000, 500000, 900000)
+    ch.advance(1234)
+    values = (ch.power_w(), ch.energy_wh, ch.energy_mwh, ch.soc_ppm, ch.advance(999))
+    assert all(type(v) is int for v in values), values
 
 
 def test_a_charge_reaches_its_target_and_stops():
-    ch = Charge(22.0, 11.0, 40.0, 0.5, 0.9)
+    ch = Charge(22000, 11000, 40000, 500000, 900000)
     t = ch.seconds_to_target()
-    ch.advance(t - 60)
+    ch.advance((t - 60) * 1000)
     assert not ch.done
-    ch.advance(120)
-    assert ch.done and ch.soc == 0.9 and ch.power_kw() == 0
-    assert ch.energy_wh == pytest.approx(16000)
-    assert ch.advance(3600) == 0
+    ch.advance(120 * 1000)
+    assert ch.done and ch.soc_ppm == 900000 and ch.power_w() == 0
+    assert ch.energy_wh == 16000
+    assert ch.advance(3600 * 1000) == 0
 
 
 def test_ev_params_default_and_reject():
-    assert ev_params(None) == (50.0, 60.0, 0.2, 0.8)
+    assert ev_params(None) == (50000, 60000, 200000, 800000)
+    assert ev_params({"max_kw": 3.7, "soc": 0.25}) == (3700, 60000, 250000, 800000)
     with pytest.raises(ValueError):
         ev_params({"capacity_kwh": 0})
 
@@ -357,8 +366,8 @@ def test_the_journal_replays_pending_records_exactly_once_across_a_reboot(tmp_pa
 
     # Reboot: a new ChargePoint on the same journal file, a new hub process.
     clock2 = FakeClock(clock.t + 100)
-    wall2 = lambda: EPOCH + clock2.t  # noqa: E731
-    cp2 = ChargePoint({"id": "CP-1", "key": KEY}, clock2, wall2, journal=Journal(path), rand=lambda: 0.5)
+    wall2 = lambda: EPOCH + int(clock2.t)  # noqa: E731
+    cp2 = ChargePoint({"id": "CP-1", "key": KEY}, clock2, wall2, journal=Journal(path), rand=lambda: 32768)
     hub2 = FakeHub(clock2, wall2)
     wire2 = Wire(cp2, hub2, clock2, codec)
     wire2.start()
@@ -396,8 +405,8 @@ def test_a_session_cut_by_a_power_loss_is_ended_at_its_last_checkpoint(tmp_path)
     energy = int(cp.connectors[0].charge.energy_wh)
     # Power cut: no SESSION_END was written. The next boot closes the session as PowerLoss.
     clock2 = FakeClock(clock.t + 3600)
-    wall2 = lambda: EPOCH + clock2.t  # noqa: E731
-    cp2 = ChargePoint({"id": "CP-1", "key": KEY}, clock2, wall2, journal=Journal(path), rand=lambda: 0.5)
+    wall2 = lambda: EPOCH + int(clock2.t)  # noqa: E731
+    cp2 = ChargePoint({"id": "CP-1", "key": KEY}, clock2, wall2, journal=Journal(path), rand=lambda: 32768)
     hub2 = FakeHub(clock2, wall2)
     Wire(cp2, hub2, clock2, codec).start()
     end = hub2.ends[sid]
@@ -445,30 +454,30 @@ def test_a_left_over_tmp_file_is_used_when_the_journal_is_missing(tmp_path):
 
 
 def test_backoff_grows_by_1_8_and_caps_at_60_seconds_with_jitter():
-    no_jitter = [backoff_delay(n, lambda: 0.0) for n in range(12)]
-    assert no_jitter[:4] == pytest.approx([1.0, 1.8, 3.24, 5.832])
-    assert max(no_jitter) == BACKOFF_CAP_S and no_jitter[-1] == 60.0
-    jittered = [backoff_delay(n, lambda: 0.999) for n in range(12)]
-    assert all(0.75 * d <= j <= d for d, j in zip(no_jitter, jittered))
-    assert backoff_delay(1000, lambda: 0.5) <= 60.0
+    no_jitter = [backoff_delay(n, lambda: 0) for n in range(12)]
+    assert no_jitter[:4] == [1000, 1800, 3240, 5832]  # ms
+    assert max(no_jitter) == BACKOFF_CAP_S * 1000 and no_jitter[-1] == 60000
+    jittered = [backoff_delay(n, lambda: 65535) for n in range(12)]
+    assert all(0.75 * d <= j <= d and type(j) is int for d, j in zip(no_jitter, jittered))
+    assert backoff_delay(1000, lambda: 32768) <= 60000
 
 
 def test_the_link_retries_on_its_schedule_and_resets_after_a_welcome():
     clock = FakeClock(0.0)
-    link = Link(clock, rand=lambda: 0.0)
+    link = Link(clock, rand=lambda: 0)
     assert link.poll() == CONNECT
     delays = []
     for _ in range(10):
         link.connecting()
         delays.append(link.lost())
         assert link.poll() is None
-        clock.t = link.next_attempt
+        clock.t = link.next_attempt / 1000
         assert link.poll() == CONNECT
-    assert delays[:3] == pytest.approx([1.0, 1.8, 3.24]) and delays[-1] == 60.0
+    assert delays[:3] == [1000, 1800, 3240] and delays[-1] == 60000
     link.connecting()
     link.connected()
     link.welcomed()
-    assert link.lost() == 1.0
+    assert link.lost() == 1000
 
 
 def test_the_link_gives_up_on_a_handshake_that_never_finishes():
@@ -513,10 +522,10 @@ def _silence_the_hub(hub, wire, clock, seconds):
 def test_offline_policy_reduce_finishes_the_session_at_reduced_power():
     cp, hub, wire, clock = online(offline_policy="reduce", offline_power_kw=3.7)
     ask(hub, wire, K.REMOTE_START, 0, "V-1", None, EV)
-    assert cp.connectors[0].charge.power_kw() == 11.0
+    assert cp.connectors[0].charge.power_w() == 11000
     _silence_the_hub(hub, wire, clock, 100)
     assert cp.offline and cp.status(1) == "Charging"
-    assert cp.connectors[0].charge.power_kw() == pytest.approx(3.7)
+    assert cp.connectors[0].charge.power_w() == 3700
     assert wire.run_until(lambda: cp.status(1) != "Charging", limit_s=8 * 3600, dt=60)
     assert cp.journal.pending()[-1][1][7] == "Complete"
 
@@ -541,7 +550,7 @@ def test_no_unreserved_session_starts_while_offline_but_a_reserved_one_does():
     assert exc.value.code == E_FORBIDDEN
     sid = cp.plug(1, "V-R")
     assert sid and cp.status(1) == "Charging"
-    assert cp.connectors[0].charge.limit_kw == pytest.approx(3.7)
+    assert cp.connectors[0].charge.limit_w == 3700
 
 
 def test_the_station_recovers_when_the_hub_returns():
@@ -608,9 +617,9 @@ def test_configure_accepts_known_keys_and_refuses_unknown_ones():
 def test_a_max_kw_change_applies_to_the_running_charge():
     cp, hub, wire, clock = online()
     ask(hub, wire, K.REMOTE_START, 0, "V-1", None, {"max_kw": 50.0, "soc": 0.1})
-    assert cp.connectors[0].charge.power_kw() == 22.0
+    assert cp.connectors[0].charge.power_w() == 22000
     ask(hub, wire, K.CONFIGURE, "max_kw", 7.4)
-    assert cp.connectors[0].charge.power_kw() == pytest.approx(7.4)
+    assert cp.connectors[0].charge.power_w() == 7400
 
 
 def test_trigger_acks_then_sends_what_was_asked():
@@ -663,7 +672,7 @@ def test_a_session_never_ends_before_it_started_when_the_hub_clock_steps_back():
     cp, hub, wire, clock = online(sync_time=True)
     ask(hub, wire, K.REMOTE_START, 0, "V-1", None, EV)
     sid = cp.connectors[0].session_id
-    hub.wall = lambda: EPOCH + clock.t - 600  # the hub's clock is 10 minutes behind ours
+    hub.wall = lambda: EPOCH + int(clock.t) - 600  # the hub's clock is 10 minutes behind ours
     hub.server.wall = hub.wall
     wire.run(31)  # a PING/PONG: the station adopts the hub's time
     assert cp.time_offset == -600

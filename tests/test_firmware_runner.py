@@ -218,8 +218,8 @@ class SerialLineHub(FakeHub):
 
 def test_a_station_forgotten_by_its_hub_handshakes_again_on_the_same_line_and_ignores_stale_refusals():
     clock = FakeClock()
-    wall = lambda: EPOCH + clock.t  # noqa: E731
-    cp = ChargePoint({"id": "CP-1", "key": KEY}, clock, wall, rand=lambda: 0.5)
+    wall = lambda: EPOCH + int(clock.t)  # noqa: E731
+    cp = ChargePoint({"id": "CP-1", "key": KEY}, clock, wall, rand=lambda: 32768)
     hub = SerialLineHub(clock, wall)
     wire = Wire(cp, hub, clock, codec)
     wire.start()
@@ -248,10 +248,10 @@ class LossyLineHub(SerialLineHub):
 
 def _serial_station(**cfg):
     clock = FakeClock()
-    wall = lambda: EPOCH + clock.t  # noqa: E731
+    wall = lambda: EPOCH + int(clock.t)  # noqa: E731
     config = {"id": "CP-1", "key": KEY, "serial": "/dev/ttyS9"}
     config.update(cfg)
-    cp = ChargePoint(config, clock, wall, rand=lambda: 0.5)
+    cp = ChargePoint(config, clock, wall, rand=lambda: 32768)
     hub = LossyLineHub(clock, wall)
     return cp, hub, Wire(cp, hub, clock, codec)
 

@@ -28,12 +28,12 @@ class FakeClock:
         self.t = 1000.0
 
     def __call__(self):
-        return self.t
+        return int(self.t * 1000)  # a board's monotonic clock: integer ms (t is in seconds)
 
 
 def pair(client_key=KEY, known=None, role="station", device_id="CP-1"):
     clock = FakeClock()
-    wall = lambda: 1_800_000_000 + clock.t  # noqa: E731
+    wall = lambda: 1_800_000_000 + int(clock.t)  # noqa: E731
     known = {("station", "CP-1"): KEY} if known is None else known
     server = ServerSession(lambda r, i: known.get((r, i)), clock=clock, wall=wall, heartbeat_s=30)
     client = ClientSession(role, device_id, client_key, clock=clock, wall=wall, heartbeat_s=30)

@@ -11,7 +11,7 @@ import math
 import os
 import random
 
-from firmware.charging import Charge
+from firmware.charging import Charge, to_milli
 from hub.geo import haversine_km
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "stations_bahia.csv")
@@ -126,7 +126,8 @@ def charge_seconds(limit_kw, ev_max_kw, capacity_kwh, soc, target_soc):
     """How long the station's charge simulation takes from soc to target (the firmware's own model)."""
     if target_soc <= soc:
         return 0
-    return Charge(limit_kw, ev_max_kw, capacity_kwh, soc, target_soc).seconds_to_target()
+    return Charge(to_milli(limit_kw), to_milli(ev_max_kw), to_milli(capacity_kwh), int(soc * 1e6 + 0.5),
+                  int(target_soc * 1e6 + 0.5)).seconds_to_target()  # the firmware counts W, Wh and ppm
 
 
 def target_within(limit_kw, ev_max_kw, capacity_kwh, soc, wanted, seconds):

@@ -12,7 +12,8 @@ another (replay); a second AUTH on the same link is refused. After WELCOME
 either side sends requests (fresh seq) and replies (echoing seq). The client
 pings every heartbeat; a side that hears nothing for three heartbeat
 intervals reports PeerSilent. Time comes from injected clocks so tests can
-drive it: ``clock()`` is monotonic seconds, ``wall()`` is UTC epoch seconds.
+drive it: ``clock()`` is monotonic integer milliseconds, ``wall()`` is UTC epoch seconds (an int on
+a board: no float time there, an ESP32 float is single precision).
 
 The session never touches a socket: the caller feeds decoded objects to
 ``receive``, calls ``tick`` about once a second, and sends what
@@ -21,10 +22,9 @@ The session never touches a socket: the caller feeds decoded objects to
 
 import hashlib
 import sys
-import time
 
 from transport import kinds as K
-from transport.compat import const, monotonic, urandom
+from transport.compat import const, monotonic_ms, urandom, wall_s
 from transport.errors import E_AUTH_FAILED, E_FORBIDDEN, E_MALFORMED, E_NOT_AUTHENTICATED, ProtocolError
 from transport.messages import MAX_SEQ, make, parse
 
@@ -148,13 +148,13 @@ class _Session:
     _silent_reported = False
 
     def __init__(self, clock, wall, heartbeat_s, request_timeout_s):
-        self.clock = clock or monotonic
-        self.wall = wall or time.time
+        self.clock = clock or monotonic_ms  # integer ms
+        self.wall = wall or wall_s  # epoch s
         self.heartbeat_s = heartbeat_s
         self.request_timeout_s = request_timeout_s
         self.state = _S_IDLE
         self._outgoing = []
-        self._pending = {}  # seq -> (request_kind, deadline)
+        self._pending = {}  # seq -> (request_kind, deadline in clock ms)
         self._next_seq = 1
         self._last_rx = self.clock()
 
@@ -195,7 +195,7 @@ class _Session:
                 break
             seq = self._next_seq
         self._queue(make(kind, seq, *fields))
-        pending[seq] = (kind, self.clock() + self.request_timeout_s)
+        pending[seq] = (kind, self.clock() + self.request_timeout_s * 1000)
         return seq
 
     def close(self, code, text):
@@ -255,10 +255,10 @@ class _Session:
                 kind = self._pending.pop(seq)[0]
                 if kind != _PING:
                     events.append(Timeout(seq, kind))
-        silent = now - self._last_rx
-        if silent > _MISSED_HEARTBEATS * self.heartbeat_s and not self._silent_reported:
+        silent = now - self._last_rx  # ms
+        if silent > _MISSED_HEARTBEATS * 1000 * self.heartbeat_s and not self._silent_reported:
             self._silent_reported = True
-            events.append(PeerSilent(silent))
+            events.append(PeerSilent(silent // 1000))
         return events
 
 
@@ -319,10 +319,10 @@ class ClientSession(_Session):
 
     def tick(self):
         events = _Session.tick(self)
-        if self.state == S_OPEN and self.clock() - self._last_ping >= self.heartbeat_s:
+        if self.state == S_OPEN and self.clock() - self._last_ping >= self.heartbeat_s * 1000:
             self._last_ping = self.clock()
             self.request(_PING, int(self.wall()))
-        if self.state in (_S_HELLO_SENT, _S_AUTH_SENT) and self.clock() - self._last_rx > self.handshake_timeout_s:
+        if self.state in (_S_HELLO_SENT, _S_AUTH_SENT) and self.clock() - self._last_rx > self.handshake_timeout_s * 1000:
             events.append(self.close(E_AUTH_FAILED, "hub did not answer the handshake"))
         return events
 

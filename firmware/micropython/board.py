@@ -27,19 +27,19 @@ import time
 from firmware.chargepoint import ChargePoint
 from firmware.journal import Journal
 from transport.codec import packb, unpackb
-from transport.compat import monotonic  # wrap-safe seconds from ticks_ms
+from transport.compat import monotonic_ms  # wrap-safe integer ms from ticks_ms
 from transport.errors import CodecError, FrameError
 from transport.framing import SerialFramer, StreamFramer
 
-TICK_S = 0.2  # core tick period
+TICK_MS = 200  # core tick period (all board times are integer ms or s: ESP32 floats are float32)
 POLL_MS = 50  # longest wait for input per loop
 READ_SIZE = 256
 MAX_FRAME = 4096  # the hub never sends a station more than this
 MAX_OUT = 8192  # bytes queued for a link that does not drain: drop it
 WDT_MS = 10000  # watchdog timeout; fed only while the loop is healthy
-STALL_S = 5  # a loop that has not completed a tick for this long is unhealthy
+STALL_MS = 5000  # a loop that has not completed a tick for this long is unhealthy
 MAX_ERRORS = 10  # consecutive failed loop iterations before we stop feeding the watchdog
-MEM_REPORT_S = 300
+MEM_REPORT_MS = 300000
 RTC_MIN_YEAR = 2024  # a clock before this was never set: certificate dates cannot be checked
 _EPOCH_2000 = 946684800  # ports whose time.time() counts from 2000-01-01
 
@@ -113,18 +113,25 @@ def set_clock_for_tls(log):
     return True
 
 
-def wall_clock():
-    """UTC epoch seconds whatever the port's epoch (the hub's clock is adopted at WELCOME)."""
-    adj = _EPOCH_2000 if time.gmtime(0)[0] == 2000 else 0
-    if hasattr(time, "time_ns"):
+def wall_clock(clock=None):
+    """UTC epoch seconds as an int whatever the port's epoch (the hub's clock is adopted at WELCOME).
+
+    Integer division: ``time_ns() / 1e9`` is a float, and a float32 epoch moves in 128 s steps.
+    ``time.time()`` is an int on the ESP32 but a float on the unix port, hence time_ns there.
+    `clock` (tests) is a module-like object with time_ns (or time) and gmtime."""
+    t = clock or time
+    adj = _EPOCH_2000 if t.gmtime(0)[0] == 2000 else 0
+    if hasattr(t, "time_ns"):
+        ns = t.time_ns
 
         def wall():
-            return time.time_ns() / 1000000000 + adj
+            return ns() // 1000000000 + adj
 
         return wall
+    now = t.time
 
     def wall():
-        return time.time() + adj
+        return int(now()) + adj
 
     return wall
 
@@ -177,7 +184,7 @@ class Wifi:
         self.clock = clock
         self.log = log
         self.next_try = 0
-        self.delay = 2
+        self.delay = 2000  # ms
         self.was_up = False
 
     @property
@@ -188,7 +195,7 @@ class Wifi:
         if self.wlan.isconnected():
             if not self.was_up:
                 self.was_up = True
-                self.delay = 2
+                self.delay = 2000
                 self.log("info", "wifi up %s" % (self.wlan.ifconfig()[0],))
             return
         if self.was_up:
@@ -197,7 +204,7 @@ class Wifi:
         now = self.clock()
         if now >= self.next_try:
             self.next_try = now + self.delay
-            self.delay = min(self.delay * 2, 60)
+            self.delay = min(self.delay * 2, 60000)
             try:
                 self.wlan.disconnect()
             except OSError:
@@ -347,7 +354,7 @@ class Board:
         if "sync_time" not in cfg:
             cfg["sync_time"] = True  # a board's RTC is not set: follow the hub
         self.log = make_logger(cfg.get("id", "?"), debug)
-        self.clock = monotonic
+        self.clock = monotonic_ms
         journal = Journal(cfg.get("journal") or "journal.log", cfg.get("connectors", 1))
         self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
         self.cfg = self.cp.config
@@ -459,7 +466,7 @@ class Board:
         for ev in self.poller.poll(POLL_MS if self.link is not None else 0):
             flags |= ev[1]
         if self.link is None:
-            time.sleep_ms(POLL_MS) if hasattr(time, "sleep_ms") else time.sleep(POLL_MS / 1000)
+            time.sleep_ms(POLL_MS) if hasattr(time, "sleep_ms") else time.sleep(POLL_MS / 1000)  # float-ok: a sleep, not a clock
         if self.link is not None:
             try:
                 self.pump_in(flags)
@@ -471,7 +478,7 @@ class Board:
         if self.evse is not None:
             self.evse.poll()  # every turn (<= POLL_MS apart): the relay opens within 100 ms of leaving C
         now = self.clock()
-        if now - self.last_tick >= TICK_S:
+        if now - self.last_tick >= TICK_MS:
             self.last_tick = now
             cp.tick()
         if self.link is not None:
@@ -486,12 +493,12 @@ class Board:
             cp.on_disconnected(cp.close_reason)
 
     def healthy(self):
-        return self.errors < MAX_ERRORS and self.clock() - self.last_tick < STALL_S
+        return self.errors < MAX_ERRORS and self.clock() - self.last_tick < STALL_MS
 
     def run(self, seconds=None):
         wdt = make_wdt()
         next_mem = 0
-        end = None if seconds is None else self.clock() + seconds
+        end = None if seconds is None else self.clock() + seconds * 1000
         self.log("info", "started: %d connector(s), link %s" % (len(self.cp.connectors), _describe(self.cfg)))
         while end is None or self.clock() < end:
             try:
@@ -510,7 +517,7 @@ class Board:
                 wdt.feed()
             now = self.clock()
             if now >= next_mem:
-                next_mem = now + MEM_REPORT_S
+                next_mem = now + MEM_REPORT_MS
                 gc.collect()
                 self.log("info", "heap: %d used, %d free" % (gc.mem_alloc(), gc.mem_free()))
         if self.link is not None:
