@@ -85,7 +85,7 @@ class ChargePoint:
         while len(self.journal.meters) < n:
             self.journal.meters.append(0)
         self.relay = relay  # relay(connector, on) or None
-        self.meter = None  # a fitted energy meter (firmware/evse.py S0): .mark(n) at start, .mwh(n) since
+        self.meter = None  # a fitted energy meter, meter(n, start=False) -> mWh since the start (firmware/evse.py)
         self._log_fn = log  # log(level, text) or None
         self.on_config = on_config  # on_config(key, value) after a CONFIGURE, e.g. to save it
         self.connectors = [Connector(i + 1) for i in range(n)]
@@ -465,7 +465,7 @@ class ChargePoint:
 
     def advance(self, c, now):
         if self.meter is not None:  # measured, not simulated: the session ends on unplug or stop
-            c.charge.e = c.charge.e0 + self.meter.mwh(c.number)
+            c.charge.e = c.charge.e0 + self.meter(c.number)
             c.last_t = now
             return
         dt = now - c.last_t  # whole seconds of (possibly accelerated) wall time
@@ -542,7 +542,7 @@ class ChargePoint:
         c.next_meter = now + self.config["meter_interval_s"]
         c.charge = Charge(self.limit_w(), max_w, cap_wh, soc_ppm, target_ppm)
         if self.meter is not None:
-            self.meter.mark(c.number)
+            self.meter(c.number, True)
             c.charge.target = c.charge.e0 + 0x3FFFFFFF  # the car, not a simulated SoC, ends it
         self.journal.session_started((sid, c.number, vehicle, rid, c.meter_start_wh, c.started))
         c.next_checkpoint = now + self.config["checkpoint_s"]

@@ -43,10 +43,6 @@ if sys.implementation.name != "micropython":  # tools and tests
     TRANSITIONS = {line.split(":")[0]: tuple(moves(line.split(":")[0])) for line in _MOVES.split("\n") if line}
 
 
-# The vehicle of a connector whose car the control pilot sees but nobody has named yet (J1772 carries
-# no identity): the next REMOTE_START's vehicle takes it.
-PLUGGED = "?"
-
 # Statuses with a session in progress.
 BUSY = (PREPARING, CHARGING, SUSPENDED_EV, FINISHING)
 

@@ -16,7 +16,7 @@ builds them from ``machine`` on a board. Integer arithmetic only: mV, A, W, puls
 """
 
 from firmware import pilot as P
-from firmware.connector import CHARGING, FAULTED, PLUGGED, RESERVED, SUSPENDED_EV, Refused
+from firmware.connector import CHARGING, FAULTED, RESERVED, SUSPENDED_EV, Refused
 
 SAMPLES = 24  # ADC reads per poll: the state is their maximum (the PWM's high level)
 DEBOUNCE = 2  # agreeing polls before the core hears a pilot change
@@ -63,13 +63,12 @@ class Evse:
         port.want = on
         self._drive(port, n)
 
-    def mark(self, n):
+    def meter(self, n, start=False):
+        """The core's meter: energy (mWh) the S0 meter counted on connector n since the session's
+        start (start=True marks it)."""
         port = self.ports[n - 1]
-        port.base = port.pulses
-
-    def mwh(self, n):
-        """Energy (mWh) the S0 meter counted since mark(n)."""
-        port = self.ports[n - 1]
+        if start:
+            port.base = port.pulses
         return (port.pulses - port.base) * 1000000 // self.imp
 
     def pulse(self, n):
@@ -147,7 +146,7 @@ class Evse:
             return  # back to A first
         if c.vehicle is None:
             # J1772 names no vehicle: the holder of the connector's reservation, else "someone".
-            cp.plug(n, c.hold.vehicle if c.status == RESERVED and c.hold is not None else PLUGGED)
+            cp.plug(n, c.hold.vehicle if c.status == RESERVED and c.hold is not None else P.PLUGGED)
         elif c.charge is not None:
             # Called on changes only: B here follows C or D, the vehicle stopped asking for energy.
             if state == P.C and c.status == SUSPENDED_EV:
@@ -169,6 +168,7 @@ def make_evse(cp, log=None):
     cfg = cp.config
     if cfg["pilot_adc_pins"] is None:
         return None
+    P.check_config(cfg)
     from machine import ADC, PWM, Pin
 
     ports = []
@@ -193,7 +193,7 @@ def attach(cp, ports, metered=False, log=None):
     evse = Evse(cp, ports, log)
     cp.relay = evse.relay
     if metered:
-        cp.meter = evse
+        cp.meter = evse.meter
     return evse
 
 

@@ -13,7 +13,6 @@ from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FO
 from firmware import config as C
 from firmware.charging import ev_check
 from firmware.connector import AVAILABLE, BUSY, FAULTED, PREPARING, RESERVED, UNAVAILABLE, Refused
-from firmware.connector import PLUGGED
 
 
 def reserve_now(cp, f):
@@ -67,7 +66,7 @@ def _pick(cp, number, vehicle, rid):
         if c.status == RESERVED and c.hold.vehicle == vehicle:
             return c
     for c in cp.connectors:
-        if c.status == PREPARING and (c.vehicle == vehicle or c.vehicle == PLUGGED) and c.charge is None:
+        if c.status == PREPARING and (c.vehicle == vehicle or c.vehicle == "?") and c.charge is None:
             return c
     for c in cp.connectors:
         if c.free:
@@ -81,7 +80,8 @@ def _check_start(cp, c, vehicle, rid):
         if c.hold.vehicle != vehicle:
             raise Refused(E_FORBIDDEN, "connector %d is reserved for another vehicle" % c.number)
     elif c.status == PREPARING and c.charge is None:
-        if c.vehicle is not None and c.vehicle != vehicle and c.vehicle != PLUGGED:
+        # "?": a car the pilot sees, not yet named (firmware/pilot.py PLUGGED): this vehicle takes it
+        if c.vehicle is not None and c.vehicle != vehicle and c.vehicle != "?":
             raise Refused(E_FORBIDDEN, "another vehicle is plugged into connector %d" % c.number)
     elif c.status != AVAILABLE:
         raise Refused(E_INVALID_STATE, "connector %d is %s" % (c.number, c.status))

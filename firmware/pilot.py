@@ -26,6 +26,23 @@ DEFAULT_MV = (3094, 2681, 2269, 1856, 825)  # -12..+12 V onto 0..3300 mV: 137.5 
 MIN_A = const(6)
 MAX_A = const(80)
 FULL_U16 = const(65535)
+# The vehicle of a connector whose car the pilot sees but nobody has named yet (J1772 carries no
+# identity): the next REMOTE_START's vehicle takes it (firmware/hubrequests.py has the literal).
+PLUGGED = "?"
+
+
+def check_config(cfg):
+    """The pilot keys of a normalized config (firmware/config.py checks the pins' form and count);
+    ValueError names the key."""
+    if cfg["pilot_pwm_pins"] is None or cfg["relay_pins"] is None:
+        raise ValueError("pilot_adc_pins needs pilot_pwm_pins and relay_pins")
+    mv = cfg["pilot_mv"]
+    if mv is not None and (type(mv) is not list or len(mv) != 5 or not all(type(v) is int for v in mv)
+                           or any(mv[i] <= mv[i + 1] for i in range(4))):
+        raise ValueError("pilot_mv must be five integer ADC mV boundaries, highest first")
+    for k in ("pilot_max_a", "pilot_volts", "pilot_phases", "meter_imp_kwh"):
+        if type(cfg[k]) is not int or (k == "pilot_phases" and cfg[k] == 2):
+            raise ValueError("%s must be an integer%s" % (k, " (1 or 3)" if k == "pilot_phases" else ""))
 
 
 def classify(mv, bounds=DEFAULT_MV):

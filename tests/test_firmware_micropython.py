@@ -101,6 +101,15 @@ def test_the_board_import_set_runs_in_a_64k_heap_with_the_code_in_rom(mem, recor
     assert least <= ROM_IMPORT_SET_KB
 
 
+def test_a_pilot_board_import_set_runs_in_a_64k_heap_with_the_code_in_rom(mem, record_property):
+    """The import set plus the control pilot (firmware/pilot.py, evse.py): what a charger with a pilot loads."""
+    body = fw_mem.import_script(fw_mem.board_import_names(pilot=True))
+    least = fw_mem.min_heap_kb(lambda kb: mem.run("rom", body, kb, journal=False)[0], hi=128)
+    record_property("rom_pilot_import_set_min_heap_kb", least)
+    print("\npilot board import set, code in ROM: smallest heap besides the image %s KB" % least)
+    assert least is not None and least <= ROM_HEAP_KB
+
+
 def test_the_board_import_set_loaded_into_ram(mem, record_property):
     body = fw_mem.import_script(fw_mem.board_import_names())
     least = fw_mem.min_heap_kb(lambda kb: mem.run("mpy", body, kb, journal=False)[0], hi=256)

@@ -90,9 +90,9 @@ def test_pilot_keys_are_checked_and_a_pilot_requires_a_vehicle():
     assert normalize({"id": "X", "key": "k"})["require_vehicle"] is False
     for bad, word in (({"pilot_adc_pins": [34]}, "pilot_pwm_pins"), (dict(PILOT_CFG, pilot_mv=[1, 2, 3, 4, 5]), "pilot_mv"),
                       (dict(PILOT_CFG, meter_pins=[1, 2]), "meter_pins"), (dict(PILOT_CFG, pilot_phases=2), "pilot_phases"),
-                      (dict(PILOT_CFG, meter_imp_kwh=0.5), "meter_imp_kwh")):
+                      (dict(PILOT_CFG, meter_imp_kwh=0.5), "meter_imp_kwh"), (dict(PILOT_CFG, button_pins=7), "button_pins")):
         with pytest.raises(ValueError) as exc:
-            normalize(dict(bad, id="X", key="k"))
+            P.check_config(normalize(dict(bad, id="X", key="k")))
         assert word in str(exc.value)
 
 
