@@ -25,16 +25,10 @@ finishing_s        a remotely started session's vehicle leaves this long after t
 checkpoint_s       a running session's energy is saved to the journal this often (power loss)
 request_timeout_s  a request (BOOT, STATUS, session records) unanswered this long is sent again
 relay_pins         GPIO per connector driving the contactor relay (board only)
-require_vehicle    REMOTE_START needs a vehicle present (plugged); on whenever pilot_adc_pins is set
-pilot_adc_pins     ADC GPIO per connector reading the control pilot (board; firmware/pilot.py, evse.py)
-pilot_pwm_pins     GPIO per connector driving the 1 kHz pilot PWM (required with pilot_adc_pins)
-pilot_mv           the five ADC mV boundaries A|B, B|C, C|D, D|E, E|F, highest first (default pilot.DEFAULT_MV)
-pilot_max_a        the most current the cable/contactor take (A, 6..80): the PWM never offers more
-pilot_volts        supply voltage per phase (V), to turn the power limit into amps
-pilot_phases       1 or 3 phases
-meter_pins         S0 pulse input GPIO per connector: energy from the meter instead of the simulation
-meter_imp_kwh      the meter's impulses per kWh
-button_pins        start/stop button input GPIO per connector (pulled up, pressed = 0)
+require_vehicle    REMOTE_START needs a vehicle present (plugged); on whenever ``pilot`` is set
+pilot              control pilot, S0 meter, button (board): ``{"adc": [34], "pwm": [25]}`` and optional
+                   "mv", "max_a", "volts", "phases", "meter", "imp_kwh", "button" (firmware/pilot.py
+                   checks them; firmware/README.md); needs relay_pins
 sync_time          adopt the hub's clock from WELCOME/PONG (board: its RTC is not set)
 journal            path of the session journal file (board default "journal.log")
 =================  ======================================================================
@@ -72,15 +66,7 @@ checkpoint_s 300 1 86400
 request_timeout_s 10 1 300
 relay_pins null
 require_vehicle false
-pilot_adc_pins null
-pilot_pwm_pins null
-pilot_mv null
-pilot_max_a 32 6 80
-pilot_volts 230 100 480
-pilot_phases 1 1 3
-meter_pins null
-meter_imp_kwh 1000 1 100000
-button_pins null
+pilot null
 sync_time false
 journal "journal.log"
 """
@@ -152,9 +138,12 @@ def check(key, value):
         if type(value) is not dict or type(value.get("tx")) is not int or type(value.get("rx")) is not int \
                 or type(value.get("baud")) is not int:
             bad = '{"id": int, "tx": int, "rx": int, "baud": int}'
-    elif key[-5:] == "_pins":
+    elif key == "relay_pins":
         if type(value) is not list or not all(type(p) is int for p in value):
             bad = "a list of GPIO numbers"
+    elif key == "pilot":
+        if type(value) is not dict or type(value.get("adc")) is not list or type(value.get("pwm")) is not list:
+            bad = '{"adc": [GPIO, ...], "pwm": [GPIO, ...], ...}'
     if bad is not None:
         raise ValueError("%s must be %s" % (key, bad))
     return value
@@ -169,12 +158,11 @@ def normalize(config):
         out[k] = config[k]
     for k in keys():
         out[k] = check(k, out[k])
-    for k in keys():
-        pins = out[k]
-        if k[-5:] == "_pins" and pins is not None and len(pins) != out["connectors"]:
-            raise ValueError("%s needs one pin per connector (%d)" % (k, out["connectors"]))
-    # The pilot tells whether a car is there: the rule holds. The pilot keys' other checks are
+    pins = out["relay_pins"]
+    if pins is not None and len(pins) != out["connectors"]:
+        raise ValueError("relay_pins needs one pin per connector (%d)" % out["connectors"])
+    # The pilot tells whether a car is there: the rule holds. The pilot's other checks are
     # firmware/pilot.py check_config (loaded only by a board with a pilot: its strings cost heap).
-    if out["pilot_adc_pins"] is not None:
+    if out["pilot"] is not None:
         out["require_vehicle"] = True
     return out

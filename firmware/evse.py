@@ -45,9 +45,9 @@ class Evse:
         self.cp = cp
         self.ports = ports
         self.log = log
-        cfg = cp.config
-        self.bounds = cfg["pilot_mv"] or P.DEFAULT_MV
-        self.imp = cfg["meter_imp_kwh"]
+        self.cfg = P.check_config(cp.config)  # the "pilot" map, defaults filled in
+        self.bounds = self.cfg["mv"]
+        self.imp = self.cfg["imp_kwh"]
         for i in range(len(ports)):
             self.relay(i + 1, False)
 
@@ -110,8 +110,7 @@ class Evse:
         """PWM from the wish and the power limit; the relay from the pilot and the PWM."""
         amps = 0
         if port.want and P.vehicle_present(port.deb.state):
-            amps = P.amps_for(self.cp.limit_w(), self.cp.config["pilot_volts"],
-                              self.cp.config["pilot_phases"], self.cp.config["pilot_max_a"])
+            amps = P.amps_for(self.cp.limit_w(), self.cfg["volts"], self.cfg["phases"], self.cfg["max_a"])
         duty = P.duty_permille(amps)
         if duty != port.duty:
             port.duty = duty
@@ -164,27 +163,27 @@ class Evse:
 
 
 def make_evse(cp, log=None):
-    """An Evse on the board's pins from cp.config (pilot_adc_pins set), wired into cp; None without."""
+    """An Evse on the board's pins from cp.config (a "pilot" map), wired into cp; None without."""
     cfg = cp.config
-    if cfg["pilot_adc_pins"] is None:
+    if cfg["pilot"] is None:
         return None
-    P.check_config(cfg)
+    p = P.check_config(cfg)
     from machine import ADC, PWM, Pin
 
     ports = []
     for i in range(len(cp.connectors)):
-        adc = ADC(Pin(cfg["pilot_adc_pins"][i]))
+        adc = ADC(Pin(p["adc"][i]))
         if hasattr(ADC, "ATTN_11DB"):
             adc.atten(ADC.ATTN_11DB)  # the full 0..3.3 V range
-        pwm = PWM(Pin(cfg["pilot_pwm_pins"][i]), freq=1000, duty_u16=P.FULL_U16)
+        pwm = PWM(Pin(p["pwm"][i]), freq=1000, duty_u16=P.FULL_U16)
         button = None
-        if cfg["button_pins"] is not None:
-            button = Pin(cfg["button_pins"][i], Pin.IN, Pin.PULL_UP)
+        if p.get("button") is not None:
+            button = Pin(p["button"][i], Pin.IN, Pin.PULL_UP)
         ports.append(Port(adc, pwm, Pin(cfg["relay_pins"][i], Pin.OUT, value=0), button))
-    evse = attach(cp, ports, cfg["meter_pins"] is not None, log)
-    if cfg["meter_pins"] is not None:
+    evse = attach(cp, ports, p.get("meter") is not None, log)
+    if p.get("meter") is not None:
         for i in range(len(ports)):
-            Pin(cfg["meter_pins"][i], Pin.IN).irq(_counter(evse, i + 1), Pin.IRQ_FALLING)
+            Pin(p["meter"][i], Pin.IN).irq(_counter(evse, i + 1), Pin.IRQ_FALLING)
     return evse
 
 

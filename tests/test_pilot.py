@@ -14,7 +14,8 @@ from transport.errors import E_INVALID_STATE
 
 # The pilot voltage seen through the default divider (-12..+12 V onto 0..3300 mV) at each state.
 MV = {"A": 3300, "B": 2887, "C": 2475, "D": 2062, "E": 1650, "F": 0}
-PILOT_CFG = {"pilot_adc_pins": [34], "pilot_pwm_pins": [25], "relay_pins": [26]}
+PILOT = {"adc": [34], "pwm": [25]}
+PILOT_CFG = {"pilot": PILOT, "relay_pins": [26]}
 
 
 class FakeAdc:
@@ -46,8 +47,8 @@ class FakePin:
 class Rig:
     """A station online with the fake hub, its pilot, PWM, relay and button pins."""
 
-    def __init__(self, metered=False, **cfg):
-        self.cp, self.hub, self.wire, self.clock = online(**dict(PILOT_CFG, **cfg))
+    def __init__(self, metered=False, **pilot):
+        self.cp, self.hub, self.wire, self.clock = online(pilot=dict(PILOT, **pilot), relay_pins=[26])
         self.adc, self.pwm, self.relay, self.button = FakeAdc(), FakePwm(), FakePin(), FakePin(1)
         self.evse = attach(self.cp, [Port(self.adc, self.pwm, self.relay, self.button)], metered)
         self.port = self.evse.ports[0]
@@ -86,13 +87,17 @@ def test_a_single_glitch_is_not_a_pilot_change():
 
 def test_pilot_keys_are_checked_and_a_pilot_requires_a_vehicle():
     cfg = normalize(dict(PILOT_CFG, id="X", key="k"))
-    assert cfg["require_vehicle"] is True and cfg["pilot_max_a"] == 32
+    assert cfg["require_vehicle"] is True and P.check_config(cfg)["max_a"] == 32
     assert normalize({"id": "X", "key": "k"})["require_vehicle"] is False
-    for bad, word in (({"pilot_adc_pins": [34]}, "pilot_pwm_pins"), (dict(PILOT_CFG, pilot_mv=[1, 2, 3, 4, 5]), "pilot_mv"),
-                      (dict(PILOT_CFG, meter_pins=[1, 2]), "meter_pins"), (dict(PILOT_CFG, pilot_phases=2), "pilot_phases"),
-                      (dict(PILOT_CFG, meter_imp_kwh=0.5), "meter_imp_kwh"), (dict(PILOT_CFG, button_pins=7), "button_pins")):
+    with pytest.raises(ValueError) as exc:
+        normalize({"id": "X", "key": "k", "pilot": {"adc": [34]}})
+    assert "pilot must be" in str(exc.value)
+    for bad, word in (({"pilot": PILOT}, "relay_pins"), ({"mv": [1, 2, 3, 4, 5]}, "pilot.mv"),
+                      ({"meter": [1, 2]}, "pilot.meter"), ({"phases": 2}, "pilot.phases"),
+                      ({"imp_kwh": 0.5}, "pilot.imp_kwh"), ({"button": 7}, "pilot.button"), ({"adc": [1.5]}, "pilot.adc")):
+        cfg = bad if "pilot" in bad else dict(PILOT_CFG, pilot=dict(PILOT, **bad))
         with pytest.raises(ValueError) as exc:
-            P.check_config(normalize(dict(bad, id="X", key="k")))
+            P.check_config(normalize(dict(cfg, id="X", key="k")))
         assert word in str(exc.value)
 
 
@@ -106,7 +111,7 @@ def test_a_remote_start_with_no_vehicle_plugged_in_is_refused_and_the_relay_stay
 
 
 def test_a_pilot_driven_session_closes_the_relay_only_in_c_after_the_pwm_and_bills_the_meter_pulses():
-    rig = Rig(metered=True, meter_imp_kwh=500)  # 2 Wh per impulse
+    rig = Rig(metered=True, imp_kwh=500)  # 2 Wh per impulse
     rig.pilot("B")
     assert rig.cp.status(1) == "Preparing" and rig.hub.status(1) == "Preparing" and not rig.offering
     assert ask(rig.hub, rig.wire, K.REMOTE_START, 0, "V-1", None, EV).kind == K.ACK

@@ -359,7 +359,7 @@ class Board:
         self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
         self.cfg = self.cp.config
         self.evse = None  # control pilot, gated relay, S0 meter, button (firmware/evse.py)
-        if self.cfg["pilot_adc_pins"] is not None:
+        if self.cfg["pilot"] is not None:
             from firmware.evse import make_evse
 
             self.evse = make_evse(self.cp, self.log)
