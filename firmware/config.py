@@ -25,10 +25,10 @@ finishing_s        a remotely started session's vehicle leaves this long after t
 checkpoint_s       a running session's energy is saved to the journal this often (power loss)
 request_timeout_s  a request (BOOT, STATUS, session records) unanswered this long is sent again
 relay_pins         GPIO per connector driving the contactor relay (board only)
-require_vehicle    REMOTE_START needs a vehicle present (plugged); on whenever ``pilot`` is set
 pilot              control pilot, S0 meter, button (board): ``{"adc": [34], "pwm": [25]}`` and optional
                    "mv", "max_a", "volts", "phases", "meter", "imp_kwh", "button" (firmware/pilot.py
-                   checks them; firmware/README.md); needs relay_pins
+                   checks them; firmware/README.md); needs relay_pins. With a pilot, REMOTE_START
+                   needs a vehicle plugged in (firmware/hubrequests.py)
 sync_time          adopt the hub's clock from WELCOME/PONG (board: its RTC is not set)
 journal            path of the session journal file (board default "journal.log")
 =================  ======================================================================
@@ -65,7 +65,6 @@ finishing_s* 30 0 86400
 checkpoint_s 300 1 86400
 request_timeout_s 10 1 300
 relay_pins null
-require_vehicle false
 pilot null
 sync_time false
 journal "journal.log"
@@ -125,7 +124,7 @@ def check(key, value):
     elif key == "key":
         if type(value) is not str or not value:
             bad = "a non-empty string"
-    elif key == "sync_time" or key == "require_vehicle":
+    elif key == "sync_time":
         if type(value) is not bool:
             bad = "true or false"
     elif value is None:
@@ -141,9 +140,6 @@ def check(key, value):
     elif key == "relay_pins":
         if type(value) is not list or not all(type(p) is int for p in value):
             bad = "a list of GPIO numbers"
-    elif key == "pilot":
-        if type(value) is not dict or type(value.get("adc")) is not list or type(value.get("pwm")) is not list:
-            bad = '{"adc": [GPIO, ...], "pwm": [GPIO, ...], ...}'
     if bad is not None:
         raise ValueError("%s must be %s" % (key, bad))
     return value
@@ -161,8 +157,6 @@ def normalize(config):
     pins = out["relay_pins"]
     if pins is not None and len(pins) != out["connectors"]:
         raise ValueError("relay_pins needs one pin per connector (%d)" % out["connectors"])
-    # The pilot tells whether a car is there: the rule holds. The pilot's other checks are
-    # firmware/pilot.py check_config (loaded only by a board with a pilot: its strings cost heap).
-    if out["pilot"] is not None:
-        out["require_vehicle"] = True
+    # The pilot's other checks are firmware/pilot.py check_config: loaded only by a board with a
+    # pilot (every string in a board module is interned in RAM).
     return out

@@ -11,7 +11,7 @@ input, then polls), so the relay opens within one turn, about 50 ms plus the tur
 pilot leaving C: inside IEC 61851's 100 ms. The events the core hears (plug, unplug, suspend,
 fault) wait for DEBOUNCE agreeing readings.
 
-Hardware objects are injected (``Port``), so the logic runs on CPython with fakes; ``make_evse``
+Hardware objects are injected (``Port``), so the logic runs on CPython with fakes; ``start``
 builds them from ``machine`` on a board. Integer arithmetic only: mV, A, W, pulses, Wh.
 """
 
@@ -162,7 +162,7 @@ class Evse:
             self._log("info", "button %d: nothing to stop (a start comes from the hub or a reservation)" % n)
 
 
-def make_evse(cp, log=None):
+def start(cp, log=None):
     """An Evse on the board's pins from cp.config (a "pilot" map), wired into cp; None without."""
     cfg = cp.config
     if cfg["pilot"] is None:

@@ -45,9 +45,10 @@ def remote_start(cp, f):
     if cp.offline:
         raise Refused(E_INVALID_STATE, "station is in offline mode")
     c = _pick(cp, number, vehicle, rid)
-    if cp.config["require_vehicle"] and c.vehicle is None:
-        # A station with a control pilot knows whether a car is there: no car, no energy.
-        raise Refused(E_INVALID_STATE, "no vehicle plugged in")
+    if cp.config["pilot"] is not None and c.vehicle is None:
+        # A station with a control pilot knows whether a car is there: no car, no energy (the
+        # message is chargepoint.unplug's: one string fewer in the board's RAM).
+        raise Refused(E_INVALID_STATE, "nothing is plugged into connector %d" % c.number)
 
     def start():
         if c.vehicle is None:

@@ -37,6 +37,8 @@ def check_config(cfg):
     "volts": 230, "phases": 1, "meter": null or [...], "imp_kwh": 1000, "button": null or [...]}."""
     p = cfg["pilot"]
     n = cfg["connectors"]
+    if type(p) is not dict or p.get("adc") is None or p.get("pwm") is None:
+        raise ValueError('pilot must be {"adc": [GPIO per connector], "pwm": [GPIO per connector], ...}')
     if cfg["relay_pins"] is None:
         raise ValueError("pilot needs relay_pins")
     for k in ("adc", "pwm", "meter", "button"):

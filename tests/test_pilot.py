@@ -85,12 +85,11 @@ def test_a_single_glitch_is_not_a_pilot_change():
     assert d.feed("C") is None and d.feed("C") == "C"
 
 
-def test_pilot_keys_are_checked_and_a_pilot_requires_a_vehicle():
+def test_the_pilot_map_is_checked_and_a_bad_one_named():
     cfg = normalize(dict(PILOT_CFG, id="X", key="k"))
-    assert cfg["require_vehicle"] is True and P.check_config(cfg)["max_a"] == 32
-    assert normalize({"id": "X", "key": "k"})["require_vehicle"] is False
+    assert P.check_config(cfg)["max_a"] == 32
     with pytest.raises(ValueError) as exc:
-        normalize({"id": "X", "key": "k", "pilot": {"adc": [34]}})
+        P.check_config(normalize({"id": "X", "key": "k", "pilot": {"adc": [34]}, "relay_pins": [26]}))
     assert "pilot must be" in str(exc.value)
     for bad, word in (({"pilot": PILOT}, "relay_pins"), ({"mv": [1, 2, 3, 4, 5]}, "pilot.mv"),
                       ({"meter": [1, 2]}, "pilot.meter"), ({"phases": 2}, "pilot.phases"),
@@ -104,7 +103,7 @@ def test_pilot_keys_are_checked_and_a_pilot_requires_a_vehicle():
 def test_a_remote_start_with_no_vehicle_plugged_in_is_refused_and_the_relay_stays_open():
     rig = Rig()
     reply = ask(rig.hub, rig.wire, K.REMOTE_START, 1, "V-1", None, EV)
-    assert err_code(reply) == E_INVALID_STATE and reply.fields[1] == "no vehicle plugged in"
+    assert err_code(reply) == E_INVALID_STATE and reply.fields[1] == "nothing is plugged into connector 1"
     assert err_code(ask(rig.hub, rig.wire, K.REMOTE_START, 0, "V-1", None, EV)) == E_INVALID_STATE
     rig.pilot("A")
     assert not rig.closed and not rig.offering and rig.cp.status(1) == "Available"

@@ -358,11 +358,11 @@ class Board:
         journal = Journal(cfg.get("journal") or "journal.log", cfg.get("connectors", 1))
         self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
         self.cfg = self.cp.config
-        self.evse = None  # control pilot, gated relay, S0 meter, button (firmware/evse.py)
+        self.pilot = None  # control pilot, gated relay, S0 meter, button (firmware/evse.py)
         if self.cfg["pilot"] is not None:
-            from firmware.evse import make_evse
+            from firmware.evse import start
 
-            self.evse = make_evse(self.cp, self.log)
+            self.pilot = start(self.cp, self.log)
         self.tls = make_tls(self.cfg.get("hub"), self.log)
         self.poller = select.poll()
         self.link = None
@@ -475,8 +475,8 @@ class Board:
                 if why.startswith("TLS"):  # an untrusted hub or a broken handshake: an operator must look
                     self.log("error", "hub link: %s" % why)
                 self.close_link(why)
-        if self.evse is not None:
-            self.evse.poll()  # every turn (<= POLL_MS apart): the relay opens within 100 ms of leaving C
+        if self.pilot is not None:
+            self.pilot.poll()  # every turn (<= POLL_MS apart): the relay opens within 100 ms of leaving C
         now = self.clock()
         if now - self.last_tick >= TICK_MS:
             self.last_tick = now
