@@ -74,6 +74,10 @@ def _not_authenticated(obj):
 
 
 class ChargePoint:
+    # A fitted energy meter, meter(n, start=False) -> mWh since the session's start (firmware/evse.py
+    # sets it on the instance); a class attribute so a station without one has no extra dict slot.
+    meter = None
+
     def __init__(self, config, clock, wall, journal=None, relay=None, rand=None, log=None, on_config=None):
         cfg = C.normalize(config)
         self.config = cfg
@@ -85,7 +89,6 @@ class ChargePoint:
         while len(self.journal.meters) < n:
             self.journal.meters.append(0)
         self.relay = relay  # relay(connector, on) or None
-        self.meter = None  # a fitted energy meter, meter(n, start=False) -> mWh since the start (firmware/evse.py)
         self._log_fn = log  # log(level, text) or None
         self.on_config = on_config  # on_config(key, value) after a CONFIGURE, e.g. to save it
         self.connectors = [Connector(i + 1) for i in range(n)]

@@ -28,7 +28,8 @@ relay_pins         GPIO per connector driving the contactor relay (board only)
 pilot              control pilot, S0 meter, button (board): ``{"adc": [34], "pwm": [25]}`` and optional
                    "mv", "max_a", "volts", "phases", "meter", "imp_kwh", "button" (firmware/pilot.py
                    checks them; firmware/README.md); needs relay_pins. With a pilot, REMOTE_START
-                   needs a vehicle plugged in (firmware/hubrequests.py)
+                   needs a vehicle plugged in (firmware/hubrequests.py). Not in the table below:
+                   absent unless given (one more key in every board's config dict costs heap)
 sync_time          adopt the hub's clock from WELCOME/PONG (board: its RTC is not set)
 journal            path of the session journal file (board default "journal.log")
 =================  ======================================================================
@@ -65,7 +66,6 @@ finishing_s* 30 0 86400
 checkpoint_s 300 1 86400
 request_timeout_s 10 1 300
 relay_pins null
-pilot null
 sync_time false
 journal "journal.log"
 """

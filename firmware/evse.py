@@ -165,7 +165,7 @@ class Evse:
 def start(cp, log=None):
     """An Evse on the board's pins from cp.config (a "pilot" map), wired into cp; None without."""
     cfg = cp.config
-    if cfg["pilot"] is None:
+    if cfg.get("pilot") is None:
         return None
     p = P.check_config(cfg)
     from machine import ADC, PWM, Pin

@@ -35,7 +35,7 @@ def check_config(cfg):
     """Checks a normalized config's "pilot" map and fills in its defaults; returns it. ValueError
     names the key. {"adc": [GPIO per connector], "pwm": [...], "mv": DEFAULT_MV, "max_a": 32,
     "volts": 230, "phases": 1, "meter": null or [...], "imp_kwh": 1000, "button": null or [...]}."""
-    p = cfg["pilot"]
+    p = cfg.get("pilot")
     n = cfg["connectors"]
     if type(p) is not dict or p.get("adc") is None or p.get("pwm") is None:
         raise ValueError('pilot must be {"adc": [GPIO per connector], "pwm": [GPIO per connector], ...}')

@@ -350,6 +350,8 @@ class PtyLink:
 
 
 class Board:
+    pilot = None  # firmware/evse.py's Evse on a board with a control pilot (set on the instance)
+
     def __init__(self, cfg, debug=False):
         if "sync_time" not in cfg:
             cfg["sync_time"] = True  # a board's RTC is not set: follow the hub
@@ -358,8 +360,7 @@ class Board:
         journal = Journal(cfg.get("journal") or "journal.log", cfg.get("connectors", 1))
         self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
         self.cfg = self.cp.config
-        self.pilot = None  # control pilot, gated relay, S0 meter, button (firmware/evse.py)
-        if self.cfg["pilot"] is not None:
+        if self.cfg.get("pilot") is not None:  # control pilot, gated relay, S0 meter, button
             from firmware.evse import start
 
             self.pilot = start(self.cp, self.log)
