@@ -25,7 +25,7 @@ finishing_s        a remotely started session's vehicle leaves this long after t
 checkpoint_s       a running session's energy is saved to the journal this often (power loss)
 request_timeout_s  a request (BOOT, STATUS, session records) unanswered this long is sent again
 relay_pins         GPIO per connector driving the contactor relay (board only)
-pilot              control pilot, S0 meter, button (board): ``{"adc": [34], "pwm": [25]}`` and optional
+evse               control pilot, S0 meter, button (board): ``{"adc": [34], "pwm": [25]}`` and optional
                    "mv", "max_a", "volts", "phases", "meter", "imp_kwh", "button" (firmware/pilot.py
                    checks them; firmware/README.md); needs relay_pins. With a pilot, REMOTE_START
                    needs a vehicle plugged in (firmware/hubrequests.py). Not in the table below:

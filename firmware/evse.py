@@ -45,7 +45,7 @@ class Evse:
         self.cp = cp
         self.ports = ports
         self.log = log
-        self.cfg = P.check_config(cp.config)  # the "pilot" map, defaults filled in
+        self.cfg = P.check_config(cp.config)  # the "evse" map, defaults filled in
         self.bounds = self.cfg["mv"]
         self.imp = self.cfg["imp_kwh"]
         for i in range(len(ports)):
@@ -163,9 +163,9 @@ class Evse:
 
 
 def start(cp, log=None):
-    """An Evse on the board's pins from cp.config (a "pilot" map), wired into cp; None without."""
+    """An Evse on the board's pins from cp.config (an "evse" map), wired into cp; None without."""
     cfg = cp.config
-    if cfg.get("pilot") is None:
+    if cfg.get("evse") is None:
         return None
     p = P.check_config(cfg)
     from machine import ADC, PWM, Pin

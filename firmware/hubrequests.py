@@ -45,7 +45,7 @@ def remote_start(cp, f):
     if cp.offline:
         raise Refused(E_INVALID_STATE, "station is in offline mode")
     c = _pick(cp, number, vehicle, rid)
-    if cp.config.get("pilot") is not None and c.vehicle is None:
+    if cp.config.get("evse") is not None and c.vehicle is None:
         # A station with a control pilot knows whether a car is there: no car, no energy (the
         # message is chargepoint.unplug's: one string fewer in the board's RAM).
         raise Refused(E_INVALID_STATE, "nothing is plugged into connector %d" % c.number)

@@ -3,7 +3,7 @@
 The pilot line is +12 V from the station through 1 kOhm; the vehicle pulls it down with its
 resistors: A +12 V (nothing connected), B +9 V (connected), C +6 V (charging requested), D +3 V
 (charging with ventilation), E 0 V (short / station error), F -12 V (the station's oscillator
-is off or broken). The ADC sees the line through a divider: the config's ``"pilot": {"mv": [...]}`` holds the five ADC
+is off or broken). The ADC sees the line through a divider: the config's ``"evse": {"mv": [...]}`` holds the five ADC
 millivolt boundaries A|B, B|C, C|D, D|E, E|F, highest first (the defaults are the J1772 mid
 points 10.5, 7.5, 4.5, 1.5, -6 V for a divider mapping -12..+12 V linearly onto 0..3300 mV).
 While the PWM runs the line is a square wave: the state is read from the *high* level, the
@@ -32,29 +32,29 @@ PLUGGED = "?"
 
 
 def check_config(cfg):
-    """Checks a normalized config's "pilot" map and fills in its defaults; returns it. ValueError
+    """Checks a normalized config's "evse" map and fills in its defaults; returns it. ValueError
     names the key. {"adc": [GPIO per connector], "pwm": [...], "mv": DEFAULT_MV, "max_a": 32,
     "volts": 230, "phases": 1, "meter": null or [...], "imp_kwh": 1000, "button": null or [...]}."""
-    p = cfg.get("pilot")
+    p = cfg.get("evse")
     n = cfg["connectors"]
     if type(p) is not dict or p.get("adc") is None or p.get("pwm") is None:
-        raise ValueError('pilot must be {"adc": [GPIO per connector], "pwm": [GPIO per connector], ...}')
+        raise ValueError('evse must be {"adc": [GPIO per connector], "pwm": [GPIO per connector], ...}')
     if cfg["relay_pins"] is None:
-        raise ValueError("pilot needs relay_pins")
+        raise ValueError("evse needs relay_pins")
     for k in ("adc", "pwm", "meter", "button"):
         v = p.get(k)
         if v is not None and (type(v) is not list or len(v) != n or not all(type(g) is int for g in v)):
-            raise ValueError("pilot.%s must be one GPIO number per connector (%d)" % (k, n))
+            raise ValueError("evse.%s must be one GPIO number per connector (%d)" % (k, n))
     mv = p.get("mv", DEFAULT_MV)
     if type(mv) is not list and type(mv) is not tuple or len(mv) != 5 or not all(type(v) is int for v in mv) \
             or any(mv[i] <= mv[i + 1] for i in range(4)):
-        raise ValueError("pilot.mv must be five integer ADC mV boundaries, highest first")
+        raise ValueError("evse.mv must be five integer ADC mV boundaries, highest first")
     p["mv"] = mv
     for k, lo, hi, default in (("max_a", 6, 80, 32), ("volts", 100, 480, 230), ("phases", 1, 3, 1),
                                ("imp_kwh", 1, 100000, 1000)):
         v = p.get(k, default)
         if type(v) is not int or v < lo or v > hi or (k == "phases" and v == 2):
-            raise ValueError("pilot.%s must be an integer in %d..%d%s" % (k, lo, hi, " (1 or 3)" if k == "phases" else ""))
+            raise ValueError("evse.%s must be an integer in %d..%d%s" % (k, lo, hi, " (1 or 3)" if k == "phases" else ""))
         p[k] = v
     return p
 

@@ -597,7 +597,7 @@ def test_a_car_plugs_in_charges_on_the_pilot_and_is_billed_the_meter_pulses_thro
         token = hub.add_vehicle("V-5")
         host, port = hub.url[len("tcp://"):].split(":")
         cfg = fw_config("CP-PIL", key, hub={"host": host, "port": int(port)}, relay_pins=[26],
-                        pilot={"adc": [34], "pwm": [25], "meter": [27], "imp_kwh": 1000})
+                        evse={"adc": [34], "pwm": [25], "meter": [27], "imp_kwh": 1000})
         proc = _board_with_fake_hardware(tmp_path, bundle_dir, cfg, 30, ctl_path=str(ctl), hwlog_path=str(hwlog))
         try:
             wait_for(lambda: "station CP-PIL: boot" in hub.log(), 15, "the firmware's BOOT")

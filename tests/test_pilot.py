@@ -15,7 +15,7 @@ from transport.errors import E_INVALID_STATE
 # The pilot voltage seen through the default divider (-12..+12 V onto 0..3300 mV) at each state.
 MV = {"A": 3300, "B": 2887, "C": 2475, "D": 2062, "E": 1650, "F": 0}
 PILOT = {"adc": [34], "pwm": [25]}
-PILOT_CFG = {"pilot": PILOT, "relay_pins": [26]}
+PILOT_CFG = {"evse": PILOT, "relay_pins": [26]}
 
 
 class FakeAdc:
@@ -48,7 +48,7 @@ class Rig:
     """A station online with the fake hub, its pilot, PWM, relay and button pins."""
 
     def __init__(self, metered=False, **pilot):
-        self.cp, self.hub, self.wire, self.clock = online(pilot=dict(PILOT, **pilot), relay_pins=[26])
+        self.cp, self.hub, self.wire, self.clock = online(evse=dict(PILOT, **pilot), relay_pins=[26])
         self.adc, self.pwm, self.relay, self.button = FakeAdc(), FakePwm(), FakePin(), FakePin(1)
         self.evse = attach(self.cp, [Port(self.adc, self.pwm, self.relay, self.button)], metered)
         self.port = self.evse.ports[0]
@@ -89,12 +89,12 @@ def test_the_pilot_map_is_checked_and_a_bad_one_named():
     cfg = normalize(dict(PILOT_CFG, id="X", key="k"))
     assert P.check_config(cfg)["max_a"] == 32
     with pytest.raises(ValueError) as exc:
-        P.check_config(normalize({"id": "X", "key": "k", "pilot": {"adc": [34]}, "relay_pins": [26]}))
-    assert "pilot must be" in str(exc.value)
-    for bad, word in (({"pilot": PILOT}, "relay_pins"), ({"mv": [1, 2, 3, 4, 5]}, "pilot.mv"),
-                      ({"meter": [1, 2]}, "pilot.meter"), ({"phases": 2}, "pilot.phases"),
-                      ({"imp_kwh": 0.5}, "pilot.imp_kwh"), ({"button": 7}, "pilot.button"), ({"adc": [1.5]}, "pilot.adc")):
-        cfg = bad if "pilot" in bad else dict(PILOT_CFG, pilot=dict(PILOT, **bad))
+        P.check_config(normalize({"id": "X", "key": "k", "evse": {"adc": [34]}, "relay_pins": [26]}))
+    assert "evse must be" in str(exc.value)
+    for bad, word in (({"evse": PILOT}, "relay_pins"), ({"mv": [1, 2, 3, 4, 5]}, "evse.mv"),
+                      ({"meter": [1, 2]}, "evse.meter"), ({"phases": 2}, "evse.phases"),
+                      ({"imp_kwh": 0.5}, "evse.imp_kwh"), ({"button": 7}, "evse.button"), ({"adc": [1.5]}, "evse.adc")):
+        cfg = bad if "evse" in bad else dict(PILOT_CFG, evse=dict(PILOT, **bad))
         with pytest.raises(ValueError) as exc:
             P.check_config(normalize(dict(cfg, id="X", key="k")))
         assert word in str(exc.value)

@@ -23,7 +23,7 @@ FIRMWARE_MODULES = (
     "pilot",
     "evse",
 )
-# Loaded only by a board with a control pilot (board.py imports them when the config has "pilot").
+# Loaded only by a board with a control pilot (board.py imports them when the config has "evse").
 PILOT_MODULES = ("firmware.pilot", "firmware.evse")
 TOP_FILES = ("boot.py", "main.py", "board.py", "config.json")
 # Run as scripts on the board (boot.py, main.py): never compiled to .mpy.
