@@ -26,6 +26,7 @@ import sqlite3
 import time
 
 from hub.geo import validate_position
+from hub.secretfile import prepare_store
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Store:
     def __init__(self, path, clock=time.time):
         self.path = str(path)
         self._clock = clock
+        prepare_store(self.path)  # owner-only, or refused: it holds every device key in plain
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]

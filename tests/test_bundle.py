@@ -32,7 +32,7 @@ def board_modules(out):
 
 
 def stations(hub):
-    res = evhub("stations", "list", "--hub", hub.url, "--json", check=False)
+    res = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json", check=False)
     return {s["id"]: s for s in json.loads(res.stdout)} if res.returncode == 0 else {}
 
 

@@ -418,7 +418,7 @@ def test_a_flashed_board_filesystem_runs_on_the_unix_port_and_the_hub_shows_it_a
             deadline = time.monotonic() + 30
             status = None
             while time.monotonic() < deadline and status != "Available":
-                res = evhub("stations", "list", "--hub", hub.url, "--json", check=False)
+                res = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json", check=False)
                 if res.returncode == 0:
                     status = {s["id"]: s["status"] for s in json.loads(res.stdout)}.get("CP-FL")
                 time.sleep(0.3)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from hubproc import HubProcess, evhub
-from tools.hubclient import HubClient
+from tools.operator_auth import operator_client
 from transport import kinds as K
 
 BAHIA = "America/Bahia"
@@ -43,7 +43,7 @@ def hub(tmp_path_factory):
 
 
 def _statuses(hub):
-    with HubClient(hub.url, "operator", "operator", b"") as op:
+    with operator_client(hub.url, hub.db) as op:
         listing = op.request(K.STATIONS_LIST)[1][0]
     return {s["id"]: s["status"] for s in listing}
 
@@ -72,7 +72,7 @@ def utc_epoch(text, offset_h=-3):
 def test_position_is_sent_and_counted_by_the_hub(hub):
     res = vehicle(hub, "V-1", "position", "--lat", "-12.25", "--lon", "-38.95", "--soc", "0.4", check=True)
     assert "position sent: -12.25000, -38.95000" in res.stdout
-    with HubClient(hub.url, "operator", "operator", b"") as op:
+    with operator_client(hub.url, hub.db) as op:
         assert op.request(K.HUB_STATS)[1][0].get("positions", 0) >= 1
 
 

@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 
+from hub.secretfile import SecretFileError, write_secret
 from transport.tcp_link import parse_hub_url
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -274,11 +275,11 @@ def write_bundle(out_dir, config, mpy=False, march=DEFAULT_MARCH, force=False, m
         for src, dst, script in files:
             if dst == CONFIG_NAME:
                 target = os.path.join(out_dir, CONFIG_NAME)
-                # The key is a secret: readable by the owner only on this computer.
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(config, f, indent=1)
-                    f.write("\n")
+                # The key is a secret: owner-only (0600 even over an old 0644 file), never through a symlink.
+                try:
+                    write_secret(target, json.dumps(config, indent=1) + "\n")
+                except SecretFileError as exc:
+                    raise BundleError(str(exc)) from None
                 written.append((CONFIG_NAME, os.path.getsize(target)))
                 continue
             src_path = os.path.join(REPO, *src.split("/"))

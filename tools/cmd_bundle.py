@@ -21,12 +21,14 @@ import argparse
 import sys
 
 from tools import bundle as B
+from tools import secret_args
 
 
 def add_config_arguments(p, require_id=True):
     """The station flags `bundle` and `flash` share."""
     p.add_argument("--id", required=require_id, help="station id as provisioned (evhub stations add)")
-    p.add_argument("--wifi", metavar="SSID:PASSWORD", help="WiFi network the board joins (split at the first colon)")
+    secret_args.add(p, "--wifi", "EVHUB_WIFI", "WiFi network the board joins, SSID:PASSWORD (split at the first colon)",
+                    metavar="SSID:PASSWORD")
     p.add_argument("--lat", type=float, help="latitude, degrees")
     p.add_argument("--lon", type=float, help="longitude, degrees")
     p.add_argument("--connectors", type=int, help="number of connectors (1..8)")
@@ -43,7 +45,7 @@ def configure(p):
     p.description = __doc__
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (created if missing)")
-    p.add_argument("--key", help="the station's key, printed by `evhub stations add`")
+    secret_args.add(p, "--key", "EVHUB_KEY", "the station's key, printed by `evhub stations add`")
     link = p.add_mutually_exclusive_group()
     link.add_argument("--hub", metavar="tcp://HOST:PORT", help="hub address the board connects to over WiFi")
     link.add_argument("--uart", metavar="TX,RX,BAUD", help="serial link on the board's pins (UART1), e.g. 17,16,115200")
@@ -51,6 +53,13 @@ def configure(p):
     add_config_arguments(p)
     p.add_argument("--mpy", action="store_true", help="compile the modules to .mpy with mpy-cross")
     p.add_argument("--force", action="store_true", help="write into a directory that holds other files too")
+
+
+def resolve_secrets(args):
+    """--key/--wifi from their flag, -file or $EVHUB_KEY/$EVHUB_WIFI (tools/secret_args.py); ValueError if unreadable."""
+    if hasattr(args, "key"):
+        secret_args.resolve(args, "--key", "EVHUB_KEY")
+    secret_args.resolve(args, "--wifi", "EVHUB_WIFI")
 
 
 def config_from_args(args, key, hub=None):
@@ -73,11 +82,12 @@ def config_from_args(args, key, hub=None):
 
 def run(args):
     try:
+        resolve_secrets(args)
         cfg = config_from_args(args, args.key)
         for text in B.warnings_for(cfg):
             print("evhub bundle: warning: %s" % text, file=sys.stderr)
         written = B.write_bundle(args.out_dir, cfg, mpy=args.mpy, march=args.march, force=args.force)
-    except B.BundleError as exc:
+    except (B.BundleError, ValueError) as exc:
         print("evhub bundle: %s" % exc, file=sys.stderr)
         return 2
     form = ".mpy for %s" % args.march if args.mpy else ".py source"

@@ -50,6 +50,7 @@ import tempfile
 import time
 
 from tools import bundle as B
+from tools import secret_args
 from tools.cmd_bundle import add_config_arguments
 
 # Where the MicroPython image goes: the ESP32 and ESP32-S2 boot from 0x1000, later chips from 0x0.
@@ -295,7 +296,7 @@ class Flasher:
 
         try:
             store = Store(a.db)
-        except (StoreError, OSError, sqlite3.Error) as exc:
+        except (StoreError, ValueError, OSError, sqlite3.Error) as exc:  # ValueError: hub/secretfile.py refusals
             raise FlashError("cannot open the store %s: %s" % (a.db, exc)) from None
         try:
             existing = store.get_station(a.id)
@@ -520,6 +521,11 @@ def prepare_script(written):
 def run(args):
     if not getattr(args, "verbose", 0):
         logging.getLogger("hub.store").setLevel(logging.WARNING)  # the steps say what happened to the store
+    try:
+        secret_args.resolve(args, "--wifi", "EVHUB_WIFI")
+    except ValueError as exc:
+        print("evhub flash: %s" % exc, file=sys.stderr)
+        return 2
     try:
         return Flasher(args).run()
     except FlashError as exc:

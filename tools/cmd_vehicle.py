@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from tools import credentials
+from tools import credentials, secret_args
 from tools.hubclient import HubClient, HubError, hub_url
 from transport import kinds as K
 
@@ -22,7 +22,7 @@ TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-
 def configure(p):
     p.add_argument("--id", required=True, help="vehicle id")
     p.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
-    p.add_argument("--token", help="vehicle token (default: $EVHUB_TOKEN or the one `evhub vehicles add` saved)")
+    secret_args.add(p, "--token", "EVHUB_TOKEN", "vehicle token", extra_help=" (default: the one `evhub vehicles add` saved)")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     pos = sub.add_parser("position", help="report where the vehicle is")
     pos.add_argument("--lat", type=float, required=True)
@@ -119,7 +119,7 @@ def _run(args):
             raise ValueError("--minutes must be 1..1440")
         if start < time.time() - 60:
             raise ValueError("%s is in the past (it is %s now)" % (show_local(start), show_local(time.time())))
-    token = credentials.lookup("vehicle", args.id, args.token)
+    token = credentials.lookup("vehicle", args.id, secret_args.resolve(args, "--token", "EVHUB_TOKEN"))
     if not token:
         raise ValueError("no token for vehicle %s: run `evhub vehicles add --id %s` or pass --token" % (args.id, args.id))
     rid = None
