@@ -33,7 +33,7 @@ if TESTS not in sys.path:
 
 from fw_mp import REPO, compile_tree, micropython  # noqa: E402
 
-from firmware.micropython import board_modules  # noqa: E402
+from firmware.micropython import PILOT_MODULES, board_modules  # noqa: E402
 from tools.romfs import build_image  # noqa: E402
 
 HEAP_MARK = "IMPORTS"
@@ -44,10 +44,11 @@ def core_modules():
     return [src for src in board_modules() if src.startswith(("transport/", "firmware/")) and src.count("/") == 1]
 
 
-def board_import_names():
-    """Every board module in import order, then board.py (the glue; it touches no hardware at import)."""
+def board_import_names(pilot=False):
+    """Every board module in import order, then board.py (the glue; it touches no hardware at import).
+    The pilot modules only for a board with a control pilot (`pilot`)."""
     names = [src[:-3].replace("/", ".") for src in core_modules() if not src.endswith("__init__.py")]
-    return names + ["board"]
+    return [n for n in names if pilot or n not in PILOT_MODULES] + ["board"]
 
 
 def import_script(names):
