@@ -123,7 +123,8 @@ class Api:
         last_rx = getattr(getattr(link, "session", None), "_last_rx", None)
         if link is None or link.closed or last_rx is None:
             return None
-        return self.clock() - (time.monotonic() - last_rx) * self.config["speedup"]
+        silent_s = (link.session.clock() - last_rx) / 1000  # session clocks count integer ms
+        return self.clock() - silent_s * self.config["speedup"]
 
     def station_json(self, v):
         return station_doc(v, self.last_heartbeat(v.id))
