@@ -8,14 +8,19 @@ STAMP := $(VENV)/.installed
 
 # Debian's python3 may lack venv (ensurepip); as root, install it rather than fail.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	@echo "make: creating $(VENV)"
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv </dev/null && $(PYTHON) -m venv $(VENV); }
 
+# One line says what is happening; pip's own output goes to .venv/install.log and is shown only
+# when the install fails.
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "make: installing evhub and its test tools into $(VENV) (log: $(VENV)/install.log) ..."
+	@{ $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e '.[dev]'; } \
+	  >$(VENV)/install.log 2>&1 </dev/null || { tail -40 $(VENV)/install.log; echo "make: install failed, see $(VENV)/install.log" >&2; exit 1; }
+	@touch $(STAMP)
+	@echo "make: installed"
 
 install: $(STAMP)
 
@@ -30,12 +35,14 @@ test: $(STAMP) browser-deps
 # A no-op when both are present; as root on Debian it installs them (no stdin needed); otherwise it
 # says so and the browser test skips with that reason.
 browser-deps: $(STAMP)
-	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core </dev/null; } || \
+	@[ -x /usr/bin/chromium ] || { echo "make: installing Debian's chromium for the dashboard test (log: $(VENV)/browser.log) ..."; \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; } \
+	  >$(VENV)/browser.log 2>&1 </dev/null; } || \
 	  echo "browser-deps: chromium is not installed and cannot be installed here" >&2
-	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet playwright </dev/null || \
-	  echo "browser-deps: pip install playwright failed" >&2
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet playwright >>$(VENV)/browser.log 2>&1 </dev/null || \
+	  echo "browser-deps: pip install playwright failed (see $(VENV)/browser.log)" >&2
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -28,6 +28,7 @@ import itertools
 import logging
 import sqlite3
 
+from hub.timefmt import Window
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND
 
 log = logging.getLogger(__name__)
@@ -307,8 +308,8 @@ class ReservationBook:
             conn = self._fit(st, start, end, now)
             if conn is None:
                 alts = self.alternatives(st, start, end, now)
-                log.info("vehicle %s: station %s has no free connector for [%d, %d); %d alternatives",
-                         vehicle_id, station_id, start, end, len(alts))
+                log.info("vehicle %s: station %s has no free connector for %s; %d alternatives",
+                         vehicle_id, station_id, Window(start, end), len(alts))
                 results[i] = ReserveResult(False, None, alts, "conflict: station %s is fully booked then" % station_id)
                 continue
             r = Reservation(-(i + 1), vehicle_id, station_id, conn, start, end, "confirmed")
@@ -330,8 +331,8 @@ class ReservationBook:
             r = tmp._replace(id=rid)
             self._hold(st, r)
             self._events.append(("reserved", r))
-            log.info("vehicle %s: reservation %d confirmed at station %s connector %d [%d, %d)",
-                     r.vehicle_id, rid, r.station_id, r.connector, r.start, r.end)
+            log.info("vehicle %s: reservation %d confirmed at station %s connector %d %s",
+                     r.vehicle_id, rid, r.station_id, r.connector, Window(r.start, r.end))
             results[i] = ReserveResult(True, r, [], None)
         return results
 

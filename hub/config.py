@@ -23,6 +23,8 @@ DEFAULTS = {
     "tls_key": "",
     "http": "",  # HOST:PORT of the HTTP API and dashboard (e.g. 127.0.0.1:8080); empty = off
     "http_token": "",  # bearer token for HTTP writes (reservations); empty = HTTP writes refused
+    "log_file": "",  # also write the log here (SIGHUP reopens it, for logrotate); empty = stderr only
+    "serial": [],  # serial lines with charge points: pyserial URLs (/dev/ttyUSB0, socket://..., a pty path)
 }
 
 
@@ -49,9 +51,12 @@ def load(path=None, overrides=None):
         for key, value in data.items():
             if key in ("epoch0", "speedup") and type(value) in (int, float):
                 pass  # numbers, whatever their default (epoch0 defaults to None)
+            elif key == "serial" and (type(value) is not list or not all(type(u) is str and u for u in value)):
+                raise ConfigError("config %s: serial must be a list of port URLs" % path)
             elif type(value) is not type(DEFAULTS[key]):
                 raise ConfigError("config %s: %s must be %s" % (path, key, type(DEFAULTS[key]).__name__))
             cfg[key] = value
+    cfg["serial"] = list(cfg["serial"])  # never the shared default list
     for key, value in (overrides or {}).items():
         if value is not None:
             cfg[key] = value

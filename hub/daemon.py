@@ -85,9 +85,10 @@ class Hub:
         log.info("hub listening on tcp://%s:%d%s (db %s)%s", host, self.port,
                  " with TLS (clients use tls://)" if self.config.get("tls_cert") else "", self.config["db"],
                  "".join(" serial %s" % u for u in self.serial_urls))
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig, handler in ((signal.SIGTERM, self._stopping.set), (signal.SIGINT, self._stopping.set),
+                             (signal.SIGHUP, reopen_log_files)):
             try:
-                self.loop.add_signal_handler(sig, self._stopping.set)
+                self.loop.add_signal_handler(sig, handler)
             except (ValueError, RuntimeError):  # not the main thread (tests run the hub in a thread)
                 pass
         # What startup built (station tables, indexes, modules) lives as long as the hub: move it out
@@ -113,6 +114,20 @@ class Hub:
             # Stopping the actors closes their sqlite connections; WAL commits are already durable.
             pykka.ActorRegistry.stop_all(block=True, timeout=10)
             log.info("hub stopped")
+
+
+def reopen_log_files():
+    """SIGHUP: close every log file; the next line opens it again by name (logrotate moved it away)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                    handler.stream = None  # FileHandler.emit opens the file again (mode "a")
+            finally:
+                handler.release()
+    log.info("log files reopened (SIGHUP)")
 
 
 def tls_context(config):

@@ -11,10 +11,11 @@ import collections
 import logging
 import threading
 
-from transport.errors import E_RATE_LIMITED
+from transport.errors import E_CONFLICT, E_RATE_LIMITED
 from transport.framing import SerialFramer, StreamFramer
 
 from hub.link import Link
+from hub.peerclash import REFUSE, PeerClash
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,7 @@ class Gateway:
         self.peers = {}  # (role, id) -> link id of its current authenticated link
         self._next_id = 1
         self.outbox = Outbox(self)
+        self.clash = PeerClash()
         self.server = None
         self.serial_lines = []
         self._ticker = None
@@ -244,12 +246,33 @@ class Gateway:
         return link
 
     def bind_peer(self, link):
+        """Make `link` the one its (role, id) is reached on; False if it was refused instead (two
+        devices flapping on one id: hub/peerclash.py)."""
         key = (link.session.role, link.session.peer_id)
         old = self.links.get(self.peers.get(key))
-        self.peers[key] = link.id
-        if old is not None and old is not link:
-            log.info("%s: a newer link replaces link %d", link.label, old.id)
+        if old is not None and old is not link and not old.closed:
+            now = self.clock()
+            verdict, hold_starts = self.clash.decide(key, now)
+            if verdict == REFUSE:
+                if hold_starts:
+                    log.warning("%s: two devices share this id (from %s and %s): they keep replacing each other; "
+                                "keeping %s, refusing others for %.0f s", link.label, old.address, link.address,
+                                old.address, self.clash.hold_s(key))
+                self.router.count("duplicate_id_refusals")
+                link.session.send_error(E_CONFLICT, "%s %s is already connected from another address" % key)
+                link.shutdown()
+                return False
+            # A reconnect whose old link went quiet is routine; an old link still talking means a
+            # second device with the same id.
+            alive = now - old.last_frame_at < self.config["heartbeat_s"]
+            log.log(logging.WARNING if alive else logging.INFO,
+                    "%s: connected from %s while its link from %s %s; the newer link replaces it", link.label,
+                    link.address, old.address, "is alive (a second device with this id?)" if alive else "was quiet")
+            self.peers[key] = link.id
             old.shutdown()
+            return True
+        self.peers[key] = link.id
+        return True
 
     def drop_link(self, link):
         if self.links.pop(link.id, None) is None:

@@ -41,6 +41,7 @@ class Link:
         self.frames_out = 0
         self.closed = False
         self.opened_at = clock()
+        self.last_frame_at = self.opened_at  # the gateway's clock; tells a live link from a half-open one
         # Until a peer has proved who it is, its frames are small (a handshake is ~60 bytes): an
         # unauthenticated link can make the hub buffer at most PRE_AUTH_MAX_FRAME, not a megabyte.
         self.full_max_frame = None
@@ -91,6 +92,8 @@ class Link:
             self.shutdown()
             return
         now = self.clock()
+        if payloads:
+            self.last_frame_at = now
         for payload in payloads:
             self.frames_in += 1
             if not self.limiter.allow(now):

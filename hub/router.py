@@ -113,7 +113,8 @@ class Router:
         self.logins.succeeded(link.address)
 
     def peer_up(self, link):
-        self.gateway.bind_peer(link)
+        if not self.gateway.bind_peer(link):
+            return
         if link.session.role == "station":
             self.registry.tell(("online", link.session.peer_id))
 

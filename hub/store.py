@@ -94,6 +94,10 @@ class StoreError(ValueError):
     command-line tools can report it like any other bad input."""
 
 
+class StoreConflict(StoreError):
+    """Refused for the state of the store: the id already exists."""
+
+
 def new_secret():
     """32 hex characters (128 bits) from the OS CSPRNG: a station key or a vehicle token."""
     return secrets.token_hex(16)
@@ -183,7 +187,7 @@ class Store:
         with self._tx() as db:
             exists = db.execute("SELECT 1 FROM stations WHERE id = ?", (station_id,)).fetchone()
             if exists and not replace:
-                raise StoreError("station %s already exists (replace it to issue a new key)" % station_id)
+                raise StoreConflict("station %s already exists (add --replace to issue a new key)" % station_id)
             if exists:
                 # UPDATE, not INSERT OR REPLACE: a replace would delete the row and trip the
                 # foreign keys of its reservations and sessions.
@@ -228,7 +232,7 @@ class Store:
         with self._tx() as db:
             exists = db.execute("SELECT 1 FROM vehicles WHERE id = ?", (vehicle_id,)).fetchone()
             if exists and not replace:
-                raise StoreError("vehicle %s already exists (replace it to issue a new token)" % vehicle_id)
+                raise StoreConflict("vehicle %s already exists (add --replace to issue a new token)" % vehicle_id)
             if exists:
                 db.execute("UPDATE vehicles SET token = ? WHERE id = ?", (token, vehicle_id))
             else:

@@ -193,7 +193,13 @@ def test_a_person_at_the_console_sees_the_frames_and_changes_the_board_firmwares
 
 def test_the_console_shows_frames_from_a_running_session_and_leaves_on_ctrl_d(tmp_path, pair):
     """A CPython charge point with a session in progress: remote start, meter values, remote stop."""
-    screen = Screen(console_argv(pair.path1, "--key", KEY))
+    from hub.store import Store
+
+    db = str(tmp_path / "hub.db")  # where the console stores the session records it acknowledges
+    store = Store(db)
+    store.add_station("CP-PY", 1.0, 2.0, 1, 22.0, key=KEY)
+    store.close()
+    screen = Screen(console_argv(pair.path1, "--key", KEY, "--db", db))
     station = None
     try:
         screen.expect(r"waiting for a station's hello")
@@ -409,3 +415,67 @@ def test_help_documents_what_the_console_is_on_the_wire():
     res = evhub("console", "--help")
     for text in ("IS that hub end", "--as station", "Ctrl-]", "REMOTE_START", "availability N on|off", "--raw"):
         assert text in res.stdout, text
+
+
+# --- session records: acknowledged only once stored -------------------------------------------------
+
+
+def _charge_and_stop(console, tmp_path, key, station_id, serial_path):
+    station = Proc([sys.executable, "-m", "tools.cli", "chargepoint", "--id", station_id, "--key", key, "--serial",
+                    serial_path, "--journal", str(tmp_path / "cp.journal"), "--speedup", "30"], tmp_path / "cp.out")
+    console.expect(r"station %s authenticated" % station_id)
+    console.expect(r"<- status +seq=\d+ connector=1 status=Available")
+    console.type("start 1 V-7\n")
+    m = console.expect(r"<- session_start +seq=\d+ session_id=(\S+) connector=1 vehicle_id=V-7")
+    console.type("sleep 2\nstop\n")
+    console.expect(r"<- session_end +seq=\d+ session_id=%s .* reason=Remote" % re.escape(m.group(1)))
+    return station, m.group(1)
+
+
+def test_the_console_as_hub_stores_session_records_before_acknowledging_them(tmp_path, pair):
+    from hub.store import Store
+
+    db = str(tmp_path / "hub.db")
+    store = Store(db)
+    key = store.add_station("CP-BILL", 1.0, 2.0, 1, 22.0)
+    store.close()
+    console = Screen(console_argv(pair.path1, "--db", db), tty=False)
+    station = None
+    try:
+        console.expect(r"waiting for a station's hello")
+        station, sid = _charge_and_stop(console, tmp_path, key, "CP-BILL", pair.path2)
+        console.expect(r"session_end %s stored in" % re.escape(sid))
+        console.expect(r"-> ack +seq=\d+", timeout=10)
+    finally:
+        console.close()
+        if station:
+            station.stop()
+    store = Store(db)
+    try:
+        s = store.get_session(sid)
+    finally:
+        store.close()
+    assert s is not None and s["station_id"] == "CP-BILL" and s["vehicle_id"] == "V-7" and s["ended"] is not None
+    assert s["reason"] == "Remote"
+
+
+def test_the_console_with_no_store_does_not_acknowledge_session_records(tmp_path, pair):
+    console = Screen(console_argv(pair.path1, "--key", KEY, "--db", str(tmp_path / "absent.db")), tty=False)
+    station = None
+    try:
+        console.expect(r"waiting for a station's hello")
+        station = Proc([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-NOSTORE", "--key", KEY, "--serial",
+                        pair.path2, "--journal", str(tmp_path / "cp.journal"), "--speedup", "30"], tmp_path / "cp.out")
+        console.expect(r"station CP-NOSTORE authenticated")
+        console.expect(r"<- status +seq=\d+ connector=1 status=Available")
+        console.type("start 1 V-7\n")
+        m = console.expect(r"<- session_start +seq=(\d+) session_id=(\S+) connector=1 vehicle_id=V-7")
+        console.expect(r"session_start %s not acknowledged: no store" % re.escape(m.group(2)))
+        # Unacknowledged, the record stays with the station, which sends it again (serial resend).
+        again = console.expect(r"<- session_start +seq=(\d+) session_id=%s" % re.escape(m.group(2)), timeout=15)
+        assert again.group(1) != m.group(1)
+    finally:
+        console.close()
+        if station:
+            station.stop()
+    assert not os.path.exists(tmp_path / "absent.db")

@@ -6,6 +6,7 @@ install them (root + apt-get, pip); it is skipped, loudly, only when that is imp
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,10 @@ def test_the_dashboard_shows_the_hubs_stations_and_a_status_change_arrives_witho
             status, _h, _b = hub.request("POST", "/api/reservations", token=TOKEN,
                                          body={"station_id": "CP-3", "vehicle_id": "V-3", "start": now + 1800, "duration_min": 45})
             assert status == 201
+            later = now + 2 * 86400  # a window on another day is shown with its date
+            status, _h, _b = hub.request("POST", "/api/reservations", token=TOKEN,
+                                         body={"station_id": "CP-1", "vehicle_id": "V-4", "start": later, "duration_min": 30})
+            assert status == 201
             vehicle.send(K.POSITION, -12.26, -38.95, now, 0.6)
             hub.wait_for("/api/vehicles", lambda b: b["vehicles"])
 
@@ -114,9 +119,14 @@ def test_the_dashboard_shows_the_hubs_stations_and_a_status_change_arrives_witho
                                    ["CP-3", "Available", "Free now"], ["CP-4", "Offline", "Offline"]]
             assert page.locator("#map g.station").count() == 4
             assert page.locator('#map g.station[data-station="CP-4"].st-Offline').count() == 1
+            offline_conns = page.inner_text('#stations-table tr[data-station="CP-4"] .conns')
+            assert "offline" in offline_conns and "free" not in offline_conns  # not a green "2/2 free"
             page.wait_for_selector('#map g.vehicle[data-vehicle="V-1"]', timeout=10000)
+            assert page.text_content('#map g.vehicle[data-vehicle="V-1"] text') == "V-1"  # vehicles carry their id
             assert "S-22" in page.inner_text("#sessions-table") or "CP-2" in page.inner_text("#sessions-table")
             assert "V-3" in page.inner_text("#reservations-table")
+            later_row = page.inner_text('#reservations-table tr:has-text("V-4")')
+            assert re.search(r"\S+ \d{2}:\d{2}–\d{2}:\d{2}", later_row), later_row  # the date precedes the window
 
             page.evaluate("window.__sameDocument = 'yes'")  # gone if the page reloads
             cp1.request(K.STATUS, 1, "Charging", None)

@@ -133,11 +133,11 @@ def test_cancel_frees_the_window_and_a_second_cancel_is_refused_clearly(hub):
     at = tomorrow("13:00")
     rid = json.loads(vehicle(hub, "V-3", "reserve", "--station", "CP-1", "--at", at, "--json", check=True).stdout)[
         "reservation_id"]
-    assert vehicle(hub, "V-3", "cancel", str(rid), check=True).stdout.strip() == "cancelled #%d" % rid
+    assert vehicle(hub, "V-3", "cancel", "#%d" % rid, check=True).stdout.strip() == "cancelled #%d" % rid
     rows = json.loads(vehicle(hub, "V-3", "reservations", "--json", check=True).stdout)
     assert rid not in [r["reservation_id"] for r in rows]
     again = vehicle(hub, "V-3", "cancel", str(rid))
-    assert again.returncode == 1 and "already ended (cancelled)" in again.stderr
+    assert again.returncode == 3 and "already ended (cancelled)" in again.stderr  # refused for the state: 3
     # The window is free again for someone else.
     assert json.loads(vehicle(hub, "V-2", "reserve", "--station", "CP-1", "--at", at, "--json").stdout)["ok"]
 
@@ -146,16 +146,17 @@ def test_another_vehicles_reservation_cannot_be_cancelled(hub):
     rid = json.loads(vehicle(hub, "V-1", "reserve", "--station", "CP-2", "--at", tomorrow("15:00"), "--json",
                              check=True).stdout)["reservation_id"]
     res = vehicle(hub, "V-2", "cancel", str(rid))
-    assert res.returncode == 1 and "not yours" in res.stderr
+    assert res.returncode == 5 and "not yours" in res.stderr  # denied: 5
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (("reserve", "--station", "CP-NOPE", "--at", "2099-01-01 10:00"), 1, "station CP-NOPE is not known"),
+    (("reserve", "--station", "CP-NOPE", "--at", "2099-01-01 10:00"), 4, "station CP-NOPE is not known"),
     (("reserve", "--station", "CP-1", "--at", "2020-01-01 10:00"), 2, "2020-01-01 10:00 is in the past"),
     (("reserve", "--station", "CP-1", "--at", "tomorrow 18h"), 2, 'not understood: use "YYYY-MM-DD HH:MM"'),
     (("reserve", "--station", "CP-1", "--at", "2026-13-40 25:99"), 2, "not understood"),
     (("reserve", "--station", "CP-1", "--at", "2099-01-01 10:00", "--minutes", "0"), 2, "--minutes must be 1..1440"),
-    (("cancel", "999999"), 1, "no reservation 999999"),
+    (("cancel", "999999"), 4, "no reservation 999999"),
+    (("cancel", "#x1"), 2, "a reservation id is a positive number"),
     (("nearest", "--lat", "95", "--lon", "0"), 2, "--lat must be -90..90"),
     (("nearest", "--lat", "-12", "--lon", "-38", "--k", "0"), 2, "--k must be 1..50"),
     (("position", "--lat", "-12", "--lon", "-38", "--soc", "7"), 2, "--soc must be 0..1"),
@@ -169,10 +170,10 @@ def test_bad_input_gets_one_clear_line_and_no_traceback(hub, args, code, message
 
 def test_a_wrong_token_an_unknown_vehicle_and_no_hub_are_reported_plainly(hub):
     wrong = vehicle(hub, "V-1", "--token", "00" * 16, "reservations")
-    assert wrong.returncode == 1 and "refused vehicle V-1" in wrong.stderr
+    assert wrong.returncode == 5 and "refused vehicle V-1" in wrong.stderr
     unknown = vehicle(hub, "V-404", "reservations")
     assert unknown.returncode == 2 and "no token for vehicle V-404" in unknown.stderr
     res = evhub("vehicle", "--id", "V-1", "--hub", "tcp://127.0.0.1:1", "reservations", env=hub.env, check=False,
                 cwd=hub.tmp)
-    assert res.returncode == 1 and "cannot reach the hub at tcp://127.0.0.1:1" in res.stderr
+    assert res.returncode == 6 and "cannot reach the hub at tcp://127.0.0.1:1" in res.stderr
     assert "Traceback" not in res.stderr

@@ -10,6 +10,8 @@ import importlib
 import logging
 import sys
 
+from tools.exitcodes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
+
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "serve": ("tools.cmd_serve", "run the hub daemon (TCP listener and serial lines)"),
@@ -20,7 +22,11 @@ COMMANDS = {
     "sim": ("tools.cmd_sim", "simulate a hub, charge points and vehicles on this machine"),
     "bundle": ("tools.cmd_bundle", "write the board filesystem (MicroPython firmware bundle)"),
     "flash": ("tools.cmd_flash", "flash MicroPython and the bundle to an ESP32 charge point"),
+    "pty-pair": ("tools.cmd_pty_pair", "two joined pseudo-terminals, to try serial links without hardware"),
     "console": ("tools.cmd_console", "serial console that decodes evhub frames live"),
+    "reservations": ("tools.cmd_reservations", "the reservation book for the operator: list (from the store), cancel"),
+    "sessions": ("tools.cmd_sessions", "charging sessions for billing: export as CSV or JSON (from the store)"),
+    "db": ("tools.cmd_db", "store maintenance: backup (while the hub runs)"),
     "bench": ("tools.cmd_bench", "benchmarks: load the hub and report throughput, latency, memory"),
 }
 
@@ -28,8 +34,18 @@ COMMANDS = {
 LOGGING_COMMANDS = ("serve", "chargepoint", "sim", "bench", "flash")
 
 
+def _version():
+    try:
+        from importlib.metadata import version
+
+        return version("evhub")
+    except Exception:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="evhub", description="EV charge-point network hub and tools")
+    parser.add_argument("--version", action="version", version="evhub %s" % _version())
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
@@ -44,9 +60,24 @@ def build_parser():
     return parser
 
 
+def _hoist_verbose(argv):
+    """Move -v/-vv/--verbose given anywhere (`evhub stations list -v`) to the front, where the
+    global option lives; nothing after a bare ``--`` is touched. No subcommand uses -v itself."""
+    front, rest = [], []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg == "--verbose" or (arg.startswith("-v") and arg.strip("-v") == "" and not arg.startswith("--")):
+            front.append(arg)
+        else:
+            rest.append(arg)
+    return front + rest
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_hoist_verbose(sys.argv[1:] if argv is None else list(argv)))
     if not args.command:
         parser.print_help()
         return 2
@@ -59,9 +90,19 @@ def main(argv=None):
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(args._module)
     try:
-        return module.run(args) or 0
+        code = module.run(args) or 0
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `evhub stations list | head -1`: the reader left; that is not an error of ours. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ serial line (``"uart"`` or ``"serial"`` in its config.json) expects a hub at the
 end, so by default (--as hub) the console IS that hub end: it answers the station's
 HELLO with a challenge and checks its proof against the station's key (--key, or the
 key in the hub's store --db, looked up by the id the station says hello with), then
-acknowledges its BOOT, STATUS and session records and answers its pings, as a hub
-does. The commands you type become hub-to-station requests (TRIGGER, RESERVE_NOW,
+acknowledges its BOOT and STATUS and answers its pings, as a hub does. Session records
+are acknowledged only once stored in --db (the station deletes what is acknowledged):
+with no store they stay in the station's journal and it sends them again. The commands you type become hub-to-station requests (TRIGGER, RESERVE_NOW,
 CANCEL_RESERVATION, REMOTE_START, REMOTE_STOP, CHANGE_AVAILABILITY, CONFIGURE) and
 their answers are shown. With no key to be found the console only monitors. A station
 still in a session with whoever was on the line before (another console, a hub) talks
@@ -99,7 +100,9 @@ def configure(p):
                    help="which end of the line the console plays (default hub: for a charge point on the line)")
     p.add_argument("--key", help="the station's key (default: from the store --db)")
     p.add_argument("--id", help="the station's id (--as hub: accept only this station; --as station: required)")
-    p.add_argument("--db", default="evhub.db", help="hub store to find station keys in (default ./evhub.db, if it exists)")
+    p.add_argument("--db", default=os.environ.get("EVHUB_DB", "evhub.db"),
+                   help="hub store (default $EVHUB_DB or ./evhub.db, if it exists): station keys are looked up there, "
+                        "and the station's session records are stored there before they are acknowledged")
     p.add_argument("--heartbeat", type=int, default=30, help="heartbeat seconds the hub end announces (default 30)")
     p.add_argument("--lat", type=float, default=0.0, help="--as station: position sent in BOOT")
     p.add_argument("--lon", type=float, default=0.0, help="--as station: position sent in BOOT")
@@ -400,16 +403,47 @@ class Console:
                 self.session.send(K.ACK, m.seq)
                 self.note("the hub asks %s (acknowledged; this console does not act on it)" % K.kind_name(m.kind))
             return
-        if m.kind == K.STATUS:
+        if m.kind in (K.SESSION_START, K.SESSION_END):
+            # A station deletes a session record from its journal once it is acknowledged: only a
+            # record that is stored may be acknowledged, or billing data is lost.
+            if not self._store_session(m.kind, f):
+                return
+            if m.kind == K.SESSION_START:
+                self.running[f[0]] = f[1]
+            else:
+                self.running.pop(f[0], None)
+        elif m.kind == K.STATUS:
             self.connectors[f[0]] = (f[1], f[2])
-        elif m.kind == K.SESSION_START:
-            self.running[f[0]] = f[1]
-        elif m.kind == K.SESSION_END:
-            self.running.pop(f[0], None)
         elif m.kind == K.BOOT:
             self.note("%s booted: %d connector(s), %s kW, firmware %s" % (self.session.peer_id, f[2], f[3], f[4]))
         if m.seq and m.kind in STATION_REQUESTS:
             self.session.send(K.ACK, m.seq)
+
+    def _session_store(self):
+        """The hub store session records go to: the --db store when it exists, else None."""
+        if self.store is None and os.path.isfile(self.args.db):
+            from hub.store import Store
+
+            self.store = Store(self.args.db)
+        return self.store
+
+    def _store_session(self, kind, f):
+        """Record a SESSION_START/END in the store; True if it is stored (or was already)."""
+        try:
+            store = self._session_store()
+            if store is None:
+                self.note("%s %s not acknowledged: no store to keep it in (give --db); the station keeps it "
+                          "in its journal and sends it again" % (K.kind_name(kind), f[0]))
+                return False
+            if kind == K.SESSION_START:
+                store.record_session_start(f[0], self.session.peer_id, f[1], f[2], f[3], f[4], f[5])
+            else:
+                store.record_session_end(f[0], self.session.peer_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7])
+        except Exception as exc:  # sqlite3.Error, StoreError: not stored, so not acknowledged
+            self.note("%s %s not acknowledged: storing it in %s failed: %s" % (K.kind_name(kind), f[0], self.args.db, exc))
+            return False
+        self.note("%s %s stored in %s" % (K.kind_name(kind), f[0], self.args.db))
+        return True
 
     # -- commands
 

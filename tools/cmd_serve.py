@@ -9,9 +9,9 @@ from hub import config as hubconfig
 
 def configure(p):
     p.add_argument("--listen", help="TCP address, default tcp://127.0.0.1:7878")
-    p.add_argument("--serial", action="append", default=[], metavar="URL",
+    p.add_argument("--serial", action="append", default=None, metavar="URL",
                    help="a serial line with charge points (any pyserial URL: /dev/ttyUSB0, socket://, a pty path); repeatable")
-    p.add_argument("--db", help="SQLite store, default ./evhub.db")
+    p.add_argument("--db", help="SQLite store (default $EVHUB_DB, else ./evhub.db)")
     p.add_argument("--config", help="hub.toml with settings (see hub/config.py DEFAULTS)")
     p.add_argument("--log-file", help="also write the log to this file")
     p.add_argument("--heartbeat", type=int, dest="heartbeat_s", help="seconds between station heartbeats (default 30)")
@@ -23,6 +23,8 @@ def configure(p):
     p.add_argument("--tls-cert", metavar="PEM", help="serve TLS on the TCP listener with this certificate (clients use tls://)")
     p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (if not in --tls-cert)")
     p.add_argument("--epoch0", type=float, help=argparse_suppress())
+    p.add_argument("--print-config", action="store_true",
+                   help="print the settings this command line and --config give, as a commented hub.toml, and exit")
 
 
 def argparse_suppress():
@@ -35,18 +37,24 @@ def run(args):
     try:
         cfg = hubconfig.load(
             args.config,
-            {"listen": args.listen, "db": args.db, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
+            {"listen": args.listen, "db": args.db or os.environ.get("EVHUB_DB") or None, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
              "epoch0": args.epoch0, "http": args.http, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+             "log_file": args.log_file, "serial": args.serial,
              "http_token": args.http_token or os.environ.get("EVHUB_HTTP_TOKEN") or None},
         )
     except hubconfig.ConfigError as exc:
         print("evhub serve: %s" % exc, file=sys.stderr)
         return 2
-    if args.log_file:
+    if args.print_config:
+        from hub.configdoc import render_toml
+
+        sys.stdout.write(render_toml(cfg))
+        return 0
+    if cfg["log_file"]:
         try:
-            handler = logging.FileHandler(args.log_file)
+            handler = logging.FileHandler(cfg["log_file"])
         except OSError as exc:
-            print("evhub serve: cannot write the log file %s: %s" % (args.log_file, exc.strerror), file=sys.stderr)
+            print("evhub serve: cannot write the log file %s: %s" % (cfg["log_file"], exc.strerror), file=sys.stderr)
             return 2
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
@@ -89,10 +97,23 @@ def run(args):
     except (sqlite3.Error, OSError, ValueError) as exc:
         print("evhub serve: cannot open the store %s: %s" % (cfg["db"], exc), file=sys.stderr)
         return 2
-    hub = Hub(cfg, args.serial)
+    from hub.storelock import StoreInUse, StoreLock
+
+    lock = StoreLock(cfg["db"])
+    try:
+        lock.acquire(cfg["listen"])
+    except StoreInUse as exc:
+        print("evhub serve: %s" % exc, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print("evhub serve: cannot lock the store %s: %s" % (cfg["db"], exc.strerror or exc), file=sys.stderr)
+        return 2
+    hub = Hub(cfg, cfg["serial"])
     try:
         hub.run()
     except OSError as exc:
         print("evhub serve: cannot listen on %s: %s" % (cfg["listen"], exc.strerror or exc), file=sys.stderr)
         return 1
+    finally:
+        lock.release()
     return 0

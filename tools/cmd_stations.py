@@ -2,9 +2,12 @@
 
 import csv
 import json
+import os
 import sys
 
+from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
 from tools.hubclient import HubClient, HubError, hub_url
+from tools.storepath import DB_HELP, default_db, describe
 from transport import kinds as K
 
 FIELDS = ("id", "lat", "lon", "connectors", "max_kw")
@@ -19,14 +22,16 @@ def configure(p):
     a.add_argument("--connectors", type=int, default=1)
     a.add_argument("--max-kw", type=float, default=22.0)
     a.add_argument("--replace", action="store_true", help="issue a new key for an existing id")
-    a.add_argument("--db", default="evhub.db")
+    a.add_argument("--db", default=default_db(), help=DB_HELP)
     i = sub.add_parser("import", help="provision stations from CSV (id,lat,lon,connectors,max_kw) or JSON")
     i.add_argument("file")
-    i.add_argument("--db", default="evhub.db")
+    i.add_argument("--db", default=default_db(), help=DB_HELP)
     i.add_argument("--json", action="store_true", help="print the issued keys as JSON")
     lst = sub.add_parser("list", help="stations and their live status, from a running hub")
     lst.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="one JSON list")
+    lst.add_argument("--db", default=default_db(),
+                     help="when the hub cannot be reached, list what this store holds (default $EVHUB_DB, else ./evhub.db)")
 
 
 def _given(row, key, default):
@@ -73,8 +78,9 @@ def _read_rows(path):
 def run(args):
     if args.action == "list":
         return _list(args)
-    from hub.store import Store
+    from hub.store import Store, StoreConflict
 
+    existed = os.path.exists(args.db)
     try:
         if args.action == "add":
             sid, lat, lon, connectors, max_kw = validate_station(
@@ -86,6 +92,7 @@ def run(args):
             finally:
                 store.close()
             print(key)
+            print(describe(args.db, existed), file=sys.stderr)
             return 0
         try:
             rows = _read_rows(args.file)
@@ -108,10 +115,14 @@ def run(args):
         else:
             for sid, key in issued.items():
                 print("%s %s" % (sid, key))
+        print(describe(args.db, existed), file=sys.stderr)
         return 0
+    except StoreConflict as exc:
+        print("evhub stations %s: %s" % (args.action, exc), file=sys.stderr)
+        return EXIT_CONFLICT
     except ValueError as exc:
         print("evhub stations %s: %s" % (args.action, exc), file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 def fetch_stations(url):
@@ -124,16 +135,34 @@ def _list(args):
     url = hub_url(args.hub)
     try:
         stations = fetch_stations(url)
+        live = True
     except HubError as exc:
-        print("evhub stations list: %s" % exc, file=sys.stderr)
-        return 1
+        if exc.code is not None or not os.path.isfile(args.db):
+            print("evhub stations list: %s" % exc, file=sys.stderr)
+            return exc.exit_code
+        # The hub is down: what was provisioned is still worth seeing, marked as not live.
+        print("evhub stations list: %s; showing the store %s (no live status)" % (exc, os.path.abspath(args.db)),
+              file=sys.stderr)
+        stations = _stored_stations(args.db)
+        live = False
     stations.sort(key=lambda s: s["id"])
     if args.json:
-        print(json.dumps([{k: s[k] for k in ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw")}
-                          for s in stations], indent=1))
+        print(json.dumps([dict({k: s[k] for k in ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw")},
+                               live=live) for s in stations], indent=1))
         return 0
-    print("%-12s %10s %10s  %-12s %s" % ("ID", "LAT", "LON", "STATUS", "FREE IN"))
+    print("%-12s %10s %10s  %-12s %s" % ("ID", "LAT", "LON", "STATUS", "FREE IN" if live else "(hub down: from the store)"))
     for s in stations:
         free = "" if s["free_in_min"] in (None, 0) else "%d min" % s["free_in_min"]
         print("%-12s %10.4f %10.4f  %-12s %s" % (s["id"], s["lat"], s["lon"], s["status"], free))
     return 0
+
+
+def _stored_stations(db):
+    from hub.store import Store
+
+    store = Store(db)
+    try:
+        rows = store.all_stations()
+    finally:
+        store.close()
+    return [dict(r, status="Unknown", free_in_min=None) for r in rows]

@@ -40,7 +40,7 @@ def configure(p):
     res.add_argument("--minutes", type=int, default=40)
     res.add_argument("--json", action="store_true")
     can = sub.add_parser("cancel", help="cancel one of your reservations")
-    can.add_argument("reservation_id", type=int)
+    can.add_argument("reservation_id", help="the id as `reservations` prints it: 42 or '#42'")
     lst = sub.add_parser("reservations", help="your reservations")
     lst.add_argument("--json", action="store_true")
 
@@ -102,7 +102,7 @@ def run(args):
         return 2
     except HubError as exc:
         print("evhub vehicle %s: %s" % (args.action, exc), file=sys.stderr)
-        return 1
+        return exc.exit_code
 
 
 def _run(args):
@@ -122,6 +122,11 @@ def _run(args):
     token = credentials.lookup("vehicle", args.id, args.token)
     if not token:
         raise ValueError("no token for vehicle %s: run `evhub vehicles add --id %s` or pass --token" % (args.id, args.id))
+    rid = None
+    if args.action == "cancel":
+        from tools.cmd_reservations import parse_reservation_id
+
+        rid = parse_reservation_id(args.reservation_id)  # ValueError: exit 2 before touching the network
     with HubClient(hub_url(args.hub), "vehicle", args.id, token) as hub:
         if args.action == "position":
             hub.send(K.POSITION, args.lat, args.lon, int(time.time()), args.soc)
@@ -171,8 +176,8 @@ def _run(args):
                     "  (%.1f km away)" % alt["distance_km"] if alt.get("distance_km") else ""))
             return 3
         if args.action == "cancel":
-            hub.request(K.CANCEL, args.reservation_id)
-            print("cancelled #%d" % args.reservation_id)
+            hub.request(K.CANCEL, rid)
+            print("cancelled #%d" % rid)
             return 0
         _k, fields = hub.request(K.LIST_RESERVATIONS)
         rows = fields[0]

@@ -11,7 +11,7 @@ import time
 
 from transport import kinds as K
 from transport.codec import packb, unpackb
-from transport.errors import ERROR_NAMES, CodecError, FrameError, ProtocolError
+from transport.errors import E_BAD_FIELD, ERROR_NAMES, CodecError, FrameError, ProtocolError
 from transport.framing import StreamFramer, encode_stream
 from transport.tcp_link import parse_hub_url, uses_tls
 from transport.session import Authenticated, ClientSession, Closed, Message, Reply, Timeout
@@ -20,9 +20,19 @@ DEFAULT_HUB = "tcp://127.0.0.1:7878"
 
 
 class HubError(Exception):
+    """`code` is the hub's error code (transport.errors) when the hub said no; None when the hub
+    could not be reached, went away or did not answer."""
+
     def __init__(self, text, code=None):
         Exception.__init__(self, text)
         self.code = code
+
+    @property
+    def exit_code(self):
+        """The command's exit status for this error (README "Exit codes")."""
+        from tools.exitcodes import EXIT_UNREACHABLE, for_wire_error
+
+        return EXIT_UNREACHABLE if self.code is None else for_wire_error(self.code)
 
 
 def hub_url(cli_value=None):
@@ -126,7 +136,7 @@ class HubClient:
             seq = self.session.request(kind, *fields)
             self._flush()
         except (CodecError, ProtocolError) as exc:  # e.g. an integer too big for msgpack
-            raise HubError("cannot send %s: %s" % (K.kind_name(kind), exc)) from None
+            raise HubError("cannot send %s: %s" % (K.kind_name(kind), exc), getattr(exc, "code", E_BAD_FIELD)) from None
         return self.wait_reply(seq)
 
     def wait_reply(self, seq):
@@ -152,7 +162,7 @@ class HubClient:
             self.session.send(kind, 0, *fields)
             self._flush()
         except (CodecError, ProtocolError) as exc:
-            raise HubError("cannot send %s: %s" % (K.kind_name(kind), exc)) from None
+            raise HubError("cannot send %s: %s" % (K.kind_name(kind), exc), getattr(exc, "code", E_BAD_FIELD)) from None
 
     def wait_event(self, kinds, timeout):
         """Wait for an unsolicited message of one of `kinds`; returns it or None."""

@@ -6,6 +6,7 @@ then stations by status, vehicles by activity, reservations and sessions.
 """
 
 import datetime
+import re
 import shutil
 import unicodedata
 
@@ -35,6 +36,28 @@ def _c(text, code, colour):
     return "%s%s%s" % (code, text, RESET) if colour and code else text
 
 
+_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def fit(line, cols):
+    """`line` cut to `cols` visible cells (ANSI colour codes cost none), so no line ever wraps: a
+    wrapped line would make the in-place redraw climb too few rows and leave debris behind."""
+    out, visible, pos = [], 0, 0
+    for m in _ESCAPE.finditer(line):
+        text = line[pos:m.start()]
+        if visible + len(text) > cols:
+            out.append(text[: cols - visible])
+            return "".join(out) + RESET
+        out.append(text)
+        visible += len(text)
+        out.append(m.group())
+        pos = m.end()
+    text = line[pos:]
+    if visible + len(text) > cols:
+        return "".join(out) + text[: cols - visible] + RESET
+    return "".join(out) + text
+
+
 def local_hm(epoch):
     return datetime.datetime.fromtimestamp(epoch).strftime("%H:%M")
 
@@ -48,19 +71,32 @@ class LiveDisplay:
         self.g = glyphs_for(out)
         self.lines = 0
         self.title = title.replace("·", self.g["dot"])
-        cols, rows = shutil.get_terminal_size((100, 40))
-        self.cols = cols
-        self.map_h = max(0, min(18, rows - 12))
         lats = [s.lat for s in stations]
         lons = [s.lon for s in stations]
         pad_lat = max(0.02, (max(lats) - min(lats)) * 0.05)
         pad_lon = max(0.02, (max(lons) - min(lons)) * 0.05)
         self.box = (min(lats) - pad_lat, max(lats) + pad_lat, min(lons) - pad_lon, max(lons) + pad_lon)
+        self.size = None
+        self._layout()
+        self.out.write("\x1b[?25l")  # hide the cursor while redrawing
+
+    def _layout(self):
+        """Size the map to the terminal, again whenever the terminal is resized."""
+        cols, rows = shutil.get_terminal_size((100, 40))
+        if (cols, rows) == self.size:
+            return False
+        self.size = (cols, rows)
+        self.cols, self.rows = cols, rows
+        # 6 lines of header and footer plus the map's frame; the panel beside the map needs ~24
+        # columns. Too small a terminal gets no map (the counters still fit 80x24 and less).
+        self.map_h = max(0, min(18, rows - 8))
         span_lat, span_lon = self.box[1] - self.box[0], self.box[3] - self.box[2]
         # A terminal cell is about twice as tall as it is wide.
-        self.map_w = int(max(30, min(cols - 30, 72, self.map_h * 2.0 * span_lon / span_lat))) if self.map_h else 0
+        self.map_w = int(max(20, min(cols - 30, 72, self.map_h * 2.0 * span_lon / span_lat))) if self.map_h else 0
+        if self.map_h < 6 or cols - 30 < 20:
+            self.map_h = self.map_w = 0
         self.labels = self._place_labels() if self.map_h else []
-        self.out.write("\x1b[?25l")  # hide the cursor while redrawing
+        return True
 
     def _cell(self, lat, lon):
         lat0, lat1, lon0, lon1 = self.box
@@ -147,6 +183,7 @@ class LiveDisplay:
 
     def update(self, snap):
         g = self.g
+        resized = self._layout()
         lines = []
         stats = snap.get("stats", {})
         sim_min = (snap["sim_time"] - snap["sim_start"]) / 60.0
@@ -174,10 +211,15 @@ class LiveDisplay:
         lines.append(" sessions  %d ended, %.1f kWh delivered   errors %s%s" % (
             stats.get("sessions_completed", 0) + stats.get("sessions_stopped", 0), stats.get("energy_wh", 0) / 1000.0,
             _c(str(errors), "\x1b[1;31m" if errors else "\x1b[32m", self.colour), extra))
-        self._draw(lines)
+        self._draw(lines, resized)
 
-    def _draw(self, lines):
+    def _draw(self, lines, resized=False):
         out = self.out
+        if resized and self.lines:
+            # Resized: what was drawn may have wrapped; start again on a clean screen.
+            out.write("\x1b[2J\x1b[H")
+            self.lines = 0
+        lines = [fit(line, self.cols - 1) for line in lines[: max(1, self.rows - 1)]]
         if self.lines:
             out.write("\x1b[%dF" % self.lines)
         for line in lines:

@@ -53,6 +53,11 @@ def parse_time(value, name):
     return t
 
 
+def _int_or_text(raw):
+    """A query argument that may be epoch seconds ("1796495400") or an ISO 8601 time."""
+    return int(raw) if raw.isascii() and raw.isdigit() else raw
+
+
 def _id_field(body, name):
     value = body.get(name)
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID:
@@ -232,8 +237,20 @@ class Api:
         return json_response({"station_id": sid, "reservations": [reservation_doc(r) for r in rows]})
 
     async def sessions(self, req):
+        """Running sessions (state=live, the default), or the ended ones from the store (state=ended),
+        filtered by station, vehicle and end time, paged by limit/offset (next_offset while more)."""
         sid = req.arg("station_id")
-        return json_response({"sessions": self.live.sessions_at(sid)})
+        state = req.arg("state", "live")
+        if state == "live":
+            return json_response({"sessions": self.live.sessions_at(sid)})
+        if state != "ended":
+            raise HttpError(400, "state must be live or ended")
+        since = None if req.arg("since") is None else parse_time(_int_or_text(req.arg("since")), "since")
+        until = None if req.arg("until") is None else parse_time(_int_or_text(req.arg("until")), "until")
+        limit = int_arg(req, "limit", 100, 1, 1000)
+        offset = int_arg(req, "offset", 0, 0, 10**9)
+        rows = await self.read(Reads.session_history, sid, req.arg("vehicle_id"), since, until, limit, offset)
+        return json_response({"sessions": rows, "next_offset": offset + len(rows) if len(rows) == limit else None})
 
     # --- reservations ----------------------------------------------------------------------
 

@@ -120,8 +120,13 @@ def spec():
             "responses": {"200": _json(_list("reservations", _ref("Reservation"))), "400": _err("bad filter"),
                           "404": _err("no such station"), **READ_ERRORS}}},
         "/api/sessions": {"get": {
-            "summary": "Charging sessions running now", "parameters": [_param("station_id")],
-            "responses": {"200": _json(_list("sessions", _ref("LiveSession"))), **READ_ERRORS}}},
+            "summary": "Charging sessions running now (state=live), or ended ones from the store (state=ended), "
+                       "by end time, paged with limit/offset; next_offset is null on the last page",
+            "parameters": [_param("station_id"), _param("vehicle_id"),
+                           _param("state", schema={"type": "string", "enum": ["live", "ended"]}),
+                           _param("since"), _param("until"), LIMIT, _param("offset", schema={"type": "integer"})],
+            "responses": {"200": _json(_list("sessions", _ref("LiveSession"))), "400": _err("bad filter"),
+                          **READ_ERRORS}}},
         "/api/reservations": {
             "get": {"summary": "Reservations (confirmed ones by default, earliest first)",
                     "parameters": [STATE, _param("station_id"), _param("vehicle_id"), LIMIT],

@@ -92,8 +92,51 @@ class Reads:
         return [dict(zip(_SES_KEYS, row)) for row in rows]
 
     @staticmethod
+    def reservations_since(db, station_id=None, vehicle_id=None, state="all", since=None, limit=1000):
+        """Reservations whose window ends at or after `since` (all of them without), oldest first:
+        the operator's list (`evhub reservations list`)."""
+        where, args = [], []
+        for column, value in (("state", None if state == "all" else state), ("station_id", station_id),
+                              ("vehicle_id", vehicle_id)):
+            if value is not None:
+                where.append("%s = ?" % column)
+                args.append(value)
+        if since is not None:
+            where.append('"end" >= ?')
+            args.append(since)
+        sql = "SELECT %s FROM reservations%s ORDER BY start, id LIMIT ?" % (
+            _RES, (" WHERE " + " AND ".join(where)) if where else "")
+        return [dict(zip(_RES_KEYS, row)) for row in db.execute(sql, args + [limit])]
+
+    @staticmethod
+    def session_history(db, station_id=None, vehicle_id=None, since=None, until=None, limit=100, offset=0):
+        """Ended sessions, by end time then id (a stable order for paging): the billing record.
+        `since`/`until` bound the end time, [since, until)."""
+        where, args = ["ended IS NOT NULL"], []
+        for column, op, value in (("station_id", "=", station_id), ("vehicle_id", "=", vehicle_id),
+                                  ("ended", ">=", since), ("ended", "<", until)):
+            if value is not None:
+                where.append("%s %s ?" % (column, op))
+                args.append(value)
+        rows = db.execute(
+            "SELECT %s FROM sessions WHERE %s ORDER BY ended, session_id LIMIT ? OFFSET ?"
+            % (", ".join(_SES_KEYS), " AND ".join(where)), args + [limit, offset])
+        return [dict(zip(_SES_KEYS, row)) for row in rows]
+
+    @staticmethod
     def reservation_states(db):
         return dict(db.execute("SELECT state, COUNT(*) FROM reservations GROUP BY state").fetchall())
+
+
+def open_read_only(db_path):
+    """A read-only connection for a command-line reader (the hub may be running, or not)."""
+    import os
+
+    if not os.path.isfile(db_path):
+        raise FileNotFoundError("no store at %s (give --db or set $EVHUB_DB)" % db_path)
+    db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=BUSY_TIMEOUT_S)
+    db.execute("PRAGMA query_only=ON")
+    return db
 
 
 async def run_read(reads, fn, *args):

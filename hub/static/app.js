@@ -33,6 +33,13 @@
     const d = new Date(t * 1000);
     return pad(d.getHours()) + ":" + pad(d.getMinutes()) + (secs ? ":" + pad(d.getSeconds()) : "");
   }
+  // A window with its date when it is not today (hub time): "18:30–19:10", "Sat 5 Dec 18:30–19:10".
+  function span(start, end) {
+    const d = new Date(start * 1000), today = new Date(hubNow() * 1000);
+    const sameDay = d.toDateString() === today.toDateString();
+    const day = sameDay ? "" : d.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" }) + " ";
+    return day + hhmm(start) + "–" + hhmm(end);
+  }
   function ago(t) {
     if (t == null) return "never";
     const s = Math.max(0, Math.round(hubNow() - t));
@@ -71,16 +78,18 @@
     const c = document.createElement("td");
     c.className = "conns";
     const keys = Object.keys(s.connector_status || {}).sort((a, b) => a - b);
+    const offline = s.status === "Offline" || s.online === false;
     let free = 0;
     for (const k of keys) {
-      const st = s.connector_status[k];
+      // An offline station's last report is history, not availability: grey, never "free".
+      const st = offline ? "Unavailable" : s.connector_status[k];
       if (st === "Available") free++;
       const i = document.createElement("i");
       i.className = "c-" + st;
       i.title = "connector " + k + ": " + st;
       c.appendChild(i);
     }
-    c.appendChild(document.createTextNode(" " + free + "/" + keys.length + " free"));
+    c.appendChild(document.createTextNode(offline ? " offline" : " " + free + "/" + keys.length + " free"));
     return c;
   }
   function empty(tbody, cols, text) {
@@ -160,7 +169,7 @@
     const list = [...S.reservations.values()].sort((a, b) => a.start - b.start || a.reservation_id - b.reservation_id);
     for (const r of list.slice(0, RES_MAX)) {
       tbody.appendChild(row([String(r.reservation_id), r.station_id, r.vehicle_id,
-        hhmm(r.start) + "–" + hhmm(r.end)], { "data-reservation": r.reservation_id }));
+        span(r.start, r.end)], { "data-reservation": r.reservation_id }));
     }
     empty(tbody, 4, "no open reservation");
   }
@@ -227,7 +236,7 @@
       const rb = $("#detail-reservations");
       rb.textContent = "";
       for (const r of st.reservations) {
-        rb.appendChild(row([String(r.reservation_id), r.vehicle_id, hhmm(r.start) + "–" + hhmm(r.end), "#" + r.connector]));
+        rb.appendChild(row([String(r.reservation_id), r.vehicle_id, span(r.start, r.end), "#" + r.connector]));
       }
       empty(rb, 4, "no open reservation");
     }).catch((e) => logLine("detail of " + id + ": " + e.message));

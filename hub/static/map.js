@@ -137,6 +137,9 @@
         g = el("g", { class: "vehicle", "data-vehicle": v.id }, this.gVehicles);
         el("path", { d: "M0,-6 L5,4 L-5,4 Z" }, g);
         el("title", {}, g).textContent = v.id;
+        const label = el("text", { x: 7, y: 3, class: "vehicle-label" }, g);
+        label.textContent = v.id;
+        label.style.display = this.vehicleEls.size < 60 ? "" : "none";  // a crowd of labels is noise
         this.vehicleEls.set(v.id, g);
       }
       g._lat = v.lat; g._lon = v.lon;
