@@ -7,7 +7,7 @@ accepts)``. Losses are not modelled: the metered energy is the energy the batter
 
 Everything is an int (W, mWh, ms, SoC in ppm): an ESP32 float is single precision,
 where 48 kWh in Wh keeps only ~0.004 Wh and an uptime in seconds loses its
-milliseconds. The power is held for cells of _STEP_MS of charging time, counted from
+milliseconds. The power is held for cells of STEP_MS of charging time, counted from
 the start of the charge, and recomputed from the battery's energy at each cell
 boundary; energy is W x ms with the remainder carried. So the result does not depend
 on how often ``advance`` is called (a 1 s cell against a taper lasting many minutes
@@ -21,7 +21,7 @@ from transport.errors import E_BAD_FIELD
 
 from firmware.connector import Refused
 
-_STEP_MS = const(1000)  # the power is held constant for one cell of charging time
+STEP_MS = const(1000)  # the power is held constant for one cell of charging time
 _WMS_PER_MWH = const(3600)  # 1 mWh = 3.6 J = 3600 W x ms
 
 # An EV that says nothing about itself (ev map None): a mid-size car, low battery.
@@ -67,7 +67,7 @@ def ev_check(ev):
 
 
 class Charge:
-    """One EV on one connector. Power in W, energy in mWh (``e - e0`` delivered, Wh in ``energy_wh``), time in ms."""
+    """One EV on one connector. Power in W, energy in mWh (Wh in ``energy_wh``), time in ms."""
 
     def __init__(self, limit_w, ev_max_w, capacity_wh, soc_ppm, target_ppm):
         self.limit_w = limit_w
@@ -84,6 +84,10 @@ class Charge:
     @property
     def done(self):
         return self.e >= self.target
+
+    @property
+    def energy_mwh(self):
+        return self.e - self.e0
 
     @property
     def energy_wh(self):
@@ -129,7 +133,7 @@ class Charge:
         while dt_ms > 0 and self.e < target:
             if self._p < 0:
                 self._p = self._power()
-            step = _STEP_MS - self._cell_ms
+            step = STEP_MS - self._cell_ms
             if step > dt_ms:
                 step = dt_ms
             wms = self._p * step + self._rem
@@ -137,7 +141,7 @@ class Charge:
             self._rem = wms % _WMS_PER_MWH
             dt_ms -= step
             self._cell_ms += step
-            if self._cell_ms >= _STEP_MS:
+            if self._cell_ms >= STEP_MS:
                 self._cell_ms = 0
                 self._p = -1
         if self.e >= target:

@@ -33,7 +33,7 @@ CONNECT = const(1)
 GIVE_UP = const(2)
 
 BACKOFF_CAP_S = const(60)
-_RAND_RANGE = const(65536)  # rand() returns 0 .. _RAND_RANGE - 1
+RAND_RANGE = const(65536)  # rand() returns 0 .. RAND_RANGE - 1
 
 
 def _urandom_16():
@@ -43,7 +43,7 @@ def _urandom_16():
 
 def backoff_delay(n, rand, jitter_pct=25, cap_s=BACKOFF_CAP_S):
     """Milliseconds to wait after the n-th consecutive failure (n >= 0): min(1.8**n, cap) s,
-    shortened by up to jitter_pct percent (rand() in 0 .. _RAND_RANGE - 1)."""
+    shortened by up to jitter_pct percent (rand() in 0 .. RAND_RANGE - 1)."""
     cap = cap_s * 1000
     d = 1000
     while n > 0 and d < cap:  # 1.8**7 s is already past 60 s: a few steps at most
@@ -51,7 +51,7 @@ def backoff_delay(n, rand, jitter_pct=25, cap_s=BACKOFF_CAP_S):
         n -= 1
     if d > cap:
         d = cap
-    return d - d * jitter_pct * rand() // (100 * _RAND_RANGE)
+    return d - d * jitter_pct * rand() // (100 * RAND_RANGE)
 
 
 class Link:

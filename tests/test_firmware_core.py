@@ -323,13 +323,13 @@ def test_charge_integration_does_not_depend_on_the_tick_size():
     for _ in range(3 * 3600 * 1000 // 777):
         odd.advance(777)
     odd.advance(3 * 3600 * 1000 % 777)
-    assert coarse.e == fine.e == odd.e and coarse.soc_ppm == fine.soc_ppm  # e: the battery's mWh
+    assert coarse.energy_mwh == fine.energy_mwh == odd.energy_mwh and coarse.soc_ppm == fine.soc_ppm
 
 
 def test_every_charge_quantity_is_an_int():
     ch = Charge(22000, 11000, 40000, 500000, 900000)
     ch.advance(1234)
-    values = (ch.power_w(), ch.energy_wh, ch.e, ch.soc_ppm, ch.advance(999))
+    values = (ch.power_w(), ch.energy_wh, ch.energy_mwh, ch.soc_ppm, ch.advance(999))
     assert all(type(v) is int for v in values), values
 
 
