@@ -9,11 +9,14 @@ DEFAULTS = {
     "request_timeout_s": 15,
     "max_links": 20000,
     "max_outbox_bytes": 1 << 20,  # a link whose unsent bytes exceed this is a slow reader: cut off
-    "max_frame": 1 << 20,
-    "handshake_timeout_s": 10,  # a link that has not authenticated by then is closed (slow-loris)
+    "max_frame": 1 << 20,  # largest frame the hub writes (a STATIONS or NEAREST_RESULT reply)
+    "max_in_frame": 8192,  # largest frame the hub reads; each kind has a smaller limit (hub/framelimits.py)
+    "handshake_timeout_s": 5,  # a link that has not authenticated by then is closed (slow-loris)
+    "max_unauth_links": 256,  # TCP links not yet authenticated (at most RLIMIT_NOFILE/4); when full the oldest is closed
     "max_bad_messages": 20,  # protocol errors tolerated on one link before it is dropped
     "max_msgs_per_s": 20000,  # per link, sustained; a burst of twice this is allowed
-    "login_failures_free": 5,  # failed handshakes per address before it must wait (doubling, max 300 s)
+    "login_failures_free": 5,  # failed handshakes per (address, id) before that pair must wait (doubling, max 300 s)
+    "login_failures_per_s": 50,  # failed handshakes paid for per second, hub-wide; past it, failed pairs wait
     "no_show_grace_s": 600,
     "session_estimate_min": 45,  # expected length of a session with no reservation, for "Free in X min"
     "open_loopback_reads": True,  # operator read-only role without a key from 127.0.0.1
@@ -68,7 +71,8 @@ def load(path=None, overrides=None):
 
 # Settings that must be positive for the hub to work at all (0 links, 0 messages/s... are mistakes).
 POSITIVE = {
-    "heartbeat_s": 1, "request_timeout_s": 1, "max_links": 1, "max_outbox_bytes": 1024, "max_frame": 64,
+    "heartbeat_s": 1, "request_timeout_s": 1, "max_links": 1, "max_unauth_links": 1, "max_outbox_bytes": 1024, "max_frame": 64, "max_in_frame": 64,
     "handshake_timeout_s": 1, "max_bad_messages": 1, "max_msgs_per_s": 1, "login_failures_free": 1,
+    "login_failures_per_s": 1,
     "no_show_grace_s": 0, "session_estimate_min": 1, "speedup": 0.001,
 }

@@ -11,6 +11,7 @@ import pykka
 from hub.actors import LocatorActor, ReservationBookActor
 from hub.clock import HubClock
 from hub.gateway import Gateway
+from hub import fdlimits, logsafe
 from hub.keys import KeyLookup
 from hub.registry import StationRegistry
 from hub.router import Router
@@ -53,6 +54,12 @@ class Hub:
 
     async def _serve(self):
         self.loop = asyncio.get_running_loop()
+        logsafe.install()  # nothing from the wire can forge a log line (hub/logsafe.py)
+        fdlimits.AcceptErrorLog(self.loop).install()
+        nofile = fdlimits.raise_nofile()
+        self.config["max_unauth_links_effective"] = max(1, min(self.config["max_unauth_links"], nofile // 4))
+        log.info("at most %d unauthenticated links at once (the oldest is closed past that)",
+                 self.config["max_unauth_links_effective"])
         self._stopping = asyncio.Event()
         self.events = None
         if self.config.get("http"):

@@ -11,9 +11,11 @@ import collections
 import logging
 import threading
 
-from transport.errors import E_CONFLICT, E_RATE_LIMITED
-from transport.framing import SerialFramer, StreamFramer
+from transport.errors import E_CONFLICT
+from transport.framing import SerialFramer
 
+from hub.fdlimits import PendingLinks
+from hub.framelimits import HubStreamFramer
 from hub.link import Link
 from hub.peerclash import REFUSE, PeerClash
 
@@ -100,13 +102,11 @@ class _TcpProtocol(asyncio.Protocol):
             return
         peer = transport.get_extra_info("peername")
         address = "%s:%s" % (peer[0], peer[1]) if peer else "?"
-        self.link = gw.new_link(StreamFramer(gw.config["max_frame"]), self._write, transport.close, address)
-        wait = gw.router.login_wait(address)
-        if wait > 0:
-            # Too many failed logins from this address: it is slowed down, not served.
-            gw.router.count("logins_throttled")
-            self.link.session.send_error(E_RATE_LIMITED, "too many failed logins from this address; retry in %d s" % (wait + 1))
-            self.link.shutdown()
+        self.link = gw.new_link(HubStreamFramer(gw.config["max_frame"], gw.config["max_in_frame"]), self._write, transport.close, address)
+        oldest = gw.pending.add(self.link)
+        if oldest is not None:  # the unauthenticated cap is full: the longest waiting makes room
+            gw.router.count("unauth_evicted")
+            oldest.shutdown()
 
     def _write(self, data):
         t = self.transport
@@ -234,6 +234,7 @@ class Gateway:
         self.server = None
         self.serial_lines = []
         self._ticker = None
+        self.pending = PendingLinks(config.get("max_unauth_links_effective", config["max_unauth_links"]))
         router.attach(self)
 
     def new_link(self, framer, write, close, address, rehello=False):
@@ -248,6 +249,7 @@ class Gateway:
     def bind_peer(self, link):
         """Make `link` the one its (role, id) is reached on; False if it was refused instead (two
         devices flapping on one id: hub/peerclash.py)."""
+        self.pending.discard(link)
         key = (link.session.role, link.session.peer_id)
         old = self.links.get(self.peers.get(key))
         if old is not None and old is not link and not old.closed:
@@ -275,6 +277,7 @@ class Gateway:
         return True
 
     def drop_link(self, link):
+        self.pending.discard(link)
         if self.links.pop(link.id, None) is None:
             return
         link.closed = True

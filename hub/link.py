@@ -9,7 +9,9 @@ import logging
 
 from transport import kinds as K
 from transport.codec import packb, unpackb
+from hub.framelimits import over_limit
 from hub.limits import RateLimiter
+from hub.logsafe import wire_text
 from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
 from transport.messages import MAX_SEQ
 from transport.session import S_OPEN, Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
@@ -77,7 +79,7 @@ class Link:
     def label(self):
         """What every log line about this link starts with: the device id once known."""
         s = self.session
-        return "%s %s" % (s.role, s.peer_id) if s.peer_id else "link %d (%s)" % (self.id, self.address)
+        return "%s %s" % (s.role, wire_text(s.peer_id, 64)) if s.peer_id else "link %d (%s)" % (self.id, self.address)
 
     # --- bytes in -------------------------------------------------------------
 
@@ -99,6 +101,15 @@ class Link:
             if not self.limiter.allow(now):
                 # Over its rate the link's messages are refused, not queued: memory stays bounded.
                 self._bad(E_RATE_LIMITED, "more than %d messages/s" % self.limiter.rate)
+                if self.closed:
+                    return
+                continue
+            too_large = over_limit(payload)
+            if too_large is not None:
+                # Bigger than its kind ever needs: refused undecoded, and a bad message.
+                kind, seq, limit = too_large
+                self.session.send_error(E_TOO_LARGE, "a %s frame is at most %d bytes" % (K.kind_name(kind), limit), seq)
+                self._count_bad("oversized %s frame" % K.kind_name(kind))
                 if self.closed:
                     return
                 continue
@@ -128,11 +139,26 @@ class Link:
                 session._silent_reported = False
                 self._dispatch(_NEAREST, obj[1], obj[2:6])
             else:
-                for event in session.receive(obj):
+                claimed = session.peer_id
+                events = session.receive(obj)
+                if session.peer_id is not claimed and not session.authenticated and self._throttled():
+                    return
+                for event in events:
                     self._on_event(event)
             if self.closed:
                 return
         self.flush()
+
+    def _throttled(self):
+        """A HELLO just named an id: refuse it here (before AUTH) if this address failed too often for it."""
+        wait = self.router.login_wait(self)
+        if wait <= 0:
+            return False
+        self.router.count("logins_throttled")
+        self.session.take_outgoing()  # no CHALLENGE for it: the error is the whole answer
+        self.session.send_error(E_RATE_LIMITED, "too many failed logins for this id; retry in %d s" % (wait + 1))
+        self.shutdown()
+        return True
 
     def _bad(self, code, text):
         self.session.send_error(code, text)
@@ -148,7 +174,7 @@ class Link:
     def _on_event(self, event):
         if isinstance(event, Message):
             if event.kind == K.ERROR:
-                log.info("%s: error from peer: %s", self.label, event.fields)
+                log.info("%s: error from peer: %s", self.label, wire_text(event.fields))
                 return
             self._dispatch(event.kind, event.seq, event.fields)
         elif isinstance(event, Reply):
@@ -165,7 +191,7 @@ class Link:
             log.warning("%s: silent for %.0f s", self.label, event.silent_s)
             self.router.peer_silent(self)
         elif isinstance(event, Closed):
-            log.warning("%s: refused from %s: %s", self.label, self.address, event.text)
+            log.warning("%s: refused from %s: %s", self.label, self.address, wire_text(event.text))
             self.router.count("auth_failures" if event.code == E_AUTH_FAILED else "handshake_errors")
             if event.code == E_AUTH_FAILED:
                 self.router.login_failed(self)

@@ -25,6 +25,7 @@ from hub.boardfloats import board_float
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
 from transport.messages import make
+from hub.logsafe import wire_text
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ class StationRegistry(pykka.ThreadingActor):
         st.firmware = firmware
         st.online = True
         st.last_seen = self.clock()
-        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, firmware, connectors, max_kw)
+        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, wire_text(firmware), connectors, max_kw)
         self._publish(st)
         self._ack(link_id, seq)
 
@@ -248,7 +249,7 @@ class StationRegistry(pykka.ThreadingActor):
         st.last_seen = self.clock()
         st.online = True
         if old != status:
-            log.info("station %s: connector %d %s -> %s%s", station_id, connector, old, status, " (%s)" % info if info else "")
+            log.info("station %s: connector %d %s -> %s%s", station_id, connector, old, status, " (%s)" % wire_text(info) if info else "")
         self._publish(st)
         self._ack(link_id, seq)
 
@@ -304,7 +305,8 @@ class StationRegistry(pykka.ThreadingActor):
                 self.events.publish("session_start", dict(st.sessions[session_id], session_id=session_id,
                                                           station_id=station_id))
         st.windows.pop(reservation_id, None)
-        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, session_id, connector, vehicle_id)
+        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id), connector,
+                 wire_text(vehicle_id))
         self._publish(st)
         self._ack(link_id, seq)
         self.outbox.send_to_peer("vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, connector))
@@ -349,7 +351,7 @@ class StationRegistry(pykka.ThreadingActor):
                 "reason": reason})
         log.info(
             "station %s: session %s COMPLETE vehicle=%s energy=%.2f kWh reason=%s",
-            station_id, session_id, vehicle_id, energy_wh / 1000.0, reason,
+            station_id, wire_text(session_id), wire_text(vehicle_id), energy_wh / 1000.0, wire_text(reason),
         )
         self._publish(st)
         if self.book is not None:

@@ -93,7 +93,8 @@ class Router:
         # transaction); what arrives meanwhile waits here and becomes the next, bigger batch.
         self._book_busy_since = None
         self._packed = {}  # station id -> (StationView, packed map head, packed map tail), see _nearest
-        self.logins = LoginThrottle(free=config.get("login_failures_free", 5))
+        self.logins = LoginThrottle(free=config.get("login_failures_free", 5),
+                                    global_per_s=config.get("login_failures_per_s", 50))
 
     def attach(self, gateway):
         self.gateway = gateway
@@ -103,14 +104,14 @@ class Router:
 
     # --- link lifecycle ---------------------------------------------------------------
 
-    def login_wait(self, address):
-        return self.logins.wait_s(address)
+    def login_wait(self, link):
+        return self.logins.wait_s(link.address, link.session.role, link.session.peer_id)
 
     def login_failed(self, link):
-        self.logins.failed(link.address)
+        self.logins.failed(link.address, link.session.role, link.session.peer_id)
 
     def login_succeeded(self, link):
-        self.logins.succeeded(link.address)
+        self.logins.succeeded(link.address, link.session.role, link.session.peer_id)
 
     def peer_up(self, link):
         if not self.gateway.bind_peer(link):

@@ -39,6 +39,7 @@ class HubProcess:
         self.port = port
         self.proc = None
         self.env = {"EVHUB_CONFIG_DIR": os.path.join(self.tmp, "config")}
+        self.preexec_fn = None  # e.g. to start the hub under a lower RLIMIT_NOFILE
 
     @property
     def url(self):
@@ -50,7 +51,8 @@ class HubProcess:
         offset = len(self.log())  # on a restart, only the new log lines count
         self._log = open(self.log_path, "a")
         env = dict(os.environ, PYTHONPATH=REPO, **self.env)
-        self.proc = subprocess.Popen(cmd, cwd=self.tmp, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=self.tmp, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=self.preexec_fn)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             m = LISTEN_RE.search(self.log()[offset:])

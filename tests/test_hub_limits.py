@@ -16,18 +16,21 @@ def test_rate_limiter_allows_a_burst_then_the_sustained_rate():
     assert sum(rl.allow(now + 1.0) for _ in range(50)) == 10
 
 
-def test_login_throttle_makes_an_address_wait_after_repeated_failures():
+def test_login_throttle_makes_an_address_wait_after_repeated_failures_for_one_id():
     t = LoginThrottle(free=3, window_s=300)
     for i in range(3):
-        assert t.wait_s("10.0.0.1:5000", now=100.0) == 0
-        t.failed("10.0.0.1:%d" % (5000 + i), now=100.0)
-    assert t.wait_s("10.0.0.1:6000", now=100.0) == pytest.approx(1.0)
-    t.failed("10.0.0.1:1", now=100.0)
-    assert t.wait_s("10.0.0.1:1", now=100.0) == pytest.approx(2.0)
-    assert t.wait_s("10.0.0.2:1", now=100.0) == 0, "other addresses are not affected"
-    assert t.wait_s("10.0.0.1:1", now=103.0) == 0
-    t.succeeded("10.0.0.1:9")
-    assert t.wait_s("10.0.0.1:1", now=100.0) == 0
+        assert t.wait_s("10.0.0.1:5000", "station", "CP-1", now=100.0) == 0
+        t.failed("10.0.0.1:%d" % (5000 + i), "station", "CP-1", now=100.0)
+    assert t.wait_s("10.0.0.1:6000", "station", "CP-1", now=100.0) == pytest.approx(1.0)
+    t.failed("10.0.0.1:1", "station", "CP-1", now=100.0)
+    assert t.wait_s("10.0.0.1:1", "station", "CP-1", now=100.0) == pytest.approx(2.0)
+    assert t.wait_s("10.0.0.2:1", "station", "CP-1", now=100.0) == 0, "other addresses are not affected"
+    assert t.wait_s("10.0.0.1:1", "station", "CP-2", now=100.0) == 0, "other ids are not affected"
+    assert t.wait_s("10.0.0.1:1", "station", "CP-1", now=103.0) == 0
+    t.succeeded("10.0.0.1:9", "station", "CP-2")
+    assert t.wait_s("10.0.0.1:1", "station", "CP-1", now=100.0) > 0, "another id's success resets nothing"
+    t.succeeded("10.0.0.1:9", "station", "CP-1")
+    assert t.wait_s("10.0.0.1:1", "station", "CP-1", now=100.0) == 0
 
 
 def test_repeated_wrong_keys_from_one_address_are_slowed_down_and_logged(tmp_path):
@@ -49,10 +52,9 @@ def test_repeated_wrong_keys_from_one_address_are_slowed_down_and_logged(tmp_pat
 
 def test_login_throttle_survives_thousands_of_failures_and_keeps_serial_lines_apart():
     t = LoginThrottle(free=5, max_wait_s=300)
-    for i in range(2000):
-        t.failed("10.0.0.9:1", now=float(i))
-    assert t.wait_s("10.0.0.9:1", now=2000.0) == pytest.approx(299.0)
-    t.failed("serial:/dev/ttyUSB0", now=0.0)
-    for _ in range(10):
-        t.failed("serial:/dev/ttyUSB0", now=0.0)
-    assert t.wait_s("serial:/dev/ttyUSB1", now=0.0) == 0
+    for i in range(200):
+        t.failed("10.0.0.9:1", "vehicle", "V-1", now=float(i))
+    assert t.wait_s("10.0.0.9:1", "vehicle", "V-1", now=200.0) == pytest.approx(299.0)
+    for _ in range(11):
+        t.failed("serial:/dev/ttyUSB0", "station", "CP-1", now=0.0)
+    assert t.wait_s("serial:/dev/ttyUSB1", "station", "CP-1", now=0.0) == 0

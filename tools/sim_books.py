@@ -44,7 +44,7 @@ def _hub_log_errors(path):
 
 
 # Hub counters (HUB_STATS) that mean something went wrong on a link.
-HUB_TROUBLE = ("bad_messages", "auth_failures", "handshake_errors", "handshake_timeouts", "logins_throttled",
+HUB_TROUBLE = ("bad_messages", "auth_failures", "handshake_errors", "handshake_timeouts", "logins_throttled", "unauth_evicted",
                "refused_links", "slow_readers_cut")
 
 

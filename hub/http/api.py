@@ -125,11 +125,10 @@ class Api:
     def last_heartbeat(self, station_id):
         """Hub-clock time of the last frame (ping or message) from the station's live link."""
         link = self.gateway.links.get(self.gateway.peers.get(("station", station_id)))
-        last_rx = getattr(getattr(link, "session", None), "_last_rx", None)
-        if link is None or link.closed or last_rx is None:
+        if link is None or link.closed:
             return None
-        silent_s = (link.session.clock() - last_rx) / 1000  # session clocks count integer ms
-        return self.clock() - silent_s * self.config["speedup"]
+        # last_frame_at is on the gateway's monotonic clock, in seconds (the session's own clock counts ms).
+        return self.clock() - (time.monotonic() - link.last_frame_at) * self.config["speedup"]
 
     def station_json(self, v):
         return station_doc(v, self.last_heartbeat(v.id))

@@ -24,6 +24,7 @@ ERROR_COUNTERS = {
     "refused_links": "link_refused",
     "slow_readers_cut": "slow_reader",
     "logins_throttled": "login_throttled",
+    "unauth_evicted": "unauth_evicted",
 }
 
 

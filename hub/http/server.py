@@ -20,6 +20,8 @@ import logging
 import re
 import urllib.parse
 
+from hub.http.conns import IDLE_KEEPALIVE_S, MAX_PER_ADDRESS, IdleConnections, PerAddress
+
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024
@@ -137,6 +139,8 @@ class HttpServer:
         self.connections = set()
         self.requests = {}  # status code -> count, for /metrics
         self.tasks = set()  # one per connection
+        self.per_address = PerAddress(MAX_PER_ADDRESS)
+        self.idle = IdleConnections()
 
     async def start(self, host, port):
         self.server = await asyncio.start_server(self._client, host, port, limit=MAX_HEADER_BYTES,
@@ -162,7 +166,12 @@ class HttpServer:
     # --- connections -----------------------------------------------------------------------
 
     async def _client(self, reader, writer):
+        peer = writer.get_extra_info("peername")
+        peer_host = peer[0] if peer else ""
         if len(self.connections) >= MAX_CONNECTIONS:
+            # A keep-alive connection waiting for nothing makes room (its task ends on its own).
+            self.connections.discard(self.idle.evict_oldest())
+        if len(self.connections) >= MAX_CONNECTIONS or not self.per_address.take(peer_host):
             self._count(503)
             writer.write(self._encode(json_response({"error": "too many HTTP connections"}, 503), False, False))
             writer.close()
@@ -170,11 +179,11 @@ class HttpServer:
         self.connections.add(writer)
         task = asyncio.current_task()
         self.tasks.add(task)
-        peer = writer.get_extra_info("peername")
-        peer_host = peer[0] if peer else ""
         try:
             timeout = HEADER_TIMEOUT_S
             while True:
+                if timeout != HEADER_TIMEOUT_S:  # served before: now idle in keep-alive, evictable
+                    self.idle.idle(writer)
                 try:
                     request = await asyncio.wait_for(self._read_request(reader, peer_host), timeout)
                 except HttpError as exc:
@@ -182,13 +191,15 @@ class HttpServer:
                     writer.write(self._encode(self._error(exc), False, False))
                     await writer.drain()
                     return
+                finally:
+                    self.idle.busy(writer)
                 if request is None:
                     return
-                timeout = IDLE_TIMEOUT_S
+                timeout = IDLE_KEEPALIVE_S  # between requests a connection may idle this long, no more
                 keep = self._keep_alive(request)
                 result = await self._dispatch(request)
                 if isinstance(result, Stream):
-                    await result.run(request, writer)
+                    await self._run_stream(result, request, reader, writer)
                     return
                 self._count(result.status)
                 writer.write(self._encode(result, keep, request.method == "HEAD"))
@@ -206,7 +217,23 @@ class HttpServer:
         finally:
             self.tasks.discard(task)
             self.connections.discard(writer)
+            self.idle.busy(writer)
+            self.per_address.give(peer_host)
             writer.close()
+
+    @staticmethod
+    async def _run_stream(stream, request, reader, writer):
+        """Run a long-lived response until it ends or the client closes: a client sends nothing
+        after its request, so EOF (or anything) on the socket ends the stream at once and frees
+        its slot, instead of at the next write."""
+        run = asyncio.ensure_future(stream.run(request, writer))
+        eof = asyncio.ensure_future(reader.read(1024))
+        try:
+            await asyncio.wait({run, eof}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (run, eof):
+                t.cancel()
+            await asyncio.gather(run, eof, return_exceptions=True)
 
     async def _read_request(self, reader, peer_host):
         try:

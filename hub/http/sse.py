@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 
+from hub.http.conns import MAX_SSE_PER_ADDRESS, PerAddress
 from hub.http.server import HttpError, Route, Stream
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class EventStream:
         self.http = http
         self.tracker_last = tracker_last
         self.clients = 0
+        self.per_address = PerAddress(MAX_SSE_PER_ADDRESS)
         self._positions_task = None
         self._last_positions = {}
 
@@ -39,6 +41,8 @@ class EventStream:
     async def events(self, req):
         if self.clients >= MAX_CLIENTS:
             raise HttpError(503, "too many event-stream clients (%d)" % MAX_CLIENTS)
+        if self.per_address.full(req.peer):
+            raise HttpError(503, "too many event streams from %s (%d)" % (req.peer, MAX_SSE_PER_ADDRESS))
         kinds = None
         if req.arg("types"):
             kinds = set(req.arg("types").split(","))
@@ -50,10 +54,11 @@ class EventStream:
             last_id = int(last_id) if last_id else None
         except ValueError:
             raise HttpError(400, "Last-Event-ID must be an integer") from None
-        return Stream(lambda request, writer: self._serve(writer, kinds, last_id))
+        return Stream(lambda request, writer: self._serve(writer, kinds, last_id, request.peer))
 
-    async def _serve(self, writer, kinds, last_id):
+    async def _serve(self, writer, kinds, last_id, peer=""):
         self.http._count(200)
+        self.per_address.take(peer)
         sub = self.bus.subscribe(last_id)
         sub.wake = asyncio.Event()
         if sub.queue:
@@ -88,6 +93,7 @@ class EventStream:
         except (ConnectionError, asyncio.TimeoutError):
             sub.dropped = True
         finally:
+            self.per_address.give(peer)
             self.clients -= 1
             self.bus.unsubscribe(sub)
             if sub.dropped:
