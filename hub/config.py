@@ -21,7 +21,7 @@ DEFAULTS = {
     "max_open_reservations_per_vehicle": 3,  # confirmed, not yet fulfilled/cancelled/expired; more is refused
     "max_waiting_reservations_per_vehicle": 10,  # requests one vehicle may have waiting for the book (fair share)
     "session_estimate_min": 45,  # expected length of a session with no reservation, for "Free in X min"
-    "open_loopback_reads": True,  # operator read-only role without a key from 127.0.0.1
+    "open_loopback_reads": True,  # HTTP reads without a token from 127.0.0.1 (the operator link needs its key)
     "speedup": 1.0,  # simulated time runs this many times faster (the laptop simulation)
     "epoch0": None,  # simulated time origin shared by every process of a simulation
     "tls_cert": "",  # PEM certificate chain: with tls_key, the TCP listener speaks TLS (clients use tls://)

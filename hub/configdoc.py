@@ -36,7 +36,7 @@ DOCS: tuple[tuple[str, str], ...] = (
     ("max_msgs_per_s", "messages per second one link may send, sustained (bursts of twice that)"),
     ("login_failures_free", "failed logins per (address, id) tolerated before that pair must wait (doubling, up to 300 s)"),
     ("login_failures_per_s", "failed logins per second hub-wide; past it, pairs that already failed wait"),
-    ("open_loopback_reads", "let read-only operator commands in from 127.0.0.1 without a key"),
+    ("open_loopback_reads", "HTTP reads from 127.0.0.1 without a token (the operator link always needs its key)"),
     ("", "Reservations and status"),
     ("no_show_grace_s", "seconds after a window starts before an unused reservation expires"),
     ("session_estimate_min", "expected minutes of a session with no reservation, for \"Free in X min\""),

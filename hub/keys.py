@@ -9,6 +9,8 @@ cannot turn into a flood of queries.
 import sqlite3
 import time
 
+from hub import operatorkey
+
 NEGATIVE_TTL_S = 5.0
 OPERATOR_ID = "operator"
 
@@ -16,9 +18,8 @@ OPERATOR_ID = "operator"
 class KeyLookup:
     def __init__(self, config):
         self.db = config["db"]
-        host = config["listen"].split("//")[-1].rsplit(":", 1)[0].strip("[]")
-        # Read-only operator access without a key only when nobody off this machine can connect.
-        self.open_reads = config["open_loopback_reads"] and (host.startswith("127.") or host in ("localhost", "::1"))
+        # The operator proves a real key (never an empty one), whatever the listen address.
+        self.operator_key = operatorkey.ensure(self.db)
         self._conn = None
         self._cache = {}
         self._misses = {}
@@ -31,7 +32,7 @@ class KeyLookup:
         elif role == "vehicle":
             row = self._conn.execute("SELECT token FROM vehicles WHERE id = ? AND removed IS NULL", (peer_id,)).fetchone()
         else:
-            return b"" if self.open_reads and peer_id == OPERATOR_ID else None
+            return self.operator_key if role == "operator" and peer_id == OPERATOR_ID else None
         return row[0] if row else None
 
     def lookup(self, role, peer_id):

@@ -56,6 +56,8 @@ class Link:
 
     def _new_session(self):
         lookup_key, clock, wall, config = self._session_args
+        if self.address.startswith("serial:"):  # a serial peer is a charge point, never an operator
+            lookup_key = _no_operator(lookup_key)
         return ServerSession(
             lookup_key,
             clock=lambda: int(clock() * 1000),  # sessions count integer ms (the board's clock); ours is in s
@@ -254,3 +256,8 @@ class Link:
             actor_ref.tell(("reply", tag, None))
         self.reply_tags.clear()
         self._close()
+
+
+def _no_operator(lookup_key):
+    """lookup_key that knows no operator key (for serial lines)."""
+    return lambda role, peer_id: None if role == "operator" else lookup_key(role, peer_id)

@@ -502,6 +502,9 @@ class StationRegistry(pykka.ThreadingActor):
             self.locator.tell(("remove", station_id))
         log.info("station %s: removed (history kept in the store)", station_id)
 
+    def _on_list_sessions(self, link_id, seq, vehicle_id):
+        self.outbox.send(link_id, make(K.SESSIONS, seq, self.store.vehicle_sessions(vehicle_id)))
+
     def _sync_provisioned(self):
         """Stations provisioned while the hub runs (`evhub stations add`) show up within a tick."""
         if self.store.station_count() == len(self.stations):
@@ -537,6 +540,7 @@ class StationRegistry(pykka.ThreadingActor):
         "reservation_ended": _on_reservation_ended,
         "start_charge": _on_start_charge,
         "stop_charge": _on_stop_charge,
+        "list_sessions": _on_list_sessions,
         "reply": _on_reply,
         "tick": _on_tick,
         "summary": _on_summary,

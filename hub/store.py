@@ -27,6 +27,7 @@ import time
 
 from hub import store_authz
 from hub.geo import validate_position
+from hub.secretfile import prepare_store
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,12 @@ CREATE TABLE IF NOT EXISTS sessions (
     reason          TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_open ON sessions(station_id) WHERE ended IS NULL;
+CREATE INDEX IF NOT EXISTS sessions_vehicle ON sessions(vehicle_id, started);
 """
 
 _RES_COLS = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
 _RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")
+MAX_LISTED_SESSIONS = 50  # SESSIONS is one frame: the newest 50 keep it a few KB
 _SESSION_KEYS = (
     "session_id", "station_id", "connector", "vehicle_id", "reservation_id",
     "meter_start_wh", "energy_wh", "started", "ended", "reason", "claimed_vehicle_id", "implausible",
@@ -108,6 +111,7 @@ class Store:
     def __init__(self, path, clock=time.time):
         self.path = str(path)
         self._clock = clock
+        prepare_store(self.path)  # owner-only, or refused: it holds every device key in plain
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -419,6 +423,15 @@ class Store:
             "SELECT %s FROM sessions WHERE session_id = ?" % ", ".join(_SESSION_KEYS), (session_id,)
         ).fetchone()
         return None if row is None else dict(zip(_SESSION_KEYS, row))
+
+    def vehicle_sessions(self, vehicle_id, limit=MAX_LISTED_SESSIONS):
+        """A vehicle's sessions, newest first (at most `limit`), as wire maps: what SESSIONS carries."""
+        rows = self._db.execute(
+            "SELECT session_id, station_id, connector, reservation_id, energy_wh, started, ended, reason"
+            " FROM sessions WHERE vehicle_id = ? ORDER BY started DESC, session_id LIMIT ?", (vehicle_id, limit)
+        )
+        keys = ("session_id", "station_id", "connector", "reservation_id", "energy_wh", "started", "ended", "reason")
+        return [dict(zip(keys, r)) for r in rows]
 
     def load_open_sessions(self):
         """Sessions started and not ended, as dicts (they occupy connectors after a restart)."""

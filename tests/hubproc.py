@@ -38,7 +38,8 @@ class HubProcess:
         self.extra_args = list(extra_args)
         self.port = port
         self.proc = None
-        self.env = {"EVHUB_CONFIG_DIR": os.path.join(self.tmp, "config")}
+        self.env = {"EVHUB_CONFIG_DIR": os.path.join(self.tmp, "config"),
+                    "EVHUB_OPERATOR_KEY_FILE": self.db + ".operator-key"}  # written by the hub at its first start
         self.preexec_fn = None  # e.g. to start the hub under a lower RLIMIT_NOFILE
 
     @property

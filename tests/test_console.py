@@ -355,7 +355,7 @@ def test_as_a_station_on_the_hubs_serial_line(tmp_path, pair):
             screen.type("status 1 Faulted relay-welded\r")
             screen.expect(r"-> status +seq=\d+ connector=1 status=Faulted info=relay-welded")
             screen.expect(r"status 1 Faulted: ok")
-            listing = evhub("stations", "list", "--hub", hub.url, "--json").stdout
+            listing = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json").stdout
             assert '"status": "Faulted"' in listing, listing
             screen.type("trigger boot\r")
             screen.expect(r"`trigger` is for --as hub")

@@ -42,7 +42,7 @@ def _thread(target, *args, **kwargs):
 
 
 def _listing(hub):
-    res = evhub("stations", "list", "--hub", hub.url, "--json", check=False)
+    res = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json", check=False)
     return {s["id"]: s for s in json.loads(res.stdout)} if res.returncode == 0 else {}
 
 

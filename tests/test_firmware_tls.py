@@ -54,7 +54,7 @@ def _thread(target, *args, **kwargs):
 
 
 def _status(hub, station_id):
-    res = evhub("stations", "list", "--hub", hub.tls_url, "--json", env={"EVHUB_TLS_CA": CERT}, check=False)
+    res = evhub("stations", "list", "--hub", hub.tls_url, "--db", hub.db, "--json", env={"EVHUB_TLS_CA": CERT}, check=False)
     if res.returncode != 0:
         return None
     return {s["id"]: s["status"] for s in json.loads(res.stdout)}.get(station_id)

@@ -33,7 +33,7 @@ def stations(hub, expect=None, timeout=5):
     """The hub's station list; waits (bounded) until `expect(listing)` holds, if given."""
     deadline = time.monotonic() + timeout
     while True:
-        listing = {s["id"]: s for s in json.loads(evhub("stations", "list", "--hub", hub.url, "--json").stdout)}
+        listing = {s["id"]: s for s in json.loads(evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json").stdout)}
         if expect is None or expect(listing) or time.monotonic() > deadline:
             return listing
         time.sleep(0.2)

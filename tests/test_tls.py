@@ -34,7 +34,7 @@ def test_the_operator_cli_lists_stations_over_tls(tls_hub):
     tls_hub.add_station("CP-1")
     deadline = time.monotonic() + 5  # provisioned while running: the hub picks it up within a tick
     while True:
-        res = evhub("stations", "list", "--hub", "tls://127.0.0.1:%d" % tls_hub.port, "--json",
+        res = evhub("stations", "list", "--hub", "tls://127.0.0.1:%d" % tls_hub.port, "--db", tls_hub.db, "--json",
                     env={"EVHUB_TLS_CA": CERT})
         if '"id": "CP-1"' in res.stdout or time.monotonic() > deadline:
             break

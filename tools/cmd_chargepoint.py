@@ -16,12 +16,14 @@ import signal
 import sys
 import threading
 
+from tools import secret_args
+
 DEFAULT_HUB = "tcp://127.0.0.1:7878"
 
 
 def configure(p):
     p.add_argument("--id", required=True, help="station id as provisioned (evhub stations add)")
-    p.add_argument("--key", help="the station's key (default: $EVHUB_KEY)")
+    secret_args.add(p, "--key", "EVHUB_KEY", "the station's key")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--hub", help="tcp://HOST:PORT or tls://HOST:PORT (default: $EVHUB_HUB or %s)" % DEFAULT_HUB)
     where.add_argument("--serial", metavar="URL", help="talk to the hub over a serial line (pyserial URL or pty path)")
@@ -67,7 +69,7 @@ def build_config(args):
         if not isinstance(cfg, dict):
             raise ValueError("--config %s must hold a JSON object" % args.config)
     cfg["id"] = args.id
-    key = args.key or os.environ.get("EVHUB_KEY") or cfg.get("key")
+    key = secret_args.resolve(args, "--key", "EVHUB_KEY") or cfg.get("key")
     if not key:
         raise ValueError("a key is needed: --key KEY (printed by `evhub stations add`) or $EVHUB_KEY")
     cfg["key"] = key

@@ -72,6 +72,8 @@ import time
 
 from serial import SerialException
 
+from tools import secret_args
+from tools.term_escape import RawFilter, escape_text
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.errors import ERROR_NAMES, CodecError, FrameError, ProtocolError
@@ -98,7 +100,7 @@ def configure(p):
     p.add_argument("--raw", action="store_true", help="plain terminal for the board's REPL; Ctrl-] leaves")
     p.add_argument("--as", dest="mode", choices=("hub", "station", "monitor"), default="hub",
                    help="which end of the line the console plays (default hub: for a charge point on the line)")
-    p.add_argument("--key", help="the station's key (default: from the store --db)")
+    secret_args.add(p, "--key", "EVHUB_KEY", "the station's key", extra_help=" (default: from the store --db)")
     p.add_argument("--id", help="the station's id (--as hub: accept only this station; --as station: required)")
     p.add_argument("--db", default=os.environ.get("EVHUB_DB", "evhub.db"),
                    help="hub store (default $EVHUB_DB or ./evhub.db, if it exists): station keys are looked up there, "
@@ -349,15 +351,16 @@ class Console:
 
     # -- what the person sees
 
+    # Everything shown goes through escape_text: ids, texts and names come from the wire.
     def line(self, arrow, name, text):
-        self.out("%s %s %-18s %s" % (clock_text(), arrow, name, text))
+        self.out(escape_text("%s %s %-18s %s" % (clock_text(), arrow, name, text)))
 
     def show(self, arrow, obj):
         name, text = message_text(obj)
         self.line(arrow, name, text)
 
     def note(self, text):
-        self.out("%s -- %s" % (clock_text(), text))
+        self.out(escape_text("%s -- %s" % (clock_text(), text)))
 
     # -- session events
 
@@ -790,6 +793,11 @@ def run(args):
     if args.duration is not None and args.duration <= 0:
         print("evhub console: --duration must be positive", file=sys.stderr)
         return 2
+    try:
+        secret_args.resolve(args, "--key", "EVHUB_KEY")
+    except ValueError as exc:
+        print("evhub console: %s" % exc, file=sys.stderr)
+        return 2
     mode = args.mode
     if not args.raw and mode == "station":
         if not args.id:
@@ -798,7 +806,11 @@ def run(args):
         if not args.key and os.path.exists(args.db):
             from hub.store import Store
 
-            store = Store(args.db)
+            try:
+                store = Store(args.db)
+            except ValueError as exc:  # e.g. a store others can read (hub/secretfile.py)
+                print("evhub console: %s" % exc, file=sys.stderr)
+                return 2
             try:
                 args.key = store.get_station_key(args.id)
             finally:
@@ -926,6 +938,7 @@ def _run_raw(port, args):
     out = getattr(sys.stdout, "buffer", None)
     port_fd = _port_fd(port)
     saved = None
+    shown = RawFilter()  # the board's bytes, minus escapes beyond what its REPL needs (tools/term_escape.py)
     end = None if args.duration is None else time.monotonic() + args.duration
     eof = False
     status = 0
@@ -965,12 +978,13 @@ def _run_raw(port, args):
                 sys.stderr.write("\r\n--- lost %s: %s ---\r\n" % (args.url, exc))
                 status = 1
                 break
-            if data:
+            text = shown.feed(data) if data else ""
+            if text:
                 if out is not None:
-                    out.write(data)
+                    out.write(text.encode("utf-8"))
                     out.flush()
                 else:
-                    sys.stdout.write(data.decode("utf-8", "replace"))
+                    sys.stdout.write(text)
                     sys.stdout.flush()
     except (KeyboardInterrupt, _Stop):
         pass

@@ -5,6 +5,7 @@ import os
 import sys
 
 from hub import config as hubconfig
+from tools import secret_args
 
 
 def configure(p):
@@ -18,8 +19,10 @@ def configure(p):
     p.add_argument("--speedup", type=float, help="run simulated time this many times faster (simulation only)")
     p.add_argument("--http", metavar="HOST:PORT",
                    help="serve the HTTP API, event stream, metrics and dashboard here (e.g. 127.0.0.1:8080); off by default")
-    p.add_argument("--http-token", metavar="TOKEN",
-                   help="bearer token for HTTP writes (or http_token in the config, or $EVHUB_HTTP_TOKEN)")
+    secret_args.add(p, "--http-token", "EVHUB_HTTP_TOKEN", "bearer token for HTTP writes", metavar="TOKEN",
+                    extra_help=" (or http_token in the config)")
+    p.add_argument("--http-insecure-reads", action="store_true",
+                   help="allow --http on a non-loopback address without a token (reads open to the network)")
     p.add_argument("--tls-cert", metavar="PEM", help="serve TLS on the TCP listener with this certificate (clients use tls://)")
     p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (if not in --tls-cert)")
     p.add_argument("--epoch0", type=float, help=argparse_suppress())
@@ -35,14 +38,15 @@ def argparse_suppress():
 
 def run(args):
     try:
+        secret_args.resolve(args, "--http-token", "EVHUB_HTTP_TOKEN")
         cfg = hubconfig.load(
             args.config,
             {"listen": args.listen, "db": args.db or os.environ.get("EVHUB_DB") or None, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
              "epoch0": args.epoch0, "http": args.http, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
              "log_file": args.log_file, "serial": args.serial,
-             "http_token": args.http_token or os.environ.get("EVHUB_HTTP_TOKEN") or None},
+             "http_token": args.http_token},
         )
-    except hubconfig.ConfigError as exc:
+    except (hubconfig.ConfigError, ValueError) as exc:
         print("evhub serve: %s" % exc, file=sys.stderr)
         return 2
     if args.print_config:
@@ -80,20 +84,26 @@ def run(args):
         from hub.http.app import parse_http_address
 
         try:
-            parse_http_address(cfg["http"])
+            http_host = parse_http_address(cfg["http"])[0]
         except ValueError as exc:
             print("evhub serve: %s" % exc, file=sys.stderr)
+            return 2
+        if not cfg.get("http_token") and not args.http_insecure_reads and not _is_loopback_host(http_host):
+            print("evhub serve: --http %s is reachable from other machines but has no token: give --http-token-file "
+                  "(or $EVHUB_HTTP_TOKEN), listen on 127.0.0.1, or pass --http-insecure-reads" % cfg["http"], file=sys.stderr)
             return 2
     if cfg["heartbeat_s"] < 1 or cfg["speedup"] <= 0:
         print("evhub serve: heartbeat and speedup must be positive", file=sys.stderr)
         return 2
     import sqlite3
 
+    from hub import operatorkey
     from hub.daemon import Hub
     from hub.store import Store
 
     try:
         Store(cfg["db"]).close()  # a store that cannot be opened is a setup error, said before anything starts
+        operatorkey.ensure(cfg["db"])  # the operator's key, generated at the first start (hub/operatorkey.py)
     except (sqlite3.Error, OSError, ValueError) as exc:
         print("evhub serve: cannot open the store %s: %s" % (cfg["db"], exc), file=sys.stderr)
         return 2
@@ -117,3 +127,15 @@ def run(args):
     finally:
         lock.release()
     return 0
+
+
+def _is_loopback_host(host):
+    """True for 127.x, ::1 and localhost; anything else (0.0.0.0, a LAN address, a name) is not."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         db = open_read_only(args.db)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: a store others can read (hub/secretfile.py)
         print("evhub sessions export: %s" % exc, file=sys.stderr)
         return EXIT_USAGE
     rows: list[dict[str, Any]] = []

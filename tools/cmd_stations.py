@@ -5,8 +5,9 @@ import json
 import os
 import sys
 
+from tools import operator_auth
 from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
-from tools.hubclient import HubClient, HubError, hub_url
+from tools.hubclient import HubError, hub_url
 from tools.storepath import DB_HELP, default_db, describe
 from transport import kinds as K
 
@@ -35,7 +36,9 @@ def configure(p):
     lst.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
     lst.add_argument("--json", action="store_true", help="one JSON list")
     lst.add_argument("--db", default=default_db(),
-                     help="when the hub cannot be reached, list what this store holds (default $EVHUB_DB, else ./evhub.db)")
+                     help="the store the hub serves: the operator key is read from DB.operator-key ($EVHUB_OPERATOR_KEY_FILE "
+                          "or the key in $EVHUB_OPERATOR_KEY win); when the hub cannot be reached, list what this store "
+                          "holds (default $EVHUB_DB, else ./evhub.db)")
 
 
 def _given(row, key, default):
@@ -133,8 +136,8 @@ def run(args):
         return EXIT_USAGE
 
 
-def fetch_stations(url):
-    with HubClient(url, "operator", "operator", b"") as client:
+def fetch_stations(url, db=None):
+    with operator_auth.operator_client(url, db) as client:
         _kind, fields = client.request(K.STATIONS_LIST)
     return fields[0]
 
@@ -142,7 +145,7 @@ def fetch_stations(url):
 def _list(args):
     url = hub_url(args.hub)
     try:
-        stations = fetch_stations(url)
+        stations = fetch_stations(url, args.db)
         live = True
     except HubError as exc:
         if exc.code is not None or not os.path.isfile(args.db):
@@ -151,7 +154,11 @@ def _list(args):
         # The hub is down: what was provisioned is still worth seeing, marked as not live.
         print("evhub stations list: %s; showing the store %s (no live status)" % (exc, os.path.abspath(args.db)),
               file=sys.stderr)
-        stations = _stored_stations(args.db)
+        try:
+            stations = _stored_stations(args.db)
+        except ValueError as exc:  # e.g. a store other users can read (hub/secretfile.py)
+            print("evhub stations list: %s" % exc, file=sys.stderr)
+            return EXIT_USAGE
         live = False
     stations.sort(key=lambda s: s["id"])
     if args.json:

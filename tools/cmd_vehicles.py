@@ -38,7 +38,11 @@ def run(args):
         print("evhub vehicles add: id must be 1..64 characters without spaces", file=sys.stderr)
         return EXIT_USAGE
     existed = os.path.exists(args.db)
-    store = Store(args.db)
+    try:
+        store = Store(args.db)  # refused (one line) if other local users can read it: hub/secretfile.py
+    except ValueError as exc:
+        print("evhub vehicles add: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
     try:
         token = store.add_vehicle(vid, replace=args.replace)
     except StoreConflict as exc:

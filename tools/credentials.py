@@ -8,6 +8,8 @@ without pasting the token. --token or $EVHUB_TOKEN always win.
 import json
 import os
 
+from hub.secretfile import SecretFileError, write_secret
+
 
 def _path():
     base = os.environ.get("EVHUB_CONFIG_DIR") or os.path.join(os.path.expanduser("~"), ".config", "evhub")
@@ -40,12 +42,11 @@ def remember(role, peer_id, secret):
     data = _load()
     data["%s:%s" % (role, peer_id)] = secret
     path = _path()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        write_secret(path, json.dumps(data, indent=1))  # 0600 even over an old 0644 file; no symlinks
+    except SecretFileError as exc:
+        raise CredentialsError(str(exc)) from None
 
 
 def lookup(role, peer_id, explicit=None):

@@ -203,11 +203,12 @@ class Simulation:
 
     def _operator_request(self, kind):
         """One request on the operator link (read-only, loopback); reconnects after a failure."""
-        from tools.hubclient import HubClient, HubError
+        from tools.hubclient import HubError
+        from tools.operator_auth import operator_client
 
         try:
             if self.operator is None:
-                self.operator = HubClient("tcp://127.0.0.1:%d" % self.port, "operator", "operator", b"").connect()
+                self.operator = operator_client("tcp://127.0.0.1:%d" % self.port, self.db).connect()
             return self.operator.request(kind)[1][0]
         except HubError as exc:
             if self.operator is not None:

@@ -132,8 +132,11 @@ def open_read_only(db_path):
     """A read-only connection for a command-line reader (the hub may be running, or not)."""
     import os
 
+    from hub.secretfile import prepare_store
+
     if not os.path.isfile(db_path):
         raise FileNotFoundError("no store at %s (give --db or set $EVHUB_DB)" % db_path)
+    prepare_store(db_path, create=False)  # a store others can read is refused here too (hub/secretfile.py)
     db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=BUSY_TIMEOUT_S)
     db.execute("PRAGMA query_only=ON")
     return db

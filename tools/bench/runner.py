@@ -103,13 +103,14 @@ def start_echo(tmp, vehicles):
     return Server("echo", [sys.executable, "-m", "tools.bench.echo", "--keys", keys], ECHO_RE, tmp)
 
 
-def hub_stats(url):
-    """The hub's counters (HUB_STATS, as the read-only loopback operator); {} if unavailable."""
-    from tools.hubclient import HubClient, HubError
+def hub_stats(url, db=None):
+    """The hub's counters (HUB_STATS, as the operator with the key next to db); {} if unavailable."""
+    from tools.hubclient import HubError
+    from tools.operator_auth import operator_client
     from transport import kinds as K
 
     try:
-        with HubClient(url, "operator", "operator", b"", timeout=10) as c:
+        with operator_client(url, db, timeout=10) as c:
             return c.request(K.HUB_STATS)[1][0]
     except (HubError, OSError):
         return {}
@@ -334,9 +335,9 @@ def run(opts):
                 base = None
                 if echo is not None:
                     base = _summary(drive(tmp, "echo", echo.url, vehicles, cfg, procs, echo.pid), cfg)
-                stats0 = hub_stats(url)
+                stats0 = hub_stats(url, db)
                 m = drive(tmp, "hub", url, vehicles, cfg, procs, hub.pid if hub else None)
-                stats1 = hub_stats(url)
+                stats1 = hub_stats(url, db)
                 runs.append((base, _summary(m, cfg), stats0, stats1))
         finally:
             if echo is not None:
