@@ -375,6 +375,9 @@ def test_a_store_made_before_these_columns_gains_them_and_keeps_its_rows(tmp_pat
     con.execute("INSERT INTO vehicles (id, token, created) VALUES ('V-OLD', 'tok', 1)")
     con.commit()
     con.close()
+    import os
+
+    os.chmod(path, 0o600)  # the store refuses a world-readable file
     s = store_mod.Store(path)
     try:
         assert s.get_vehicle_token("V-OLD") == "tok"
