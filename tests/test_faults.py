@@ -269,8 +269,14 @@ def _start_over_a_noisy_line(hub, vehicle, station_id, ev):
             vehicle.request(K.START_CHARGE, station_id, None, ev)
             break  # ACKed: the station took it
         except HubError as exc:
-            if "did not answer" not in str(exc):
+            vehicle.last_refusal = str(exc)
+            if "did not answer" in str(exc):
+                continue
+            if re.search(r"already|busy|charging|no free connector", str(exc), re.I):
                 break  # refused by the station: a previous start got there
+            # Refused for a passing reason (the station still learning its RESERVE_NOW over the noise,
+            # or a handshake restarted by a lost frame): ask again shortly.
+            time.sleep(1)
     return vehicle.wait_event((K.SESSION_STARTED,), timeout=60)
 
 
