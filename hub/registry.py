@@ -20,6 +20,7 @@ import math
 
 import pykka
 
+from hub import capacity
 from hub.boardfloats import board_float
 
 from transport import kinds as K
@@ -30,7 +31,8 @@ from hub.logsafe import wire_text
 log = logging.getLogger(__name__)
 
 StationView = collections.namedtuple(
-    "StationView", "id lat lon status free_in_min free_at connectors max_kw online last_seen connector_status"
+    "StationView", "id lat lon status free_in_min free_at connectors max_kw online last_seen connector_status mismatch",
+    defaults=(None,)
 )
 
 OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "Finishing")
@@ -59,7 +61,7 @@ def display_status(online, connector_status):
 class _Station:
     __slots__ = (
         "id", "lat", "lon", "connectors", "max_kw", "online", "last_seen", "firmware",
-        "connector_status", "sessions", "windows",
+        "connector_status", "sessions", "windows", "mismatch",
     )
 
     def __init__(self, station_id, lat, lon, connectors, max_kw):
@@ -74,6 +76,7 @@ class _Station:
         self.connector_status = {n: "Unavailable" for n in range(1, connectors + 1)}
         self.sessions = {}  # session_id -> dict(connector, vehicle_id, reservation_id, started, expected_end, energy_wh, power_w)
         self.windows = {}  # reservation_id -> (vehicle_id, start, end)
+        self.mismatch = None  # capacity.Mismatch doc while provisioning and BOOT disagree
 
 
 class StationRegistry(pykka.ThreadingActor):
@@ -160,7 +163,7 @@ class StationRegistry(pykka.ThreadingActor):
         old = self.view.get(st.id)
         view = self.view[st.id] = StationView(
             st.id, st.lat, st.lon, status, free_in, free_at, st.connectors, st.max_kw, st.online, st.last_seen,
-            dict(st.connector_status),
+            dict(st.connector_status), st.mismatch,
         )
         if self.events is not None and (old is None or old[3:5] != view[3:5] or old.online != view.online
                                         or old.connector_status != view.connector_status):
@@ -223,15 +226,21 @@ class StationRegistry(pykka.ThreadingActor):
                 or not (0 < max_kw <= 1000):  # written so that NaN fails too
             self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..16) or max_kw out of range")
             return
-        st = self.stations.get(station_id) or self._learn(station_id, lat, lon, connectors, max_kw)
-        if st.connectors != connectors or st.max_kw != max_kw:
-            self._learn(station_id, st.lat, st.lon, connectors, max_kw)
+        # Provisioning and the station's own report must never silently diverge: use the safe values.
+        use_connectors, use_kw, st_mismatch = capacity.reconcile(station_id, self.store.get_station(station_id),
+                                                                connectors, max_kw)
+        st = self.stations.get(station_id) or self._learn(station_id, lat, lon, use_connectors, use_kw)
+        st.mismatch = st_mismatch
+        if st.connectors != use_connectors or st.max_kw != use_kw:
+            self._learn(station_id, st.lat, st.lon, use_connectors, use_kw)
         st.firmware = firmware
         st.online = True
         st.last_seen = self.clock()
         log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, wire_text(firmware), connectors, max_kw)
         self._publish(st)
         self._ack(link_id, seq)
+        if use_kw < max_kw:  # the station would deliver more than it was provisioned for: tell it the limit
+            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], None)
 
     def _on_status(self, station_id, link_id, seq, fields):
         connector, status, info = fields

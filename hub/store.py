@@ -285,6 +285,13 @@ class Store:
                 n += db.execute("UPDATE reservations SET state = ?, updated = ? WHERE id = ?", (state, now, rid)).rowcount
         return n
 
+    def move_reservations(self, moves):
+        """[(reservation_id, connector)] in one transaction (a station turned out to have fewer connectors)."""
+        now = self._now()
+        with self._tx() as db:
+            for rid, connector in moves:
+                db.execute("UPDATE reservations SET connector = ?, updated = ? WHERE id = ?", (connector, now, rid))
+
     def get_reservation(self, reservation_id):
         row = self._db.execute("SELECT %s FROM reservations WHERE id = ?" % _RES_COLS, (reservation_id,)).fetchone()
         return None if row is None else dict(zip(_RES_KEYS, row))
