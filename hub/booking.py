@@ -42,6 +42,7 @@ EARLY_ARRIVAL_S = 30 * 60  # a session this early still counts as the vehicle's 
 MAX_NEARBY_ALTERNATIVES = 3
 MAX_NEIGHBOURS_TRIED = 30  # bounds the work a conflicting request can cause
 MAX_WINDOW_CANDIDATES = 2000
+DEFAULT_MAX_OPEN_PER_VEHICLE = 3  # one vehicle cannot book every connector for a month
 
 Reservation = collections.namedtuple("Reservation", "id vehicle_id station_id connector start end state")
 ReserveResult = collections.namedtuple("ReserveResult", "ok reservation alternatives reason")
@@ -70,9 +71,11 @@ class _Station:
 
 
 class ReservationBook:
-    def __init__(self, store, nearby=None, grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S):
+    def __init__(self, store, nearby=None, grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S,
+                 max_open_per_vehicle=DEFAULT_MAX_OPEN_PER_VEHICLE):
         self._store = store
         self._nearby = nearby  # station_id -> iterable of (distance_km, station_id), nearest first
+        self.max_open_per_vehicle = max_open_per_vehicle  # None: no cap
         self.grace_s = grace_s
         self.session_estimate_s = session_estimate_s
         self._reset()
@@ -323,10 +326,17 @@ class ReservationBook:
         conflict with alternatives) or a BookingError for a request refused outright."""
         results = [None] * len(requests)
         held = []  # (index, provisional Reservation with a negative id, station)
+        provisional = {}  # vehicle_id -> how many of this batch's held requests are its
+        cap = self.max_open_per_vehicle
         for i, req in enumerate(requests):
             try:
                 vehicle_id, station_id, start, end = req
                 st = self._validate(vehicle_id, station_id, start, end, now)
+                if cap is not None:
+                    n_open = len(self._by_vehicle.get(vehicle_id, ())) + provisional.get(vehicle_id, 0)
+                    if n_open >= cap:
+                        raise BookingError(E_FORBIDDEN, "vehicle %s already holds %d open reservations, the cap is %d;"
+                                           " cancel one first" % (vehicle_id, n_open, cap))
             except BookingError as exc:
                 log.info("vehicle %s: reserve at station %s refused: %s", vehicle_id, station_id, exc.text)
                 results[i] = exc
@@ -344,6 +354,7 @@ class ReservationBook:
             r = Reservation(-(i + 1), vehicle_id, station_id, conn, start, end, "confirmed")
             self._hold(st, r)  # later requests of this batch must see it
             held.append((i, r, st))
+            provisional[vehicle_id] = provisional.get(vehicle_id, 0) + 1
         if not held:
             return results
         try:
@@ -387,6 +398,20 @@ class ReservationBook:
         self._store.update_reservation_state(r.id, "cancelled")
         log.info("vehicle %s: reservation %d at station %s cancelled", vehicle_id, r.id, r.station_id)
         return self._close(r, "cancelled")
+
+    def forget_peer(self, role, peer_id):
+        """A station or vehicle was removed (`evhub ... remove`, which already marked its open
+        reservations cancelled in the store): drop them from memory; returns them, state "cancelled"."""
+        if role == "vehicle":
+            gone = [self._by_id[i] for i in list(self._by_vehicle.get(peer_id, ()))]
+        else:
+            gone = [r for r in self._by_id.values() if r.station_id == peer_id]
+        out = [self._close(r, "cancelled") for r in gone]
+        if role == "station":
+            self._stations.pop(peer_id, None)
+        if out:
+            log.info("%s %s removed: %d open reservations cancelled", role, peer_id, len(out))
+        return out
 
     def expire_no_shows(self, now, grace_s=None):
         """Release confirmed reservations nobody showed up for by start + grace (or by the end

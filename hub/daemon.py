@@ -14,6 +14,7 @@ from hub.gateway import Gateway
 from hub import fdlimits, logsafe
 from hub.keys import KeyLookup
 from hub.registry import StationRegistry
+from hub.revocation import RevocationWatch
 from hub.router import Router
 from hub.store import Store
 from hub.tracker import VehicleTracker
@@ -49,6 +50,7 @@ class Hub:
         self.book = ReservationBookActor.start(
             db, self.outbox_proxy, clock=self.clock, registry=self.registry, locator=self.locator,
             grace_s=self.config["no_show_grace_s"], events=self.events,
+            max_open_per_vehicle=self.config["max_open_reservations_per_vehicle"],
         )
         self.registry.tell(("set_book", self.book))
 
@@ -76,6 +78,7 @@ class Hub:
         self.outbox_proxy.target = self.gateway.outbox
         host, port = parse_hub_url(self.config["listen"])
         await self.gateway.start(host, port, self.serial_urls, tls_context(self.config))
+        router.revocations = RevocationWatch(self.config["db"], self.gateway, self.registry, self.book).start(self.loop)
         self.port = self.gateway.port
         self.http = None
         if self.events is not None:
@@ -108,6 +111,7 @@ class Hub:
         log.info("hub stopping: closing links, flushing the store")
         if self.http is not None:
             await self.http.stop()
+        router.revocations.stop()
         await self.gateway.stop()
 
     def stop(self):

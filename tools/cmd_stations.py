@@ -1,4 +1,4 @@
-"""`evhub stations add|import|list`: provision charge points and see them on a running hub."""
+"""`evhub stations add|import|list|remove`: provision charge points and see them on a running hub."""
 
 import csv
 import json
@@ -28,6 +28,10 @@ def configure(p):
     i.add_argument("file")
     i.add_argument("--db", default=default_db(), help=DB_HELP)
     i.add_argument("--json", action="store_true", help="print the issued keys as JSON")
+    rm = sub.add_parser("remove", help="remove a station: its key stops working, its open reservations are"
+                        " cancelled (a running hub closes its link within ~1 s); its history is kept")
+    rm.add_argument("id")
+    rm.add_argument("--db", default=default_db(), help=DB_HELP)
     lst = sub.add_parser("list", help="stations and their live status, from a running hub")
     lst.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
     lst.add_argument("--json", action="store_true", help="one JSON list")
@@ -81,6 +85,10 @@ def _read_rows(path):
 def run(args):
     if args.action == "list":
         return _list(args)
+    if args.action == "remove":
+        from tools.accounts import remove
+
+        return remove("station", args.id, args.db)
     from hub.store import Store, StoreConflict
 
     existed = os.path.exists(args.db)

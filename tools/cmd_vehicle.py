@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from tools import credentials, secret_args
+from tools import credentials, secret_args, vehicle_charge
 from tools.hubclient import HubClient, HubError, hub_url
 from transport import kinds as K
 
@@ -43,6 +43,7 @@ def configure(p):
     can.add_argument("reservation_id", help="the id as `reservations` prints it: 42 or '#42'")
     lst = sub.add_parser("reservations", help="your reservations")
     lst.add_argument("--json", action="store_true")
+    vehicle_charge.configure(sub)  # start, stop, sessions
 
 
 def parse_local_time(text):
@@ -119,6 +120,7 @@ def _run(args):
             raise ValueError("--minutes must be 1..1440")
         if start < time.time() - 60:
             raise ValueError("%s is in the past (it is %s now)" % (show_local(start), show_local(time.time())))
+    vehicle_charge.check(args)
     token = credentials.lookup("vehicle", args.id, secret_args.resolve(args, "--token", "EVHUB_TOKEN"))
     if not token:
         raise ValueError("no token for vehicle %s: run `evhub vehicles add --id %s` or pass --token" % (args.id, args.id))
@@ -128,6 +130,8 @@ def _run(args):
 
         rid = parse_reservation_id(args.reservation_id)  # ValueError: exit 2 before touching the network
     with HubClient(hub_url(args.hub), "vehicle", args.id, token) as hub:
+        if args.action in ("start", "stop", "sessions"):
+            return vehicle_charge.run(hub, args)
         if args.action == "position":
             hub.send(K.POSITION, args.lat, args.lon, int(time.time()), args.soc)
             # A position has no reply; a round trip proves the hub took it (and surfaces its error if any).

@@ -1,4 +1,5 @@
-"""`evhub vehicles add --id V-1`: issue a vehicle's token (printed, and remembered for `evhub vehicle`)."""
+"""`evhub vehicles add --id V-1`: issue a vehicle's token (printed, and remembered for `evhub vehicle`);
+`evhub vehicles remove V-1`, `evhub vehicles list`."""
 
 import sys
 
@@ -13,12 +14,24 @@ def configure(p):
     a.add_argument("--id", required=True)
     a.add_argument("--replace", action="store_true", help="issue a new token for an existing id")
     a.add_argument("--db", default=default_db(), help=DB_HELP)
+    rm = sub.add_parser("remove", help="remove a vehicle: its token stops working, its open reservations are"
+                        " cancelled (a running hub closes its link within ~1 s); its history is kept")
+    rm.add_argument("id")
+    rm.add_argument("--db", default=default_db(), help=DB_HELP)
+    lst = sub.add_parser("list", help="provisioned vehicles (removed ones marked)")
+    lst.add_argument("--db", default=default_db(), help=DB_HELP)
+    lst.add_argument("--json", action="store_true")
 
 
 def run(args):
     import os
 
     from hub.store import Store, StoreConflict
+
+    if args.action in ("remove", "list"):
+        from tools import accounts
+
+        return accounts.remove("vehicle", args.id, args.db) if args.action == "remove" else accounts.list_vehicles(args)
 
     vid = args.id.strip()
     if not vid or len(vid) > 64 or any(c.isspace() for c in vid):

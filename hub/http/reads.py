@@ -13,7 +13,7 @@ from hub.store import BUSY_TIMEOUT_S
 _RES = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
 _RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")
 _SES_KEYS = ("session_id", "station_id", "connector", "vehicle_id", "reservation_id", "meter_start_wh",
-             "energy_wh", "started", "ended", "reason")
+             "energy_wh", "started", "ended", "reason", "claimed_vehicle_id", "implausible")
 
 
 class Reads:
