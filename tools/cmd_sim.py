@@ -18,8 +18,8 @@ import threading
 
 
 def configure(p):
-    p.add_argument("--stations", type=int, default=50, help="charge points (default 50)")
-    p.add_argument("--vehicles", type=int, default=200, help="vehicle agents (default 200)")
+    p.add_argument("--stations", type=int, default=50, help="charge points, 1..2000 (default 50)")
+    p.add_argument("--vehicles", type=int, default=200, help="vehicle agents, 0..5000 (default 200)")
     p.add_argument("--duration", type=float, default=60, help="real seconds to run (default 60)")
     p.add_argument("--speedup", type=float, default=60,
                    help="simulated time runs this many times faster (default 60: a minute a second)")

@@ -51,6 +51,7 @@ SCHEMAS = {
             "type": "string", "enum": list(K.CONNECTOR_STATUSES)}},
         "max_kw": {"type": "number"}, "online": {"type": "boolean"},
         "last_seen": NULL_INT, "last_heartbeat": {**NULL_INT, "description": "last frame from the station's link"},
+        "name": {"type": ["string", "null"], "description": "place label from provisioning"},
         "mismatch": {"type": ["object", "null"], "description":
                      "null, or {provisioned, reported, used}: each {connectors, max_kw}; the hub uses `used`"}}},
     "StationDetail": {"allOf": [_ref("Station"), {"type": "object", "properties": {
