@@ -52,6 +52,13 @@ def set_name(store, station_id: str, name: str | None) -> None:
         db.execute("UPDATE stations SET name = ? WHERE id = ? AND removed IS NULL", (clean_name(name), station_id))
 
 
+def set_names(store, pairs) -> None:
+    """[(station_id, name)] in one transaction (the simulator names its stations by city)."""
+    rows = [(clean_name(name), sid) for sid, name in pairs]
+    with store._tx() as db:
+        db.executemany("UPDATE stations SET name = ? WHERE id = ? AND removed IS NULL", rows)
+
+
 def update_station(store, station_id: str, changes: dict) -> bool:
     """Change some of lat/lon/connectors/max_kw/name of a provisioned station (its key stays).
     Returns False when no such station. Values are checked by the caller (tools.cmd_stations)."""

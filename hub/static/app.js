@@ -119,6 +119,12 @@
   }
   function idCell(s) {  // a marker in the table when provisioning and the station disagree
     const c = td(s.id, "id");
+    if (s.name) {
+      const n = document.createElement("span");
+      n.className = "place";
+      n.textContent = " " + s.name;
+      c.appendChild(n);
+    }
     if (s.mismatch) {
       const m = document.createElement("span");
       m.className = "mismatch";
@@ -209,7 +215,7 @@
     loadDetail();
   }
   function renderDetailFacts(s) {
-    $("#detail-title").textContent = s.id;
+    $("#detail-title").textContent = s.name ? s.id + " · " + s.name : s.id;
     const facts = $("#detail-facts");
     facts.textContent = "";
     const add = (k, v) => { const dt = document.createElement("dt"); dt.textContent = k; const dd = document.createElement("dd"); dd.textContent = v; facts.append(dt, dd); };
