@@ -68,11 +68,14 @@ def test_a_station_booting_as_provisioned_shows_no_mismatch(tmp_path):
 
 def test_evhub_chargepoint_without_capacity_flags_adopts_what_was_provisioned(tmp_path):
     """The README's `stations add --connectors 2 --max-kw 7.4` then `evhub chargepoint --id CP-1 --key ...`."""
-    with HubProcess(tmp_path) as hub:
+    with HubProcess(tmp_path, db=str(tmp_path / "evhub.db")) as hub:  # ./evhub.db, as `evhub serve` defaults to
         key = hub.add_station("CP-1", connectors=2, max_kw=7.4)
+        (tmp_path / "cp1.key").write_text(key + "\n")
+        os.chmod(tmp_path / "cp1.key", 0o600)
         env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                   EVHUB_DB=hub.db, EVHUB_KEY=key)
-        cp = LoggedProcess([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-1", "--hub", hub.url,
+                   EVHUB_HUB=hub.url)
+        env.pop("EVHUB_DB", None)
+        cp = LoggedProcess([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-1", "--key-file", "cp1.key",
                             "--journal", "none", "--duration", "30"], str(tmp_path / "cp.log"), cwd=str(tmp_path), env=env)
         try:
             deadline = time.monotonic() + 20
