@@ -46,3 +46,27 @@ def test_the_dashboard_during_the_demo_names_the_cities_and_is_saved_as_a_screen
     finally:
         out = sim.stop()
     assert "Traceback" not in out, out
+
+
+def test_a_capacity_mismatch_is_marked_in_the_table_and_explained_in_the_station_detail(page, tmp_path):  # noqa: F811
+    import contextlib
+
+    from test_http_api import HttpHub
+    from tools.hubclient import HubClient
+    from transport import kinds as K
+
+    with HttpHub(tmp_path) as hub:
+        key = hub.add_station("CP-1", connectors=2, max_kw=7.4)
+        c = HubClient(hub.url, "station", "CP-1", key).connect()
+        with contextlib.closing(c):
+            c.request(K.BOOT, -12.2664, -38.9663, 1, 22.0, "test-fw")
+            c.request(K.STATUS, 1, "Available", None)
+            page.goto("http://127.0.0.1:%d/" % hub.http_port)
+            page.wait_for_selector('body[data-ready="1"]', timeout=15000)
+            marker = page.wait_for_selector('#stations-table tr[data-station="CP-1"] .mismatch', timeout=10000)
+            assert "provisioned 2 × 7.4 kW" in marker.get_attribute("title")
+            page.click('#map g.station[data-station="CP-1"] circle')
+            page.wait_for_selector("#detail:not([hidden])")
+            facts = page.inner_text("#detail-facts")
+            assert "Capacity mismatch" in facts and "station reports 1 × 22 kW; using 1 × 7.4 kW" in facts, facts
+            assert not page.errors, page.errors
