@@ -92,15 +92,16 @@ class Hub:
                 log.error("http: cannot listen on %s: %s", self.config["http"], exc.strerror or exc)
                 raise
             log.info("http api listening on http://%s:%d (dashboard at /)", self.http.host, self.http.port)
-        log.info("hub listening on tcp://%s:%d%s (db %s)%s", host, self.port,
-                 " with TLS (clients use tls://)" if self.config.get("tls_cert") else "", self.config["db"],
-                 "".join(" serial %s" % u for u in self.serial_urls))
+        # Signals first: whoever waits for the "listening" line may signal at once (SIGHUP's default kills).
         for sig, handler in ((signal.SIGTERM, self._stopping.set), (signal.SIGINT, self._stopping.set),
                              (signal.SIGHUP, reopen_log_files)):
             try:
                 self.loop.add_signal_handler(sig, handler)
             except (ValueError, RuntimeError):  # not the main thread (tests run the hub in a thread)
                 pass
+        log.info("hub listening on tcp://%s:%d%s (db %s)%s", host, self.port,
+                 " with TLS (clients use tls://)" if self.config.get("tls_cert") else "", self.config["db"],
+                 "".join(" serial %s" % u for u in self.serial_urls))
         # What startup built (station tables, indexes, modules) lives as long as the hub: move it out
         # of the collector's sight, so full collections at 10k links do not pause the loop for it.
         gc.collect()

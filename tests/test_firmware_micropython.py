@@ -625,7 +625,9 @@ def test_a_car_plugs_in_charges_on_the_pilot_and_is_billed_the_meter_pulses_thro
         finally:
             proc.kill()
             out, _ = proc.communicate(timeout=30)
-    assert "nothing is plugged into connector 1" in str(refused.value), str(refused.value)
+    # Refused by the hub (no reservation, nothing Preparing) and, were the hub fooled, by the station
+    # itself (tests/test_pilot.py holds the station's own refusal).
+    assert re.search(r"nothing (is )?plugged in", str(refused.value)), str(refused.value)
     ((_sid, energy, _ended, reason),) = _session_rows(hub.db, started.fields[0])
     assert (energy, reason) == (35, "EVDisconnected"), out
     events = [line for line in hw().splitlines() if "26" in line or "pwm" in line]

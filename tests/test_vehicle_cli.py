@@ -255,6 +255,7 @@ def test_reserve_then_start_follows_the_charge_to_complete_and_sessions_lists_it
 
 
 def test_a_running_session_is_not_another_vehicles_to_stop_and_its_owner_stops_it(charging):
+    reserve_now(charging, "V-1", "CP-B")  # the hub honours a start for the reservation's holder (issue 13)
     res = vehicle(charging, "V-1", "start", "--station", "CP-B", "--json", check=True)  # a typical car: hours
     sid = json.loads(res.stdout)["session_id"]
     res = vehicle(charging, "V-2", "stop", sid)
@@ -270,10 +271,9 @@ def test_a_running_session_is_not_another_vehicles_to_stop_and_its_owner_stops_i
 
 
 @pytest.mark.parametrize("who, flags, status, words", [
-    # No reservation, at the only connector, held for V-1: on main the station refuses ("no free connector",
-    # exit 3); once the hub refuses it itself (issue 13, authz) it is "not allowed" (exit 5). Either way: refused.
-    ("V-2", ("--station", "CP-R"), (3, 5), "CP-R"),
-    ("V-2", ("--station", "CP-R", "--reservation", "RID"), (5,), "belongs to another vehicle"),
+    # No reservation, at the only connector, held for V-1: the hub refuses it (issue 13): not allowed (exit 5).
+    ("V-2", ("--station", "CP-R"), (5,), "CP-R"),
+    ("V-2", ("--station", "CP-R", "--reservation", "RID"), (5,), "for you at CP-R"),
     ("V-1", ("--station", "CP-NOPE"), (4,), "CP-NOPE"),
     ("V-1", ("--station", "CP-OFF"), (3,), "offline"),
 ])
