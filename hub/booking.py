@@ -121,6 +121,35 @@ class ReservationBook:
         elif st.connectors != connectors:
             log.info("station %s: capacity %d -> %d connectors", station_id, st.connectors, connectors)
             st.connectors = connectors
+            self._rehome(st)
+
+    def _rehome(self, st):
+        """Confirmed reservations on connectors the station no longer has move to a free one; one
+        with no free connector stays confirmed (never silently dropped) and is logged as an ERROR."""
+        moves = []
+        for i, (s, e, rid, conn) in enumerate(st.items):
+            if rid <= 0 or conn <= st.connectors:
+                continue
+            used = {it[3] for it in st.items if it[2] != rid and it[0] < e and it[1] > s}
+            n_overlap = sum(1 for it in st.items if it[2] != rid and it[0] < e and it[1] > s)
+            free = None if n_overlap >= st.connectors else \
+                next((c for c in range(1, st.connectors + 1) if c not in used), None)
+            if free is None:
+                log.error("station %s: reservation %d (connector %d, %s) has no connector left after the station"
+                          " reported %d; it stays confirmed: cancel or move it by hand",
+                          st.id, rid, conn, Window(s, e), st.connectors)
+                continue
+            st.items[i] = (s, e, rid, free)
+            r = self._by_id.get(rid)
+            if r is not None:
+                self._by_id[rid] = r._replace(connector=free)
+            moves.append((rid, free))
+            log.warning("station %s: reservation %d moved from connector %d to %d", st.id, rid, conn, free)
+        if moves and self._store is not None:
+            try:
+                self._store.move_reservations(moves)
+            except sqlite3.Error as exc:
+                log.error("station %s: could not store %d moved reservations: %s", st.id, len(moves), exc)
 
     def _station(self, station_id):
         st = self._stations.get(station_id)

@@ -42,7 +42,7 @@ class Hub:
         db = self.config["db"]
         Store(db).close()  # create the schema once, before the actors open their own connections
         self.locator = LocatorActor.start()
-        self.tracker = VehicleTracker.start()
+        self.tracker = VehicleTracker.start(lambda: Store(db))  # last positions persisted, batched
         self.registry_actor = None
         self.outbox_proxy = _LateOutbox()
         self.registry = StationRegistry.start(lambda: Store(db), self.outbox_proxy, self.clock, self.config, None, self.locator,

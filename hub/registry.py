@@ -20,7 +20,7 @@ import math
 
 import pykka
 
-from hub import authz
+from hub import authz, capacity
 from hub.boardfloats import board_float
 
 from transport import kinds as K
@@ -31,7 +31,8 @@ from hub.logsafe import wire_text
 log = logging.getLogger(__name__)
 
 StationView = collections.namedtuple(
-    "StationView", "id lat lon status free_in_min free_at connectors max_kw online last_seen connector_status"
+    "StationView", "id lat lon status free_in_min free_at connectors max_kw online last_seen connector_status mismatch name",
+    defaults=(None, None)
 )
 
 OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "Finishing")
@@ -60,7 +61,7 @@ def display_status(online, connector_status):
 class _Station:
     __slots__ = (
         "id", "lat", "lon", "connectors", "max_kw", "online", "last_seen", "firmware",
-        "connector_status", "sessions", "windows",
+        "connector_status", "sessions", "windows", "mismatch", "name",
     )
 
     def __init__(self, station_id, lat, lon, connectors, max_kw):
@@ -75,6 +76,8 @@ class _Station:
         self.connector_status = {n: "Unavailable" for n in range(1, connectors + 1)}
         self.sessions = {}  # session_id -> dict(connector, vehicle_id, reservation_id, started, expected_end, energy_wh, power_w)
         self.windows = {}  # reservation_id -> (vehicle_id, start, end)
+        self.mismatch = None  # hub.capacity doc while provisioning and BOOT disagree
+        self.name = None  # place label from provisioning (`stations add --name`)
 
 
 class StationRegistry(pykka.ThreadingActor):
@@ -100,7 +103,7 @@ class StationRegistry(pykka.ThreadingActor):
     def on_start(self):
         self.store = self._store_factory()  # the sqlite connection belongs to this thread
         for row in self.store.all_stations():
-            self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
+            self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
         # Sessions running when the hub stopped still occupy their connectors until the station's
         # SESSION_END (replayed from its journal) closes them.
         reopened = 0
@@ -126,11 +129,13 @@ class StationRegistry(pykka.ThreadingActor):
     def _on_set_book(self, book):
         self.book = book
 
-    def _learn(self, station_id, lat, lon, connectors, max_kw):
+    def _learn(self, station_id, lat, lon, connectors, max_kw, name=None):
         st = self.stations.get(station_id)
         if st is None:
             st = _Station(station_id, lat, lon, connectors, max_kw)
             self.stations[station_id] = st
+        if name is not None:
+            st.name = name
         else:
             st.lat, st.lon, st.max_kw = lat, lon, max_kw
             if connectors != st.connectors:
@@ -161,7 +166,7 @@ class StationRegistry(pykka.ThreadingActor):
         old = self.view.get(st.id)
         view = self.view[st.id] = StationView(
             st.id, st.lat, st.lon, status, free_in, free_at, st.connectors, st.max_kw, st.online, st.last_seen,
-            dict(st.connector_status),
+            dict(st.connector_status), st.mismatch, st.name,
         )
         if self.events is not None and (old is None or old[3:5] != view[3:5] or old.online != view.online
                                         or old.connector_status != view.connector_status):
@@ -224,15 +229,24 @@ class StationRegistry(pykka.ThreadingActor):
                 or not (0 < max_kw <= 1000):  # written so that NaN fails too
             self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..16) or max_kw out of range")
             return
-        st = self.stations.get(station_id) or self._learn(station_id, lat, lon, connectors, max_kw)
-        if st.connectors != connectors or st.max_kw != max_kw:
-            self._learn(station_id, st.lat, st.lon, connectors, max_kw)
+        # Provisioning and the station's own report must never silently diverge: use the safe values.
+        # A boot also picks up `evhub stations update` (position, name) made since.
+        row = self.store.get_station(station_id)
+        use_connectors, use_kw, st_mismatch = capacity.reconcile(station_id, row, connectors, max_kw)
+        st = self.stations.get(station_id) or self._learn(station_id, lat, lon, use_connectors, use_kw)
+        st.mismatch = st_mismatch
+        if row is not None:
+            self._learn(station_id, row["lat"], row["lon"], use_connectors, use_kw, row.get("name"))
+        elif st.connectors != use_connectors or st.max_kw != use_kw:
+            self._learn(station_id, st.lat, st.lon, use_connectors, use_kw)
         st.firmware = firmware
         st.online = True
         st.last_seen = self.clock()
         log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, wire_text(firmware), connectors, max_kw)
         self._publish(st)
         self._ack(link_id, seq)
+        if use_kw < max_kw:  # the station would deliver more than it was provisioned for: tell it the limit
+            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], None)
 
     def _on_status(self, station_id, link_id, seq, fields):
         connector, status, info = fields
@@ -407,7 +421,7 @@ class StationRegistry(pykka.ThreadingActor):
         if st is None:
             row = self.store.get_station(station_id)
             if row is not None:
-                st = self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
+                st = self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
         return st
 
     def _on_reserved(self, reservation_id, station_id, vehicle_id, start, end):
@@ -511,7 +525,7 @@ class StationRegistry(pykka.ThreadingActor):
             return
         for row in self.store.all_stations():
             if row["id"] not in self.stations:
-                self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
+                self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
 
     def _on_tick(self, now):
         self._sync_provisioned()

@@ -25,7 +25,7 @@ import secrets
 import sqlite3
 import time
 
-from hub import store_authz
+from hub import store_authz, store_ops
 from hub.geo import validate_position
 from hub.secretfile import prepare_store
 
@@ -154,6 +154,7 @@ class Store:
                 db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
                 log.info("store %s: schema version %d created", self.path, SCHEMA_VERSION)
             store_authz.migrate(db)  # idempotent column/table additions (removal, revocation, attribution)
+            store_ops.migrate(db)  # idempotent: station names, vehicles' last positions
 
     @property
     def schema_version(self):
@@ -221,7 +222,7 @@ class Store:
     def get_station(self, station_id):
         """{"id", "lat", "lon", "connectors", "max_kw", "created"} or None (the key is not included)."""
         row = self._db.execute(
-            "SELECT id, lat, lon, connectors, max_kw, created FROM stations WHERE id = ? AND removed IS NULL",
+            "SELECT id, lat, lon, connectors, max_kw, created, name FROM stations WHERE id = ? AND removed IS NULL",
             (station_id,)
         ).fetchone()
         return None if row is None else _station_dict(row)
@@ -231,7 +232,7 @@ class Store:
 
     def all_stations(self):
         rows = self._db.execute(
-            "SELECT id, lat, lon, connectors, max_kw, created FROM stations WHERE removed IS NULL ORDER BY id")
+            "SELECT id, lat, lon, connectors, max_kw, created, name FROM stations WHERE removed IS NULL ORDER BY id")
         return [_station_dict(r) for r in rows]
 
     # --- vehicles -------------------------------------------------------------------------
@@ -366,6 +367,13 @@ class Store:
                 n += db.execute("UPDATE reservations SET state = ?, updated = ? WHERE id = ?", (state, now, rid)).rowcount
         return n
 
+    def move_reservations(self, moves):
+        """[(reservation_id, connector)] in one transaction (a station turned out to have fewer connectors)."""
+        now = self._now()
+        with self._tx() as db:
+            for rid, connector in moves:
+                db.execute("UPDATE reservations SET connector = ?, updated = ? WHERE id = ?", (connector, now, rid))
+
     def get_reservation(self, reservation_id):
         row = self._db.execute("SELECT %s FROM reservations WHERE id = ?" % _RES_COLS, (reservation_id,)).fetchone()
         return None if row is None else dict(zip(_RES_KEYS, row))
@@ -442,4 +450,5 @@ class Store:
 
 
 def _station_dict(row):
-    return {"id": row[0], "lat": row[1], "lon": row[2], "connectors": row[3], "max_kw": row[4], "created": row[5]}
+    return {"id": row[0], "lat": row[1], "lon": row[2], "connectors": row[3], "max_kw": row[4], "created": row[5],
+            "name": row[6]}

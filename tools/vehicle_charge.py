@@ -44,7 +44,7 @@ WHY = {
 def configure(sub) -> None:
     """Adds start, stop and sessions to `evhub vehicle`'s subcommands."""
     st = sub.add_parser("start", help="start charging at a station (your reservation there, or a walk-in)")
-    st.add_argument("--station", required=True)
+    st.add_argument("--station", required=True, help="station id to charge at")
     st.add_argument("--reservation", type=int, help="the reservation to charge on (default: yours open there now)")
     st.add_argument("--connector", type=int, help="connector number 1..8 (see `evhub vehicle start --help`)")
     st.add_argument("--soc", type=float, help="the battery's state of charge now, 0..1 (sent to the station)")
@@ -53,11 +53,11 @@ def configure(sub) -> None:
     st.add_argument("--max-kw", type=float, dest="max_kw", help="the most power the car takes, kW")
     st.add_argument("--follow", action="store_true", help="print the charge's progress until COMPLETE")
     st.add_argument("--timeout", type=float, default=START_WAIT_S, help="seconds to wait for the session to start")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="print JSON")
     sp = sub.add_parser("stop", help="stop your running session")
     sp.add_argument("session_id", nargs="?", metavar="SESSION", help="session id (default: your one running session)")
     ss = sub.add_parser("sessions", help="your charging sessions, newest first")
-    ss.add_argument("--json", action="store_true")
+    ss.add_argument("--json", action="store_true", help="print JSON")
 
 
 def check(args) -> None:

@@ -63,6 +63,14 @@ class Reads:
         return db.execute("SELECT 1 FROM vehicles WHERE id = ?", (vehicle_id,)).fetchone() is not None
 
     @staticmethod
+    def vehicle_ids(db):
+        """Every provisioned vehicle (not removed), for /api/vehicles before they report."""
+        try:
+            return [r[0] for r in db.execute("SELECT id FROM vehicles WHERE removed IS NULL")]
+        except sqlite3.OperationalError:  # a store from before removal existed
+            return [r[0] for r in db.execute("SELECT id FROM vehicles")]
+
+    @staticmethod
     def reservations(db, station_id=None, vehicle_id=None, state="confirmed", limit=200):
         where, args = [], []
         if state != "all":
