@@ -134,13 +134,13 @@ class StationRegistry(pykka.ThreadingActor):
         if st is None:
             st = _Station(station_id, lat, lon, connectors, max_kw)
             self.stations[station_id] = st
-        if name is not None:
-            st.name = name
         else:
             st.lat, st.lon, st.max_kw = lat, lon, max_kw
             if connectors != st.connectors:
                 st.connectors = connectors
                 st.connector_status = {n: st.connector_status.get(n, "Unavailable") for n in range(1, connectors + 1)}
+        if name is not None:
+            st.name = name
         if self.locator is not None:
             self.locator.tell(("upsert", station_id, lat, lon))
         if self.book is not None:

@@ -49,12 +49,15 @@ class VehicleTracker(pykka.ThreadingActor):
         if self._store is None or not self._dirty:
             return
         last = self.last
-        rows = [(vid,) + last[vid] for vid in self._dirty if vid in last]
+        # A time the wire allowed but SQLite's 64-bit INTEGER cannot hold would fail the whole batch.
+        rows = [(vid,) + last[vid] for vid in self._dirty if vid in last and _storable(last[vid][2])]
         self._dirty = set()
         self._flushed_at = time.monotonic()
         try:
             store_ops.save_positions(self._store, rows)
-        except sqlite3.Error as exc:  # positions are advisory: keep tracking, try again next time
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+            # Positions are advisory: keep tracking, try again next time. OverflowError: a time from the
+            # wire too large for SQLite's 64-bit INTEGER (the fuzz test sends such).
             log.warning("tracker: could not save %d vehicle positions: %s", len(rows), exc)
 
     def on_receive(self, message):
@@ -75,3 +78,7 @@ class VehicleTracker(pykka.ThreadingActor):
         elif op == "get":
             return self.last.get(message[1])
         return None
+
+
+def _storable(when):
+    return when is None or (type(when) is int and -2**63 <= when < 2**63)

@@ -293,7 +293,8 @@ def test_a_serial_line_with_one_percent_corrupted_bytes_accepts_no_corrupt_messa
                 _wait(lambda: "station CP-N: boot" in hub.log(), 120, "BOOT over the noisy line")
                 with HubClient(hub.url, "vehicle", "V-N", token, timeout=20) as v:
                     started = _start_over_a_noisy_line(hub, v, "CP-N", QUICK_EV)
-                    assert started is not None, "a session started over the noisy line"
+                    assert started is not None, "no session started over the noisy line (last refusal: %s)\n%s" % (
+                        getattr(v, "last_refusal", None), hub.log()[-4000:])
                     # The station retries its unacknowledged records until the hub has them.
                     _wait(lambda: len(_sessions(hub.db, "CP-N")) == 1, 120, "the session record")
             finally:
