@@ -516,6 +516,9 @@ class StationRegistry(pykka.ThreadingActor):
             self.locator.tell(("remove", station_id))
         log.info("station %s: removed (history kept in the store)", station_id)
 
+    def _on_reservation_history(self, link_id, seq, vehicle_id):
+        self.outbox.send(link_id, make(K.RESERVATIONS, seq, self.store.vehicle_reservations(vehicle_id)))
+
     def _on_list_sessions(self, link_id, seq, vehicle_id):
         self.outbox.send(link_id, make(K.SESSIONS, seq, self.store.vehicle_sessions(vehicle_id)))
 
@@ -555,6 +558,7 @@ class StationRegistry(pykka.ThreadingActor):
         "start_charge": _on_start_charge,
         "stop_charge": _on_stop_charge,
         "list_sessions": _on_list_sessions,
+        "reservation_history": _on_reservation_history,
         "reply": _on_reply,
         "tick": _on_tick,
         "summary": _on_summary,

@@ -190,6 +190,8 @@ class Router:
             self.registry.tell(("start_charge", link.id, seq, peer, station_id, reservation_id, ev))
         elif kind == K.STOP_CHARGE:
             self.registry.tell(("stop_charge", link.id, seq, peer, fields[0]))
+        elif kind == K.RESERVATION_HISTORY:
+            self.registry.tell(("reservation_history", link.id, seq, peer))  # past ones live in the store
         elif kind == K.LIST_SESSIONS:
             self.registry.tell(("list_sessions", link.id, seq, peer))  # the registry's store records them
         elif kind == K.STATIONS_LIST:

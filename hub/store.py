@@ -432,6 +432,15 @@ class Store:
         ).fetchone()
         return None if row is None else dict(zip(_SESSION_KEYS, row))
 
+    def vehicle_reservations(self, vehicle_id, limit=MAX_LISTED_SESSIONS):
+        """A vehicle's reservations in every state, newest window first (at most `limit`), as the
+        wire maps RESERVATIONS carries (`evhub vehicle reservations --all`)."""
+        rows = self._db.execute(
+            'SELECT id, station_id, connector, start, "end", state FROM reservations WHERE vehicle_id = ?'
+            ' ORDER BY start DESC, id DESC LIMIT ?', (vehicle_id, limit))
+        keys = ("reservation_id", "station_id", "connector", "start", "end", "state")
+        return [dict(zip(keys, r)) for r in rows]
+
     def vehicle_sessions(self, vehicle_id, limit=MAX_LISTED_SESSIONS):
         """A vehicle's sessions, newest first (at most `limit`), as wire maps: what SESSIONS carries."""
         rows = self._db.execute(

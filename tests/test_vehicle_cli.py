@@ -140,6 +140,10 @@ def test_cancel_frees_the_window_and_a_second_cancel_is_refused_clearly(hub):
     assert rid not in [r["reservation_id"] for r in rows]
     again = vehicle(hub, "V-3", "cancel", str(rid))
     assert again.returncode == 3 and "already ended (cancelled)" in again.stderr  # refused for the state: 3
+    history = json.loads(vehicle(hub, "V-3", "reservations", "--all", "--json", check=True).stdout)
+    assert (rid, "cancelled") in [(r["reservation_id"], r["state"]) for r in history]  # --all keeps the past
+    assert "cancelled" in vehicle(hub, "V-3", "reservations", "--all", check=True).stdout
+    assert vehicle(hub, "V-2", "reservations", "--all", "--json", check=True).stdout.strip() == "[]"  # only its own
     # The window is free again for someone else.
     assert json.loads(vehicle(hub, "V-2", "reserve", "--station", "CP-1", "--at", at, "--json").stdout)["ok"]
 

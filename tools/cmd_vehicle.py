@@ -41,7 +41,8 @@ def configure(p):
     res.add_argument("--json", action="store_true", help="print JSON instead of a table")
     can = sub.add_parser("cancel", help="cancel one of your reservations")
     can.add_argument("reservation_id", help="the id as `reservations` prints it: 42 or '#42'")
-    lst = sub.add_parser("reservations", help="your reservations")
+    lst = sub.add_parser("reservations", help="your open reservations (--all: past and cancelled ones too)")
+    lst.add_argument("--all", action="store_true", help="every state, newest first (at most 50)")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
     vehicle_charge.configure(sub)  # start, stop, sessions
 
@@ -183,7 +184,7 @@ def _run(args):
             hub.request(K.CANCEL, rid)
             print("cancelled #%d" % rid)
             return 0
-        _k, fields = hub.request(K.LIST_RESERVATIONS)
+        _k, fields = hub.request(K.RESERVATION_HISTORY if args.all else K.LIST_RESERVATIONS)
         rows = fields[0]
         if args.json:
             print(json.dumps([_json_times(r) for r in rows], indent=1))

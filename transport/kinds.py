@@ -73,6 +73,7 @@ _TABLE = """
 72 session_started h>v ssi session_id station_id connector
 73 list_sessions v>h
 74 sessions h>v l sessions
+75 reservation_history v>h
 90 stations_list o>h
 91 stations h>o l stations
 92 hub_stats o>h
