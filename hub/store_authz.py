@@ -42,12 +42,19 @@ CREATE INDEX IF NOT EXISTS sessions_reservation ON sessions(reservation_id) WHER
 """
 
 
-def migrate(db):
-    """Bring an open database (inside the caller's write transaction) up to these additions."""
-    for table, column, decl in COLUMNS:
+def add_columns_and_tables(db, columns, tables):
+    """Idempotent additions to an open database (inside the caller's write transaction): each
+    (table, column, declaration) added if missing, then `tables` (CREATE ... IF NOT EXISTS; ...) run.
+    The one migration step shared by the store's add-on modules."""
+    for table, column, decl in columns:
         have = {row[1] for row in db.execute("PRAGMA table_info(%s)" % table)}
         if column not in have:
             db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, decl))
-    for statement in TABLES.split(";"):
+    for statement in tables.split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+def migrate(db):
+    """Bring an open database (inside the caller's write transaction) up to these additions."""
+    add_columns_and_tables(db, COLUMNS, TABLES)

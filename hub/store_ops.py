@@ -26,13 +26,9 @@ UPDATABLE = ("lat", "lon", "connectors", "max_kw", "name")
 
 def migrate(db) -> None:
     """Bring an open database (inside the caller's write transaction) up to these additions."""
-    for table, column, decl in COLUMNS:
-        have = {row[1] for row in db.execute("PRAGMA table_info(%s)" % table)}
-        if column not in have:
-            db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, decl))
-    for statement in TABLES.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    from hub.store_authz import add_columns_and_tables
+
+    add_columns_and_tables(db, COLUMNS, TABLES)
 
 
 def clean_name(name: str | None) -> str | None:
