@@ -5,7 +5,6 @@ import json
 import os
 import random
 import re
-import select
 import signal
 import socket
 import sqlite3
@@ -233,20 +232,13 @@ class NoisyPtyPair(PtyPair):
         self.corrupted = 0
         PtyPair.__init__(self)
 
-    def _relay(self):
-        peer = {self.m1: self.m2, self.m2: self.m1}
-        while not self._stop:
-            ready, _, _ = select.select([self.m1, self.m2], [], [], 0.1)
-            for fd in ready:
-                try:
-                    data = bytearray(os.read(fd, 4096))
-                except OSError:
-                    continue
-                for i in range(len(data)):
-                    if self.rng.random() < self.rate:
-                        data[i] ^= 1 << self.rng.randrange(8)
-                        self.corrupted += 1
-                os.write(peer[fd], bytes(data))
+    def carry(self, data):
+        data = bytearray(data)
+        for i in range(len(data)):
+            if self.rng.random() < self.rate:
+                data[i] ^= 1 << self.rng.randrange(8)
+                self.corrupted += 1
+        return bytes(data)
 
 
 def _start_over_a_noisy_line(hub, vehicle, station_id, ev):
