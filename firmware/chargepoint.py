@@ -74,6 +74,10 @@ def _not_authenticated(obj):
 
 
 class ChargePoint:
+    # A fitted energy meter, meter(n, start=False) -> mWh since the session's start (firmware/evse.py
+    # sets it on the instance); a class attribute so a station without one has no extra dict slot.
+    meter = None
+
     def __init__(self, config, clock, wall, journal=None, relay=None, rand=None, log=None, on_config=None):
         cfg = C.normalize(config)
         self.config = cfg
@@ -463,6 +467,10 @@ class ChargePoint:
                 c.charge.set_limit(self.limit_w())
 
     def advance(self, c, now):
+        if self.meter is not None:  # measured, not simulated: the session ends on unplug or stop
+            c.charge.e = c.charge.e0 + self.meter(c.number)
+            c.last_t = now
+            return
         dt = now - c.last_t  # whole seconds of (possibly accelerated) wall time
         if dt > 0:
             c.charge.advance(dt * 1000)
@@ -536,6 +544,9 @@ class ChargePoint:
         c.last_t = now
         c.next_meter = now + self.config["meter_interval_s"]
         c.charge = Charge(self.limit_w(), max_w, cap_wh, soc_ppm, target_ppm)
+        if self.meter is not None:
+            self.meter(c.number, True)
+            c.charge.target = c.charge.e0 + 0x3FFFFFFF  # the car, not a simulated SoC, ends it
         self.journal.session_started((sid, c.number, vehicle, rid, c.meter_start_wh, c.started))
         c.next_checkpoint = now + self.config["checkpoint_s"]
         self._relay(c, True)

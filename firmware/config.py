@@ -26,6 +26,11 @@ finishing_s        a remotely started session's vehicle leaves this long after t
 checkpoint_s       a running session's energy is saved to the journal this often (power loss)
 request_timeout_s  a request (BOOT, STATUS, session records) unanswered this long is sent again
 relay_pins         GPIO per connector driving the contactor relay (board only)
+evse               control pilot, S0 meter, button (board): ``{"adc": [34], "pwm": [25]}`` and optional
+                   "mv", "max_a", "volts", "phases", "meter", "imp_kwh", "button" (firmware/pilot.py
+                   checks them; firmware/README.md); needs relay_pins. With a pilot, REMOTE_START
+                   needs a vehicle plugged in (firmware/hubrequests.py). Not in the table below:
+                   absent unless given (one more key in every board's config dict costs heap)
 sync_time          adopt the hub's clock from WELCOME/PONG (board: its RTC is not set)
 journal            path of the session journal file (board default "journal.log")
 =================  ======================================================================
@@ -156,4 +161,6 @@ def normalize(config):
     pins = out["relay_pins"]
     if pins is not None and len(pins) != out["connectors"]:
         raise ValueError("relay_pins needs one pin per connector (%d)" % out["connectors"])
+    # The pilot's other checks are firmware/pilot.py check_config: loaded only by a board with a
+    # pilot (every string in a board module is interned in RAM).
     return out

@@ -45,6 +45,10 @@ def remote_start(cp, f):
     if cp.offline:
         raise Refused(E_INVALID_STATE, "station is in offline mode")
     c = _pick(cp, number, vehicle, rid)
+    if cp.config.get("evse") is not None and c.vehicle is None:
+        # A station with a control pilot knows whether a car is there: no car, no energy (the
+        # message is chargepoint.unplug's: one string fewer in the board's RAM).
+        raise Refused(E_INVALID_STATE, "nothing is plugged into connector %d" % c.number)
 
     def start():
         if c.vehicle is None:
@@ -63,7 +67,7 @@ def _pick(cp, number, vehicle, rid):
         if c.status == RESERVED and c.hold.vehicle == vehicle:
             return c
     for c in cp.connectors:
-        if c.status == PREPARING and c.vehicle == vehicle and c.charge is None:
+        if c.status == PREPARING and (c.vehicle == vehicle or c.vehicle == "?") and c.charge is None:
             return c
     for c in cp.connectors:
         if c.free:
@@ -77,7 +81,8 @@ def _check_start(cp, c, vehicle, rid):
         if c.hold.vehicle != vehicle:
             raise Refused(E_FORBIDDEN, "connector %d is reserved for another vehicle" % c.number)
     elif c.status == PREPARING and c.charge is None:
-        if c.vehicle is not None and c.vehicle != vehicle:
+        # "?": a car the pilot sees, not yet named (firmware/pilot.py PLUGGED): this vehicle takes it
+        if c.vehicle is not None and c.vehicle != vehicle and c.vehicle != "?":
             raise Refused(E_FORBIDDEN, "another vehicle is plugged into connector %d" % c.number)
     elif c.status != AVAILABLE:
         raise Refused(E_INVALID_STATE, "connector %d is %s" % (c.number, c.status))

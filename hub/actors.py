@@ -16,6 +16,7 @@ ReservationBookActor messages (op first):
   ("session_started", station_id, connector, vehicle_id, reservation_id, started, expected_end[, session_id])
   ("session_ended", station_id, connector, session_id, vehicle_id, reservation_id, ended)
   ("station", station_id, connectors)                       capacity learned at boot
+  ("peer_removed", role, peer_id)                           a removed station/vehicle: its reservations go
   ("nearby_source", published_index)                        from the LocatorActor (see below)
   ("next_change", station_id, now)                          returns (busy_until, next_start) to an ask
   ("call", fn, reply)                                       reply(fn(book), None) or reply(None, exc)
@@ -36,7 +37,7 @@ import time
 
 import pykka
 
-from hub.booking import DEFAULT_GRACE_S, DEFAULT_SESSION_S, BookingError, ReservationBook
+from hub.booking import DEFAULT_GRACE_S, DEFAULT_MAX_OPEN_PER_VEHICLE, DEFAULT_SESSION_S, BookingError, ReservationBook
 from hub.locator import DEFAULT_CELL_DEG, PublishedIndex, SpatialIndex
 from hub.store import Store
 from transport import kinds as K
@@ -54,8 +55,10 @@ def reservation_map(r):
 
 class ReservationBookActor(pykka.ThreadingActor):
     def __init__(self, store_path, outbox, clock=time.time, registry=None, locator=None, nearby=None,
-                 grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S, events=None):
+                 grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S, events=None,
+                 max_open_per_vehicle=DEFAULT_MAX_OPEN_PER_VEHICLE):
         super().__init__()
+        self._max_open = max_open_per_vehicle
         self.events = events  # hub.events.EventBus or None: every reservation change is published
         self.store_path = store_path
         self.outbox = outbox
@@ -74,7 +77,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         nearby = self._nearby
         if nearby is None and isinstance(self.locator, PublishedIndex):
             nearby = self.locator.nearby()
-        self.book = ReservationBook(self.store, nearby, self._grace_s, self._session_estimate_s)
+        self.book = ReservationBook(self.store, nearby, self._grace_s, self._session_estimate_s, self._max_open)
         self.book.load()
         if nearby is None and isinstance(self.locator, pykka.ActorRef):
             self.locator.tell(("subscribe", self.actor_ref))  # answered by a tell, never awaited
@@ -182,6 +185,19 @@ class ReservationBookActor(pykka.ThreadingActor):
     def _on_session_ended(self, station_id, connector, session_id, vehicle_id, reservation_id, ended):
         self.book.session_ended(session_id, station_id, connector, vehicle_id, reservation_id, ended)
 
+    def _on_peer_removed(self, role, peer_id):
+        """`evhub stations|vehicles remove`: the CLI cancelled the open reservations in the store; they
+        leave memory here, and each vehicle still online is told with an unsolicited RESERVATIONS
+        (seq 0) listing its reservations that were cancelled."""
+        told = {}
+        for r in self.book.forget_peer(role, peer_id):
+            told.setdefault(r.vehicle_id, []).append(reservation_map(r))
+        for vehicle_id, maps in told.items():
+            try:
+                self.outbox.send_to_peer("vehicle", vehicle_id, make(K.RESERVATIONS, 0, maps))
+            except Exception:
+                log.exception("vehicle %s: could not be told of its cancelled reservations", vehicle_id)
+
     def _on_station(self, station_id, connectors):
         if type(connectors) is not int or connectors < 1:
             log.warning("station %s: ignoring capacity %r", station_id, connectors)
@@ -215,6 +231,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         "session_started": _on_session_started,
         "session_ended": _on_session_ended,
         "station": _on_station,
+        "peer_removed": _on_peer_removed,
         "nearby_source": _on_nearby_source,
         "next_change": _on_next_change,
     }

@@ -42,6 +42,7 @@ EARLY_ARRIVAL_S = 30 * 60  # a session this early still counts as the vehicle's 
 MAX_NEARBY_ALTERNATIVES = 3
 MAX_NEIGHBOURS_TRIED = 30  # bounds the work a conflicting request can cause
 MAX_WINDOW_CANDIDATES = 2000
+DEFAULT_MAX_OPEN_PER_VEHICLE = 3  # one vehicle cannot book every connector for a month
 
 Reservation = collections.namedtuple("Reservation", "id vehicle_id station_id connector start end state")
 ReserveResult = collections.namedtuple("ReserveResult", "ok reservation alternatives reason")
@@ -70,9 +71,11 @@ class _Station:
 
 
 class ReservationBook:
-    def __init__(self, store, nearby=None, grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S):
+    def __init__(self, store, nearby=None, grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S,
+                 max_open_per_vehicle=DEFAULT_MAX_OPEN_PER_VEHICLE):
         self._store = store
         self._nearby = nearby  # station_id -> iterable of (distance_km, station_id), nearest first
+        self.max_open_per_vehicle = max_open_per_vehicle  # None: no cap
         self.grace_s = grace_s
         self.session_estimate_s = session_estimate_s
         self._reset()
@@ -118,6 +121,35 @@ class ReservationBook:
         elif st.connectors != connectors:
             log.info("station %s: capacity %d -> %d connectors", station_id, st.connectors, connectors)
             st.connectors = connectors
+            self._rehome(st)
+
+    def _rehome(self, st):
+        """Confirmed reservations on connectors the station no longer has move to a free one; one
+        with no free connector stays confirmed (never silently dropped) and is logged as an ERROR."""
+        moves = []
+        for i, (s, e, rid, conn) in enumerate(st.items):
+            if rid <= 0 or conn <= st.connectors:
+                continue
+            used = {it[3] for it in st.items if it[2] != rid and it[0] < e and it[1] > s}
+            n_overlap = sum(1 for it in st.items if it[2] != rid and it[0] < e and it[1] > s)
+            free = None if n_overlap >= st.connectors else \
+                next((c for c in range(1, st.connectors + 1) if c not in used), None)
+            if free is None:
+                log.error("station %s: reservation %d (connector %d, %s) has no connector left after the station"
+                          " reported %d; it stays confirmed: cancel or move it by hand",
+                          st.id, rid, conn, Window(s, e), st.connectors)
+                continue
+            st.items[i] = (s, e, rid, free)
+            r = self._by_id.get(rid)
+            if r is not None:
+                self._by_id[rid] = r._replace(connector=free)
+            moves.append((rid, free))
+            log.warning("station %s: reservation %d moved from connector %d to %d", st.id, rid, conn, free)
+        if moves and self._store is not None:
+            try:
+                self._store.move_reservations(moves)
+            except sqlite3.Error as exc:
+                log.error("station %s: could not store %d moved reservations: %s", st.id, len(moves), exc)
 
     def _station(self, station_id):
         st = self._stations.get(station_id)
@@ -294,10 +326,17 @@ class ReservationBook:
         conflict with alternatives) or a BookingError for a request refused outright."""
         results = [None] * len(requests)
         held = []  # (index, provisional Reservation with a negative id, station)
+        provisional = {}  # vehicle_id -> how many of this batch's held requests are its
+        cap = self.max_open_per_vehicle
         for i, req in enumerate(requests):
             try:
                 vehicle_id, station_id, start, end = req
                 st = self._validate(vehicle_id, station_id, start, end, now)
+                if cap is not None:
+                    n_open = len(self._by_vehicle.get(vehicle_id, ())) + provisional.get(vehicle_id, 0)
+                    if n_open >= cap:
+                        raise BookingError(E_FORBIDDEN, "vehicle %s already holds %d open reservations, the cap is %d;"
+                                           " cancel one first" % (vehicle_id, n_open, cap))
             except BookingError as exc:
                 log.info("vehicle %s: reserve at station %s refused: %s", vehicle_id, station_id, exc.text)
                 results[i] = exc
@@ -315,6 +354,7 @@ class ReservationBook:
             r = Reservation(-(i + 1), vehicle_id, station_id, conn, start, end, "confirmed")
             self._hold(st, r)  # later requests of this batch must see it
             held.append((i, r, st))
+            provisional[vehicle_id] = provisional.get(vehicle_id, 0) + 1
         if not held:
             return results
         try:
@@ -358,6 +398,20 @@ class ReservationBook:
         self._store.update_reservation_state(r.id, "cancelled")
         log.info("vehicle %s: reservation %d at station %s cancelled", vehicle_id, r.id, r.station_id)
         return self._close(r, "cancelled")
+
+    def forget_peer(self, role, peer_id):
+        """A station or vehicle was removed (`evhub ... remove`, which already marked its open
+        reservations cancelled in the store): drop them from memory; returns them, state "cancelled"."""
+        if role == "vehicle":
+            gone = [self._by_id[i] for i in list(self._by_vehicle.get(peer_id, ()))]
+        else:
+            gone = [r for r in self._by_id.values() if r.station_id == peer_id]
+        out = [self._close(r, "cancelled") for r in gone]
+        if role == "station":
+            self._stations.pop(peer_id, None)
+        if out:
+            log.info("%s %s removed: %d open reservations cancelled", role, peer_id, len(out))
+        return out
 
     def expire_no_shows(self, now, grace_s=None):
         """Release confirmed reservations nobody showed up for by start + grace (or by the end

@@ -18,6 +18,8 @@ DEFAULTS = {
     "login_failures_free": 5,  # failed handshakes per (address, id) before that pair must wait (doubling, max 300 s)
     "login_failures_per_s": 50,  # failed handshakes paid for per second, hub-wide; past it, failed pairs wait
     "no_show_grace_s": 600,
+    "max_open_reservations_per_vehicle": 3,  # confirmed, not yet fulfilled/cancelled/expired; more is refused
+    "max_waiting_reservations_per_vehicle": 10,  # requests one vehicle may have waiting for the book (fair share)
     "session_estimate_min": 45,  # expected length of a session with no reservation, for "Free in X min"
     "open_loopback_reads": True,  # HTTP reads without a token from 127.0.0.1 (the operator link needs its key)
     "speedup": 1.0,  # simulated time runs this many times faster (the laptop simulation)
@@ -75,4 +77,5 @@ POSITIVE = {
     "handshake_timeout_s": 1, "max_bad_messages": 1, "max_msgs_per_s": 1, "login_failures_free": 1,
     "login_failures_per_s": 1,
     "no_show_grace_s": 0, "session_estimate_min": 1, "speedup": 0.001,
+    "max_open_reservations_per_vehicle": 1, "max_waiting_reservations_per_vehicle": 1,
 }

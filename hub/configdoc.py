@@ -40,6 +40,8 @@ DOCS: tuple[tuple[str, str], ...] = (
     ("", "Reservations and status"),
     ("no_show_grace_s", "seconds after a window starts before an unused reservation expires"),
     ("session_estimate_min", "expected minutes of a session with no reservation, for \"Free in X min\""),
+    ("max_open_reservations_per_vehicle", "open (confirmed) reservations one vehicle may hold; more are refused"),
+    ("max_waiting_reservations_per_vehicle", "reservation requests one vehicle may have waiting for the book"),
     ("", "Simulation only"),
     ("speedup", "simulated time runs this many times faster than real time"),
     ("epoch0", "simulated time origin shared by the processes of one simulation"),

@@ -14,6 +14,7 @@ from hub.gateway import Gateway
 from hub import fdlimits, logsafe
 from hub.keys import KeyLookup
 from hub.registry import StationRegistry
+from hub.revocation import RevocationWatch
 from hub.router import Router
 from hub.store import Store
 from hub.tracker import VehicleTracker
@@ -41,7 +42,7 @@ class Hub:
         db = self.config["db"]
         Store(db).close()  # create the schema once, before the actors open their own connections
         self.locator = LocatorActor.start()
-        self.tracker = VehicleTracker.start()
+        self.tracker = VehicleTracker.start(lambda: Store(db))  # last positions persisted, batched
         self.registry_actor = None
         self.outbox_proxy = _LateOutbox()
         self.registry = StationRegistry.start(lambda: Store(db), self.outbox_proxy, self.clock, self.config, None, self.locator,
@@ -49,6 +50,7 @@ class Hub:
         self.book = ReservationBookActor.start(
             db, self.outbox_proxy, clock=self.clock, registry=self.registry, locator=self.locator,
             grace_s=self.config["no_show_grace_s"], events=self.events,
+            max_open_per_vehicle=self.config["max_open_reservations_per_vehicle"],
         )
         self.registry.tell(("set_book", self.book))
 
@@ -76,6 +78,7 @@ class Hub:
         self.outbox_proxy.target = self.gateway.outbox
         host, port = parse_hub_url(self.config["listen"])
         await self.gateway.start(host, port, self.serial_urls, tls_context(self.config))
+        router.revocations = RevocationWatch(self.config["db"], self.gateway, self.registry, self.book).start(self.loop)
         self.port = self.gateway.port
         self.http = None
         if self.events is not None:
@@ -89,15 +92,16 @@ class Hub:
                 log.error("http: cannot listen on %s: %s", self.config["http"], exc.strerror or exc)
                 raise
             log.info("http api listening on http://%s:%d (dashboard at /)", self.http.host, self.http.port)
-        log.info("hub listening on tcp://%s:%d%s (db %s)%s", host, self.port,
-                 " with TLS (clients use tls://)" if self.config.get("tls_cert") else "", self.config["db"],
-                 "".join(" serial %s" % u for u in self.serial_urls))
+        # Signals first: whoever waits for the "listening" line may signal at once (SIGHUP's default kills).
         for sig, handler in ((signal.SIGTERM, self._stopping.set), (signal.SIGINT, self._stopping.set),
                              (signal.SIGHUP, reopen_log_files)):
             try:
                 self.loop.add_signal_handler(sig, handler)
             except (ValueError, RuntimeError):  # not the main thread (tests run the hub in a thread)
                 pass
+        log.info("hub listening on tcp://%s:%d%s (db %s)%s", host, self.port,
+                 " with TLS (clients use tls://)" if self.config.get("tls_cert") else "", self.config["db"],
+                 "".join(" serial %s" % u for u in self.serial_urls))
         # What startup built (station tables, indexes, modules) lives as long as the hub: move it out
         # of the collector's sight, so full collections at 10k links do not pause the loop for it.
         gc.collect()
@@ -108,6 +112,7 @@ class Hub:
         log.info("hub stopping: closing links, flushing the store")
         if self.http is not None:
             await self.http.stop()
+        router.revocations.stop()
         await self.gateway.stop()
 
     def stop(self):

@@ -1,8 +1,9 @@
 """Who may connect: device keys and vehicle tokens, looked up from the store by the I/O loop.
 
-Keys are cached after the first lookup; a miss goes to the database (a station
-provisioned while the hub runs can connect at once) and is remembered briefly,
-so a flood of unknown ids cannot turn into a flood of queries.
+Keys are never cached: every handshake reads the key from the database (a primary
+key lookup, microseconds), so a key replaced or removed with the CLI is refused at
+the very next login. A miss is remembered briefly, so a flood of unknown ids
+cannot turn into a flood of queries.
 """
 
 import sqlite3
@@ -11,7 +12,6 @@ import time
 from hub import operatorkey
 
 NEGATIVE_TTL_S = 5.0
-POSITIVE_TTL_S = 30.0  # a key replaced with --replace stops working within this
 OPERATOR_ID = "operator"
 
 
@@ -28,17 +28,14 @@ class KeyLookup:
         if self._conn is None:
             self._conn = sqlite3.connect(self.db, check_same_thread=False)
         if role == "station":
-            row = self._conn.execute("SELECT key FROM stations WHERE id = ?", (peer_id,)).fetchone()
+            row = self._conn.execute("SELECT key FROM stations WHERE id = ? AND removed IS NULL", (peer_id,)).fetchone()
         elif role == "vehicle":
-            row = self._conn.execute("SELECT token FROM vehicles WHERE id = ?", (peer_id,)).fetchone()
+            row = self._conn.execute("SELECT token FROM vehicles WHERE id = ? AND removed IS NULL", (peer_id,)).fetchone()
         else:
             return self.operator_key if role == "operator" and peer_id == OPERATOR_ID else None
         return row[0] if row else None
 
     def lookup(self, role, peer_id):
-        cached = self._cache.get((role, peer_id))
-        if cached is not None and time.monotonic() - cached[1] < POSITIVE_TTL_S:
-            return cached[0]
         missed = self._misses.get((role, peer_id))
         if missed is not None and time.monotonic() - missed < NEGATIVE_TTL_S:
             return None
@@ -48,9 +45,6 @@ class KeyLookup:
                 self._misses.clear()
             self._misses[(role, peer_id)] = time.monotonic()
             return None
-        if len(self._cache) > 100000:
-            self._cache.clear()
-        self._cache[(role, peer_id)] = (key, time.monotonic())
         return key
 
     def forget(self, role, peer_id):

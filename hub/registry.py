@@ -20,6 +20,7 @@ import math
 
 import pykka
 
+from hub import authz, capacity
 from hub.boardfloats import board_float
 
 from transport import kinds as K
@@ -30,7 +31,8 @@ from hub.logsafe import wire_text
 log = logging.getLogger(__name__)
 
 StationView = collections.namedtuple(
-    "StationView", "id lat lon status free_in_min free_at connectors max_kw online last_seen connector_status"
+    "StationView", "id lat lon status free_in_min free_at connectors max_kw online last_seen connector_status mismatch name",
+    defaults=(None, None)
 )
 
 OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "Finishing")
@@ -59,7 +61,7 @@ def display_status(online, connector_status):
 class _Station:
     __slots__ = (
         "id", "lat", "lon", "connectors", "max_kw", "online", "last_seen", "firmware",
-        "connector_status", "sessions", "windows",
+        "connector_status", "sessions", "windows", "mismatch", "name",
     )
 
     def __init__(self, station_id, lat, lon, connectors, max_kw):
@@ -74,6 +76,8 @@ class _Station:
         self.connector_status = {n: "Unavailable" for n in range(1, connectors + 1)}
         self.sessions = {}  # session_id -> dict(connector, vehicle_id, reservation_id, started, expected_end, energy_wh, power_w)
         self.windows = {}  # reservation_id -> (vehicle_id, start, end)
+        self.mismatch = None  # hub.capacity doc while provisioning and BOOT disagree
+        self.name = None  # place label from provisioning (`stations add --name`)
 
 
 class StationRegistry(pykka.ThreadingActor):
@@ -99,7 +103,7 @@ class StationRegistry(pykka.ThreadingActor):
     def on_start(self):
         self.store = self._store_factory()  # the sqlite connection belongs to this thread
         for row in self.store.all_stations():
-            self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
+            self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
         # Sessions running when the hub stopped still occupy their connectors until the station's
         # SESSION_END (replayed from its journal) closes them.
         reopened = 0
@@ -125,7 +129,7 @@ class StationRegistry(pykka.ThreadingActor):
     def _on_set_book(self, book):
         self.book = book
 
-    def _learn(self, station_id, lat, lon, connectors, max_kw):
+    def _learn(self, station_id, lat, lon, connectors, max_kw, name=None):
         st = self.stations.get(station_id)
         if st is None:
             st = _Station(station_id, lat, lon, connectors, max_kw)
@@ -135,6 +139,8 @@ class StationRegistry(pykka.ThreadingActor):
             if connectors != st.connectors:
                 st.connectors = connectors
                 st.connector_status = {n: st.connector_status.get(n, "Unavailable") for n in range(1, connectors + 1)}
+        if name is not None:
+            st.name = name
         if self.locator is not None:
             self.locator.tell(("upsert", station_id, lat, lon))
         if self.book is not None:
@@ -160,7 +166,7 @@ class StationRegistry(pykka.ThreadingActor):
         old = self.view.get(st.id)
         view = self.view[st.id] = StationView(
             st.id, st.lat, st.lon, status, free_in, free_at, st.connectors, st.max_kw, st.online, st.last_seen,
-            dict(st.connector_status),
+            dict(st.connector_status), st.mismatch, st.name,
         )
         if self.events is not None and (old is None or old[3:5] != view[3:5] or old.online != view.online
                                         or old.connector_status != view.connector_status):
@@ -223,15 +229,24 @@ class StationRegistry(pykka.ThreadingActor):
                 or not (0 < max_kw <= 1000):  # written so that NaN fails too
             self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..16) or max_kw out of range")
             return
-        st = self.stations.get(station_id) or self._learn(station_id, lat, lon, connectors, max_kw)
-        if st.connectors != connectors or st.max_kw != max_kw:
-            self._learn(station_id, st.lat, st.lon, connectors, max_kw)
+        # Provisioning and the station's own report must never silently diverge: use the safe values.
+        # A boot also picks up `evhub stations update` (position, name) made since.
+        row = self.store.get_station(station_id)
+        use_connectors, use_kw, st_mismatch = capacity.reconcile(station_id, row, connectors, max_kw)
+        st = self.stations.get(station_id) or self._learn(station_id, lat, lon, use_connectors, use_kw)
+        st.mismatch = st_mismatch
+        if row is not None:
+            self._learn(station_id, row["lat"], row["lon"], use_connectors, use_kw, row.get("name"))
+        elif st.connectors != use_connectors or st.max_kw != use_kw:
+            self._learn(station_id, st.lat, st.lon, use_connectors, use_kw)
         st.firmware = firmware
         st.online = True
         st.last_seen = self.clock()
         log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, wire_text(firmware), connectors, max_kw)
         self._publish(st)
         self._ack(link_id, seq)
+        if use_kw < max_kw:  # the station would deliver more than it was provisioned for: tell it the limit
+            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], None)
 
     def _on_status(self, station_id, link_id, seq, fields):
         connector, status, info = fields
@@ -268,9 +283,10 @@ class StationRegistry(pykka.ThreadingActor):
             self.events.publish("meter", {"station_id": station_id, "connector": connector, "session_id": session_id,
                                           "vehicle_id": s["vehicle_id"], "energy_wh": energy_wh, "power_w": power_w,
                                           "time": when})
-        self.outbox.send_to_peer(
-            "vehicle", s["vehicle_id"], make(K.CHARGE_PROGRESS, 0, session_id, station_id, energy_wh, power_w)
-        )
+        if s["vehicle_id"] is not None:  # a local session is nobody's to watch
+            self.outbox.send_to_peer(
+                "vehicle", s["vehicle_id"], make(K.CHARGE_PROGRESS, 0, session_id, station_id, energy_wh, power_w)
+            )
 
     def _expected_end(self, st, reservation_id, started):
         window = st.windows.get(reservation_id) if reservation_id is not None else None
@@ -290,9 +306,13 @@ class StationRegistry(pykka.ThreadingActor):
                 or (reservation_id is not None and not 0 < reservation_id < 2**63):
             self._error(link_id, seq, E_BAD_FIELD, "session_start: session_id, meter or time out of range")
             return
-        if self._session_of_another(session_id, station_id, link_id, seq):
+        row = self._session_of_another(session_id, station_id, link_id, seq)
+        if row is False:
             return
-        first = self.store.record_session_start(session_id, station_id, connector, vehicle_id, reservation_id, meter_start, started)
+        claimed = vehicle_id
+        vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, reservation_id, started)
+        first = self.store.record_session_start(session_id, station_id, connector, vehicle_id, reservation_id, meter_start,
+                                                started, None if claimed == vehicle_id else claimed)
         if session_id not in st.sessions:
             expected_end = self._expected_end(st, reservation_id, started)
             st.sessions[session_id] = {
@@ -304,22 +324,36 @@ class StationRegistry(pykka.ThreadingActor):
             if self.events is not None:
                 self.events.publish("session_start", dict(st.sessions[session_id], session_id=session_id,
                                                           station_id=station_id))
-        st.windows.pop(reservation_id, None)
+        if reservation_id is not None:
+            st.windows.pop(reservation_id, None)
         log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id), connector,
                  wire_text(vehicle_id))
         self._publish(st)
         self._ack(link_id, seq)
-        self.outbox.send_to_peer("vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, connector))
+        if vehicle_id is not None:
+            self.outbox.send_to_peer("vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, connector))
+
+    def _attributed(self, st, row, session_id, claimed, reservation_id, started):
+        """(vehicle_id, reservation_id) the session is billed to: decided once, at its first record."""
+        if row is not None:
+            return row["vehicle_id"], row["reservation_id"] if row["vehicle_id"] is not None else None
+        vehicle_id, rid, why = authz.attribute(self.store, st.windows, st.id, session_id, claimed, reservation_id,
+                                               started, self.clock())
+        if vehicle_id is None and claimed is not None:
+            log.warning("station %s: session %s names vehicle %r but %s: recorded as a local session", st.id,
+                        wire_text(session_id), wire_text(claimed), wire_text(why))
+        return vehicle_id, rid
 
     def _session_of_another(self, session_id, station_id, link_id, seq):
-        """A station reports only for itself: a session id recorded for another station is refused."""
+        """A station reports only for itself: a session id recorded for another station is refused
+        (False is returned); else the session's stored row, or None if it is new."""
         row = self.store.get_session(session_id)
         if row is not None and row["station_id"] != station_id:
             log.warning("station %s: refused a record for session %s of station %s", station_id, session_id,
                         row["station_id"])
             self._error(link_id, seq, E_FORBIDDEN, "session %s belongs to another station" % session_id)
-            return True
-        return False
+            return False
+        return row
 
     def _on_session_end(self, station_id, link_id, seq, fields):
         session_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason = fields
@@ -332,10 +366,15 @@ class StationRegistry(pykka.ThreadingActor):
         if not session_id or len(session_id) > 64 or (reservation_id is not None and not 0 < reservation_id < 2**63):
             self._error(link_id, seq, E_BAD_FIELD, "session_end: session_id must be 1..64 characters")
             return
-        if self._session_of_another(session_id, station_id, link_id, seq):
+        row = self._session_of_another(session_id, station_id, link_id, seq)
+        if row is False:
             return
+        claimed = vehicle_id
+        vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, reservation_id, started)
+        flagged = self._implausible(st, session_id, energy_wh, started, ended)
         first = self.store.record_session_end(
-            session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason
+            session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason,
+            None if claimed == vehicle_id else claimed, flagged,
         )
         st.sessions.pop(session_id, None)
         self._ack(link_id, seq)  # after the store: an acknowledged COMPLETE is on disk
@@ -348,7 +387,7 @@ class StationRegistry(pykka.ThreadingActor):
             self.events.publish("session_end", {
                 "session_id": session_id, "station_id": station_id, "connector": connector, "vehicle_id": vehicle_id,
                 "reservation_id": reservation_id, "energy_wh": energy_wh, "started": started, "ended": ended,
-                "reason": reason})
+                "reason": reason, "implausible": flagged})
         log.info(
             "station %s: session %s COMPLETE vehicle=%s energy=%.2f kWh reason=%s",
             station_id, wire_text(session_id), wire_text(vehicle_id), energy_wh / 1000.0, wire_text(reason),
@@ -356,10 +395,23 @@ class StationRegistry(pykka.ThreadingActor):
         self._publish(st)
         if self.book is not None:
             self.book.tell(("session_ended", station_id, connector, session_id, vehicle_id, reservation_id, ended))
-        self.outbox.send_to_peer(
-            "vehicle", vehicle_id,
-            make(K.COMPLETE, 0, session_id, station_id, energy_wh, max(0, ended - started), reason),
-        )
+        if vehicle_id is not None:
+            self.outbox.send_to_peer(
+                "vehicle", vehicle_id,
+                make(K.COMPLETE, 0, session_id, station_id, energy_wh, max(0, ended - started), reason),
+            )
+
+    def _implausible(self, st, session_id, energy_wh, started, ended):
+        """Flag (and log) energy beyond what max_kw delivers in the session's duration."""
+        provisioned = None
+        if self.config.get("speedup", 1.0) == 1.0 and self.config.get("epoch0") is None:  # hub clock = wall clock
+            row = self.store.get_station(st.id)
+            provisioned = row["created"] if row is not None else None
+        if not authz.implausible(energy_wh, st.max_kw, started, ended, provisioned, self.clock()):
+            return False
+        log.warning("station %s: session %s reports %d Wh in %d s, more than %s kW can deliver: flagged implausible",
+                    st.id, wire_text(session_id), energy_wh, max(0, ended - started), st.max_kw)
+        return True
 
     # --- reservations told by the book ----------------------------------------------------------
 
@@ -369,7 +421,7 @@ class StationRegistry(pykka.ThreadingActor):
         if st is None:
             row = self.store.get_station(station_id)
             if row is not None:
-                st = self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
+                st = self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
         return st
 
     def _on_reserved(self, reservation_id, station_id, vehicle_id, start, end):
@@ -421,17 +473,27 @@ class StationRegistry(pykka.ThreadingActor):
         if not st.online:
             self._error(link_id, seq, E_INVALID_STATE, "station %s is offline" % station_id)
             return
-        if reservation_id is not None:
-            window = st.windows.get(reservation_id)
-            if window is None:
-                self._error(link_id, seq, E_NOT_FOUND, "reservation %d is not open at %s" % (reservation_id, station_id))
-                return
-            if window[0] != vehicle_id:
-                self._error(link_id, seq, E_FORBIDDEN, "reservation %d belongs to another vehicle" % reservation_id)
-                return
-        self._request_station(
-            station_id, K.REMOTE_START, [0, vehicle_id, reservation_id, ev], self._relay_reply(link_id, seq, "start")
-        )
+        if reservation_id is not None and reservation_id not in st.windows:
+            self._error(link_id, seq, E_NOT_FOUND, "reservation %d is not open at %s" % (reservation_id, station_id))
+            return
+        now = self.clock()
+        try:
+            connector, reservation_id = authz.authorise_start(station_id, st.windows, st.connector_status, vehicle_id,
+                                                              reservation_id, now)
+        except authz.Refusal as exc:
+            log.warning("vehicle %s: start at station %s refused: %s", vehicle_id, wire_text(station_id), wire_text(exc.text))
+            self._error(link_id, seq, exc.code, exc.text)
+            return
+        # Remembered before it is sent: the session the station reports for it is billed to this vehicle.
+        grant = self.store.add_remote_start(station_id, vehicle_id, reservation_id, int(now))
+        relay = self._relay_reply(link_id, seq, "start")
+
+        def on_reply(reply):
+            if reply is not None and reply[0] == K.ERROR:
+                self.store.drop_remote_start(grant)  # refused: nothing will start on it
+            relay(reply)
+
+        self._request_station(station_id, K.REMOTE_START, [connector, vehicle_id, reservation_id, ev], on_reply)
 
     def _on_stop_charge(self, link_id, seq, vehicle_id, session_id):
         for st in self.stations.values():
@@ -444,13 +506,29 @@ class StationRegistry(pykka.ThreadingActor):
                 return
         self._error(link_id, seq, E_NOT_FOUND, "no running session %s" % session_id)
 
+    def _on_station_removed(self, station_id):
+        """`evhub stations remove`: the station leaves the map (its link is closed by the gateway)."""
+        st = self.stations.pop(station_id, None)
+        if st is None:
+            return
+        self.view.pop(station_id, None)
+        if self.locator is not None:
+            self.locator.tell(("remove", station_id))
+        log.info("station %s: removed (history kept in the store)", station_id)
+
+    def _on_reservation_history(self, link_id, seq, vehicle_id):
+        self.outbox.send(link_id, make(K.RESERVATIONS, seq, self.store.vehicle_reservations(vehicle_id)))
+
+    def _on_list_sessions(self, link_id, seq, vehicle_id):
+        self.outbox.send(link_id, make(K.SESSIONS, seq, self.store.vehicle_sessions(vehicle_id)))
+
     def _sync_provisioned(self):
         """Stations provisioned while the hub runs (`evhub stations add`) show up within a tick."""
         if self.store.station_count() == len(self.stations):
             return
         for row in self.store.all_stations():
             if row["id"] not in self.stations:
-                self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"])
+                self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
 
     def _on_tick(self, now):
         self._sync_provisioned()
@@ -479,8 +557,11 @@ class StationRegistry(pykka.ThreadingActor):
         "reservation_ended": _on_reservation_ended,
         "start_charge": _on_start_charge,
         "stop_charge": _on_stop_charge,
+        "list_sessions": _on_list_sessions,
+        "reservation_history": _on_reservation_history,
         "reply": _on_reply,
         "tick": _on_tick,
         "summary": _on_summary,
         "set_book": _on_set_book,
+        "station_removed": _on_station_removed,
     }

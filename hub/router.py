@@ -95,6 +95,9 @@ class Router:
         self._packed = {}  # station id -> (StationView, packed map head, packed map tail), see _nearest
         self.logins = LoginThrottle(free=config.get("login_failures_free", 5),
                                     global_per_s=config.get("login_failures_per_s", 50))
+        self.revocations = None  # hub.revocation.RevocationWatch, set by the daemon
+        self._waiting_by_vehicle = {}  # vehicle id -> its requests in self._reservations (fair share)
+        self.max_waiting_per_vehicle = config.get("max_waiting_reservations_per_vehicle", 10)
 
     def attach(self, gateway):
         self.gateway = gateway
@@ -114,6 +117,11 @@ class Router:
         self.logins.succeeded(link.address, link.session.role, link.session.peer_id)
 
     def peer_up(self, link):
+        s = link.session
+        if self.revocations is not None and self.revocations.revoked_since(s.role, s.peer_id, link.opened_at):
+            log.warning("%s: its key was revoked during the handshake, closing", link.label)
+            link.shutdown()
+            return
         if not self.gateway.bind_peer(link):
             return
         if link.session.role == "station":
@@ -162,6 +170,15 @@ class Router:
                 # The book is behind by a whole batch's worth: say so instead of queueing without bound.
                 self.count("reservations_overloaded")
                 raise ProtocolError(E_OVERLOADED, "the hub is busy with reservations; retry shortly", seq)
+            waiting = self._waiting_by_vehicle.get(peer, 0)
+            if waiting >= self.max_waiting_per_vehicle:
+                # Fair share of the waiting queue: one vehicle cannot fill it and starve the others.
+                # Answered, not counted as a bad message: pipelining is allowed, only not past a fair share.
+                self.count("reservations_overloaded")
+                link.session.send_error(E_OVERLOADED, "you have %d reservation requests waiting (the limit is %d);"
+                                        " wait for their answers" % (waiting, self.max_waiting_per_vehicle), seq)
+                return
+            self._waiting_by_vehicle[peer] = waiting + 1
             self._reservations.append((link.id, seq, peer, station_id, start, end))
             self._schedule_flush()
         elif kind == K.CANCEL:
@@ -173,6 +190,10 @@ class Router:
             self.registry.tell(("start_charge", link.id, seq, peer, station_id, reservation_id, ev))
         elif kind == K.STOP_CHARGE:
             self.registry.tell(("stop_charge", link.id, seq, peer, fields[0]))
+        elif kind == K.RESERVATION_HISTORY:
+            self.registry.tell(("reservation_history", link.id, seq, peer))  # past ones live in the store
+        elif kind == K.LIST_SESSIONS:
+            self.registry.tell(("list_sessions", link.id, seq, peer))  # the registry's store records them
         elif kind == K.STATIONS_LIST:
             link.send(make(K.STATIONS, seq, self.station_list()))
         elif kind == K.HUB_STATS:
@@ -193,6 +214,7 @@ class Router:
             self.tracker.tell(("positions", batch))
         if self._reservations and self._book_busy_since is None:
             batch, self._reservations = self._reservations, []
+            self._waiting_by_vehicle = {}
             self._book_busy_since = time.monotonic()
             self.book.tell(("reserve_batch", batch, self.clock()))
             # The book handles its inbox in order: this runs once the batch is committed and answered.

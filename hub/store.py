@@ -25,6 +25,7 @@ import secrets
 import sqlite3
 import time
 
+from hub import store_authz, store_ops
 from hub.geo import validate_position
 from hub.secretfile import prepare_store
 
@@ -80,13 +81,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     reason          TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_open ON sessions(station_id) WHERE ended IS NULL;
+CREATE INDEX IF NOT EXISTS sessions_vehicle ON sessions(vehicle_id, started);
 """
 
 _RES_COLS = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
 _RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")
+MAX_LISTED_SESSIONS = 50  # SESSIONS is one frame: the newest 50 keep it a few KB
 _SESSION_KEYS = (
     "session_id", "station_id", "connector", "vehicle_id", "reservation_id",
-    "meter_start_wh", "energy_wh", "started", "ended", "reason",
+    "meter_start_wh", "energy_wh", "started", "ended", "reason", "claimed_vehicle_id", "implausible",
 )
 
 
@@ -150,6 +153,8 @@ class Store:
                         db.execute(statement)
                 db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
                 log.info("store %s: schema version %d created", self.path, SCHEMA_VERSION)
+            store_authz.migrate(db)  # idempotent column/table additions (removal, revocation, attribution)
+            store_ops.migrate(db)  # idempotent: station names, vehicles' last positions
 
     @property
     def schema_version(self):
@@ -187,16 +192,20 @@ class Store:
             raise StoreError("station %s: max_kw must be a number > 0" % station_id)
         key = new_secret() if key is None else key
         with self._tx() as db:
-            exists = db.execute("SELECT 1 FROM stations WHERE id = ?", (station_id,)).fetchone()
-            if exists and not replace:
+            row = db.execute("SELECT removed FROM stations WHERE id = ?", (station_id,)).fetchone()
+            exists = row is not None
+            if exists and row[0] is None and not replace:
                 raise StoreConflict("station %s already exists (add --replace to issue a new key)" % station_id)
             if exists:
                 # UPDATE, not INSERT OR REPLACE: a replace would delete the row and trip the
-                # foreign keys of its reservations and sessions.
+                # foreign keys of its reservations and sessions. A removed id comes back with a new key.
                 db.execute(
-                    "UPDATE stations SET key = ?, lat = ?, lon = ?, connectors = ?, max_kw = ? WHERE id = ?",
+                    "UPDATE stations SET key = ?, lat = ?, lon = ?, connectors = ?, max_kw = ?, removed = NULL"
+                    " WHERE id = ?",
                     (key, lat, lon, connectors, float(max_kw), station_id),
                 )
+                if row[0] is None:  # the old key was live: the running hub closes its links
+                    self._revoke(db, "station", station_id, "key replaced")
             else:
                 db.execute(
                     "INSERT INTO stations (id, key, lat, lon, connectors, max_kw, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -207,21 +216,23 @@ class Store:
         return key
 
     def get_station_key(self, station_id):
-        row = self._db.execute("SELECT key FROM stations WHERE id = ?", (station_id,)).fetchone()
+        row = self._db.execute("SELECT key FROM stations WHERE id = ? AND removed IS NULL", (station_id,)).fetchone()
         return row[0] if row else None
 
     def get_station(self, station_id):
         """{"id", "lat", "lon", "connectors", "max_kw", "created"} or None (the key is not included)."""
         row = self._db.execute(
-            "SELECT id, lat, lon, connectors, max_kw, created FROM stations WHERE id = ?", (station_id,)
+            "SELECT id, lat, lon, connectors, max_kw, created, name FROM stations WHERE id = ? AND removed IS NULL",
+            (station_id,)
         ).fetchone()
         return None if row is None else _station_dict(row)
 
     def station_count(self):
-        return self._db.execute("SELECT COUNT(*) FROM stations").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM stations WHERE removed IS NULL").fetchone()[0]
 
     def all_stations(self):
-        rows = self._db.execute("SELECT id, lat, lon, connectors, max_kw, created FROM stations ORDER BY id")
+        rows = self._db.execute(
+            "SELECT id, lat, lon, connectors, max_kw, created, name FROM stations WHERE removed IS NULL ORDER BY id")
         return [_station_dict(r) for r in rows]
 
     # --- vehicles -------------------------------------------------------------------------
@@ -232,19 +243,90 @@ class Store:
             raise StoreError("vehicle id must be a string of 1..64 characters")
         token = new_secret()
         with self._tx() as db:
-            exists = db.execute("SELECT 1 FROM vehicles WHERE id = ?", (vehicle_id,)).fetchone()
-            if exists and not replace:
+            row = db.execute("SELECT removed FROM vehicles WHERE id = ?", (vehicle_id,)).fetchone()
+            exists = row is not None
+            if exists and row[0] is None and not replace:
                 raise StoreConflict("vehicle %s already exists (add --replace to issue a new token)" % vehicle_id)
             if exists:
-                db.execute("UPDATE vehicles SET token = ? WHERE id = ?", (token, vehicle_id))
+                db.execute("UPDATE vehicles SET token = ?, removed = NULL WHERE id = ?", (token, vehicle_id))
+                if row[0] is None:  # the old token was live: the running hub closes its links
+                    self._revoke(db, "vehicle", vehicle_id, "token replaced")
             else:
                 db.execute("INSERT INTO vehicles (id, token, created) VALUES (?, ?, ?)", (vehicle_id, token, self._now()))
         log.info("vehicle %s: %s", vehicle_id, "new token issued" if exists else "provisioned")
         return token
 
     def get_vehicle_token(self, vehicle_id):
-        row = self._db.execute("SELECT token FROM vehicles WHERE id = ?", (vehicle_id,)).fetchone()
+        row = self._db.execute("SELECT token FROM vehicles WHERE id = ? AND removed IS NULL", (vehicle_id,)).fetchone()
         return row[0] if row else None
+
+    # --- removal and revocation (history is kept: the rows stay, marked removed) -------------
+
+    def _revoke(self, db, role, peer_id, why):
+        db.execute("INSERT INTO revocations (role, peer_id, why, at) VALUES (?, ?, ?, ?)",
+                   (role, peer_id, why, self._now()))
+
+    def remove_station(self, station_id):
+        """Mark a station removed (it can no longer log in), cancel its open reservations; returns
+        [(reservation_id, vehicle_id)] cancelled. Sessions and past reservations stay."""
+        return self._remove("station", station_id, "stations", "station_id")
+
+    def remove_vehicle(self, vehicle_id):
+        """Mark a vehicle removed and cancel its open reservations; returns them as for remove_station."""
+        return self._remove("vehicle", vehicle_id, "vehicles", "vehicle_id")
+
+    def _remove(self, role, peer_id, table, column):
+        now = self._now()
+        with self._tx() as db:
+            row = db.execute("SELECT removed FROM %s WHERE id = ?" % table, (peer_id,)).fetchone()
+            if row is None:
+                raise StoreError("no %s %s" % (role, peer_id))
+            if row[0] is not None:
+                raise StoreConflict("%s %s was already removed" % (role, peer_id))
+            db.execute("UPDATE %s SET removed = ? WHERE id = ?" % table, (now, peer_id))
+            cancelled = db.execute("SELECT id, vehicle_id FROM reservations WHERE %s = ? AND state = 'confirmed'"
+                                   % column, (peer_id,)).fetchall()
+            db.execute("UPDATE reservations SET state = 'cancelled', updated = ? WHERE %s = ? AND state = 'confirmed'"
+                       % column, (now, peer_id))
+            self._revoke(db, role, peer_id, "removed")
+        log.info("%s %s: removed, %d open reservations cancelled", role, peer_id, len(cancelled))
+        return cancelled
+
+    def all_vehicles(self):
+        """[{"id", "created", "removed"}] of every vehicle ever provisioned (removed ones too)."""
+        rows = self._db.execute("SELECT id, created, removed FROM vehicles ORDER BY id")
+        return [{"id": r[0], "created": r[1], "removed": r[2]} for r in rows]
+
+    def last_revocation(self):
+        return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM revocations").fetchone()[0]
+
+    # --- remote starts the hub sent (they attribute the session that follows) ----------------
+
+    def add_remote_start(self, station_id, vehicle_id, reservation_id, issued):
+        with self._tx() as db:
+            return db.execute("INSERT INTO remote_starts (station_id, vehicle_id, reservation_id, issued)"
+                              " VALUES (?, ?, ?, ?)", (station_id, vehicle_id, reservation_id, issued)).lastrowid
+
+    def drop_remote_start(self, grant_id):
+        with self._tx() as db:
+            db.execute("DELETE FROM remote_starts WHERE id = ? AND session_id IS NULL", (grant_id,))
+
+    def take_remote_start(self, station_id, vehicle_id, session_id, since):
+        """Use the oldest unused REMOTE_START for vehicle_id at station_id issued at or after `since`
+        for session_id; returns (True, its reservation_id) or (False, None) when there is none."""
+        with self._tx() as db:
+            row = db.execute("SELECT id, reservation_id FROM remote_starts WHERE station_id = ? AND vehicle_id = ?"
+                             " AND session_id IS NULL AND issued >= ? ORDER BY id LIMIT 1",
+                             (station_id, vehicle_id, since)).fetchone()
+            if row is None:
+                return False, None
+            db.execute("UPDATE remote_starts SET session_id = ? WHERE id = ?", (session_id, row[0]))
+        return True, row[1]
+
+    def reservation_billed(self, reservation_id, session_id):
+        """True when another session was already attributed to this reservation."""
+        return self._db.execute("SELECT 1 FROM sessions WHERE reservation_id = ? AND session_id != ?"
+                                " AND vehicle_id IS NOT NULL LIMIT 1", (reservation_id, session_id)).fetchone() is not None
 
     # --- reservations ---------------------------------------------------------------------
 
@@ -285,6 +367,13 @@ class Store:
                 n += db.execute("UPDATE reservations SET state = ?, updated = ? WHERE id = ?", (state, now, rid)).rowcount
         return n
 
+    def move_reservations(self, moves):
+        """[(reservation_id, connector)] in one transaction (a station turned out to have fewer connectors)."""
+        now = self._now()
+        with self._tx() as db:
+            for rid, connector in moves:
+                db.execute("UPDATE reservations SET connector = ?, updated = ? WHERE id = ?", (connector, now, rid))
+
     def get_reservation(self, reservation_id):
         row = self._db.execute("SELECT %s FROM reservations WHERE id = ?" % _RES_COLS, (reservation_id,)).fetchone()
         return None if row is None else dict(zip(_RES_KEYS, row))
@@ -296,18 +385,23 @@ class Store:
 
     # --- sessions -------------------------------------------------------------------------
 
-    def record_session_start(self, session_id, station_id, connector, vehicle_id, reservation_id, meter_start_wh, started):
-        """Record a session start; returns False if this session id is already known (a replay)."""
+    def record_session_start(self, session_id, station_id, connector, vehicle_id, reservation_id, meter_start_wh, started,
+                             claimed_vehicle_id=None):
+        """Record a session start; returns False if this session id is already known (a replay).
+        vehicle_id is the vehicle the hub attributed it to (None: a local session); claimed_vehicle_id
+        what the station named when that differs."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO sessions (session_id, station_id, connector, vehicle_id, reservation_id,"
-                " meter_start_wh, started) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (session_id, station_id, connector, vehicle_id, reservation_id, meter_start_wh, started),
+                " meter_start_wh, started, claimed_vehicle_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, station_id, connector, vehicle_id, reservation_id, meter_start_wh, started,
+                 claimed_vehicle_id),
             )
         return cur.rowcount == 1
 
     def record_session_end(
-        self, session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason
+        self, session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason,
+        claimed_vehicle_id=None, implausible=False,
     ):
         """Record a session end; returns False if it was already recorded (a replay).
 
@@ -320,14 +414,15 @@ class Store:
             if row is None:
                 db.execute(
                     "INSERT INTO sessions (session_id, station_id, connector, vehicle_id, reservation_id, energy_wh,"
-                    " started, ended, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason),
+                    " started, ended, reason, claimed_vehicle_id, implausible) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason,
+                     claimed_vehicle_id, int(bool(implausible))),
                 )
             else:
                 db.execute(
-                    "UPDATE sessions SET energy_wh = ?, ended = ?, reason = ?,"
+                    "UPDATE sessions SET energy_wh = ?, ended = ?, reason = ?, implausible = ?,"
                     " reservation_id = COALESCE(reservation_id, ?) WHERE session_id = ?",
-                    (energy_wh, ended, reason, reservation_id, session_id),
+                    (energy_wh, ended, reason, int(bool(implausible)), reservation_id, session_id),
                 )
         return True
 
@@ -336,6 +431,24 @@ class Store:
             "SELECT %s FROM sessions WHERE session_id = ?" % ", ".join(_SESSION_KEYS), (session_id,)
         ).fetchone()
         return None if row is None else dict(zip(_SESSION_KEYS, row))
+
+    def vehicle_reservations(self, vehicle_id, limit=MAX_LISTED_SESSIONS):
+        """A vehicle's reservations in every state, newest window first (at most `limit`), as the
+        wire maps RESERVATIONS carries (`evhub vehicle reservations --all`)."""
+        rows = self._db.execute(
+            'SELECT id, station_id, connector, start, "end", state FROM reservations WHERE vehicle_id = ?'
+            ' ORDER BY start DESC, id DESC LIMIT ?', (vehicle_id, limit))
+        keys = ("reservation_id", "station_id", "connector", "start", "end", "state")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def vehicle_sessions(self, vehicle_id, limit=MAX_LISTED_SESSIONS):
+        """A vehicle's sessions, newest first (at most `limit`), as wire maps: what SESSIONS carries."""
+        rows = self._db.execute(
+            "SELECT session_id, station_id, connector, reservation_id, energy_wh, started, ended, reason"
+            " FROM sessions WHERE vehicle_id = ? ORDER BY started DESC, session_id LIMIT ?", (vehicle_id, limit)
+        )
+        keys = ("session_id", "station_id", "connector", "reservation_id", "energy_wh", "started", "ended", "reason")
+        return [dict(zip(keys, r)) for r in rows]
 
     def load_open_sessions(self):
         """Sessions started and not ended, as dicts (they occupy connectors after a restart)."""
@@ -346,4 +459,5 @@ class Store:
 
 
 def _station_dict(row):
-    return {"id": row[0], "lat": row[1], "lon": row[2], "connectors": row[3], "max_kw": row[4], "created": row[5]}
+    return {"id": row[0], "lat": row[1], "lon": row[2], "connectors": row[3], "max_kw": row[4], "created": row[5],
+            "name": row[6]}

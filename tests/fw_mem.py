@@ -33,7 +33,8 @@ if TESTS not in sys.path:
 
 from fw_mp import REPO, compile_tree, micropython  # noqa: E402
 
-from firmware.micropython import board_modules  # noqa: E402
+from firmware.micropython import PILOT_MODULES, board_modules  # noqa: E402
+from tools.romfs import build_image  # noqa: E402
 
 HEAP_MARK = "IMPORTS"
 
@@ -43,10 +44,11 @@ def core_modules():
     return [src for src in board_modules() if src.startswith(("transport/", "firmware/")) and src.count("/") == 1]
 
 
-def board_import_names():
-    """Every board module in import order, then board.py (the glue; it touches no hardware at import)."""
+def board_import_names(pilot=False):
+    """Every board module in import order, then board.py (the glue; it touches no hardware at import).
+    The pilot modules only for a board with a control pilot (`pilot`)."""
     names = [src[:-3].replace("/", ".") for src in core_modules() if not src.endswith("__init__.py")]
-    return names + ["board"]
+    return [n for n in names if pilot or n not in PILOT_MODULES] + ["board"]
 
 
 def import_script(names):
@@ -76,15 +78,6 @@ def image_kb(image_path):
     return (os.stat(image_path).st_size + 1023) // 1024 + 1
 
 
-def _quiet(fn, *args, **kwargs):
-    """Calls fn with stdout silenced (mpremote's romfs builder prints the image's tree)."""
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
-
-
 class Setup:
     """The three code layouts in one temp directory."""
 
@@ -105,7 +98,7 @@ class Setup:
         if romfs is not None:
             self.image = os.path.join(tmp, "fw.romfs")
             with open(self.image, "wb") as f:
-                f.write(_quiet(romfs.make_romfs, self.mpy_dir + "/", mpy_cross=False))
+                f.write(build_image(self.mpy_dir))  # the one romfs builder, as `evhub bundle --romfs` uses
 
     def path(self, mode):
         if mode == "py":

@@ -9,12 +9,15 @@ import time
 
 import pytest
 
+import fw_mem
 from procs import LoggedProcess
 from hubproc import HubProcess, evhub
 from mpy import micropython_path, mpy_cross_path
 
 KEY = "00112233445566778899aabbccddeeff"
 HEAP = "160K"  # what the firmware engineer's own e2e tests give the .mpy bundle
+TLS_CA = os.path.join(os.path.dirname(__file__), "data", "tls", "hub.crt")  # the committed test hub's (self-signed)
+TLS_KEY = os.path.join(os.path.dirname(__file__), "data", "tls", "hub.key")
 
 
 def bundle(out, *flags, check=True):
@@ -47,11 +50,17 @@ def wait_for(cond, timeout, what):
 
 
 class Board(LoggedProcess):
-    """`cd OUT_DIR && micropython main.py`, exactly as the bundle's users run it."""
+    """`cd OUT_DIR && micropython main.py`, exactly as the bundle's users run it; a romfs bundle with its
+    image mounted at /rom first (what a board's MicroPython does with its partition)."""
 
-    def __init__(self, out, tmp_path, heap=HEAP):
+    def __init__(self, out, tmp_path, heap=HEAP, romfs=False):
         env = dict(os.environ, MICROPYPATH=".frozen")  # nothing from the repository: only the bundle
-        LoggedProcess.__init__(self, [micropython_path(), "-X", "heapsize=" + heap, "main.py"], tmp_path / "board.out",
+        script = "main.py"
+        if romfs:
+            script = "launch.py"
+            with open(os.path.join(out, script), "w") as f:
+                f.write(fw_mem.rom_prelude("romfs.img") + "import main\n")
+        LoggedProcess.__init__(self, [micropython_path(), "-X", "heapsize=" + heap, script], tmp_path / "board.out",
                                cwd=out, env=env)
 
 
@@ -198,3 +207,77 @@ def test_the_bundle_runs_on_the_unix_port_and_the_station_shows_available_at_the
             log = board.stop()
         assert st["connectors"] == 2 and st["lat"] == -12.25
         assert "hub welcomed us" in log and "boot accepted" in log and "Traceback" not in log, log
+
+
+# --- --romfs and tls:// -------------------------------------------------------------------------------
+
+
+def test_a_romfs_bundle_holds_only_scripts_config_and_an_image_that_mounts_and_imports_on_the_unix_port(tmp_path):
+    """The image is mpremote's romfs format holding every compiled module; the real `micropython` (whose
+    vfs has VfsRom but no ROM partition: the image is mounted at /rom first, as a board does) imports the
+    firmware from it alone."""
+    out = str(tmp_path / "board")
+    res = bundle(out, "--romfs", "--hub", "tcp://10.0.0.2:7878")
+    assert "romfs image of .mpy" in res.stdout
+    assert sorted(os.listdir(out)) == ["boot.py", "config.json", "main.py", "romfs.img"]
+    assert stat.S_IMODE(os.stat(os.path.join(out, "config.json")).st_mode) == 0o600
+    with open(os.path.join(out, "romfs.img"), "rb") as f:
+        image = f.read()
+    assert image[:3] == bytes([0xD2, 0xCD, 0x31])
+    for name in (b"board.mpy", b"session.mpy", b"chargepoint.mpy", b"purepack.mpy"):
+        assert name in image, name
+    probe = fw_mem.rom_prelude("romfs.img") + (
+        "import board, transport.session\nprint('FROM', board.__file__, transport.session.__file__)\n")
+    with open(os.path.join(out, "probe.py"), "w") as f:
+        f.write(probe)
+    run = subprocess.run([micropython_path(), "-X", "heapsize=256K", "probe.py"], cwd=out, capture_output=True,
+                         text=True, timeout=60, env=dict(os.environ, MICROPYPATH=".frozen"))
+    assert run.returncode == 0 and "FROM /rom/board.mpy /rom/transport/session.mpy" in run.stdout, run.stdout + run.stderr
+
+
+def test_rebuilding_a_plain_bundle_as_romfs_removes_the_modules_that_would_shadow_the_image(tmp_path):
+    out = str(tmp_path / "board")
+    bundle(out, "--mpy", "--hub", "10.0.0.2:7878")
+    with open(os.path.join(out, "journal.log"), "w") as f:
+        f.write("kept\n")
+    bundle(out, "--romfs", "--hub", "10.0.0.2:7878")
+    assert sorted(os.listdir(out)) == ["boot.py", "config.json", "journal.log", "main.py", "romfs.img"]
+    bundle(out, "--hub", "10.0.0.2:7878")
+    assert "romfs.img" not in os.listdir(out) and "board.py" in os.listdir(out)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--hub", "tls://10.0.0.2:7879"), "TLS needs --tls-ca"),
+    (("--hub", "10.0.0.2:7878", "--tls-ca", "CA"), "--tls-ca is for a tls:// hub"),
+    (("--uart", "17,16,115200", "--tls-ca", "CA"), "--tls-ca is for a tls:// hub"),
+    (("--hub", "tls://10.0.0.2:7879", "--tls-ca", "/nonexistent/ca.pem"), "No such file"),
+])
+def test_bad_tls_flags_are_refused_with_a_clear_message(tmp_path, flags, message):
+    flags = [TLS_CA if f == "CA" else f for f in flags]
+    res = bundle(str(tmp_path / "board"), *flags, check=False)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not os.path.exists(tmp_path / "board")
+
+
+def test_a_tls_romfs_bundle_runs_on_the_unix_port_against_a_tls_hub_checking_its_certificate(tmp_path):
+    """tls://, the CA copied as hub-ca.der and named in config.json, the modules in romfs: the board's
+    own ssl (mbedTLS) checks the hub's certificate against that file and the station shows Available."""
+    with HubProcess(tmp_path, extra_args=["--tls-cert", TLS_CA, "--tls-key", TLS_KEY]) as hub:
+        key = hub.add_station("CP-TR", lat=-12.25, lon=-38.95)
+        out = str(tmp_path / "board")
+        evhub("bundle", out, "--id", "CP-TR", "--key", key, "--hub", "tls://127.0.0.1:%d" % hub.port, "--tls-ca",
+              TLS_CA, "--lat", "-12.25", "--lon", "-38.95", "--romfs")
+        assert json.load(open(os.path.join(out, "config.json")))["hub"]["ca"] == "hub-ca.der"
+        board = Board(out, tmp_path, heap="256K", romfs=True)  # mbedTLS takes ~25 KB of the unix port's heap
+        try:
+            wait_for(lambda: stations_tls(hub).get("CP-TR", {}).get("status") == "Available", 40,
+                     "the station Available at the hub over TLS")
+        finally:
+            log = board.stop()
+        assert "Traceback" not in log and "not checked" not in log, log
+
+
+def stations_tls(hub):
+    res = evhub("stations", "list", "--hub", "tls://127.0.0.1:%d" % hub.port, "--db", hub.db, "--json", check=False,
+                env={"EVHUB_TLS_CA": TLS_CA})
+    return {s["id"]: s for s in json.loads(res.stdout)} if res.returncode == 0 else {}

@@ -420,9 +420,10 @@ def test_help_documents_what_the_console_is_on_the_wire():
 # --- session records: acknowledged only once stored -------------------------------------------------
 
 
-def _charge_and_stop(console, tmp_path, key, station_id, serial_path):
+def _charge_and_stop(console, tmp_path, key, station_id, serial_path, started):
     station = Proc([sys.executable, "-m", "tools.cli", "chargepoint", "--id", station_id, "--key", key, "--serial",
                     serial_path, "--journal", str(tmp_path / "cp.journal"), "--speedup", "30"], tmp_path / "cp.out")
+    started.append(station)  # stopped by the caller even if an expectation below fails (no stray device)
     console.expect(r"station %s authenticated" % station_id)
     console.expect(r"<- status +seq=\d+ connector=1 status=Available")
     console.type("start 1 V-7\n")
@@ -440,15 +441,15 @@ def test_the_console_as_hub_stores_session_records_before_acknowledging_them(tmp
     key = store.add_station("CP-BILL", 1.0, 2.0, 1, 22.0)
     store.close()
     console = Screen(console_argv(pair.path1, "--db", db), tty=False)
-    station = None
+    started = []
     try:
         console.expect(r"waiting for a station's hello")
-        station, sid = _charge_and_stop(console, tmp_path, key, "CP-BILL", pair.path2)
+        _station, sid = _charge_and_stop(console, tmp_path, key, "CP-BILL", pair.path2, started)
         console.expect(r"session_end %s stored in" % re.escape(sid))
         console.expect(r"-> ack +seq=\d+", timeout=10)
     finally:
         console.close()
-        if station:
+        for station in started:
             station.stop()
     store = Store(db)
     try:

@@ -149,6 +149,7 @@ def test_a_runner_station_on_a_serial_line_reaches_the_hub(tmp_path):
             try:
                 _wait(lambda: "station CP-S1: boot" in hub.log(), 15, "BOOT over serial")
                 with HubClient(hub.url, "vehicle", "V-2", token) as v:
+                    v.request(K.RESERVE, "CP-S1", int(time.time()), int(time.time()) + 3600)  # a start needs one
                     v.request(K.START_CHARGE, "CP-S1", None, QUICK_EV)
                     done = v.wait_event((K.COMPLETE,), timeout=30)
             finally:

@@ -93,6 +93,7 @@ def test_a_runner_station_charges_a_vehicle_over_tls(tls_hub, tmp_path):
     try:
         _wait(lambda: "station CP-T2: boot" in tls_hub.log(), 15, "BOOT over TLS")
         with HubClient(tls_hub.tls_url, "vehicle", "V-T2", token) as v:
+            v.request(K.RESERVE, "CP-T2", int(time.time()), int(time.time()) + 3600)  # a start needs one (issue 13)
             v.request(K.START_CHARGE, "CP-T2", None, QUICK_EV)
             done = v.wait_event((K.COMPLETE,), timeout=30)
     finally:
@@ -200,6 +201,7 @@ def test_the_micropython_firmware_boots_over_tls_and_the_hub_shows_it_available(
     try:
         _wait(lambda: _status(tls_hub, "CP-MT") == "Available", 30, "CP-MT Available over TLS")
         with HubClient(tls_hub.tls_url, "vehicle", "V-MT", token) as v:  # and a charge, both ways over TLS
+            v.request(K.RESERVE, "CP-MT", int(time.time()), int(time.time()) + 3600)  # a start needs one (issue 13)
             v.request(K.START_CHARGE, "CP-MT", None, QUICK_EV)
             done = v.wait_event((K.COMPLETE,), timeout=30)
     finally:

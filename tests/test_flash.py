@@ -13,8 +13,13 @@ import time
 
 import pytest
 
+import fw_mem
 from hubproc import REPO, HubProcess, evhub
 from mpy import micropython_path
+from procs import LoggedProcess
+from test_firmware_micropython import ROM_HEAP_KB, wait_for
+
+TLS_CA = os.path.join(os.path.dirname(__file__), "data", "tls", "hub.crt")  # the committed test hub's (self-signed)
 
 PORT = "/dev/ttyUSB0"
 
@@ -185,6 +190,35 @@ for cmd in cmds:
     elif cmd == ["reset"]:
         state["wdt"] = firmware_starts()
         state["resets"] += 1
+    elif cmd == ["romfs", "query"]:  # as mpremote 1.25+ prints it; FAKE_ROMFS_BYTES is the partition
+        size = os.environ.get("FAKE_ROMFS_BYTES")
+        if not size:
+            print("ROMFS is not enabled on this device")
+        else:
+            print("ROMFS0 partition has size %s bytes (%d blocks of 4096 bytes each)" % (size, int(size) // 4096))
+            if os.path.exists(board + ".rom"):
+                print("  Raw contents: %s ..." % open(board + ".rom", "rb").read(12).hex(":"))
+    elif cmd[:2] == ["romfs", "deploy"] and len(cmd) == 3:  # a built image (.img): written to the partition
+        size = os.environ.get("FAKE_ROMFS_BYTES")
+        if not size:
+            print("mpremote: ROMFS is not enabled on this device", file=sys.stderr)
+            sys.exit(1)
+        if state["wdt"]:
+            state["wdt"] = firmware_starts()
+            state["resets"] += 1
+            save()
+            print("mpremote: the device reset while writing the ROMFS partition (watchdog?)", file=sys.stderr)
+            sys.exit(1)
+        image = open(cmd[2], "rb").read()
+        print("Image size is %d bytes" % len(image))
+        if not image.startswith(bytes([0xD2, 0xCD, 0x31])):
+            print("Invalid ROMFS image")
+            sys.exit(1)
+        if len(image) > int(size):
+            print("ROMFS image is too big for the target partition")
+            sys.exit(1)
+        open(board + ".rom", "wb").write(image)
+        print("ROMFS image deployed")
     else:
         sys.exit("fake mpremote: unexpected %r" % (cmd,))
 save()
@@ -279,6 +313,11 @@ def test_flash_provisions_writes_micropython_copies_the_bundle_and_resets(tmp_pa
     key = station_key(tmp_path / "evhub.db", "CP-F")
     assert cfg["key"] == key and cfg["hub"] == {"host": "10.0.0.2", "port": 7878} and cfg["connectors"] == 2
     assert key not in res.stdout
+
+
+def station_status(hub, station_id):
+    res = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json", check=False)
+    return {s["id"]: s["status"] for s in json.loads(res.stdout)}.get(station_id) if res.returncode == 0 else None
 
 
 def board_state(bench):
@@ -436,3 +475,106 @@ def test_help_explains_the_steps():
     assert "write-flash -z 0x1000" in res.stdout and "mpremote connect PORT fs cp -r" in res.stdout
     assert "fs touch :noauto" in res.stdout and "fs rm :noauto + reset" in res.stdout
     assert "--dry-run" in res.stdout
+
+
+# --- --romfs: the modules in the board's ROMFS partition ------------------------------------------------
+
+ROMFS_PARTITION = str(256 * 1024)
+
+
+def test_dry_run_with_romfs_shows_the_romfs_query_and_deploy_and_copies_only_scripts_and_config(tmp_path):
+    res = evhub("flash", PORT, "--id", "CP-1", "--wifi", "depot:secret123", "--hub", "tcp://192.168.1.10:7878",
+                "--romfs", "--dry-run", "--db", str(tmp_path / "evhub.db"))
+    assert commands(res.stdout) == [
+        "mpremote connect /dev/ttyUSB0 fs touch :noauto + fs cp main.py :main.py + reset",
+        "mpremote connect /dev/ttyUSB0 romfs query",
+        "mpremote connect /dev/ttyUSB0 romfs deploy romfs.img",
+        "mpremote connect /dev/ttyUSB0 run evhub_prepare.py",
+        "mpremote connect /dev/ttyUSB0 fs cp -r boot.py main.py config.json :",
+        "mpremote connect /dev/ttyUSB0 fs rm :noauto + reset",
+    ], res.stdout
+    assert "removes board.py, board.mpy, transport, firmware" in res.stdout
+    assert "dry run done: 6 commands shown" in res.stdout and "[6/6]" in res.stdout
+
+
+def test_flash_with_romfs_deploys_the_image_keeps_main_and_config_on_the_filesystem_and_the_board_runs_it(tmp_path):
+    """A board flashed before without romfs: its modules leave the filesystem (they would shadow /rom), the
+    journal stays; the stand-in's partition gets the image. Then the board runs on the unix port, which has
+    no partition: the image is read from there and mounted at /rom first, as a board's MicroPython does."""
+    bench = Bench(tmp_path)
+    (bench.board / "board.mpy").write_bytes(b"M old")
+    (bench.board / "transport").mkdir()
+    (bench.board / "transport" / "session.mpy").write_bytes(b"M old")
+    (bench.board / "journal.log").write_text("kept\n")
+    with HubProcess(tmp_path) as hub:
+        res = bench.flash("--id", "CP-ROM", "--wifi", "depot:secret123", "--hub", hub.url, "--lat", "-12.3",
+                          "--lon", "-38.9", "--romfs", db=hub.db, FAKE_ROMFS_BYTES=ROMFS_PARTITION)
+        assert "Traceback" not in res.stdout + res.stderr and "done: CP-ROM" in res.stdout, res.stdout + res.stderr
+        argvs = [c["argv"][2:] for c in bench.calls()]
+        assert argvs == [["fs", "touch", ":noauto", "+", "fs", "cp", "main.py", ":main.py", "+", "reset"],
+                         ["romfs", "query"], ["romfs", "deploy", "romfs.img"], ["run", "evhub_prepare.py"],
+                         ["fs", "cp", "-r", "boot.py", "main.py", "config.json", ":"], ["fs", "rm", ":noauto", "+", "reset"]]
+        assert sorted(os.listdir(bench.board)) == ["boot.py", "config.json", "journal.log", "main.py"]
+        assert (bench.board / "journal.log").read_text() == "kept\n"
+        image = (tmp_path / "board-fs.rom").read_bytes()
+        assert image[:3] == bytes([0xD2, 0xCD, 0x31]) and b"board.mpy" in image and b"session.mpy" in image
+        (bench.board / "launch.py").write_text(fw_mem.rom_prelude(str(tmp_path / "board-fs.rom")) + "import main\n")
+        heap = "%dK" % (ROM_HEAP_KB + fw_mem.image_kb(str(tmp_path / "board-fs.rom")))
+        proc = LoggedProcess([micropython_path(), "-X", "heapsize=" + heap, "launch.py"], tmp_path / "board.out",
+                             cwd=str(bench.board), env=dict(os.environ, MICROPYPATH=".frozen"))
+        try:
+            wait_for(lambda: station_status(hub, "CP-ROM") == "Available", 30, "CP-ROM Available at the hub")
+        finally:
+            out = proc.stop()
+        assert "Traceback" not in out and "out of memory" not in out, out
+
+
+@pytest.mark.parametrize("partition, message", [
+    (None, "has no ROMFS partition"),
+    ("4096", "the romfs image is"),
+])
+def test_romfs_on_a_board_without_a_big_enough_partition_is_refused_before_anything_is_written(tmp_path, partition,
+                                                                                               message):
+    bench = Bench(tmp_path)
+    env = {"FAKE_ROMFS_BYTES": partition} if partition else {}
+    res = bench.flash("--id", "CP-NR", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", "--romfs", check=False,
+                      **env)
+    assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stdout + res.stderr, res.stderr
+    assert [c["argv"][2:4] for c in bench.calls()] == [["fs", "touch"], ["romfs", "query"]]
+    assert (bench.board / "noauto").exists(), "a failed flash leaves the board in maintenance"
+    assert not (tmp_path / "board-fs.rom").exists()
+
+
+# --- tls:// and --set ---------------------------------------------------------------------------------------
+
+
+def test_a_tls_hub_takes_its_ca_onto_the_board_as_der_and_the_config_points_at_it(tmp_path):
+    import ssl
+
+    bench = Bench(tmp_path)
+    bench.flash("--id", "CP-TLS", "--wifi", "depot:secret123", "--hub", "tls://10.0.0.2:7879", "--tls-ca",
+                TLS_CA, "--lat", "1", "--lon", "2", "--set", "offline_policy=stop", "--set", "heartbeat_s=15")
+    cfg = json.loads((bench.board / "config.json").read_text())
+    assert cfg["hub"] == {"host": "10.0.0.2", "port": 7879, "tls": True, "ca": "hub-ca.der"}
+    assert cfg["offline_policy"] == "stop" and cfg["heartbeat_s"] == 15
+    with open(TLS_CA) as f:
+        assert (bench.board / "hub-ca.der").read_bytes() == ssl.PEM_cert_to_DER_cert(f.read())
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--hub", "tls://10.0.0.2:7879"), "TLS needs --tls-ca"),
+    (("--hub", "tcp://10.0.0.2:7878", "--tls-ca", "CA"), "--tls-ca is for a tls:// hub"),
+    (("--hub", "tls://10.0.0.2:7879", "--tls-ca", "NOT-A-CERT"), "neither a PEM nor a DER certificate"),
+    (("--hub", "udp://10.0.0.2:7879"), "scheme must be tcp:// or tls://"),
+    (("--hub", "10.0.0.2:7878", "--set", "colour=red"), "not a config key"),
+    (("--hub", "10.0.0.2:7878", "--set", "heartbeat_s=0"), "heartbeat_s must be a number in 1..86400"),
+    (("--hub", "10.0.0.2:7878", "--set", "heartbeat_s"), "expected KEY=VALUE"),
+    (("--hub", "10.0.0.2:7878", "--romfs", "--source"), "--romfs holds compiled modules"),
+])
+def test_bad_tls_set_and_romfs_flags_are_refused_before_anything_is_touched(tmp_path, flags, message):
+    (tmp_path / "NOT-A-CERT").write_text("hello")
+    flags = [TLS_CA if f == "CA" else str(tmp_path / f) if f == "NOT-A-CERT" else f for f in flags]
+    res = evhub("flash", PORT, "--id", "CP-1", "--wifi", "depot:secret123", "--db", str(tmp_path / "evhub.db"),
+                *flags, check=False)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not os.path.exists(tmp_path / "evhub.db")

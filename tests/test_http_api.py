@@ -268,7 +268,7 @@ def test_vehicles_are_listed_with_their_last_position(hub):
     token = hub.add_vehicle("V-1")
     with HubClient(hub.url, "vehicle", "V-1", token) as v:
         v.send(K.POSITION, -12.25, -38.95, int(time.time()), 0.42)
-        body = hub.wait_for("/api/vehicles", lambda b: b["vehicles"])
+        body = hub.wait_for("/api/vehicles", lambda b: b["vehicles"] and b["vehicles"][0]["lat"] is not None)
         assert body["vehicles"] == [{"id": "V-1", "lat": -12.25, "lon": -38.95, "time": body["vehicles"][0]["time"],
                                      "soc": 0.42, "connected": True}]
         assert hub.get("/api/vehicles/V-1")["lat"] == -12.25

@@ -39,7 +39,8 @@ def test_the_stream_carries_status_changes_reservations_sessions_and_meter_value
             now = int(time.time())
             st.request(K.SESSION_START, "S-1", 1, "V-1", None, 0, now)
             _id, _k, s = events.next(("session_start",))
-            assert (s["session_id"], s["station_id"], s["vehicle_id"], s["connector"]) == ("S-1", "CP-1", "V-1", 1)
+            # No remote start or reservation of V-1 here: a local session, billed to nobody (issue 13).
+            assert (s["session_id"], s["station_id"], s["vehicle_id"], s["connector"]) == ("S-1", "CP-1", None, 1)
             st.send(K.METER, 1, "S-1", 700, 7400, now + 10)
             _id, _k, m = events.next(("meter",))
             assert (m["session_id"], m["energy_wh"], m["power_w"]) == ("S-1", 700, 7400)

@@ -525,7 +525,8 @@ def test_the_private_kind_constants_of_board_modules_match_the_table():
         assert getattr(session, "_" + name) == getattr(K, name), name
     for name in ("HELLO", "CHALLENGE", "AUTH", "WELCOME"):
         assert getattr(serversession, "_" + name) == getattr(K, name), name
-    replies = ("ACK", "ERROR", "PONG", "WELCOME", "NEAREST_RESULT", "RESERVE_RESULT", "RESERVATIONS", "STATIONS", "STATS")
+    replies = ("ACK", "ERROR", "PONG", "WELCOME", "NEAREST_RESULT", "RESERVE_RESULT", "RESERVATIONS", "STATIONS", "STATS",
+               "SESSIONS")
     assert session._REPLY_KINDS == tuple(getattr(K, n) for n in replies)
     assert {K.kind_name(k): f.__name__ for k, f in HANDLERS.items()} == {f.__name__: f.__name__ for f in HANDLERS.values()}
 

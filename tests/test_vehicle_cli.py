@@ -6,12 +6,14 @@ Every command runs as a real `evhub` process. Local time is Bahia's (UTC-3, no D
 
 import datetime
 import json
+import re
 import threading
 import time
 
 import pytest
 
 from hubproc import HubProcess, evhub
+from test_firmware_micropython import wait_for
 from tools.operator_auth import operator_client
 from transport import kinds as K
 
@@ -138,6 +140,10 @@ def test_cancel_frees_the_window_and_a_second_cancel_is_refused_clearly(hub):
     assert rid not in [r["reservation_id"] for r in rows]
     again = vehicle(hub, "V-3", "cancel", str(rid))
     assert again.returncode == 3 and "already ended (cancelled)" in again.stderr  # refused for the state: 3
+    history = json.loads(vehicle(hub, "V-3", "reservations", "--all", "--json", check=True).stdout)
+    assert (rid, "cancelled") in [(r["reservation_id"], r["state"]) for r in history]  # --all keeps the past
+    assert "cancelled" in vehicle(hub, "V-3", "reservations", "--all", check=True).stdout
+    assert vehicle(hub, "V-2", "reservations", "--all", "--json", check=True).stdout.strip() == "[]"  # only its own
     # The window is free again for someone else.
     assert json.loads(vehicle(hub, "V-2", "reserve", "--station", "CP-1", "--at", at, "--json").stdout)["ok"]
 
@@ -177,3 +183,121 @@ def test_a_wrong_token_an_unknown_vehicle_and_no_hub_are_reported_plainly(hub):
                 cwd=hub.tmp)
     assert res.returncode == 6 and "cannot reach the hub at tcp://127.0.0.1:1" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+# --- charging from the terminal: start, stop, sessions -------------------------------------------------------
+#
+# Assumes the CPython charge point's default behaviour: a REMOTE_START on a free (or held) connector
+# starts a session with a simulated vehicle, no cable event needed. If the station comes to need a
+# vehicle present first (issue 13, the pilot engineer), these tests must plug one in first.
+
+QUICK = ("--capacity-kwh", "0.05", "--soc", "0.2", "--target-soc", "0.9", "--max-kw", "50")  # 35 Wh, ~6 s at 22 kW
+
+
+@pytest.fixture(scope="module")
+def charging(tmp_path_factory):
+    """A hub with three live one-connector stations (CP-A happy path, CP-B a long session, CP-R held for
+    V-1) and one that never connects (CP-OFF)."""
+    from firmware.runner import Fleet
+
+    tmp = tmp_path_factory.mktemp("vehicle-charge")
+    with HubProcess(tmp) as h:
+        configs = []
+        for sid in ("CP-A", "CP-B", "CP-R"):
+            key = h.add_station(sid, lat=-12.26, lon=-38.96, connectors=1)
+            configs.append({"id": sid, "key": key, "hub": {"host": "127.0.0.1", "port": h.port},
+                            "lat": -12.26, "lon": -38.96})
+        h.add_station("CP-OFF", lat=-12.3, lon=-38.97, connectors=1)
+        stop = threading.Event()
+        fleet = Fleet(configs)
+        runner = threading.Thread(target=fleet.run, args=(stop,), daemon=True)
+        runner.start()
+        h.tokens = {vid: h.add_vehicle(vid) for vid in ("V-1", "V-2")}
+        wait_for(lambda: all(_statuses(h).get(s) == "Available" for s in ("CP-A", "CP-B", "CP-R")), 15,
+                 "the three stations Available")
+        try:
+            yield h
+        finally:
+            stop.set()
+            runner.join(5)
+
+
+def now_local(offset_s=0):
+    """Now (+offset) as a person in Bahia types it, to the second."""
+    return datetime.datetime.fromtimestamp(time.time() + offset_s, datetime.timezone(
+        datetime.timedelta(hours=-3))).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def reserve_now(hub, vid, station):
+    res = vehicle(hub, vid, "reserve", "--station", station, "--at", now_local(5), "--minutes", "30", "--json",
+                  check=True)
+    rid = json.loads(res.stdout)["reservation_id"]
+    wait_for(lambda: _statuses(hub).get(station) == "Reserved", 10, "%s Reserved for %s" % (station, vid))
+    return rid
+
+
+def sessions(hub, vid):
+    return json.loads(vehicle(hub, vid, "sessions", "--json", check=True).stdout)
+
+
+def test_reserve_then_start_follows_the_charge_to_complete_and_sessions_lists_it(charging):
+    rid = reserve_now(charging, "V-1", "CP-A")
+    res = vehicle(charging, "V-1", "start", "--station", "CP-A", "--follow", *QUICK, check=True)
+    m = re.search(r"charging: session (\S+) at CP-A connector 1 \(reservation #%d\)" % rid, res.stdout)
+    assert m, res.stdout
+    done = re.search(r"complete: session %s, (\d+) Wh in \d+ min \d+ s \(Complete\)" % re.escape(m.group(1)),
+                     res.stdout)
+    assert done and 30 <= int(done.group(1)) <= 40, res.stdout
+    rows = [r for r in sessions(charging, "V-1") if r["session_id"] == m.group(1)]
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert row["station_id"] == "CP-A" and row["reservation_id"] == rid and row["reason"] == "Complete"
+    assert row["energy_wh"] == int(done.group(1)) and isinstance(row["ended_utc"], int)
+    text = vehicle(charging, "V-1", "sessions", check=True).stdout
+    assert m.group(1) in text and "%s Wh, Complete" % done.group(1) in text
+    assert sessions(charging, "V-2") == [], "a vehicle sees only its own sessions"
+
+
+def test_a_running_session_is_not_another_vehicles_to_stop_and_its_owner_stops_it(charging):
+    reserve_now(charging, "V-1", "CP-B")  # the hub honours a start for the reservation's holder (issue 13)
+    res = vehicle(charging, "V-1", "start", "--station", "CP-B", "--json", check=True)  # a typical car: hours
+    sid = json.loads(res.stdout)["session_id"]
+    res = vehicle(charging, "V-2", "stop", sid)
+    assert res.returncode == 5 and "not allowed" in res.stderr and "another vehicle" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert vehicle(charging, "V-2", "stop").returncode == 4  # V-2 runs nothing
+    res = vehicle(charging, "V-1", "stop", check=True)  # its one running session
+    assert "stop sent: session %s" % sid in res.stdout
+    wait_for(lambda: [r["reason"] for r in sessions(charging, "V-1") if r["session_id"] == sid] == ["Remote"], 15,
+             "the session ended Remote in the store")
+    res = vehicle(charging, "V-1", "stop", sid)
+    assert res.returncode == 4 and "not found" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("who, flags, status, words", [
+    # No reservation, at the only connector, held for V-1: the hub refuses it (issue 13): not allowed (exit 5).
+    ("V-2", ("--station", "CP-R"), (5,), "CP-R"),
+    ("V-2", ("--station", "CP-R", "--reservation", "RID"), (5,), "for you at CP-R"),
+    ("V-1", ("--station", "CP-NOPE"), (4,), "CP-NOPE"),
+    ("V-1", ("--station", "CP-OFF"), (3,), "offline"),
+])
+def test_a_start_that_is_refused_says_why_in_one_line_with_its_own_exit_status(charging, who, flags, status, words):
+    if not getattr(charging, "held_rid", None):
+        charging.held_rid = reserve_now(charging, "V-1", "CP-R")
+    flags = [str(charging.held_rid) if f == "RID" else f for f in flags]
+    res = vehicle(charging, who, "start", *flags)
+    assert res.returncode in status and (words in res.stderr or words in res.stdout), (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evhub vehicle start: "), res.stderr
+
+
+def test_start_against_a_hub_that_is_not_there_exits_6(charging, tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # a port nobody listens on
+    res = evhub("vehicle", "--id", "V-1", "--hub", "tcp://127.0.0.1:%d" % port, "--token", charging.tokens["V-1"],
+                "start", "--station", "CP-A", check=False)
+    assert res.returncode == 6 and "cannot reach the hub" in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -55,15 +55,68 @@ class BundleError(Exception):
 # --- the flags -> config.json ---------------------------------------------------------------
 
 
-def parse_hub(text):
-    """``tcp://HOST:PORT`` or ``HOST:PORT`` -> {"host", "port"}."""
+def parse_hub(text, ca_name=None):
+    """``tcp://HOST:PORT`` (or plain ``HOST:PORT``) or ``tls://HOST:PORT`` -> the "hub" config.
+
+    tls:// needs the hub's CA (``ca_name``, the file copied beside config.json): a board that
+    cannot check the hub's certificate would hand its key to whoever answers."""
     try:
         host, port = parse_hub_url(text)
     except ValueError as exc:
         raise BundleError("--hub: %s" % exc) from None
     if port == 0:
         raise BundleError("--hub %s: port 0 is not a port a board can connect to" % text)
-    return {"host": host, "port": port}
+    hub = {"host": host, "port": port}
+    if str(text).lower().startswith("tls://"):
+        if not ca_name:
+            raise BundleError("--hub %s: TLS needs --tls-ca CA.pem (the CA that signed the hub's certificate), "
+                              "so the board can check it is talking to the hub" % text)
+        hub["tls"] = True
+        hub["ca"] = ca_name
+    elif ca_name:
+        raise BundleError("--tls-ca is for a tls:// hub; --hub %s is plain TCP" % text)
+    return hub
+
+
+# The hub's CA on the board's filesystem: DER when it is one certificate (the form mbedTLS parses
+# on every port, no base64 to decode at boot); a PEM chain is kept as PEM (board.der_certs splits it).
+CA_NAMES = ("hub-ca.der", "hub-ca.pem")
+MAX_CA_BYTES = 16384  # a CA chain, not a trust store: the board reads it whole
+
+
+def read_ca(path):
+    """--tls-ca FILE (PEM or DER) -> (board file name, bytes); BundleError if it holds no usable certificate."""
+    import ssl
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CA_BYTES + 1)
+    except OSError as exc:
+        raise BundleError("--tls-ca %s: %s" % (path, exc.strerror or exc)) from None
+    if len(data) > MAX_CA_BYTES:
+        raise BundleError("--tls-ca %s: larger than %d bytes; give the CA that signed the hub's certificate, "
+                          "not a whole trust store" % (path, MAX_CA_BYTES))
+    if not data.strip():
+        raise BundleError("--tls-ca %s: the file is empty" % path)
+    if b"-----BEGIN" in data:
+        text = data.decode("ascii", "replace")
+        blocks = text.count("-----BEGIN CERTIFICATE-----")
+        try:
+            ssl.create_default_context(cadata=text)
+        except (ssl.SSLError, ValueError) as exc:
+            raise BundleError("--tls-ca %s: not a PEM certificate (%s)" % (path, exc)) from None
+        if blocks == 0:
+            raise BundleError("--tls-ca %s: no CERTIFICATE in it (a key or a request?)" % path)
+        if blocks == 1:
+            start = text.index("-----BEGIN CERTIFICATE-----")
+            end = text.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
+            return CA_NAMES[0], ssl.PEM_cert_to_DER_cert(text[start:end])
+        return CA_NAMES[1], data
+    try:
+        ssl.create_default_context(cadata=data)
+    except (ssl.SSLError, ValueError) as exc:
+        raise BundleError("--tls-ca %s: neither a PEM nor a DER certificate (%s)" % (path, exc)) from None
+    return CA_NAMES[0], data
 
 
 def parse_uart(text):
@@ -166,7 +219,9 @@ def make_config(station_id, key, hub=None, uart=None, serial=None, wifi=None, la
 
 def describe_link(cfg):
     if cfg.get("hub"):
-        return "tcp %s:%d" % (cfg["hub"]["host"], cfg["hub"]["port"])
+        hub = cfg["hub"]
+        return "%s %s:%d%s" % ("tls" if hub.get("tls") else "tcp", hub["host"], hub["port"],
+                               " (CA %s)" % hub["ca"] if hub.get("ca") else "")
     if cfg.get("uart"):
         u = cfg["uart"]
         return "uart%d tx=%d rx=%d %d baud" % (u.get("id", UART_DEFAULT_ID), u["tx"], u["rx"], u["baud"])
@@ -243,7 +298,9 @@ def _module_variants(board_path):
     return (base + ".py", base + ".mpy")
 
 
-def _check_out_dir(out_dir, files, force):
+def check_out_dir(out_dir, files, force, extra=()):
+    """Refuse a directory that is evhub's source tree or holds files no bundle writes (unless
+    force); `extra` names more files a bundle may hold (romfs.img, the hub's CA)."""
     real = os.path.realpath(out_dir)
     repo = os.path.realpath(REPO)
     if real == repo or real.startswith(os.path.join(repo, "transport")) or real.startswith(os.path.join(repo, "firmware")):
@@ -252,7 +309,7 @@ def _check_out_dir(out_dir, files, force):
         raise BundleError("%s exists and is not a directory" % out_dir)
     if not os.path.isdir(out_dir) or force:
         return
-    ours = {CONFIG_NAME, "journal.log", "__pycache__"}
+    ours = {CONFIG_NAME, "journal.log", "__pycache__", "romfs.img"} | set(CA_NAMES) | set(extra)
     for _src, dst, _script in files:
         top = dst.split("/")[0]
         ours.add(top)
@@ -272,12 +329,29 @@ def _remove_stale(out_dir, files):
             path = os.path.join(out_dir, *variant.split("/"))
             if os.path.isfile(path):
                 os.remove(path)
+    # A bundle of the other kind leaves its image or CA behind: remove them too (rewritten if wanted).
+    for name in ("romfs.img",) + CA_NAMES:
+        if os.path.isfile(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
 
 
-def write_bundle(out_dir, config, mpy=False, march=DEFAULT_MARCH, force=False, mpy_cross_path=None):
-    """Write the bundle into ``out_dir``; returns [(board path, size in bytes)] in board order."""
+def remove_bundle_modules(out_dir, files):
+    """Every module a bundle wrote, and its package directories once empty (a romfs bundle keeps
+    only the scripts and config.json on the filesystem: a module left there would shadow the image)."""
+    _remove_stale(out_dir, [f for f in files if f[1] not in ("boot.py", "main.py")])
+    for top in sorted({dst.split("/")[0] for _src, dst, _script in files if "/" in dst}):
+        path = os.path.join(out_dir, top)
+        for sub in ("__pycache__", ""):
+            d = os.path.join(path, sub) if sub else path
+            if os.path.isdir(d) and not os.listdir(d):
+                os.rmdir(d)
+
+
+def write_bundle(out_dir, config, mpy=False, march=DEFAULT_MARCH, force=False, mpy_cross_path=None, extra_files=()):
+    """Write the bundle into ``out_dir``; returns [(board path, size in bytes)] in board order.
+    `extra_files` [(name, bytes)] are written at its root too (the hub's CA)."""
     files = board_files()
-    _check_out_dir(out_dir, files, force)
+    check_out_dir(out_dir, files, force)
     tool = (mpy_cross_path or find_mpy_cross()) if mpy else None
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -305,6 +379,10 @@ def write_bundle(out_dir, config, mpy=False, march=DEFAULT_MARCH, force=False, m
             else:
                 shutil.copyfile(src_path, target)
             written.append((board_path, os.path.getsize(target)))
+        for name, data in extra_files:
+            with open(os.path.join(out_dir, name), "wb") as f:
+                f.write(data)
+            written.append((name, len(data)))
     except OSError as exc:
         raise BundleError("cannot write the bundle in %s: %s" % (out_dir, exc.strerror or exc)) from None
     return written

@@ -15,8 +15,8 @@ from tools.exitcodes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "serve": ("tools.cmd_serve", "run the hub daemon (TCP listener and serial lines)"),
-    "stations": ("tools.cmd_stations", "provision and list charge points"),
-    "vehicles": ("tools.cmd_vehicles", "provision vehicles (tokens)"),
+    "stations": ("tools.cmd_stations", "provision, list and remove charge points"),
+    "vehicles": ("tools.cmd_vehicles", "provision, list and remove vehicles (tokens)"),
     "chargepoint": ("tools.cmd_chargepoint", "run a simulated charge point (the firmware core on CPython)"),
     "vehicle": ("tools.cmd_vehicle", "manual vehicle client: position, nearest, reserve, cancel, reservations"),
     "sim": ("tools.cmd_sim", "simulate a hub, charge points and vehicles on this machine"),

@@ -19,7 +19,7 @@ SCENARIOS = ("positions", "nearest", "reserve", "mixed", "micro")
 
 
 def configure(p):
-    p.add_argument("--scenario", choices=SCENARIOS, default="nearest")
+    p.add_argument("--scenario", choices=SCENARIOS, default="nearest", help="what to load the hub with (default nearest)")
     p.add_argument("--connections", type=int, default=100, help="vehicle connections (default 100)")
     p.add_argument("--stations", type=int, default=10000, help="stations provisioned (default 10000)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")

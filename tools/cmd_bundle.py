@@ -2,7 +2,7 @@
 
     evhub bundle OUT_DIR --id ID --key KEY (--hub tcp://HOST:PORT | --uart TX,RX,BAUD | --serial PATH)
                  [--wifi SSID:PASSWORD] [--lat --lon --connectors --max-kw] [--relay-pins 25,26]
-                 [--set KEY=VALUE ...] [--mpy [--march xtensawin]] [--force]
+                 [--set KEY=VALUE ...] [--mpy | --romfs] [--march xtensawin] [--tls-ca CA.pem] [--force]
 
 OUT_DIR gets boot.py, main.py, board.py, config.json and the ``transport/`` and
 ``firmware/`` packages: copy it to the root of the board's filesystem (``evhub flash``
@@ -12,7 +12,17 @@ its heap compiling source at boot. The same directory runs on the MicroPython un
 port for testing: ``cd OUT_DIR && micropython main.py`` (use --serial PATH or a --hub
 the host can reach).
 
-Links: --hub is TCP over WiFi (give --wifi too), --uart is a serial line on the
+With --romfs the compiled modules go into one romfs image, ``romfs.img``, instead:
+``mpremote romfs deploy romfs.img`` writes it into the board's ROMFS partition (MicroPython
+1.25+ built with one), and only boot.py, main.py and config.json stay on the filesystem. The
+modules then run in place from flash, which is what lets the firmware fit an ESP32's heap. On
+the unix port (no partition) mount the image first, then import main::
+
+    cd OUT_DIR && micropython -X heapsize=128K -c "import vfs,sys;vfs.mount(vfs.VfsRom(open('romfs.img','rb').read()),'/rom');sys.path.insert(1,'/rom');import main"
+
+
+Links: --hub is TCP over WiFi (give --wifi too; tls://HOST:PORT with --tls-ca CA.pem for TLS,
+the CA copied beside config.json), --uart is a serial line on the
 board's pins to a hub's serial port (``evhub serve --serial``), --serial is a tty path
 for the unix port. The key is written to config.json (mode 0600) and never printed.
 """
@@ -36,6 +46,13 @@ def add_config_arguments(p, require_id=True):
     p.add_argument("--relay-pins", metavar="GPIO,...", help="contactor relay GPIO per connector, e.g. 25,26")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="any other config.json key (firmware/config.py), e.g. --set offline_policy=stop; repeatable")
+    p.add_argument("--tls-ca", metavar="CA.pem", dest="tls_ca",
+                   help="with --hub tls://HOST:PORT: the CA that signed the hub's certificate (PEM or DER); "
+                        "copied beside config.json (one certificate as hub-ca.der)")
+    p.add_argument("--romfs", action="store_true",
+                   help="compiled modules in a romfs image (romfs.img, for `mpremote romfs deploy`); only boot.py, "
+                        "main.py, config.json (and the CA) on the filesystem. Needs MicroPython 1.25+ with a ROMFS "
+                        "partition (README)")
     p.add_argument("--march", choices=B.MARCHES, default=B.DEFAULT_MARCH,
                    help="mpy-cross architecture for --mpy (default xtensawin: ESP32/S2/S3; "
                         "'none' writes plain bytecode, which is what the board modules are anyway)")
@@ -47,12 +64,18 @@ def configure(p):
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (created if missing)")
     secret_args.add(p, "--key", "EVHUB_KEY", "the station's key, printed by `evhub stations add`")
     link = p.add_mutually_exclusive_group()
-    link.add_argument("--hub", metavar="tcp://HOST:PORT", help="hub address the board connects to over WiFi")
+    link.add_argument("--hub", metavar="tcp://HOST:PORT", help="hub address the board connects to over WiFi "
+                      "(tls://HOST:PORT with --tls-ca)")
     link.add_argument("--uart", metavar="TX,RX,BAUD", help="serial link on the board's pins (UART1), e.g. 17,16,115200")
     link.add_argument("--serial", metavar="PATH", help="tty path to the hub's serial line (MicroPython unix port only)")
     add_config_arguments(p)
     p.add_argument("--mpy", action="store_true", help="compile the modules to .mpy with mpy-cross")
     p.add_argument("--force", action="store_true", help="write into a directory that holds other files too")
+
+
+def ca_from_args(args):
+    """[(board name, bytes)] of --tls-ca (empty without it); BundleError for a file that is no certificate."""
+    return [B.read_ca(args.tls_ca)] if getattr(args, "tls_ca", None) else []
 
 
 def resolve_secrets(args):
@@ -62,12 +85,15 @@ def resolve_secrets(args):
     secret_args.resolve(args, "--wifi", "EVHUB_WIFI")
 
 
-def config_from_args(args, key, hub=None):
+def config_from_args(args, key, hub=None, ca=()):
     """The config.json dict from the shared flags; BundleError on bad input."""
+    ca_name = ca[0][0] if ca else None
+    if ca and not getattr(args, "hub", None):
+        raise B.BundleError("--tls-ca is for a tls:// hub (--hub tls://HOST:PORT)")
     return B.make_config(
         args.id,
         key,
-        hub=hub if hub is not None else (B.parse_hub(args.hub) if getattr(args, "hub", None) else None),
+        hub=hub if hub is not None else (B.parse_hub(args.hub, ca_name) if getattr(args, "hub", None) else None),
         uart=B.parse_uart(args.uart) if getattr(args, "uart", None) else None,
         serial=getattr(args, "serial", None),
         wifi=B.parse_wifi(args.wifi) if args.wifi is not None else None,
@@ -83,14 +109,24 @@ def config_from_args(args, key, hub=None):
 def run(args):
     try:
         resolve_secrets(args)
-        cfg = config_from_args(args, args.key)
+        ca = ca_from_args(args)
+        cfg = config_from_args(args, args.key, ca=ca)
         for text in B.warnings_for(cfg):
             print("evhub bundle: warning: %s" % text, file=sys.stderr)
-        written = B.write_bundle(args.out_dir, cfg, mpy=args.mpy, march=args.march, force=args.force)
+        if args.romfs:
+            from tools import romfs
+
+            written = romfs.write_romfs_bundle(args.out_dir, cfg, march=args.march, force=args.force, extra_files=ca)
+        else:
+            written = B.write_bundle(args.out_dir, cfg, mpy=args.mpy, march=args.march, force=args.force,
+                                     extra_files=ca)
     except (B.BundleError, ValueError) as exc:
         print("evhub bundle: %s" % exc, file=sys.stderr)
         return 2
-    form = ".mpy for %s" % args.march if args.mpy else ".py source"
+    if args.romfs:
+        form = "romfs image of .mpy for %s" % args.march
+    else:
+        form = ".mpy for %s" % args.march if args.mpy else ".py source"
     print("bundle for %s (%s, %s):" % (cfg["id"], B.describe_link(cfg), form))
     print(B.format_listing(written, args.out_dir))
     return 0

@@ -1,7 +1,7 @@
 """`evhub chargepoint`: run a simulated charge point (the firmware core on CPython).
 
     evhub chargepoint --id CP-1 --key KEY [--hub tcp://HOST:PORT | --hub tls://HOST:PORT [--tls-ca PEM]
-                      | --serial URL] [--lat --lon --connectors --max-kw] [--speedup X] [--config FILE]
+                      | --serial URL] [--lat --lon --connectors --max-kw] [--db STORE] [--speedup X] [--config FILE]
 
 The hub comes from --hub, else $EVHUB_HUB, else tcp://127.0.0.1:7878. tls:// talks TLS to a
 hub served with --tls-cert and checks its certificate against --tls-ca (default
@@ -32,8 +32,11 @@ def configure(p):
     p.add_argument("--baud", type=int, default=None, help="serial baud rate (default 115200)")
     p.add_argument("--lat", type=float, help="latitude (degrees)")
     p.add_argument("--lon", type=float, help="longitude (degrees)")
-    p.add_argument("--connectors", type=int, help="number of connectors (1..8, default 1)")
-    p.add_argument("--max-kw", type=float, dest="max_kw", help="power limit per connector in kW (default 22)")
+    p.add_argument("--connectors", type=int, help="number of connectors (1..8; default: as provisioned in --db, else 1)")
+    p.add_argument("--max-kw", type=float, dest="max_kw", help="power limit per connector in kW (0.1..1000; default: as provisioned in --db, else 22)")
+    p.add_argument("--db", metavar="PATH", default=None,
+                   help="adopt lat/lon/connectors/max-kw not given here from this hub store's provisioning"
+                        " (default $EVHUB_DB, else ./evhub.db if present; 'none' skips it)")
     p.add_argument("--speedup", type=float, default=1.0, help="simulated time runs this many times faster (default 1)")
     p.add_argument("--offline-policy", choices=("reduce", "stop"), dest="offline_policy",
                    help="when the hub is lost: finish at reduced power, or stop (default reduce)")
@@ -105,6 +108,13 @@ def build_config(args):
     hub = cfg.get("hub")
     if hub and hub.get("tls") and hub.get("ca") and not os.path.isfile(hub["ca"]):
         raise ValueError("the TLS CA file %s does not exist" % hub["ca"])
+    db = getattr(args, "db", None)
+    if (db or "").lower() != "none":
+        from tools import provisioned, storepath
+
+        said = provisioned.adopt(cfg, db or storepath.default_db(), args.id)
+        if said:
+            print("evhub chargepoint: %s" % said, file=sys.stderr)
     from firmware.config import normalize
 
     normalize(cfg)  # checked now (ValueError names the key); defaults are filled in by the station, some

@@ -1,7 +1,8 @@
 """`evhub flash PORT --id ID`: provision a charge point and put MicroPython and its firmware on an ESP32.
 
-    evhub flash /dev/ttyUSB0 --id CP-1 --wifi depot:secret123 --hub 192.168.1.10:7878 \\
+    evhub flash /dev/ttyUSB0 --id CP-1 --wifi depot:secret123 --hub tcp://192.168.1.10:7878 \\
                 --lat -12.2664 --lon -38.9663 --connectors 2 [--firmware ESP32_GENERIC.bin [--erase]]
+                [--romfs] [--hub tls://HOST:PORT --tls-ca hub-ca.pem] [--set KEY=VALUE ...]
 
 Steps, each shown as it runs:
 
@@ -21,6 +22,12 @@ Steps, each shown as it runs:
    waits at the REPL. The new main.py goes over first so a board running a firmware that
    predates ``noauto`` honours it too; the hard reset is what disarms the watchdog (if
    the watchdog fires first, the board reboots into maintenance all the same).
+4b. with --romfs: ``mpremote connect PORT romfs query`` (the board's MicroPython must have a
+   ROMFS partition big enough: 1.25+ built with one), then ``mpremote connect PORT romfs
+   deploy romfs.img``: the compiled modules go into the partition, mounted at /rom from the
+   next reset, and run in place from flash. Only boot.py, main.py, config.json (and the
+   hub's CA) are copied to the filesystem in step 5, and the old modules are removed from it
+   (the filesystem is first on sys.path: a board.mpy left there would shadow the image).
 5. with mpremote: check the board answers (an ESP32 with room for the bundle, in
    maintenance), remove the old modules (a stale ``x.py`` would shadow the new ``x.mpy``;
    the session journal is kept), copy the bundle (``mpremote connect PORT fs cp -r ... :``).
@@ -76,7 +83,8 @@ def configure(p):
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("port", metavar="PORT", help="the board's serial port (/dev/ttyUSB0, COM3, rfc2217://...)")
     link = p.add_mutually_exclusive_group()
-    link.add_argument("--hub", metavar="HOST:PORT", help="the hub the board connects to over WiFi (give --wifi too)")
+    link.add_argument("--hub", metavar="tcp://HOST:PORT", help="the hub the board connects to over WiFi (give --wifi "
+                      "too); tls://HOST:PORT with --tls-ca; a bare HOST:PORT is taken as tcp://")
     link.add_argument("--uart", metavar="TX,RX,BAUD", help="the board reaches a hub serial line on these pins instead")
     add_config_arguments(p)
     p.add_argument("--db", default="evhub.db", help="the hub's store to provision the station in (default ./evhub.db)")
@@ -194,7 +202,7 @@ class Flasher:
         self.dry = args.dry_run
         self.port = args.port
         self.n = 0
-        self.total = 5 + (1 if args.firmware else 0)
+        self.total = 5 + (1 if args.firmware else 0) + (1 if args.romfs else 0)
 
     def step(self, text):
         self.n += 1
@@ -211,12 +219,17 @@ class Flasher:
             raise FlashError("--erase needs --firmware: erasing removes MicroPython itself", 2)
         if not a.hub and not a.uart:
             raise FlashError("say how the board reaches the hub: --hub HOST:PORT (with --wifi) or --uart TX,RX,BAUD", 2)
+        if a.romfs and a.source:
+            raise FlashError("--romfs holds compiled modules: leave out --source", 2)
+        if a.tls_ca and not a.hub:
+            raise FlashError("--tls-ca is for a tls:// hub (--hub tls://HOST:PORT)", 2)
         if a.hub and a.wifi is None:
             raise FlashError("--hub needs --wifi SSID:PASSWORD: the board reaches a TCP hub over WiFi", 2)
         if a.baud is not None and not 9600 <= a.baud <= 5000000:
             raise FlashError("--baud must be 9600..5000000", 2)
         try:
-            self.hub = B.parse_hub(a.hub) if a.hub else None
+            self.ca = B.read_ca(a.tls_ca) if a.tls_ca else None  # (board name, bytes), copied with config.json
+            self.hub = B.parse_hub(a.hub, self.ca and self.ca[0]) if a.hub else None
             # Check every flag now (with a placeholder key), before the store or the port is touched.
             self.config_for("0" * 32, a.lat if a.lat is not None else 0.0, a.lon if a.lon is not None else 0.0)
         except B.BundleError as exc:
@@ -333,14 +346,26 @@ class Flasher:
     def build(self, cfg, out_dir):
         a = self.args
         form = ".py source" if a.source else ".mpy via mpy-cross -march=%s" % a.march
+        if a.romfs:
+            form = "a romfs image of " + form
         summary = "%s, %s" % (B.describe_link(cfg), form)
         if cfg.get("wifi"):
             summary += ", wifi %s" % cfg["wifi"]["ssid"]
         if self.dry:
             self.step("build the bundle for %s (%s) in a temporary directory" % (a.id, summary))
-            return B.planned_paths(not a.source)
+            if a.romfs:
+                from tools import romfs
+
+                return romfs.planned_paths((self.ca[0],) if self.ca else ())
+            return B.planned_paths(not a.source) + ([(self.ca[0], 0)] if self.ca else [])
+        extra = [self.ca] if self.ca else []
         try:
-            written = B.write_bundle(out_dir, cfg, mpy=not a.source, march=a.march)
+            if a.romfs:
+                from tools import romfs
+
+                written = romfs.write_romfs_bundle(out_dir, cfg, march=a.march, extra_files=extra)
+            else:
+                written = B.write_bundle(out_dir, cfg, mpy=not a.source, march=a.march, extra_files=extra)
         except B.BundleError as exc:
             raise FlashError(str(exc)) from None
         total = sum(size for _p, size in written)
@@ -405,12 +430,15 @@ class Flasher:
         time.sleep(BOOT_WAIT_S)  # the board reboots
 
     def copy_bundle(self, written, tmp):
-        entries = B.top_level_entries(written)
-        total = sum(size for _p, size in written)
+        from tools.romfs import IMAGE_NAME
+
+        on_fs = [(p, size) for p, size in written if p != IMAGE_NAME]  # the image went to the ROMFS partition
+        entries = B.top_level_entries(on_fs)
+        total = sum(size for _p, size in on_fs)
         prepare = self.mpremote_argv("run", PREPARE_NAME)
         copy = self.mpremote_argv("fs", "cp", "-r", *(entries + [":"]))
         self.step("copy the bundle with mpremote (old modules removed first; the session journal is kept)")
-        self.show(prepare, "checks the board is in maintenance, removes %s" % ", ".join(stale_names(written)))
+        self.show(prepare, "checks the board is in maintenance, removes %s" % ", ".join(self.stale(written)))
         if not self.dry:
             text = self.run_mpremote(prepare, cwd=tmp, attempts=MPREMOTE_ATTEMPTS)  # it has just rebooted
             m = re.search(r"EVHUB-BOARD (\S+) (\d+) noauto=(\d)", text)
@@ -423,7 +451,7 @@ class Flasher:
             if platform != "esp32":
                 print("    warning: the board says sys.platform=%r, not 'esp32'; the bundle is built for an ESP32"
                       % platform, flush=True)
-            if free < total + SPACE_MARGIN:
+            if free < total + SPACE_MARGIN:  # the ROMFS image has its own partition: not counted
                 raise FlashError("the board has %d bytes free, the bundle needs %d: erase it (--firmware ... --erase)"
                                  % (free, total + SPACE_MARGIN))
         self.show(copy, "in the bundle directory")
@@ -454,12 +482,14 @@ class Flasher:
             written = self.build(cfg, out_dir)
             if not self.dry:
                 with open(os.path.join(tmp, PREPARE_NAME), "w") as f:
-                    f.write(prepare_script(written))
+                    f.write(prepare_script(self.stale(written)))
             if self.args.firmware:
                 self.write_micropython()
                 if not self.dry:
                     time.sleep(BOOT_WAIT_S)  # first boot formats the filesystem
             self.maintenance(tmp)
+            if self.args.romfs:
+                self.deploy_romfs(written, tmp)
             self.copy_bundle(written, tmp)
             self.reset()
         where = B.describe_link(cfg)
@@ -471,7 +501,44 @@ class Flasher:
         return 0
 
     def commands_shown(self):
-        return (2 if self.args.erase else 1 if self.args.firmware else 0) + 4
+        return (2 if self.args.erase else 1 if self.args.firmware else 0) + 4 + (2 if self.args.romfs else 0)
+
+    def stale(self, written):
+        """What prepare removes from the filesystem. With --romfs every module of a plain bundle: the
+        filesystem comes first on sys.path, so a board.mpy left there would shadow the image's."""
+        return stale_names(B.planned_paths(True) if self.args.romfs else written)
+
+    # -- 4b. romfs (--romfs)
+
+    def deploy_romfs(self, written, tmp):
+        from tools.romfs import IMAGE_NAME
+
+        size = dict(written).get(IMAGE_NAME, 0)
+        query = self.mpremote_argv("romfs", "query")
+        deploy = self.mpremote_argv("romfs", "deploy", IMAGE_NAME)
+        self.step("write the modules' romfs image into the board's ROMFS partition (main.py, config.json stay on "
+                  "the filesystem)")
+        self.show(query, "the board's MicroPython must have a ROMFS partition (1.25+, built with one)")
+        if not self.dry:
+            text = self.run_mpremote(query, cwd=os.path.join(tmp, BUNDLE_NAME), attempts=MPREMOTE_ATTEMPTS)
+            check_romfs_query(text, size, self.port)
+        self.show(deploy, "in the bundle directory; mounted at /rom from the next reset")
+        if not self.dry:
+            self.run_mpremote(deploy, cwd=os.path.join(tmp, BUNDLE_NAME))
+
+
+def check_romfs_query(text, image_size, port):
+    """`mpremote romfs query` output -> None, or FlashError saying why the image cannot go on this board."""
+    if "ROMFS is not enabled" in text or "No ROMFS partitions" in text:
+        raise FlashError("the MicroPython on %s has no ROMFS partition (romfs needs MicroPython 1.25+ built with "
+                         "MICROPY_VFS_ROM and a romfs partition; the stock ESP32_GENERIC images have none): "
+                         "flash such a build with --firmware, or flash without --romfs" % port)
+    m = re.search(r"ROMFS0 partition has size (\d+) bytes", text)
+    if not m:
+        raise FlashError("`mpremote romfs query` on %s did not report a ROMFS0 partition; its output is above" % port)
+    if image_size > int(m.group(1)):
+        raise FlashError("the romfs image is %d bytes, the board's ROMFS partition %s: build MicroPython with a "
+                         "larger partition, or flash without --romfs" % (image_size, m.group(1)))
 
 
 def stale_names(written):
@@ -491,8 +558,8 @@ def stale_names(written):
     return names
 
 
-def prepare_script(written):
-    """Runs on the board (mpremote run): remove the old modules, report platform and free bytes."""
+def prepare_script(stale):
+    """Runs on the board (mpremote run): remove the old modules (`stale` names), report platform and free bytes."""
     return (
         "import os, sys\n"
         "def _rm(p):\n"
@@ -514,7 +581,7 @@ def prepare_script(written):
         "except OSError:\n"
         "    _n = 0\n"
         "_s = os.statvfs('/')\n"
-        "print('EVHUB-BOARD', sys.platform, _s[0] * _s[3], 'noauto=%%d' %% _n)\n" % (tuple(stale_names(written)), NOAUTO)
+        "print('EVHUB-BOARD', sys.platform, _s[0] * _s[3], 'noauto=%%d' %% _n)\n" % (tuple(stale), NOAUTO)
     )
 
 

@@ -18,11 +18,11 @@ import threading
 
 
 def configure(p):
-    p.add_argument("--stations", type=int, default=50, help="charge points (default 50)")
-    p.add_argument("--vehicles", type=int, default=200, help="vehicle agents (default 200)")
-    p.add_argument("--duration", type=float, default=60, help="real seconds to run (default 60)")
+    p.add_argument("--stations", type=int, default=50, help="charge points, 1..2000 (default 50)")
+    p.add_argument("--vehicles", type=int, default=200, help="vehicle agents, 0..5000 (default 200)")
+    p.add_argument("--duration", type=float, default=60, help="real seconds to run, 1..86400 (default 60)")
     p.add_argument("--speedup", type=float, default=60,
-                   help="simulated time runs this many times faster (default 60: a minute a second)")
+                   help="simulated time runs this many times faster, 1..3600 (default 60: a minute a second)")
     p.add_argument("--seed", type=int, help="seed for stations and vehicles (default: from the clock)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--position-every", type=float, default=60, dest="report_s", metavar="SECONDS",
@@ -31,6 +31,8 @@ def configure(p):
                    help="vehicles driven by one Pykka actor (thread); 1 = an actor per vehicle (default 25)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (hub.db, hub.log, sim.log)")
     p.add_argument("--workdir", help="use this directory for the store and logs (kept)")
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve the hub's HTTP API and dashboard here (loopback, e.g. 127.0.0.1:8080; port 0 picks one)")
 
 
 def _log_to(path, verbose, to_stderr):
@@ -55,7 +57,7 @@ def run(args):
 
     opts = SimOptions(stations=args.stations, vehicles=args.vehicles, duration=args.duration, speedup=args.speedup,
                       seed=args.seed, per_agent=args.per_agent, workdir=args.workdir, keep=args.keep,
-                      report_s=args.report_s)
+                      report_s=args.report_s, http=args.http)
     try:
         opts.check()
         if args.workdir:

@@ -1,10 +1,11 @@
-"""`evhub stations add|import|list`: provision charge points and see them on a running hub."""
+"""`evhub stations add|import|update|list|remove`: provision charge points and see them on a running hub."""
 
 import csv
 import json
 import os
 import sys
 
+from hub import store_ops
 from tools import operator_auth
 from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
 from tools.hubclient import HubError, hub_url
@@ -17,17 +18,31 @@ FIELDS = ("id", "lat", "lon", "connectors", "max_kw")
 def configure(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = sub.add_parser("add", help="provision one station; prints its device key")
-    a.add_argument("--id", required=True)
-    a.add_argument("--lat", type=float, required=True)
-    a.add_argument("--lon", type=float, required=True)
-    a.add_argument("--connectors", type=int, default=1)
-    a.add_argument("--max-kw", type=float, default=22.0)
+    a.add_argument("--id", required=True, help="station id, 1..64 characters without spaces")
+    a.add_argument("--lat", type=float, required=True, help="latitude in degrees, -90..90")
+    a.add_argument("--lon", type=float, required=True, help="longitude in degrees, -180..180")
+    a.add_argument("--connectors", type=int, default=1, help="number of connectors, 1..16 (default 1)")
+    a.add_argument("--max-kw", type=float, default=22.0, help="power limit per connector, 0.1..1000 kW (default 22)")
+    a.add_argument("--name", help="place name shown on the dashboard, e.g. \"Feira de Santana\" (1..80 characters)")
     a.add_argument("--replace", action="store_true", help="issue a new key for an existing id")
     a.add_argument("--db", default=default_db(), help=DB_HELP)
-    i = sub.add_parser("import", help="provision stations from CSV (id,lat,lon,connectors,max_kw) or JSON")
-    i.add_argument("file")
+    i = sub.add_parser("import", help="provision stations from CSV (id,lat,lon,connectors,max_kw[,name|city]) or JSON")
+    i.add_argument("file", help="CSV with a header row, or JSON: a list of stations or {\"stations\": [...]}")
     i.add_argument("--db", default=default_db(), help=DB_HELP)
     i.add_argument("--json", action="store_true", help="print the issued keys as JSON")
+    rm = sub.add_parser("remove", help="remove a station: its key stops working, its open reservations are"
+                        " cancelled (a running hub closes its link within ~1 s); its history is kept")
+    rm.add_argument("id", help="the station id to remove")
+    up = sub.add_parser("update", help="change a provisioned station's position, capacity or name (its key stays;"
+                        " a running hub applies capacity when the station next boots)")
+    up.add_argument("id", help="the station id")
+    up.add_argument("--lat", type=float, help="latitude in degrees, -90..90")
+    up.add_argument("--lon", type=float, help="longitude in degrees, -180..180")
+    up.add_argument("--connectors", type=int, help="number of connectors, 1..16")
+    up.add_argument("--max-kw", type=float, help="power limit per connector, 0.1..1000 kW")
+    up.add_argument("--name", help="place name shown on the dashboard ('' clears it)")
+    up.add_argument("--db", default=default_db(), help=DB_HELP)
+    rm.add_argument("--db", default=default_db(), help=DB_HELP)
     lst = sub.add_parser("list", help="stations and their live status, from a running hub")
     lst.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
     lst.add_argument("--json", action="store_true", help="one JSON list")
@@ -65,6 +80,14 @@ def validate_station(row, where="station"):
     return sid, lat, lon, connectors, max_kw
 
 
+def _row_name(row, where):
+    """A CSV/JSON row's place name: column `name`, else `city` (the sim's CSV has `city`)."""
+    try:
+        return store_ops.clean_name(row.get("name") or row.get("city"))
+    except ValueError as exc:
+        raise ValueError("%s: %s" % (where, exc)) from None
+
+
 def _read_rows(path):
     with open(path, newline="") as f:
         text = f.read()
@@ -81,6 +104,14 @@ def _read_rows(path):
 def run(args):
     if args.action == "list":
         return _list(args)
+    if args.action == "update":
+        from tools.station_update import update
+
+        return update(args)
+    if args.action == "remove":
+        from tools.accounts import remove
+
+        return remove("station", args.id, args.db)
     from hub.store import Store, StoreConflict
 
     existed = os.path.exists(args.db)
@@ -89,9 +120,12 @@ def run(args):
             sid, lat, lon, connectors, max_kw = validate_station(
                 {"id": args.id, "lat": args.lat, "lon": args.lon, "connectors": args.connectors, "max_kw": args.max_kw}
             )
+            store_ops.clean_name(args.name)  # checked before anything is written
             store = Store(args.db)
             try:
                 key = store.add_station(sid, lat, lon, connectors, max_kw, replace=args.replace)
+                if args.name is not None:
+                    store_ops.set_name(store, sid, args.name)
             finally:
                 store.close()
             print(key)
@@ -104,13 +138,16 @@ def run(args):
         except json.JSONDecodeError as exc:
             raise ValueError("%s is not valid JSON: %s" % (args.file, exc)) from None
         stations = [validate_station(r, "%s row %d" % (args.file, n + 1)) for n, r in enumerate(rows)]
+        names = [_row_name(r, "%s row %d" % (args.file, n + 1)) for n, r in enumerate(rows)]
         if not stations:
             raise ValueError("%s holds no stations" % args.file)
         store = Store(args.db)
         issued = {}
         try:
-            for sid, lat, lon, connectors, max_kw in stations:
+            for (sid, lat, lon, connectors, max_kw), name in zip(stations, names):
                 issued[sid] = store.add_station(sid, lat, lon, connectors, max_kw)
+                if name:
+                    store_ops.set_name(store, sid, name)
         finally:
             store.close()
         if args.json:

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from tools import credentials, secret_args
+from tools import credentials, secret_args, vehicle_charge
 from tools.hubclient import HubClient, HubError, hub_url
 from transport import kinds as K
 
@@ -25,24 +25,26 @@ def configure(p):
     secret_args.add(p, "--token", "EVHUB_TOKEN", "vehicle token", extra_help=" (default: the one `evhub vehicles add` saved)")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     pos = sub.add_parser("position", help="report where the vehicle is")
-    pos.add_argument("--lat", type=float, required=True)
-    pos.add_argument("--lon", type=float, required=True)
+    pos.add_argument("--lat", type=float, required=True, help="latitude in degrees, -90..90")
+    pos.add_argument("--lon", type=float, required=True, help="longitude in degrees, -180..180")
     pos.add_argument("--soc", type=float, help="state of charge 0..1")
     near = sub.add_parser("nearest", help="the nearest stations with status and Free in X min")
-    near.add_argument("--lat", type=float, required=True)
-    near.add_argument("--lon", type=float, required=True)
-    near.add_argument("--k", type=int, default=5)
+    near.add_argument("--lat", type=float, required=True, help="latitude in degrees, -90..90")
+    near.add_argument("--lon", type=float, required=True, help="longitude in degrees, -180..180")
+    near.add_argument("--k", type=int, default=5, help="how many stations, 1..50 (default 5)")
     near.add_argument("--available", action="store_true", help="only stations available now")
-    near.add_argument("--json", action="store_true")
+    near.add_argument("--json", action="store_true", help="print JSON instead of a table")
     res = sub.add_parser("reserve", help='reserve a station: --at "2026-11-24 18:30" (local time)')
-    res.add_argument("--station", required=True)
+    res.add_argument("--station", required=True, help="station id (from `nearest`)")
     res.add_argument("--at", required=True, help="local start time, YYYY-MM-DD HH:MM")
-    res.add_argument("--minutes", type=int, default=40)
-    res.add_argument("--json", action="store_true")
+    res.add_argument("--minutes", type=int, default=40, help="length of the reservation, 1..1440 minutes (default 40)")
+    res.add_argument("--json", action="store_true", help="print JSON instead of a table")
     can = sub.add_parser("cancel", help="cancel one of your reservations")
     can.add_argument("reservation_id", help="the id as `reservations` prints it: 42 or '#42'")
-    lst = sub.add_parser("reservations", help="your reservations")
-    lst.add_argument("--json", action="store_true")
+    lst = sub.add_parser("reservations", help="your open reservations (--all: past and cancelled ones too)")
+    lst.add_argument("--all", action="store_true", help="every state, newest first (at most 50)")
+    lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    vehicle_charge.configure(sub)  # start, stop, sessions
 
 
 def parse_local_time(text):
@@ -119,6 +121,7 @@ def _run(args):
             raise ValueError("--minutes must be 1..1440")
         if start < time.time() - 60:
             raise ValueError("%s is in the past (it is %s now)" % (show_local(start), show_local(time.time())))
+    vehicle_charge.check(args)
     token = credentials.lookup("vehicle", args.id, secret_args.resolve(args, "--token", "EVHUB_TOKEN"))
     if not token:
         raise ValueError("no token for vehicle %s: run `evhub vehicles add --id %s` or pass --token" % (args.id, args.id))
@@ -128,6 +131,8 @@ def _run(args):
 
         rid = parse_reservation_id(args.reservation_id)  # ValueError: exit 2 before touching the network
     with HubClient(hub_url(args.hub), "vehicle", args.id, token) as hub:
+        if args.action in ("start", "stop", "sessions"):
+            return vehicle_charge.run(hub, args)
         if args.action == "position":
             hub.send(K.POSITION, args.lat, args.lon, int(time.time()), args.soc)
             # A position has no reply; a round trip proves the hub took it (and surfaces its error if any).
@@ -179,7 +184,7 @@ def _run(args):
             hub.request(K.CANCEL, rid)
             print("cancelled #%d" % rid)
             return 0
-        _k, fields = hub.request(K.LIST_RESERVATIONS)
+        _k, fields = hub.request(K.RESERVATION_HISTORY if args.all else K.LIST_RESERVATIONS)
         rows = fields[0]
         if args.json:
             print(json.dumps([_json_times(r) for r in rows], indent=1))

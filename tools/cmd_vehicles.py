@@ -1,4 +1,5 @@
-"""`evhub vehicles add --id V-1`: issue a vehicle's token (printed, and remembered for `evhub vehicle`)."""
+"""`evhub vehicles add --id V-1`: issue a vehicle's token (printed, and remembered for `evhub vehicle`);
+`evhub vehicles remove V-1`, `evhub vehicles list`."""
 
 import sys
 
@@ -10,15 +11,27 @@ from tools.storepath import DB_HELP, default_db, describe
 def configure(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = sub.add_parser("add", help="provision a vehicle; prints its token")
-    a.add_argument("--id", required=True)
+    a.add_argument("--id", required=True, help="vehicle id, 1..64 characters without spaces")
     a.add_argument("--replace", action="store_true", help="issue a new token for an existing id")
     a.add_argument("--db", default=default_db(), help=DB_HELP)
+    rm = sub.add_parser("remove", help="remove a vehicle: its token stops working, its open reservations are"
+                        " cancelled (a running hub closes its link within ~1 s); its history is kept")
+    rm.add_argument("id", help="the vehicle id to remove")
+    rm.add_argument("--db", default=default_db(), help=DB_HELP)
+    lst = sub.add_parser("list", help="provisioned vehicles (removed ones marked)")
+    lst.add_argument("--db", default=default_db(), help=DB_HELP)
+    lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args):
     import os
 
     from hub.store import Store, StoreConflict
+
+    if args.action in ("remove", "list"):
+        from tools import accounts
+
+        return accounts.remove("vehicle", args.id, args.db) if args.action == "remove" else accounts.list_vehicles(args)
 
     vid = args.id.strip()
     if not vid or len(vid) > 64 or any(c.isspace() for c in vid):

@@ -144,18 +144,21 @@ class HubClient:
         """Wait for the reply to the request numbered `seq` (see request)."""
         deadline = time.monotonic() + self.timeout
         while True:
-            for event in self._read(deadline):
+            answer = None
+            for event in self._read(deadline):  # all of them: a message read with the reply is kept too
                 if isinstance(event, Reply) and event.seq == seq:
-                    if event.kind == K.ERROR:
-                        code, text = event.fields[0], event.fields[1]
-                        raise HubError(text, code)
-                    return event.kind, event.fields
+                    answer = event
+                    continue
                 if isinstance(event, Timeout) and event.seq == seq:
                     raise HubError("the hub did not answer %s in time" % K.kind_name(event.request_kind))
                 if isinstance(event, Message):
                     self.events.append(event)
-                if isinstance(event, Closed):
+                if isinstance(event, Closed) and answer is None:
                     raise HubError("the hub closed the session: %s" % event.text, event.code)
+            if answer is not None:
+                if answer.kind == K.ERROR:
+                    raise HubError(answer.fields[1], answer.fields[0])
+                return answer.kind, answer.fields
 
     def send(self, kind, *fields):
         """Fire and forget (e.g. POSITION)."""

@@ -33,7 +33,11 @@ class PtyPair:
                     continue
                 if data:
                     self.bytes[0 if fd == self.m1 else 1] += len(data)
-                    os.write(peer[fd], data)
+                    os.write(peer[fd], self.carry(data))
+
+    def carry(self, data):
+        """What reaches the other end for `data` read from one end (a subclass may damage it)."""
+        return data
 
     def close(self):
         self._stop = True

@@ -42,7 +42,7 @@ class SimError(Exception):
 
 class SimOptions:
     def __init__(self, stations=50, vehicles=200, duration=60.0, speedup=60.0, seed=None, per_agent=25, tick_s=0.25,
-                 workdir=None, keep=False, report_s=60):
+                 workdir=None, keep=False, report_s=60, http=None):
         self.stations = stations
         self.vehicles = vehicles
         self.duration = duration
@@ -53,6 +53,7 @@ class SimOptions:
         self.workdir = workdir
         self.keep = keep
         self.report_s = report_s
+        self.http = http  # HOST:PORT for the hub's HTTP API and dashboard (loopback), or None
 
     def check(self):
         for bad, text in (
@@ -143,11 +144,13 @@ class Simulation:
     # --- set up ------------------------------------------------------------------------
 
     def _provision(self):
+        from hub import store_ops
         from hub.store import Store
 
         store = Store(self.db)
         try:
             self.keys = {s.id: store.add_station(s.id, s.lat, s.lon, s.connectors, s.max_kw) for s in self.stations}
+            store_ops.set_names(store, [(s.id, s.city) for s in self.stations])  # the dashboard names the cities
             self.tokens = {v.id: store.add_vehicle(v.id) for v in self.vehicle_specs}
         finally:
             store.close()
@@ -155,6 +158,8 @@ class Simulation:
     def _start_hub(self):
         cmd = [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", self.db,
                "--speedup", repr(float(self.opts.speedup)), "--epoch0", repr(self.epoch0)]
+        if self.opts.http:
+            cmd += ["--http", self.opts.http]
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(self.hub_log, "w") as out:
@@ -168,6 +173,11 @@ class Simulation:
             m = LISTEN_RE.search(self._read_hub_log())
             if m:
                 self.port = int(m.group(2))
+                if self.opts.http:
+                    web = re.search(r"http api listening on (http://\S+)", self._read_hub_log())
+                    log.info("sim: dashboard at %s/", web.group(1) if web else "?")
+                    if web:
+                        print("evhub sim: dashboard at %s/" % web.group(1), file=sys.stderr, flush=True)
                 return
             if self.hub_proc.poll() is not None:
                 raise SimError("the hub exited with %s:\n%s" % (self.hub_proc.returncode, self._read_hub_log()[-2000:]))

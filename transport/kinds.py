@@ -71,6 +71,9 @@ _TABLE = """
 70 charge_progress h>v ssii session_id station_id energy_wh power_w
 71 complete h>v ssiis session_id station_id energy_wh duration_s reason
 72 session_started h>v ssi session_id station_id connector
+73 list_sessions v>h
+74 sessions h>v l sessions
+75 reservation_history v>h
 90 stations_list o>h
 91 stations h>o l stations
 92 hub_stats o>h

@@ -46,8 +46,8 @@ _PONG = const(6)
 _ERROR = const(7)
 _ACK = const(8)
 # The kinds that answer a request: ACK, ERROR, PONG, WELCOME, NEAREST_RESULT, RESERVE_RESULT,
-# RESERVATIONS, STATIONS, STATS.
-_REPLY_KINDS = const((8, 7, 6, 4, 62, 64, 67, 91, 93))
+# RESERVATIONS, STATIONS, STATS, SESSIONS.
+_REPLY_KINDS = const((8, 7, 6, 4, 62, 64, 67, 91, 93, 74))
 
 # Session states (``session.state``): a client goes idle -> hello_sent -> auth_sent -> open, a
 # server wait_hello -> challenged -> open; either ends closed.

@@ -20,7 +20,11 @@ FIRMWARE_MODULES = (
     "link",
     "hubrequests",
     "chargepoint",
+    "pilot",
+    "evse",
 )
+# Loaded only by a board with a control pilot (board.py imports them when the config has "evse").
+PILOT_MODULES = ("firmware.pilot", "firmware.evse")
 TOP_FILES = ("boot.py", "main.py", "board.py", "config.json")
 # Run as scripts on the board (boot.py, main.py): never compiled to .mpy.
 SCRIPTS = ("boot.py", "main.py")

@@ -350,6 +350,8 @@ class PtyLink:
 
 
 class Board:
+    evse = None  # firmware/evse.py's Evse on a board with a control pilot (set on the instance)
+
     def __init__(self, cfg, debug=False):
         if "sync_time" not in cfg:
             cfg["sync_time"] = True  # a board's RTC is not set: follow the hub
@@ -358,6 +360,10 @@ class Board:
         journal = Journal(cfg.get("journal") or "journal.log", cfg.get("connectors", 1))
         self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
         self.cfg = self.cp.config
+        if self.cfg.get("evse") is not None:  # control pilot, gated relay, S0 meter, button
+            from firmware import evse  # one name for the key, the module and the attribute: heap
+
+            self.evse = evse.start(self.cp, self.log)
         self.tls = make_tls(self.cfg.get("hub"), self.log)
         self.poller = select.poll()
         self.link = None
@@ -474,6 +480,8 @@ class Board:
                 if why.startswith("TLS"):  # an untrusted hub or a broken handshake: an operator must look
                     self.log("error", "hub link: %s" % why)
                 self.close_link(why)
+        if self.evse is not None:
+            self.evse.poll()  # every turn (<= POLL_MS apart): the relay opens within 100 ms of leaving C
         now = self.clock()
         if now - self.last_tick >= TICK_MS:
             self.last_tick = now

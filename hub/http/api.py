@@ -335,6 +335,8 @@ class Api:
 
     async def vehicles(self, req):
         snapshot = self.tracker_last.copy()  # one C-level copy; the tracker keeps writing its dict
+        for vid in await self.read(Reads.vehicle_ids):  # provisioned ones that have not reported yet
+            snapshot.setdefault(vid, _NOWHERE)
         return json_response({"vehicles": [self._vehicle_doc(vid, snapshot[vid]) for vid in sorted(snapshot)]})
 
     async def vehicle(self, req):
@@ -346,6 +348,9 @@ class Api:
             raise HttpError(404, "no vehicle %s" % vid)
         return json_response({"id": vid, "lat": None, "lon": None, "time": None, "soc": None,
                               "connected": ("vehicle", vid) in self.gateway.peers})
+
+
+_NOWHERE = (None, None, None, None)  # a vehicle with no position yet
 
 
 def _count_by(values):

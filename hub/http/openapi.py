@@ -50,7 +50,10 @@ SCHEMAS = {
         "connector_status": {"type": "object", "additionalProperties": {
             "type": "string", "enum": list(K.CONNECTOR_STATUSES)}},
         "max_kw": {"type": "number"}, "online": {"type": "boolean"},
-        "last_seen": NULL_INT, "last_heartbeat": {**NULL_INT, "description": "last frame from the station's link"}}},
+        "last_seen": NULL_INT, "last_heartbeat": {**NULL_INT, "description": "last frame from the station's link"},
+        "name": {"type": ["string", "null"], "description": "place label from provisioning"},
+        "mismatch": {"type": ["object", "null"], "description":
+                     "null, or {provisioned, reported, used}: each {connectors, max_kw}; the hub uses `used`"}}},
     "StationDetail": {"allOf": [_ref("Station"), {"type": "object", "properties": {
         "sessions": {"type": "array", "items": _ref("LiveSession")},
         "reservations": {"type": "array", "items": _ref("Reservation")}}}]},

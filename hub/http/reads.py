@@ -13,7 +13,7 @@ from hub.store import BUSY_TIMEOUT_S
 _RES = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
 _RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")
 _SES_KEYS = ("session_id", "station_id", "connector", "vehicle_id", "reservation_id", "meter_start_wh",
-             "energy_wh", "started", "ended", "reason")
+             "energy_wh", "started", "ended", "reason", "claimed_vehicle_id", "implausible")
 
 
 class Reads:
@@ -61,6 +61,14 @@ class Reads:
     @staticmethod
     def vehicle_exists(db, vehicle_id):
         return db.execute("SELECT 1 FROM vehicles WHERE id = ?", (vehicle_id,)).fetchone() is not None
+
+    @staticmethod
+    def vehicle_ids(db):
+        """Every provisioned vehicle (not removed), for /api/vehicles before they report."""
+        try:
+            return [r[0] for r in db.execute("SELECT id FROM vehicles WHERE removed IS NULL")]
+        except sqlite3.OperationalError:  # a store from before removal existed
+            return [r[0] for r in db.execute("SELECT id FROM vehicles")]
 
     @staticmethod
     def reservations(db, station_id=None, vehicle_id=None, state="confirmed", limit=200):

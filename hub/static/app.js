@@ -113,8 +113,29 @@
     if (tablesDirty) { renderSessions(); renderReservations(); tablesDirty = false; }
     renderKpis();
   }
+  function capText(c) { return c.connectors + " × " + c.max_kw + " kW"; }
+  function mismatchText(m) {  // provisioned vs reported capacity (hub/capacity.py)
+    return "provisioned " + capText(m.provisioned) + ", station reports " + capText(m.reported) + "; using " + capText(m.used);
+  }
+  function idCell(s) {  // a marker in the table when provisioning and the station disagree
+    const c = td(s.id, "id");
+    if (s.name) {
+      const n = document.createElement("span");
+      n.className = "place";
+      n.textContent = " " + s.name;
+      c.appendChild(n);
+    }
+    if (s.mismatch) {
+      const m = document.createElement("span");
+      m.className = "mismatch";
+      m.textContent = " ⚠";
+      m.title = "capacity mismatch: " + mismatchText(s.mismatch);
+      c.appendChild(m);
+    }
+    return c;
+  }
   function stationRow(s) {
-    const r = row([td(s.id, "id"), badge(s.status), td(freeText(s), "free"), conns(s),
+    const r = row([idCell(s), badge(s.status), td(freeText(s), "free"), conns(s),
       td(s.online ? ago(s.last_heartbeat || s.last_seen) : "–", "hb")], { "data-station": s.id });
     if (s.id === selected) r.classList.add("selected");
     r.addEventListener("click", () => select(s.id));
@@ -194,7 +215,7 @@
     loadDetail();
   }
   function renderDetailFacts(s) {
-    $("#detail-title").textContent = s.id;
+    $("#detail-title").textContent = s.name ? s.id + " · " + s.name : s.id;
     const facts = $("#detail-facts");
     facts.textContent = "";
     const add = (k, v) => { const dt = document.createElement("dt"); dt.textContent = k; const dd = document.createElement("dd"); dd.textContent = v; facts.append(dt, dd); };
@@ -202,6 +223,7 @@
     add("Free", freeText(s));
     if (s.lat != null) add("Position", s.lat.toFixed(5) + ", " + s.lon.toFixed(5));
     if (s.max_kw != null) add("Max power", s.max_kw + " kW");
+    if (s.mismatch) add("Capacity mismatch", mismatchText(s.mismatch));
     add("Heartbeat", s.online ? ago(s.last_heartbeat || s.last_seen) : "offline");
     const ul = $("#detail-connectors");
     ul.textContent = "";

@@ -94,8 +94,7 @@
       if (!g) {
         g = el("g", { class: "station", "data-station": s.id }, this.gStations);
         el("circle", { r: this.radius }, g);
-        const t = el("text", { x: 10, y: 4 }, g);
-        t.textContent = s.id;
+        g._label = el("text", { x: 10, y: 4 }, g);
         const title = el("title", {}, g);
         g._title = title;
         g.addEventListener("click", (ev) => { ev.stopPropagation(); this.onSelect(s.id); });
@@ -103,7 +102,8 @@
       }
       g._lat = s.lat; g._lon = s.lon;
       g.setAttribute("class", "station st-" + s.status + (g._selected ? " selected" : ""));
-      g._title.textContent = s.id + " · " + s.status;
+      g._label.textContent = s.name ? s.id + " " + s.name : s.id;  // the city, when provisioned with one
+      g._title.textContent = s.id + (s.name ? " · " + s.name : "") + " · " + s.status;
       if (this.proj) this._place(g, s.lat, s.lon);
     }
 

@@ -85,6 +85,9 @@ def start_hub(tmp, db, connections):
         # message rate (default 20,000/s, hub/limits.py) that does not cut off a link carrying a
         # whole fleet's traffic in a throughput run; the limiter still runs for every message.
         f.write("[hub]\nmax_links = %d\nmax_msgs_per_s = %d\n" % (max(20000, connections + 100), BENCH_LINK_RATE))
+        # Each bench connection is one vehicle booking thousands of slots, pipelined: the per-vehicle
+        # reservation cap and waiting share (issue 13) would turn the throughput run into refusals.
+        f.write("max_open_reservations_per_vehicle = 1000000000\nmax_waiting_reservations_per_vehicle = 1000000\n")
     cmd = [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", db,
            "--config", cfg_path]
     env = _env()

@@ -1,0 +1,83 @@
+"""Store additions for operators: a station's display name, `stations update`, vehicles' last positions.
+
+Added idempotently (as hub/store_authz.py does): a column or table missing from an older store is
+created when it is opened, so no schema version bump is needed and old stores keep working.
+"""
+
+from __future__ import annotations
+
+COLUMNS = (
+    ("stations", "name", "TEXT"),  # optional place label shown on the dashboard: "Feira de Santana"
+)
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS vehicle_positions (
+    vehicle_id  TEXT PRIMARY KEY,
+    lat         REAL NOT NULL,
+    lon         REAL NOT NULL,
+    at          INTEGER NOT NULL,
+    soc         REAL
+);
+"""
+
+MAX_NAME = 80
+UPDATABLE = ("lat", "lon", "connectors", "max_kw", "name")
+
+
+def migrate(db) -> None:
+    """Bring an open database (inside the caller's write transaction) up to these additions."""
+    from hub.store_authz import add_columns_and_tables
+
+    add_columns_and_tables(db, COLUMNS, TABLES)
+
+
+def clean_name(name: str | None) -> str | None:
+    """A display name, or None for none; ValueError when it cannot be shown safely."""
+    if name is None:
+        return None
+    name = " ".join(str(name).split())
+    if not name:
+        return None
+    if len(name) > MAX_NAME or any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise ValueError("name must be 1..%d printable characters" % MAX_NAME)
+    return name
+
+
+def set_name(store, station_id: str, name: str | None) -> None:
+    with store._tx() as db:
+        db.execute("UPDATE stations SET name = ? WHERE id = ? AND removed IS NULL", (clean_name(name), station_id))
+
+
+def set_names(store, pairs) -> None:
+    """[(station_id, name)] in one transaction (the simulator names its stations by city)."""
+    rows = [(clean_name(name), sid) for sid, name in pairs]
+    with store._tx() as db:
+        db.executemany("UPDATE stations SET name = ? WHERE id = ? AND removed IS NULL", rows)
+
+
+def update_station(store, station_id: str, changes: dict) -> bool:
+    """Change some of lat/lon/connectors/max_kw/name of a provisioned station (its key stays).
+    Returns False when no such station. Values are checked by the caller (tools.cmd_stations)."""
+    cols = [k for k in UPDATABLE if k in changes]
+    with store._tx() as db:
+        if not cols:
+            return db.execute("SELECT 1 FROM stations WHERE id = ? AND removed IS NULL", (station_id,)).fetchone() is not None
+        sql = "UPDATE stations SET %s WHERE id = ? AND removed IS NULL" % ", ".join("%s = ?" % k for k in cols)
+        return db.execute(sql, [changes[k] for k in cols] + [station_id]).rowcount == 1
+
+
+def save_positions(store, rows) -> int:
+    """[(vehicle_id, lat, lon, at, soc)] upserted in one transaction; returns how many."""
+    rows = list(rows)
+    if rows:
+        with store._tx() as db:
+            db.executemany(
+                "INSERT INTO vehicle_positions (vehicle_id, lat, lon, at, soc) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(vehicle_id) DO UPDATE SET lat = excluded.lat, lon = excluded.lon, at = excluded.at,"
+                " soc = excluded.soc", rows)
+    return len(rows)
+
+
+def load_positions(store) -> list[tuple]:
+    """[(vehicle_id, lat, lon, at, soc)] as last saved."""
+    return list(store._db.execute("SELECT vehicle_id, lat, lon, at, soc FROM vehicle_positions"))
