@@ -48,10 +48,10 @@ def test_board_modules_import_from_source_under_micropython(tmp_path):
     mods = [src[:-3].replace("/", ".") for src in _core_modules()]
     # board.py last: importing it must touch no hardware (and the unix port has none to touch).
     script.write_text("import gc\n" + "".join("import %s\n" % m for m in mods) + "import board\nprint('OK')\n")
-    # Compiling on the device needs far more than the modules: this passes from ~226 KB (was ~241 KB), but
-    # not at every size above (238-240 KB fail: where the collections fall moves); a board is given .mpy
-    # files or a romfs image (the heap tests below).
-    res = run(str(script), "256K", [REPO, os.path.join(REPO, "firmware", "micropython")])
+    # Compiling on the device needs far more than the modules: with the pilot and the seal this passes
+    # from ~272 KB (was ~226 KB), and not at every size near that edge (where the collections fall
+    # moves); a board is given .mpy files or a romfs image (the heap tests below hold those limits).
+    res = run(str(script), "320K", [REPO, os.path.join(REPO, "firmware", "micropython")])
     assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
 
 
