@@ -77,7 +77,7 @@ from tools.term_escape import RawFilter, escape_text
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.errors import ERROR_NAMES, CodecError, FrameError, ProtocolError
-from transport.framing import SerialFramer
+from transport.framing import SEALED_MARK, SerialFramer
 from transport.messages import parse, to_dict
 from transport.session import S_WAIT_HELLO, Authenticated, ClientSession, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
 
@@ -284,6 +284,15 @@ class Console:
 
     def feed(self, data):
         for payload in self.framer.feed(data):
+            if payload[:1] == SEALED_MARK:
+                # Sealed with keys this console does not hold: a session from before it started
+                # (hub mode), or anyone's session (monitor mode: it can show, not verify or read).
+                seq = int.from_bytes(payload[1:5], "big") if len(payload) >= 5 else -1
+                self.line("<-", "sealed", "%d bytes, seq=%d, MAC'd for a session this console does not hold"
+                          % (len(payload), seq))
+                if self.mode == "hub" and self.session is not None and self.session.state == S_WAIT_HELLO:
+                    self._session_from_before()
+                continue
             try:
                 obj = unpackb(payload)
             except CodecError as exc:
@@ -293,6 +302,14 @@ class Console:
             self.receive(obj)
         self._counters()
         self.flush()
+
+    def _session_from_before(self):
+        # A station that had a session with someone else before us. Refusing would keep it busy
+        # answering; silence makes it notice (3 heartbeats) and say hello again.
+        if not self.stale_hint:
+            self.stale_hint = True
+            self.note("the station talks as if in a session from before; it says hello again once it "
+                      "notices the silence (3 heartbeats), or reset it")
 
     def _counters(self):
         stats = self.framer.stats()
@@ -315,12 +332,7 @@ class Console:
                 self.pending.clear()
                 self.note("the station says hello again: new session")
             elif self.session.state == S_WAIT_HELLO and kind != K.HELLO:
-                # A station that had a session with someone else before us. Refusing would keep it busy
-                # answering; silence makes it notice (3 heartbeats) and say hello again.
-                if not self.stale_hint:
-                    self.stale_hint = True
-                    self.note("the station talks as if in a session from before; it says hello again once it "
-                              "notices the silence (3 heartbeats), or reset it")
+                self._session_from_before()
                 return
         try:
             events = self.session.receive(obj)

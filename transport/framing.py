@@ -341,6 +341,7 @@ class SerialFramer:
 _TAG = const(16)
 _OVERHEAD = const(21)  # marker + seq + tag
 _MARK = const(0xC1)  # b"\xc1" below
+SEALED_MARK = b"\xc1"  # the first byte of a sealed frame's payload (tools show such frames as sealed)
 
 class Seal:
     keys = None  # (tx, rx) once started
