@@ -145,7 +145,8 @@ class Link:
                 # without building the event. Anything else, bad input included, takes the
                 # general path below and gets its usual reply.
                 session._last_rx = session.clock()
-                session._silent_reported = False
+                if session._silent_reported:
+                    session._silent_reported = False
                 self._dispatch(_NEAREST, obj[1], obj[2:6])
             else:
                 claimed = session.peer_id

@@ -95,6 +95,7 @@ def serial_login(fd, peer_id, key, timeout=5):
     """One handshake over a raw serial line: returns the Authenticated/Closed event."""
     session = ClientSession("station", peer_id, key, heartbeat_s=30, request_timeout_s=timeout)
     framer = SerialFramer()
+    framer.seal = session.seal  # protocol 2: the hub's WELCOME comes sealed
     session.start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

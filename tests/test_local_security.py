@@ -164,6 +164,7 @@ def _serial_login(path, role, peer_id, key, timeout=10):
     Authenticated or Closed event."""
     session = ClientSession(role, peer_id, key, heartbeat_s=30)
     framer = SerialFramer()
+    framer.seal = session.seal  # protocol 2: the hub's WELCOME comes sealed
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
     try:
         session.start()
