@@ -156,6 +156,9 @@ def test_the_tls_ca_comes_from_the_environment_and_the_flag_wins(monkeypatch, tm
         hub = "tls://10.1.2.3:9000"
         tls_ca = None
 
+    monkeypatch.delenv("EVHUB_TLS_CA", raising=False)
+    # no CA given: the system's trust store, named as a file (a station config always names its CA)
+    assert build_config(Args())["hub"]["ca"] == ssl.get_default_verify_paths().cafile
     monkeypatch.setenv("EVHUB_TLS_CA", CERT)
     assert build_config(Args())["hub"] == {"host": "10.1.2.3", "port": 9000, "tls": True, "ca": CERT}
     Args.tls_ca = OTHER

@@ -12,6 +12,7 @@ the board's config.json format; flags given on the command line win over it.
 
 import json
 import os
+import ssl
 import signal
 import sys
 import threading
@@ -98,7 +99,12 @@ def build_config(args):
                 raise ValueError("--hub: %s" % exc)
             cfg["hub"] = {"host": host, "port": port}
             if uses_tls(url):
-                cfg["hub"].update(tls=True, ca=os.environ.get("EVHUB_TLS_CA") or None)
+                # The system's trust store as a file: a station config names the CA it checks the hub
+                # against (config.check refuses TLS without one unless it says tls_insecure).
+                ca = os.environ.get("EVHUB_TLS_CA") or ssl.get_default_verify_paths().cafile
+                if not ca:
+                    raise ValueError("--hub tls://: no system CA file here; give --tls-ca CA.pem")
+                cfg["hub"].update(tls=True, ca=ca)
         cfg["serial"] = None
     tls_ca = getattr(args, "tls_ca", None)
     if tls_ca:
