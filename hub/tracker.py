@@ -15,6 +15,7 @@ import time
 import pykka
 
 from hub import store_ops
+from hub.messages import FlushPositions, Positions
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ class VehicleTracker(pykka.ThreadingActor):
     def __init__(self, store_factory=None, flush_s=FLUSH_S):
         super().__init__()
         self.last = {}  # vehicle id -> (lat, lon, time, soc); read by the HTTP API/sim as a snapshot
-        self.updates = 0
         self._store_factory = store_factory
         self._store = None
         self._flush_s = flush_s
@@ -60,24 +60,19 @@ class VehicleTracker(pykka.ThreadingActor):
             # wire too large for SQLite's 64-bit INTEGER (the fuzz test sends such).
             log.warning("tracker: could not save %d vehicle positions: %s", len(rows), exc)
 
-    def on_receive(self, message):
-        op = message[0]
-        if op == "positions":
+    def on_receive(self, message: object) -> None:
+        if type(message) is Positions:
             last = self.last
-            for vehicle_id, lat, lon, when, soc in message[1]:
+            for vehicle_id, lat, lon, when, soc in message.batch:
                 last[vehicle_id] = (lat, lon, when, soc)
-            self.updates += len(message[1])
             if self._store is not None:
-                self._dirty.update(p[0] for p in message[1])
+                self._dirty.update(p[0] for p in message.batch)
                 if time.monotonic() - self._flushed_at >= self._flush_s:
                     self._flush()
-        elif op == "flush":
+        elif type(message) is FlushPositions:
             self._flush()
-        elif op == "count":
-            return self.updates
-        elif op == "get":
-            return self.last.get(message[1])
-        return None
+        else:
+            log.error("tracker: unknown message %s", type(message).__name__)
 
 
 def _storable(when):

@@ -20,6 +20,7 @@ from hub.booking import MAX_DURATION_S, BookingError
 from hub.events import reservation_doc, station_doc
 from hub.http.reads import Reads, StoreUnavailable, run_read
 from hub.http.server import HttpError, Route, json_response
+from hub.messages import BookCall
 from transport import kinds as K
 from transport import errors as E
 
@@ -160,7 +161,7 @@ class Api:
                 pass
 
         try:
-            self.book.tell(("call", fn, reply))
+            self.book.tell(BookCall(fn, reply))
         except pykka.ActorDeadError:
             raise HttpError(503, "the reservation book is not running") from None
         try:
