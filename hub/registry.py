@@ -51,6 +51,7 @@ class StationRegistry(pykka.ThreadingActor):
         self.stations = Stations(clock, config["session_estimate_min"] * 60)
         self.view = self.stations.view
         self.requests = StationRequests()
+        self._answered = False  # whether the message being handled has had its answer (ACK or ERROR)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -99,6 +100,7 @@ class StationRegistry(pykka.ThreadingActor):
         if handler is None:
             log.error("registry: unknown message %s", type(message).__name__)
             return None
+        self._answered = False
         try:
             return handler(self, message)
         except authz.Refusal as exc:  # a rule said no: the sender is told why
@@ -106,14 +108,17 @@ class StationRegistry(pykka.ThreadingActor):
         except Exception:
             # pykka stops an actor whose on_receive raises: one bad message must not take the registry.
             log.exception("registry: failed handling %s", type(message).__name__)
-            if hasattr(message, "link_id") and hasattr(message, "seq"):
+            # A request is answered once: a failure after its ACK (publishing, telling the vehicle) is only logged.
+            if hasattr(message, "link_id") and hasattr(message, "seq") and not self._answered:
                 self._error(message.link_id, message.seq, E_INTERNAL, "internal error; try again")
         return None
 
     def _ack(self, link_id: Any, seq: int) -> None:
+        self._answered = True
         self.outbox.send(link_id, make(K.ACK, seq))
 
     def _error(self, link_id: Any, seq: int, code: int, text: str) -> None:
+        self._answered = True
         self.outbox.send(link_id, make(K.ERROR, seq, code, text))
 
     def _station(self, station_id: str) -> Station:

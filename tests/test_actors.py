@@ -218,3 +218,31 @@ def test_the_book_gets_nearby_stations_from_the_locator_by_tell(actors, db):
     assert msg[2] is False
     assert [a["station_id"] for a in msg[4]] == ["CP-1", "CP-2"]
     assert 0 < msg[4][1]["distance_km"] < 2
+
+
+class BrokenEvents:
+    """An event bus that fails to publish a session's end (a bug in a subscriber's formatting, say)."""
+
+    def publish(self, kind, data):
+        if kind == "session_end":
+            raise RuntimeError("publish failed")
+
+
+def test_a_registry_failure_after_the_ack_does_not_answer_the_same_seq_again(actors, db):
+    from hub.messages import Boot, SessionEnd
+    from hub.registry import StationRegistry
+
+    outbox = Collector()
+    outbox.send_to_peer = lambda role, peer_id, msg: None
+    outbox.request = lambda *a: None
+    ref = StationRegistry.start(lambda: Store(db), outbox, Clock(), {"session_estimate_min": 45}, events=BrokenEvents())
+    actors.append(ref)
+    ref.tell(Boot("CP-1", "L1", 1, -12.2664, -38.9663, 1, 22.0, "fw"))
+    ref.tell(SessionEnd("CP-1", "L1", 2, "S-1", 1, None, None, 500, NOW - 600, NOW, "Complete"))
+    ref.tell(Boot("CP-2", "L1", 3, -12.27, -38.96, 1, 22.0, "fw"))  # a later message still gets its own answer
+    ref.ask(UpsertMany([]))  # unknown to the registry: logged; as an ask it waits for everything before it
+    assert [outbox.get() for _ in range(3)] == [("L1", [K.ACK, 1]), ("L1", [K.ACK, 2]), ("L1", [K.ACK, 3])]
+    assert outbox.empty()
+    s = Store(db)
+    assert s.get_session("S-1")["energy_wh"] == 500  # recorded before the ACK
+    s.close()
