@@ -72,15 +72,16 @@ class Outbox:
         links = self.links
         touched = {}
         for item in items:
-            if type(item) is OutSend:
+            if isinstance(item, OutSend):
                 link = links.get(item.link_id)
             else:
-                link = links.get(self.peers.get(item.peer))
+                link_id = self.peers.get(item.peer)
+                link = None if link_id is None else links.get(link_id)
             if link is None or link.closed:
-                if type(item) is OutRequest and item.reply_to is not None:
+                if isinstance(item, OutRequest) and item.reply_to is not None:
                     item.reply_to.tell(StationAnswer(item.tag, None))
                 continue
-            if type(item) is OutRequest:
+            if isinstance(item, OutRequest):
                 link.request(item.kind, item.fields, item.reply_to, item.tag)
             else:
                 link.send(item.msg)
@@ -222,7 +223,7 @@ class SerialLine:
 
 
 class Gateway:
-    def __init__(self, loop, router, lookup_key, config, clock, wall, outbox: "Outbox | None" = None) -> None:
+    def __init__(self, loop, router, lookup_key, config, clock, wall, outbox: Outbox) -> None:
         self.loop = loop
         self.router = router
         self.lookup_key = lookup_key
@@ -230,13 +231,13 @@ class Gateway:
         self.clock = clock
         self.wall = wall
         # The actors were given `outbox` before this gateway existed; its link tables are ours to fill.
-        self.outbox = outbox if outbox is not None else Outbox(loop)
+        self.outbox = outbox
         self.links = self.outbox.links
         self.peers = self.outbox.peers  # (role, id) -> link id of its current authenticated link
         self._next_id = 1
         self.clash = PeerClash()
         self.server = None
-        self.serial_lines = []
+        self.serial_lines: "list[SerialLine]" = []
         self._ticker = None
         self.pending = PendingLinks(config.get("max_unauth_links_effective", config["max_unauth_links"]))
         router.attach(self)

@@ -229,7 +229,7 @@ class Answer(NamedTuple):
     """A peer's reply to a hub->peer request: ACK or ERROR (or another reply kind) and its fields."""
 
     kind: int
-    fields: list
+    fields: "list[Any]"
 
 
 class StationAnswer(NamedTuple):
@@ -294,6 +294,6 @@ class OutToPeer(NamedTuple):
 class OutRequest(NamedTuple):
     peer: "tuple[str, str]"
     kind: int
-    fields: list
+    fields: "list[Any]"
     reply_to: Any  # an ActorRef told StationAnswer(tag, ...), or None: nobody waits
     tag: int

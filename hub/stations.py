@@ -54,7 +54,7 @@ class StationView(NamedTuple):
     online: bool
     last_seen: Optional[float]
     connector_status: "dict[int, str]"
-    mismatch: Optional[dict] = None
+    mismatch: Optional["dict[str, Any]"] = None
     name: Optional[str] = None
 
 
@@ -114,7 +114,7 @@ class Station:
         self.connector_status: "dict[int, str]" = {n: "Unavailable" for n in range(1, connectors + 1)}
         self.sessions: "dict[str, LiveSession]" = {}
         self.windows: "dict[int, Window]" = {}
-        self.mismatch: Optional[dict] = None  # hub.capacity doc while provisioning and BOOT disagree
+        self.mismatch: Optional["dict[str, Any]"] = None  # hub.capacity doc while provisioning and BOOT disagree
         self.name: Optional[str] = None  # place label from provisioning (`stations add --name`)
 
 
@@ -195,7 +195,7 @@ class Stations:
                 or not (0 < max_kw <= 1000):
             raise Refusal(E_BAD_FIELD, "boot: position, connectors (1..%d) or max_kw out of range" % MAX_CONNECTORS)
 
-    def booted(self, st: Station, firmware: str, mismatch: Optional[dict]) -> None:
+    def booted(self, st: Station, firmware: str, mismatch: Optional["dict[str, Any]"]) -> None:
         st.mismatch = mismatch
         st.firmware = firmware
         st.online = True
@@ -221,7 +221,9 @@ class Stations:
     def metered(self, st: Station, session_id: Optional[str], energy_wh: int, power_w: int) -> Optional[LiveSession]:
         """Take a METER: the live session it is for (updated), or None (unknown or no session)."""
         st.last_seen = self.clock()
-        s = st.sessions.get(session_id) if session_id else None
+        if not session_id:
+            return None
+        s = st.sessions.get(session_id)
         if s is None:
             return None
         s = st.sessions[session_id] = s._replace(energy_wh=energy_wh, power_w=power_w)
