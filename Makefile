@@ -27,8 +27,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/evhub sim --stations 50 --vehicles 200 --duration 45 --speedup 60 --seed 7
 
-# pytest exits 5 when it collected nothing; that must fail, and it does (any non-zero fails make).
+# Lint and types first (seconds), then the suite. pytest exits 5 when it collected nothing; that
+# must fail, and it does (any non-zero fails make).
 test: $(STAMP) browser-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # The dashboard test drives Debian's chromium with Playwright (never Playwright's browser download).
