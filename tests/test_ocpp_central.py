@@ -1,0 +1,211 @@
+"""OCPP 1.6J chargers beside our own boards: the real hub, the real `evhub ocpp` central system,
+and a real charge point from the `ocpp` library over a real WebSocket on loopback.
+
+A vehicle on evhub's protocol finds the OCPP charger, starts it remotely (walk-in at a Preparing
+connector), and gets SESSION_STARTED and COMPLETE with the energy from StopTransaction; the hub's
+store holds the session once even when the charger replays its StartTransaction and
+StopTransaction. Chargers with a wrong key or an unknown id are refused at the upgrade.
+"""
+
+import asyncio
+import base64
+import os
+import re
+import sqlite3
+import sys
+import threading
+import time
+
+import pytest
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action, RemoteStartStopStatus
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from hubproc import REPO, HubProcess
+from procs import LoggedProcess
+from tools.hubclient import HubClient
+from transport import kinds as K
+
+LISTEN_RE = re.compile(r"OCPP 1.6J central system on (wss?)://127.0.0.1:(\d+)")
+TLS_DIR = os.path.join(os.path.dirname(__file__), "data", "tls")
+EV = {"max_kw": 11.0}
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def start_central(tmp_path, hub, *listen_args):
+    central = LoggedProcess([sys.executable, "-m", "tools.cli", "ocpp", "--db", hub.db, "--hub", hub.url] + list(listen_args),
+                            tmp_path / "ocpp.log", cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=REPO))
+    try:
+        m = wait_for(lambda: LISTEN_RE.search(central.output()), 20, "the central system")
+    except AssertionError:
+        central.stop()
+        raise
+    return central, "%s://127.0.0.1:%s" % m.groups()
+
+
+@pytest.fixture
+def hub_and_central(tmp_path):
+    """The hub and its central system on Security Profile 1 (plain ws://, Basic auth)."""
+    with HubProcess(tmp_path) as hub:
+        central, url = start_central(tmp_path, hub, "--listen", "ws://127.0.0.1:0", "--allow-profile1")
+        try:
+            yield hub, central, url
+        finally:
+            central.stop()
+
+
+class Charger(ChargePoint):
+    """A charge point as a commercial one behaves: it accepts a remote start and then runs the
+    transaction itself (never from inside the handler: the library would deadlock)."""
+
+    started = None
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start(self, id_tag, connector_id=None, **_):
+        self.started = asyncio.get_running_loop().create_task(self.transaction(id_tag, connector_id or 1))
+        return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.accepted)
+
+    async def transaction(self, id_tag, connector):
+        t0 = int(time.time())
+        start = call.StartTransaction(connector_id=connector, id_tag=id_tag, meter_start=1000, timestamp=iso(t0))
+        first = await self.call(start)
+        again = await self.call(start)  # a replay after a lost answer: the same transaction id
+        assert again.transaction_id == first.transaction_id
+        await self.call(call.StatusNotification(connector_id=connector, error_code="NoError", status="Charging"))
+        await self.call(call.MeterValues(connector_id=connector, transaction_id=first.transaction_id, meter_value=[
+            {"timestamp": iso(t0 + 1), "sampledValue": [{"value": "1.75", "unit": "kWh"},
+                                                        {"value": "7.2", "unit": "kW", "measurand": "Power.Active.Import"}]}]))
+        stop = call.StopTransaction(meter_stop=4500, timestamp=iso(t0 + 2), transaction_id=first.transaction_id,
+                                    reason="EVDisconnected")
+        await self.call(stop)
+        await self.call(stop)  # replayed from the offline queue: recorded once
+        await self.call(call.StatusNotification(connector_id=connector, error_code="NoError", status="Finishing"))
+        return first.transaction_id
+
+
+def iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()}
+
+
+async def run_charger(url, station_id, key, vehicle_done, ssl_context=None):
+    async with connect("%s/%s" % (url, station_id), subprotocols=["ocpp1.6"], ssl=ssl_context,
+                       additional_headers=basic(station_id, key)) as ws:
+        cp = Charger(station_id, ws)
+        runner = asyncio.create_task(cp.start())
+        await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22",
+                                            firmware_version="4.2"))
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))  # car plugged
+        while cp.started is None and not vehicle_done.is_set():
+            await asyncio.sleep(0.05)
+        assert cp.started is not None, "no RemoteStartTransaction reached the charger"
+        txid = await asyncio.wait_for(cp.started, 30)
+        while not vehicle_done.is_set():
+            await asyncio.sleep(0.05)
+        runner.cancel()
+        return txid
+
+
+def test_a_vehicle_starts_an_ocpp_charger_remotely_and_gets_complete_with_its_energy(hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1)
+    token = hub.add_vehicle("V-1")
+    done = threading.Event()
+    result = {}
+
+    def vehicle():
+        try:
+            with HubClient(hub.url, "vehicle", "V-1", token, timeout=20) as v:
+                wait_for(lambda: "station CP-OCPP: connector 1 Available -> Preparing" in hub.log(), 20, "Preparing")
+                result["start"] = v.request(K.START_CHARGE, "CP-OCPP", None, EV)
+                result["started"] = v.wait_event((K.SESSION_STARTED,), timeout=20)
+                result["complete"] = v.wait_event((K.COMPLETE,), timeout=20)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=vehicle)
+    t.start()
+    txid = asyncio.run(asyncio.wait_for(run_charger(url, "CP-OCPP", key, done), 60))
+    t.join(timeout=30)
+    sid = "CP-OCPP:%d" % txid
+    assert result["started"] is not None and result["started"].fields[0] == sid, (central.output(), hub.log()[-3000:])
+    complete = result["complete"]
+    assert complete is not None, hub.log()[-3000:]
+    assert complete.fields[0] == sid and complete.fields[2] == 3500 and complete.fields[4] == "EVDisconnected"
+    con = sqlite3.connect(hub.db)
+    try:
+        rows = con.execute("SELECT session_id, vehicle_id, energy_wh, reason FROM sessions").fetchall()
+        tx = con.execute("SELECT COUNT(*), MIN(stopped IS NOT NULL) FROM ocpp_transactions").fetchone()
+    finally:
+        con.close()
+    assert rows == [(sid, "V-1", 3500, "EVDisconnected")]
+    assert tx == (1, 1)
+    assert "station CP-OCPP: boot firmware=ACME Wallbox 22 4.2" in hub.log()
+    assert "Traceback" not in central.output() and "Traceback" not in hub.log()
+
+
+@pytest.mark.parametrize("who, password, status", [("CP-OCPP", "wrong-key", 401), ("CP-NOBODY", "x", 404),
+                                                    ("CP-OCPP", None, 401)])
+def test_a_charger_with_a_wrong_key_or_an_unknown_id_is_refused_at_the_upgrade(hub_and_central, who, password, status):
+    hub, central, url = hub_and_central
+    hub.add_station("CP-OCPP", connectors=1)
+
+    async def attempt():
+        headers = basic(who, password) if password is not None else {}
+        async with connect("%s/%s" % (url, who), subprotocols=["ocpp1.6"], additional_headers=headers):
+            pass
+
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(attempt())
+    assert refused.value.response.status_code == status
+    wait_for(lambda: "OCPP: refused %s" % who in central.output(), 10, "the refusal in the log")
+    assert "station %s" % who not in hub.log()
+
+
+def test_security_profile_2_serves_wss_and_a_charger_that_trusts_the_certificate_boots(tmp_path):
+    import ssl
+
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-TLS", connectors=1)
+        central, url = start_central(tmp_path, hub, "--listen", "wss://127.0.0.1:0", "--tls-cert",
+                                     os.path.join(TLS_DIR, "hub.crt"), "--tls-key", os.path.join(TLS_DIR, "hub.key"))
+        try:
+            assert url.startswith("wss://") and "Security Profile 2" in central.output()
+            trust = ssl.create_default_context(cafile=os.path.join(TLS_DIR, "hub.crt"))
+
+            async def boot():
+                async with connect("%s/CP-TLS" % url, subprotocols=["ocpp1.6"], ssl=trust,
+                                   additional_headers=basic("CP-TLS", key)) as ws:
+                    cp = ChargePoint("CP-TLS", ws)
+                    runner = asyncio.create_task(cp.start())
+                    result = await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="DC 50"))
+                    runner.cancel()
+                    return result.status
+
+            assert asyncio.run(asyncio.wait_for(boot(), 30)) == "Accepted"
+            wait_for(lambda: "station CP-TLS: boot firmware=ACME DC 50" in hub.log(), 10, "BOOT at the hub")
+        finally:
+            central.stop()
+
+
+def test_plain_ws_without_allowing_profile_1_is_refused_with_a_clear_message(tmp_path):
+    from hubproc import evhub
+
+    res = evhub("ocpp", "--db", str(tmp_path / "hub.db"), "--listen", "ws://127.0.0.1:0", check=False)
+    assert res.returncode == 2 and "Security Profile 1" in res.stderr and "--allow-profile1" in res.stderr
+    assert "Traceback" not in res.stderr
