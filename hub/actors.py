@@ -22,7 +22,7 @@ of 100k upserts costs one snapshot, not 100k.
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Optional
 
 import pykka
 
@@ -40,16 +40,17 @@ from transport.messages import make
 log = logging.getLogger(__name__)
 
 
-def reservation_map(r):
+def reservation_map(r: Any) -> "dict[str, Any]":
     """A reservation as sent in RESERVATIONS."""
     return {"reservation_id": r.id, "station_id": r.station_id, "connector": r.connector,
             "start": r.start, "end": r.end, "state": r.state}
 
 
 class ReservationBookActor(pykka.ThreadingActor):
-    def __init__(self, store_path, outbox, clock=time.time, registry=None, locator=None, nearby=None,
-                 grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S, events=None,
-                 max_open_per_vehicle=DEFAULT_MAX_OPEN_PER_VEHICLE):
+    def __init__(self, store_path: str, outbox: Any, clock: Callable[[], float] = time.time, registry: Any = None,
+                 locator: Any = None, nearby: Any = None, grace_s: float = DEFAULT_GRACE_S,
+                 session_estimate_s: float = DEFAULT_SESSION_S, events: Any = None,
+                 max_open_per_vehicle: int = DEFAULT_MAX_OPEN_PER_VEHICLE) -> None:
         super().__init__()
         self._max_open = max_open_per_vehicle
         self.events = events  # hub.events.EventBus or None: every reservation change is published
@@ -61,10 +62,10 @@ class ReservationBookActor(pykka.ThreadingActor):
         self._nearby = nearby
         self._grace_s = grace_s
         self._session_estimate_s = session_estimate_s
-        self.store = None
-        self.book = None
+        self.store: Any = None
+        self.book: Any = None
 
-    def on_start(self):
+    def on_start(self) -> None:
         # The sqlite connection is created here, so it belongs to this actor's thread.
         self.store = Store(self.store_path)
         nearby = self._nearby
@@ -79,27 +80,27 @@ class ReservationBookActor(pykka.ThreadingActor):
             for r in self.book.open_reservations():
                 self.registry.tell(Reserved(r.id, r.station_id, r.vehicle_id, r.start, r.end))
 
-    def on_stop(self):
+    def on_stop(self) -> None:
         if self.store is not None:
             self.store.close()
             self.store = None
 
-    def on_failure(self, exc_type, exc_value, tb):
+    def on_failure(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
         log.error("book: actor failed: %s", exc_value)
         self.on_stop()
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _send(self, link_id, msg):
+    def _send(self, link_id: Any, msg: Any) -> None:
         try:
             self.outbox.send(link_id, msg)
         except Exception:  # a vanished link must not take the book down
             log.exception("link %s: reply could not be queued", link_id)
 
-    def _error(self, link_id, seq, code, text):
+    def _error(self, link_id: Any, seq: int, code: int, text: str) -> None:
         self._send(link_id, make(K.ERROR, seq, code, text))
 
-    def _flush_events(self):
+    def _flush_events(self) -> None:
         events = self.book.take_events()
         if self.events is not None:
             for ev in events:
@@ -237,28 +238,29 @@ class ReservationBookActor(pykka.ThreadingActor):
 
 
 class LocatorActor(pykka.ThreadingActor):
-    def __init__(self, published=None, cell_deg=DEFAULT_CELL_DEG, stations=()):
+    def __init__(self, published: Optional[PublishedIndex] = None, cell_deg: float = DEFAULT_CELL_DEG,
+                 stations: "Iterable[tuple[str, float, float]]" = ()) -> None:
         super().__init__()
         self.index = SpatialIndex(cell_deg)
         self.published = published if published is not None else PublishedIndex()
-        self._initial = list(stations)  # (station_id, lat, lon)
+        self._initial: "list[tuple[str, float, float]]" = list(stations)  # (station_id, lat, lon)
         self._dirty = False
 
-    def on_start(self):
+    def on_start(self) -> None:
         for station_id, lat, lon in self._initial:
             self._upsert(station_id, lat, lon)
-        self._initial = None
+        self._initial = []
         self._publish()
 
-    def snapshot_source(self):
+    def snapshot_source(self) -> PublishedIndex:
         """The PublishedIndex readers use (fetch it once, at wiring time, from outside any actor)."""
         return self.published
 
-    def _publish(self):
+    def _publish(self) -> None:
         self.published.publish(self.index.frozen())
         self._dirty = False
 
-    def _upsert(self, station_id, lat, lon):
+    def _upsert(self, station_id: str, lat: float, lon: float) -> None:
         try:
             if self.index.upsert(station_id, lat, lon):
                 self._dirty = True  # a BOOT that repeats a known position changes nothing to publish
