@@ -19,6 +19,7 @@ import base64
 import binascii
 import hmac
 import logging
+import ssl
 import time
 from http import HTTPStatus
 from typing import Any
@@ -47,6 +48,7 @@ from hub.ocpp.ledger import Ledger
 from hub.ocpp.meter import latest
 from hub.ocpp.upstream import Upstream, UpstreamError
 from hub.store import Store
+from hub.store_ops import station_protocol
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
 
@@ -95,8 +97,12 @@ class OcppStation(ChargePoint):
 
     @on(Action.authorize)
     def on_authorize(self, id_tag: str) -> Any:
-        # A tag nobody provisioned still charges, as a local session with no vehicle.
-        return call_result.Authorize(id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted))
+        # Answered from the idTag table: a removed vehicle's card is Blocked. A tag nobody
+        # provisioned still charges, as a local session with no vehicle.
+        vehicle = self.central.ledger.vehicle_for(id_tag)
+        blocked = vehicle is not None and self.central.store.get_vehicle_token(vehicle) is None
+        status = AuthorizationStatus.blocked if blocked else AuthorizationStatus.accepted
+        return call_result.Authorize(id_tag_info=IdTagInfo(status=status))
 
     @on(Action.start_transaction)
     async def on_start(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **extra: Any) -> Any:
@@ -288,10 +294,12 @@ def _internal(text: str) -> OCPPError:
 class OcppCentral:
     """The server: authenticates chargers at the upgrade and runs an OcppStation per connection."""
 
-    def __init__(self, store_path: str, hub_host: str, hub_port: int, allow_profile1: bool = False) -> None:
+    def __init__(self, store_path: str, hub_host: str, hub_port: int, allow_profile1: bool = False,
+                 upstream_tls: ssl.SSLContext | None = None) -> None:
         self.store = Store(store_path)
         self.ledger = Ledger(store_path)
         self.hub_host, self.hub_port = hub_host, hub_port
+        self.upstream_tls = upstream_tls
         self.allow_profile1 = allow_profile1
         self.server: Server | None = None
         self.stations: dict[str, OcppStation] = {}
@@ -317,6 +325,10 @@ class OcppCentral:
         station_id = request.path.strip("/").split("?")[0]
         peer = "%s:%s" % connection.remote_address[:2]
         key = self.store.get_station_key(station_id) if station_id else None
+        if key is not None and station_protocol(self.store, station_id) != SUBPROTOCOL:
+            log.warning("OCPP: refused %s from %s: provisioned for evhub's own protocol (add it with --protocol %s)",
+                        wire_text(station_id), peer, SUBPROTOCOL)
+            return connection.respond(HTTPStatus.NOT_FOUND, "refused\n")
         user, password = _basic(request.headers.get("Authorization"))
         if key is None or user != station_id or password is None or not hmac.compare_digest(password, key.encode()):
             log.warning("OCPP: refused %s from %s: %s", wire_text(station_id) or "(no id)", peer,
@@ -335,7 +347,7 @@ class OcppCentral:
             await connection.close()
             return
         station = OcppStation(station_id, connection, self)
-        station.upstream = Upstream(self.hub_host, self.hub_port, station_id, key, station.from_hub)
+        station.upstream = Upstream(self.hub_host, self.hub_port, station_id, key, station.from_hub, self.upstream_tls)
         try:
             await station.upstream.connect()
         except UpstreamError as exc:
@@ -359,6 +371,49 @@ class OcppCentral:
                 del self.stations[station_id]
             await connection.close()
             log.info("OCPP: station %s disconnected", station_id)
+
+
+def parse_listen(url: str) -> tuple[str, str, int]:
+    """("ws" or "wss", host, port) of ``ws://HOST:PORT`` / ``wss://HOST:PORT``; ValueError otherwise."""
+    scheme, sep, rest = url.partition("://")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if not sep or scheme not in ("ws", "wss") or not colon or not port.isdigit() or not host:
+        raise ValueError("the OCPP address must be ws://HOST:PORT or wss://HOST:PORT, not %r" % url)
+    return scheme, host.strip("[]"), int(port)
+
+
+def server_tls(cert: str, key: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key or None)
+    return context
+
+
+def check_profile(scheme: str, cert: str | None, allow_profile1: bool, flag: str = "--ocpp-allow-profile1") -> None:
+    """ValueError unless the listener's security profile is one the operator chose."""
+    if scheme == "wss" and not cert:
+        raise ValueError("wss:// needs a TLS certificate and key (--tls-cert, --tls-key)")
+    if scheme == "ws" and not allow_profile1:
+        raise ValueError("ws:// is OCPP Security Profile 1 (the key crosses the network in clear): allow it "
+                         "explicitly (%s), or serve wss:// with a certificate" % flag)
+
+
+async def start_in_hub(config: dict[str, Any], hub_port: int) -> OcppCentral | None:
+    """The central system inside `evhub serve` (config "ocpp"), talking to this hub over loopback;
+    None when it is not configured."""
+    if not config.get("ocpp"):
+        return None
+    scheme, host, port = parse_listen(config["ocpp"])
+    check_profile(scheme, config.get("tls_cert"), bool(config.get("ocpp_allow_profile1")))
+    context = server_tls(config["tls_cert"], config.get("tls_key")) if scheme == "wss" else None
+    upstream_tls = None
+    if config.get("tls_cert"):  # the hub's own listener speaks TLS: trust its own certificate
+        upstream_tls = ssl.create_default_context(cafile=config["tls_cert"])
+        upstream_tls.check_hostname = False  # loopback to ourselves; the chain is still checked
+    central = OcppCentral(config["db"], "127.0.0.1", hub_port, allow_profile1=bool(config.get("ocpp_allow_profile1")),
+                          upstream_tls=upstream_tls)
+    await central.start(host, port, context)
+    return central
 
 
 def _basic(header: str | None) -> tuple[str | None, bytes | None]:

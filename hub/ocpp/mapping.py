@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
+import string
 from datetime import UTC, datetime
 
 # --- connector statuses -------------------------------------------------------------------------
@@ -113,6 +115,15 @@ def app_id_tag(vehicle_id: str) -> str:
     of its id. Stable, 20 characters, upper case; the caller checks the table for a collision."""
     digest = hashlib.sha256(vehicle_id.encode()).digest()
     return "EV" + base64.b32encode(digest).decode()[:MAX_ID_TAG - 2]
+
+
+KEY_LENGTH = 20  # the Basic-auth password (AuthorizationKey): 16..20 bytes in the 1.6 security whitepaper
+_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_ocpp_key() -> str:
+    """A station key an OCPP charger can hold: 20 characters of [A-Za-z0-9] (~119 bits) from the OS CSPRNG."""
+    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(KEY_LENGTH))
 
 
 # --- reservations --------------------------------------------------------------------------------
