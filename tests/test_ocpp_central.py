@@ -230,12 +230,18 @@ def test_evhub_serve_with_ocpp_runs_the_central_system_and_a_vehicle_finds_the_c
                     await cp.call(call.StatusNotification(connector_id=connector, error_code="NoError", status="Available"))
                 with HubClient(hub.url, "vehicle", "V-9", token) as v:
                     _k, (found,) = await asyncio.to_thread(v.request, K.NEAREST, -12.25, -38.95, 3, None)
+                    for connector in (1, 2):  # both paused by the charger (its power budget): busy
+                        await cp.call(call.StatusNotification(connector_id=connector, error_code="NoError",
+                                                              status="SuspendedEVSE"))
+                    _k, (busy,) = await asyncio.to_thread(v.request, K.NEAREST, -12.25, -38.95, 3, None)
                 runner.cancel()
-                return found
+                return found, busy
 
-        found = asyncio.run(asyncio.wait_for(charger(), 30))
+        found, busy = asyncio.run(asyncio.wait_for(charger(), 30))
     [station] = [s for s in found if s["id"] == "CP-IN"]
     assert station["status"] == "Available", station
+    [station] = [s for s in busy if s["id"] == "CP-IN"]
+    assert station["status"] == "Occupied", station
     assert "OCPP: station CP-IN connected" in hub.log()
 
 

@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 
 # --- connector statuses -------------------------------------------------------------------------
 
-# OCPP 1.6 ChargePointStatus -> evhub's connector status: the same names (evhub took OCPP's), and
-# SuspendedEVSE (the charger, not the car, paused the energy), which evhub's status set
-# (kinds.CONNECTOR_STATUSES) gains when the central system is wired in; a station shows it as
+# OCPP 1.6 ChargePointStatus -> evhub's connector status: the same names (evhub took OCPP's),
+# SuspendedEVSE (the charger, not the car, paused the energy) included; a station shows it as
 # Occupied like the other busy ones.
 STATUS_FROM_OCPP = {
     "Available": "Available",
