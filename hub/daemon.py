@@ -82,7 +82,7 @@ class Hub:
         self.port = self.gateway.port
         from hub.ocpp.central import start_in_hub  # OCPP chargers, when configured: each joins as a station
 
-        self.ocpp = await start_in_hub(self.config, self.port)
+        self.ocpp = await start_in_hub(self.config, self.port, self.clock)
         self.http = None
         if self.events is not None:
             from hub.http.app import HttpApp

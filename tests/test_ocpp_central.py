@@ -264,3 +264,40 @@ def test_authorize_is_answered_from_the_id_tag_table_and_a_removed_vehicles_card
             return answers
 
     assert asyncio.run(asyncio.wait_for(authorize(), 30)) == ["Accepted", "Blocked", "Accepted"]
+
+
+def test_a_reservation_reaches_the_ocpp_charger_as_reserve_now_when_its_window_opens(hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    token = hub.add_vehicle("V-R")
+    got = []
+
+    class Reservable(ChargePoint):
+        @on(Action.reserve_now)
+        def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
+            got.append((connector_id, expiry_date, id_tag, reservation_id, time.time()))
+            return call_result.ReserveNow(status="Accepted")
+
+    async def charger(start):
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = Reservable("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22"))
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+            with HubClient(hub.url, "vehicle", "V-R", token) as v:
+                _k, (ok, rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", start, start + 1800)
+            assert ok, reason
+            assert not got, "ReserveNow went out before the window opened"
+            deadline = time.monotonic() + 15
+            while not got and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            runner.cancel()
+            return rid
+
+    start = int(time.time()) + 3
+    rid = asyncio.run(asyncio.wait_for(charger(start), 30))
+    assert len(got) == 1, got
+    connector, expiry, tag, reservation_id, at = got[0]
+    assert reservation_id == rid and connector == 1 and tag.startswith("EV") and len(tag) == 20
+    assert expiry == iso(start + 600)  # released as a no-show after the grace, as the hub's book does
+    assert start - 0.5 <= at <= start + 3, (at, start)

@@ -22,6 +22,7 @@ import logging
 import ssl
 import time
 from http import HTTPStatus
+from collections.abc import Callable
 from typing import Any
 
 from ocpp.exceptions import OCPPError
@@ -81,12 +82,12 @@ class OcppStation(ChargePoint):
         firmware = "%s %s %s" % (charge_point_vendor, charge_point_model, extra.get("firmware_version", ""))
         await self._to_hub(K.BOOT, float(st.get("lat", 0.0)), float(st.get("lon", 0.0)), int(st.get("connectors", 1)),
                            float(st.get("max_kw", 22.0)), firmware.strip()[:64])
-        return call_result.BootNotification(current_time=M.iso(int(time.time())), interval=HEARTBEAT_S,
+        return call_result.BootNotification(current_time=M.iso(int(self.central.clock())), interval=HEARTBEAT_S,
                                             status=RegistrationStatus.accepted)
 
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
-        return call_result.Heartbeat(current_time=M.iso(int(time.time())))
+        return call_result.Heartbeat(current_time=M.iso(int(self.central.clock())))
 
     @on(Action.status_notification)
     async def on_status(self, connector_id: int, error_code: str, status: str, **extra: Any) -> Any:
@@ -126,7 +127,7 @@ class OcppStation(ChargePoint):
         tx = self.central.ledger.get(extra["transaction_id"]) if extra.get("transaction_id") else None
         if connector_id >= 1 and reading.energy_wh is not None:
             energy = reading.energy_wh - tx.meter_start if tx is not None else 0
-            when = M.epoch_s(reading.time) if reading.time else int(time.time())
+            when = M.epoch_s(reading.time) if reading.time else int(self.central.clock())
             if self.upstream is not None:  # an event, as the boards send it: the next one supersedes it
                 self.upstream.event(K.METER, connector_id, M.session_id(self.id, tx.transaction_id) if tx else None,
                                     max(0, energy), reading.power_w or 0, when)
@@ -233,16 +234,22 @@ class OcppStation(ChargePoint):
         old = self._held.pop(reservation_id, None)
         if old is not None:
             old.cancel()
-        if int(time.time()) >= expiry:
+        now = self.central.clock()
+        if now >= expiry:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, send_at - time.time())
+        delay = max(0.0, (send_at - now) / self.central.speedup)  # hub time may run faster (the simulation)
         self._held[reservation_id] = loop.call_later(
             delay, lambda: loop.create_task(self._reserve_now(reservation_id, connector, vehicle_id, expiry)))
 
     async def _reserve_now(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> None:
         self._held.pop(reservation_id, None)
         tag = self.central.ledger.tag_for(vehicle_id)
+        if connector == 0:
+            # "Any connector": OCPP needs ReserveConnectorZeroSupported for that, which many chargers
+            # lack; a one-connector charger has only the one.
+            st = self.central.store.get_station(self.id) or {}
+            connector = 1 if st.get("connectors", 1) == 1 else 0
         try:
             res = await self.call(call.ReserveNow(connector_id=connector, expiry_date=M.iso(expiry), id_tag=tag,
                                                   reservation_id=reservation_id), suppress=False)
@@ -295,7 +302,10 @@ class OcppCentral:
     """The server: authenticates chargers at the upgrade and runs an OcppStation per connection."""
 
     def __init__(self, store_path: str, hub_host: str, hub_port: int, allow_profile1: bool = False,
-                 upstream_tls: ssl.SSLContext | None = None) -> None:
+                 upstream_tls: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time,
+                 speedup: float = 1.0) -> None:
+        self.clock = clock  # the hub's time (epoch s): faster than real time in a simulation
+        self.speedup = speedup
         self.store = Store(store_path)
         self.ledger = Ledger(store_path)
         self.hub_host, self.hub_port = hub_host, hub_port
@@ -398,7 +408,7 @@ def check_profile(scheme: str, cert: str | None, allow_profile1: bool, flag: str
                          "explicitly (%s), or serve wss:// with a certificate" % flag)
 
 
-async def start_in_hub(config: dict[str, Any], hub_port: int) -> OcppCentral | None:
+async def start_in_hub(config: dict[str, Any], hub_port: int, clock: Callable[[], float] = time.time) -> OcppCentral | None:
     """The central system inside `evhub serve` (config "ocpp"), talking to this hub over loopback;
     None when it is not configured."""
     if not config.get("ocpp"):
@@ -411,7 +421,7 @@ async def start_in_hub(config: dict[str, Any], hub_port: int) -> OcppCentral | N
         upstream_tls = ssl.create_default_context(cafile=config["tls_cert"])
         upstream_tls.check_hostname = False  # loopback to ourselves; the chain is still checked
     central = OcppCentral(config["db"], "127.0.0.1", hub_port, allow_profile1=bool(config.get("ocpp_allow_profile1")),
-                          upstream_tls=upstream_tls)
+                          upstream_tls=upstream_tls, clock=clock, speedup=float(config.get("speedup") or 1.0))
     await central.start(host, port, context)
     return central
 
