@@ -123,7 +123,7 @@ async def run_charger(url, station_id, key, vehicle_done, ssl_context=None):
 
 def test_a_vehicle_starts_an_ocpp_charger_remotely_and_gets_complete_with_its_energy(hub_and_central):
     hub, central, url = hub_and_central
-    key = hub.add_station("CP-OCPP", connectors=1)
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
     token = hub.add_vehicle("V-1")
     done = threading.Event()
     result = {}
@@ -160,10 +160,14 @@ def test_a_vehicle_starts_an_ocpp_charger_remotely_and_gets_complete_with_its_en
 
 
 @pytest.mark.parametrize("who, password, status", [("CP-OCPP", "wrong-key", 401), ("CP-NOBODY", "x", 404),
-                                                    ("CP-OCPP", None, 401)])
-def test_a_charger_with_a_wrong_key_or_an_unknown_id_is_refused_at_the_upgrade(hub_and_central, who, password, status):
+                                                    ("CP-OCPP", None, 401), ("CP-BOARD", "KEY", 404)])
+def test_a_charger_with_a_wrong_key_an_unknown_id_or_not_provisioned_for_ocpp_is_refused_at_the_upgrade(
+        hub_and_central, who, password, status):
     hub, central, url = hub_and_central
-    hub.add_station("CP-OCPP", connectors=1)
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    assert len(key) == 20 and key.isalnum()  # a Basic-auth password an OCPP charger can hold
+    board_key = hub.add_station("CP-BOARD", connectors=1)  # one of our boards: evhub's protocol only
+    password = board_key if password == "KEY" else password
 
     async def attempt():
         headers = basic(who, password) if password is not None else {}
@@ -181,7 +185,7 @@ def test_security_profile_2_serves_wss_and_a_charger_that_trusts_the_certificate
     import ssl
 
     with HubProcess(tmp_path) as hub:
-        key = hub.add_station("CP-TLS", connectors=1)
+        key = hub.add_station("CP-TLS", connectors=1, protocol="ocpp1.6")
         central, url = start_central(tmp_path, hub, "--listen", "wss://127.0.0.1:0", "--tls-cert",
                                      os.path.join(TLS_DIR, "hub.crt"), "--tls-key", os.path.join(TLS_DIR, "hub.key"))
         try:
@@ -209,3 +213,91 @@ def test_plain_ws_without_allowing_profile_1_is_refused_with_a_clear_message(tmp
     res = evhub("ocpp", "--db", str(tmp_path / "hub.db"), "--listen", "ws://127.0.0.1:0", check=False)
     assert res.returncode == 2 and "Security Profile 1" in res.stderr and "--allow-profile1" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_evhub_serve_with_ocpp_runs_the_central_system_and_a_vehicle_finds_the_charger_available(tmp_path):
+    with HubProcess(tmp_path, extra_args=["--ocpp", "ws://127.0.0.1:0", "--ocpp-allow-profile1"]) as hub:
+        key = hub.add_station("CP-IN", lat=-12.25, lon=-38.95, connectors=2, protocol="ocpp1.6")
+        token = hub.add_vehicle("V-9")
+        url = "ws://127.0.0.1:%s" % wait_for(lambda: LISTEN_RE.search(hub.log()), 10, "the OCPP listener").group(2)
+
+        async def charger():
+            async with connect("%s/CP-IN" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-IN", key)) as ws:
+                cp = ChargePoint("CP-IN", ws)
+                runner = asyncio.create_task(cp.start())
+                await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Twin"))
+                for connector in (1, 2):
+                    await cp.call(call.StatusNotification(connector_id=connector, error_code="NoError", status="Available"))
+                with HubClient(hub.url, "vehicle", "V-9", token) as v:
+                    _k, (found,) = await asyncio.to_thread(v.request, K.NEAREST, -12.25, -38.95, 3, None)
+                    for connector in (1, 2):  # both paused by the charger (its power budget): busy
+                        await cp.call(call.StatusNotification(connector_id=connector, error_code="NoError",
+                                                              status="SuspendedEVSE"))
+                    _k, (busy,) = await asyncio.to_thread(v.request, K.NEAREST, -12.25, -38.95, 3, None)
+                runner.cancel()
+                return found, busy
+
+        found, busy = asyncio.run(asyncio.wait_for(charger(), 30))
+    [station] = [s for s in found if s["id"] == "CP-IN"]
+    assert station["status"] == "Available", station
+    [station] = [s for s in busy if s["id"] == "CP-IN"]
+    assert station["status"] == "Occupied", station
+    assert "OCPP: station CP-IN connected" in hub.log()
+
+
+def test_authorize_is_answered_from_the_id_tag_table_and_a_removed_vehicles_card_is_blocked(hub_and_central):
+    from hubproc import evhub
+
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    evhub("vehicles", "add", "--id", "V-CARD", "--id-tag", "card-1", "--db", hub.db, cwd=hub.tmp, env=hub.env)
+    evhub("vehicles", "add", "--id", "V-GONE", "--id-tag", "CARD-2", "--db", hub.db, cwd=hub.tmp, env=hub.env)
+    evhub("vehicles", "remove", "V-GONE", "--db", hub.db, cwd=hub.tmp, env=hub.env)
+
+    async def authorize():
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = ChargePoint("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            answers = [(await cp.call(call.Authorize(id_tag=tag))).id_tag_info["status"]
+                       for tag in ("CARD-1", "Card-2", "NEVER-SEEN")]
+            runner.cancel()
+            return answers
+
+    assert asyncio.run(asyncio.wait_for(authorize(), 30)) == ["Accepted", "Blocked", "Accepted"]
+
+
+def test_a_reservation_reaches_the_ocpp_charger_as_reserve_now_when_its_window_opens(hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    token = hub.add_vehicle("V-R")
+    got = []
+
+    class Reservable(ChargePoint):
+        @on(Action.reserve_now)
+        def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
+            got.append((connector_id, expiry_date, id_tag, reservation_id, time.time()))
+            return call_result.ReserveNow(status="Accepted")
+
+    async def charger(start):
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = Reservable("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22"))
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+            with HubClient(hub.url, "vehicle", "V-R", token) as v:
+                _k, (ok, rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", start, start + 1800)
+            assert ok, reason
+            assert not got, "ReserveNow went out before the window opened"
+            deadline = time.monotonic() + 15
+            while not got and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            runner.cancel()
+            return rid
+
+    start = int(time.time()) + 3
+    rid = asyncio.run(asyncio.wait_for(charger(start), 30))
+    assert len(got) == 1, got
+    connector, expiry, tag, reservation_id, at = got[0]
+    assert reservation_id == rid and connector == 1 and tag.startswith("EV") and len(tag) == 20
+    assert expiry == iso(start + 600)  # released as a no-show after the grace, as the hub's book does
+    assert start - 0.5 <= at <= start + 3, (at, start)

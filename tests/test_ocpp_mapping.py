@@ -57,9 +57,9 @@ def test_an_energy_register_in_kwh_reads_as_the_same_wh(wh):
     assert read_entry({"sampledValue": [sv(text, unit="kWh")]}).energy_wh == wh
 
 
-def test_every_ocpp_status_maps_to_an_evhub_status_or_the_new_suspendedevse():
+def test_every_ocpp_status_maps_to_an_evhub_connector_status():
     for ocpp, ours in M.STATUS_FROM_OCPP.items():
-        assert ours in K.CONNECTOR_STATUSES or ours == "SuspendedEVSE", ocpp
+        assert ours in K.CONNECTOR_STATUSES, ocpp
     assert len(M.STATUS_FROM_OCPP) == 9  # every 1.6 ChargePointStatus
 
 

@@ -51,6 +51,7 @@ def online_station(stations: Stations, connectors: int = 2, station_id: str = "C
     (True, {1: "Faulted", 2: "Unavailable"}, "Unavailable"),
     (True, {1: "Charging", 2: "Reserved"}, "Reserved"),
     (True, {1: "Charging", 2: "Finishing"}, "Occupied"),
+    (True, {1: "SuspendedEVSE"}, "Occupied"),  # an OCPP charger pausing the power: still in use
 ])
 def test_the_display_word_follows_the_connectors(online, statuses, word):
     assert display_status(online, statuses) == word

@@ -35,16 +35,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="serve plain ws:// (OCPP Security Profile 1: Basic auth without TLS, for a VPN or a lab)")
 
 
-def _listen(url: str) -> tuple[str, str, int]:
-    scheme, sep, rest = url.partition("://")
-    host, colon, port = rest.rstrip("/").rpartition(":")
-    if not sep or scheme not in ("ws", "wss") or not colon or not port.isdigit() or not host:
-        raise ValueError("--listen must be ws://HOST:PORT or wss://HOST:PORT, not %r" % url)
-    return scheme, host.strip("[]"), int(port)
-
-
 def run(args: argparse.Namespace) -> int:
-    from hub.ocpp.central import OcppCentral
+    from hub.ocpp.central import OcppCentral, check_profile, parse_listen, server_tls
     from transport.tcp_link import parse_hub_url
 
     # The library logs every frame at INFO: a charger's traffic, not the operator's business unless asked (-v).
@@ -52,18 +44,10 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("ocpp").setLevel(quiet)
     logging.getLogger("websockets").setLevel(quiet)
     try:
-        scheme, host, port = _listen(args.listen)
+        scheme, host, port = parse_listen(args.listen)
         hub_host, hub_port = parse_hub_url(args.hub)
-        context = None
-        if scheme == "wss":
-            if not args.tls_cert:
-                raise ValueError("wss:// needs --tls-cert and --tls-key")
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(args.tls_cert, args.tls_key or None)
-        elif not args.allow_profile1:
-            raise ValueError("ws:// is OCPP Security Profile 1 (the key crosses the network in clear): "
-                             "give --allow-profile1, or serve wss:// with --tls-cert")
+        check_profile(scheme, args.tls_cert, args.allow_profile1, "--allow-profile1")
+        context = server_tls(args.tls_cert, args.tls_key) if scheme == "wss" else None
     except (ValueError, OSError) as exc:
         print("evhub ocpp: %s" % exc, file=sys.stderr)
         return 2

@@ -19,8 +19,10 @@ import base64
 import binascii
 import hmac
 import logging
+import ssl
 import time
 from http import HTTPStatus
+from collections.abc import Callable
 from typing import Any
 
 from ocpp.exceptions import OCPPError
@@ -47,6 +49,7 @@ from hub.ocpp.ledger import Ledger
 from hub.ocpp.meter import latest
 from hub.ocpp.upstream import Upstream, UpstreamError
 from hub.store import Store
+from hub.store_ops import station_protocol
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
 
@@ -79,12 +82,12 @@ class OcppStation(ChargePoint):
         firmware = "%s %s %s" % (charge_point_vendor, charge_point_model, extra.get("firmware_version", ""))
         await self._to_hub(K.BOOT, float(st.get("lat", 0.0)), float(st.get("lon", 0.0)), int(st.get("connectors", 1)),
                            float(st.get("max_kw", 22.0)), firmware.strip()[:64])
-        return call_result.BootNotification(current_time=M.iso(int(time.time())), interval=HEARTBEAT_S,
+        return call_result.BootNotification(current_time=M.iso(int(self.central.clock())), interval=HEARTBEAT_S,
                                             status=RegistrationStatus.accepted)
 
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
-        return call_result.Heartbeat(current_time=M.iso(int(time.time())))
+        return call_result.Heartbeat(current_time=M.iso(int(self.central.clock())))
 
     @on(Action.status_notification)
     async def on_status(self, connector_id: int, error_code: str, status: str, **extra: Any) -> Any:
@@ -95,8 +98,12 @@ class OcppStation(ChargePoint):
 
     @on(Action.authorize)
     def on_authorize(self, id_tag: str) -> Any:
-        # A tag nobody provisioned still charges, as a local session with no vehicle.
-        return call_result.Authorize(id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted))
+        # Answered from the idTag table: a removed vehicle's card is Blocked. A tag nobody
+        # provisioned still charges, as a local session with no vehicle.
+        vehicle = self.central.ledger.vehicle_for(id_tag)
+        blocked = vehicle is not None and self.central.store.get_vehicle_token(vehicle) is None
+        status = AuthorizationStatus.blocked if blocked else AuthorizationStatus.accepted
+        return call_result.Authorize(id_tag_info=IdTagInfo(status=status))
 
     @on(Action.start_transaction)
     async def on_start(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **extra: Any) -> Any:
@@ -120,7 +127,7 @@ class OcppStation(ChargePoint):
         tx = self.central.ledger.get(extra["transaction_id"]) if extra.get("transaction_id") else None
         if connector_id >= 1 and reading.energy_wh is not None:
             energy = reading.energy_wh - tx.meter_start if tx is not None else 0
-            when = M.epoch_s(reading.time) if reading.time else int(time.time())
+            when = M.epoch_s(reading.time) if reading.time else int(self.central.clock())
             if self.upstream is not None:  # an event, as the boards send it: the next one supersedes it
                 self.upstream.event(K.METER, connector_id, M.session_id(self.id, tx.transaction_id) if tx else None,
                                     max(0, energy), reading.power_w or 0, when)
@@ -227,16 +234,22 @@ class OcppStation(ChargePoint):
         old = self._held.pop(reservation_id, None)
         if old is not None:
             old.cancel()
-        if int(time.time()) >= expiry:
+        now = self.central.clock()
+        if now >= expiry:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, send_at - time.time())
+        delay = max(0.0, (send_at - now) / self.central.speedup)  # hub time may run faster (the simulation)
         self._held[reservation_id] = loop.call_later(
             delay, lambda: loop.create_task(self._reserve_now(reservation_id, connector, vehicle_id, expiry)))
 
     async def _reserve_now(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> None:
         self._held.pop(reservation_id, None)
         tag = self.central.ledger.tag_for(vehicle_id)
+        if connector == 0:
+            # "Any connector": OCPP needs ReserveConnectorZeroSupported for that, which many chargers
+            # lack; a one-connector charger has only the one.
+            st = self.central.store.get_station(self.id) or {}
+            connector = 1 if st.get("connectors", 1) == 1 else 0
         try:
             res = await self.call(call.ReserveNow(connector_id=connector, expiry_date=M.iso(expiry), id_tag=tag,
                                                   reservation_id=reservation_id), suppress=False)
@@ -288,10 +301,15 @@ def _internal(text: str) -> OCPPError:
 class OcppCentral:
     """The server: authenticates chargers at the upgrade and runs an OcppStation per connection."""
 
-    def __init__(self, store_path: str, hub_host: str, hub_port: int, allow_profile1: bool = False) -> None:
+    def __init__(self, store_path: str, hub_host: str, hub_port: int, allow_profile1: bool = False,
+                 upstream_tls: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time,
+                 speedup: float = 1.0) -> None:
+        self.clock = clock  # the hub's time (epoch s): faster than real time in a simulation
+        self.speedup = speedup
         self.store = Store(store_path)
         self.ledger = Ledger(store_path)
         self.hub_host, self.hub_port = hub_host, hub_port
+        self.upstream_tls = upstream_tls
         self.allow_profile1 = allow_profile1
         self.server: Server | None = None
         self.stations: dict[str, OcppStation] = {}
@@ -317,6 +335,10 @@ class OcppCentral:
         station_id = request.path.strip("/").split("?")[0]
         peer = "%s:%s" % connection.remote_address[:2]
         key = self.store.get_station_key(station_id) if station_id else None
+        if key is not None and station_protocol(self.store, station_id) != SUBPROTOCOL:
+            log.warning("OCPP: refused %s from %s: provisioned for evhub's own protocol (add it with --protocol %s)",
+                        wire_text(station_id), peer, SUBPROTOCOL)
+            return connection.respond(HTTPStatus.NOT_FOUND, "refused\n")
         user, password = _basic(request.headers.get("Authorization"))
         if key is None or user != station_id or password is None or not hmac.compare_digest(password, key.encode()):
             log.warning("OCPP: refused %s from %s: %s", wire_text(station_id) or "(no id)", peer,
@@ -335,7 +357,7 @@ class OcppCentral:
             await connection.close()
             return
         station = OcppStation(station_id, connection, self)
-        station.upstream = Upstream(self.hub_host, self.hub_port, station_id, key, station.from_hub)
+        station.upstream = Upstream(self.hub_host, self.hub_port, station_id, key, station.from_hub, self.upstream_tls)
         try:
             await station.upstream.connect()
         except UpstreamError as exc:
@@ -359,6 +381,49 @@ class OcppCentral:
                 del self.stations[station_id]
             await connection.close()
             log.info("OCPP: station %s disconnected", station_id)
+
+
+def parse_listen(url: str) -> tuple[str, str, int]:
+    """("ws" or "wss", host, port) of ``ws://HOST:PORT`` / ``wss://HOST:PORT``; ValueError otherwise."""
+    scheme, sep, rest = url.partition("://")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if not sep or scheme not in ("ws", "wss") or not colon or not port.isdigit() or not host:
+        raise ValueError("the OCPP address must be ws://HOST:PORT or wss://HOST:PORT, not %r" % url)
+    return scheme, host.strip("[]"), int(port)
+
+
+def server_tls(cert: str, key: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key or None)
+    return context
+
+
+def check_profile(scheme: str, cert: str | None, allow_profile1: bool, flag: str = "--ocpp-allow-profile1") -> None:
+    """ValueError unless the listener's security profile is one the operator chose."""
+    if scheme == "wss" and not cert:
+        raise ValueError("wss:// needs a TLS certificate and key (--tls-cert, --tls-key)")
+    if scheme == "ws" and not allow_profile1:
+        raise ValueError("ws:// is OCPP Security Profile 1 (the key crosses the network in clear): allow it "
+                         "explicitly (%s), or serve wss:// with a certificate" % flag)
+
+
+async def start_in_hub(config: dict[str, Any], hub_port: int, clock: Callable[[], float] = time.time) -> OcppCentral | None:
+    """The central system inside `evhub serve` (config "ocpp"), talking to this hub over loopback;
+    None when it is not configured."""
+    if not config.get("ocpp"):
+        return None
+    scheme, host, port = parse_listen(config["ocpp"])
+    check_profile(scheme, config.get("tls_cert"), bool(config.get("ocpp_allow_profile1")))
+    context = server_tls(config["tls_cert"], config.get("tls_key")) if scheme == "wss" else None
+    upstream_tls = None
+    if config.get("tls_cert"):  # the hub's own listener speaks TLS: trust its own certificate
+        upstream_tls = ssl.create_default_context(cafile=config["tls_cert"])
+        upstream_tls.check_hostname = False  # loopback to ourselves; the chain is still checked
+    central = OcppCentral(config["db"], "127.0.0.1", hub_port, allow_profile1=bool(config.get("ocpp_allow_profile1")),
+                          upstream_tls=upstream_tls, clock=clock, speedup=float(config.get("speedup") or 1.0))
+    await central.start(host, port, context)
+    return central
 
 
 def _basic(header: str | None) -> tuple[str | None, bytes | None]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
+import string
 from datetime import UTC, datetime
 
 # --- connector statuses -------------------------------------------------------------------------
 
-# OCPP 1.6 ChargePointStatus -> evhub's connector status: the same names (evhub took OCPP's), and
-# SuspendedEVSE (the charger, not the car, paused the energy), which evhub's status set
-# (kinds.CONNECTOR_STATUSES) gains when the central system is wired in; a station shows it as
+# OCPP 1.6 ChargePointStatus -> evhub's connector status: the same names (evhub took OCPP's),
+# SuspendedEVSE (the charger, not the car, paused the energy) included; a station shows it as
 # Occupied like the other busy ones.
 STATUS_FROM_OCPP = {
     "Available": "Available",
@@ -113,6 +114,15 @@ def app_id_tag(vehicle_id: str) -> str:
     of its id. Stable, 20 characters, upper case; the caller checks the table for a collision."""
     digest = hashlib.sha256(vehicle_id.encode()).digest()
     return "EV" + base64.b32encode(digest).decode()[:MAX_ID_TAG - 2]
+
+
+KEY_LENGTH = 20  # the Basic-auth password (AuthorizationKey): 16..20 bytes in the 1.6 security whitepaper
+_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_ocpp_key() -> str:
+    """A station key an OCPP charger can hold: 20 characters of [A-Za-z0-9] (~119 bits) from the OS CSPRNG."""
+    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(KEY_LENGTH))
 
 
 # --- reservations --------------------------------------------------------------------------------

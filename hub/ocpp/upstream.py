@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -37,8 +38,9 @@ class UpstreamError(Exception):
 
 class Upstream:
     def __init__(self, host: str, port: int, station_id: str, key: str,
-                 on_request: Callable[[int, int, list[Any]], Coroutine[Any, Any, None]]) -> None:
-        self.host, self.port, self.station_id = host, port, station_id
+                 on_request: Callable[[int, int, list[Any]], Coroutine[Any, Any, None]],
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.host, self.port, self.station_id, self.tls = host, port, station_id, tls
         self.session = ClientSession("station", station_id, key, request_timeout_s=REQUEST_TIMEOUT_S)
         self.framer = StreamFramer()
         self.framer.seal = self.session.seal
@@ -53,7 +55,7 @@ class Upstream:
     async def connect(self) -> None:
         """Open the link and complete the handshake; UpstreamError if the hub refuses or is away."""
         try:
-            reader, self._writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT_S)
+            reader, self._writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port, ssl=self.tls), CONNECT_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError) as exc:
             raise UpstreamError("cannot reach the hub at %s:%d: %s" % (self.host, self.port, exc)) from None
         self.session.start()
