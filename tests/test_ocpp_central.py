@@ -301,3 +301,96 @@ def test_a_reservation_reaches_the_ocpp_charger_as_reserve_now_when_its_window_o
     assert reservation_id == rid and connector == 1 and tag.startswith("EV") and len(tag) == 20
     assert expiry == iso(start + 600)  # released as a no-show after the grace, as the hub's book does
     assert start - 0.5 <= at <= start + 3, (at, start)
+
+
+# --- bad and hostile input -----------------------------------------------------------------------
+
+
+async def _raw(url, station_id, key):
+    return await connect("%s/%s" % (url, station_id), subprotocols=["ocpp1.6"], additional_headers=basic(station_id, key),
+                         max_size=None)
+
+
+def test_schema_invalid_calls_get_1_6_call_errors_and_the_connection_stays(hub_and_central):
+    import json
+
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+
+    async def probe():
+        ws = await _raw(url, "CP-OCPP", key)
+        answers = []
+        for frame in ([2, "a1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available",
+                                                       "bogus": 1}],
+                      [2, "a2", "StatusNotification", {"connectorId": "one", "errorCode": "NoError", "status": "Available"}],
+                      [2, "a3", "FlyToTheMoon", {}],
+                      [2, "a4", "Heartbeat", {}]):
+            await ws.send(json.dumps(frame))
+            answers.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        await ws.close()
+        return answers
+
+    bad_field, bad_type, unknown, heartbeat = asyncio.run(probe())
+    assert bad_field[:3] == [4, "a1", "FormationViolation"]
+    assert bad_type[:3] == [4, "a2", "TypeConstraintViolation"]
+    assert unknown[0] == 4 and unknown[2] in ("NotImplemented", "NotSupported")
+    assert heartbeat[0] == 3 and "currentTime" in heartbeat[2]  # still served after the bad ones
+
+
+async def _drain(ws):
+    """Read (as a charger does) until the central system has closed the connection."""
+    try:
+        async for _ in ws:
+            pass
+    except Exception:
+        pass
+
+
+def test_a_flood_of_calls_or_an_oversized_message_closes_only_that_charger(hub_and_central):
+    import json
+
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    key2 = hub.add_station("CP-CALM", connectors=1, protocol="ocpp1.6")
+
+    async def attack():
+        flood = await _raw(url, "CP-OCPP", key)
+        calm = await _raw(url, "CP-CALM", key2)
+        for n in range(400):  # bounded: far past the burst allowance
+            try:
+                await flood.send(json.dumps([2, "f%d" % n, "Heartbeat", {}]))
+            except Exception:
+                break
+        await asyncio.wait_for(_drain(flood), 10)
+        big = await _raw(url, "CP-OCPP", key)
+        await big.send(json.dumps([2, "b", "DataTransfer", {"vendorId": "x", "data": "y" * 200_000}]))
+        await asyncio.wait_for(_drain(big), 10)
+        await calm.send(json.dumps([2, "c", "Heartbeat", {}]))
+        answer = json.loads(await asyncio.wait_for(calm.recv(), 10))
+        await calm.close()
+        return flood.close_code, big.close_code, answer
+
+    flood_code, big_code, answer = asyncio.run(attack())
+    assert flood_code == 1008 and big_code == 1009
+    assert answer[0] == 3
+    wait_for(lambda: "more than 20 OCPP messages/s" in central.output(), 10, "the flood in the log")
+
+
+def test_a_second_connection_with_the_same_id_wins_and_the_older_is_closed_and_logged(hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+
+    async def twice():
+        first = await _raw(url, "CP-OCPP", key)
+        wait_for(lambda: "OCPP: station CP-OCPP connected" in central.output(), 10, "the first connection")
+        second = await _raw(url, "CP-OCPP", key)
+        await asyncio.wait_for(first.wait_closed(), 10)
+        cp = ChargePoint("CP-OCPP", second)
+        runner = asyncio.create_task(cp.start())
+        result = await cp.call(call.Heartbeat())
+        runner.cancel()
+        await second.close()
+        return result
+
+    assert asyncio.run(asyncio.wait_for(twice(), 30)).current_time
+    assert "OCPP: station CP-OCPP connected again" in central.output()
