@@ -54,15 +54,23 @@ def start_central(tmp_path, hub, *listen_args):
     return central, "%s://127.0.0.1:%s" % m.groups()
 
 
+class _InHub:
+    """The central system running inside `evhub serve --ocpp`: its log is the hub's."""
+
+    def __init__(self, hub):
+        self.hub = hub
+
+    def output(self):
+        return self.hub.log()
+
+
 @pytest.fixture
 def hub_and_central(tmp_path):
-    """The hub and its central system on Security Profile 1 (plain ws://, Basic auth)."""
-    with HubProcess(tmp_path) as hub:
-        central, url = start_central(tmp_path, hub, "--listen", "ws://127.0.0.1:0", "--allow-profile1")
-        try:
-            yield hub, central, url
-        finally:
-            central.stop()
+    """A real `evhub serve --ocpp ws://127.0.0.1:0 --ocpp-allow-profile1` (Security Profile 1: plain ws://,
+    Basic auth): the hub and its central system in one process."""
+    with HubProcess(tmp_path, extra_args=["--ocpp", "ws://127.0.0.1:0", "--ocpp-allow-profile1"]) as hub:
+        m = wait_for(lambda: LISTEN_RE.search(hub.log()), 20, "the OCPP listener")
+        yield hub, _InHub(hub), "%s://127.0.0.1:%s" % m.groups()
 
 
 class Charger(ChargePoint):
@@ -266,17 +274,33 @@ def test_authorize_is_answered_from_the_id_tag_table_and_a_removed_vehicles_card
     assert asyncio.run(asyncio.wait_for(authorize(), 30)) == ["Accepted", "Blocked", "Accepted"]
 
 
-def test_a_reservation_reaches_the_ocpp_charger_as_reserve_now_when_its_window_opens(hub_and_central):
+def test_a_reservation_reaches_the_charger_as_reserve_now_at_its_start_and_the_holder_charges_to_complete(
+        hub_and_central):
+    """ReserveNow when the window opens (not at booking), then the holder's remote start: RemoteStartTransaction,
+    StartTransaction with the reservationId, meter values, StopTransaction, COMPLETE with the energy."""
     hub, central, url = hub_and_central
     key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
     token = hub.add_vehicle("V-R")
     got = []
 
-    class Reservable(ChargePoint):
+    class Reservable(Charger):
+        reservation = None
+
         @on(Action.reserve_now)
         def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
             got.append((connector_id, expiry_date, id_tag, reservation_id, time.time()))
+            self.reservation = reservation_id
             return call_result.ReserveNow(status="Accepted")
+
+        async def transaction(self, id_tag, connector):
+            t0 = int(time.time())
+            first = await self.call(call.StartTransaction(connector_id=connector, id_tag=id_tag, meter_start=500,
+                                                          timestamp=iso(t0), reservation_id=self.reservation))
+            await self.call(call.MeterValues(connector_id=connector, transaction_id=first.transaction_id, meter_value=[
+                {"timestamp": iso(t0 + 1), "sampledValue": [{"value": "900"}]}]))
+            await self.call(call.StopTransaction(meter_stop=2700, timestamp=iso(t0 + 600), transaction_id=first.transaction_id,
+                                                 reason="EVDisconnected"))
+            return first.transaction_id
 
     async def charger(start):
         async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
@@ -286,21 +310,33 @@ def test_a_reservation_reaches_the_ocpp_charger_as_reserve_now_when_its_window_o
             await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
             with HubClient(hub.url, "vehicle", "V-R", token) as v:
                 _k, (ok, rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", start, start + 1800)
-            assert ok, reason
-            assert not got, "ReserveNow went out before the window opened"
-            deadline = time.monotonic() + 15
-            while not got and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+                assert ok, reason
+                assert not got, "ReserveNow went out before the window opened"
+                deadline = time.monotonic() + 15
+                while not got and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Reserved"))
+                await asyncio.to_thread(v.request, K.START_CHARGE, "CP-OCPP", rid, EV)
+                txid = await asyncio.wait_for(cp.started, 20)
+                complete = await asyncio.to_thread(v.wait_event, (K.COMPLETE,), 20)
             runner.cancel()
-            return rid
+            return rid, txid, complete
 
     start = int(time.time()) + 3
-    rid = asyncio.run(asyncio.wait_for(charger(start), 30))
+    rid, txid, complete = asyncio.run(asyncio.wait_for(charger(start), 60))
     assert len(got) == 1, got
     connector, expiry, tag, reservation_id, at = got[0]
     assert reservation_id == rid and connector == 1 and tag.startswith("EV") and len(tag) == 20
     assert expiry == iso(start + 600)  # released as a no-show after the grace, as the hub's book does
     assert start - 0.5 <= at <= start + 3, (at, start)
+    assert complete is not None and complete.fields[0] == "CP-OCPP:%d" % txid and complete.fields[2] == 2200
+    con = sqlite3.connect(hub.db)
+    try:
+        rows = con.execute("SELECT vehicle_id, reservation_id, energy_wh FROM sessions").fetchall()
+        state = con.execute("SELECT state FROM reservations WHERE id = ?", (rid,)).fetchone()[0]
+    finally:
+        con.close()
+    assert rows == [("V-R", rid, 2200)] and state == "fulfilled"
 
 
 # --- bad and hostile input -----------------------------------------------------------------------
