@@ -430,3 +430,37 @@ def test_a_second_connection_with_the_same_id_wins_and_the_older_is_closed_and_l
 
     assert asyncio.run(asyncio.wait_for(twice(), 30)).current_time
     assert "OCPP: station CP-OCPP connected again" in central.output()
+
+
+def test_reserve_now_is_sent_again_when_the_charger_reconnects_inside_the_window(hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    token = hub.add_vehicle("V-R")
+    got = []
+
+    class Reservable(ChargePoint):
+        @on(Action.reserve_now)
+        def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
+            got.append(reservation_id)
+            return call_result.ReserveNow(status="Accepted")
+
+    async def session(reserve_at=None):
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = Reservable("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22"))
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+            seen = len(got)
+            if reserve_at is not None:
+                with HubClient(hub.url, "vehicle", "V-R", token) as v:
+                    _k, (ok, _rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", reserve_at,
+                                                                            reserve_at + 1800)
+                assert ok, reason
+            deadline = time.monotonic() + 10
+            while len(got) == seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            runner.cancel()
+
+    asyncio.run(asyncio.wait_for(session(int(time.time())), 30))
+    asyncio.run(asyncio.wait_for(session(), 30))  # the charger rebooted inside the window
+    assert len(got) == 2 and got[0] == got[1], got
