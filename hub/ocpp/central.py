@@ -77,6 +77,7 @@ class OcppStation(ChargePoint):
         self.connection = connection
         self.upstream: Upstream | None = None
         self._held: dict[int, asyncio.TimerHandle] = {}  # reservation id -> ReserveNow not sent yet
+        self._last_status: dict[int, str] = {}  # connector -> the charger's last StatusNotification
         self._tokens = float(BURST)
         self._refill = time.monotonic()
 
@@ -119,6 +120,7 @@ class OcppStation(ChargePoint):
     @on(Action.status_notification)
     async def on_status(self, connector_id: int, error_code: str, status: str, **extra: Any) -> Any:
         if connector_id >= 1:  # connector 0 is the charger as a whole: evhub keeps connector statuses
+            self._last_status[connector_id] = status
             ours = M.STATUS_FROM_OCPP.get(status, "Faulted")
             await self._to_hub(K.STATUS, connector_id, ours, M.status_info(error_code, extra.get("info")))
         return call_result.StatusNotification()
@@ -167,7 +169,7 @@ class OcppStation(ChargePoint):
         if tx is None:
             log.warning("station %s: StopTransaction for unknown transaction %d ignored", self.id, transaction_id)
             return call_result.StopTransaction()
-        reason = M.end_reason(extra.get("reason"))
+        reason = M.end_reason(extra.get("reason"), self._last_status.get(tx.connector) == "SuspendedEV")
         ended = M.epoch_s(timestamp)
         if ledger.stop(transaction_id, meter_stop, ended, reason):
             log.info("station %s: transaction %d stopped (%s, %d Wh)", self.id, transaction_id, reason,
@@ -359,6 +361,11 @@ class OcppCentral:
         self.stations: dict[str, OcppStation] = {}
 
     async def start(self, host: str, port: int, ssl_context: Any = None) -> int:
+        # The library logs every frame at INFO: a charger's traffic, not the operator's business
+        # unless the log is at DEBUG (-vv).
+        verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        for name in ("ocpp", "websockets"):
+            logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
         if ssl_context is None and not self.allow_profile1:
             raise ValueError("OCPP over plain ws:// is Security Profile 1: allow it explicitly, or serve wss://")
         self.server = await serve(self._connected, host, port, subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
