@@ -25,7 +25,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/evhub sim --stations 50 --vehicles 200 --duration 45 --speedup 60 --seed 7
+	$(BIN)/evhub sim --stations 50 --vehicles 200 --duration 45 --speedup 60 --seed 7 --ocpp-share 0.3
 
 # Lint and types first (seconds), then the suite. pytest exits 5 when it collected nothing; that
 # must fail, and it does (any non-zero fails make).

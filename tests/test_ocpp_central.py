@@ -54,15 +54,23 @@ def start_central(tmp_path, hub, *listen_args):
     return central, "%s://127.0.0.1:%s" % m.groups()
 
 
+class _InHub:
+    """The central system running inside `evhub serve --ocpp`: its log is the hub's."""
+
+    def __init__(self, hub):
+        self.hub = hub
+
+    def output(self):
+        return self.hub.log()
+
+
 @pytest.fixture
 def hub_and_central(tmp_path):
-    """The hub and its central system on Security Profile 1 (plain ws://, Basic auth)."""
-    with HubProcess(tmp_path) as hub:
-        central, url = start_central(tmp_path, hub, "--listen", "ws://127.0.0.1:0", "--allow-profile1")
-        try:
-            yield hub, central, url
-        finally:
-            central.stop()
+    """A real `evhub serve --ocpp ws://127.0.0.1:0 --ocpp-allow-profile1` (Security Profile 1: plain ws://,
+    Basic auth): the hub and its central system in one process."""
+    with HubProcess(tmp_path, extra_args=["--ocpp", "ws://127.0.0.1:0", "--ocpp-allow-profile1"]) as hub:
+        m = wait_for(lambda: LISTEN_RE.search(hub.log()), 20, "the OCPP listener")
+        yield hub, _InHub(hub), "%s://127.0.0.1:%s" % m.groups()
 
 
 class Charger(ChargePoint):
@@ -266,17 +274,33 @@ def test_authorize_is_answered_from_the_id_tag_table_and_a_removed_vehicles_card
     assert asyncio.run(asyncio.wait_for(authorize(), 30)) == ["Accepted", "Blocked", "Accepted"]
 
 
-def test_a_reservation_reaches_the_ocpp_charger_as_reserve_now_when_its_window_opens(hub_and_central):
+def test_a_reservation_reaches_the_charger_as_reserve_now_at_its_start_and_the_holder_charges_to_complete(
+        hub_and_central):
+    """ReserveNow when the window opens (not at booking), then the holder's remote start: RemoteStartTransaction,
+    StartTransaction with the reservationId, meter values, StopTransaction, COMPLETE with the energy."""
     hub, central, url = hub_and_central
     key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
     token = hub.add_vehicle("V-R")
     got = []
 
-    class Reservable(ChargePoint):
+    class Reservable(Charger):
+        reservation = None
+
         @on(Action.reserve_now)
         def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
             got.append((connector_id, expiry_date, id_tag, reservation_id, time.time()))
+            self.reservation = reservation_id
             return call_result.ReserveNow(status="Accepted")
+
+        async def transaction(self, id_tag, connector):
+            t0 = int(time.time())
+            first = await self.call(call.StartTransaction(connector_id=connector, id_tag=id_tag, meter_start=500,
+                                                          timestamp=iso(t0), reservation_id=self.reservation))
+            await self.call(call.MeterValues(connector_id=connector, transaction_id=first.transaction_id, meter_value=[
+                {"timestamp": iso(t0 + 1), "sampledValue": [{"value": "900"}]}]))
+            await self.call(call.StopTransaction(meter_stop=2700, timestamp=iso(t0 + 600), transaction_id=first.transaction_id,
+                                                 reason="EVDisconnected"))
+            return first.transaction_id
 
     async def charger(start):
         async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
@@ -286,18 +310,157 @@ def test_a_reservation_reaches_the_ocpp_charger_as_reserve_now_when_its_window_o
             await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
             with HubClient(hub.url, "vehicle", "V-R", token) as v:
                 _k, (ok, rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", start, start + 1800)
-            assert ok, reason
-            assert not got, "ReserveNow went out before the window opened"
-            deadline = time.monotonic() + 15
-            while not got and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+                assert ok, reason
+                assert not got, "ReserveNow went out before the window opened"
+                deadline = time.monotonic() + 15
+                while not got and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Reserved"))
+                await asyncio.to_thread(v.request, K.START_CHARGE, "CP-OCPP", rid, EV)
+                txid = await asyncio.wait_for(cp.started, 20)
+                complete = await asyncio.to_thread(v.wait_event, (K.COMPLETE,), 20)
             runner.cancel()
-            return rid
+            return rid, txid, complete
 
     start = int(time.time()) + 3
-    rid = asyncio.run(asyncio.wait_for(charger(start), 30))
+    rid, txid, complete = asyncio.run(asyncio.wait_for(charger(start), 60))
     assert len(got) == 1, got
     connector, expiry, tag, reservation_id, at = got[0]
     assert reservation_id == rid and connector == 1 and tag.startswith("EV") and len(tag) == 20
     assert expiry == iso(start + 600)  # released as a no-show after the grace, as the hub's book does
     assert start - 0.5 <= at <= start + 3, (at, start)
+    assert complete is not None and complete.fields[0] == "CP-OCPP:%d" % txid and complete.fields[2] == 2200
+    con = sqlite3.connect(hub.db)
+    try:
+        rows = con.execute("SELECT vehicle_id, reservation_id, energy_wh FROM sessions").fetchall()
+        state = con.execute("SELECT state FROM reservations WHERE id = ?", (rid,)).fetchone()[0]
+    finally:
+        con.close()
+    assert rows == [("V-R", rid, 2200)] and state == "fulfilled"
+
+
+# --- bad and hostile input -----------------------------------------------------------------------
+
+
+async def _raw(url, station_id, key):
+    return await connect("%s/%s" % (url, station_id), subprotocols=["ocpp1.6"], additional_headers=basic(station_id, key),
+                         max_size=None)
+
+
+def test_schema_invalid_calls_get_1_6_call_errors_and_the_connection_stays(hub_and_central):
+    import json
+
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+
+    async def probe():
+        ws = await _raw(url, "CP-OCPP", key)
+        answers = []
+        for frame in ([2, "a1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available",
+                                                       "bogus": 1}],
+                      [2, "a2", "StatusNotification", {"connectorId": "one", "errorCode": "NoError", "status": "Available"}],
+                      [2, "a3", "FlyToTheMoon", {}],
+                      [2, "a4", "Heartbeat", {}]):
+            await ws.send(json.dumps(frame))
+            answers.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        await ws.close()
+        return answers
+
+    bad_field, bad_type, unknown, heartbeat = asyncio.run(probe())
+    assert bad_field[:3] == [4, "a1", "FormationViolation"]
+    assert bad_type[:3] == [4, "a2", "TypeConstraintViolation"]
+    assert unknown[0] == 4 and unknown[2] in ("NotImplemented", "NotSupported")
+    assert heartbeat[0] == 3 and "currentTime" in heartbeat[2]  # still served after the bad ones
+
+
+async def _drain(ws):
+    """Read (as a charger does) until the central system has closed the connection."""
+    try:
+        async for _ in ws:
+            pass
+    except Exception:
+        pass
+
+
+def test_a_flood_of_calls_or_an_oversized_message_closes_only_that_charger(hub_and_central):
+    import json
+
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    key2 = hub.add_station("CP-CALM", connectors=1, protocol="ocpp1.6")
+
+    async def attack():
+        flood = await _raw(url, "CP-OCPP", key)
+        calm = await _raw(url, "CP-CALM", key2)
+        for n in range(400):  # bounded: far past the burst allowance
+            try:
+                await flood.send(json.dumps([2, "f%d" % n, "Heartbeat", {}]))
+            except Exception:
+                break
+        await asyncio.wait_for(_drain(flood), 10)
+        big = await _raw(url, "CP-OCPP", key)
+        await big.send(json.dumps([2, "b", "DataTransfer", {"vendorId": "x", "data": "y" * 200_000}]))
+        await asyncio.wait_for(_drain(big), 10)
+        await calm.send(json.dumps([2, "c", "Heartbeat", {}]))
+        answer = json.loads(await asyncio.wait_for(calm.recv(), 10))
+        await calm.close()
+        return flood.close_code, big.close_code, answer
+
+    flood_code, big_code, answer = asyncio.run(attack())
+    assert flood_code == 1008 and big_code == 1009
+    assert answer[0] == 3
+    wait_for(lambda: "more than 20 OCPP messages/s" in central.output(), 10, "the flood in the log")
+
+
+def test_a_second_connection_with_the_same_id_wins_and_the_older_is_closed_and_logged(hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+
+    async def twice():
+        first = await _raw(url, "CP-OCPP", key)
+        wait_for(lambda: "OCPP: station CP-OCPP connected" in central.output(), 10, "the first connection")
+        second = await _raw(url, "CP-OCPP", key)
+        await asyncio.wait_for(first.wait_closed(), 10)
+        cp = ChargePoint("CP-OCPP", second)
+        runner = asyncio.create_task(cp.start())
+        result = await cp.call(call.Heartbeat())
+        runner.cancel()
+        await second.close()
+        return result
+
+    assert asyncio.run(asyncio.wait_for(twice(), 30)).current_time
+    assert "OCPP: station CP-OCPP connected again" in central.output()
+
+
+def test_reserve_now_is_sent_again_when_the_charger_reconnects_inside_the_window(hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    token = hub.add_vehicle("V-R")
+    got = []
+
+    class Reservable(ChargePoint):
+        @on(Action.reserve_now)
+        def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
+            got.append(reservation_id)
+            return call_result.ReserveNow(status="Accepted")
+
+    async def session(reserve_at=None):
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = Reservable("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22"))
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+            seen = len(got)
+            if reserve_at is not None:
+                with HubClient(hub.url, "vehicle", "V-R", token) as v:
+                    _k, (ok, _rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", reserve_at,
+                                                                            reserve_at + 1800)
+                assert ok, reason
+            deadline = time.monotonic() + 10
+            while len(got) == seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            runner.cancel()
+
+    asyncio.run(asyncio.wait_for(session(int(time.time())), 30))
+    asyncio.run(asyncio.wait_for(session(), 30))  # the charger rebooted inside the window
+    assert len(got) == 2 and got[0] == got[1], got

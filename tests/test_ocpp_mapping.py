@@ -108,3 +108,10 @@ def test_reserve_now_goes_out_lead_seconds_before_the_window_and_expires_after_t
     assert M.reserve_now_plan(10_000, 10_300, grace_s=600, lead_s=0) == (10_000, 10_300)  # short window: its end
     with pytest.raises(ValueError):
         M.reserve_now_plan(10_000, 10_000, 600, 0)
+
+
+@pytest.mark.parametrize("ocpp, done, ours", [("EVDisconnected", True, "Complete"), ("Local", True, "Complete"),
+                                              (None, True, "Complete"), ("Remote", True, "Remote"),
+                                              ("EVDisconnected", False, "EVDisconnected"), ("PowerLoss", True, "PowerLoss")])
+def test_a_car_that_had_stopped_drawing_before_the_stop_completed_its_charge(ocpp, done, ours):
+    assert M.end_reason(ocpp, ev_was_done=done) == ours

@@ -39,10 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from hub.ocpp.central import OcppCentral, check_profile, parse_listen, server_tls
     from transport.tcp_link import parse_hub_url
 
-    # The library logs every frame at INFO: a charger's traffic, not the operator's business unless asked (-v).
-    quiet = logging.WARNING if getattr(args, "verbose", 0) <= 0 else logging.INFO
-    logging.getLogger("ocpp").setLevel(quiet)
-    logging.getLogger("websockets").setLevel(quiet)
     try:
         scheme, host, port = parse_listen(args.listen)
         hub_host, hub_port = parse_hub_url(args.hub)

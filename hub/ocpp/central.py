@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import json
 import logging
 import ssl
 import time
@@ -56,6 +57,9 @@ from transport.errors import E_BAD_FIELD, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOU
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
+MAX_MESSAGE = 64 * 1024  # bytes; OCPP 1.6 messages are small (a MeterValues with many samples is a few KB)
+CALLS_PER_S = 20  # sustained, per charger; a burst of BURST is allowed (a charger sends a few a second)
+BURST = 60
 HEARTBEAT_S = 60
 CALL_TIMEOUT_S = 20
 RESERVE_LEAD_S = 0  # ReserveNow at the window's start: a walk-in keeps the connector until then
@@ -70,8 +74,32 @@ class OcppStation(ChargePoint):
     def __init__(self, station_id: str, connection: ServerConnection, central: OcppCentral) -> None:
         super().__init__(station_id, connection, response_timeout=CALL_TIMEOUT_S)
         self.central = central
+        self.connection = connection
         self.upstream: Upstream | None = None
         self._held: dict[int, asyncio.TimerHandle] = {}  # reservation id -> ReserveNow not sent yet
+        self._last_status: dict[int, str] = {}  # connector -> the charger's last StatusNotification
+        self._tokens = float(BURST)
+        self._refill = time.monotonic()
+
+    # --- limits and the 1.6 error names ----------------------------------------------------------
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        now = time.monotonic()
+        self._tokens = min(float(BURST), self._tokens + (now - self._refill) * CALLS_PER_S)
+        self._refill = now
+        if self._tokens < 1:
+            # A flood: the same philosophy as the msgpack links' message rate limit (the link is dropped).
+            log.warning("station %s: more than %d OCPP messages/s: connection closed", self.id, CALLS_PER_S)
+            # The flood fills the receive queue, so the peer's closing frame may never be read: do not
+            # wait the usual 10 s for it.
+            self.connection.close_timeout = 1
+            await self.connection.close(1008, "message rate limit")
+            return
+        self._tokens -= 1
+        await super().route_message(raw_msg)
+
+    async def _send(self, message: str) -> None:
+        await super()._send(_as_16_error(message))
 
     # --- charger -> central system ----------------------------------------------------------
 
@@ -92,6 +120,7 @@ class OcppStation(ChargePoint):
     @on(Action.status_notification)
     async def on_status(self, connector_id: int, error_code: str, status: str, **extra: Any) -> Any:
         if connector_id >= 1:  # connector 0 is the charger as a whole: evhub keeps connector statuses
+            self._last_status[connector_id] = status
             ours = M.STATUS_FROM_OCPP.get(status, "Faulted")
             await self._to_hub(K.STATUS, connector_id, ours, M.status_info(error_code, extra.get("info")))
         return call_result.StatusNotification()
@@ -140,7 +169,7 @@ class OcppStation(ChargePoint):
         if tx is None:
             log.warning("station %s: StopTransaction for unknown transaction %d ignored", self.id, transaction_id)
             return call_result.StopTransaction()
-        reason = M.end_reason(extra.get("reason"))
+        reason = M.end_reason(extra.get("reason"), self._last_status.get(tx.connector) == "SuspendedEV")
         ended = M.epoch_s(timestamp)
         if ledger.stop(transaction_id, meter_stop, ended, reason):
             log.info("station %s: transaction %d stopped (%s, %d Wh)", self.id, transaction_id, reason,
@@ -268,6 +297,23 @@ class OcppStation(ChargePoint):
         self._held.clear()
 
 
+# The library (2.1) names some CallErrors as OCPP 2.0.1 does; a 1.6 charger expects the 1.6 names.
+_ERRORS_16 = {"FormatViolation": "FormationViolation", "OccurrenceConstraintViolation": "OccurenceConstraintViolation"}
+
+
+def _as_16_error(message: str) -> str:
+    if not message.startswith("[4,"):
+        return message
+    try:
+        frame = json.loads(message)
+    except ValueError:
+        return message
+    if isinstance(frame, list) and len(frame) >= 3 and frame[2] in _ERRORS_16:
+        frame[2] = _ERRORS_16[frame[2]]
+        return json.dumps(frame, separators=(",", ":"))
+    return message
+
+
 def _camel_samples(meter_value: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The library hands handlers snake_case keys; meter.py reads OCPP's own names."""
     out = []
@@ -315,10 +361,16 @@ class OcppCentral:
         self.stations: dict[str, OcppStation] = {}
 
     async def start(self, host: str, port: int, ssl_context: Any = None) -> int:
+        # The library logs every frame at INFO: a charger's traffic, not the operator's business
+        # unless the log is at DEBUG (-vv).
+        verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        for name in ("ocpp", "websockets"):
+            logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
         if ssl_context is None and not self.allow_profile1:
             raise ValueError("OCPP over plain ws:// is Security Profile 1: allow it explicitly, or serve wss://")
         self.server = await serve(self._connected, host, port, subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                                  process_request=self._authenticate, ssl=ssl_context, ping_interval=HEARTBEAT_S)
+                                  process_request=self._authenticate, ssl=ssl_context, ping_interval=HEARTBEAT_S,
+                                  max_size=MAX_MESSAGE)
         bound = self.server.sockets[0].getsockname()[1]
         log.info("OCPP 1.6J central system on %s://%s:%d (%s)", "wss" if ssl_context else "ws", host, bound,
                  "Security Profile 2" if ssl_context else "Security Profile 1: Basic auth without TLS")
@@ -356,6 +408,15 @@ class OcppCentral:
         if key is None:  # removed between the upgrade and now
             await connection.close()
             return
+        old = self.stations.get(station_id)
+        if old is not None:
+            # Two connections claiming one id: the newer wins (a charger that rebooted, or moved). The
+            # older goes first, so the hub sees a reconnect, not two devices with one id.
+            log.warning("OCPP: station %s connected again from %s:%s: the older connection is closed", station_id,
+                        *connection.remote_address[:2])
+            if old.upstream is not None:
+                old.upstream.close("replaced by a new connection")
+            await old.connection.close(1000, "replaced by a new connection")
         station = OcppStation(station_id, connection, self)
         station.upstream = Upstream(self.hub_host, self.hub_port, station_id, key, station.from_hub, self.upstream_tls)
         try:
@@ -364,9 +425,6 @@ class OcppCentral:
             log.warning("OCPP: %s: %s", station_id, exc.text)
             await connection.close(1011, "hub unavailable")
             return
-        old = self.stations.get(station_id)
-        if old is not None and old.upstream is not None:
-            old.upstream.close("replaced by a new connection")
         self.stations[station_id] = station
         log.info("OCPP: station %s connected from %s:%s", station_id, *connection.remote_address[:2])
         runner = asyncio.create_task(station.start())

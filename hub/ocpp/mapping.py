@@ -55,8 +55,14 @@ _REASONS = {
 }
 
 
-def end_reason(ocpp_reason: str | None) -> str:
-    return _REASONS.get(ocpp_reason or "Local", "Local")
+def end_reason(ocpp_reason: str | None, ev_was_done: bool = False) -> str:
+    """evhub's end reason. `ev_was_done`: the connector showed SuspendedEV (the car stopped drawing:
+    full, or at its own target) before the stop. A car that was done and is then unplugged or
+    stopped at the charger ended its charge, which evhub calls Complete; OCPP has no such reason."""
+    reason = _REASONS.get(ocpp_reason or "Local", "Local")
+    if ev_was_done and reason in ("EVDisconnected", "Local"):
+        return "Complete"
+    return reason
 
 
 # --- time ----------------------------------------------------------------------------------------
