@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ocpp.exceptions import OCPPError
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import (
@@ -61,7 +61,7 @@ MAX_MESSAGE = 64 * 1024  # bytes; OCPP 1.6 messages are small (a MeterValues wit
 CALLS_PER_S = 20  # sustained, per charger; a burst of BURST is allowed (a charger sends a few a second)
 BURST = 60
 HEARTBEAT_S = 60
-CALL_TIMEOUT_S = 20
+CALL_TIMEOUT_S = 10  # a charger's answer to our call; under the hub's request timeout, so the hub hears why
 RESERVE_LEAD_S = 0  # ReserveNow at the window's start: a walk-in keeps the connector until then
 NO_SHOW_GRACE_S = 600
 _TRIGGERS = {"boot": MessageTrigger.boot_notification, "status": MessageTrigger.status_notification,
@@ -78,6 +78,7 @@ class OcppStation(ChargePoint):
         self.upstream: Upstream | None = None
         self._held: dict[int, asyncio.TimerHandle] = {}  # reservation id -> ReserveNow not sent yet
         self._last_status: dict[int, str] = {}  # connector -> the charger's last StatusNotification
+        self.reserve_connector_zero = False  # from GetConfiguration after boot
         self._tokens = float(BURST)
         self._refill = time.monotonic()
 
@@ -112,6 +113,23 @@ class OcppStation(ChargePoint):
                            float(st.get("max_kw", 22.0)), firmware.strip()[:64])
         return call_result.BootNotification(current_time=M.iso(int(self.central.clock())), interval=HEARTBEAT_S,
                                             status=RegistrationStatus.accepted)
+
+    @after(Action.boot_notification)
+    async def after_boot(self, **_: Any) -> None:
+        """Read the configuration keys we rely on (never from inside a handler: the library would deadlock)."""
+        try:
+            res = await self.call(call.GetConfiguration(key=["NumberOfConnectors", "ReserveConnectorZeroSupported"]),
+                                  suppress=False)
+        except (asyncio.TimeoutError, OCPPError, ConnectionClosed) as exc:
+            log.info("station %s: no answer to GetConfiguration (%s): assuming no connector-0 reservations", self.id, exc)
+            return
+        values = {k.get("key"): k.get("value") for k in res.configuration_key or []}
+        self.reserve_connector_zero = str(values.get("ReserveConnectorZeroSupported", "")).lower() == "true"
+        provisioned = (self.central.store.get_station(self.id) or {}).get("connectors")
+        reported = values.get("NumberOfConnectors")
+        if reported is not None and str(reported) != str(provisioned):
+            log.warning("station %s: the charger reports %s connectors, provisioned %s (evhub stations update)",
+                        self.id, wire_text(str(reported)), provisioned)
 
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
@@ -274,11 +292,12 @@ class OcppStation(ChargePoint):
     async def _reserve_now(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> None:
         self._held.pop(reservation_id, None)
         tag = self.central.ledger.tag_for(vehicle_id)
-        if connector == 0:
-            # "Any connector": OCPP needs ReserveConnectorZeroSupported for that, which many chargers
-            # lack; a one-connector charger has only the one.
+        if connector == 0 and not self.reserve_connector_zero:
+            # "Any connector": OCPP needs ReserveConnectorZeroSupported for that (read after boot), which
+            # many chargers lack; then the first connector the charger does not report busy.
+            busy = {c for c, status in self._last_status.items() if status not in ("Available", "Reserved")}
             st = self.central.store.get_station(self.id) or {}
-            connector = 1 if st.get("connectors", 1) == 1 else 0
+            connector = next((c for c in range(1, int(st.get("connectors", 1)) + 1) if c not in busy), 1)
         try:
             res = await self.call(call.ReserveNow(connector_id=connector, expiry_date=M.iso(expiry), id_tag=tag,
                                                   reservation_id=reservation_id), suppress=False)
