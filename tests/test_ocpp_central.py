@@ -542,3 +542,34 @@ def test_a_websocket_dropped_mid_transaction_loses_nothing_the_stop_sent_after_r
         assert con.execute("SELECT COUNT(*), SUM(energy_wh) FROM sessions WHERE ended IS NOT NULL").fetchone() == (1, 2000)
     finally:
         con.close()
+
+
+def test_a_charger_answering_reserve_now_occupied_inside_the_window_is_an_error_the_hub_hears(hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    token = hub.add_vehicle("V-R")
+
+    class Busy(ChargePoint):
+        @on(Action.reserve_now)
+        def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
+            return call_result.ReserveNow(status="Occupied")  # a walk-in car is on the connector
+
+    async def charger():
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = Busy("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Busy"))
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+            now = int(time.time())
+            with HubClient(hub.url, "vehicle", "V-R", token) as v:
+                _k, (ok, _rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", now, now + 1800)
+            assert ok, reason
+            deadline = time.monotonic() + 10
+            while "ReserveNow 1 for V-R: Occupied" not in hub.log() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # the charger must keep answering meanwhile
+            runner.cancel()
+
+    asyncio.run(asyncio.wait_for(charger(), 30))
+    # Said in the log, and answered to the hub as the station's ERROR to RESERVE_NOW (not an ACK), so the
+    # hub's handling of a refused reservation applies.
+    assert "station CP-OCPP: ReserveNow 1 for V-R: Occupied" in hub.log()

@@ -249,8 +249,15 @@ class OcppStation(ChargePoint):
             res = await self.call(call.RemoteStopTransaction(transaction_id=tx), suppress=False)
             return None if res.status == RemoteStartStopStatus.accepted else (E_INVALID_STATE, "the charger rejected the stop")
         if kind == K.RESERVE_NOW:
-            self._hold(*fields)
-            return None  # held: ReserveNow goes out when the window opens
+            reservation_id, connector, vehicle_id, start, end = fields
+            send_at, expiry = M.reserve_now_plan(start, end, NO_SHOW_GRACE_S, RESERVE_LEAD_S)
+            if self.central.clock() < send_at:
+                self._hold(*fields)
+                return None  # held: ReserveNow goes out when the window opens
+            # The window is open (booked for now, or the charger came back inside it): the charger's
+            # answer is the hub's answer, so an Occupied connector reaches the hub (and its vehicle).
+            status = await self._reserve_now(reservation_id, connector, vehicle_id, expiry)
+            return None if status == "Accepted" else (E_INVALID_STATE, "the charger answered ReserveNow: %s" % status)
         if kind == K.CANCEL_RESERVATION:
             timer = self._held.pop(fields[0], None)
             if timer is not None:
@@ -289,7 +296,7 @@ class OcppStation(ChargePoint):
         self._held[reservation_id] = loop.call_later(
             delay, lambda: loop.create_task(self._reserve_now(reservation_id, connector, vehicle_id, expiry)))
 
-    async def _reserve_now(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> None:
+    async def _reserve_now(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> str:
         self._held.pop(reservation_id, None)
         tag = self.central.ledger.tag_for(vehicle_id)
         if connector == 0 and not self.reserve_connector_zero:
@@ -309,6 +316,7 @@ class OcppStation(ChargePoint):
             log.warning("station %s: ReserveNow %d for %s: %s", self.id, reservation_id, vehicle_id, status)
         else:
             log.info("station %s: ReserveNow %d for %s accepted until %s", self.id, reservation_id, vehicle_id, M.iso(expiry))
+        return str(status)
 
     def drop(self) -> None:
         for timer in self._held.values():
