@@ -573,3 +573,58 @@ def test_a_charger_answering_reserve_now_occupied_inside_the_window_is_an_error_
     # Said in the log, and answered to the hub as the station's ERROR to RESERVE_NOW (not an ACK), so the
     # hub's handling of a refused reservation applies.
     assert "station CP-OCPP: ReserveNow 1 for V-R: Occupied" in hub.log()
+
+
+def test_a_charger_cannot_end_another_chargers_transaction_and_a_bad_timestamp_is_a_formation_violation(
+        hub_and_central):
+    from ocpp.exceptions import FormationViolationError, FormatViolationError
+
+    hub, central, url = hub_and_central
+    key_a = hub.add_station("CP-A", connectors=1, protocol="ocpp1.6")
+    key_b = hub.add_station("CP-B", connectors=1, protocol="ocpp1.6")
+
+    async def play():
+        async with connect("%s/CP-A" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-A", key_a)) as wa, \
+                connect("%s/CP-B" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-B", key_b)) as wb:
+            a, b = ChargePoint("CP-A", wa), ChargePoint("CP-B", wb)
+            runners = [asyncio.create_task(a.start()), asyncio.create_task(b.start())]
+            for cp in (a, b):
+                await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="X"))
+            t0 = int(time.time())
+            started = await a.call(call.StartTransaction(connector_id=1, id_tag="LOCAL-CARD", meter_start=0,
+                                                         timestamp=iso(t0)))
+            await b.call(call.StopTransaction(meter_stop=99999, timestamp=iso(t0 + 60),
+                                              transaction_id=started.transaction_id))  # not B's
+            still_open = _open_sessions(hub.db)
+            refused = None
+            try:
+                await b.call(call.StartTransaction(connector_id=1, id_tag="X", meter_start=0, timestamp="yesterday"),
+                             suppress=False)
+            except (FormationViolationError, FormatViolationError) as exc:
+                refused = exc
+            await a.call(call.StopTransaction(meter_stop=700, timestamp=iso(t0 + 120),
+                                              transaction_id=started.transaction_id))
+            for r in runners:
+                r.cancel()
+            return started.transaction_id, still_open, refused
+
+    txid, still_open, refused = asyncio.run(asyncio.wait_for(play(), 30))
+    assert still_open == ["CP-A:%d" % txid], still_open
+    assert refused is not None
+    con = sqlite3.connect(hub.db)
+    try:
+        # an unknown card: a local session, with the card kept as the claim
+        assert con.execute("SELECT vehicle_id, claimed_vehicle_id, energy_wh FROM sessions").fetchall() == [
+            (None, "idtag:LOCAL-CARD", 700)]
+    finally:
+        con.close()
+    assert "StopTransaction for transaction %d, not one of its own" % txid in hub.log()
+
+
+
+def _open_sessions(db):
+    con = sqlite3.connect(db)
+    try:
+        return [r[0] for r in con.execute("SELECT session_id FROM sessions WHERE ended IS NULL")]
+    finally:
+        con.close()

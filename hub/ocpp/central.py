@@ -26,7 +26,7 @@ from http import HTTPStatus
 from collections.abc import Callable
 from typing import Any
 
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import FormatViolationError, OCPPError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
@@ -46,7 +46,7 @@ from websockets.http11 import Request, Response
 
 from hub.logsafe import wire_text
 from hub.ocpp import mapping as M
-from hub.ocpp.ledger import Ledger
+from hub.ocpp.ledger import Ledger, Transaction
 from hub.ocpp.meter import latest
 from hub.ocpp.upstream import Upstream, UpstreamError
 from hub.store import Store
@@ -157,13 +157,13 @@ class OcppStation(ChargePoint):
         ledger = self.central.ledger
         vehicle = ledger.vehicle_for(id_tag)
         tx, new = ledger.start(self.id, connector_id, M.normal_id_tag(id_tag), vehicle, extra.get("reservation_id"),
-                               meter_start, M.epoch_s(timestamp))
+                               meter_start, _when(timestamp))
         if new:
             log.info("station %s: transaction %d started on connector %d (idTag %s, %s)", self.id, tx.transaction_id,
                      connector_id, wire_text(id_tag), vehicle or "no vehicle")
         # Replays too: the hub acknowledges a session it already has, and only then does the
         # charger get its transaction id (nothing acknowledged is lost).
-        await self._to_hub(K.SESSION_START, M.session_id(self.id, tx.transaction_id), connector_id, vehicle,
+        await self._to_hub(K.SESSION_START, M.session_id(self.id, tx.transaction_id), connector_id, _claimed(tx),
                            tx.reservation_id, meter_start, tx.started)
         return call_result.StartTransaction(transaction_id=tx.transaction_id,
                                             id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted))
@@ -171,10 +171,10 @@ class OcppStation(ChargePoint):
     @on(Action.meter_values)
     async def on_meter(self, connector_id: int, meter_value: list[dict[str, Any]], **extra: Any) -> Any:
         reading = latest(_camel_samples(meter_value))
-        tx = self.central.ledger.get(extra["transaction_id"]) if extra.get("transaction_id") else None
+        tx = self._own(extra.get("transaction_id"))
         if connector_id >= 1 and reading.energy_wh is not None:
             energy = reading.energy_wh - tx.meter_start if tx is not None else 0
-            when = M.epoch_s(reading.time) if reading.time else int(self.central.clock())
+            when = _when(reading.time) if reading.time else int(self.central.clock())
             if self.upstream is not None:  # an event, as the boards send it: the next one supersedes it
                 self.upstream.event(K.METER, connector_id, M.session_id(self.id, tx.transaction_id) if tx else None,
                                     max(0, energy), reading.power_w or 0, when)
@@ -183,18 +183,20 @@ class OcppStation(ChargePoint):
     @on(Action.stop_transaction)
     async def on_stop(self, meter_stop: int, timestamp: str, transaction_id: int, **extra: Any) -> Any:
         ledger = self.central.ledger
-        tx = ledger.get(transaction_id)
+        tx = self._own(transaction_id)
         if tx is None:
-            log.warning("station %s: StopTransaction for unknown transaction %d ignored", self.id, transaction_id)
+            log.warning("station %s: StopTransaction for transaction %d, not one of its own: ignored", self.id,
+                        transaction_id)
             return call_result.StopTransaction()
         reason = M.end_reason(extra.get("reason"), self._last_status.get(tx.connector) == "SuspendedEV")
-        ended = M.epoch_s(timestamp)
-        if ledger.stop(transaction_id, meter_stop, ended, reason):
+        if ledger.stop(transaction_id, meter_stop, _when(timestamp), reason):
             log.info("station %s: transaction %d stopped (%s, %d Wh)", self.id, transaction_id, reason,
                      meter_stop - tx.meter_start)
-        await self._to_hub(K.SESSION_END, M.session_id(self.id, transaction_id), tx.connector, tx.vehicle_id,
-                           tx.reservation_id, max(0, meter_stop - tx.meter_start), tx.started, max(ended, tx.started),
-                           reason)
+        tx = ledger.get(transaction_id) or tx  # a replay forwards what was recorded the first time
+        assert tx.meter_stop is not None and tx.stopped is not None and tx.reason is not None
+        await self._to_hub(K.SESSION_END, M.session_id(self.id, transaction_id), tx.connector, _claimed(tx),
+                           tx.reservation_id, max(0, tx.meter_stop - tx.meter_start), tx.started,
+                           max(tx.stopped, tx.started), tx.reason)
         return call_result.StopTransaction(id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted))
 
     @on(Action.data_transfer)
@@ -208,6 +210,13 @@ class OcppStation(ChargePoint):
     @on(Action.diagnostics_status_notification)
     def on_diagnostics_status(self, status: str) -> Any:
         return call_result.DiagnosticsStatusNotification()
+
+    def _own(self, transaction_id: Any) -> Transaction | None:
+        """The transaction if this charger holds it: a charger never reads or ends another's."""
+        if type(transaction_id) is not int:
+            return None
+        tx = self.central.ledger.get(transaction_id)
+        return tx if tx is not None and tx.station_id == self.id else None
 
     async def _to_hub(self, kind: int, *fields: Any) -> None:
         """Forward a record to the hub and wait for its ACK; the charger's request fails (an OCPP
@@ -363,6 +372,21 @@ class _NoTracebackForRefusals(logging.Filter):
 
 
 logging.getLogger("ocpp").addFilter(_NoTracebackForRefusals())
+
+
+def _claimed(tx: Transaction) -> str:
+    """Who the session is for, as the station claims it: the idTag's vehicle, else the card itself
+    ("idtag:04A2B3C4"). The hub attributes a session to a vehicle only when it asked for it (a
+    remote start or a reservation), so an unknown card is a local session with its claim kept."""
+    return tx.vehicle_id or "idtag:%s" % tx.id_tag
+
+
+def _when(timestamp: Any) -> int:
+    """An OCPP dateTime as epoch seconds; a charger's malformed one is its FormationViolation."""
+    try:
+        return M.epoch_s(timestamp)
+    except ValueError as exc:
+        raise FormatViolationError(description="timestamp: %s" % exc) from None
 
 
 def _internal(text: str) -> OCPPError:
