@@ -464,3 +464,167 @@ def test_reserve_now_is_sent_again_when_the_charger_reconnects_inside_the_window
     asyncio.run(asyncio.wait_for(session(int(time.time())), 30))
     asyncio.run(asyncio.wait_for(session(), 30))  # the charger rebooted inside the window
     assert len(got) == 2 and got[0] == got[1], got
+
+
+def test_a_charger_that_never_answers_a_remote_start_gets_the_vehicle_a_timeout_error_not_a_hang(hub_and_central):
+    from tools.hubclient import HubError
+
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    token = hub.add_vehicle("V-1")
+
+    class Mute(ChargePoint):
+        @on(Action.remote_start_transaction)
+        async def on_remote_start(self, id_tag, **_):
+            await asyncio.sleep(3600)  # never answers
+
+    async def charger():
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = Mute("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Mute"))
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+            t0 = time.monotonic()
+            with HubClient(hub.url, "vehicle", "V-1", token, timeout=30) as v:
+                try:
+                    await asyncio.to_thread(v.request, K.START_CHARGE, "CP-OCPP", None, EV)
+                    outcome = "started"
+                except HubError as exc:
+                    outcome = str(exc)
+            runner.cancel()
+            return outcome, time.monotonic() - t0
+
+    outcome, took = asyncio.run(asyncio.wait_for(charger(), 60))
+    assert "did not answer" in outcome and took < 25, (outcome, took)
+
+
+def test_a_websocket_dropped_mid_transaction_loses_nothing_the_stop_sent_after_reconnecting_completes_it(
+        hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    token = hub.add_vehicle("V-1")
+
+    async def first_half(v):
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = Charger("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Flaky"))
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+
+            async def start_only(id_tag, connector):  # the link drops right after StartTransaction
+                t0 = int(time.time())
+                return (await cp.call(call.StartTransaction(connector_id=connector, id_tag=id_tag, meter_start=100,
+                                                            timestamp=iso(t0)))).transaction_id, t0
+
+            cp.transaction = start_only
+            await asyncio.to_thread(v.request, K.START_CHARGE, "CP-OCPP", None, EV)
+            txid, t0 = await asyncio.wait_for(cp.started, 20)
+            runner.cancel()
+        return txid, t0  # the WebSocket is gone (closed without a StopTransaction)
+
+    async def second_half(txid, t0):
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = ChargePoint("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Flaky"))
+            await cp.call(call.StopTransaction(meter_stop=2100, timestamp=iso(t0 + 900), transaction_id=txid,
+                                               reason="EVDisconnected"))  # from its offline queue
+            runner.cancel()
+
+    with HubClient(hub.url, "vehicle", "V-1", token, timeout=20) as v:
+        txid, t0 = asyncio.run(asyncio.wait_for(first_half(v), 30))
+        wait_for(lambda: "station CP-OCPP: offline" in hub.log(), 10, "the hub to see the charger go")
+        asyncio.run(asyncio.wait_for(second_half(txid, t0), 30))
+        complete = v.wait_event((K.COMPLETE,), timeout=20)
+    assert complete is not None and complete.fields[0] == "CP-OCPP:%d" % txid and complete.fields[2] == 2000
+    con = sqlite3.connect(hub.db)
+    try:
+        assert con.execute("SELECT COUNT(*), SUM(energy_wh) FROM sessions WHERE ended IS NOT NULL").fetchone() == (1, 2000)
+    finally:
+        con.close()
+
+
+def test_a_charger_answering_reserve_now_occupied_inside_the_window_is_an_error_the_hub_hears(hub_and_central):
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    token = hub.add_vehicle("V-R")
+
+    class Busy(ChargePoint):
+        @on(Action.reserve_now)
+        def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
+            return call_result.ReserveNow(status="Occupied")  # a walk-in car is on the connector
+
+    async def charger():
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = Busy("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Busy"))
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+            now = int(time.time())
+            with HubClient(hub.url, "vehicle", "V-R", token) as v:
+                _k, (ok, _rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", now, now + 1800)
+            assert ok, reason
+            deadline = time.monotonic() + 10
+            while "ReserveNow 1 for V-R: Occupied" not in hub.log() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # the charger must keep answering meanwhile
+            runner.cancel()
+
+    asyncio.run(asyncio.wait_for(charger(), 30))
+    # Said in the log, and answered to the hub as the station's ERROR to RESERVE_NOW (not an ACK), so the
+    # hub's handling of a refused reservation applies.
+    assert "station CP-OCPP: ReserveNow 1 for V-R: Occupied" in hub.log()
+
+
+def test_a_charger_cannot_end_another_chargers_transaction_and_a_bad_timestamp_is_a_formation_violation(
+        hub_and_central):
+    from ocpp.exceptions import FormationViolationError, FormatViolationError
+
+    hub, central, url = hub_and_central
+    key_a = hub.add_station("CP-A", connectors=1, protocol="ocpp1.6")
+    key_b = hub.add_station("CP-B", connectors=1, protocol="ocpp1.6")
+
+    async def play():
+        async with connect("%s/CP-A" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-A", key_a)) as wa, \
+                connect("%s/CP-B" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-B", key_b)) as wb:
+            a, b = ChargePoint("CP-A", wa), ChargePoint("CP-B", wb)
+            runners = [asyncio.create_task(a.start()), asyncio.create_task(b.start())]
+            for cp in (a, b):
+                await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="X"))
+            t0 = int(time.time())
+            started = await a.call(call.StartTransaction(connector_id=1, id_tag="LOCAL-CARD", meter_start=0,
+                                                         timestamp=iso(t0)))
+            await b.call(call.StopTransaction(meter_stop=99999, timestamp=iso(t0 + 60),
+                                              transaction_id=started.transaction_id))  # not B's
+            still_open = _open_sessions(hub.db)
+            refused = None
+            try:
+                await b.call(call.StartTransaction(connector_id=1, id_tag="X", meter_start=0, timestamp="yesterday"),
+                             suppress=False)
+            except (FormationViolationError, FormatViolationError) as exc:
+                refused = exc
+            await a.call(call.StopTransaction(meter_stop=700, timestamp=iso(t0 + 120),
+                                              transaction_id=started.transaction_id))
+            for r in runners:
+                r.cancel()
+            return started.transaction_id, still_open, refused
+
+    txid, still_open, refused = asyncio.run(asyncio.wait_for(play(), 30))
+    assert still_open == ["CP-A:%d" % txid], still_open
+    assert refused is not None
+    con = sqlite3.connect(hub.db)
+    try:
+        # an unknown card: a local session, with the card kept as the claim
+        assert con.execute("SELECT vehicle_id, claimed_vehicle_id, energy_wh FROM sessions").fetchall() == [
+            (None, "idtag:LOCAL-CARD", 700)]
+    finally:
+        con.close()
+    assert "StopTransaction for transaction %d, not one of its own" % txid in hub.log()
+
+
+
+def _open_sessions(db):
+    con = sqlite3.connect(db)
+    try:
+        return [r[0] for r in con.execute("SELECT session_id FROM sessions WHERE ended IS NULL")]
+    finally:
+        con.close()

@@ -87,6 +87,15 @@ class SimCharger(ChargePoint):
     def on_trigger(self, requested_message: str, **_: Any) -> Any:
         return call_result.TriggerMessage(status="Accepted")
 
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None) -> Any:
+        known = {"NumberOfConnectors": str(self.station.connectors), "ReserveConnectorZeroSupported": "false",
+                 "HeartbeatInterval": "60", "MeterValueSampleInterval": str(METER_EVERY_S)}
+        asked = key or list(known)
+        return call_result.GetConfiguration(
+            configuration_key=[{"key": k, "readonly": True, "value": known[k]} for k in asked if k in known],
+            unknown_key=[k for k in asked if k not in known] or None)
+
     @on(Action.change_configuration)
     def on_change_configuration(self, key: str, value: str) -> Any:
         return call_result.ChangeConfiguration(status="Accepted")

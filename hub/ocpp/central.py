@@ -26,8 +26,8 @@ from http import HTTPStatus
 from collections.abc import Callable
 from typing import Any
 
-from ocpp.exceptions import OCPPError
-from ocpp.routing import on
+from ocpp.exceptions import FormatViolationError, OCPPError
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import (
@@ -46,7 +46,7 @@ from websockets.http11 import Request, Response
 
 from hub.logsafe import wire_text
 from hub.ocpp import mapping as M
-from hub.ocpp.ledger import Ledger
+from hub.ocpp.ledger import Ledger, Transaction
 from hub.ocpp.meter import latest
 from hub.ocpp.upstream import Upstream, UpstreamError
 from hub.store import Store
@@ -61,7 +61,7 @@ MAX_MESSAGE = 64 * 1024  # bytes; OCPP 1.6 messages are small (a MeterValues wit
 CALLS_PER_S = 20  # sustained, per charger; a burst of BURST is allowed (a charger sends a few a second)
 BURST = 60
 HEARTBEAT_S = 60
-CALL_TIMEOUT_S = 20
+CALL_TIMEOUT_S = 10  # a charger's answer to our call; under the hub's request timeout, so the hub hears why
 RESERVE_LEAD_S = 0  # ReserveNow at the window's start: a walk-in keeps the connector until then
 NO_SHOW_GRACE_S = 600
 _TRIGGERS = {"boot": MessageTrigger.boot_notification, "status": MessageTrigger.status_notification,
@@ -78,6 +78,7 @@ class OcppStation(ChargePoint):
         self.upstream: Upstream | None = None
         self._held: dict[int, asyncio.TimerHandle] = {}  # reservation id -> ReserveNow not sent yet
         self._last_status: dict[int, str] = {}  # connector -> the charger's last StatusNotification
+        self.reserve_connector_zero = False  # from GetConfiguration after boot
         self._tokens = float(BURST)
         self._refill = time.monotonic()
 
@@ -113,6 +114,23 @@ class OcppStation(ChargePoint):
         return call_result.BootNotification(current_time=M.iso(int(self.central.clock())), interval=HEARTBEAT_S,
                                             status=RegistrationStatus.accepted)
 
+    @after(Action.boot_notification)
+    async def after_boot(self, **_: Any) -> None:
+        """Read the configuration keys we rely on (never from inside a handler: the library would deadlock)."""
+        try:
+            res = await self.call(call.GetConfiguration(key=["NumberOfConnectors", "ReserveConnectorZeroSupported"]),
+                                  suppress=False)
+        except (asyncio.TimeoutError, OCPPError, ConnectionClosed) as exc:
+            log.info("station %s: no answer to GetConfiguration (%s): assuming no connector-0 reservations", self.id, exc)
+            return
+        values = {k.get("key"): k.get("value") for k in res.configuration_key or []}
+        self.reserve_connector_zero = str(values.get("ReserveConnectorZeroSupported", "")).lower() == "true"
+        provisioned = (self.central.store.get_station(self.id) or {}).get("connectors")
+        reported = values.get("NumberOfConnectors")
+        if reported is not None and str(reported) != str(provisioned):
+            log.warning("station %s: the charger reports %s connectors, provisioned %s (evhub stations update)",
+                        self.id, wire_text(str(reported)), provisioned)
+
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
         return call_result.Heartbeat(current_time=M.iso(int(self.central.clock())))
@@ -139,13 +157,13 @@ class OcppStation(ChargePoint):
         ledger = self.central.ledger
         vehicle = ledger.vehicle_for(id_tag)
         tx, new = ledger.start(self.id, connector_id, M.normal_id_tag(id_tag), vehicle, extra.get("reservation_id"),
-                               meter_start, M.epoch_s(timestamp))
+                               meter_start, _when(timestamp))
         if new:
             log.info("station %s: transaction %d started on connector %d (idTag %s, %s)", self.id, tx.transaction_id,
                      connector_id, wire_text(id_tag), vehicle or "no vehicle")
         # Replays too: the hub acknowledges a session it already has, and only then does the
         # charger get its transaction id (nothing acknowledged is lost).
-        await self._to_hub(K.SESSION_START, M.session_id(self.id, tx.transaction_id), connector_id, vehicle,
+        await self._to_hub(K.SESSION_START, M.session_id(self.id, tx.transaction_id), connector_id, _claimed(tx),
                            tx.reservation_id, meter_start, tx.started)
         return call_result.StartTransaction(transaction_id=tx.transaction_id,
                                             id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted))
@@ -153,10 +171,10 @@ class OcppStation(ChargePoint):
     @on(Action.meter_values)
     async def on_meter(self, connector_id: int, meter_value: list[dict[str, Any]], **extra: Any) -> Any:
         reading = latest(_camel_samples(meter_value))
-        tx = self.central.ledger.get(extra["transaction_id"]) if extra.get("transaction_id") else None
+        tx = self._own(extra.get("transaction_id"))
         if connector_id >= 1 and reading.energy_wh is not None:
             energy = reading.energy_wh - tx.meter_start if tx is not None else 0
-            when = M.epoch_s(reading.time) if reading.time else int(self.central.clock())
+            when = _when(reading.time) if reading.time else int(self.central.clock())
             if self.upstream is not None:  # an event, as the boards send it: the next one supersedes it
                 self.upstream.event(K.METER, connector_id, M.session_id(self.id, tx.transaction_id) if tx else None,
                                     max(0, energy), reading.power_w or 0, when)
@@ -165,18 +183,20 @@ class OcppStation(ChargePoint):
     @on(Action.stop_transaction)
     async def on_stop(self, meter_stop: int, timestamp: str, transaction_id: int, **extra: Any) -> Any:
         ledger = self.central.ledger
-        tx = ledger.get(transaction_id)
+        tx = self._own(transaction_id)
         if tx is None:
-            log.warning("station %s: StopTransaction for unknown transaction %d ignored", self.id, transaction_id)
+            log.warning("station %s: StopTransaction for transaction %d, not one of its own: ignored", self.id,
+                        transaction_id)
             return call_result.StopTransaction()
         reason = M.end_reason(extra.get("reason"), self._last_status.get(tx.connector) == "SuspendedEV")
-        ended = M.epoch_s(timestamp)
-        if ledger.stop(transaction_id, meter_stop, ended, reason):
+        if ledger.stop(transaction_id, meter_stop, _when(timestamp), reason):
             log.info("station %s: transaction %d stopped (%s, %d Wh)", self.id, transaction_id, reason,
                      meter_stop - tx.meter_start)
-        await self._to_hub(K.SESSION_END, M.session_id(self.id, transaction_id), tx.connector, tx.vehicle_id,
-                           tx.reservation_id, max(0, meter_stop - tx.meter_start), tx.started, max(ended, tx.started),
-                           reason)
+        tx = ledger.get(transaction_id) or tx  # a replay forwards what was recorded the first time
+        assert tx.meter_stop is not None and tx.stopped is not None and tx.reason is not None
+        await self._to_hub(K.SESSION_END, M.session_id(self.id, transaction_id), tx.connector, _claimed(tx),
+                           tx.reservation_id, max(0, tx.meter_stop - tx.meter_start), tx.started,
+                           max(tx.stopped, tx.started), tx.reason)
         return call_result.StopTransaction(id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted))
 
     @on(Action.data_transfer)
@@ -190,6 +210,13 @@ class OcppStation(ChargePoint):
     @on(Action.diagnostics_status_notification)
     def on_diagnostics_status(self, status: str) -> Any:
         return call_result.DiagnosticsStatusNotification()
+
+    def _own(self, transaction_id: Any) -> Transaction | None:
+        """The transaction if this charger holds it: a charger never reads or ends another's."""
+        if type(transaction_id) is not int:
+            return None
+        tx = self.central.ledger.get(transaction_id)
+        return tx if tx is not None and tx.station_id == self.id else None
 
     async def _to_hub(self, kind: int, *fields: Any) -> None:
         """Forward a record to the hub and wait for its ACK; the charger's request fails (an OCPP
@@ -231,8 +258,15 @@ class OcppStation(ChargePoint):
             res = await self.call(call.RemoteStopTransaction(transaction_id=tx), suppress=False)
             return None if res.status == RemoteStartStopStatus.accepted else (E_INVALID_STATE, "the charger rejected the stop")
         if kind == K.RESERVE_NOW:
-            self._hold(*fields)
-            return None  # held: ReserveNow goes out when the window opens
+            reservation_id, connector, vehicle_id, start, end = fields
+            send_at, expiry = M.reserve_now_plan(start, end, NO_SHOW_GRACE_S, RESERVE_LEAD_S)
+            if self.central.clock() < send_at:
+                self._hold(*fields)
+                return None  # held: ReserveNow goes out when the window opens
+            # The window is open (booked for now, or the charger came back inside it): the charger's
+            # answer is the hub's answer, so an Occupied connector reaches the hub (and its vehicle).
+            status = await self._reserve_now(reservation_id, connector, vehicle_id, expiry)
+            return None if status == "Accepted" else (E_INVALID_STATE, "the charger answered ReserveNow: %s" % status)
         if kind == K.CANCEL_RESERVATION:
             timer = self._held.pop(fields[0], None)
             if timer is not None:
@@ -271,14 +305,15 @@ class OcppStation(ChargePoint):
         self._held[reservation_id] = loop.call_later(
             delay, lambda: loop.create_task(self._reserve_now(reservation_id, connector, vehicle_id, expiry)))
 
-    async def _reserve_now(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> None:
+    async def _reserve_now(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> str:
         self._held.pop(reservation_id, None)
         tag = self.central.ledger.tag_for(vehicle_id)
-        if connector == 0:
-            # "Any connector": OCPP needs ReserveConnectorZeroSupported for that, which many chargers
-            # lack; a one-connector charger has only the one.
+        if connector == 0 and not self.reserve_connector_zero:
+            # "Any connector": OCPP needs ReserveConnectorZeroSupported for that (read after boot), which
+            # many chargers lack; then the first connector the charger does not report busy.
+            busy = {c for c, status in self._last_status.items() if status not in ("Available", "Reserved")}
             st = self.central.store.get_station(self.id) or {}
-            connector = 1 if st.get("connectors", 1) == 1 else 0
+            connector = next((c for c in range(1, int(st.get("connectors", 1)) + 1) if c not in busy), 1)
         try:
             res = await self.call(call.ReserveNow(connector_id=connector, expiry_date=M.iso(expiry), id_tag=tag,
                                                   reservation_id=reservation_id), suppress=False)
@@ -290,6 +325,7 @@ class OcppStation(ChargePoint):
             log.warning("station %s: ReserveNow %d for %s: %s", self.id, reservation_id, vehicle_id, status)
         else:
             log.info("station %s: ReserveNow %d for %s accepted until %s", self.id, reservation_id, vehicle_id, M.iso(expiry))
+        return str(status)
 
     def drop(self) -> None:
         for timer in self._held.values():
@@ -336,6 +372,21 @@ class _NoTracebackForRefusals(logging.Filter):
 
 
 logging.getLogger("ocpp").addFilter(_NoTracebackForRefusals())
+
+
+def _claimed(tx: Transaction) -> str:
+    """Who the session is for, as the station claims it: the idTag's vehicle, else the card itself
+    ("idtag:04A2B3C4"). The hub attributes a session to a vehicle only when it asked for it (a
+    remote start or a reservation), so an unknown card is a local session with its claim kept."""
+    return tx.vehicle_id or "idtag:%s" % tx.id_tag
+
+
+def _when(timestamp: Any) -> int:
+    """An OCPP dateTime as epoch seconds; a charger's malformed one is its FormationViolation."""
+    try:
+        return M.epoch_s(timestamp)
+    except ValueError as exc:
+        raise FormatViolationError(description="timestamp: %s" % exc) from None
 
 
 def _internal(text: str) -> OCPPError:
