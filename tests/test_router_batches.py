@@ -48,7 +48,9 @@ def make_router():
 
 
 def reserve(router, link_id, vehicle_id, seq, start):
-    router.dispatch(vehicle_link(link_id, vehicle_id), K.RESERVE, seq, ["CP-1", start, start + 3600])
+    fields = ["CP-1", start, start + 3600]
+    fields += [None] * (len(K.spec(K.RESERVE)[3]) - len(fields))  # optional trailing fields (a request id) left nil
+    router.dispatch(vehicle_link(link_id, vehicle_id), K.RESERVE, seq, fields)
 
 
 def test_reserves_of_one_wakeup_go_to_the_book_as_one_batch_of_typed_requests():
