@@ -225,9 +225,9 @@ class StationRegistry(pykka.ThreadingActor):
     def _on_boot(self, station_id, link_id, seq, fields):
         lat, lon, connectors, max_kw, firmware = fields
         lat, lon, max_kw = board_float(lat), board_float(lon), board_float(max_kw)  # float32 boards read alike
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > 16 \
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > K.MAX_CONNECTORS \
                 or not (0 < max_kw <= 1000):  # written so that NaN fails too
-            self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..16) or max_kw out of range")
+            self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..%d) or max_kw out of range" % K.MAX_CONNECTORS)
             return
         # Provisioning and the station's own report must never silently diverge: use the safe values.
         # A boot also picks up `evhub stations update` (position, name) made since.

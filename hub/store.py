@@ -28,6 +28,7 @@ import time
 from hub import store_authz, store_ops
 from hub.geo import validate_position
 from hub.secretfile import prepare_store
+from transport import kinds as K
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +187,8 @@ class Store:
             lat, lon = validate_position(lat, lon)
         except ValueError as exc:
             raise StoreError("station %s: %s" % (station_id, exc)) from None
-        if isinstance(connectors, bool) or not isinstance(connectors, int) or connectors < 1:
-            raise StoreError("station %s: connectors must be an integer >= 1" % station_id)
+        if isinstance(connectors, bool) or not isinstance(connectors, int) or not 1 <= connectors <= K.MAX_CONNECTORS:
+            raise StoreError("station %s: connectors must be an integer in 1..%d" % (station_id, K.MAX_CONNECTORS))
         if isinstance(max_kw, bool) or not isinstance(max_kw, (int, float)) or not max_kw > 0:
             raise StoreError("station %s: max_kw must be a number > 0" % station_id)
         key = new_secret() if key is None else key

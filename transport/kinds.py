@@ -35,6 +35,13 @@ import sys
 from transport.compat import const
 
 PROTOCOL_VERSION = const(2)
+# Limits both ends hold to, so a station the hub accepts can run the firmware. Connectors: 8,
+# what an ESP32 station can drive: one control-pilot sense per connector on ADC1 (8 channels;
+# ADC2 is unusable while Wi-Fi runs), and per-connector state in a 64 KB heap. Reservations: the
+# rows of a station's table (firmware/reservations.py); the hub sends a station no more open
+# windows than this (hub/station_sync.py).
+MAX_CONNECTORS = const(8)
+MAX_RESERVATIONS = const(16)
 
 # number name direction types fields... (see the module docstring)
 _TABLE = """
