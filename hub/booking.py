@@ -399,6 +399,39 @@ class ReservationBook:
         log.info("vehicle %s: reservation %d at station %s cancelled", vehicle_id, r.id, r.station_id)
         return self._close(r, "cancelled")
 
+    def move(self, reservation_id, refused_connector, now):
+        """The station refused `refused_connector` for this reservation: book it on another connector
+        of the station for the same window (0 = any, if no single one is free throughout). Returns
+        the moved Reservation (a "reserved" event is queued), or None if the station has no room."""
+        r = self._by_id.get(reservation_id)
+        st = self._stations.get(r.station_id) if r is not None else None
+        if st is None:
+            return None
+        self._release(st, r.start, r.id)
+        blocker = Reservation(0, None, r.station_id, refused_connector, r.start, r.end, "blocked")
+        self._hold(st, blocker)  # the refused connector counts as taken for the window
+        conn = self._fit(st, r.start, r.end, now)
+        self._release(st, r.start, 0)
+        if conn is None or conn == refused_connector:
+            self._hold(st, r)
+            return None
+        moved = r._replace(connector=conn)
+        self._store.move_reservations([(r.id, conn)])
+        self._hold(st, moved)
+        self._events.append(("reserved", moved))
+        log.warning("station %s: reservation %d moved from connector %d to %d (the station refused it)",
+                    st.id, r.id, refused_connector, conn)
+        return moved
+
+    def cancel_refused(self, reservation_id, why):
+        """The station cannot hold this reservation and no other connector can: cancelled in the
+        store and memory; returns it with state "cancelled" (the caller tells the vehicle)."""
+        r = self._by_id[reservation_id]
+        self._store.update_reservation_state(r.id, "cancelled")
+        log.warning("vehicle %s: reservation %d at station %s cancelled: the station refused it (%s)",
+                    r.vehicle_id, r.id, r.station_id, why)
+        return self._close(r, "cancelled")
+
     def forget_peer(self, role, peer_id):
         """A station or vehicle was removed (`evhub ... remove`, which already marked its open
         reservations cancelled in the store): drop them from memory; returns them, state "cancelled"."""
