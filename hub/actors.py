@@ -7,7 +7,7 @@ provided by the gateway), and news for other actors goes by `tell`.
 
 ReservationBookActor messages (op first):
   ("reserve", link_id, seq, vehicle_id, station_id, start, end)
-  ("reserve_batch", [(link_id, seq, vehicle_id, station_id, start, end), ...][, now])
+  ("reserve_batch", [(link_id, seq, vehicle_id, station_id, start, end[, request_id]), ...][, now])
         decided in order, stored in ONE transaction (group commit), then answered:
         RESERVE_RESULT(seq, ok, reservation_id, alternatives, reason), or ERROR(seq, code, text)
   ("cancel", link_id, seq, vehicle_id, reservation_id)      -> ACK(seq) or ERROR
@@ -148,7 +148,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         now = self.clock() if now is None else now
         requests = list(requests)
         try:
-            results = self.book.reserve_many([tuple(req[2:6]) for req in requests], now)
+            results = self.book.reserve_many([tuple(req[2:7]) for req in requests], now)
         except Exception:
             for req in requests:
                 self._error(req[0], req[1], E_INTERNAL, "internal error; try again")
