@@ -15,8 +15,9 @@ one character per field: ``i`` int (never a bool), ``n`` num (int or float),
 upper case also accepts nil. A kind without fields has no types column.
 Extra trailing fields are ignored (so a newer peer may append fields); a missing
 field is refused unless it is at the end and may be nil, then it reads as nil
-(so an older peer may leave out a field appended later, as ``reserve``'s request_id). ``PROTOCOL.md`` in this package is checked against this
-table by the test suite.
+(so an older peer may leave out a field appended later, as ``reserve``'s
+request_id). ``PROTOCOL.md`` in this package is checked against this table by
+the test suite.
 
 Each kind is also a module attribute named after it in upper case:
 ``kinds.BOOT == 20``. They come from the table too: on CPython all of them at

@@ -94,7 +94,7 @@ def _check_fields(kind, seq, fields):
     n = len(types)
     if len(fields) < n:
         _missing(kind, seq, fields, n)
-    for i in range(len(fields) if len(fields) < n else n):
+    for i in range(min(n, len(fields))):
         if not _type_ok(types[i], fields[i]):
             _refuse(kind, seq, fields, i)
     return n
