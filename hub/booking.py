@@ -143,6 +143,7 @@ class ReservationBook:
             r = self._by_id.get(rid)
             if r is not None:
                 self._by_id[rid] = r._replace(connector=free)
+                self._events.append(("reserved", self._by_id[rid]))  # the station is sent the new connector
             moves.append((rid, free))
             log.warning("station %s: reservation %d moved from connector %d to %d", st.id, rid, conn, free)
         if moves and self._store is not None:

@@ -591,7 +591,7 @@ class StationRegistry(pykka.ThreadingActor):
         for st in self.stations.values():
             if st.sessions or st.windows:
                 self._publish(st)  # "Free in X min" counts down
-            if st.windows:
+            if st.sync.retry_due:
                 self._sync_windows(st)  # resend what was lost or refused for a passing reason
 
     def _on_summary(self):

@@ -47,6 +47,7 @@ class StationSync:
         self._held = set()  # reservation ids the station ACKed
         self._tries = {}  # reservation_id -> failed sends so far
         self._next_token = 1
+        self.retry_due = False  # a send failed for a passing reason: the next tick plans again
 
     def reset(self):
         """The link went down or came up: the station may have rebooted; everything is sent again."""
@@ -74,6 +75,7 @@ class StationSync:
     def plan(self, windows):
         """(to_cancel, to_send): ids sent but pushed beyond the horizon, then ids to send now as
         (reservation_id, token). Cancels come first so the station has room for the sends."""
+        self.retry_due = False
         wanted = self.wanted(windows)
         keep = set(wanted)
         cancel = [rid for rid in list(self._sent) if rid not in keep]
@@ -101,12 +103,14 @@ class StationSync:
         code = None if reply is None else reply[1][0]
         if code == E_OVERLOADED:  # the table frees as time passes: not counted against the window
             del self._sent[rid]
+            self.retry_due = True
             return RETRY
         if code is None or code in _TRANSIENT:
             tries = self._tries.get(rid, 0) + 1
             self._tries[rid] = tries
             if tries < MAX_TRIES:
                 del self._sent[rid]
+                self.retry_due = True
                 return RETRY
             return CANCEL
         if code in _MOVABLE and self.connectors.get(rid, 0) != 0:

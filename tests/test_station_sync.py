@@ -77,6 +77,7 @@ def test_every_reserve_now_reply_is_decided(connector, reply, action):
     sync.changed(1, connector)
     (rid, token), = sync.plan(w)[1]
     assert sync.on_reply(rid, token, reply) == action
+    assert sync.retry_due == (action == S.RETRY)  # the registry's tick plans again only then
     resent = [r for r, _t in sync.plan(w)[1]]
     assert resent == ([1] if action == S.RETRY else [])
 
