@@ -25,6 +25,7 @@ from hub.boardfloats import board_float
 
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
+from transport.errors import error_name
 from transport.messages import make
 from hub.logsafe import wire_text
 
@@ -328,7 +329,7 @@ class StationRegistry(pykka.ThreadingActor):
                 self.events.publish("session_start", dict(st.sessions[session_id], session_id=session_id,
                                                           station_id=station_id))
         if reservation_id is not None and st.windows.pop(reservation_id, None) is not None:
-            st.sync.forget(reservation_id)  # the station used its row: the next window may go
+            st.sync.forget(reservation_id, cancel=False)  # the station used its row: the next window may go
             self._sync_windows(st)
         log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id), connector,
                  wire_text(vehicle_id))
@@ -442,8 +443,7 @@ class StationRegistry(pykka.ThreadingActor):
         if st is None or st.windows.pop(reservation_id, None) is None:
             return
         self._publish(st)
-        if st.sync.forget(reservation_id) and st.online and why != "fulfilled":
-            self._cancel_on_station(st, reservation_id)
+        st.sync.forget(reservation_id, cancel=why != "fulfilled")  # cancelled on the station by the plan
         self._sync_windows(st)  # a row is free: the next window goes
 
     def _sync_windows(self, st):
@@ -475,8 +475,8 @@ class StationRegistry(pykka.ThreadingActor):
             if action in (station_sync.HELD, station_sync.STALE):
                 return
             code, text = (E_TIMEOUT, "no answer") if reply is None else (reply[1][0], reply[1][1])
-            log.warning("station %s: RESERVE_NOW %d (connector %d) refused: %s %s: %s", station_id, rid, connector,
-                        wire_text(code), wire_text(text), action)
+            log.warning("station %s: RESERVE_NOW %d (connector %d) refused: %s: %s: %s", station_id, rid, connector,
+                        error_name(code) or code, wire_text(text), action)
             if action != station_sync.RETRY and self.book is not None:
                 self.book.tell(("station_refused", rid, station_id, connector, action == station_sync.MOVE, text))
 

@@ -45,21 +45,31 @@ class StationSync:
         self.connectors = {}  # reservation_id -> connector (0 = any)
         self._sent = {}  # reservation_id -> token of the RESERVE_NOW in flight or held
         self._held = set()  # reservation ids the station ACKed
+        self._maybe = set()  # sent before the link went down: the station may still hold them
+        self._cancel = set()  # ended at the hub, maybe held by the station: cancelled at the next plan
         self._tries = {}  # reservation_id -> failed sends so far
         self._next_token = 1
         self.retry_due = False  # a send failed for a passing reason: the next tick plans again
 
     def reset(self):
-        """The link went down or came up: the station may have rebooted; everything is sent again."""
+        """The link went down or came up: the station may have rebooted; everything is sent again
+        (a repeat of what it holds changes nothing), and what it may hold beyond the horizon is cancelled."""
+        self._maybe.update(self._sent)
         self._sent.clear()
         self._held.clear()
 
-    def forget(self, rid):
-        """The reservation ended at the hub; True if the station was sent it (so it should be cancelled)."""
+    def forget(self, rid, cancel=True):
+        """The reservation ended at the hub. If the station may hold it and `cancel` (it did not end
+        there, by a session), the next plan cancels it on the station, even if that is after a
+        reconnect. True if the station may hold it."""
         self.connectors.pop(rid, None)
         self._tries.pop(rid, None)
         self._held.discard(rid)
-        return self._sent.pop(rid, None) is not None
+        had = self._sent.pop(rid, None) is not None or rid in self._maybe
+        self._maybe.discard(rid)
+        if had and cancel:
+            self._cancel.add(rid)
+        return had
 
     def changed(self, rid, connector):
         """The book (re)booked `rid` on `connector`; a change of connector must be sent again."""
@@ -73,8 +83,9 @@ class StationSync:
         return [rid for rid, _w in sorted(windows.items(), key=_order)[: self.limit]]
 
     def plan(self, windows):
-        """(to_cancel, to_send): ids sent but pushed beyond the horizon, then ids to send now as
-        (reservation_id, token). Cancels come first so the station has room for the sends."""
+        """(to_cancel, to_send): ids the station may hold and should not (ended at the hub, or pushed
+        beyond the horizon by an earlier booking), then ids to send now as (reservation_id, token).
+        Call it only while the station is online. Cancels come first so the station has room."""
         self.retry_due = False
         wanted = self.wanted(windows)
         keep = set(wanted)
@@ -82,6 +93,9 @@ class StationSync:
         for rid in cancel:
             del self._sent[rid]
             self._held.discard(rid)
+        cancel += sorted(rid for rid in self._maybe | self._cancel if rid not in keep and rid not in cancel)
+        self._maybe.clear()
+        self._cancel.clear()
         send = []
         for rid in wanted:
             if rid not in self._sent:

@@ -33,13 +33,13 @@ def test_a_station_is_sent_only_its_next_16_windows_and_the_17th_when_one_ends()
     for rid, token in send:
         assert sync.on_reply(rid, token, ACK) == S.HELD
     del w[3]
-    assert sync.forget(3) is True  # it was on the station: the caller cancels it there if it did not end there
+    assert sync.forget(3) is True  # cancelled at the hub while on the station
     cancel, send = sync.plan(w)
-    assert cancel == [] and [rid for rid, _t in send] == [17]
+    assert cancel == [3] and [rid for rid, _t in send] == [17]  # its row freed first, then the 17th
     for rid in (1, 2, 4):
         del w[rid]
-        sync.forget(rid)
-    assert [rid for rid, _t in sync.plan(w)[1]] == [18, 19, 20]
+        sync.forget(rid, cancel=False)  # used by sessions: the station removed them itself
+    assert sync.plan(w) == ([], [(18, 18), (19, 19), (20, 20)])
 
 
 def test_an_earlier_booking_pushes_the_last_sent_window_out_and_it_is_cancelled_on_the_station_first():
@@ -48,6 +48,24 @@ def test_an_earlier_booking_pushes_the_last_sent_window_out_and_it_is_cancelled_
     w[99] = ("V-99", NOW, NOW + H)  # earlier than all of them
     cancel, send = sync.plan(w)
     assert cancel == [16] and [rid for rid, _t in send] == [99]
+
+
+def test_what_ended_or_was_displaced_while_the_station_was_offline_is_cancelled_when_it_is_back():
+    sync, w = S.StationSync(), windows(17, first=NOW + 2 * H)
+    sync.plan(w)  # 1..16 sent
+    sync.reset()  # the link went down
+    del w[5]
+    assert sync.forget(5) is True  # cancelled by its vehicle meanwhile
+    del w[6]
+    assert sync.forget(6, cancel=False) is True  # used by a session: the station removed it itself
+    w[99] = ("V-99", NOW, NOW + H)  # booked meanwhile, earlier than all
+    sync.reset()  # back up
+    cancel, send = sync.plan(w)
+    assert cancel == [5]  # 16 is still inside the horizon (5 and 6 freed two rows)
+    assert sorted(r for r, _t in send) == sorted([99] + [r for r in range(1, 18) if r not in (5, 6)][:15])
+    w[98] = ("V-98", NOW - H, NOW)
+    cancel, _send = sync.plan(w)
+    assert cancel == [17]  # displaced by an earlier one
 
 
 def test_a_window_booked_on_another_connector_is_sent_again():
