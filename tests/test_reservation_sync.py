@@ -14,7 +14,7 @@ from fw_ptypair import PtyPair
 from hubproc import HubProcess
 from test_authz import QUICK_EV, answer, fake_station
 from test_bundle import wait_for
-from tools.hubclient import HubClient
+from tools.hubclient import HubClient, HubError
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_INVALID_STATE
 
@@ -192,6 +192,29 @@ def test_a_reserve_retried_after_a_lost_answer_holds_one_reservation(tmp_path):
             assert other[0] and other[1] != rid  # a new key is a new reservation
         assert rows(hub, "SELECT id, request_id FROM reservations WHERE vehicle_id = 'V-A' ORDER BY id") == \
             [(rid, "k-1"), (other[1], "k-2")]
+
+
+def test_hubclient_reserve_asks_again_with_the_same_request_id_after_a_timeout_and_books_once(tmp_path, monkeypatch):
+    with HubProcess(tmp_path) as hub:
+        hub.add_station("CP-1", connectors=1)
+        token = hub.add_vehicle("V-A")
+        start = int(time.time()) + 3600
+        real = HubClient.wait_reply
+        lost = []
+
+        def first_answer_lost(self, seq):
+            if not lost:  # the RESERVE reached the hub; its answer "does not come"
+                wait_for(lambda: rows(hub, "SELECT COUNT(*) FROM reservations") == [(1,)], 5, "the first booking")
+                lost.append(seq)
+                raise HubError("the hub at %s did not answer within 10 s" % self.url)
+            return real(self, seq)
+
+        monkeypatch.setattr(HubClient, "wait_reply", first_answer_lost)
+        with HubClient(hub.url, "vehicle", "V-A", token) as v:
+            _k, (ok, rid, _a, _r) = v.reserve("CP-1", start, start + 1800)
+        assert ok and lost
+        assert [(r[0], len(r[1])) for r in rows(hub, "SELECT id, request_id FROM reservations")] == [(rid, 16)]
+        assert "repeated, answered with reservation %d" % rid in hub.log()
 
 
 def test_a_reserve_from_an_older_vehicle_without_a_request_id_is_still_booked(tmp_path):
