@@ -155,7 +155,6 @@ def test_newlines_and_escapes_sent_by_a_station_and_a_vehicle_never_forge_a_hub_
 
 
 def test_a_frame_over_its_kinds_limit_is_refused_as_a_bad_message_and_a_megabyte_frame_closes_only_its_link(tmp_path):
-    import socket
     import struct
 
     from transport import kinds as K

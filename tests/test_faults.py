@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 
-import pytest
 
 from firmware.runner import Fleet, run_chargepoint
 from fw_ptypair import PtyPair

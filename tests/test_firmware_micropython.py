@@ -13,7 +13,7 @@ import pytest
 import fw_mem
 from procs import LoggedProcess
 from firmware.micropython import board_modules, bundle_files
-from fw_mp import REPO, TESTS, compile_tree, micropython, mpy_cross, run
+from fw_mp import REPO, compile_tree, micropython, mpy_cross, run
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
 from tools.hubclient import HubClient, HubError
