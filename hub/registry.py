@@ -250,7 +250,7 @@ class StationRegistry(pykka.ThreadingActor):
         self._publish(st)
         self._ack(link_id, seq)
         if use_kw < max_kw:  # the station would deliver more than it was provisioned for: tell it the limit
-            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], None)
+            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], self._logged(station_id, "configure max_kw"))
 
     def _on_status(self, station_id, link_id, seq, fields):
         connector, status, info = fields
@@ -458,10 +458,23 @@ class StationRegistry(pykka.ThreadingActor):
             self._request_station(st.id, K.RESERVE_NOW, [rid, st.sync.connectors.get(rid, 0), vehicle_id, int(start), int(end)],
                                   self._reserve_now_reply(st.id, rid, token))
 
-    def _cancel_on_station(self, st, rid):
+    def _logged(self, station_id, what):
+        """on_reply for a request nobody waits for: a refusal or no answer is logged, never dropped."""
         def on_reply(reply):
-            if reply is not None and reply[0] == K.ERROR and reply[1][0] != E_NOT_FOUND:  # not found: already gone
-                log.warning("station %s: refused to cancel reservation %d: %s", st.id, rid, wire_text(reply[1][1]))
+            if reply is None:
+                log.warning("station %s: %s not answered", station_id, what)
+            elif reply[0] == K.ERROR:
+                log.warning("station %s: %s refused: %s: %s", station_id, what, error_name(reply[1][0]) or reply[1][0],
+                            wire_text(reply[1][1]))
+
+        return on_reply
+
+    def _cancel_on_station(self, st, rid):
+        logged = self._logged(st.id, "cancel of reservation %d" % rid)
+
+        def on_reply(reply):
+            if reply is None or reply[0] != K.ERROR or reply[1][0] != E_NOT_FOUND:  # not found: already gone
+                logged(reply)
 
         self._request_station(st.id, K.CANCEL_RESERVATION, [rid], on_reply)
 
