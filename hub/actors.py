@@ -30,7 +30,8 @@ from hub.booking import DEFAULT_GRACE_S, DEFAULT_MAX_OPEN_PER_VEHICLE, DEFAULT_S
 from hub.locator import DEFAULT_CELL_DEG, PublishedIndex, SpatialIndex
 from hub.messages import (
     BookCall, BookTick, Cancel, ListReservations, NearbySource, PeerRemoved, RemoveStation, ReservationEnded,
-    Reserved, ReserveBatch, SessionEnded, SessionStarted, StationCapacity, Subscribe, Upsert, UpsertMany,
+    Reserved, ReserveBatch, SessionEnded, SessionStarted, StationCapacity, StationRefused, Subscribe, Upsert,
+    UpsertMany,
 )
 from hub.store import Store
 from transport import kinds as K
@@ -78,7 +79,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         if self.registry is not None:
             # After a restart the registry knows no windows; give it every open one.
             for r in self.book.open_reservations():
-                self.registry.tell(Reserved(r.id, r.station_id, r.vehicle_id, r.start, r.end))
+                self.registry.tell(Reserved(r.id, r.station_id, r.vehicle_id, r.start, r.end, r.connector))
 
     def on_stop(self) -> None:
         if self.store is not None:
@@ -110,7 +111,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         for ev in events:
             r = ev[1]
             if ev[0] == "reserved":
-                self.registry.tell(Reserved(r.id, r.station_id, r.vehicle_id, r.start, r.end))
+                self.registry.tell(Reserved(r.id, r.station_id, r.vehicle_id, r.start, r.end, r.connector))
             else:
                 self.registry.tell(ReservationEnded(r.id, r.station_id, ev[2]))
 
@@ -137,7 +138,8 @@ class ReservationBookActor(pykka.ThreadingActor):
         requests = list(msg.requests)
         try:
             try:
-                results = self.book.reserve_many([(r.vehicle_id, r.station_id, r.start, r.end) for r in requests], now)
+                results = self.book.reserve_many(
+                    [(r.vehicle_id, r.station_id, r.start, r.end, r.request_id) for r in requests], now)
             except Exception:
                 log.exception("book: a batch of %d reservations failed", len(requests))
                 for req in requests:  # each seq answered once, here, and nowhere else
@@ -203,6 +205,18 @@ class ReservationBookActor(pykka.ThreadingActor):
             except Exception:
                 log.exception("vehicle %s: could not be told of its cancelled reservations", vehicle_id)
 
+    def _on_station_refused(self, msg: StationRefused) -> None:
+        r = self.book.get(msg.reservation_id)
+        if r is None or r.station_id != msg.station_id:
+            return  # ended meanwhile
+        if msg.movable and self.book.move(msg.reservation_id, msg.connector, self.clock()) is not None:
+            return  # the registry hears Reserved(... new connector) and sends it
+        r = self.book.cancel_refused(msg.reservation_id, msg.text)
+        try:  # as for a removed station: an unsolicited RESERVATIONS lists what was cancelled
+            self.outbox.send_to_peer("vehicle", r.vehicle_id, make(K.RESERVATIONS, 0, [reservation_map(r)]))
+        except Exception:
+            log.exception("vehicle %s: could not be told of its cancelled reservation", r.vehicle_id)
+
     def _on_station(self, msg: StationCapacity) -> None:
         if type(msg.connectors) is not int or msg.connectors < 1:
             log.warning("station %s: ignoring capacity %r", msg.station_id, msg.connectors)
@@ -233,6 +247,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         SessionEnded: _on_session_ended,
         StationCapacity: _on_station,
         PeerRemoved: _on_peer_removed,
+        StationRefused: _on_station_refused,
         NearbySource: _on_nearby_source,
     }
 

@@ -12,6 +12,7 @@ Index (receiver: messages)
       BookTick(now)                       expire no-shows
       SessionStarted, SessionEnded        told by the registry: sessions occupy and free connectors
       StationCapacity(station_id, connectors)   told by the registry: capacity learned at boot
+      StationRefused(reservation_id, ...)  told by the registry: the station refused a RESERVE_NOW
       PeerRemoved(role, peer_id)          `stations|vehicles remove`: its reservations leave memory
       NearbySource(published)             from the LocatorActor: where alternatives are searched
       BookCall(fn, reply)                 fn(book) on the book's thread; reply(result, error) (HTTP API)
@@ -46,6 +47,7 @@ class ReserveRequest(NamedTuple):
     station_id: str
     start: int
     end: int
+    request_id: Optional[str] = None  # the vehicle's idempotency key: a retried RESERVE books once
 
 
 class ReserveBatch(NamedTuple):
@@ -88,6 +90,16 @@ class SessionEnded(NamedTuple):
     vehicle_id: Optional[str]
     reservation_id: Optional[int]
     ended: int
+
+
+class StationRefused(NamedTuple):
+    """The station refused (or never took) a RESERVE_NOW: move it to another connector, else cancel it."""
+
+    reservation_id: int
+    station_id: str
+    connector: int
+    movable: bool
+    text: str
 
 
 class StationCapacity(NamedTuple):
@@ -189,6 +201,7 @@ class Reserved(NamedTuple):
     vehicle_id: str
     start: int
     end: int
+    connector: int = 0  # the book's choice, sent in RESERVE_NOW (0: the station picks)
 
 
 class ReservationEnded(NamedTuple):

@@ -18,22 +18,24 @@ from typing import Any, Callable, Optional
 
 import pykka
 
-from hub import authz, capacity
+from hub import authz, capacity, station_sync
 from hub.boardfloats import board_float
 from hub.logsafe import wire_text
 from hub.messages import (
     Boot, ListSessions, Meter, RegistryTick, RemoveStation, ReservationEnded, ReservationHistory, Reserved,
     SessionEnd, SessionEnded, SessionStart, SessionStarted, StartCharge, StationAnswer, StationCapacity,
-    StationOffline, StationOnline, StationRemoved, Status, StopCharge, Upsert, UseBook,
+    StationOffline, StationOnline, StationRefused, StationRemoved, Status, StopCharge, Upsert, UseBook,
 )
 from hub.stations import (  # noqa: F401 (StationView, display_status: imported from here by tools and tests)
     Station, StationRequests, Stations, StationView, display_status, relay_outcome,
 )
 from transport import kinds as K
-from transport.errors import E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND
+from transport.errors import E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT, error_name
 from transport.messages import make
 
 log = logging.getLogger(__name__)
+
+REQUEST_TRIES = 3  # sends of one hub->station request before "the station did not answer"
 
 
 class StationRegistry(pykka.ThreadingActor):
@@ -146,8 +148,7 @@ class StationRegistry(pykka.ThreadingActor):
         self.stations.set_online(st, True)
         self._publish(st)
         # Tell the station about reservations it must honour (it may have rebooted and forgotten).
-        for rid, w in st.windows.items():
-            self._request_station(st.id, K.RESERVE_NOW, [rid, 0, w.vehicle_id, int(w.start), int(w.end)], None)
+        self._sync_windows(st)
 
     def _on_offline(self, msg: StationOffline) -> None:
         st = self.stations.get(msg.station_id)
@@ -178,7 +179,7 @@ class StationRegistry(pykka.ThreadingActor):
         self._publish(st)
         self._ack(msg.link_id, msg.seq)
         if use_kw < max_kw:  # the station would deliver more than it was provisioned for: tell it the limit
-            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], None)
+            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], self._logged(station_id, "configure max_kw"))
 
     def _on_status(self, msg: Status) -> None:
         st = self._station(msg.station_id)
@@ -222,6 +223,7 @@ class StationRegistry(pykka.ThreadingActor):
         row = self._recorded(station_id, session_id)
         claimed = msg.vehicle_id
         vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, msg.reservation_id, started)
+        had_window = reservation_id is not None and reservation_id in st.windows
         first = self.store.record_session_start(session_id, station_id, msg.connector, vehicle_id, reservation_id,
                                                 msg.meter_start_wh, started, None if claimed == vehicle_id else claimed)
         new = self.stations.session_started(st, session_id, msg.connector, vehicle_id, reservation_id, started)
@@ -231,6 +233,8 @@ class StationRegistry(pykka.ThreadingActor):
                                               new.expected_end, session_id))
             if self.events is not None:
                 self.events.publish("session_start", dict(new._asdict(), session_id=session_id, station_id=station_id))
+        if had_window:
+            self._sync_windows(st)  # the station used its row: the next window may go
         log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id),
                  msg.connector, wire_text(vehicle_id))
         self._publish(st)
@@ -304,26 +308,90 @@ class StationRegistry(pykka.ThreadingActor):
         st = self._known(msg.station_id)
         if st is None:
             return
-        self.stations.reserved(st, msg.reservation_id, msg.vehicle_id, msg.start, msg.end)
+        self.stations.reserved(st, msg.reservation_id, msg.vehicle_id, msg.start, msg.end, msg.connector)
         self._publish(st)
-        if st.online:
-            self._request_station(msg.station_id, K.RESERVE_NOW,
-                                  [msg.reservation_id, 0, msg.vehicle_id, int(msg.start), int(msg.end)], None)
+        self._sync_windows(st)
 
     def _on_reservation_ended(self, msg: ReservationEnded) -> None:
         st = self.stations.get(msg.station_id)
-        if st is None or not self.stations.reservation_ended(st, msg.reservation_id):
+        if st is None or not self.stations.reservation_ended(st, msg.reservation_id, msg.why):
             return
         self._publish(st)
-        if st.online and msg.why != "fulfilled":
-            self._request_station(msg.station_id, K.CANCEL_RESERVATION, [msg.reservation_id], None)
+        self._sync_windows(st)  # a row is free: the next window goes (and this one is cancelled there)
+
+    def _sync_windows(self, st: Station) -> None:
+        """Send the station the windows inside its horizon it does not hold yet (hub/station_sync.py)."""
+        if not st.online:
+            return
+        cancel, send = st.sync.plan(st.windows)
+        for rid in cancel:
+            self._cancel_on_station(st, rid)
+        for rid, token in send:
+            w = st.windows[rid]
+            self._request_station(st.id, K.RESERVE_NOW,
+                                  [rid, st.sync.connectors.get(rid, 0), w.vehicle_id, int(w.start), int(w.end)],
+                                  self._reserve_now_reply(st.id, rid, token))
+
+    def _logged(self, station_id: str, what: str) -> Callable[[Any], None]:
+        """on_reply for a request nobody waits for: a refusal or no answer is logged, never dropped."""
+        def on_reply(reply: Any) -> None:
+            if reply is None:
+                log.warning("station %s: %s not answered", station_id, what)
+            elif reply[0] == K.ERROR:
+                log.warning("station %s: %s refused: %s: %s", station_id, what, error_name(reply[1][0]) or reply[1][0],
+                            wire_text(reply[1][1]))
+
+        return on_reply
+
+    def _cancel_on_station(self, st: Station, rid: int) -> None:
+        logged = self._logged(st.id, "cancel of reservation %d" % rid)
+
+        def on_reply(reply: Any) -> None:
+            if reply is None or reply[0] != K.ERROR or reply[1][0] != E_NOT_FOUND:  # not found: already gone
+                logged(reply)
+
+        self._request_station(st.id, K.CANCEL_RESERVATION, [rid], on_reply)
+
+    def _reserve_now_reply(self, station_id: str, rid: int, token: int) -> Callable[[Any], None]:
+        def on_reply(reply: Any) -> None:
+            st = self.stations.get(station_id)
+            if st is None:
+                return
+            connector = st.sync.connectors.get(rid, 0)
+            action = st.sync.on_reply(rid, token, reply)
+            if action in (station_sync.HELD, station_sync.STALE):
+                return
+            code, text = (E_TIMEOUT, "no answer") if reply is None else (reply[1][0], reply[1][1])
+            log.warning("station %s: RESERVE_NOW %d (connector %d) refused: %s: %s: %s", station_id, rid, connector,
+                        error_name(code) or code, wire_text(text), action)
+            if action != station_sync.RETRY and self.book is not None:
+                self.book.tell(StationRefused(rid, station_id, connector, action == station_sync.MOVE, text))
+
+        return on_reply
 
     # --- vehicle asks to charge / stop -----------------------------------------------------------
 
     def _request_station(self, station_id: str, kind: int, fields: list,
-                         on_reply: Optional[Callable[[Any], None]]) -> None:
-        tag = self.requests.new(on_reply)
-        self.outbox.request("station", station_id, kind, fields, self.actor_ref if on_reply is not None else None, tag)
+                         on_reply: Optional[Callable[[Any], None]], tries: int = 1) -> None:
+        """Send a hub->station request; on_reply(reply) gets (kind, fields) or None. An unanswered one
+        (a frame lost on a serial line) is resent while the station is online, up to REQUEST_TRIES: the
+        station handles a repeat idempotently, and a "not found" to a repeated stop or cancel means the
+        first copy did it."""
+        answered = None
+        if on_reply is not None:
+            def answered(reply: Any) -> None:
+                st = self.stations.get(station_id)
+                if reply is None and tries < REQUEST_TRIES and st is not None and st.online:
+                    log.info("station %s: %s unanswered, sent again", station_id, K.kind_name(kind))
+                    self._request_station(station_id, kind, fields, on_reply, tries + 1)
+                    return
+                if tries > 1 and reply is not None and reply[0] == K.ERROR and reply[1][0] == E_NOT_FOUND \
+                        and kind in (K.REMOTE_STOP, K.CANCEL_RESERVATION):
+                    reply = (K.ACK, [])
+                on_reply(reply)
+
+        tag = self.requests.new(answered)
+        self.outbox.request("station", station_id, kind, fields, self.actor_ref if answered is not None else None, tag)
 
     def _on_answer(self, msg: StationAnswer) -> None:
         self.requests.answered(msg.tag, msg.answer)
@@ -394,6 +462,8 @@ class StationRegistry(pykka.ThreadingActor):
         self._sync_provisioned()
         for st in list(self.stations.counting_down()):
             self._publish(st)  # "Free in X min" counts down
+        for st in list(self.stations.retry_due()):
+            self._sync_windows(st)  # resend what was lost or refused for a passing reason
 
     _handlers: "dict[type, Callable[[StationRegistry, Any], Any]]" = {
         StationOnline: _on_online,

@@ -20,6 +20,7 @@ import math
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from hub.authz import Refusal
+from hub.station_sync import StationSync
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND, E_TIMEOUT
 
@@ -27,7 +28,7 @@ MAX_ENERGY_WH = 10**9  # 1 GWh: anything above is a broken meter, not a session
 MAX_EPOCH = 2**40  # a time beyond this (year ~36800) is a broken clock
 MAX_ID_LEN = 64  # session ids, as every id on the wire
 MAX_RESERVATION_ID = 2**63  # ids are SQLite INTEGER PRIMARY KEYs
-MAX_CONNECTORS = 16
+MAX_CONNECTORS = K.MAX_CONNECTORS  # one limit for hub, CLI and firmware
 
 # Display words (what a driver sees for a whole station).
 AVAILABLE = "Available"
@@ -99,7 +100,7 @@ class Window(NamedTuple):
 class Station:
     __slots__ = (
         "id", "lat", "lon", "connectors", "max_kw", "online", "last_seen", "firmware",
-        "connector_status", "sessions", "windows", "mismatch", "name",
+        "connector_status", "sessions", "windows", "mismatch", "name", "sync",
     )
 
     def __init__(self, station_id: str, lat: float, lon: float, connectors: int, max_kw: float) -> None:
@@ -116,6 +117,7 @@ class Station:
         self.windows: "dict[int, Window]" = {}
         self.mismatch: Optional["dict[str, Any]"] = None  # hub.capacity doc while provisioning and BOOT disagree
         self.name: Optional[str] = None  # place label from provisioning (`stations add --name`)
+        self.sync = StationSync()  # which windows the station was sent (its table is small): hub/station_sync.py
 
 
 class Stations:
@@ -186,6 +188,10 @@ class Stations:
         """Stations whose "Free in X min" moves with the clock."""
         return (st for st in self.by_id.values() if st.sessions or st.windows)
 
+    def retry_due(self) -> "Iterator[Station]":
+        """Stations with a RESERVE_NOW to send again (lost, or refused for a passing reason)."""
+        return (st for st in self.by_id.values() if st.sync.retry_due)
+
     # --- what a station reports ---------------------------------------------------------------------
 
     @staticmethod
@@ -205,6 +211,7 @@ class Stations:
         st.online = online
         if online:
             st.last_seen = self.clock()
+        st.sync.reset()  # it may have rebooted: what it holds is sent again (and cancelled beyond its horizon)
 
     def set_status(self, st: Station, connector: int, status: str) -> Optional[str]:
         """Take a STATUS; the connector's previous status is returned."""
@@ -262,26 +269,39 @@ class Stations:
     def session_started(self, st: Station, session_id: str, connector: int, vehicle_id: Optional[str],
                         reservation_id: Optional[int], started: int) -> Optional[LiveSession]:
         """Open the session (the new LiveSession), or None if it is open already (a replayed start).
-        The reservation it fulfils is no longer upcoming either way."""
+        The reservation it fulfils is no longer upcoming either way (see `window_used`)."""
         new = None
         if session_id not in st.sessions:
             new = st.sessions[session_id] = LiveSession(connector, vehicle_id, reservation_id, started,
                                                         self.expected_end(st, reservation_id, started))
-        if reservation_id is not None:
-            st.windows.pop(reservation_id, None)
+        self.window_used(st, reservation_id)
         return new
+
+    def window_used(self, st: Station, reservation_id: Optional[int]) -> bool:
+        """A session started on the reservation: its window leaves, and the station used its row
+        (nothing to cancel there). True if the window was known: the next one may go."""
+        if reservation_id is None or st.windows.pop(reservation_id, None) is None:
+            return False
+        st.sync.forget(reservation_id, cancel=False)
+        return True
 
     def session_ended(self, st: Station, session_id: str) -> None:
         st.sessions.pop(session_id, None)
 
     # --- reservations told by the book ------------------------------------------------------------
 
-    def reserved(self, st: Station, reservation_id: int, vehicle_id: str, start: int, end: int) -> None:
+    def reserved(self, st: Station, reservation_id: int, vehicle_id: str, start: int, end: int,
+                 connector: int = 0) -> None:
         st.windows[reservation_id] = Window(vehicle_id, start, end)
+        st.sync.changed(reservation_id, connector)
 
-    def reservation_ended(self, st: Station, reservation_id: int) -> bool:
-        """Forget the window; False if it was not known."""
-        return st.windows.pop(reservation_id, None) is not None
+    def reservation_ended(self, st: Station, reservation_id: int, why: str) -> bool:
+        """Forget the window (cancelled on the station at the next sync unless a session used it);
+        False if it was not known."""
+        if st.windows.pop(reservation_id, None) is None:
+            return False
+        st.sync.forget(reservation_id, cancel=why != "fulfilled")
+        return True
 
     # --- what vehicles ask --------------------------------------------------------------------------
 

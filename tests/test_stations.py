@@ -224,7 +224,25 @@ def test_a_station_may_not_report_for_a_session_recorded_for_another():
 def test_a_window_the_book_ends_is_forgotten_once(stations):
     st = online_station(stations)
     stations.reserved(st, 7, "EV-1", NOW, NOW + 3600)
-    assert stations.reservation_ended(st, 7) and not stations.reservation_ended(st, 7)
+    assert stations.reservation_ended(st, 7, "cancelled") and not stations.reservation_ended(st, 7, "cancelled")
+
+
+def test_a_station_online_is_sent_its_windows_with_the_books_connector_and_a_cancelled_one_is_cancelled_there(stations):
+    st = online_station(stations)
+    stations.reserved(st, 7, "EV-1", NOW + 600, NOW + 3600, connector=2)
+    stations.reserved(st, 8, "EV-2", NOW + 900, NOW + 3600, connector=1)
+    cancel, send = st.sync.plan(st.windows)
+    assert cancel == [] and [rid for rid, _ in send] == [7, 8] and st.sync.connectors == {7: 2, 8: 1}
+    assert stations.reservation_ended(st, 8, "cancelled")
+    assert st.sync.plan(st.windows) == ([8], [])  # the station may hold it: it is cancelled there
+
+
+def test_a_window_used_by_a_session_is_not_cancelled_on_the_station(stations):
+    st = online_station(stations)
+    stations.reserved(st, 7, "EV-1", NOW, NOW + 3600, connector=1)
+    st.sync.plan(st.windows)
+    stations.session_started(st, "S-1", 1, "EV-1", 7, NOW + 60)
+    assert 7 not in st.windows and st.sync.plan(st.windows) == ([], [])
 
 
 def test_a_vehicle_stops_only_its_own_running_session(stations):
