@@ -8,6 +8,10 @@ asking this actor anything.
 Session records are written to the store before the station gets its ACK, so an acknowledged
 COMPLETE is never lost; a replayed SESSION_END is ACKed again and changes nothing.
 
+Which reservations a station is sent (RESERVE_NOW / CANCEL_RESERVATION) and what each of its
+answers means is decided by hub/station_sync.py (each Station's `sync`); this actor sends the
+requests, resends an unanswered one, and tells the book StationRefused when one must move or go.
+
 Messages (hub/messages.py): Boot, Status, Meter, SessionStart, SessionEnd, StationOnline,
 StationOffline, Reserved, ReservationEnded, StartCharge, StopCharge, ListSessions,
 ReservationHistory, StationAnswer, RegistryTick, StationRemoved, UseBook.

@@ -8,6 +8,9 @@ Occupied, Reserved, Offline, Unavailable, Faulted) and "Free in X min".
 `view` (station id -> StationView) is the snapshot the I/O loop reads without asking the registry:
 entries are replaced, never edited (a dict item assignment is atomic under the GIL).
 
+Each Station also carries its `sync` (hub/station_sync.py): which of its windows the station was
+sent and holds, so the windows and what the station knows of them change together.
+
 The checks on a station's frames raise `authz.Refusal(code, text)`, which the registry turns into
 the station's ERROR. `StationRequests` correlates hub->station requests with their replies, and
 `relay_outcome` says what a vehicle is told about the station's answer to its request.
