@@ -17,8 +17,8 @@ Index (receiver: messages)
       NearbySource(published)             from the LocatorActor: where alternatives are searched
       BookCall(fn, reply)                 fn(book) on the book's thread; reply(result, error) (HTTP API)
   StationRegistry (hub/registry.py)
-      Boot, Status, Meter, SessionStart, SessionEnd   a station's frame: (station_id, link_id, seq,
-                                          then the wire fields by their kinds.py names)
+      Boot, Status, Meter, SessionStart, SessionEnd, ReservationRefused   a station's frame: (station_id,
+                                          link_id, seq, then the wire fields by their kinds.py names)
       StationOnline, StationOffline       the station's link came up / went down
       Reserved, ReservationEnded          told by the book, for RESERVE_NOW / CANCEL_RESERVATION
       StartCharge, StopCharge             a vehicle's START_CHARGE / STOP_CHARGE, relayed to the station
@@ -179,6 +179,18 @@ class SessionEnd(NamedTuple):
     started: int
     ended: int
     reason: str
+
+
+class ReservationRefused(NamedTuple):
+    """A station can no longer hold a reservation it had taken: an OCPP charger whose ReserveNow,
+    sent when the window opened, was answered Occupied (hub/ocpp). Handled as a RESERVE_NOW refusal."""
+
+    station_id: str
+    link_id: Any
+    seq: int
+    reservation_id: int
+    code: int
+    text: str
 
 
 STATION_FRAME_FIELDS = 3  # station_id, link_id, seq come before the wire fields

@@ -26,7 +26,8 @@ from hub import authz, capacity, station_sync
 from hub.boardfloats import board_float
 from hub.logsafe import wire_text
 from hub.messages import (
-    Boot, ListSessions, Meter, RegistryTick, RemoveStation, ReservationEnded, ReservationHistory, Reserved,
+    Boot, ListSessions, Meter, RegistryTick, RemoveStation, ReservationEnded, ReservationHistory, ReservationRefused,
+    Reserved,
     SessionEnd, SessionEnded, SessionStart, SessionStarted, StartCharge, StationAnswer, StationCapacity,
     StationOffline, StationOnline, StationRefused, StationRemoved, Status, StopCharge, Upsert, UseBook,
 )
@@ -192,6 +193,18 @@ class StationRegistry(pykka.ThreadingActor):
             log.info("station %s: connector %d %s -> %s%s", msg.station_id, msg.connector, old, msg.status,
                      " (%s)" % wire_text(msg.info) if msg.info else "")
         self._publish(st)
+        self._ack(msg.link_id, msg.seq)
+
+    def _on_reservation_refused(self, msg: ReservationRefused) -> None:
+        st = self._station(msg.station_id)
+        rid = msg.reservation_id
+        connector = st.sync.connectors.get(rid, 0)
+        action = st.sync.dropped(rid, msg.code)
+        if action != station_sync.STALE:
+            log.warning("station %s: reservation %d (connector %d) dropped by the station: %s: %s: %s", st.id, rid,
+                        connector, error_name(msg.code) or msg.code, wire_text(msg.text), action)
+            if self.book is not None:
+                self.book.tell(StationRefused(rid, st.id, connector, action == station_sync.MOVE, msg.text))
         self._ack(msg.link_id, msg.seq)
 
     def _on_meter(self, msg: Meter) -> None:
@@ -477,6 +490,7 @@ class StationRegistry(pykka.ThreadingActor):
         Meter: _on_meter,
         SessionStart: _on_session_start,
         SessionEnd: _on_session_end,
+        ReservationRefused: _on_reservation_refused,
         Reserved: _on_reserved,
         ReservationEnded: _on_reservation_ended,
         StartCharge: _on_start_charge,

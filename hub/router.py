@@ -14,7 +14,7 @@ import time
 from hub.limits import LoginThrottle
 from hub.messages import (
     Boot, BookTick, Cancel, ListReservations, ListSessions, Meter, Positions, RegistryTick, ReservationHistory,
-    ReserveBatch, ReserveRequest, SessionEnd, SessionStart, StartCharge, Status, StationOffline, StationOnline, StopCharge,
+    ReservationRefused, ReserveBatch, ReserveRequest, SessionEnd, SessionStart, StartCharge, Status, StationOffline, StationOnline, StopCharge,
 )
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_OVERLOADED, ProtocolError
@@ -47,7 +47,7 @@ def _pack_uint(n):
 
 # A station's frame becomes the registry's message of its kind: (station_id, link_id, seq, *fields).
 STATION_MESSAGES = {K.BOOT: Boot, K.STATUS: Status, K.METER: Meter, K.SESSION_START: SessionStart,
-                    K.SESSION_END: SessionEnd}
+                    K.SESSION_END: SessionEnd, K.RESERVATION_REFUSED: ReservationRefused}
 STATION_KINDS = tuple(STATION_MESSAGES)
 _NEAREST = K.NEAREST
 _POSITION = K.POSITION

@@ -131,5 +131,16 @@ class StationSync:
             return MOVE
         return CANCEL
 
+    def dropped(self, rid, code):
+        """The station says, later, that it cannot hold `rid` after all (a RESERVATION_REFUSED record):
+        MOVE when the code allows another connector, else CANCEL; STALE when it is not one it was sent."""
+        if rid not in self._held and rid not in self._sent:
+            return STALE
+        self._held.discard(rid)
+        self._sent.pop(rid, None)
+        if code in _MOVABLE and self.connectors.get(rid, 0) != 0:
+            return MOVE
+        return CANCEL
+
     def held(self, rid):
         return rid in self._held

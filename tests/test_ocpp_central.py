@@ -635,3 +635,38 @@ def _open_sessions(db):
         return [r[0] for r in con.execute("SELECT session_id FROM sessions WHERE ended IS NULL")]
     finally:
         con.close()
+
+
+def test_occupied_at_the_windows_start_for_a_reservation_booked_earlier_reaches_the_vehicle(hub_and_central):
+    """ReserveNow goes out by timer when the window opens; the charger answers Occupied (a walk-in): the
+    central system tells the hub (RESERVATION_REFUSED), which cancels the reservation (one connector) and
+    tells the vehicle."""
+    hub, central, url = hub_and_central
+    key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
+    token = hub.add_vehicle("V-R")
+    asked = []
+
+    class WalkedIn(ChargePoint):
+        @on(Action.reserve_now)
+        def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
+            asked.append(reservation_id)
+            return call_result.ReserveNow(status="Occupied")
+
+    async def charger(start):
+        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+            cp = WalkedIn("CP-OCPP", ws)
+            runner = asyncio.create_task(cp.start())
+            await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Busy"))
+            await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+            with HubClient(hub.url, "vehicle", "V-R", token) as v:
+                _k, (ok, rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", start, start + 1800)
+                assert ok, reason
+                assert not asked  # booked ahead: nothing sent yet
+                told = await asyncio.to_thread(v.wait_event, (K.RESERVATIONS,), 20)
+            runner.cancel()
+            return rid, told
+
+    rid, told = asyncio.run(asyncio.wait_for(charger(int(time.time()) + 3), 40))
+    assert asked == [rid]
+    assert told is not None and [r["state"] for r in told.fields[0] if r["reservation_id"] == rid] == ["cancelled"]
+    assert "reservation %d (connector 1) dropped by the station" % rid in hub.log()

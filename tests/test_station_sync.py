@@ -165,3 +165,19 @@ def test_a_repeated_request_id_is_answered_with_the_first_reservation_in_a_batch
     later = book.reserve_many([("V-1", "CP-2", NOW + 5 * H, NOW + 6 * H, "k1")], NOW)[0]
     assert later.ok and later.reservation.id == first.reservation.id and later.reservation.start == NOW + H
     assert len(book.list_for("V-1")) == 1
+
+
+def test_a_reservation_the_station_drops_later_is_moved_when_it_named_a_connector_else_cancelled():
+    from hub import station_sync
+    from transport.errors import E_INVALID_STATE
+
+    sync = station_sync.StationSync()
+    windows = {1: ("V-1", 100, 200), 2: ("V-2", 300, 400)}
+    sync.connectors.update({1: 1, 2: 0})
+    _cancel, send = sync.plan(windows)
+    for rid, token in send:
+        assert sync.on_reply(rid, token, (8, [])) == station_sync.HELD
+    assert sync.dropped(1, E_INVALID_STATE) == station_sync.MOVE
+    assert sync.dropped(2, E_INVALID_STATE) == station_sync.CANCEL
+    assert sync.dropped(3, E_INVALID_STATE) == station_sync.STALE  # never sent
+    assert not sync.held(1) and not sync.held(2)

@@ -292,6 +292,7 @@ def test_the_vehicle_hears_ack_the_stations_refusal_or_a_timeout():
 @pytest.mark.parametrize("kind, message", [
     (K.BOOT, messages.Boot), (K.STATUS, messages.Status), (K.METER, messages.Meter),
     (K.SESSION_START, messages.SessionStart), (K.SESSION_END, messages.SessionEnd),
+    (K.RESERVATION_REFUSED, messages.ReservationRefused),
 ])
 def test_a_station_frame_message_names_the_wire_fields_of_its_kind(kind, message):
     assert message._fields[:messages.STATION_FRAME_FIELDS] == ("station_id", "link_id", "seq")
@@ -302,4 +303,5 @@ def test_the_router_sends_each_station_kind_as_its_typed_message():
     from hub.router import STATION_MESSAGES
 
     assert STATION_MESSAGES == {K.BOOT: messages.Boot, K.STATUS: messages.Status, K.METER: messages.Meter,
-                                K.SESSION_START: messages.SessionStart, K.SESSION_END: messages.SessionEnd}
+                                K.SESSION_START: messages.SessionStart, K.SESSION_END: messages.SessionEnd,
+                                K.RESERVATION_REFUSED: messages.ReservationRefused}

@@ -60,6 +60,7 @@ _TABLE = """
 22 meter s>h iSiii connector session_id energy_wh power_w time
 23 session_start s>h sisIii session_id connector vehicle_id reservation_id meter_start_wh time
 24 session_end s>h sisIiiis session_id connector vehicle_id reservation_id energy_wh started ended reason
+25 reservation_refused s>h iis reservation_id code text
 40 reserve_now h>s iisii reservation_id connector vehicle_id start end
 41 cancel_reservation h>s i reservation_id
 42 remote_start h>s isIM connector vehicle_id reservation_id ev

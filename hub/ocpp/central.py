@@ -292,6 +292,19 @@ class OcppStation(ChargePoint):
             return None if res.status == "Accepted" else (E_INVALID_STATE, "the charger answered %s" % res.status)
         return (E_BAD_FIELD, "%s is not for an OCPP charger" % K.kind_name(kind))
 
+    async def _reserve_now_later(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> None:
+        """The timer's ReserveNow: the hub took our ACK long ago, so a refusal goes back to it as a
+        RESERVATION_REFUSED record (it moves the reservation, or cancels it and tells the vehicle)."""
+        status = await self._reserve_now(reservation_id, connector, vehicle_id, expiry)
+        if status == "Accepted" or self.upstream is None:
+            return
+        try:
+            await self.upstream.request(K.RESERVATION_REFUSED, reservation_id, E_INVALID_STATE,
+                                        "the charger answered ReserveNow: %s" % status)
+        except UpstreamError as exc:
+            log.warning("station %s: could not tell the hub that reservation %d was refused: %s", self.id,
+                        reservation_id, exc.text)
+
     def _hold(self, reservation_id: int, connector: int, vehicle_id: str, start: int, end: int) -> None:
         send_at, expiry = M.reserve_now_plan(start, end, NO_SHOW_GRACE_S, RESERVE_LEAD_S)
         old = self._held.pop(reservation_id, None)
@@ -303,7 +316,7 @@ class OcppStation(ChargePoint):
         loop = asyncio.get_running_loop()
         delay = max(0.0, (send_at - now) / self.central.speedup)  # hub time may run faster (the simulation)
         self._held[reservation_id] = loop.call_later(
-            delay, lambda: loop.create_task(self._reserve_now(reservation_id, connector, vehicle_id, expiry)))
+            delay, lambda: loop.create_task(self._reserve_now_later(reservation_id, connector, vehicle_id, expiry)))
 
     async def _reserve_now(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> str:
         self._held.pop(reservation_id, None)
