@@ -33,7 +33,7 @@ def test_the_bundle_list_names_existing_files_and_no_cpython_only_module():
     assert {"boot.py", "main.py", "board.py", "config.json"} <= set(names)
     for src, _dst in bundle_files():
         assert os.path.isfile(os.path.join(REPO, src)), src
-    for cpython_only in ("firmware/runner.py", "transport/tcp_link.py", "transport/serial_link.py", "transport/tableviews.py",
+    for cpython_only in ("firmware/runner.py", "transport/huburl.py", "transport/tableviews.py",
                          "transport/serversession.py"):
         assert cpython_only not in names
 

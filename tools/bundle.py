@@ -34,7 +34,7 @@ import subprocess
 import sys
 
 from hub.secretfile import SecretFileError, write_secret
-from transport.tcp_link import parse_hub_url
+from transport.huburl import parse_hub_url
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MARCH = "xtensawin"  # ESP32, ESP32-S2, ESP32-S3 (windowed Xtensa)
