@@ -146,3 +146,17 @@ def test_the_router_packs_a_seq_as_the_codec_does():
 
     for n in (0, 1, 127, 128, 255, 256, 65535, 65536, 2**31, 2**32 - 1):
         assert _pack_uint(n) == packb(n)
+
+
+def test_a_station_packed_in_halves_around_its_distance_is_the_codec_packing_of_its_map():
+    from transport.codec import unpackb
+
+    _link, router, _out = make_link()
+    sid = STATIONS[4][0]
+    v = router.registry_view[sid]
+    _v, head, tail = router._pack_station(sid, v)
+    entry = head + packb(1.25) + tail
+    expect = {"id": sid, "lat": v.lat, "lon": v.lon, "distance_km": 1.25, "status": v.status,
+              "free_in_min": v.free_in_min, "connectors": v.connectors, "max_kw": v.max_kw}
+    assert unpackb(entry) == expect
+    assert entry == packb(expect)  # the map header counts every pair, in the order the general path packs them
