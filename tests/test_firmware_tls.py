@@ -21,6 +21,7 @@ from hubproc import HubProcess, evhub
 from tools import cli
 from tools.hubclient import HubClient
 from transport import kinds as K
+from waiting import thread as _thread, wait_for as _wait
 
 TLS_DIR = os.path.join(os.path.dirname(__file__), "data", "tls")
 CERT = os.path.join(TLS_DIR, "hub.crt")
@@ -36,22 +37,6 @@ def tls_hub(tmp_path, monkeypatch):
     with HubProcess(tmp_path, extra_args=["--tls-cert", CERT, "--tls-key", KEY]) as hub:
         hub.tls_url = "tls://127.0.0.1:%d" % hub.port
         yield hub
-
-
-def _wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out after %s s waiting for %s" % (timeout, what))
-
-
-def _thread(target, *args, **kwargs):
-    t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
-    t.start()
-    return t
 
 
 def _status(hub, station_id):
