@@ -160,8 +160,7 @@ def test_hundred_thousand_hostile_frames_leave_the_hub_up_and_other_links_served
                 refusable = 0
                 while n < per_link and attack is None:
                     if rng.random() < SEAL_ATTACK_RATE:
-                        attack = SEAL_ATTACKS[sum(attacks.values()) % len(SEAL_ATTACKS)]
-                        batch.append(seal_attack(seal, attack, rng))
+                        attack = SEAL_ATTACKS[sum(attacks.values()) % len(SEAL_ATTACKS)]  # sent after the check
                     else:
                         payload = mutate(rng)
                         refusable += must_refuse(payload)
@@ -175,19 +174,22 @@ def test_hundred_thousand_hostile_frames_leave_the_hub_up_and_other_links_served
                         sent += len(batch)
                         batch = []
                     assert time.monotonic() < deadline, "fuzzing took too long"
+                # Replies come in order: once the PONG to this PING is in, every earlier reply is.
+                try:
+                    client.sock.sendall(encode_stream(seal.seal(packb([K.PING, BARRIER_SEQ, 1_800_000_000]))))
+                except OSError:
+                    pass  # already cut off
+                wait_for(lambda: barrier.is_set() or closed.is_set(), 30, "the PONG after a hostile round")
+                if barrier.is_set():  # not cut off: each refusable frame must have had its ERROR
+                    assert counts["errors"] >= refusable, (counts["errors"], refusable)
+                    checked["rounds"] += 1
+                    checked["refusable"] += refusable
+                    checked["errors"] += counts["errors"]
                 if attack is not None:
+                    client.sock.sendall(seal_attack(seal, attack, rng))
                     # A broken seal ends the link at once on TCP: the hub closes it.
                     assert closed.wait(10), "the hub kept a link open after a %s frame" % attack
                     attacks[attack] += 1
-                else:
-                    # Replies come in order: once the PONG to this PING is in, every earlier reply is.
-                    client.sock.sendall(encode_stream(seal.seal(packb([K.PING, BARRIER_SEQ, 1_800_000_000]))))
-                    wait_for(lambda: barrier.is_set() or closed.is_set(), 30, "the PONG after a hostile round")
-                    if barrier.is_set():  # not cut off: each refusable frame must have had its ERROR
-                        assert counts["errors"] >= refusable, (counts["errors"], refusable)
-                        checked["rounds"] += 1
-                        checked["refusable"] += refusable
-                        checked["errors"] += counts["errors"]
                 stop.set()
                 reader.join(timeout=5)
                 client.close()
@@ -197,8 +199,8 @@ def test_hundred_thousand_hostile_frames_leave_the_hub_up_and_other_links_served
             station.request(K.STATUS, 1, "Available", None)
         assert sent >= TOTAL_FRAMES * 0.9
         # Each frame the codec or parse() refuses got an ERROR (others may get one too: unknown
-        # stations, wrong role), counted per round that ended with the link still up.
-        assert checked["rounds"] >= LINKS and checked["refusable"] > TOTAL_FRAMES // 4, checked
+        # stations, wrong role), checked per round behind its PING; nearly every round ends with the link up.
+        assert checked["refusable"] > TOTAL_FRAMES // 4, checked
         assert min(attacks.values()) >= 10, attacks  # every kind of seal attack was tried, and each dropped its link
         assert hub.proc.poll() is None, "the hub is still running"
         good.close()
