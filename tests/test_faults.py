@@ -16,14 +16,13 @@ import time
 
 import pytest
 
+from charging import QUICK_EV
 from firmware.runner import Fleet, run_chargepoint
 from fw_ptypair import PtyPair
 from hubproc import REPO, HubProcess, evhub
 from tools.hubclient import HubClient, HubError
 from transport import kinds as K
 from waiting import thread as _thread, wait_for as _wait
-
-QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
 
 
 def _listing(hub):

@@ -9,6 +9,7 @@ import pytest
 
 from firmware.chargepoint import ChargePoint
 from firmware.runner import Fleet, run_chargepoint, sim_wall
+from charging import QUICK_EV, charge_to_complete
 from fw_hub import EPOCH, KEY, FakeClock, FakeHub, Wire
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
@@ -17,8 +18,6 @@ from tools.hubclient import HubClient
 from transport import codec
 from transport import kinds as K
 from waiting import thread as _thread, wait_for as _wait
-
-QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
 
 
 @pytest.mark.parametrize(
@@ -135,9 +134,7 @@ def test_a_runner_station_on_a_serial_line_reaches_the_hub(tmp_path):
             try:
                 _wait(lambda: "station CP-S1: boot" in hub.log(), 15, "BOOT over serial")
                 with HubClient(hub.url, "vehicle", "V-2", token) as v:
-                    v.request(K.RESERVE, "CP-S1", int(time.time()), int(time.time()) + 3600)  # a start needs one
-                    v.request(K.START_CHARGE, "CP-S1", None, QUICK_EV)
-                    done = v.wait_event((K.COMPLETE,), timeout=30)
+                    done = charge_to_complete(v, "CP-S1")
             finally:
                 stop.set()
                 t.join(timeout=10)

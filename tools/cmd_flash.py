@@ -59,6 +59,7 @@ import time
 from tools import bundle as B
 from tools import secret_args
 from tools.cmd_bundle import add_config_arguments
+from tools import toolpath
 
 # Where the MicroPython image goes: the ESP32 and ESP32-S2 boot from 0x1000, later chips from 0x0.
 FLASH_OFFSETS = {"esp32": 0x1000, "esp32s2": 0x1000, "esp32s3": 0x0, "esp32c3": 0x0, "esp32c6": 0x0}
@@ -106,10 +107,7 @@ def find_tool(name, env_var):
     if override:
         path = override if os.path.sep in override else shutil.which(override)
         return path if path and os.access(path, os.X_OK) else None
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    if os.path.isfile(here) and os.access(here, os.X_OK):
-        return here
-    return shutil.which(name)
+    return toolpath.find_tool(name)
 
 
 def shown(argv):
