@@ -27,10 +27,7 @@ FIRMWARE_HEAP_TESTS = "full_session_with_a_hub_restart or code_in_rom"
 
 
 def wire(quick):
-    try:
-        from tools import microbench
-    except ImportError:
-        return {"note": "tools/microbench.py is not in this tree: codec/framing figures skipped"}
+    from tools import microbench
     out = {}
     for r in microbench.bench_cpython(number=10000 if quick else 100000):
         out["%s %s %s (%d B)" % (r["runtime"], r["impl"], r["op"], r["bytes"])] = r["us_per_op"]
@@ -158,9 +155,6 @@ def domain(quick):
 
 def firmware_heap():
     """The firmware engineer's heap tests, run as they are; their recorded figures."""
-    path = os.path.join(REPO, FIRMWARE_TESTS)
-    if not os.path.exists(path):
-        return {"note": "%s not in this tree: firmware heap not measured" % FIRMWARE_TESTS}
     with tempfile.TemporaryDirectory() as tmp:
         xml = os.path.join(tmp, "junit.xml")
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", FIRMWARE_TESTS, "-k",
