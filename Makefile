@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean browser-deps
+.PHONY: demo test install clean browser-deps pg-deps
 
 # Debian's python3 may lack venv (ensurepip); as root, install it rather than fail.
 $(BIN)/python:
@@ -25,10 +25,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/evhub sim --stations 50 --vehicles 200 --duration 45 --speedup 60 --seed 7
+	$(BIN)/evhub sim --stations 50 --vehicles 200 --duration 45 --speedup 60 --seed 7 --ocpp-share 0.3
 
-# pytest exits 5 when it collected nothing; that must fail, and it does (any non-zero fails make).
-test: $(STAMP) browser-deps
+# Lint and types first (seconds), then the suite. pytest exits 5 when it collected nothing; that
+# must fail, and it does (any non-zero fails make).
+test: $(STAMP) browser-deps pg-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # The dashboard test drives Debian's chromium with Playwright (never Playwright's browser download).
@@ -43,6 +46,17 @@ browser-deps: $(STAMP)
 	  echo "browser-deps: chromium is not installed and cannot be installed here" >&2
 	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet playwright >>$(VENV)/browser.log 2>&1 </dev/null || \
 	  echo "browser-deps: pip install playwright failed (see $(VENV)/browser.log)" >&2
+
+# The PostgreSQL tests start a private cluster from Debian's server binaries (tests/pgcluster.py).
+# A no-op when they are there; as root on Debian it installs the package (no stdin needed);
+# otherwise it says so and the PostgreSQL tests fail with that reason.
+pg-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "make: installing Debian's postgresql for the store tests (log: $(VENV)/pg.log) ..."; \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; } \
+	  >$(VENV)/pg.log 2>&1 </dev/null; } || \
+	  echo "pg-deps: PostgreSQL server binaries are not installed and cannot be installed here" >&2
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -7,7 +7,6 @@ then the statuses and records the request caused). ``Refused(code, text)``
 becomes an ERROR with the request's seq.
 """
 
-from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FOUND
 
 from firmware import config as C

@@ -30,6 +30,8 @@ DEFAULTS = {
     "http_token": "",  # bearer token for HTTP writes (reservations); empty = HTTP writes refused
     "log_file": "",  # also write the log here (SIGHUP reopens it, for logrotate); empty = stderr only
     "serial": [],  # serial lines with charge points: pyserial URLs (/dev/ttyUSB0, socket://..., a pty path)
+    "ocpp": "",  # ws://HOST:PORT or wss://HOST:PORT (TLS from tls_cert/tls_key) for OCPP 1.6J chargers; empty = off
+    "ocpp_allow_profile1": False,  # serve plain ws:// (OCPP Security Profile 1: the key crosses in clear)
 }
 
 

@@ -80,6 +80,9 @@ class Hub:
         await self.gateway.start(host, port, self.serial_urls, tls_context(self.config))
         router.revocations = RevocationWatch(self.config["db"], self.gateway, self.registry, self.book).start(self.loop)
         self.port = self.gateway.port
+        from hub.ocpp.central import start_in_hub  # OCPP chargers, when configured: each joins as a station
+
+        self.ocpp = await start_in_hub(self.config, self.port, self.clock)
         self.http = None
         if self.events is not None:
             from hub.http.app import HttpApp
@@ -112,6 +115,8 @@ class Hub:
         log.info("hub stopping: closing links, flushing the store")
         if self.http is not None:
             await self.http.stop()
+        if self.ocpp is not None:
+            await self.ocpp.stop()
         router.revocations.stop()
         await self.gateway.stop()
 

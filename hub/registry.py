@@ -35,7 +35,7 @@ StationView = collections.namedtuple(
     defaults=(None, None)
 )
 
-OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "Finishing")
+OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing")
 MAX_ENERGY_WH = 10**9  # 1 GWh: anything above is a broken meter, not a session
 MAX_EPOCH = 2**40
 

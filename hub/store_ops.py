@@ -8,7 +8,10 @@ from __future__ import annotations
 
 COLUMNS = (
     ("stations", "name", "TEXT"),  # optional place label shown on the dashboard: "Feira de Santana"
+    # which protocol the charge point speaks: "evhub" (our boards) or "ocpp1.6" (evhub ocpp / serve --ocpp)
+    ("stations", "protocol", "TEXT NOT NULL DEFAULT 'evhub'"),
 )
+PROTOCOLS = ("evhub", "ocpp1.6")
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS vehicle_positions (
@@ -64,6 +67,19 @@ def update_station(store, station_id: str, changes: dict) -> bool:
             return db.execute("SELECT 1 FROM stations WHERE id = ? AND removed IS NULL", (station_id,)).fetchone() is not None
         sql = "UPDATE stations SET %s WHERE id = ? AND removed IS NULL" % ", ".join("%s = ?" % k for k in cols)
         return db.execute(sql, [changes[k] for k in cols] + [station_id]).rowcount == 1
+
+
+def set_protocol(store, station_id: str, protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError("protocol must be one of %s" % ", ".join(PROTOCOLS))
+    with store._tx() as db:
+        db.execute("UPDATE stations SET protocol = ? WHERE id = ? AND removed IS NULL", (protocol, station_id))
+
+
+def station_protocol(store, station_id: str) -> str | None:
+    """The protocol a provisioned station speaks, or None when it is not provisioned."""
+    row = store._db.execute("SELECT protocol FROM stations WHERE id = ? AND removed IS NULL", (station_id,)).fetchone()
+    return row[0] if row else None
 
 
 def save_positions(store, rows) -> int:

@@ -1,4 +1,4 @@
-"""Fixtures shared by the store and booking tests."""
+"""Fixtures shared by the store and booking tests, and the private PostgreSQL cluster."""
 
 import pytest
 
@@ -15,3 +15,13 @@ def store(db):
     s = Store(db)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One private PostgreSQL cluster for the session (tests/pgcluster.py). Where the server
+    binaries cannot be had, a test that needs it fails with the reason: it never skips."""
+    from pgcluster import PgCluster
+
+    with PgCluster() as pg:
+        yield pg

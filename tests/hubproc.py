@@ -94,9 +94,9 @@ class HubProcess:
         self._log.close()
         return self.proc.returncode
 
-    def add_station(self, station_id, lat=-12.2664, lon=-38.9663, connectors=1, max_kw=22):
+    def add_station(self, station_id, lat=-12.2664, lon=-38.9663, connectors=1, max_kw=22, protocol="evhub"):
         res = evhub("stations", "add", "--id", station_id, "--lat", lat, "--lon", lon, "--connectors", connectors,
-                    "--max-kw", max_kw, "--db", self.db, cwd=self.tmp, env=self.env)
+                    "--max-kw", max_kw, "--protocol", protocol, "--db", self.db, cwd=self.tmp, env=self.env)
         return res.stdout.strip()
 
     def add_vehicle(self, vehicle_id):

@@ -35,6 +35,13 @@ def test_a_tiny_closed_loop_run_of_each_scenario_reports_figures_and_no_errors(s
         assert r["hub_positions_counted"] == r["positions_sent"], "the hub's counter agrees with the client"
 
 
+def test_a_tiny_ocpp_run_connects_every_charger_and_reports_calls_and_memory_with_no_errors():
+    r = bench("--scenario", "ocpp", "--connections", "3", "--duration", "1", "--warmup", "0.2", "--json")
+    assert r["scenario"] == "ocpp" and r["chargers"] == 3 and r["errors"] == 0, r
+    assert r["calls_per_s"] > 0 and r["p99_ms"] is not None and r["hub_rss_connected_mb"] > 0
+    assert r["hub_rss_per_charger_kb"] is not None
+
+
 def test_the_baseline_runs_the_same_load_against_the_echo_server_and_gives_a_ratio(tmp_path):
     out = tmp_path / "figures.json"
     r = bench("--scenario", "nearest", "--baseline", "--repeat", "2", "--out", str(out), *TINY)

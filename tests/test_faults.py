@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 
-import pytest
 
 from charging import QUICK_EV
 from firmware.runner import Fleet, run_chargepoint

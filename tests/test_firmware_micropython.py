@@ -15,7 +15,7 @@ from procs import LoggedProcess
 from firmware.micropython import board_modules, bundle_files
 from charging import QUICK_EV, charge_to_complete
 from fw_fakes import FAKE_NETWORK
-from fw_mp import REPO, TESTS, compile_tree, micropython, mpy_cross, run
+from fw_mp import REPO, compile_tree, micropython, mpy_cross, run
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
 from tools.hubclient import HubClient, HubError

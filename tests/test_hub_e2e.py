@@ -11,7 +11,7 @@ from hubproc import HubProcess, evhub
 from tools.hubclient import HubClient, HubError
 from transport import kinds as K
 from transport.codec import packb
-from transport.errors import E_AUTH_FAILED, E_BAD_FIELD, E_FORBIDDEN, E_MALFORMED, E_NOT_FOUND, E_UNKNOWN_KIND
+from transport.errors import E_AUTH_FAILED, E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND
 from transport.framing import encode_stream
 
 
@@ -41,7 +41,7 @@ def stations(hub, expect=None, timeout=5):
 
 def test_provisioned_station_is_listed_offline_then_available_once_it_boots(hub):
     key = hub.add_station("CP-1", connectors=2)
-    assert stations(hub, lambda l: "CP-1" in l)["CP-1"]["status"] == "Offline"
+    assert stations(hub, lambda listing: "CP-1" in listing)["CP-1"]["status"] == "Offline"
     with station_client(hub, "CP-1", key, connectors=2):
         listed = stations(hub)["CP-1"]
         assert listed["status"] == "Available" and listed["free_in_min"] == 0
@@ -61,7 +61,7 @@ def test_vehicle_finds_nearest_station_with_status_and_distance(hub):
     k1 = hub.add_station("CP-NEAR", lat=-12.2664, lon=-38.9663)
     hub.add_station("CP-FAR", lat=-12.9714, lon=-38.5014)
     token = hub.add_vehicle("V-1")
-    stations(hub, lambda l: "CP-FAR" in l)  # provisioned while running: known within a tick
+    stations(hub, lambda listing: "CP-FAR" in listing)  # provisioned while running: known within a tick
     with station_client(hub, "CP-NEAR", k1), HubClient(hub.url, "vehicle", "V-1", token) as v:
         _k, (found,) = v.request(K.NEAREST, -12.25, -38.95, 5, None)
     assert [s["id"] for s in found] == ["CP-NEAR", "CP-FAR"]
@@ -179,9 +179,9 @@ def _raw(hub):
 
 
 def test_garbage_huge_frames_and_half_frames_never_disturb_other_links(hub):
-    key = hub.add_station("CP-1")
+    hub.add_station("CP-1")
     token = hub.add_vehicle("V-1")
-    stations(hub, lambda l: "CP-1" in l)
+    stations(hub, lambda listing: "CP-1" in listing)
     with HubClient(hub.url, "vehicle", "V-1", token) as good:
         garbage = _raw(hub)
         garbage.sendall(b"\x00\x00\x00\x05" + b"\xc1" * 5)  # a frame that is not msgpack
@@ -248,7 +248,7 @@ def test_a_vehicle_may_start_charging_right_after_its_reservation_is_confirmed(h
     # The registry must hear of a reservation before the vehicle does.
     key = hub.add_station("CP-1")
     token = hub.add_vehicle("V-1")
-    stations(hub, lambda l: "CP-1" in l)
+    stations(hub, lambda listing: "CP-1" in listing)
     with station_client(hub, "CP-1", key) as st, HubClient(hub.url, "vehicle", "V-1", token) as v:
         start = int(time.time()) + 60
         for i in range(20):

@@ -5,7 +5,6 @@ import pytest
 from hub.limits import LoginThrottle, RateLimiter
 from hubproc import HubProcess
 from tools.hubclient import HubClient, HubError
-from transport import kinds as K
 from transport.errors import E_AUTH_FAILED, E_RATE_LIMITED
 
 

@@ -55,6 +55,28 @@ def test_the_summary_has_the_documented_fields(small_run):
     assert out["positions_sent"] > 0 and out["nearest_queries"] > 0
 
 
+def test_a_mixed_fleet_of_our_boards_and_ocpp_chargers_balances_its_books(tmp_path):
+    """--ocpp-share: some stations are OCPP 1.6J chargers (the `ocpp` library's charge-point side over real
+    WebSockets to `evhub serve --ocpp`); the books must balance across both kinds, and OCPP sessions happen."""
+    import sqlite3
+
+    res = evhub("sim", "--stations", 4, "--vehicles", 16, "--duration", 20, "--speedup", 300, "--seed", 3,
+                "--ocpp-share", 0.5, "--vehicles-per-agent", 8, "--json", "--workdir", str(tmp_path / "work"),
+                cwd=str(tmp_path), timeout=100, check=False, env={"EVHUB_CONFIG_DIR": str(tmp_path / "config")})
+    assert "Traceback" not in res.stderr, res.stderr
+    out = json.loads(res.stdout)
+    assert out["errors"] == 0, out["error_details"]
+    assert out["ocpp_stations"] == 2 and out["books_balanced"] is True
+    assert out["energy_kwh"] == out["energy_kwh_store"] > 0
+    con = sqlite3.connect(str(tmp_path / "work" / "hub.db"))
+    try:
+        by_protocol = dict(con.execute("SELECT s.protocol, COUNT(*) FROM sessions se JOIN stations s ON s.id = se.station_id"
+                                       " GROUP BY s.protocol").fetchall())
+    finally:
+        con.close()
+    assert by_protocol.get("ocpp1.6", 0) > 0 and by_protocol.get("evhub", 0) > 0, by_protocol
+
+
 def test_bad_options_are_refused_with_a_message(tmp_path):
     res = evhub("sim", "--stations", 0, cwd=str(tmp_path), check=False, timeout=30)
     assert res.returncode == 2 and "--stations must be 1..2000" in res.stderr and "Traceback" not in res.stderr

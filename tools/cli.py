@@ -24,6 +24,7 @@ COMMANDS = {
     "flash": ("tools.cmd_flash", "flash MicroPython and the bundle to an ESP32 charge point"),
     "pty-pair": ("tools.cmd_pty_pair", "two joined pseudo-terminals, to try serial links without hardware"),
     "console": ("tools.cmd_console", "serial console that decodes evhub frames live"),
+    "ocpp": ("tools.cmd_ocpp", "OCPP 1.6J central system: commercial chargers join the hub as stations"),
     "reservations": ("tools.cmd_reservations", "the reservation book for the operator: list (from the store), cancel"),
     "sessions": ("tools.cmd_sessions", "charging sessions for billing: export as CSV or JSON (from the store)"),
     "db": ("tools.cmd_db", "store maintenance: backup (while the hub runs)"),
@@ -31,7 +32,7 @@ COMMANDS = {
 }
 
 
-LOGGING_COMMANDS = ("serve", "chargepoint", "sim", "bench", "flash")
+LOGGING_COMMANDS = ("serve", "chargepoint", "sim", "bench", "flash", "ocpp")
 
 
 def _version():

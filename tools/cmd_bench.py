@@ -15,12 +15,13 @@ See the README's Performance section for what each figure means and how it is me
 import json
 import sys
 
-SCENARIOS = ("positions", "nearest", "reserve", "mixed", "micro")
+SCENARIOS = ("positions", "nearest", "reserve", "mixed", "micro", "ocpp")
 
 
 def configure(p):
     p.add_argument("--scenario", choices=SCENARIOS, default="nearest", help="what to load the hub with (default nearest)")
-    p.add_argument("--connections", type=int, default=100, help="vehicle connections (default 100)")
+    p.add_argument("--connections", type=int, default=100,
+                   help="vehicle connections; for --scenario ocpp, OCPP chargers (default 100)")
     p.add_argument("--stations", type=int, default=10000, help="stations provisioned (default 10000)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds run before measuring (default 1)")
@@ -59,6 +60,20 @@ def run(args):
         from tools.bench import micro
 
         result = micro.run(quick=args.quick)
+    elif args.scenario == "ocpp":
+        from tools.bench import ocpp
+        from tools.bench.runner import BenchError
+
+        if args.connections < 1 or args.duration <= 0:
+            print("evhub bench: --connections and --duration must be positive", file=sys.stderr)
+            return 2
+        try:
+            result = ocpp.run({"connections": args.connections, "duration": args.duration, "warmup": args.warmup,
+                               "keep_tmp": args.keep_tmp})
+        except BenchError as exc:
+            print("evhub bench: %s" % exc, file=sys.stderr)
+            return 1
+        result["command"] = "evhub " + " ".join(sys.argv[1:])
     else:
         from tools.bench import runner
 

@@ -25,6 +25,10 @@ def configure(p):
                    help="allow --http on a non-loopback address without a token (reads open to the network)")
     p.add_argument("--tls-cert", metavar="PEM", help="serve TLS on the TCP listener with this certificate (clients use tls://)")
     p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (if not in --tls-cert)")
+    p.add_argument("--ocpp", metavar="URL",
+                   help="serve OCPP 1.6J chargers on wss://HOST:PORT (TLS from --tls-cert: Security Profile 2) or ws://")
+    p.add_argument("--ocpp-allow-profile1", action="store_true", default=None,
+                   help="allow --ocpp ws:// (Security Profile 1: Basic auth without TLS; a VPN or a lab only)")
     p.add_argument("--epoch0", type=float, help=argparse_suppress())
     p.add_argument("--print-config", action="store_true",
                    help="print the settings this command line and --config give, as a commented hub.toml, and exit")
@@ -44,7 +48,7 @@ def run(args):
             {"listen": args.listen, "db": args.db or os.environ.get("EVHUB_DB") or None, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
              "epoch0": args.epoch0, "http": args.http, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
              "log_file": args.log_file, "serial": args.serial,
-             "http_token": args.http_token},
+             "http_token": args.http_token, "ocpp": args.ocpp, "ocpp_allow_profile1": args.ocpp_allow_profile1},
         )
     except (hubconfig.ConfigError, ValueError) as exc:
         print("evhub serve: %s" % exc, file=sys.stderr)
@@ -91,6 +95,14 @@ def run(args):
         if not cfg.get("http_token") and not args.http_insecure_reads and not _is_loopback_host(http_host):
             print("evhub serve: --http %s is reachable from other machines but has no token: give --http-token-file "
                   "(or $EVHUB_HTTP_TOKEN), listen on 127.0.0.1, or pass --http-insecure-reads" % cfg["http"], file=sys.stderr)
+            return 2
+    if cfg["ocpp"]:
+        from hub.ocpp.central import check_profile, parse_listen
+
+        try:
+            check_profile(parse_listen(cfg["ocpp"])[0], cfg["tls_cert"], cfg["ocpp_allow_profile1"])
+        except ValueError as exc:
+            print("evhub serve: --ocpp: %s" % exc, file=sys.stderr)
             return 2
     if cfg["heartbeat_s"] < 1 or cfg["speedup"] <= 0:
         print("evhub serve: heartbeat and speedup must be positive", file=sys.stderr)

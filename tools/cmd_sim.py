@@ -31,6 +31,9 @@ def configure(p):
                    help="vehicles driven by one Pykka actor (thread); 1 = an actor per vehicle (default 25)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (hub.db, hub.log, sim.log)")
     p.add_argument("--workdir", help="use this directory for the store and logs (kept)")
+    p.add_argument("--ocpp-share", type=float, default=0.0, metavar="FRACTION",
+                   help="the fraction of stations that are OCPP 1.6J chargers, joining through the hub's central "
+                        "system (0..1, default 0: all our own boards)")
     p.add_argument("--http", metavar="HOST:PORT",
                    help="serve the hub's HTTP API and dashboard here (loopback, e.g. 127.0.0.1:8080; port 0 picks one)")
 
@@ -57,7 +60,7 @@ def run(args):
 
     opts = SimOptions(stations=args.stations, vehicles=args.vehicles, duration=args.duration, speedup=args.speedup,
                       seed=args.seed, per_agent=args.per_agent, workdir=args.workdir, keep=args.keep,
-                      report_s=args.report_s, http=args.http)
+                      report_s=args.report_s, http=args.http, ocpp_share=args.ocpp_share)
     try:
         opts.check()
         if args.workdir:

@@ -25,6 +25,9 @@ def configure(p):
     a.add_argument("--max-kw", type=float, default=22.0, help="power limit per connector, 0.1..1000 kW (default 22)")
     a.add_argument("--name", help="place name shown on the dashboard, e.g. \"Feira de Santana\" (1..80 characters)")
     a.add_argument("--replace", action="store_true", help="issue a new key for an existing id")
+    a.add_argument("--protocol", choices=("evhub", "ocpp1.6"), default="evhub",
+                   help="evhub: one of our boards (default); ocpp1.6: a commercial charger joining through "
+                        "`evhub serve --ocpp` (its key is then a 20-character Basic-auth password)")
     a.add_argument("--db", default=default_db(), help=DB_HELP)
     i = sub.add_parser("import", help="provision stations from CSV (id,lat,lon,connectors,max_kw[,name|city]) or JSON")
     i.add_argument("file", help="CSV with a header row, or JSON: a list of stations or {\"stations\": [...]}")
@@ -123,7 +126,13 @@ def run(args):
             store_ops.clean_name(args.name)  # checked before anything is written
             store = Store(args.db)
             try:
-                key = store.add_station(sid, lat, lon, connectors, max_kw, replace=args.replace)
+                key = None
+                if args.protocol == "ocpp1.6":
+                    from hub.ocpp.mapping import new_ocpp_key
+
+                    key = new_ocpp_key()
+                key = store.add_station(sid, lat, lon, connectors, max_kw, replace=args.replace, key=key)
+                store_ops.set_protocol(store, sid, args.protocol)
                 if args.name is not None:
                     store_ops.set_name(store, sid, args.name)
             finally:

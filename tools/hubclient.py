@@ -12,7 +12,7 @@ import time
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.errors import E_BAD_FIELD, CodecError, FrameError, ProtocolError
-from transport.framing import StreamFramer, encode_stream
+from transport.framing import StreamFramer
 from transport.huburl import parse_hub_url, uses_tls
 from transport.session import Authenticated, ClientSession, Closed, Message, Reply, Timeout
 

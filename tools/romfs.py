@@ -32,6 +32,7 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 
 from tools import bundle as B
 
@@ -56,7 +57,7 @@ def image_files(written: list[tuple[str, int]]) -> list[tuple[str, int]]:
 
 
 def write_romfs_bundle(out_dir: str, config: dict, march: str = B.DEFAULT_MARCH, force: bool = False,
-                       extra_files: list[tuple[str, bytes]] = ()) -> list[tuple[str, int]]:
+                       extra_files: Sequence[tuple[str, bytes]] = ()) -> list[tuple[str, int]]:
     """Write the romfs bundle into `out_dir`; returns [(board path, size)]: the filesystem files, then
     ``romfs.img``. `extra_files` (name, bytes) go on the filesystem too (the hub's CA)."""
     files = B.board_files()

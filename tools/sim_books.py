@@ -66,6 +66,9 @@ def summarize(sim, final, books, wind, hub_stats, hub_cpu_s, run_s, setup_s, sim
     errors += fail(len(local), "%d ERROR log records in the simulator: %s" % (len(local), "; ".join(t for t in local[:5] if t)))
     cp_errors = sum(d.cp.internal_errors + d.cp.dropped_records for d in sim.fleet.devices) if sim.fleet else 0
     errors += fail(cp_errors, "%d charge-point errors (internal errors, records the hub rejected)" % cp_errors)
+    ocpp = getattr(sim, "ocpp_fleet", None)
+    ocpp_failures = ocpp.failures if ocpp is not None else []
+    errors += fail(len(ocpp_failures), "%d OCPP charger failures: %s" % (len(ocpp_failures), "; ".join(ocpp_failures[:3])))
     errors += fail(wind["records_pending"], "%d session records never acknowledged by the hub" % wind["records_pending"])
     errors += fail(wind["unsettled"], "%d vehicles still busy after the wind-down" % wind["unsettled"])
     hub_rc = sim.hub_proc.returncode if sim.hub_proc is not None else None
@@ -97,6 +100,7 @@ def summarize(sim, final, books, wind, hub_stats, hub_cpu_s, run_s, setup_s, sim
         "errors": errors,
         "error_details": details[:MAX_DETAILS],
         "stations": len(sim.stations),
+        "ocpp_stations": len(getattr(sim, "ocpp_ids", ())),
         "vehicles": len(sim.vehicle_specs),
         "seed": sim.opts.seed,
         "speedup": sim.opts.speedup,

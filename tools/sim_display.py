@@ -237,8 +237,10 @@ class LiveDisplay:
 def format_summary(s, colour=False):
     ok = s["errors"] == 0
     lines = [
-        "%s %d stations, %d vehicles, %.0f s at x%g (%.0f simulated minutes), seed %s%s" % (
-            _c("evhub sim:", BOLD, colour), s["stations"], s["vehicles"], s["duration_s"], s["speedup"],
+        "%s %d stations%s, %d vehicles, %.0f s at x%g (%.0f simulated minutes), seed %s%s" % (
+            _c("evhub sim:", BOLD, colour), s["stations"],
+            " (%d of them OCPP 1.6J chargers)" % s["ocpp_stations"] if s.get("ocpp_stations") else "", s["vehicles"],
+            s["duration_s"], s["speedup"],
             s["simulated_min"], s["seed"], " (interrupted)" if s["interrupted"] else ""),
         "  reservations  %d confirmed, %d conflicts (%d took an alternative)" % (
             s["reservations_confirmed"], s["reservations_conflicted"], s["alternatives_taken"]),

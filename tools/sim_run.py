@@ -13,6 +13,7 @@ stop everything; then close the books from the hub's own store (tools/sim_books.
 
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -31,6 +32,7 @@ from tools.vehicle_agent import VehicleAgent
 log = logging.getLogger(__name__)
 
 LISTEN_RE = re.compile(r"hub listening on tcp://([\d.]+):(\d+)")
+OCPP_RE = re.compile(r"OCPP 1.6J central system on ws://127.0.0.1:(\d+)")
 STARTUP_TIMEOUT_S = 30
 WIND_DOWN_TIMEOUT_S = 30
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +44,7 @@ class SimError(Exception):
 
 class SimOptions:
     def __init__(self, stations=50, vehicles=200, duration=60.0, speedup=60.0, seed=None, per_agent=25, tick_s=0.25,
-                 workdir=None, keep=False, report_s=60, http=None):
+                 workdir=None, keep=False, report_s=60, http=None, ocpp_share=0.0):
         self.stations = stations
         self.vehicles = vehicles
         self.duration = duration
@@ -54,6 +56,7 @@ class SimOptions:
         self.keep = keep
         self.report_s = report_s
         self.http = http  # HOST:PORT for the hub's HTTP API and dashboard (loopback), or None
+        self.ocpp_share = ocpp_share  # the fraction of stations that are OCPP 1.6J chargers (tools/sim_ocpp.py)
 
     def check(self):
         for bad, text in (
@@ -63,6 +66,7 @@ class SimOptions:
             (not 1 <= self.speedup <= 3600, "--speedup must be 1..3600"),
             (not 1 <= self.per_agent <= 1000, "--vehicles-per-agent must be 1..1000"),
             (not 1 <= self.report_s <= 3600, "--position-every must be 1..3600 simulated seconds"),
+            (not 0 <= self.ocpp_share <= 1, "--ocpp-share must be 0..1"),
         ):
             if bad:
                 raise ValueError(text)
@@ -118,8 +122,13 @@ class Simulation:
         self.epoch0 = time.time()
         self.clock = HubClock(opts.speedup, self.epoch0)
         self.stations = place_stations(opts.stations, opts.seed)
+        # Which stations are OCPP chargers: a seeded choice, so a seed gives the same mixed fleet.
+        n_ocpp = round(opts.ocpp_share * len(self.stations))
+        self.ocpp_ids = set(random.Random("ocpp:%s" % opts.seed).sample([s.id for s in self.stations], n_ocpp))
+        self.ocpp_fleet = None
+        self.ocpp_url = None
         self.vehicle_specs = make_vehicles(opts.vehicles, opts.seed, self.stations)
-        self.workdir = opts.workdir or tempfile.mkdtemp(prefix="evhub-sim-")
+        self.workdir = os.path.abspath(opts.workdir) if opts.workdir else tempfile.mkdtemp(prefix="evhub-sim-")
         self.db = os.path.join(self.workdir, "hub.db")
         self.hub_log = os.path.join(self.workdir, "hub.log")
         self.hub_proc = None
@@ -147,9 +156,15 @@ class Simulation:
         from hub import store_ops
         from hub.store import Store
 
+        from hub.ocpp.mapping import new_ocpp_key
+
         store = Store(self.db)
         try:
-            self.keys = {s.id: store.add_station(s.id, s.lat, s.lon, s.connectors, s.max_kw) for s in self.stations}
+            self.keys = {s.id: store.add_station(s.id, s.lat, s.lon, s.connectors, s.max_kw,
+                                                 key=new_ocpp_key() if s.id in self.ocpp_ids else None)
+                         for s in self.stations}
+            for sid in self.ocpp_ids:
+                store_ops.set_protocol(store, sid, "ocpp1.6")
             store_ops.set_names(store, [(s.id, s.city) for s in self.stations])  # the dashboard names the cities
             self.tokens = {v.id: store.add_vehicle(v.id) for v in self.vehicle_specs}
         finally:
@@ -160,6 +175,8 @@ class Simulation:
                "--speedup", repr(float(self.opts.speedup)), "--epoch0", repr(self.epoch0)]
         if self.opts.http:
             cmd += ["--http", self.opts.http]
+        if self.ocpp_ids:  # loopback only, so Profile 1 (no TLS) is fine here
+            cmd += ["--ocpp", "ws://127.0.0.1:0", "--ocpp-allow-profile1"]
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(self.hub_log, "w") as out:
@@ -173,6 +190,11 @@ class Simulation:
             m = LISTEN_RE.search(self._read_hub_log())
             if m:
                 self.port = int(m.group(2))
+                if self.ocpp_ids:
+                    o = OCPP_RE.search(self._read_hub_log())
+                    if o is None:
+                        raise SimError("the hub did not start its OCPP central system:\n%s" % self._read_hub_log()[-2000:])
+                    self.ocpp_url = "ws://127.0.0.1:%s" % o.group(1)
                 if self.opts.http:
                     web = re.search(r"http api listening on (http://\S+)", self._read_hub_log())
                     log.info("sim: dashboard at %s/", web.group(1) if web else "?")
@@ -196,7 +218,13 @@ class Simulation:
 
         configs = [{"id": s.id, "key": self.keys[s.id], "hub": {"host": "127.0.0.1", "port": self.port},
                     "lat": s.lat, "lon": s.lon, "connectors": s.connectors, "max_kw": s.max_kw}
-                   for s in self.stations]
+                   for s in self.stations if s.id not in self.ocpp_ids]
+        if self.ocpp_ids:
+            from tools.sim_ocpp import OcppFleet
+
+            self.ocpp_fleet = OcppFleet([s for s in self.stations if s.id in self.ocpp_ids], self.keys, self.ocpp_url,
+                                        self.opts.speedup, self.epoch0, self.opts.seed)
+            self.ocpp_fleet.start()
         self.fleet = Fleet(configs, speedup=self.opts.speedup, epoch0=self.epoch0, tick_s=self.opts.tick_s)
         self.fleet_thread = threading.Thread(target=self.fleet.run, args=(self.fleet_stop,), name="chargepoints",
                                              daemon=True)
@@ -375,7 +403,8 @@ class Simulation:
                 "records_pending": self._records_pending()}
 
     def _records_pending(self):
-        return sum(len(d.cp.journal.pending()) for d in self.fleet.devices) if self.fleet else 0
+        boards = sum(len(d.cp.journal.pending()) for d in self.fleet.devices) if self.fleet else 0
+        return boards + (self.ocpp_fleet.pending() if self.ocpp_fleet is not None else 0)
 
     def _stop_all(self):
         """Stop in reverse order of start; safe to call twice and after a failed start."""
@@ -391,6 +420,8 @@ class Simulation:
         if self.operator is not None:
             self.operator.close()
             self.operator = None
+        if self.ocpp_fleet is not None:
+            self.ocpp_fleet.stop()
         if self.fleet_thread is not None:
             self.fleet_stop.set()
             self.fleet_thread.join(10)

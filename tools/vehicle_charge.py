@@ -23,7 +23,7 @@ import json
 import sys
 import time
 
-from tools.exitcodes import EXIT_CONFLICT, EXIT_DENIED, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK
+from tools.exitcodes import EXIT_CONFLICT, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK
 from tools.hubclient import HubClient, HubError
 from transport import errors as E
 from transport import kinds as K

@@ -76,8 +76,10 @@ def kinds_view(name):
     if name == "TYPE_NAMES":
         return {c: kinds.type_name(c) for c in "insbtlma"}
     if name == "CONNECTOR_STATUSES":
-        # OCPP 1.6 meanings; firmware/connector.py holds the same names.
-        return ("Available", "Reserved", "Preparing", "Charging", "SuspendedEV", "Finishing", "Unavailable", "Faulted")
+        # OCPP 1.6 meanings; firmware/connector.py holds the same names. SuspendedEVSE (the charger,
+        # not the car, paused the energy) comes only from OCPP chargers (hub/ocpp); our boards never send it.
+        return ("Available", "Reserved", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing",
+                "Unavailable", "Faulted")
     if name == "STATION_STATUSES":
         # What the hub shows to vehicles and operators.
         return ("Available", "Occupied", "Reserved", "Offline", "Unavailable", "Faulted")

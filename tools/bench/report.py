@@ -66,4 +66,8 @@ def _micro(r):
 
 
 def render(r):
+    if r.get("scenario") == "ocpp":
+        from tools.bench.ocpp import render as render_ocpp
+
+        return render_ocpp(r)
     return _micro(r) if r.get("scenario") == "micro" else _load(r)
