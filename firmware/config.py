@@ -39,7 +39,7 @@ journal            path of the session journal file (board default "journal.log"
 import json
 import sys
 
-from transport.compat import const
+from transport.kinds import MAX_CONNECTORS as _MAX_CONNECTORS  # one limit with the hub
 
 # One line per key: name, default (JSON), and for a number its inclusive range (JSON). A "*" after
 # the name marks the keys the hub may change at run time with CONFIGURE. Read a line at a time
@@ -70,8 +70,6 @@ relay_pins null
 sync_time false
 journal "journal.log"
 """
-
-_MAX_CONNECTORS = const(8)
 
 
 def _line(key):

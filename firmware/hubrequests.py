@@ -16,9 +16,9 @@ from firmware.connector import AVAILABLE, BUSY, FAULTED, PREPARING, RESERVED, UN
 
 def reserve_now(cp, f):
     rid, number, vehicle, start, end = f[0], f[1], f[2], f[3], f[4]
-    if number:
+    if number:  # the connector the hub's book chose: honoured, or refused so the hub picks another
         c = cp.connector(number)
-        if c.status in (FAULTED, UNAVAILABLE):
+        if c.status in (FAULTED, UNAVAILABLE) or (c.status in BUSY and start - cp.config["hold_before_s"] <= cp.now()):
             raise Refused(E_INVALID_STATE, "connector %d is %s" % (number, c.status))
     r, old = cp.reservations.add(rid, number, vehicle, start, end, len(cp.connectors), cp.now(), cp.config["grace_s"])
     if old is not None:
@@ -41,6 +41,9 @@ def remote_start(cp, f):
     if number < 0 or number > len(cp.connectors):
         raise Refused(E_BAD_FIELD, "connector must be 0..%d" % len(cp.connectors))
     ev_check(ev)
+    for c in cp.connectors:
+        if c.charge is not None and c.vehicle == vehicle and number in (0, c.number):
+            return None  # the hub resent it (its ACK was lost on the line): started once, ACKed again
     if cp.offline:
         raise Refused(E_INVALID_STATE, "station is in offline mode")
     c = _pick(cp, number, vehicle, rid)

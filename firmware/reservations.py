@@ -11,8 +11,7 @@ import sys
 from transport.errors import E_BAD_FIELD, E_CONFLICT, E_OVERLOADED
 
 from firmware.connector import Refused
-
-MAX_RESERVATIONS = 16
+from transport.kinds import MAX_RESERVATIONS  # the hub sends no more open windows than this
 
 
 class Reservation:

@@ -7,7 +7,7 @@ provided by the gateway), and news for other actors goes by `tell`.
 
 ReservationBookActor messages (op first):
   ("reserve", link_id, seq, vehicle_id, station_id, start, end)
-  ("reserve_batch", [(link_id, seq, vehicle_id, station_id, start, end), ...][, now])
+  ("reserve_batch", [(link_id, seq, vehicle_id, station_id, start, end[, request_id]), ...][, now])
         decided in order, stored in ONE transaction (group commit), then answered:
         RESERVE_RESULT(seq, ok, reservation_id, alternatives, reason), or ERROR(seq, code, text)
   ("cancel", link_id, seq, vehicle_id, reservation_id)      -> ACK(seq) or ERROR
@@ -19,8 +19,10 @@ ReservationBookActor messages (op first):
   ("peer_removed", role, peer_id)                           a removed station/vehicle: its reservations go
   ("nearby_source", published_index)                        from the LocatorActor (see below)
   ("next_change", station_id, now)                          returns (busy_until, next_start) to an ask
+  ("station_refused", id, station_id, connector, movable, text)  the station refused RESERVE_NOW: moved to
+                                                            another connector, else cancelled and its vehicle told
   ("call", fn, reply)                                       reply(fn(book), None) or reply(None, exc)
-It tells the registry (if given) ("reserved", id, station_id, vehicle_id, start, end) and
+It tells the registry (if given) ("reserved", id, station_id, vehicle_id, start, end, connector) and
 ("reservation_ended", id, station_id, why) so stations get RESERVE_NOW / CANCEL_RESERVATION.
 
 LocatorActor messages:
@@ -84,7 +86,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         if self.registry is not None:
             # After a restart the registry knows no windows; give it every open one.
             for r in self.book.open_reservations():
-                self.registry.tell(("reserved", r.id, r.station_id, r.vehicle_id, r.start, r.end))
+                self.registry.tell(("reserved", r.id, r.station_id, r.vehicle_id, r.start, r.end, r.connector))
 
     def on_stop(self):
         if self.store is not None:
@@ -116,7 +118,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         for ev in events:
             r = ev[1]
             if ev[0] == "reserved":
-                self.registry.tell(("reserved", r.id, r.station_id, r.vehicle_id, r.start, r.end))
+                self.registry.tell(("reserved", r.id, r.station_id, r.vehicle_id, r.start, r.end, r.connector))
             else:
                 self.registry.tell(("reservation_ended", r.id, r.station_id, ev[2]))
 
@@ -146,7 +148,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         now = self.clock() if now is None else now
         requests = list(requests)
         try:
-            results = self.book.reserve_many([tuple(req[2:6]) for req in requests], now)
+            results = self.book.reserve_many([tuple(req[2:7]) for req in requests], now)
         except Exception:
             for req in requests:
                 self._error(req[0], req[1], E_INTERNAL, "internal error; try again")
@@ -198,6 +200,18 @@ class ReservationBookActor(pykka.ThreadingActor):
             except Exception:
                 log.exception("vehicle %s: could not be told of its cancelled reservations", vehicle_id)
 
+    def _on_station_refused(self, rid, station_id, connector, movable, text):
+        r = self.book.get(rid)
+        if r is None or r.station_id != station_id:
+            return  # ended meanwhile
+        if movable and self.book.move(rid, connector, self.clock()) is not None:
+            return  # the registry hears ("reserved", ... new connector) and sends it
+        r = self.book.cancel_refused(rid, text)
+        try:  # as for a removed station: an unsolicited RESERVATIONS lists what was cancelled
+            self.outbox.send_to_peer("vehicle", r.vehicle_id, make(K.RESERVATIONS, 0, [reservation_map(r)]))
+        except Exception:
+            log.exception("vehicle %s: could not be told of its cancelled reservation", r.vehicle_id)
+
     def _on_station(self, station_id, connectors):
         if type(connectors) is not int or connectors < 1:
             log.warning("station %s: ignoring capacity %r", station_id, connectors)
@@ -232,6 +246,7 @@ class ReservationBookActor(pykka.ThreadingActor):
         "session_ended": _on_session_ended,
         "station": _on_station,
         "peer_removed": _on_peer_removed,
+        "station_refused": _on_station_refused,
         "nearby_source": _on_nearby_source,
         "next_change": _on_next_change,
     }

@@ -143,6 +143,7 @@ class ReservationBook:
             r = self._by_id.get(rid)
             if r is not None:
                 self._by_id[rid] = r._replace(connector=free)
+                self._events.append(("reserved", self._by_id[rid]))  # the station is sent the new connector
             moves.append((rid, free))
             log.warning("station %s: reservation %d moved from connector %d to %d", st.id, rid, conn, free)
         if moves and self._store is not None:
@@ -321,16 +322,29 @@ class ReservationBook:
         return result
 
     def reserve_many(self, requests, now):
-        """[(vehicle_id, station_id, start, end)] decided in order (a later request sees the earlier
-        ones), persisted in ONE transaction. One entry per request: a ReserveResult (ok, or a
-        conflict with alternatives) or a BookingError for a request refused outright."""
+        """[(vehicle_id, station_id, start, end[, request_id])] decided in order (a later request sees
+        the earlier ones), persisted in ONE transaction. One entry per request: a ReserveResult (ok, or
+        a conflict with alternatives) or a BookingError for a request refused outright. A request_id
+        the vehicle used before (in the store, or earlier in this batch) is answered with the
+        reservation it booked then: a retry never books twice."""
         results = [None] * len(requests)
-        held = []  # (index, provisional Reservation with a negative id, station)
+        held = []  # (index, provisional Reservation with a negative id, station, request_id)
         provisional = {}  # vehicle_id -> how many of this batch's held requests are its
+        keyed = {}  # (vehicle_id, request_id) -> index of this batch's first request with that key
+        repeats = []  # (index, index of the first request with the same key)
         cap = self.max_open_per_vehicle
         for i, req in enumerate(requests):
+            request_id = req[4] if type(req) in (tuple, list) and len(req) > 4 else None
+            if request_id is not None:
+                first = keyed.setdefault((req[0], request_id), i)
+                if first != i:
+                    repeats.append((i, first))
+                    continue
+                results[i] = self._booked_before(req[0], request_id)
+                if results[i] is not None:
+                    continue
             try:
-                vehicle_id, station_id, start, end = req
+                vehicle_id, station_id, start, end = req[:4]
                 st = self._validate(vehicle_id, station_id, start, end, now)
                 if cap is not None:
                     n_open = len(self._by_vehicle.get(vehicle_id, ())) + provisional.get(vehicle_id, 0)
@@ -353,20 +367,37 @@ class ReservationBook:
                 continue
             r = Reservation(-(i + 1), vehicle_id, station_id, conn, start, end, "confirmed")
             self._hold(st, r)  # later requests of this batch must see it
-            held.append((i, r, st))
+            held.append((i, r, st, request_id))
             provisional[vehicle_id] = provisional.get(vehicle_id, 0) + 1
-        if not held:
-            return results
+        if held:
+            self._commit(held, results)
+        for i, first in repeats:
+            results[i] = results[first]
+        return results
+
+    def _booked_before(self, vehicle_id, request_id):
+        """The ReserveResult of an earlier RESERVE with this key, or None if the key is new."""
+        if type(request_id) is not str or not 0 < len(request_id) <= 64:
+            return BookingError(E_BAD_FIELD, "request_id must be 1..64 characters")
+        row = self._store.reservation_for_request(vehicle_id, request_id)
+        if row is None:
+            return None
+        log.info("vehicle %s: reserve %s repeated, answered with reservation %d", vehicle_id, request_id,
+                 row["reservation_id"])
+        return ReserveResult(True, Reservation(row["reservation_id"], vehicle_id, row["station_id"], row["connector"],
+                                               row["start"], row["end"], row["state"]), [], None)
+
+    def _commit(self, held, results):
         try:
-            ids = self._store.insert_reservations([(r.vehicle_id, r.station_id, r.connector, r.start, r.end)
-                                                   for _i, r, _st in held])
+            ids = self._store.insert_reservations([(r.vehicle_id, r.station_id, r.connector, r.start, r.end, key)
+                                                   for _i, r, _st, key in held])
         except (sqlite3.Error, OSError) as exc:
             log.error("book: storing %d reservations failed, all refused: %s", len(held), exc)
-            for i, r, st in held:
+            for i, r, st, _key in held:
                 self._release(st, r.start, r.id)
                 results[i] = BookingError(E_INTERNAL, "the reservation could not be stored; try again")
-            return results
-        for (i, tmp, st), rid in zip(held, ids):
+            return
+        for (i, tmp, st, _key), rid in zip(held, ids):
             self._release(st, tmp.start, tmp.id)
             r = tmp._replace(id=rid)
             self._hold(st, r)
@@ -374,7 +405,6 @@ class ReservationBook:
             log.info("vehicle %s: reservation %d confirmed at station %s connector %d %s",
                      r.vehicle_id, rid, r.station_id, r.connector, Window(r.start, r.end))
             results[i] = ReserveResult(True, r, [], None)
-        return results
 
     # --- cancel and expiry ---------------------------------------------------------------
 
@@ -397,6 +427,39 @@ class ReservationBook:
             raise BookingError(E_FORBIDDEN, "reservation %d is not yours" % reservation_id)
         self._store.update_reservation_state(r.id, "cancelled")
         log.info("vehicle %s: reservation %d at station %s cancelled", vehicle_id, r.id, r.station_id)
+        return self._close(r, "cancelled")
+
+    def move(self, reservation_id, refused_connector, now):
+        """The station refused `refused_connector` for this reservation: book it on another connector
+        of the station for the same window (0 = any, if no single one is free throughout). Returns
+        the moved Reservation (a "reserved" event is queued), or None if the station has no room."""
+        r = self._by_id.get(reservation_id)
+        st = self._stations.get(r.station_id) if r is not None else None
+        if st is None:
+            return None
+        self._release(st, r.start, r.id)
+        blocker = Reservation(0, None, r.station_id, refused_connector, r.start, r.end, "blocked")
+        self._hold(st, blocker)  # the refused connector counts as taken for the window
+        conn = self._fit(st, r.start, r.end, now)
+        self._release(st, r.start, 0)
+        if conn is None or conn == refused_connector:
+            self._hold(st, r)
+            return None
+        moved = r._replace(connector=conn)
+        self._store.move_reservations([(r.id, conn)])
+        self._hold(st, moved)
+        self._events.append(("reserved", moved))
+        log.warning("station %s: reservation %d moved from connector %d to %d (the station refused it)",
+                    st.id, r.id, refused_connector, conn)
+        return moved
+
+    def cancel_refused(self, reservation_id, why):
+        """The station cannot hold this reservation and no other connector can: cancelled in the
+        store and memory; returns it with state "cancelled" (the caller tells the vehicle)."""
+        r = self._by_id[reservation_id]
+        self._store.update_reservation_state(r.id, "cancelled")
+        log.warning("vehicle %s: reservation %d at station %s cancelled: the station refused it (%s)",
+                    r.vehicle_id, r.id, r.station_id, why)
         return self._close(r, "cancelled")
 
     def forget_peer(self, role, peer_id):

@@ -19,6 +19,7 @@ from transport.session import S_OPEN, Authenticated, Closed, Message, PeerSilent
 log = logging.getLogger(__name__)
 
 PRE_AUTH_MAX_FRAME = 4096
+SERIAL_REQUEST_TIMEOUT_S = 2  # as firmware/chargepoint.py: a hub request unanswered this long on a serial line is resent
 
 _NEAREST = K.NEAREST
 _NUM = (int, float)  # type() is checked, so bool (an int subclass) is not a number here, as in parse()
@@ -63,7 +64,10 @@ class Link:
             clock=lambda: int(clock() * 1000),  # sessions count integer ms (the board's clock); ours is in s
             wall=wall,
             heartbeat_s=config["heartbeat_s"],
-            request_timeout_s=config["request_timeout_s"],
+            # A serial line answers in milliseconds and loses a frame to noise now and then: a request
+            # unanswered for 2 s is lost and resent (hub/registry.py), as the station does its own.
+            request_timeout_s=min(config["request_timeout_s"], SERIAL_REQUEST_TIMEOUT_S) if self.address.startswith("serial:")
+            else config["request_timeout_s"],
         )
         self.framer.seal = session.seal  # frames after the handshake carry the session's MAC
         return session

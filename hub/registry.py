@@ -20,11 +20,12 @@ import math
 
 import pykka
 
-from hub import authz, capacity
+from hub import authz, capacity, station_sync
 from hub.boardfloats import board_float
 
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
+from transport.errors import error_name
 from transport.messages import make
 from hub.logsafe import wire_text
 
@@ -38,6 +39,7 @@ StationView = collections.namedtuple(
 OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing")
 MAX_ENERGY_WH = 10**9  # 1 GWh: anything above is a broken meter, not a session
 MAX_EPOCH = 2**40
+REQUEST_TRIES = 3  # sends of one hub->station request before "the station did not answer"
 
 
 def display_status(online, connector_status):
@@ -61,7 +63,7 @@ def display_status(online, connector_status):
 class _Station:
     __slots__ = (
         "id", "lat", "lon", "connectors", "max_kw", "online", "last_seen", "firmware",
-        "connector_status", "sessions", "windows", "mismatch", "name",
+        "connector_status", "sessions", "windows", "mismatch", "name", "sync",
     )
 
     def __init__(self, station_id, lat, lon, connectors, max_kw):
@@ -78,6 +80,7 @@ class _Station:
         self.windows = {}  # reservation_id -> (vehicle_id, start, end)
         self.mismatch = None  # hub.capacity doc while provisioning and BOOT disagree
         self.name = None  # place label from provisioning (`stations add --name`)
+        self.sync = station_sync.StationSync()  # which windows the station was sent (its table is small)
 
 
 class StationRegistry(pykka.ThreadingActor):
@@ -210,8 +213,8 @@ class StationRegistry(pykka.ThreadingActor):
         st.last_seen = self.clock()
         self._publish(st)
         # Tell the station about reservations it must honour (it may have rebooted and forgotten).
-        for rid, (vehicle_id, start, end) in st.windows.items():
-            self._request_station(st.id, K.RESERVE_NOW, [rid, 0, vehicle_id, int(start), int(end)], None)
+        st.sync.reset()
+        self._sync_windows(st)
 
     def _on_offline(self, station_id, why):
         st = self.stations.get(station_id)
@@ -220,14 +223,15 @@ class StationRegistry(pykka.ThreadingActor):
         if st.online:
             log.warning("station %s: offline (%s)", station_id, why)
         st.online = False
+        st.sync.reset()
         self._publish(st)
 
     def _on_boot(self, station_id, link_id, seq, fields):
         lat, lon, connectors, max_kw, firmware = fields
         lat, lon, max_kw = board_float(lat), board_float(lon), board_float(max_kw)  # float32 boards read alike
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > 16 \
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > K.MAX_CONNECTORS \
                 or not (0 < max_kw <= 1000):  # written so that NaN fails too
-            self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..16) or max_kw out of range")
+            self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..%d) or max_kw out of range" % K.MAX_CONNECTORS)
             return
         # Provisioning and the station's own report must never silently diverge: use the safe values.
         # A boot also picks up `evhub stations update` (position, name) made since.
@@ -246,7 +250,7 @@ class StationRegistry(pykka.ThreadingActor):
         self._publish(st)
         self._ack(link_id, seq)
         if use_kw < max_kw:  # the station would deliver more than it was provisioned for: tell it the limit
-            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], None)
+            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], self._logged(station_id, "configure max_kw"))
 
     def _on_status(self, station_id, link_id, seq, fields):
         connector, status, info = fields
@@ -324,8 +328,9 @@ class StationRegistry(pykka.ThreadingActor):
             if self.events is not None:
                 self.events.publish("session_start", dict(st.sessions[session_id], session_id=session_id,
                                                           station_id=station_id))
-        if reservation_id is not None:
-            st.windows.pop(reservation_id, None)
+        if reservation_id is not None and st.windows.pop(reservation_id, None) is not None:
+            st.sync.forget(reservation_id, cancel=False)  # the station used its row: the next window may go
+            self._sync_windows(st)
         log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id), connector,
                  wire_text(vehicle_id))
         self._publish(st)
@@ -424,30 +429,94 @@ class StationRegistry(pykka.ThreadingActor):
                 st = self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
         return st
 
-    def _on_reserved(self, reservation_id, station_id, vehicle_id, start, end):
+    def _on_reserved(self, reservation_id, station_id, vehicle_id, start, end, connector=0):
         st = self._known(station_id)
         if st is None:
             return
         st.windows[reservation_id] = (vehicle_id, start, end)
+        st.sync.changed(reservation_id, connector)
         self._publish(st)
-        if st.online:
-            self._request_station(station_id, K.RESERVE_NOW, [reservation_id, 0, vehicle_id, int(start), int(end)], None)
+        self._sync_windows(st)
 
     def _on_reservation_ended(self, reservation_id, station_id, why):
         st = self.stations.get(station_id)
         if st is None or st.windows.pop(reservation_id, None) is None:
             return
         self._publish(st)
-        if st.online and why != "fulfilled":
-            self._request_station(station_id, K.CANCEL_RESERVATION, [reservation_id], None)
+        st.sync.forget(reservation_id, cancel=why != "fulfilled")  # cancelled on the station by the plan
+        self._sync_windows(st)  # a row is free: the next window goes
+
+    def _sync_windows(self, st):
+        """Send the station the windows inside its horizon it does not hold yet (hub/station_sync.py)."""
+        if not st.online:
+            return
+        cancel, send = st.sync.plan(st.windows)
+        for rid in cancel:
+            self._cancel_on_station(st, rid)
+        for rid, token in send:
+            vehicle_id, start, end = st.windows[rid]
+            self._request_station(st.id, K.RESERVE_NOW, [rid, st.sync.connectors.get(rid, 0), vehicle_id, int(start), int(end)],
+                                  self._reserve_now_reply(st.id, rid, token))
+
+    def _logged(self, station_id, what):
+        """on_reply for a request nobody waits for: a refusal or no answer is logged, never dropped."""
+        def on_reply(reply):
+            if reply is None:
+                log.warning("station %s: %s not answered", station_id, what)
+            elif reply[0] == K.ERROR:
+                log.warning("station %s: %s refused: %s: %s", station_id, what, error_name(reply[1][0]) or reply[1][0],
+                            wire_text(reply[1][1]))
+
+        return on_reply
+
+    def _cancel_on_station(self, st, rid):
+        logged = self._logged(st.id, "cancel of reservation %d" % rid)
+
+        def on_reply(reply):
+            if reply is None or reply[0] != K.ERROR or reply[1][0] != E_NOT_FOUND:  # not found: already gone
+                logged(reply)
+
+        self._request_station(st.id, K.CANCEL_RESERVATION, [rid], on_reply)
+
+    def _reserve_now_reply(self, station_id, rid, token):
+        def on_reply(reply):
+            st = self.stations.get(station_id)
+            if st is None:
+                return
+            connector = st.sync.connectors.get(rid, 0)
+            action = st.sync.on_reply(rid, token, reply)
+            if action in (station_sync.HELD, station_sync.STALE):
+                return
+            code, text = (E_TIMEOUT, "no answer") if reply is None else (reply[1][0], reply[1][1])
+            log.warning("station %s: RESERVE_NOW %d (connector %d) refused: %s: %s: %s", station_id, rid, connector,
+                        error_name(code) or code, wire_text(text), action)
+            if action != station_sync.RETRY and self.book is not None:
+                self.book.tell(("station_refused", rid, station_id, connector, action == station_sync.MOVE, text))
+
+        return on_reply
 
     # --- vehicle asks to charge / stop -----------------------------------------------------------
 
-    def _request_station(self, station_id, kind, fields, on_reply):
+    def _request_station(self, station_id, kind, fields, on_reply, tries=1):
+        """Send a hub->station request; on_reply(reply) gets (kind, fields) or None. An unanswered one
+        (a frame lost on a serial line) is resent while the station is online, up to REQUEST_TRIES: the
+        station handles a repeat idempotently, and a "not found" to a repeated stop or cancel means the
+        first copy did it."""
         tag = self._next_tag
         self._next_tag += 1
         if on_reply is not None:
-            self._pending[tag] = on_reply
+            def answered(reply):
+                st = self.stations.get(station_id)
+                if reply is None and tries < REQUEST_TRIES and st is not None and st.online:
+                    log.info("station %s: %s unanswered, sent again", station_id, K.kind_name(kind))
+                    self._request_station(station_id, kind, fields, on_reply, tries + 1)
+                    return
+                if tries > 1 and reply is not None and reply[0] == K.ERROR and reply[1][0] == E_NOT_FOUND \
+                        and kind in (K.REMOTE_STOP, K.CANCEL_RESERVATION):
+                    reply = (K.ACK, [])
+                on_reply(reply)
+
+            self._pending[tag] = answered
         self.outbox.request("station", station_id, kind, fields, self.actor_ref if on_reply is not None else None, tag)
 
     def _on_reply(self, tag, reply):
@@ -535,6 +604,8 @@ class StationRegistry(pykka.ThreadingActor):
         for st in self.stations.values():
             if st.sessions or st.windows:
                 self._publish(st)  # "Free in X min" counts down
+            if st.sync.retry_due:
+                self._sync_windows(st)  # resend what was lost or refused for a passing reason
 
     def _on_summary(self):
         return {

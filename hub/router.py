@@ -165,7 +165,9 @@ class Router:
         elif kind in STATION_KINDS:
             self.registry.tell((kind, peer, link.id, seq, fields))
         elif kind == K.RESERVE:
-            station_id, start, end = fields
+            station_id, start, end, request_id = fields
+            if request_id is not None and not 0 < len(request_id) <= 64:
+                raise ProtocolError(E_BAD_FIELD, "request_id must be 1..64 characters or nil", seq)
             if len(self._reservations) >= MAX_WAITING_RESERVATIONS:
                 # The book is behind by a whole batch's worth: say so instead of queueing without bound.
                 self.count("reservations_overloaded")
@@ -179,7 +181,7 @@ class Router:
                                         " wait for their answers" % (waiting, self.max_waiting_per_vehicle), seq)
                 return
             self._waiting_by_vehicle[peer] = waiting + 1
-            self._reservations.append((link.id, seq, peer, station_id, start, end))
+            self._reservations.append((link.id, seq, peer, station_id, start, end, request_id))
             self._schedule_flush()
         elif kind == K.CANCEL:
             self.book.tell(("cancel", link.id, seq, peer, fields[0]))

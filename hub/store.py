@@ -25,9 +25,10 @@ import secrets
 import sqlite3
 import time
 
-from hub import store_authz, store_ops
+from hub import store_authz, store_ops, store_requests
 from hub.geo import validate_position
 from hub.secretfile import prepare_store
+from transport import kinds as K
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class Store:
                 log.info("store %s: schema version %d created", self.path, SCHEMA_VERSION)
             store_authz.migrate(db)  # idempotent column/table additions (removal, revocation, attribution)
             store_ops.migrate(db)  # idempotent: station names, vehicles' last positions
+            store_requests.migrate(db)  # idempotent: RESERVE's request_id, unique per vehicle
 
     @property
     def schema_version(self):
@@ -186,8 +188,8 @@ class Store:
             lat, lon = validate_position(lat, lon)
         except ValueError as exc:
             raise StoreError("station %s: %s" % (station_id, exc)) from None
-        if isinstance(connectors, bool) or not isinstance(connectors, int) or connectors < 1:
-            raise StoreError("station %s: connectors must be an integer >= 1" % station_id)
+        if isinstance(connectors, bool) or not isinstance(connectors, int) or not 1 <= connectors <= K.MAX_CONNECTORS:
+            raise StoreError("station %s: connectors must be an integer in 1..%d" % (station_id, K.MAX_CONNECTORS))
         if isinstance(max_kw, bool) or not isinstance(max_kw, (int, float)) or not max_kw > 0:
             raise StoreError("station %s: max_kw must be a number > 0" % station_id)
         key = new_secret() if key is None else key
@@ -333,17 +335,17 @@ class Store:
     def insert_reservations(self, rows):
         """Insert confirmed reservations in ONE transaction (one fsync); returns their ids in order.
 
-        rows: iterable of (vehicle_id, station_id, connector, start, end). All or nothing:
-        on any error nothing is written and the exception propagates.
+        rows: iterable of (vehicle_id, station_id, connector, start, end[, request_id]). All or
+        nothing: on any error nothing is written and the exception propagates.
         """
         now = self._now()
         ids = []
         with self._tx() as db:
-            for vehicle_id, station_id, connector, start, end in rows:
+            for row in rows:
                 cur = db.execute(
-                    'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated)'
-                    " VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?)",
-                    (vehicle_id, station_id, connector, start, end, now, now),
+                    'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated,'
+                    " request_id) VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?, ?)",
+                    tuple(row[:5]) + (now, now, row[5] if len(row) > 5 else None),
                 )
                 ids.append(cur.lastrowid)
         return ids
@@ -373,6 +375,12 @@ class Store:
         with self._tx() as db:
             for rid, connector in moves:
                 db.execute("UPDATE reservations SET connector = ?, updated = ? WHERE id = ?", (connector, now, rid))
+
+    def reservation_for_request(self, vehicle_id, request_id):
+        """The reservation this vehicle booked with this RESERVE request_id, as a dict, or None."""
+        row = store_requests.reservation_for_request(self._db, vehicle_id, request_id)
+        keys = ("reservation_id", "station_id", "connector", "start", "end", "state")
+        return None if row is None else dict(zip(keys, row))
 
     def get_reservation(self, reservation_id):
         row = self._db.execute("SELECT %s FROM reservations WHERE id = ?" % _RES_COLS, (reservation_id,)).fetchone()

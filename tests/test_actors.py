@@ -72,7 +72,7 @@ def test_a_reserve_is_answered_with_a_result_and_the_registry_is_told(actors, db
     link, msg = outbox.get()
     assert link == "L1" and msg[:3] == [K.RESERVE_RESULT, 7, True] and msg[4] == [] and msg[5] is None
     rid = msg[3]
-    assert registry.get() == ("reserved", rid, "CP-1", "EV-1", NOW + H, NOW + 2 * H)
+    assert registry.get() == ("reserved", rid, "CP-1", "EV-1", NOW + H, NOW + 2 * H, 1)  # connector 1, the one chosen
 
 
 def test_list_and_cancel_through_the_actor(actors, db):
@@ -139,7 +139,7 @@ def test_after_a_restart_the_registry_is_told_every_open_reservation(actors, db)
     ref.stop()
     actors.remove(ref)
     ref2, _, registry2, _ = start_book(actors, db)
-    assert registry2.get() == ("reserved", rid, "CP-1", "EV-1", NOW + H, NOW + 2 * H)
+    assert registry2.get() == ("reserved", rid, "CP-1", "EV-1", NOW + H, NOW + 2 * H, 1)
 
 
 def test_the_locator_publishes_snapshots_that_other_threads_read_without_asking(actors):

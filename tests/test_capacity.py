@@ -40,8 +40,12 @@ def test_a_station_booting_with_fewer_connectors_and_more_power_is_warned_shown_
             assert cp1["mismatch"] == {"provisioned": {"connectors": 2, "max_kw": 7.4},
                                        "reported": {"connectors": 1, "max_kw": 22.0},
                                        "used": {"connectors": 1, "max_kw": 7.4}}
-            moved = hub.get("/api/reservations/%d" % second["reservation_id"])["reservation"]
+            # the book hears the capacity from the registry after the station shows online: wait for it
+            moved = hub.wait_for("/api/reservations/%d" % second["reservation_id"],
+                                 lambda b: b["reservation"]["connector"] == 1)["reservation"]
             assert (moved["state"], moved["connector"]) == ("confirmed", 1)  # not stranded on connector 2
+            sent = [c.wait_event((K.RESERVE_NOW,), timeout=5) for _ in range(2)]  # at link up, then after the move
+            assert [m.fields[:2] for m in sent if m is not None][-1] == [second["reservation_id"], 1]  # the station hears it
         log = hub.log()
         assert "WARNING" in log and "capacity mismatch" in log and "moved from connector 2 to 1" in log
         assert "Traceback" not in log

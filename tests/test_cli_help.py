@@ -28,5 +28,5 @@ def test_every_option_and_argument_of_every_subcommand_has_help_text():
 def test_numeric_limits_are_stated_in_help():
     subs = dict((" ".join(p), parser) for p, parser in _walk(build_parser(), ["evhub"]))
     add = subs["evhub stations add"].format_help()
-    assert "1..16" in add and "1000" in add and "-90..90" in add
+    assert "1..8" in add and "1000" in add and "-90..90" in add
     assert "1..2000" in subs["evhub sim"].format_help()

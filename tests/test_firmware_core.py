@@ -15,7 +15,7 @@ from firmware.link import BACKOFF_CAP_S, CONNECT, GIVE_UP, Link, backoff_delay
 from fw_hub import EPOCH, KEY, FakeClock, FakeHub, Wire
 from transport import codec
 from transport import kinds as K
-from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FOUND
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FOUND, E_OVERLOADED
 
 EV = {"max_kw": 11.0, "capacity_kwh": 40.0, "soc": 0.5, "target_soc": 0.9}
 
@@ -293,6 +293,39 @@ def test_a_reservation_waits_for_a_busy_connector_then_holds_it():
     ask(hub, wire, K.REMOTE_STOP, cp.connectors[0].session_id)
     wire.step()
     assert cp.status(1) == "Reserved" and cp.connectors[0].hold.vehicle == "V-2"
+
+
+def test_a_reservation_is_held_on_the_connector_the_hub_named_not_the_first_free_one():
+    cp, hub, wire, clock = online(connectors=2)
+    now = int(EPOCH + clock.t)
+    assert ask(hub, wire, K.RESERVE_NOW, 7, 2, "V-1", now, now + 1800).kind == K.ACK
+    wire.step()
+    assert cp.status(1) == "Available" and cp.status(2) == "Reserved" and cp.connectors[1].hold.id == 7
+
+
+def test_a_named_connector_busy_when_the_hold_begins_is_refused_so_the_hub_can_move_it():
+    cp, hub, wire, clock = online(connectors=2)
+    ask(hub, wire, K.REMOTE_START, 1, "V-1", None, EV)
+    now = int(EPOCH + clock.t)
+    assert err_code(ask(hub, wire, K.RESERVE_NOW, 7, 1, "V-2", now, now + 1800)) == E_INVALID_STATE
+    # a window far enough ahead is taken: the session has time to end
+    assert ask(hub, wire, K.RESERVE_NOW, 8, 1, "V-2", now + 7200, now + 9000).kind == K.ACK
+    assert ask(hub, wire, K.RESERVE_NOW, 9, 2, "V-2", now, now + 1800).kind == K.ACK
+
+
+def test_a_full_table_refuses_the_17th_reservation_with_overloaded():
+    cp, hub, wire, clock = online()
+    now = int(EPOCH + clock.t) + 3600
+    for rid in range(1, 17):
+        assert ask(hub, wire, K.RESERVE_NOW, rid, 0, "V-1", now + rid * 600, now + rid * 600 + 600).kind == K.ACK
+    assert err_code(ask(hub, wire, K.RESERVE_NOW, 17, 0, "V-1", now + 17 * 600, now + 18 * 600)) == E_OVERLOADED
+
+
+def test_a_repeated_remote_start_for_the_vehicle_already_charging_is_acked_and_starts_nothing():
+    cp, hub, wire, clock = online(connectors=2)
+    assert ask(hub, wire, K.REMOTE_START, 0, "V-1", None, EV).kind == K.ACK
+    assert ask(hub, wire, K.REMOTE_START, 0, "V-1", None, EV).kind == K.ACK  # the hub resent it: its ACK was lost
+    assert len(hub.starts) == 1 and cp.status(2) == "Available"
 
 
 # --- charge simulation --------------------------------------------------------------------

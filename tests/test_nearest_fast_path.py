@@ -63,7 +63,7 @@ CASES = [
     [NEAREST, 13, float("nan"), -38.0, 5, None],
     [NEAREST, 14, -12.1, float("inf"), 5, None],
     [NEAREST, 15, -12.1, -38.0, 5, []],
-    [NEAREST, 16, -12.1, -38.0, 5],
+    [NEAREST, 16, -12.1, -38.0],  # k missing (filters, which may be nil, may be left out: read as nil)
     [NEAREST, -1, -12.1, -38.0, 5, None],
     [NEAREST, 2**32, -12.1, -38.0, 5, None],
     [NEAREST, True, -12.1, -38.0, 5, None],

@@ -535,7 +535,10 @@ def test_a_websocket_dropped_mid_transaction_loses_nothing_the_stop_sent_after_r
         con.close()
 
 
-def test_a_charger_answering_reserve_now_occupied_inside_the_window_is_an_error_the_hub_hears(hub_and_central):
+def test_a_charger_answering_reserve_now_occupied_at_the_window_start_gets_the_vehicle_told(hub_and_central):
+    """A walk-in car holds the connector when the window opens: the charger answers Occupied; that is the
+    station's ERROR to RESERVE_NOW, and the hub cancels the reservation (one connector, nowhere to move it)
+    and tells the vehicle (an unsolicited RESERVATIONS)."""
     hub, central, url = hub_and_central
     key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
     token = hub.add_vehicle("V-R")
@@ -543,7 +546,7 @@ def test_a_charger_answering_reserve_now_occupied_inside_the_window_is_an_error_
     class Busy(ChargePoint):
         @on(Action.reserve_now)
         def on_reserve_now(self, connector_id, expiry_date, id_tag, reservation_id, **_):
-            return call_result.ReserveNow(status="Occupied")  # a walk-in car is on the connector
+            return call_result.ReserveNow(status="Occupied")
 
     async def charger():
         async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
@@ -553,17 +556,21 @@ def test_a_charger_answering_reserve_now_occupied_inside_the_window_is_an_error_
             await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
             now = int(time.time())
             with HubClient(hub.url, "vehicle", "V-R", token) as v:
-                _k, (ok, _rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", now, now + 1800)
-            assert ok, reason
-            deadline = time.monotonic() + 10
-            while "ReserveNow 1 for V-R: Occupied" not in hub.log() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)  # the charger must keep answering meanwhile
+                _k, (ok, rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", now, now + 1800)
+                assert ok, reason
+                told = await asyncio.to_thread(v.wait_event, (K.RESERVATIONS,), 15)
             runner.cancel()
+            return rid, told
 
-    asyncio.run(asyncio.wait_for(charger(), 30))
-    # Said in the log, and answered to the hub as the station's ERROR to RESERVE_NOW (not an ACK), so the
-    # hub's handling of a refused reservation applies.
-    assert "station CP-OCPP: ReserveNow 1 for V-R: Occupied" in hub.log()
+    rid, told = asyncio.run(asyncio.wait_for(charger(), 40))
+    assert told is not None, hub.log()[-2000:]
+    assert [r["state"] for r in told.fields[0] if r["reservation_id"] == rid] == ["cancelled"]
+    assert "station CP-OCPP: ReserveNow %d for V-R: Occupied" % rid in hub.log()
+    con = sqlite3.connect(hub.db)
+    try:
+        assert con.execute("SELECT state FROM reservations WHERE id = ?", (rid,)).fetchone()[0] == "cancelled"
+    finally:
+        con.close()
 
 
 def test_a_charger_cannot_end_another_chargers_transaction_and_a_bad_timestamp_is_a_formation_violation(

@@ -8,6 +8,7 @@ from hypothesis import given, strategies as st
 
 from transport import kinds as K
 from transport.errors import E_AUTH_FAILED, E_BAD_FIELD, E_MALFORMED, E_NOT_AUTHENTICATED, E_UNKNOWN_KIND, E_FORBIDDEN
+from transport.errors import ProtocolError
 from transport.session import (
     Authenticated,
     ClientSession,
@@ -217,5 +218,15 @@ def test_a_peer_request_with_the_same_seq_as_ours_does_not_steal_our_reply():
 def test_extra_trailing_fields_are_ignored_so_handlers_see_the_known_shape():
     from transport.messages import parse
 
-    kind, seq, fields = parse([K.RESERVE, 4, "CP-1", 10, 20, "future", 1])
-    assert (kind, seq, list(fields)) == (K.RESERVE, 4, ["CP-1", 10, 20])
+    kind, seq, fields = parse([K.RESERVE, 4, "CP-1", 10, 20, "r-1", "future", 1])
+    assert (kind, seq, list(fields)) == (K.RESERVE, 4, ["CP-1", 10, 20, "r-1"])
+
+
+def test_an_older_peer_may_leave_out_a_trailing_field_that_may_be_nil_but_no_other():
+    from transport.messages import parse
+
+    kind, seq, fields = parse([K.RESERVE, 4, "CP-1", 10, 20])  # a vehicle from before request_id
+    assert (kind, seq, list(fields)) == (K.RESERVE, 4, ["CP-1", 10, 20, None])
+    with pytest.raises(ProtocolError) as exc:
+        parse([K.RESERVE, 4, "CP-1", 10])  # `end` may not be nil: still missing
+    assert exc.value.code == E_BAD_FIELD and "missing field 'end'" in exc.value.text

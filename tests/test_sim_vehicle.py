@@ -53,7 +53,7 @@ class Harness:
         self.reply(tag, K.NEAREST_RESULT, [listed(station)])
         tag, fields = self.sent(K.RESERVE)
         self.reply(tag, K.RESERVE_RESULT, True, rid, [], None)
-        return fields
+        return fields[:3]  # station, start, end (the request_id is the vehicle's own)
 
     def drive_until(self, state, limit=400):
         for _ in range(limit):
@@ -81,7 +81,7 @@ def test_below_its_threshold_a_vehicle_asks_for_the_nearest_stations_and_books_a
     assert fields[2] == Params().k
     h.reply(tag, K.NEAREST_RESULT, [listed(NEAR, distance_km=2.0)])
     assert h.v.state == RESERVING
-    _tag, (station, start, end) = h.sent(K.RESERVE)
+    _tag, (station, start, end, _request_id) = h.sent(K.RESERVE)
     assert station == NEAR.id
     assert h.now <= start <= h.now + 2.0 / 35 * 3600 + 60  # its ETA, rounded to the minute
     assert end - start >= charge_seconds(50, 100, 60, 0.15, 0.8)
@@ -103,12 +103,13 @@ def test_on_a_conflict_the_vehicle_takes_an_offered_alternative():
     h.tick()
     tag, _ = h.sent(K.NEAREST)
     h.reply(tag, K.NEAREST_RESULT, [listed(NEAR)])
-    tag, (_s, start, end) = h.sent(K.RESERVE)
+    tag, (_s, start, end, first_key) = h.sent(K.RESERVE)
     later = {"station_id": NEAR.id, "start": start + 3600, "end": end + 3600, "distance_km": 0.0}
     h.reply(tag, K.RESERVE_RESULT, False, None, [later], "conflict")
     assert h.stats["reservations_conflicted"] == 1
     tag, fields = h.sent(K.RESERVE)
-    assert fields == [NEAR.id, start + 3600, end + 3600]
+    assert fields[:3] == [NEAR.id, start + 3600, end + 3600]
+    assert fields[3] != first_key  # another window wanted: another request_id
     h.reply(tag, K.RESERVE_RESULT, True, 11, [], None)
     assert h.v.state == TO_STATION and h.v.plan["rid"] == 11
     assert h.stats["alternatives_taken"] == 1
@@ -254,3 +255,17 @@ def test_one_vehicle_crashing_does_not_stop_its_agent_or_the_others():
         ref.stop()
     assert snap["stats"]["errors"] == 1 and "EV-0: crashed" in snap["stats"]["error_texts"][0]
     assert snap["states"] == {DONE: 1, RESERVING: 1}
+
+
+def test_a_reserve_without_an_answer_is_asked_once_more_with_the_same_request_id():
+    h = Harness(soc=0.2)
+    h.tick()
+    tag, _ = h.sent(K.NEAREST)
+    h.reply(tag, K.NEAREST_RESULT, [listed(NEAR)])
+    tag, first = h.sent(K.RESERVE)
+    h.v.on_net("timeout", tag, None, None, h.now)
+    assert h.v.state == RESERVING and h.stats["reserve_retried"] == 1
+    tag, again = h.sent(K.RESERVE)
+    assert again == first and len(first[3]) == 16  # same window, same key: the hub answers the first booking
+    h.reply(tag, K.RESERVE_RESULT, True, 5, [], None)
+    assert h.v.state == TO_STATION and h.v.plan["rid"] == 5

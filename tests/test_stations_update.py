@@ -26,7 +26,7 @@ def test_update_refuses_bad_values_and_unknown_stations_with_one_line(tmp_path):
     db = tmp_path / "s.db"
     evhub("stations", "add", "--id", "CP-1", "--lat", "1", "--lon", "2", "--db", db, cwd=tmp_path)
     bad = evhub("stations", "update", "CP-1", "--connectors", "0", "--db", db, cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and "connectors must be 1..16" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "connectors must be 1..8" in bad.stderr and "Traceback" not in bad.stderr
     none = evhub("stations", "update", "CP-1", "--db", db, cwd=tmp_path, check=False)
     assert none.returncode == 2 and "nothing to change" in none.stderr
     missing = evhub("stations", "update", "CP-9", "--lat", "3", "--db", db, cwd=tmp_path, check=False)

@@ -21,7 +21,7 @@ def configure(p):
     a.add_argument("--id", required=True, help="station id, 1..64 characters without spaces")
     a.add_argument("--lat", type=float, required=True, help="latitude in degrees, -90..90")
     a.add_argument("--lon", type=float, required=True, help="longitude in degrees, -180..180")
-    a.add_argument("--connectors", type=int, default=1, help="number of connectors, 1..16 (default 1)")
+    a.add_argument("--connectors", type=int, default=1, help="number of connectors, 1..%d (default 1)" % K.MAX_CONNECTORS)
     a.add_argument("--max-kw", type=float, default=22.0, help="power limit per connector, 0.1..1000 kW (default 22)")
     a.add_argument("--name", help="place name shown on the dashboard, e.g. \"Feira de Santana\" (1..80 characters)")
     a.add_argument("--replace", action="store_true", help="issue a new key for an existing id")
@@ -41,7 +41,7 @@ def configure(p):
     up.add_argument("id", help="the station id")
     up.add_argument("--lat", type=float, help="latitude in degrees, -90..90")
     up.add_argument("--lon", type=float, help="longitude in degrees, -180..180")
-    up.add_argument("--connectors", type=int, help="number of connectors, 1..16")
+    up.add_argument("--connectors", type=int, help="number of connectors, 1..%d" % K.MAX_CONNECTORS)
     up.add_argument("--max-kw", type=float, help="power limit per connector, 0.1..1000 kW")
     up.add_argument("--name", help="place name shown on the dashboard ('' clears it)")
     up.add_argument("--db", default=default_db(), help=DB_HELP)
@@ -76,8 +76,8 @@ def validate_station(row, where="station"):
         raise ValueError("%s: id must be 1..64 characters without spaces" % where)
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise ValueError("%s: lat must be -90..90 and lon -180..180" % where)
-    if not 1 <= connectors <= 16:
-        raise ValueError("%s: connectors must be 1..16" % where)
+    if not 1 <= connectors <= K.MAX_CONNECTORS:
+        raise ValueError("%s: connectors must be 1..%d" % (where, K.MAX_CONNECTORS))
     if not 0 < max_kw <= 1000:
         raise ValueError("%s: max_kw must be in (0, 1000]" % where)
     return sid, lat, lon, connectors, max_kw

@@ -158,7 +158,7 @@ def _run(args):
                 print("%-12s %7.2f km  %s" % (s["id"], s["distance_km"], status))
             return 0
         if args.action == "reserve":
-            _k, fields = hub.request(K.RESERVE, args.station, start, start + args.minutes * 60)
+            _k, fields = hub.reserve(args.station, start, start + args.minutes * 60)  # retried with one request_id
             ok, rid, alternatives, reason = fields[0], fields[1], fields[2], fields[3]
             if args.json:
                 out = {"ok": ok}

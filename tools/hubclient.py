@@ -5,7 +5,9 @@ request/reply with a timeout. Errors come out as HubError with a sentence a
 person can act on, never a traceback.
 """
 
+import logging
 import os
+import secrets
 import socket
 import time
 
@@ -17,6 +19,9 @@ from transport.huburl import parse_hub_url, uses_tls
 from transport.session import Authenticated, ClientSession, Closed, Message, Reply, Timeout
 
 DEFAULT_HUB = "tcp://127.0.0.1:7878"
+RESERVE_TRIES = 2  # sends of one RESERVE (the same request_id) when the first gets no answer
+
+log = logging.getLogger(__name__)
 
 
 class HubError(Exception):
@@ -139,6 +144,30 @@ class HubClient:
         except (CodecError, ProtocolError) as exc:  # e.g. an integer too big for msgpack
             raise HubError("cannot send %s: %s" % (K.kind_name(kind), exc), getattr(exc, "code", E_BAD_FIELD)) from None
         return self.wait_reply(seq)
+
+    def reserve(self, station_id, start, end, tries=RESERVE_TRIES):
+        """RESERVE with a fresh request_id; asked again with the same id, on a new connection, when
+        the answer does not come (timeout, lost link). The hub answers a repeated id with the first
+        reservation: a retry never holds two. Returns (kind, fields) as request does."""
+        request_id = secrets.token_hex(8)
+        for attempt in range(1, tries + 1):
+            try:
+                return self.request(K.RESERVE, station_id, start, end, request_id)
+            except HubError as exc:
+                if exc.code is not None or attempt >= tries:  # the hub said no, or no tries left
+                    raise
+                log.warning("reserve %s: %s; asking again with the same request id", request_id, exc)
+                self.reconnect()
+        raise AssertionError("unreachable")
+
+    def reconnect(self):
+        """A new connection and handshake (a reply to an old request can no longer arrive)."""
+        self.close()
+        old = self.session
+        self.session = ClientSession(old.role, old.device_id, old.key, heartbeat_s=30, request_timeout_s=self.timeout)
+        self.framer = StreamFramer()
+        self.framer.seal = self.session.seal
+        return self.connect()
 
     def wait_reply(self, seq):
         """Wait for the reply to the request numbered `seq` (see request)."""

@@ -32,7 +32,8 @@ class PtyPair:
                 except OSError:  # the other side is not open yet (EIO): nothing to carry
                     continue
                 if data:
-                    self.bytes[0 if fd == self.m1 else 1] += len(data)
+                    self.side = 0 if fd == self.m1 else 1  # 0: written to path1, 1: to path2 (for carry)
+                    self.bytes[self.side] += len(data)
                     os.write(peer[fd], self.carry(data))
 
     def carry(self, data):

@@ -22,6 +22,7 @@ running charge, so the books of the simulation close.
 import logging
 import math
 import random
+import secrets
 
 from hub.geo import haversine_km
 from tools.sim_world import TRENDS, charge_seconds, step_towards, target_within
@@ -37,6 +38,7 @@ MOVING = (DRIVING, SEARCHING, RESERVING, TO_STATION)
 HEADING = (TO_STATION, WAITING, STARTING)
 UNUSABLE = ("Offline", "Faulted", "Unavailable")
 MAX_ERROR_TEXTS = 50
+RESERVE_TRIES = 2  # sends of one RESERVE, with one request_id, when the hub does not answer
 
 
 class Params:
@@ -195,11 +197,13 @@ class Vehicle:
             need = charge_seconds(max_kw, self.spec.ev_max_kw, self.cap, arrival_soc, self.spec.target_soc)
             length = min(self.p.max_window_s, max(self.p.min_window_s, need + self.p.margin_s))
             end = start + int(math.ceil(length / 300.0) * 300)
+        # A fresh request_id per reservation wanted (not seeded: a rerun on the same store must not
+        # reuse one), the same one when it is asked again after a timeout (hub answers the first).
         self.cand = {"station": sid, "lat": lat, "lon": lon, "max_kw": max_kw, "start": start, "end": end,
-                     "speed": self.speed}
+                     "speed": self.speed, "request_id": secrets.token_hex(8), "tries": 1}
         self.state = RESERVING
         self.attempts += 1
-        self._request(K.RESERVE, [sid, start, end], "reserve")
+        self._request(K.RESERVE, [sid, start, end, self.cand["request_id"]], "reserve")
 
     def _on_reserve(self, fields, now):
         ok, rid, alternatives = fields[0], fields[1], fields[2]
@@ -321,6 +325,13 @@ class Vehicle:
             return
         op = self.pending.pop(tag, None)
         if op is None:
+            return
+        if what == "timeout" and op == "reserve" and self.cand is not None and self.cand["tries"] < RESERVE_TRIES \
+                and not self.winding:
+            c = self.cand
+            c["tries"] += 1
+            self.stats.add("reserve_retried")
+            self._request(K.RESERVE, [c["station"], c["start"], c["end"], c["request_id"]], "reserve")
             return
         if what == "timeout":
             self._error("no answer to %s" % op)

@@ -46,7 +46,7 @@ def configure(sub) -> None:
     st = sub.add_parser("start", help="start charging at a station (your reservation there, or a walk-in)")
     st.add_argument("--station", required=True, help="station id to charge at")
     st.add_argument("--reservation", type=int, help="the reservation to charge on (default: yours open there now)")
-    st.add_argument("--connector", type=int, help="connector number 1..8 (see `evhub vehicle start --help`)")
+    st.add_argument("--connector", type=int, help="connector number 1..%d (see `evhub vehicle start --help`)" % K.MAX_CONNECTORS)
     st.add_argument("--soc", type=float, help="the battery's state of charge now, 0..1 (sent to the station)")
     st.add_argument("--target-soc", type=float, dest="target_soc", help="charge up to this state of charge, 0..1")
     st.add_argument("--capacity-kwh", type=float, dest="capacity_kwh", help="the battery's capacity, kWh")
@@ -63,8 +63,8 @@ def configure(sub) -> None:
 def check(args) -> None:
     """Local checks before the network; ValueError says what to fix."""
     if args.action == "start":
-        if args.connector is not None and not 1 <= args.connector <= 8:
-            raise ValueError("--connector must be 1..8")
+        if args.connector is not None and not 1 <= args.connector <= K.MAX_CONNECTORS:
+            raise ValueError("--connector must be 1..%d" % K.MAX_CONNECTORS)
         if not 0 < args.timeout <= 3600:
             raise ValueError("--timeout must be 1..3600 seconds")
         for name in ("soc", "target_soc"):

@@ -13,9 +13,11 @@ initial: ``s`` station, ``v`` vehicle, ``o`` operator, ``h`` hub. ``types`` has
 one character per field: ``i`` int (never a bool), ``n`` num (int or float),
 ``s`` str, ``b`` bin, ``t`` bool, ``l`` list, ``m`` map, ``a`` any msgpack value;
 upper case also accepts nil. A kind without fields has no types column.
-Extra trailing fields are ignored (so a newer peer may append fields); missing
-fields are refused. ``PROTOCOL.md`` in this package is checked against this
-table by the test suite.
+Extra trailing fields are ignored (so a newer peer may append fields); a missing
+field is refused unless it is at the end and may be nil, then it reads as nil
+(so an older peer may leave out a field appended later, as ``reserve``'s
+request_id). ``PROTOCOL.md`` in this package is checked against this table by
+the test suite.
 
 Each kind is also a module attribute named after it in upper case:
 ``kinds.BOOT == 20``. They come from the table too: on CPython all of them at
@@ -35,6 +37,13 @@ import sys
 from transport.compat import const
 
 PROTOCOL_VERSION = const(2)
+# Limits both ends hold to, so a station the hub accepts can run the firmware. Connectors: 8,
+# what an ESP32 station can drive: one control-pilot sense per connector on ADC1 (8 channels;
+# ADC2 is unusable while Wi-Fi runs), and per-connector state in a 64 KB heap. Reservations: the
+# rows of a station's table (firmware/reservations.py); the hub sends a station no more open
+# windows than this (hub/station_sync.py).
+MAX_CONNECTORS = const(8)
+MAX_RESERVATIONS = const(16)
 
 # number name direction types fields... (see the module docstring)
 _TABLE = """
@@ -61,7 +70,7 @@ _TABLE = """
 60 position v>h nniN lat lon time soc
 61 nearest v>h nniM lat lon k filters
 62 nearest_result h>v l stations
-63 reserve v>h sii station_id start end
+63 reserve v>h siiS station_id start end request_id
 64 reserve_result h>v tIlS ok reservation_id alternatives reason
 65 cancel v>h i reservation_id
 66 list_reservations v>h

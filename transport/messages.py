@@ -60,6 +60,15 @@ def _refuse(kind, seq, fields, i):
     )
 
 
+def _missing(kind, seq, fields, n):
+    """Fields left out at the end are read as nil if the table allows nil there (how a field is
+    appended without refusing older peers); a missing field that may not be nil is refused."""
+    types = K.spec(kind)[2]
+    for i in range(len(fields), n):
+        if types[i] >= "a":  # lower case: nil not allowed
+            _refuse(kind, seq, fields, i)
+
+
 def _check_fields(kind, seq, fields):
     """Refuses an unknown kind or bad fields; returns the number of fields the table knows."""
     if _ACCEPT is not None:
@@ -71,10 +80,10 @@ def _check_fields(kind, seq, fields):
             acc = _ACCEPT[kind] = accepted_types(s[2])
         n = len(acc)
         if len(fields) < n:
-            _refuse(kind, seq, fields, len(fields))
+            _missing(kind, seq, fields, n)
         for a, v in zip(acc, fields):
             if type(v) not in a:
-                for i in range(n):
+                for i in range(min(n, len(fields))):
                     if type(fields[i]) not in acc[i]:
                         _refuse(kind, seq, fields, i)
         return n
@@ -84,8 +93,8 @@ def _check_fields(kind, seq, fields):
     types = s[2]
     n = len(types)
     if len(fields) < n:
-        _refuse(kind, seq, fields, len(fields))
-    for i in range(n):
+        _missing(kind, seq, fields, n)
+    for i in range(min(n, len(fields))):
         if not _type_ok(types[i], fields[i]):
             _refuse(kind, seq, fields, i)
     return n
@@ -115,4 +124,6 @@ def parse(obj):
     n = _check_fields(kind, seq, fields)
     if len(fields) > n:
         fields = fields[:n]  # a newer peer's appended fields: ignored, so handlers see the known shape
+    elif len(fields) < n:
+        fields = list(fields) + [None] * (n - len(fields))  # an older peer's: nil (checked above)
     return kind, seq, fields

@@ -1,0 +1,135 @@
+"""Which reservations a station should hold, and what to do with its answer (pure, no actor).
+
+The hub books up to 30 days ahead; a station's table holds `kinds.MAX_RESERVATIONS` (16) rows.
+The horizon is therefore a count, not a time: a station is sent its next `limit` open windows
+(earliest start first, ties by id) and no others. When one of those ends (used, cancelled,
+expired) or an earlier one is booked, the set moves: the next window is sent, and one pushed
+out of the set is cancelled on the station so its row is free for the earlier one.
+
+Every RESERVE_NOW reply is decided here (`on_reply`), never dropped:
+  ACK                                    held
+  no answer, E_OVERLOADED (table full,   RETRY: sent again at the next sync (the registry's tick), the
+    the station has not yet expired a      table frees as the station expires or uses rows
+    row), E_INTERNAL, E_RATE_LIMITED
+  E_CONFLICT, E_INVALID_STATE on a       MOVE: the book tries another connector of the station
+    named connector (busy, faulted)
+  anything else, or MAX_TRIES retries    CANCEL: the book cancels it and the vehicle is told
+"""
+
+from transport import kinds as K
+from transport.errors import E_CONFLICT, E_INTERNAL, E_INVALID_STATE, E_OVERLOADED, E_RATE_LIMITED
+
+HELD = "held"
+RETRY = "retry"
+MOVE = "move"
+CANCEL = "cancel"
+STALE = "stale"  # a reply to a RESERVE_NOW superseded since (moved, resent, ended): ignored
+
+MAX_TRIES = 5  # unanswered or transiently refused sends of one window before it is given up
+_TRANSIENT = (E_OVERLOADED, E_INTERNAL, E_RATE_LIMITED)
+_MOVABLE = (E_CONFLICT, E_INVALID_STATE)
+
+
+def _order(item):
+    rid, window = item
+    return (window[1], rid)
+
+
+class StationSync:
+    """One station's view of what it was sent. `windows` (passed in) is the registry's
+    reservation_id -> (vehicle_id, start, end) of open reservations; `connectors` here
+    is reservation_id -> the connector the book chose."""
+
+    def __init__(self, limit=K.MAX_RESERVATIONS):
+        self.limit = limit
+        self.connectors = {}  # reservation_id -> connector (0 = any)
+        self._sent = {}  # reservation_id -> token of the RESERVE_NOW in flight or held
+        self._held = set()  # reservation ids the station ACKed
+        self._maybe = set()  # sent before the link went down: the station may still hold them
+        self._cancel = set()  # ended at the hub, maybe held by the station: cancelled at the next plan
+        self._tries = {}  # reservation_id -> failed sends so far
+        self._next_token = 1
+        self.retry_due = False  # a send failed for a passing reason: the next tick plans again
+
+    def reset(self):
+        """The link went down or came up: the station may have rebooted; everything is sent again
+        (a repeat of what it holds changes nothing), and what it may hold beyond the horizon is cancelled."""
+        self._maybe.update(self._sent)
+        self._sent.clear()
+        self._held.clear()
+
+    def forget(self, rid, cancel=True):
+        """The reservation ended at the hub. If the station may hold it and `cancel` (it did not end
+        there, by a session), the next plan cancels it on the station, even if that is after a
+        reconnect. True if the station may hold it."""
+        self.connectors.pop(rid, None)
+        self._tries.pop(rid, None)
+        self._held.discard(rid)
+        had = self._sent.pop(rid, None) is not None or rid in self._maybe
+        self._maybe.discard(rid)
+        if had and cancel:
+            self._cancel.add(rid)
+        return had
+
+    def changed(self, rid, connector):
+        """The book (re)booked `rid` on `connector`; a change of connector must be sent again."""
+        if self.connectors.get(rid) != connector:
+            self.connectors[rid] = connector
+            self._sent.pop(rid, None)
+            self._held.discard(rid)
+
+    def wanted(self, windows):
+        """The reservation ids the station should hold: its next `limit` windows."""
+        return [rid for rid, _w in sorted(windows.items(), key=_order)[: self.limit]]
+
+    def plan(self, windows):
+        """(to_cancel, to_send): ids the station may hold and should not (ended at the hub, or pushed
+        beyond the horizon by an earlier booking), then ids to send now as (reservation_id, token).
+        Call it only while the station is online. Cancels come first so the station has room."""
+        self.retry_due = False
+        wanted = self.wanted(windows)
+        keep = set(wanted)
+        cancel = [rid for rid in list(self._sent) if rid not in keep]
+        for rid in cancel:
+            del self._sent[rid]
+            self._held.discard(rid)
+        cancel += sorted(rid for rid in self._maybe | self._cancel if rid not in keep and rid not in cancel)
+        self._maybe.clear()
+        self._cancel.clear()
+        send = []
+        for rid in wanted:
+            if rid not in self._sent:
+                token = self._next_token
+                self._next_token += 1
+                self._sent[rid] = token
+                send.append((rid, token))
+        return cancel, send
+
+    def on_reply(self, rid, token, reply):
+        """What to do with the station's reply to RESERVE_NOW `rid` sent as `token`.
+        reply: None (no answer) or (kind, fields) with fields (code, text) for an ERROR."""
+        if self._sent.get(rid) != token:
+            return STALE
+        if reply is not None and reply[0] != K.ERROR:
+            self._held.add(rid)
+            self._tries.pop(rid, None)
+            return HELD
+        code = None if reply is None else reply[1][0]
+        if code == E_OVERLOADED:  # the table frees as time passes: not counted against the window
+            del self._sent[rid]
+            self.retry_due = True
+            return RETRY
+        if code is None or code in _TRANSIENT:
+            tries = self._tries.get(rid, 0) + 1
+            self._tries[rid] = tries
+            if tries < MAX_TRIES:
+                del self._sent[rid]
+                self.retry_due = True
+                return RETRY
+            return CANCEL
+        if code in _MOVABLE and self.connectors.get(rid, 0) != 0:
+            return MOVE
+        return CANCEL
+
+    def held(self, rid):
+        return rid in self._held
