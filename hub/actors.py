@@ -1,33 +1,19 @@
 """Thin Pykka actors around the domain core: ReservationBookActor and LocatorActor.
 
-Each actor owns its state on its own thread and is driven by immutable tuples sent
-with `tell`. Nothing here blocks on another actor (no `.get()` inside an actor):
-replies go out through the injected `outbox` (thread-safe `send(link_id, msg)`,
-provided by the gateway), and news for other actors goes by `tell`.
+Each actor owns its state on its own thread and is driven by the typed messages of
+hub/messages.py, sent with `tell`. Nothing here blocks on another actor (no `.get()` inside an
+actor): replies go out through the Outbox given at construction (thread-safe
+`send(link_id, msg)`, drained by the gateway's loop), and news for other actors goes by `tell`.
 
-ReservationBookActor messages (op first):
-  ("reserve", link_id, seq, vehicle_id, station_id, start, end)
-  ("reserve_batch", [(link_id, seq, vehicle_id, station_id, start, end[, request_id]), ...][, now])
-        decided in order, stored in ONE transaction (group commit), then answered:
-        RESERVE_RESULT(seq, ok, reservation_id, alternatives, reason), or ERROR(seq, code, text)
-  ("cancel", link_id, seq, vehicle_id, reservation_id)      -> ACK(seq) or ERROR
-  ("list", link_id, seq, vehicle_id)                        -> RESERVATIONS(seq, [map])
-  ("tick", now)                                             expire no-shows
-  ("session_started", station_id, connector, vehicle_id, reservation_id, started, expected_end[, session_id])
-  ("session_ended", station_id, connector, session_id, vehicle_id, reservation_id, ended)
-  ("station", station_id, connectors)                       capacity learned at boot
-  ("peer_removed", role, peer_id)                           a removed station/vehicle: its reservations go
-  ("nearby_source", published_index)                        from the LocatorActor (see below)
-  ("next_change", station_id, now)                          returns (busy_until, next_start) to an ask
-  ("station_refused", id, station_id, connector, movable, text)  the station refused RESERVE_NOW: moved to
-                                                            another connector, else cancelled and its vehicle told
-  ("call", fn, reply)                                       reply(fn(book), None) or reply(None, exc)
-It tells the registry (if given) ("reserved", id, station_id, vehicle_id, start, end, connector) and
-("reservation_ended", id, station_id, why) so stations get RESERVE_NOW / CANCEL_RESERVATION.
+ReservationBookActor: ReserveBatch, Cancel, ListReservations, BookTick, SessionStarted,
+SessionEnded, StationCapacity, PeerRemoved, NearbySource, BookCall (see hub/messages.py).
+A ReserveBatch is decided in order and stored in ONE transaction (group commit), then each
+request is answered exactly once: RESERVE_RESULT(seq, ok, reservation_id, alternatives, reason)
+or ERROR(seq, code, text); then its `done` is called, which is how the router learns the
+book is free for the next batch. It tells the registry (if given) Reserved and
+ReservationEnded, so stations get RESERVE_NOW / CANCEL_RESERVATION.
 
-LocatorActor messages:
-  ("upsert", station_id, lat, lon), ("upsert_many", [(station_id, lat, lon)]), ("remove", station_id)
-  ("subscribe", actor_ref)  -> tells actor_ref ("nearby_source", published_index)
+LocatorActor: Upsert, UpsertMany, RemoveStation, Subscribe (answered with NearbySource).
 Readers on other threads never ask it: they hold its PublishedIndex (from the constructor
 or `snapshot_source()`), whose `current` is a frozen SpatialIndex swapped by reference.
 Publishing is coalesced: a new snapshot is made only when the inbox is empty, so a burst
@@ -36,11 +22,17 @@ of 100k upserts costs one snapshot, not 100k.
 
 import logging
 import time
+from typing import Any, Callable, Iterable, Optional
 
 import pykka
 
 from hub.booking import DEFAULT_GRACE_S, DEFAULT_MAX_OPEN_PER_VEHICLE, DEFAULT_SESSION_S, BookingError, ReservationBook
 from hub.locator import DEFAULT_CELL_DEG, PublishedIndex, SpatialIndex
+from hub.messages import (
+    BookCall, BookTick, Cancel, ListReservations, NearbySource, PeerRemoved, RemoveStation, ReservationEnded,
+    Reserved, ReserveBatch, SessionEnded, SessionStarted, StationCapacity, StationRefused, Subscribe, Upsert,
+    UpsertMany,
+)
 from hub.store import Store
 from transport import kinds as K
 from transport.errors import E_INTERNAL
@@ -49,16 +41,17 @@ from transport.messages import make
 log = logging.getLogger(__name__)
 
 
-def reservation_map(r):
+def reservation_map(r: Any) -> "dict[str, Any]":
     """A reservation as sent in RESERVATIONS."""
     return {"reservation_id": r.id, "station_id": r.station_id, "connector": r.connector,
             "start": r.start, "end": r.end, "state": r.state}
 
 
 class ReservationBookActor(pykka.ThreadingActor):
-    def __init__(self, store_path, outbox, clock=time.time, registry=None, locator=None, nearby=None,
-                 grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S, events=None,
-                 max_open_per_vehicle=DEFAULT_MAX_OPEN_PER_VEHICLE):
+    def __init__(self, store_path: str, outbox: Any, clock: Callable[[], float] = time.time, registry: Any = None,
+                 locator: Any = None, nearby: Any = None, grace_s: float = DEFAULT_GRACE_S,
+                 session_estimate_s: float = DEFAULT_SESSION_S, events: Any = None,
+                 max_open_per_vehicle: int = DEFAULT_MAX_OPEN_PER_VEHICLE) -> None:
         super().__init__()
         self._max_open = max_open_per_vehicle
         self.events = events  # hub.events.EventBus or None: every reservation change is published
@@ -70,10 +63,10 @@ class ReservationBookActor(pykka.ThreadingActor):
         self._nearby = nearby
         self._grace_s = grace_s
         self._session_estimate_s = session_estimate_s
-        self.store = None
-        self.book = None
+        self.store: Any = None
+        self.book: Any = None
 
-    def on_start(self):
+    def on_start(self) -> None:
         # The sqlite connection is created here, so it belongs to this actor's thread.
         self.store = Store(self.store_path)
         nearby = self._nearby
@@ -82,33 +75,33 @@ class ReservationBookActor(pykka.ThreadingActor):
         self.book = ReservationBook(self.store, nearby, self._grace_s, self._session_estimate_s, self._max_open)
         self.book.load()
         if nearby is None and isinstance(self.locator, pykka.ActorRef):
-            self.locator.tell(("subscribe", self.actor_ref))  # answered by a tell, never awaited
+            self.locator.tell(Subscribe(self.actor_ref))  # answered by a tell, never awaited
         if self.registry is not None:
             # After a restart the registry knows no windows; give it every open one.
             for r in self.book.open_reservations():
-                self.registry.tell(("reserved", r.id, r.station_id, r.vehicle_id, r.start, r.end, r.connector))
+                self.registry.tell(Reserved(r.id, r.station_id, r.vehicle_id, r.start, r.end, r.connector))
 
-    def on_stop(self):
+    def on_stop(self) -> None:
         if self.store is not None:
             self.store.close()
             self.store = None
 
-    def on_failure(self, exc_type, exc_value, tb):
+    def on_failure(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
         log.error("book: actor failed: %s", exc_value)
         self.on_stop()
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _send(self, link_id, msg):
+    def _send(self, link_id: Any, msg: Any) -> None:
         try:
             self.outbox.send(link_id, msg)
         except Exception:  # a vanished link must not take the book down
             log.exception("link %s: reply could not be queued", link_id)
 
-    def _error(self, link_id, seq, code, text):
+    def _error(self, link_id: Any, seq: int, code: int, text: str) -> None:
         self._send(link_id, make(K.ERROR, seq, code, text))
 
-    def _flush_events(self):
+    def _flush_events(self) -> None:
         events = self.book.take_events()
         if self.events is not None:
             for ev in events:
@@ -118,22 +111,21 @@ class ReservationBookActor(pykka.ThreadingActor):
         for ev in events:
             r = ev[1]
             if ev[0] == "reserved":
-                self.registry.tell(("reserved", r.id, r.station_id, r.vehicle_id, r.start, r.end, r.connector))
+                self.registry.tell(Reserved(r.id, r.station_id, r.vehicle_id, r.start, r.end, r.connector))
             else:
-                self.registry.tell(("reservation_ended", r.id, r.station_id, ev[2]))
+                self.registry.tell(ReservationEnded(r.id, r.station_id, ev[2]))
 
-    def on_receive(self, message):
+    def on_receive(self, message: object) -> object:
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            log.error("book: unknown message %s", type(message).__name__)
+            return None
         try:
-            handler = self._handlers.get(message[0]) if type(message) is tuple and message else None
-            if handler is None:
-                log.error("book: unknown message %r", message[:1] if type(message) is tuple else type(message))
-                return None
-            return handler(self, *message[1:])
+            return handler(self, message)
         except Exception:
             # pykka stops an actor whose on_receive raises; the book must outlive one bad message.
-            log.exception("book: failed handling %r", message[0])
-            if len(message) > 2 and message[0] in ("reserve", "cancel", "list"):  # batch answers itself
-                self._error(message[1], message[2], E_INTERNAL, "internal error; try again")
+            # Each handler answers its own requests, also when it fails: nothing is answered here.
+            log.exception("book: failed handling %s", type(message).__name__)
             return None
         finally:
             if self.book is not None:
@@ -141,58 +133,71 @@ class ReservationBookActor(pykka.ThreadingActor):
 
     # --- handlers --------------------------------------------------------------------------
 
-    def _on_reserve(self, link_id, seq, vehicle_id, station_id, start, end):
-        self._on_reserve_batch([(link_id, seq, vehicle_id, station_id, start, end)])
-
-    def _on_reserve_batch(self, requests, now=None):
-        now = self.clock() if now is None else now
-        requests = list(requests)
+    def _on_reserve_batch(self, msg: ReserveBatch) -> None:
+        now = self.clock() if msg.now is None else msg.now
+        requests = list(msg.requests)
         try:
-            results = self.book.reserve_many([tuple(req[2:7]) for req in requests], now)
-        except Exception:
-            for req in requests:
-                self._error(req[0], req[1], E_INTERNAL, "internal error; try again")
-            raise
-        # The registry hears of the new reservations before the vehicles do, so a vehicle that starts
-        # charging right after its RESERVE_RESULT finds its window open (actor mailboxes are FIFO).
-        self._flush_events()
-        # Every reply goes out after the batch's single COMMIT returned.
-        for req, res in zip(requests, results):
-            link_id, seq = req[0], req[1]
-            if isinstance(res, BookingError):
-                self._error(link_id, seq, res.code, res.text)
-            else:
-                rid = res.reservation.id if res.ok else None
-                self._send(link_id, make(K.RESERVE_RESULT, seq, res.ok, rid, res.alternatives, res.reason))
+            try:
+                results = self.book.reserve_many(
+                    [(r.vehicle_id, r.station_id, r.start, r.end, r.request_id) for r in requests], now)
+            except Exception:
+                log.exception("book: a batch of %d reservations failed", len(requests))
+                for req in requests:  # each seq answered once, here, and nowhere else
+                    self._error(req.link_id, req.seq, E_INTERNAL, "internal error; try again")
+                return
+            # The registry hears of the new reservations before the vehicles do, so a vehicle that starts
+            # charging right after its RESERVE_RESULT finds its window open (actor mailboxes are FIFO).
+            try:
+                self._flush_events()
+            except Exception:  # the batch is committed: its vehicles are answered whatever happens here
+                log.exception("book: could not tell the news of a batch")
+            # Every reply goes out after the batch's single COMMIT returned.
+            for req, res in zip(requests, results):
+                if isinstance(res, BookingError):
+                    self._error(req.link_id, req.seq, res.code, res.text)
+                else:
+                    rid = res.reservation.id if res.ok else None
+                    self._send(req.link_id, make(K.RESERVE_RESULT, req.seq, res.ok, rid, res.alternatives, res.reason))
+        finally:
+            if msg.done is not None:
+                msg.done()
 
-    def _on_cancel(self, link_id, seq, vehicle_id, reservation_id):
+    def _on_cancel(self, msg: Cancel) -> None:
         try:
-            self.book.cancel(vehicle_id, reservation_id)
+            self.book.cancel(msg.vehicle_id, msg.reservation_id)
         except BookingError as exc:
-            self._error(link_id, seq, exc.code, exc.text)
+            self._error(msg.link_id, msg.seq, exc.code, exc.text)
             return
-        self._send(link_id, make(K.ACK, seq))
+        except Exception:
+            self._error(msg.link_id, msg.seq, E_INTERNAL, "internal error; try again")
+            raise
+        self._send(msg.link_id, make(K.ACK, msg.seq))
 
-    def _on_list(self, link_id, seq, vehicle_id):
-        self._send(link_id, make(K.RESERVATIONS, seq, [reservation_map(r) for r in self.book.list_for(vehicle_id)]))
+    def _on_list(self, msg: ListReservations) -> None:
+        try:
+            maps = [reservation_map(r) for r in self.book.list_for(msg.vehicle_id)]
+        except Exception:
+            self._error(msg.link_id, msg.seq, E_INTERNAL, "internal error; try again")
+            raise
+        self._send(msg.link_id, make(K.RESERVATIONS, msg.seq, maps))
 
-    def _on_tick(self, now=None):
-        self.book.expire_no_shows(self.clock() if now is None else now)
+    def _on_tick(self, msg: BookTick) -> None:
+        self.book.expire_no_shows(self.clock() if msg.now is None else msg.now)
 
-    def _on_session_started(self, station_id, connector, vehicle_id, reservation_id, started, expected_end,
-                            session_id=None):
-        self.book.session_started(station_id, connector, vehicle_id, reservation_id, started, expected_end,
-                                  session_id)
+    def _on_session_started(self, msg: SessionStarted) -> None:
+        self.book.session_started(msg.station_id, msg.connector, msg.vehicle_id, msg.reservation_id, msg.started,
+                                  msg.expected_end, msg.session_id)
 
-    def _on_session_ended(self, station_id, connector, session_id, vehicle_id, reservation_id, ended):
-        self.book.session_ended(session_id, station_id, connector, vehicle_id, reservation_id, ended)
+    def _on_session_ended(self, msg: SessionEnded) -> None:
+        self.book.session_ended(msg.session_id, msg.station_id, msg.connector, msg.vehicle_id, msg.reservation_id,
+                                msg.ended)
 
-    def _on_peer_removed(self, role, peer_id):
+    def _on_peer_removed(self, msg: PeerRemoved) -> None:
         """`evhub stations|vehicles remove`: the CLI cancelled the open reservations in the store; they
         leave memory here, and each vehicle still online is told with an unsolicited RESERVATIONS
         (seq 0) listing its reservations that were cancelled."""
-        told = {}
-        for r in self.book.forget_peer(role, peer_id):
+        told: "dict[str, list[dict]]" = {}
+        for r in self.book.forget_peer(msg.role, msg.peer_id):
             told.setdefault(r.vehicle_id, []).append(reservation_map(r))
         for vehicle_id, maps in told.items():
             try:
@@ -200,105 +205,100 @@ class ReservationBookActor(pykka.ThreadingActor):
             except Exception:
                 log.exception("vehicle %s: could not be told of its cancelled reservations", vehicle_id)
 
-    def _on_station_refused(self, rid, station_id, connector, movable, text):
-        r = self.book.get(rid)
-        if r is None or r.station_id != station_id:
+    def _on_station_refused(self, msg: StationRefused) -> None:
+        r = self.book.get(msg.reservation_id)
+        if r is None or r.station_id != msg.station_id:
             return  # ended meanwhile
-        if movable and self.book.move(rid, connector, self.clock()) is not None:
-            return  # the registry hears ("reserved", ... new connector) and sends it
-        r = self.book.cancel_refused(rid, text)
+        if msg.movable and self.book.move(msg.reservation_id, msg.connector, self.clock()) is not None:
+            return  # the registry hears Reserved(... new connector) and sends it
+        r = self.book.cancel_refused(msg.reservation_id, msg.text)
         try:  # as for a removed station: an unsolicited RESERVATIONS lists what was cancelled
             self.outbox.send_to_peer("vehicle", r.vehicle_id, make(K.RESERVATIONS, 0, [reservation_map(r)]))
         except Exception:
             log.exception("vehicle %s: could not be told of its cancelled reservation", r.vehicle_id)
 
-    def _on_station(self, station_id, connectors):
-        if type(connectors) is not int or connectors < 1:
-            log.warning("station %s: ignoring capacity %r", station_id, connectors)
+    def _on_station(self, msg: StationCapacity) -> None:
+        if type(msg.connectors) is not int or msg.connectors < 1:
+            log.warning("station %s: ignoring capacity %r", msg.station_id, msg.connectors)
             return
-        self.book.set_station(station_id, connectors)
+        self.book.set_station(msg.station_id, msg.connectors)
 
-    def _on_nearby_source(self, published):
-        self.book.set_nearby(published.nearby())
+    def _on_nearby_source(self, msg: NearbySource) -> None:
+        self.book.set_nearby(msg.published.nearby())
 
-    def _on_next_change(self, station_id, now=None):
-        return self.book.next_change(station_id, self.clock() if now is None else now)
-
-    def _on_call(self, fn, reply):
+    def _on_call(self, msg: BookCall) -> None:
         """Run fn(book) on this thread; reply(result, None) or reply(None, exception). For callers that
         must not block (the HTTP API): reply hops back to their loop itself."""
         try:
-            result = fn(self.book)
+            result = msg.fn(self.book)
         except Exception as exc:  # BookingError mostly; the caller turns it into an answer
-            reply(None, exc)
+            msg.reply(None, exc)
         else:
             self._flush_events()  # as for RESERVE: the registry first, then the caller
-            reply(result, None)
+            msg.reply(result, None)
 
-    _handlers = {
-        "call": _on_call,
-        "reserve": _on_reserve,
-        "reserve_batch": _on_reserve_batch,
-        "cancel": _on_cancel,
-        "list": _on_list,
-        "tick": _on_tick,
-        "session_started": _on_session_started,
-        "session_ended": _on_session_ended,
-        "station": _on_station,
-        "peer_removed": _on_peer_removed,
-        "station_refused": _on_station_refused,
-        "nearby_source": _on_nearby_source,
-        "next_change": _on_next_change,
+    _handlers: "dict[type, Callable[[ReservationBookActor, Any], Any]]" = {
+        BookCall: _on_call,
+        ReserveBatch: _on_reserve_batch,
+        Cancel: _on_cancel,
+        ListReservations: _on_list,
+        BookTick: _on_tick,
+        SessionStarted: _on_session_started,
+        SessionEnded: _on_session_ended,
+        StationCapacity: _on_station,
+        PeerRemoved: _on_peer_removed,
+        StationRefused: _on_station_refused,
+        NearbySource: _on_nearby_source,
     }
 
 
 class LocatorActor(pykka.ThreadingActor):
-    def __init__(self, published=None, cell_deg=DEFAULT_CELL_DEG, stations=()):
+    def __init__(self, published: Optional[PublishedIndex] = None, cell_deg: float = DEFAULT_CELL_DEG,
+                 stations: "Iterable[tuple[str, float, float]]" = ()) -> None:
         super().__init__()
         self.index = SpatialIndex(cell_deg)
         self.published = published if published is not None else PublishedIndex()
-        self._initial = list(stations)  # (station_id, lat, lon)
+        self._initial: "list[tuple[str, float, float]]" = list(stations)  # (station_id, lat, lon)
         self._dirty = False
 
-    def on_start(self):
+    def on_start(self) -> None:
         for station_id, lat, lon in self._initial:
             self._upsert(station_id, lat, lon)
-        self._initial = None
+        self._initial = []
         self._publish()
 
-    def snapshot_source(self):
+    def snapshot_source(self) -> PublishedIndex:
         """The PublishedIndex readers use (fetch it once, at wiring time, from outside any actor)."""
         return self.published
 
-    def _publish(self):
+    def _publish(self) -> None:
         self.published.publish(self.index.frozen())
         self._dirty = False
 
-    def _upsert(self, station_id, lat, lon):
+    def _upsert(self, station_id: str, lat: float, lon: float) -> None:
         try:
             if self.index.upsert(station_id, lat, lon):
                 self._dirty = True  # a BOOT that repeats a known position changes nothing to publish
         except ValueError as exc:
             log.warning("station %s: not indexed, bad position: %s", station_id, exc)
 
-    def on_receive(self, message):
+    def on_receive(self, message: object) -> None:
         try:
-            op = message[0]
-            if op == "upsert":
-                self._upsert(message[1], message[2], message[3])
-            elif op == "upsert_many":
-                for station_id, lat, lon in message[1]:
+            if type(message) is Upsert:
+                self._upsert(message.station_id, message.lat, message.lon)
+            elif type(message) is UpsertMany:
+                for station_id, lat, lon in message.stations:
                     self._upsert(station_id, lat, lon)
-            elif op == "remove":
-                if self.index.remove(message[1]):
+            elif type(message) is RemoveStation:
+                if self.index.remove(message.station_id):
                     self._dirty = True
-                    log.info("station %s: removed from the locator", message[1])
-            elif op == "subscribe":
-                message[1].tell(("nearby_source", self.published))
+                    log.info("station %s: removed from the locator", message.station_id)
+            elif type(message) is Subscribe:
+                message.actor_ref.tell(NearbySource(self.published))
             else:
-                log.error("locator: unknown message %r", op)
+                log.error("locator: unknown message %s", type(message).__name__)
         except Exception:
-            log.exception("locator: failed handling %r", message[:1])
+            log.exception("locator: failed handling %s", type(message).__name__)
         # Coalesce: one snapshot per burst, made when nothing else is waiting.
         if self._dirty and self.actor_inbox.empty():
             self._publish()

@@ -34,7 +34,7 @@ CLOCK_SLACK_S = 300
 
 
 class Refusal(Exception):
-    def __init__(self, code, text):
+    def __init__(self, code: int, text: str) -> None:
         Exception.__init__(self, text)
         self.code = code
         self.text = text

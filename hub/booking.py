@@ -539,7 +539,7 @@ class ReservationBook:
             return None
         sess = st.sessions.get(connector)
         if sess is not None:
-            # Matched by connector (the registry's start carries no session id); ids we have must agree.
+            # Matched by connector; the ids we have (the registry sends the session id) must agree.
             clash = (session_id and sess.session_id and session_id != sess.session_id) or (
                 vehicle_id and sess.vehicle_id and vehicle_id != sess.vehicle_id)
             if clash:

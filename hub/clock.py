@@ -19,7 +19,3 @@ class HubClock:
 
     def __call__(self):
         return self.now()
-
-    def real_seconds(self, sim_seconds):
-        """How long a simulated interval takes in real time."""
-        return sim_seconds / self.speedup

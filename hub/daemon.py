@@ -10,9 +10,10 @@ import pykka
 
 from hub.actors import LocatorActor, ReservationBookActor
 from hub.clock import HubClock
-from hub.gateway import Gateway
+from hub.gateway import Gateway, Outbox
 from hub import fdlimits, logsafe
 from hub.keys import KeyLookup
+from hub.messages import UseBook
 from hub.registry import StationRegistry
 from hub.revocation import RevocationWatch
 from hub.router import Router
@@ -43,16 +44,18 @@ class Hub:
         Store(db).close()  # create the schema once, before the actors open their own connections
         self.locator = LocatorActor.start()
         self.tracker = VehicleTracker.start(lambda: Store(db))  # last positions persisted, batched
-        self.registry_actor = None
-        self.outbox_proxy = _LateOutbox()
-        self.registry = StationRegistry.start(lambda: Store(db), self.outbox_proxy, self.clock, self.config, None, self.locator,
+        # The Outbox exists before the actors and the gateway: both are given it at construction.
+        self.outbox = Outbox(self.loop)
+        self.registry = StationRegistry.start(lambda: Store(db), self.outbox, self.clock, self.config, None, self.locator,
                                               events=self.events)
         self.book = ReservationBookActor.start(
-            db, self.outbox_proxy, clock=self.clock, registry=self.registry, locator=self.locator,
+            db, self.outbox, clock=self.clock, registry=self.registry, locator=self.locator,
             grace_s=self.config["no_show_grace_s"], events=self.events,
             max_open_per_vehicle=self.config["max_open_reservations_per_vehicle"],
         )
-        self.registry.tell(("set_book", self.book))
+        # The book tells the registry of reservations and the registry tells the book of sessions: one of
+        # the two must learn the other's ref after both exist.
+        self.registry.tell(UseBook(self.book))
 
     async def _serve(self):
         self.loop = asyncio.get_running_loop()
@@ -74,8 +77,7 @@ class Hub:
         router.registry_view = self.registry.proxy().view.get()
         self.router = router
         self.keys = KeyLookup(self.config)
-        self.gateway = Gateway(self.loop, router, self.keys.lookup, self.config, time.monotonic, self.clock)
-        self.outbox_proxy.target = self.gateway.outbox
+        self.gateway = Gateway(self.loop, router, self.keys.lookup, self.config, time.monotonic, self.clock, self.outbox)
         host, port = parse_hub_url(self.config["listen"])
         await self.gateway.start(host, port, self.serial_urls, tls_context(self.config))
         router.revocations = RevocationWatch(self.config["db"], self.gateway, self.registry, self.book).start(self.loop)
@@ -157,27 +159,3 @@ def tls_context(config):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(config["tls_cert"], config["tls_key"] or None)
     return ctx
-
-
-class _LateOutbox:
-    """The actors start before the gateway exists; they get this, which forwards once it does."""
-
-    target = None
-
-    def send(self, link_id, msg):
-        if self.target is not None:
-            self.target.send(link_id, msg)
-
-    def send_to_peer(self, role, peer_id, msg):
-        if self.target is not None:
-            self.target.send_to_peer(role, peer_id, msg)
-
-    def request(self, role, peer_id, kind, fields, actor_ref, tag):
-        if self.target is not None:
-            self.target.request(role, peer_id, kind, fields, actor_ref, tag)
-        elif actor_ref is not None:
-            actor_ref.tell(("reply", tag, None))
-
-    def close_link(self, link_id):
-        if self.target is not None:
-            self.target.close_link(link_id)

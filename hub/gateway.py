@@ -10,6 +10,7 @@ import asyncio
 import collections
 import logging
 import threading
+from typing import Any
 
 from transport.errors import E_CONFLICT
 from transport.framing import SerialFramer
@@ -17,6 +18,7 @@ from transport.framing import SerialFramer
 from hub.fdlimits import PendingLinks
 from hub.framelimits import HubStreamFramer
 from hub.link import Link
+from hub.messages import OutRequest, OutSend, OutToPeer, StationAnswer
 from hub.peerclash import REFUSE, PeerClash
 
 log = logging.getLogger(__name__)
@@ -25,62 +27,64 @@ TICK_SLICES = 10  # the once-a-second link tick runs in this many steps (see _ti
 
 
 class Outbox:
-    """Thread-safe: actors call send/send_to_peer/request from their threads."""
+    """Thread-safe: actors call send/send_to_peer/request from their threads; the loop delivers.
 
-    def __init__(self, gateway):
-        self._gateway = gateway
-        self._queue = collections.deque()
+    It holds the table of open links (`links`: link id -> Link) and of bound peers (`peers`:
+    (role, id) -> link id), which the Gateway fills in the loop. So the daemon builds the Outbox
+    first, hands it to the actors at construction, and then builds the Gateway on it: nothing is
+    bound late."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.links: "dict[int, Link]" = {}
+        self.peers: "dict[tuple[str, str], int]" = {}
+        self._queue: "collections.deque[OutSend | OutToPeer | OutRequest]" = collections.deque()
         self._scheduled = False
         self._lock = threading.Lock()
 
-    def _post(self, item):
+    def _post(self, item: "OutSend | OutToPeer | OutRequest") -> None:
         with self._lock:
             self._queue.append(item)
             if self._scheduled:
                 return
             self._scheduled = True
         try:
-            self._gateway.loop.call_soon_threadsafe(self._drain)
+            self.loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # loop closed during shutdown: nobody left to tell
             pass
 
-    def send(self, link_id, msg):
-        self._post((0, link_id, msg))
+    def send(self, link_id: Any, msg: Any) -> None:
+        self._post(OutSend(link_id, msg))
 
-    def send_to_peer(self, role, peer_id, msg):
-        self._post((1, (role, peer_id), msg))
+    def send_to_peer(self, role: str, peer_id: str, msg: Any) -> None:
+        self._post(OutToPeer((role, peer_id), msg))
 
-    def request(self, role, peer_id, kind, fields, actor_ref, tag):
+    def request(self, role: str, peer_id: str, kind: int, fields: list, actor_ref: Any, tag: int) -> None:
         """A hub->peer request; the peer's reply (or None on timeout/no link) is told to actor_ref
-        as ("reply", tag, (kind, fields) | None)."""
-        self._post((2, (role, peer_id), (kind, fields, actor_ref, tag)))
+        as StationAnswer(tag, Answer | None). actor_ref None: nobody waits for the reply."""
+        self._post(OutRequest((role, peer_id), kind, fields, actor_ref, tag))
 
-    def close_link(self, link_id):
-        self._post((3, link_id, None))
-
-    def _drain(self):
+    def _drain(self) -> None:
         with self._lock:
             items = self._queue
             self._queue = collections.deque()
             self._scheduled = False
-        gw = self._gateway
+        links = self.links
         touched = {}
-        for op, target, payload in items:
-            if op == 0:
-                link = gw.links.get(target)
+        for item in items:
+            if isinstance(item, OutSend):
+                link = links.get(item.link_id)
             else:
-                link = gw.links.get(gw.peers.get(target))
+                link_id = self.peers.get(item.peer)
+                link = None if link_id is None else links.get(link_id)
             if link is None or link.closed:
-                if op == 2 and payload[2] is not None:  # a fire-and-forget request needs no answer
-                    payload[2].tell(("reply", payload[3], None))
+                if isinstance(item, OutRequest) and item.reply_to is not None:
+                    item.reply_to.tell(StationAnswer(item.tag, None))
                 continue
-            if op == 0 or op == 1:
-                link.send(payload)
-            elif op == 2:
-                link.request(payload[0], payload[1], payload[2], payload[3])
+            if isinstance(item, OutRequest):
+                link.request(item.kind, item.fields, item.reply_to, item.tag)
             else:
-                link.shutdown()
-                continue
+                link.send(item.msg)
             touched[link.id] = link
         for link in touched.values():
             link.flush()
@@ -219,20 +223,21 @@ class SerialLine:
 
 
 class Gateway:
-    def __init__(self, loop, router, lookup_key, config, clock, wall):
+    def __init__(self, loop, router, lookup_key, config, clock, wall, outbox: Outbox) -> None:
         self.loop = loop
         self.router = router
         self.lookup_key = lookup_key
         self.config = config
         self.clock = clock
         self.wall = wall
-        self.links = {}
-        self.peers = {}  # (role, id) -> link id of its current authenticated link
+        # The actors were given `outbox` before this gateway existed; its link tables are ours to fill.
+        self.outbox = outbox
+        self.links = self.outbox.links
+        self.peers = self.outbox.peers  # (role, id) -> link id of its current authenticated link
         self._next_id = 1
-        self.outbox = Outbox(self)
         self.clash = PeerClash()
         self.server = None
-        self.serial_lines = []
+        self.serial_lines: "list[SerialLine]" = []
         self._ticker = None
         self.pending = PendingLinks(config.get("max_unauth_links_effective", config["max_unauth_links"]))
         router.attach(self)
@@ -286,7 +291,7 @@ class Gateway:
             del self.peers[key]
             self.router.peer_down(link)
         for actor_ref, tag in link.reply_tags.values():
-            actor_ref.tell(("reply", tag, None))
+            actor_ref.tell(StationAnswer(tag, None))
         link.reply_tags.clear()
 
     async def start(self, host, port, serial_urls=(), ssl_context=None):

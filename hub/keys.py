@@ -21,7 +21,6 @@ class KeyLookup:
         # The operator proves a real key (never an empty one), whatever the listen address.
         self.operator_key = operatorkey.ensure(self.db)
         self._conn = None
-        self._cache = {}
         self._misses = {}
 
     def _query(self, role, peer_id):
@@ -46,6 +45,3 @@ class KeyLookup:
             self._misses[(role, peer_id)] = time.monotonic()
             return None
         return key
-
-    def forget(self, role, peer_id):
-        self._cache.pop((role, peer_id), None)

@@ -12,6 +12,7 @@ from transport.codec import packb, unpackb
 from hub.framelimits import over_limit
 from hub.limits import RateLimiter
 from hub.logsafe import wire_text
+from hub.messages import Answer, StationAnswer
 from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_NOT_AUTHENTICATED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
 from transport.messages import MAX_SEQ
 from transport.session import S_OPEN, Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
@@ -78,7 +79,7 @@ class Link:
             log.info("%s: hello on an open serial session: the station restarted", self.label)
             self.router.peer_down(self)
         for actor_ref, tag in self.reply_tags.values():
-            actor_ref.tell(("reply", tag, None))
+            actor_ref.tell(StationAnswer(tag, None))
         self.reply_tags.clear()
         self.session = self._new_session()
         self.opened_at = self.clock()
@@ -225,7 +226,7 @@ class Link:
         waiter = self.reply_tags.pop(seq, None)
         if waiter is not None:
             actor_ref, tag = waiter
-            actor_ref.tell(("reply", tag, None if reply is None else (reply.kind, reply.fields)))
+            actor_ref.tell(StationAnswer(tag, None if reply is None else Answer(reply.kind, reply.fields)))
 
     # --- messages out ------------------------------------------------------------
 
@@ -265,7 +266,7 @@ class Link:
         self.flush()
         self.closed = True
         for actor_ref, tag in self.reply_tags.values():
-            actor_ref.tell(("reply", tag, None))
+            actor_ref.tell(StationAnswer(tag, None))
         self.reply_tags.clear()
         self._close()
 

@@ -1,109 +1,67 @@
-"""StationRegistry: what every charge point is, says and is doing.
+"""StationRegistry: the Pykka actor around hub/stations.py (the stations' rules).
 
-Owns: boot info, per-connector status, liveness, live sessions and the
-upcoming reservation windows per station (told by the ReservationBook), from
-which it derives the status shown to drivers (Available, Occupied, Reserved,
-Offline, Unavailable, Faulted) and "Free in X min".
+It owns the store connection, the Outbox and the tells to the book, the locator and the event
+bus; the decisions are `Stations`'. It publishes `view` (station id -> StationView, the
+`Stations.view` dict), so the gateway answers nearest and list queries from the I/O loop without
+asking this actor anything.
 
-It publishes `view`: station id -> StationView tuple, replaced entry by entry
-(a dict item assignment is atomic), so the gateway answers nearest and list
-queries from the I/O loop without asking this actor anything.
+Session records are written to the store before the station gets its ACK, so an acknowledged
+COMPLETE is never lost; a replayed SESSION_END is ACKed again and changes nothing.
 
-Session records are written to the store before the station gets its ACK, so
-an acknowledged COMPLETE is never lost; a replayed SESSION_END is ACKed again
-and changes nothing.
+Which reservations a station is sent (RESERVE_NOW / CANCEL_RESERVATION) and what each of its
+answers means is decided by hub/station_sync.py (each Station's `sync`); this actor sends the
+requests, resends an unanswered one, and tells the book StationRefused when one must move or go.
+
+Messages (hub/messages.py): Boot, Status, Meter, SessionStart, SessionEnd, StationOnline,
+StationOffline, Reserved, ReservationEnded, StartCharge, StopCharge, ListSessions,
+ReservationHistory, StationAnswer, RegistryTick, StationRemoved, UseBook.
 """
 
-import collections
 import logging
-import math
+from typing import Any, Callable, Optional
 
 import pykka
 
 from hub import authz, capacity, station_sync
 from hub.boardfloats import board_float
-
-from transport import kinds as K
-from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT
-from transport.errors import error_name
-from transport.messages import make
 from hub.logsafe import wire_text
+from hub.messages import (
+    Boot, ListSessions, Meter, RegistryTick, RemoveStation, ReservationEnded, ReservationHistory, Reserved,
+    SessionEnd, SessionEnded, SessionStart, SessionStarted, StartCharge, StationAnswer, StationCapacity,
+    StationOffline, StationOnline, StationRefused, StationRemoved, Status, StopCharge, Upsert, UseBook,
+)
+from hub.stations import (  # noqa: F401 (StationView, display_status: imported from here by tools and tests)
+    Station, StationRequests, Stations, StationView, display_status, relay_outcome,
+)
+from transport import kinds as K
+from transport.errors import E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT, error_name
+from transport.messages import make
 
 log = logging.getLogger(__name__)
 
-StationView = collections.namedtuple(
-    "StationView", "id lat lon status free_in_min free_at connectors max_kw online last_seen connector_status mismatch name",
-    defaults=(None, None)
-)
-
-OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing")
-MAX_ENERGY_WH = 10**9  # 1 GWh: anything above is a broken meter, not a session
-MAX_EPOCH = 2**40
 REQUEST_TRIES = 3  # sends of one hub->station request before "the station did not answer"
 
 
-def display_status(online, connector_status):
-    """The one word a driver sees for a station, from its connectors' statuses."""
-    if not online:
-        return "Offline"
-    statuses = list(connector_status.values())
-    if not statuses:
-        return "Available"
-    if "Available" in statuses:
-        return "Available"
-    if all(s == "Faulted" for s in statuses):
-        return "Faulted"
-    if all(s in ("Unavailable", "Faulted") for s in statuses):
-        return "Unavailable"
-    if "Reserved" in statuses:
-        return "Reserved"
-    return "Occupied"
-
-
-class _Station:
-    __slots__ = (
-        "id", "lat", "lon", "connectors", "max_kw", "online", "last_seen", "firmware",
-        "connector_status", "sessions", "windows", "mismatch", "name", "sync",
-    )
-
-    def __init__(self, station_id, lat, lon, connectors, max_kw):
-        self.id = station_id
-        self.lat = lat
-        self.lon = lon
-        self.connectors = connectors
-        self.max_kw = max_kw
-        self.online = False
-        self.last_seen = None
-        self.firmware = None
-        self.connector_status = {n: "Unavailable" for n in range(1, connectors + 1)}
-        self.sessions = {}  # session_id -> dict(connector, vehicle_id, reservation_id, started, expected_end, energy_wh, power_w)
-        self.windows = {}  # reservation_id -> (vehicle_id, start, end)
-        self.mismatch = None  # hub.capacity doc while provisioning and BOOT disagree
-        self.name = None  # place label from provisioning (`stations add --name`)
-        self.sync = station_sync.StationSync()  # which windows the station was sent (its table is small)
-
-
 class StationRegistry(pykka.ThreadingActor):
-    def __init__(self, store_factory, outbox, clock, config, book=None, locator=None, events=None):
+    def __init__(self, store_factory: Callable[[], Any], outbox: Any, clock: Callable[[], float], config: dict,
+                 book: Any = None, locator: Any = None, events: Any = None) -> None:
         super().__init__()
         self.events = events  # hub.events.EventBus or None: publish(kind, data) from this thread
         self._store_factory = store_factory
-        self.store = None
+        self.store: Any = None
         self.outbox = outbox
         self.clock = clock
         self.config = config
         self.book = book
         self.locator = locator
-        self.stations = {}
-        self.view = {}
-        self._pending = {}  # reply tag -> what to do with the station's answer
-        self._next_tag = 1
-        self.energy_wh_total = 0
-        self.sessions_completed = 0
+        self.stations = Stations(clock, config["session_estimate_min"] * 60)
+        self.view = self.stations.view
+        self.requests = StationRequests()
+        self._answered = False  # whether the message being handled has had its answer (ACK or ERROR)
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def on_start(self):
+    def on_start(self) -> None:
         self.store = self._store_factory()  # the sqlite connection belongs to this thread
         for row in self.store.all_stations():
             self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
@@ -114,231 +72,182 @@ class StationRegistry(pykka.ThreadingActor):
             st = self.stations.get(row["station_id"])
             if st is None:
                 continue
-            st.sessions[row["session_id"]] = {
-                "connector": row["connector"], "vehicle_id": row["vehicle_id"], "reservation_id": row["reservation_id"],
-                "started": row["started"], "expected_end": self._expected_end(st, row["reservation_id"], row["started"]),
-                "energy_wh": 0, "power_w": 0,
-            }
+            self.stations.session_started(st, row["session_id"], row["connector"], row["vehicle_id"],
+                                          row["reservation_id"], row["started"])
             reopened += 1
         log.info("registry: %d provisioned stations, %d sessions still open", len(self.stations), reopened)
 
-    def on_stop(self):
+    def on_stop(self) -> None:
         if self.store is not None:
             self.store.close()
 
-    def on_failure(self, exc_type, exc_value, tb):
+    def on_failure(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
         log.error("registry crashed: %s", exc_value)
 
-    def _on_set_book(self, book):
-        self.book = book
-
-    def _learn(self, station_id, lat, lon, connectors, max_kw, name=None):
-        st = self.stations.get(station_id)
-        if st is None:
-            st = _Station(station_id, lat, lon, connectors, max_kw)
-            self.stations[station_id] = st
-        else:
-            st.lat, st.lon, st.max_kw = lat, lon, max_kw
-            if connectors != st.connectors:
-                st.connectors = connectors
-                st.connector_status = {n: st.connector_status.get(n, "Unavailable") for n in range(1, connectors + 1)}
-        if name is not None:
-            st.name = name
+    def _learn(self, station_id: str, lat: float, lon: float, connectors: int, max_kw: float,
+               name: Optional[str] = None) -> Station:
+        st = self.stations.learn(station_id, lat, lon, connectors, max_kw, name)
         if self.locator is not None:
-            self.locator.tell(("upsert", station_id, lat, lon))
+            self.locator.tell(Upsert(station_id, lat, lon))
         if self.book is not None:
-            self.book.tell(("station", station_id, st.connectors))
+            self.book.tell(StationCapacity(station_id, st.connectors))
         self._publish(st)
         return st
 
-    # --- derived view ------------------------------------------------------------------
-
-    def _publish(self, st):
-        now = self.clock()
-        status = display_status(st.online, st.connector_status)
-        free_at = None
-        if status == "Occupied":
-            ends = [s["expected_end"] for s in st.sessions.values()]
-            free_at = min(ends) if ends else now + self.config["session_estimate_min"] * 60
-        elif status == "Reserved":
-            current = [w[2] for w in st.windows.values() if w[1] - 3600 <= now]
-            free_at = min(current) if current else None
-        free_in = None if free_at is None else max(1, int(math.ceil((free_at - now) / 60.0)))
-        if status == "Available":
-            free_in = 0
-        old = self.view.get(st.id)
-        view = self.view[st.id] = StationView(
-            st.id, st.lat, st.lon, status, free_in, free_at, st.connectors, st.max_kw, st.online, st.last_seen,
-            dict(st.connector_status), st.mismatch, st.name,
-        )
-        if self.events is not None and (old is None or old[3:5] != view[3:5] or old.online != view.online
-                                        or old.connector_status != view.connector_status):
+    def _publish(self, st: Station) -> None:
+        view, old = self.stations.refresh(st)
+        if self.events is not None and Stations.news(view, old):
             self.events.publish("station", (view, None if old is None else old.status))
 
     # --- messages --------------------------------------------------------------------------
 
-    def on_receive(self, message):
-        op = message[0]
-        handler = self._handlers.get(op)
+    def on_receive(self, message: object) -> object:
+        handler = self._handlers.get(type(message))
         if handler is None:
-            log.error("registry: unknown message %r", op)
+            log.error("registry: unknown message %s", type(message).__name__)
             return None
+        self._answered = False
         try:
-            return handler(self, *message[1:])
+            return handler(self, message)
+        except authz.Refusal as exc:  # a rule said no: the sender is told why
+            self._error(message.link_id, message.seq, exc.code, exc.text)  # type: ignore[attr-defined]
         except Exception:
             # pykka stops an actor whose on_receive raises: one bad message must not take the registry.
-            log.exception("registry: failed handling %s from %s", K.kind_name(op) if type(op) is int else op,
-                          message[1] if len(message) > 1 else "?")
-            if type(op) is int and len(message) > 3:
-                self._error(message[2], message[3], E_INTERNAL, "internal error; try again")
-            return None
+            log.exception("registry: failed handling %s", type(message).__name__)
+            # A request is answered once: a failure after its ACK (publishing, telling the vehicle) is only logged.
+            if hasattr(message, "link_id") and hasattr(message, "seq") and not self._answered:
+                self._error(message.link_id, message.seq, E_INTERNAL, "internal error; try again")
+        return None
 
-    def _ack(self, link_id, seq):
+    def _ack(self, link_id: Any, seq: int) -> None:
+        self._answered = True
         self.outbox.send(link_id, make(K.ACK, seq))
 
-    def _error(self, link_id, seq, code, text):
+    def _error(self, link_id: Any, seq: int, code: int, text: str) -> None:
+        self._answered = True
         self.outbox.send(link_id, make(K.ERROR, seq, code, text))
 
-    def _station(self, station_id, link_id, seq):
+    def _station(self, station_id: str) -> Station:
         st = self._known(station_id)
         if st is None:
-            self._error(link_id, seq, E_NOT_FOUND, "station %s is not provisioned" % station_id)
+            raise authz.Refusal(E_NOT_FOUND, "station %s is not provisioned" % station_id)
         return st
 
-    def _on_online(self, station_id):
-        st = self._known(station_id)
+    def _known(self, station_id: str) -> Optional[Station]:
+        """The station, learning it from the store if it was provisioned after we last looked."""
+        st = self.stations.get(station_id)
+        if st is None:
+            row = self.store.get_station(station_id)
+            if row is not None:
+                st = self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
+        return st
+
+    def _on_use_book(self, msg: UseBook) -> None:
+        self.book = msg.book
+
+    def _on_online(self, msg: StationOnline) -> None:
+        st = self._known(msg.station_id)
         if st is None:
             return
-        st.online = True
-        st.last_seen = self.clock()
+        self.stations.set_online(st, True)
         self._publish(st)
         # Tell the station about reservations it must honour (it may have rebooted and forgotten).
-        st.sync.reset()
         self._sync_windows(st)
 
-    def _on_offline(self, station_id, why):
-        st = self.stations.get(station_id)
+    def _on_offline(self, msg: StationOffline) -> None:
+        st = self.stations.get(msg.station_id)
         if st is None:
             return
         if st.online:
-            log.warning("station %s: offline (%s)", station_id, why)
-        st.online = False
-        st.sync.reset()
+            log.warning("station %s: offline (%s)", msg.station_id, msg.why)
+        self.stations.set_online(st, False)
         self._publish(st)
 
-    def _on_boot(self, station_id, link_id, seq, fields):
-        lat, lon, connectors, max_kw, firmware = fields
-        lat, lon, max_kw = board_float(lat), board_float(lon), board_float(max_kw)  # float32 boards read alike
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > K.MAX_CONNECTORS \
-                or not (0 < max_kw <= 1000):  # written so that NaN fails too
-            self._error(link_id, seq, E_BAD_FIELD, "boot: position, connectors (1..%d) or max_kw out of range" % K.MAX_CONNECTORS)
-            return
+    def _on_boot(self, msg: Boot) -> None:
+        station_id = msg.station_id
+        lat, lon, max_kw = board_float(msg.lat), board_float(msg.lon), board_float(msg.max_kw)  # float32 boards read alike
+        Stations.check_boot(lat, lon, msg.connectors, max_kw)
         # Provisioning and the station's own report must never silently diverge: use the safe values.
         # A boot also picks up `evhub stations update` (position, name) made since.
         row = self.store.get_station(station_id)
-        use_connectors, use_kw, st_mismatch = capacity.reconcile(station_id, row, connectors, max_kw)
+        use_connectors, use_kw, mismatch = capacity.reconcile(station_id, row, msg.connectors, max_kw)
         st = self.stations.get(station_id) or self._learn(station_id, lat, lon, use_connectors, use_kw)
-        st.mismatch = st_mismatch
+        st.mismatch = mismatch
         if row is not None:
             self._learn(station_id, row["lat"], row["lon"], use_connectors, use_kw, row.get("name"))
         elif st.connectors != use_connectors or st.max_kw != use_kw:
             self._learn(station_id, st.lat, st.lon, use_connectors, use_kw)
-        st.firmware = firmware
-        st.online = True
-        st.last_seen = self.clock()
-        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, wire_text(firmware), connectors, max_kw)
+        self.stations.booted(st, msg.firmware, mismatch)
+        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, wire_text(msg.firmware),
+                 msg.connectors, max_kw)
         self._publish(st)
-        self._ack(link_id, seq)
+        self._ack(msg.link_id, msg.seq)
         if use_kw < max_kw:  # the station would deliver more than it was provisioned for: tell it the limit
             self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], self._logged(station_id, "configure max_kw"))
 
-    def _on_status(self, station_id, link_id, seq, fields):
-        connector, status, info = fields
-        st = self._station(station_id, link_id, seq)
-        if st is None:
-            return
-        if status not in K.CONNECTOR_STATUSES:
-            self._error(link_id, seq, E_BAD_FIELD, "status %r is not one of %s" % (status, ", ".join(K.CONNECTOR_STATUSES)))
-            return
-        if connector < 1 or connector > st.connectors:
-            self._error(link_id, seq, E_BAD_FIELD, "connector %d does not exist (1..%d)" % (connector, st.connectors))
-            return
-        old = st.connector_status.get(connector)
-        st.connector_status[connector] = status
-        st.last_seen = self.clock()
-        st.online = True
-        if old != status:
-            log.info("station %s: connector %d %s -> %s%s", station_id, connector, old, status, " (%s)" % wire_text(info) if info else "")
+    def _on_status(self, msg: Status) -> None:
+        st = self._station(msg.station_id)
+        old = self.stations.set_status(st, msg.connector, msg.status)
+        if old != msg.status:
+            log.info("station %s: connector %d %s -> %s%s", msg.station_id, msg.connector, old, msg.status,
+                     " (%s)" % wire_text(msg.info) if msg.info else "")
         self._publish(st)
-        self._ack(link_id, seq)
+        self._ack(msg.link_id, msg.seq)
 
-    def _on_meter(self, station_id, link_id, seq, fields):
-        connector, session_id, energy_wh, power_w, when = fields
-        st = self.stations.get(station_id)
+    def _on_meter(self, msg: Meter) -> None:
+        st = self.stations.get(msg.station_id)
         if st is None:
             return
-        st.last_seen = self.clock()
-        s = st.sessions.get(session_id) if session_id else None
+        s = self.stations.metered(st, msg.session_id, msg.energy_wh, msg.power_w)
         if s is None:
             return
-        s["energy_wh"] = energy_wh
-        s["power_w"] = power_w
         if self.events is not None:
-            self.events.publish("meter", {"station_id": station_id, "connector": connector, "session_id": session_id,
-                                          "vehicle_id": s["vehicle_id"], "energy_wh": energy_wh, "power_w": power_w,
-                                          "time": when})
-        if s["vehicle_id"] is not None:  # a local session is nobody's to watch
-            self.outbox.send_to_peer(
-                "vehicle", s["vehicle_id"], make(K.CHARGE_PROGRESS, 0, session_id, station_id, energy_wh, power_w)
-            )
+            self.events.publish("meter", {"station_id": msg.station_id, "connector": msg.connector,
+                                          "session_id": msg.session_id, "vehicle_id": s.vehicle_id,
+                                          "energy_wh": msg.energy_wh, "power_w": msg.power_w, "time": msg.time})
+        if s.vehicle_id is not None:  # a local session is nobody's to watch
+            self.outbox.send_to_peer("vehicle", s.vehicle_id, make(K.CHARGE_PROGRESS, 0, msg.session_id, msg.station_id,
+                                                                   msg.energy_wh, msg.power_w))
 
-    def _expected_end(self, st, reservation_id, started):
-        window = st.windows.get(reservation_id) if reservation_id is not None else None
-        if window is not None and window[2] > started:
-            return window[2]
-        return started + self.config["session_estimate_min"] * 60
+    def _recorded(self, station_id: str, session_id: str) -> Optional[dict]:
+        """The session's stored row (None if new); refused if it belongs to another station."""
+        row = self.store.get_session(session_id)
+        try:
+            Stations.check_owner(station_id, session_id, None if row is None else row["station_id"])
+        except authz.Refusal:
+            log.warning("station %s: refused a record for session %s of station %s", station_id, wire_text(session_id),
+                        row["station_id"])
+            raise
+        return row
 
-    def _on_session_start(self, station_id, link_id, seq, fields):
-        session_id, connector, vehicle_id, reservation_id, meter_start, started = fields
-        st = self._station(station_id, link_id, seq)
-        if st is None:
-            return
-        if connector < 1 or connector > st.connectors:
-            self._error(link_id, seq, E_BAD_FIELD, "connector %d does not exist" % connector)
-            return
-        if not session_id or len(session_id) > 64 or not 0 <= meter_start < MAX_ENERGY_WH or not 0 <= started < MAX_EPOCH \
-                or (reservation_id is not None and not 0 < reservation_id < 2**63):
-            self._error(link_id, seq, E_BAD_FIELD, "session_start: session_id, meter or time out of range")
-            return
-        row = self._session_of_another(session_id, station_id, link_id, seq)
-        if row is False:
-            return
-        claimed = vehicle_id
-        vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, reservation_id, started)
-        first = self.store.record_session_start(session_id, station_id, connector, vehicle_id, reservation_id, meter_start,
-                                                started, None if claimed == vehicle_id else claimed)
-        if session_id not in st.sessions:
-            expected_end = self._expected_end(st, reservation_id, started)
-            st.sessions[session_id] = {
-                "connector": connector, "vehicle_id": vehicle_id, "reservation_id": reservation_id,
-                "started": started, "expected_end": expected_end, "energy_wh": 0, "power_w": 0,
-            }
+    def _on_session_start(self, msg: SessionStart) -> None:
+        station_id, session_id, started = msg.station_id, msg.session_id, msg.time
+        st = self._station(station_id)
+        Stations.check_session_start(st, session_id, msg.connector, msg.reservation_id, msg.meter_start_wh, started)
+        row = self._recorded(station_id, session_id)
+        claimed = msg.vehicle_id
+        vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, msg.reservation_id, started)
+        had_window = reservation_id is not None and reservation_id in st.windows
+        first = self.store.record_session_start(session_id, station_id, msg.connector, vehicle_id, reservation_id,
+                                                msg.meter_start_wh, started, None if claimed == vehicle_id else claimed)
+        new = self.stations.session_started(st, session_id, msg.connector, vehicle_id, reservation_id, started)
+        if new is not None:
             if first and self.book is not None:
-                self.book.tell(("session_started", station_id, connector, vehicle_id, reservation_id, started, expected_end))
+                self.book.tell(SessionStarted(station_id, msg.connector, vehicle_id, reservation_id, started,
+                                              new.expected_end, session_id))
             if self.events is not None:
-                self.events.publish("session_start", dict(st.sessions[session_id], session_id=session_id,
-                                                          station_id=station_id))
-        if reservation_id is not None and st.windows.pop(reservation_id, None) is not None:
-            st.sync.forget(reservation_id, cancel=False)  # the station used its row: the next window may go
-            self._sync_windows(st)
-        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id), connector,
-                 wire_text(vehicle_id))
+                self.events.publish("session_start", dict(new._asdict(), session_id=session_id, station_id=station_id))
+        if had_window:
+            self._sync_windows(st)  # the station used its row: the next window may go
+        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id),
+                 msg.connector, wire_text(vehicle_id))
         self._publish(st)
-        self._ack(link_id, seq)
+        self._ack(msg.link_id, msg.seq)
         if vehicle_id is not None:
-            self.outbox.send_to_peer("vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, connector))
+            self.outbox.send_to_peer("vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, msg.connector))
 
-    def _attributed(self, st, row, session_id, claimed, reservation_id, started):
+    def _attributed(self, st: Station, row: Optional[dict], session_id: str, claimed: Optional[str],
+                    reservation_id: Optional[int], started: int) -> "tuple[Optional[str], Optional[int]]":
         """(vehicle_id, reservation_id) the session is billed to: decided once, at its first record."""
         if row is not None:
             return row["vehicle_id"], row["reservation_id"] if row["vehicle_id"] is not None else None
@@ -349,64 +258,43 @@ class StationRegistry(pykka.ThreadingActor):
                         wire_text(session_id), wire_text(claimed), wire_text(why))
         return vehicle_id, rid
 
-    def _session_of_another(self, session_id, station_id, link_id, seq):
-        """A station reports only for itself: a session id recorded for another station is refused
-        (False is returned); else the session's stored row, or None if it is new."""
-        row = self.store.get_session(session_id)
-        if row is not None and row["station_id"] != station_id:
-            log.warning("station %s: refused a record for session %s of station %s", station_id, session_id,
-                        row["station_id"])
-            self._error(link_id, seq, E_FORBIDDEN, "session %s belongs to another station" % session_id)
-            return False
-        return row
-
-    def _on_session_end(self, station_id, link_id, seq, fields):
-        session_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason = fields
-        st = self._station(station_id, link_id, seq)
-        if st is None:
-            return
-        if not (0 <= energy_wh < MAX_ENERGY_WH and 0 <= started <= ended < MAX_EPOCH) or not 0 < connector <= st.connectors:
-            self._error(link_id, seq, E_BAD_FIELD, "session_end: energy, times or connector out of range")
-            return
-        if not session_id or len(session_id) > 64 or (reservation_id is not None and not 0 < reservation_id < 2**63):
-            self._error(link_id, seq, E_BAD_FIELD, "session_end: session_id must be 1..64 characters")
-            return
-        row = self._session_of_another(session_id, station_id, link_id, seq)
-        if row is False:
-            return
-        claimed = vehicle_id
-        vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, reservation_id, started)
-        flagged = self._implausible(st, session_id, energy_wh, started, ended)
+    def _on_session_end(self, msg: SessionEnd) -> None:
+        station_id, session_id = msg.station_id, msg.session_id
+        st = self._station(station_id)
+        Stations.check_session_end(st, session_id, msg.connector, msg.reservation_id, msg.energy_wh, msg.started,
+                                   msg.ended)
+        row = self._recorded(station_id, session_id)
+        claimed = msg.vehicle_id
+        vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, msg.reservation_id, msg.started)
+        flagged = self._implausible(st, session_id, msg.energy_wh, msg.started, msg.ended)
         first = self.store.record_session_end(
-            session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason,
-            None if claimed == vehicle_id else claimed, flagged,
+            session_id, station_id, msg.connector, vehicle_id, reservation_id, msg.energy_wh, msg.started, msg.ended,
+            msg.reason, None if claimed == vehicle_id else claimed, flagged,
         )
-        st.sessions.pop(session_id, None)
-        self._ack(link_id, seq)  # after the store: an acknowledged COMPLETE is on disk
+        self.stations.session_ended(st, session_id)
+        self._ack(msg.link_id, msg.seq)  # after the store: an acknowledged COMPLETE is on disk
         if not first:
-            log.info("station %s: session %s end replayed, already recorded", station_id, session_id)
+            log.info("station %s: session %s end replayed, already recorded", station_id, wire_text(session_id))
             return
-        self.energy_wh_total += energy_wh
-        self.sessions_completed += 1
         if self.events is not None:
             self.events.publish("session_end", {
-                "session_id": session_id, "station_id": station_id, "connector": connector, "vehicle_id": vehicle_id,
-                "reservation_id": reservation_id, "energy_wh": energy_wh, "started": started, "ended": ended,
-                "reason": reason, "implausible": flagged})
+                "session_id": session_id, "station_id": station_id, "connector": msg.connector, "vehicle_id": vehicle_id,
+                "reservation_id": reservation_id, "energy_wh": msg.energy_wh, "started": msg.started,
+                "ended": msg.ended, "reason": msg.reason, "implausible": flagged})
         log.info(
             "station %s: session %s COMPLETE vehicle=%s energy=%.2f kWh reason=%s",
-            station_id, wire_text(session_id), wire_text(vehicle_id), energy_wh / 1000.0, wire_text(reason),
+            station_id, wire_text(session_id), wire_text(vehicle_id), msg.energy_wh / 1000.0, wire_text(msg.reason),
         )
         self._publish(st)
         if self.book is not None:
-            self.book.tell(("session_ended", station_id, connector, session_id, vehicle_id, reservation_id, ended))
+            self.book.tell(SessionEnded(station_id, msg.connector, session_id, vehicle_id, reservation_id, msg.ended))
         if vehicle_id is not None:
             self.outbox.send_to_peer(
                 "vehicle", vehicle_id,
-                make(K.COMPLETE, 0, session_id, station_id, energy_wh, max(0, ended - started), reason),
+                make(K.COMPLETE, 0, session_id, station_id, msg.energy_wh, max(0, msg.ended - msg.started), msg.reason),
             )
 
-    def _implausible(self, st, session_id, energy_wh, started, ended):
+    def _implausible(self, st: Station, session_id: str, energy_wh: int, started: int, ended: int) -> bool:
         """Flag (and log) energy beyond what max_kw delivers in the session's duration."""
         provisioned = None
         if self.config.get("speedup", 1.0) == 1.0 and self.config.get("epoch0") is None:  # hub clock = wall clock
@@ -420,33 +308,22 @@ class StationRegistry(pykka.ThreadingActor):
 
     # --- reservations told by the book ----------------------------------------------------------
 
-    def _known(self, station_id):
-        """The station, learning it from the store if it was provisioned after we last looked."""
-        st = self.stations.get(station_id)
-        if st is None:
-            row = self.store.get_station(station_id)
-            if row is not None:
-                st = self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
-        return st
-
-    def _on_reserved(self, reservation_id, station_id, vehicle_id, start, end, connector=0):
-        st = self._known(station_id)
+    def _on_reserved(self, msg: Reserved) -> None:
+        st = self._known(msg.station_id)
         if st is None:
             return
-        st.windows[reservation_id] = (vehicle_id, start, end)
-        st.sync.changed(reservation_id, connector)
+        self.stations.reserved(st, msg.reservation_id, msg.vehicle_id, msg.start, msg.end, msg.connector)
         self._publish(st)
         self._sync_windows(st)
 
-    def _on_reservation_ended(self, reservation_id, station_id, why):
-        st = self.stations.get(station_id)
-        if st is None or st.windows.pop(reservation_id, None) is None:
+    def _on_reservation_ended(self, msg: ReservationEnded) -> None:
+        st = self.stations.get(msg.station_id)
+        if st is None or not self.stations.reservation_ended(st, msg.reservation_id, msg.why):
             return
         self._publish(st)
-        st.sync.forget(reservation_id, cancel=why != "fulfilled")  # cancelled on the station by the plan
-        self._sync_windows(st)  # a row is free: the next window goes
+        self._sync_windows(st)  # a row is free: the next window goes (and this one is cancelled there)
 
-    def _sync_windows(self, st):
+    def _sync_windows(self, st: Station) -> None:
         """Send the station the windows inside its horizon it does not hold yet (hub/station_sync.py)."""
         if not st.online:
             return
@@ -454,13 +331,14 @@ class StationRegistry(pykka.ThreadingActor):
         for rid in cancel:
             self._cancel_on_station(st, rid)
         for rid, token in send:
-            vehicle_id, start, end = st.windows[rid]
-            self._request_station(st.id, K.RESERVE_NOW, [rid, st.sync.connectors.get(rid, 0), vehicle_id, int(start), int(end)],
+            w = st.windows[rid]
+            self._request_station(st.id, K.RESERVE_NOW,
+                                  [rid, st.sync.connectors.get(rid, 0), w.vehicle_id, int(w.start), int(w.end)],
                                   self._reserve_now_reply(st.id, rid, token))
 
-    def _logged(self, station_id, what):
+    def _logged(self, station_id: str, what: str) -> Callable[[Any], None]:
         """on_reply for a request nobody waits for: a refusal or no answer is logged, never dropped."""
-        def on_reply(reply):
+        def on_reply(reply: Any) -> None:
             if reply is None:
                 log.warning("station %s: %s not answered", station_id, what)
             elif reply[0] == K.ERROR:
@@ -469,17 +347,17 @@ class StationRegistry(pykka.ThreadingActor):
 
         return on_reply
 
-    def _cancel_on_station(self, st, rid):
+    def _cancel_on_station(self, st: Station, rid: int) -> None:
         logged = self._logged(st.id, "cancel of reservation %d" % rid)
 
-        def on_reply(reply):
+        def on_reply(reply: Any) -> None:
             if reply is None or reply[0] != K.ERROR or reply[1][0] != E_NOT_FOUND:  # not found: already gone
                 logged(reply)
 
         self._request_station(st.id, K.CANCEL_RESERVATION, [rid], on_reply)
 
-    def _reserve_now_reply(self, station_id, rid, token):
-        def on_reply(reply):
+    def _reserve_now_reply(self, station_id: str, rid: int, token: int) -> Callable[[Any], None]:
+        def on_reply(reply: Any) -> None:
             st = self.stations.get(station_id)
             if st is None:
                 return
@@ -491,21 +369,21 @@ class StationRegistry(pykka.ThreadingActor):
             log.warning("station %s: RESERVE_NOW %d (connector %d) refused: %s: %s: %s", station_id, rid, connector,
                         error_name(code) or code, wire_text(text), action)
             if action != station_sync.RETRY and self.book is not None:
-                self.book.tell(("station_refused", rid, station_id, connector, action == station_sync.MOVE, text))
+                self.book.tell(StationRefused(rid, station_id, connector, action == station_sync.MOVE, text))
 
         return on_reply
 
     # --- vehicle asks to charge / stop -----------------------------------------------------------
 
-    def _request_station(self, station_id, kind, fields, on_reply, tries=1):
+    def _request_station(self, station_id: str, kind: int, fields: list,
+                         on_reply: Optional[Callable[[Any], None]], tries: int = 1) -> None:
         """Send a hub->station request; on_reply(reply) gets (kind, fields) or None. An unanswered one
         (a frame lost on a serial line) is resent while the station is online, up to REQUEST_TRIES: the
         station handles a repeat idempotently, and a "not found" to a repeated stop or cancel means the
         first copy did it."""
-        tag = self._next_tag
-        self._next_tag += 1
+        answered = None
         if on_reply is not None:
-            def answered(reply):
+            def answered(reply: Any) -> None:
                 st = self.stations.get(station_id)
                 if reply is None and tries < REQUEST_TRIES and st is not None and st.online:
                     log.info("station %s: %s unanswered, sent again", station_id, K.kind_name(kind))
@@ -516,123 +394,97 @@ class StationRegistry(pykka.ThreadingActor):
                     reply = (K.ACK, [])
                 on_reply(reply)
 
-            self._pending[tag] = answered
-        self.outbox.request("station", station_id, kind, fields, self.actor_ref if on_reply is not None else None, tag)
+        tag = self.requests.new(answered)
+        self.outbox.request("station", station_id, kind, fields, self.actor_ref if answered is not None else None, tag)
 
-    def _on_reply(self, tag, reply):
-        on_reply = self._pending.pop(tag, None)
-        if on_reply is not None:
-            on_reply(reply)
+    def _on_answer(self, msg: StationAnswer) -> None:
+        self.requests.answered(msg.tag, msg.answer)
 
-    def _relay_reply(self, link_id, seq, what):
-        def relay(reply):
-            if reply is None:
-                self._error(link_id, seq, E_TIMEOUT, "%s: the station did not answer" % what)
-            elif reply[0] == K.ERROR:
-                self._error(link_id, seq, reply[1][0], "%s refused by the station: %s" % (what, reply[1][1]))
-            else:
+    def _relay_reply(self, link_id: Any, seq: int, what: str) -> Callable[[Any], None]:
+        def relay(answer: Any) -> None:
+            outcome = relay_outcome(answer, what)
+            if outcome is None:
                 self._ack(link_id, seq)
+            else:
+                self._error(link_id, seq, outcome[0], outcome[1])
 
         return relay
 
-    def _on_start_charge(self, link_id, seq, vehicle_id, station_id, reservation_id, ev):
-        st = self._station(station_id, link_id, seq)
-        if st is None:
-            return
+    def _on_start_charge(self, msg: StartCharge) -> None:
+        link_id, seq, vehicle_id, station_id = msg.link_id, msg.seq, msg.vehicle_id, msg.station_id
+        st = self._station(station_id)
         if not st.online:
-            self._error(link_id, seq, E_INVALID_STATE, "station %s is offline" % station_id)
-            return
+            raise authz.Refusal(E_INVALID_STATE, "station %s is offline" % station_id)
+        reservation_id = msg.reservation_id
         if reservation_id is not None and reservation_id not in st.windows:
-            self._error(link_id, seq, E_NOT_FOUND, "reservation %d is not open at %s" % (reservation_id, station_id))
-            return
+            raise authz.Refusal(E_NOT_FOUND, "reservation %d is not open at %s" % (reservation_id, station_id))
         now = self.clock()
         try:
             connector, reservation_id = authz.authorise_start(station_id, st.windows, st.connector_status, vehicle_id,
                                                               reservation_id, now)
         except authz.Refusal as exc:
             log.warning("vehicle %s: start at station %s refused: %s", vehicle_id, wire_text(station_id), wire_text(exc.text))
-            self._error(link_id, seq, exc.code, exc.text)
-            return
+            raise
         # Remembered before it is sent: the session the station reports for it is billed to this vehicle.
         grant = self.store.add_remote_start(station_id, vehicle_id, reservation_id, int(now))
         relay = self._relay_reply(link_id, seq, "start")
 
-        def on_reply(reply):
-            if reply is not None and reply[0] == K.ERROR:
+        def on_reply(answer: Any) -> None:
+            if answer is not None and answer[0] == K.ERROR:
                 self.store.drop_remote_start(grant)  # refused: nothing will start on it
-            relay(reply)
+            relay(answer)
 
-        self._request_station(station_id, K.REMOTE_START, [connector, vehicle_id, reservation_id, ev], on_reply)
+        self._request_station(station_id, K.REMOTE_START, [connector, vehicle_id, reservation_id, msg.ev], on_reply)
 
-    def _on_stop_charge(self, link_id, seq, vehicle_id, session_id):
-        for st in self.stations.values():
-            s = st.sessions.get(session_id)
-            if s is not None:
-                if s["vehicle_id"] != vehicle_id:
-                    self._error(link_id, seq, E_FORBIDDEN, "session %s belongs to another vehicle" % session_id)
-                    return
-                self._request_station(st.id, K.REMOTE_STOP, [session_id], self._relay_reply(link_id, seq, "stop"))
-                return
-        self._error(link_id, seq, E_NOT_FOUND, "no running session %s" % session_id)
+    def _on_stop_charge(self, msg: StopCharge) -> None:
+        st = self.stations.session_to_stop(msg.vehicle_id, msg.session_id)
+        self._request_station(st.id, K.REMOTE_STOP, [msg.session_id], self._relay_reply(msg.link_id, msg.seq, "stop"))
 
-    def _on_station_removed(self, station_id):
+    def _on_station_removed(self, msg: StationRemoved) -> None:
         """`evhub stations remove`: the station leaves the map (its link is closed by the gateway)."""
-        st = self.stations.pop(station_id, None)
-        if st is None:
+        if not self.stations.remove(msg.station_id):
             return
-        self.view.pop(station_id, None)
         if self.locator is not None:
-            self.locator.tell(("remove", station_id))
-        log.info("station %s: removed (history kept in the store)", station_id)
+            self.locator.tell(RemoveStation(msg.station_id))
+        log.info("station %s: removed (history kept in the store)", msg.station_id)
 
-    def _on_reservation_history(self, link_id, seq, vehicle_id):
-        self.outbox.send(link_id, make(K.RESERVATIONS, seq, self.store.vehicle_reservations(vehicle_id)))
+    def _on_reservation_history(self, msg: ReservationHistory) -> None:
+        self.outbox.send(msg.link_id, make(K.RESERVATIONS, msg.seq, self.store.vehicle_reservations(msg.vehicle_id)))
 
-    def _on_list_sessions(self, link_id, seq, vehicle_id):
-        self.outbox.send(link_id, make(K.SESSIONS, seq, self.store.vehicle_sessions(vehicle_id)))
+    def _on_list_sessions(self, msg: ListSessions) -> None:
+        self.outbox.send(msg.link_id, make(K.SESSIONS, msg.seq, self.store.vehicle_sessions(msg.vehicle_id)))
 
-    def _sync_provisioned(self):
+    def _sync_provisioned(self) -> None:
         """Stations provisioned while the hub runs (`evhub stations add`) show up within a tick."""
         if self.store.station_count() == len(self.stations):
             return
         for row in self.store.all_stations():
-            if row["id"] not in self.stations:
+            if self.stations.get(row["id"]) is None:
                 self._learn(row["id"], row["lat"], row["lon"], row["connectors"], row["max_kw"], row.get("name"))
 
-    def _on_tick(self, now):
+    def _on_tick(self, msg: RegistryTick) -> None:
         self._sync_provisioned()
-        for st in self.stations.values():
-            if st.sessions or st.windows:
-                self._publish(st)  # "Free in X min" counts down
-            if st.sync.retry_due:
-                self._sync_windows(st)  # resend what was lost or refused for a passing reason
+        for st in list(self.stations.counting_down()):
+            self._publish(st)  # "Free in X min" counts down
+        for st in list(self.stations.retry_due()):
+            self._sync_windows(st)  # resend what was lost or refused for a passing reason
 
-    def _on_summary(self):
-        return {
-            "stations": len(self.stations),
-            "online": sum(1 for s in self.stations.values() if s.online),
-            "sessions_active": sum(len(s.sessions) for s in self.stations.values()),
-            "sessions_completed": self.sessions_completed,
-            "energy_wh": self.energy_wh_total,
-        }
-
-    _handlers = {
-        "online": _on_online,
-        "offline": _on_offline,
-        K.BOOT: _on_boot,
-        K.STATUS: _on_status,
-        K.METER: _on_meter,
-        K.SESSION_START: _on_session_start,
-        K.SESSION_END: _on_session_end,
-        "reserved": _on_reserved,
-        "reservation_ended": _on_reservation_ended,
-        "start_charge": _on_start_charge,
-        "stop_charge": _on_stop_charge,
-        "list_sessions": _on_list_sessions,
-        "reservation_history": _on_reservation_history,
-        "reply": _on_reply,
-        "tick": _on_tick,
-        "summary": _on_summary,
-        "set_book": _on_set_book,
-        "station_removed": _on_station_removed,
+    _handlers: "dict[type, Callable[[StationRegistry, Any], Any]]" = {
+        StationOnline: _on_online,
+        StationOffline: _on_offline,
+        Boot: _on_boot,
+        Status: _on_status,
+        Meter: _on_meter,
+        SessionStart: _on_session_start,
+        SessionEnd: _on_session_end,
+        Reserved: _on_reserved,
+        ReservationEnded: _on_reservation_ended,
+        StartCharge: _on_start_charge,
+        StopCharge: _on_stop_charge,
+        ListSessions: _on_list_sessions,
+        ReservationHistory: _on_reservation_history,
+        StationAnswer: _on_answer,
+        RegistryTick: _on_tick,
+        UseBook: _on_use_book,
+        StationRemoved: _on_station_removed,
     }

@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import time
 
+from hub.messages import PeerRemoved, StationRemoved
 from hub.store import BUSY_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,8 @@ class RevocationWatch:
             self._close_links(role, peer_id, why)
             if why == "removed":
                 if role == "station":
-                    self.registry.tell(("station_removed", peer_id))
-                self.book.tell(("peer_removed", role, peer_id))
+                    self.registry.tell(StationRemoved(peer_id))
+                self.book.tell(PeerRemoved(role, peer_id))
         if self.recent:
             for key in [k for k, t in self.recent.items() if now - t > RECENT_S]:
                 del self.recent[key]

@@ -12,6 +12,10 @@ import struct
 import time
 
 from hub.limits import LoginThrottle
+from hub.messages import (
+    Boot, BookTick, Cancel, ListReservations, ListSessions, Meter, Positions, RegistryTick, ReservationHistory,
+    ReserveBatch, ReserveRequest, SessionEnd, SessionStart, StartCharge, Status, StationOffline, StationOnline, StopCharge,
+)
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_OVERLOADED, ProtocolError
 from transport.codec import packb
@@ -41,9 +45,10 @@ def _pack_uint(n):
     return _U32(0xCE, n)
 
 
-def _nothing(_book):
-    return None
-STATION_KINDS = (K.BOOT, K.STATUS, K.METER, K.SESSION_START, K.SESSION_END)
+# A station's frame becomes the registry's message of its kind: (station_id, link_id, seq, *fields).
+STATION_MESSAGES = {K.BOOT: Boot, K.STATUS: Status, K.METER: Meter, K.SESSION_START: SessionStart,
+                    K.SESSION_END: SessionEnd}
+STATION_KINDS = tuple(STATION_MESSAGES)
 _NEAREST = K.NEAREST
 _POSITION = K.POSITION
 
@@ -125,16 +130,16 @@ class Router:
         if not self.gateway.bind_peer(link):
             return
         if link.session.role == "station":
-            self.registry.tell(("online", link.session.peer_id))
+            self.registry.tell(StationOnline(link.session.peer_id))
 
     def peer_down(self, link):
         log.info("%s: link closed", link.label)
         if link.session.role == "station":
-            self.registry.tell(("offline", link.session.peer_id, "link closed"))
+            self.registry.tell(StationOffline(link.session.peer_id, "link closed"))
 
     def peer_silent(self, link):
         if link.session.role == "station":
-            self.registry.tell(("offline", link.session.peer_id, "missed 3 heartbeats"))
+            self.registry.tell(StationOffline(link.session.peer_id, "missed 3 heartbeats"))
         link.shutdown()
 
     def tick(self):
@@ -142,8 +147,8 @@ class Router:
         if self._book_busy_since is not None and time.monotonic() - self._book_busy_since > BOOK_BATCH_STALE_S:
             log.warning("book: no word on a reservation batch for %d s; sending the next one anyway", BOOK_BATCH_STALE_S)
             self._book_done()
-        self.registry.tell(("tick", now))
-        self.book.tell(("tick", now))
+        self.registry.tell(RegistryTick(now))
+        self.book.tell(BookTick(now))
 
     # --- dispatch ------------------------------------------------------------------------
 
@@ -163,7 +168,7 @@ class Router:
             self._positions.append((peer, lat, lon, when, soc))
             self._schedule_flush()
         elif kind in STATION_KINDS:
-            self.registry.tell((kind, peer, link.id, seq, fields))
+            self.registry.tell(STATION_MESSAGES[kind](peer, link.id, seq, *fields))
         elif kind == K.RESERVE:
             station_id, start, end, request_id = fields
             if request_id is not None and not 0 < len(request_id) <= 64:
@@ -181,21 +186,21 @@ class Router:
                                         " wait for their answers" % (waiting, self.max_waiting_per_vehicle), seq)
                 return
             self._waiting_by_vehicle[peer] = waiting + 1
-            self._reservations.append((link.id, seq, peer, station_id, start, end, request_id))
+            self._reservations.append(ReserveRequest(link.id, seq, peer, station_id, start, end, request_id))
             self._schedule_flush()
         elif kind == K.CANCEL:
-            self.book.tell(("cancel", link.id, seq, peer, fields[0]))
+            self.book.tell(Cancel(link.id, seq, peer, fields[0]))
         elif kind == K.LIST_RESERVATIONS:
-            self.book.tell(("list", link.id, seq, peer))
+            self.book.tell(ListReservations(link.id, seq, peer))
         elif kind == K.START_CHARGE:
             station_id, reservation_id, ev = fields
-            self.registry.tell(("start_charge", link.id, seq, peer, station_id, reservation_id, ev))
+            self.registry.tell(StartCharge(link.id, seq, peer, station_id, reservation_id, ev))
         elif kind == K.STOP_CHARGE:
-            self.registry.tell(("stop_charge", link.id, seq, peer, fields[0]))
+            self.registry.tell(StopCharge(link.id, seq, peer, fields[0]))
         elif kind == K.RESERVATION_HISTORY:
-            self.registry.tell(("reservation_history", link.id, seq, peer))  # past ones live in the store
+            self.registry.tell(ReservationHistory(link.id, seq, peer))  # past ones live in the store
         elif kind == K.LIST_SESSIONS:
-            self.registry.tell(("list_sessions", link.id, seq, peer))  # the registry's store records them
+            self.registry.tell(ListSessions(link.id, seq, peer))  # the registry's store records them
         elif kind == K.STATIONS_LIST:
             link.send(make(K.STATIONS, seq, self.station_list()))
         elif kind == K.HUB_STATS:
@@ -213,16 +218,15 @@ class Router:
         if self._positions:
             batch, self._positions = self._positions, []
             self.count("positions", len(batch))
-            self.tracker.tell(("positions", batch))
+            self.tracker.tell(Positions(batch))
         if self._reservations and self._book_busy_since is None:
             batch, self._reservations = self._reservations, []
             self._waiting_by_vehicle = {}
             self._book_busy_since = time.monotonic()
-            self.book.tell(("reserve_batch", batch, self.clock()))
-            # The book handles its inbox in order: this runs once the batch is committed and answered.
-            self.book.tell(("call", _nothing, self._book_done_threadsafe))
+            # The book calls `done` (on its thread) once the batch is committed and every request answered.
+            self.book.tell(ReserveBatch(batch, self.clock(), self._book_done_threadsafe))
 
-    def _book_done_threadsafe(self, _result, _exc):
+    def _book_done_threadsafe(self) -> None:
         try:
             self.gateway.loop.call_soon_threadsafe(self._book_done)
         except RuntimeError:  # the loop is closed: the hub is stopping

@@ -11,10 +11,12 @@ stops; at start they are loaded back. A `kill -9` loses at most the last FLUSH_S
 import logging
 import sqlite3
 import time
+from typing import Any, Callable, Optional
 
 import pykka
 
 from hub import store_ops
+from hub.messages import FlushPositions, Positions
 
 log = logging.getLogger(__name__)
 
@@ -22,17 +24,16 @@ FLUSH_S = 5.0
 
 
 class VehicleTracker(pykka.ThreadingActor):
-    def __init__(self, store_factory=None, flush_s=FLUSH_S):
+    def __init__(self, store_factory: Optional[Callable[[], Any]] = None, flush_s: float = FLUSH_S) -> None:
         super().__init__()
-        self.last = {}  # vehicle id -> (lat, lon, time, soc); read by the HTTP API/sim as a snapshot
-        self.updates = 0
+        self.last: "dict[str, tuple[Any, ...]]" = {}  # vehicle id -> (lat, lon, time, soc); read by the HTTP API/sim as a snapshot
         self._store_factory = store_factory
-        self._store = None
+        self._store: Any = None
         self._flush_s = flush_s
-        self._dirty = set()
+        self._dirty: "set[str]" = set()
         self._flushed_at = time.monotonic()
 
-    def on_start(self):
+    def on_start(self) -> None:
         if self._store_factory is None:
             return
         self._store = self._store_factory()  # the sqlite connection belongs to this thread
@@ -40,12 +41,12 @@ class VehicleTracker(pykka.ThreadingActor):
             self.last.setdefault(vehicle_id, (lat, lon, when, soc))
         log.info("tracker: %d last vehicle positions loaded", len(self.last))
 
-    def on_stop(self):
+    def on_stop(self) -> None:
         self._flush()
         if self._store is not None:
             self._store.close()
 
-    def _flush(self):
+    def _flush(self) -> None:
         if self._store is None or not self._dirty:
             return
         last = self.last
@@ -60,25 +61,20 @@ class VehicleTracker(pykka.ThreadingActor):
             # wire too large for SQLite's 64-bit INTEGER (the fuzz test sends such).
             log.warning("tracker: could not save %d vehicle positions: %s", len(rows), exc)
 
-    def on_receive(self, message):
-        op = message[0]
-        if op == "positions":
+    def on_receive(self, message: object) -> None:
+        if type(message) is Positions:
             last = self.last
-            for vehicle_id, lat, lon, when, soc in message[1]:
+            for vehicle_id, lat, lon, when, soc in message.batch:
                 last[vehicle_id] = (lat, lon, when, soc)
-            self.updates += len(message[1])
             if self._store is not None:
-                self._dirty.update(p[0] for p in message[1])
+                self._dirty.update(p[0] for p in message.batch)
                 if time.monotonic() - self._flushed_at >= self._flush_s:
                     self._flush()
-        elif op == "flush":
+        elif type(message) is FlushPositions:
             self._flush()
-        elif op == "count":
-            return self.updates
-        elif op == "get":
-            return self.last.get(message[1])
-        return None
+        else:
+            log.error("tracker: unknown message %s", type(message).__name__)
 
 
-def _storable(when):
+def _storable(when: Any) -> bool:
     return when is None or (type(when) is int and -2**63 <= when < 2**63)

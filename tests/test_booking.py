@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 from hub.actors import ReservationBookActor
 from hub.booking import BookingError, ReservationBook
 from hub.locator import SpatialIndex
+from hub.messages import ReserveBatch, ReserveRequest
 from hub.store import Store
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND
@@ -292,7 +293,7 @@ def test_200_vehicles_racing_for_one_window_get_exactly_one_confirmation(db):
         def racer(t):
             for i in range(10):
                 n = t * 10 + i
-                ref.tell(("reserve", "link-%d" % n, n + 1, "v%d" % n, "ONE", NOW + H, NOW + 2 * H))
+                ref.tell(ReserveBatch([ReserveRequest("link-%d" % n, n + 1, "v%d" % n, "ONE", NOW + H, NOW + 2 * H)], NOW))
 
         threads = [threading.Thread(target=racer, args=(t,)) for t in range(20)]
         for t in threads:

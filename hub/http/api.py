@@ -20,14 +20,15 @@ from hub.booking import MAX_DURATION_S, BookingError
 from hub.events import reservation_doc, station_doc
 from hub.http.reads import Reads, StoreUnavailable, run_read
 from hub.http.server import HttpError, Route, json_response
+from hub.messages import BookCall
+from hub.stations import MAX_EPOCH, MAX_ID_LEN  # one bound for the wire and the API
 from transport import kinds as K
 from transport import errors as E
 
 log = logging.getLogger(__name__)
 
 BOOK_TIMEOUT_S = 5.0
-MAX_ID = 64
-MAX_EPOCH = 2**40
+MAX_ID = MAX_ID_LEN
 RES_STATES = ("confirmed", "fulfilled", "cancelled", "expired", "all")
 RESERVE_FIELDS = {"station_id", "vehicle_id", "start", "end", "duration_min"}
 BOOKING_STATUS = {E.E_BAD_FIELD: 400, E.E_NOT_FOUND: 404, E.E_FORBIDDEN: 403, E.E_INVALID_STATE: 409,
@@ -160,7 +161,7 @@ class Api:
                 pass
 
         try:
-            self.book.tell(("call", fn, reply))
+            self.book.tell(BookCall(fn, reply))
         except pykka.ActorDeadError:
             raise HttpError(503, "the reservation book is not running") from None
         try:
