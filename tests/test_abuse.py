@@ -2,7 +2,6 @@
 each tried against the real hub process (issue 13)."""
 
 import os
-import select
 import time
 
 import pytest
@@ -10,10 +9,10 @@ import pytest
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
 from tools.hubclient import HubClient, HubError
-from transport.codec import packb, unpackb
+from transport.codec import packb
 from transport.errors import E_AUTH_FAILED, E_RATE_LIMITED
-from transport.framing import SerialFramer
-from transport.session import Authenticated, ClientSession, Closed
+from transport.session import Authenticated
+from serial_login import serial_login
 
 WRONG = "ab" * 16
 
@@ -89,26 +88,6 @@ def test_the_global_cap_stops_guessing_across_many_ids_but_lets_a_pair_that_neve
     assert t.wait_s("10.0.0.1:5", "vehicle", "V-3", now=100.0) > 0, "failed pairs wait for the global budget"
     assert t.wait_s("10.0.0.2:5", "vehicle", "V-OK", now=100.0) == 0, "a pair that never failed goes ahead"
     assert t.wait_s("10.0.0.1:5", "vehicle", "V-3", now=101.0) == 0, "the budget refills within a second"
-
-
-def serial_login(fd, peer_id, key, timeout=5):
-    """One handshake over a raw serial line: returns the Authenticated/Closed event."""
-    session = ClientSession("station", peer_id, key, heartbeat_s=30, request_timeout_s=timeout)
-    framer = SerialFramer()
-    framer.seal = session.seal  # protocol 2: the hub's WELCOME comes sealed
-    session.start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for m in session.take_outgoing():
-            os.write(fd, framer.encode(packb(m)))
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if not ready:
-            continue
-        for payload in framer.feed(os.read(fd, 4096)):
-            for event in session.receive(unpackb(payload)):
-                if isinstance(event, (Authenticated, Closed)):
-                    return event
-    raise AssertionError("no answer on the serial line within %d s" % timeout)
 
 
 def test_wrong_logins_on_a_serial_line_are_throttled_per_id(tmp_path):

@@ -66,3 +66,13 @@ def test_the_micro_benchmarks_report_locator_conflict_and_wire_figures():
     assert r["conflict_check_us"]["10000"] > 0
     assert r["hub loop per NEAREST, 10k stations (us)"]["hub_us_per_nearest"] > 0
     assert "firmware heap (full session + hub restart + reboot)" in r
+
+
+def test_the_micro_report_prints_each_plain_section_with_its_own_value():
+    from tools.bench.report import render
+
+    text = render({"scenario": "micro", "python": "3.x", "note": "x", "first": {"a": 1.5}, "last": 2.25})
+    lines = text.splitlines()
+    assert [ln.split() for ln in lines if ln.split()[0] in ("note", "last")] == [["note", "x"], ["last", "2.250"]]
+    # A plain section before any dict one printed the previous value or raised UnboundLocalError.
+    assert "note" in render({"scenario": "micro", "note": "x"})

@@ -5,7 +5,6 @@ import json
 import os
 import stat
 import subprocess
-import time
 
 import pytest
 
@@ -13,6 +12,7 @@ import fw_mem
 from procs import LoggedProcess
 from hubproc import HubProcess, evhub
 from mpy import micropython_path, mpy_cross_path
+from waiting import wait_for
 
 KEY = "00112233445566778899aabbccddeeff"
 HEAP = "160K"  # what the firmware engineer's own e2e tests give the .mpy bundle
@@ -37,16 +37,6 @@ def board_modules(out):
 def stations(hub):
     res = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json", check=False)
     return {s["id"]: s for s in json.loads(res.stdout)} if res.returncode == 0 else {}
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 class Board(LoggedProcess):

@@ -123,7 +123,10 @@ def test_the_dashboard_shows_the_hubs_stations_and_a_status_change_arrives_witho
             assert "offline" in offline_conns and "free" not in offline_conns  # not a green "2/2 free"
             page.wait_for_selector('#map g.vehicle[data-vehicle="V-1"]', timeout=10000)
             assert page.text_content('#map g.vehicle[data-vehicle="V-1"] text') == "V-1"  # vehicles carry their id
-            assert "S-22" in page.inner_text("#sessions-table") or "CP-2" in page.inner_text("#sessions-table")
+            session_row = page.inner_text('#sessions-table tr[data-session="S-22"]').split("\t")
+            # The session S-22 has its own row, on its station and connector (V-2 is shown as "–": a
+            # station's word alone does not attribute a session to a vehicle).
+            assert session_row[:2] == ["CP-2 #1", "–"], session_row
             assert "V-3" in page.inner_text("#reservations-table")
             later_row = page.inner_text('#reservations-table tr:has-text("V-4")')
             assert re.search(r"\S+ \d{2}:\d{2}–\d{2}:\d{2}", later_row), later_row  # the date precedes the window

@@ -15,28 +15,13 @@ import threading
 import time
 
 
+from charging import QUICK_EV
 from firmware.runner import Fleet, run_chargepoint
 from fw_ptypair import PtyPair
 from hubproc import REPO, HubProcess, evhub
 from tools.hubclient import HubClient, HubError
 from transport import kinds as K
-
-QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
-
-
-def _wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return time.monotonic()
-        time.sleep(0.1)
-    raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-
-
-def _thread(target, *args, **kwargs):
-    t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
-    t.start()
-    return t
+from waiting import thread as _thread, wait_for as _wait
 
 
 def _listing(hub):
@@ -74,7 +59,14 @@ def test_kill_9_under_reservation_load_loses_no_acknowledged_reservation_and_boo
             store.add_station("CP-%d" % i, -12.2 - i * 0.01, -38.9, 1, 22.0)
         tokens = {"V-%d" % i: store.add_vehicle("V-%d" % i) for i in range(n_vehicles)}
         store.close()
-        time.sleep(1.5)  # stations provisioned while running are picked up within a tick
+        first = next(iter(tokens))
+
+        def stations_known():  # stations provisioned while the hub runs are picked up within a tick
+            with HubClient(hub.url, "vehicle", first, tokens[first]) as v:
+                _k, (found,) = v.request(K.NEAREST, -12.2, -38.9, n_stations + 1, None)
+            return len(found) == n_stations
+
+        _wait(stations_known, 10, "the hub to list the %d stations provisioned while it runs" % n_stations)
         acked = {vid: [] for vid in tokens}
         stop = threading.Event()
         base = int(time.time()) + 3600
@@ -84,9 +76,9 @@ def test_kill_9_under_reservation_load_loses_no_acknowledged_reservation_and_boo
             try:
                 with HubClient(hub.url, "vehicle", vid, token, timeout=5) as v:
                     while not stop.is_set():
-                        # Everyone competes for the same few slots, so conflicts are frequent.
-                        slot = rng.randrange(400)
-                        start = base + slot * 1800
+                        # Everyone competes for the same few slots, so conflicts are frequent; starts on a
+                        # quarter of the window, so a double booking can also be an overlap with another start.
+                        start = base + rng.randrange(1600) * 450
                         _k, fields = v.request(K.RESERVE, "CP-%d" % rng.randrange(n_stations), start, start + 1800)
                         if fields[0]:
                             acked[vid].append(fields[1])
@@ -94,28 +86,27 @@ def test_kill_9_under_reservation_load_loses_no_acknowledged_reservation_and_boo
                 pass  # the hub was killed under us: expected
 
         threads = [_thread(load, vid, tok, i) for i, (vid, tok) in enumerate(tokens.items())]
-        time.sleep(2.0)
+        time.sleep(2.0)  # the load's duration (README: killed after 2 s), not a wait for a condition
         hub.kill9()
         stop.set()
         for t in threads:
             t.join(timeout=10)
         total_acked = sum(len(v) for v in acked.values())
         assert total_acked > 50, "the load reached the hub"
+        every_ack = [rid for v in acked.values() for rid in v]
+        assert len(every_ack) == len(set(every_ack)), "one reservation was acknowledged to two requests"
         hub.restart()
         for vid, token in tokens.items():
             with HubClient(hub.url, "vehicle", vid, token) as v:
                 _k, (mine,) = v.request(K.LIST_RESERVATIONS)
             ids = [r["reservation_id"] for r in mine]
-            assert len(ids) == len(set(ids))
             missing = set(acked[vid]) - set(ids)
             assert not missing, "acknowledged reservations lost for %s: %s" % (vid, sorted(missing))
     con = sqlite3.connect(hub.db)
     rows = con.execute("SELECT station_id, start, end FROM reservations WHERE state = 'confirmed'").fetchall()
     con.close()
-    by_slot = {}
-    for station_id, start, end in rows:
-        by_slot.setdefault((station_id, start), []).append(end)
-    assert all(len(v) == 1 for v in by_slot.values()), "a single-connector slot was booked twice"
+    overlaps = [(a, b) for a, b in zip(sorted(rows), sorted(rows)[1:]) if a[0] == b[0] and b[1] < a[2]]
+    assert not overlaps, "single-connector windows booked twice (overlapping): %s" % overlaps[:3]
     print("fault-figures kill9: %d reservations acknowledged before kill -9, %d confirmed after restart, 0 lost, 0 doubled"
           % (total_acked, len(rows)))
 
@@ -196,8 +187,10 @@ def test_a_station_losing_its_link_mid_session_records_the_session_exactly_once(
         proxy = CuttableProxy(_host_port(hub.url))
         cfg = {"id": "CP-L", "key": key, "hub": {"host": "127.0.0.1", "port": proxy.port}, "meter_interval_s": 1,
                "finishing_s": 1}
+        fleet = Fleet([cfg], journal_paths={"CP-L": str(tmp_path / "cp.journal")})
+        journal = fleet.by_id["CP-L"].journal
         stop = threading.Event()
-        t = _thread(run_chargepoint, cfg, stop_event=stop, journal=str(tmp_path / "cp.journal"))
+        t = _thread(fleet.run, stop)
         try:
             _wait(lambda: "station CP-L: boot" in hub.log(), 15, "BOOT")
             with HubClient(hub.url, "vehicle", "V-L", token) as v:
@@ -206,11 +199,13 @@ def test_a_station_losing_its_link_mid_session_records_the_session_exactly_once(
                 sid = v.wait_event((K.SESSION_STARTED,), timeout=10).fields[0]
                 assert proxy.cut(block=True) >= 1  # the link is gone mid-session; the station keeps charging
                 _wait(lambda: "station CP-L: offline" in hub.log(), 15, "the hub noticing the lost link")
-                time.sleep(25)  # the session ends while the station cannot reach the hub
+                _wait(lambda: any(k == K.SESSION_END for k, _f in journal.pending()), 60,
+                      "the session to end on the station while it cannot reach the hub")
                 assert _sessions(hub.db, "CP-L") == []
                 proxy.blocked = False  # the link returns
                 _wait(lambda: len(_sessions(hub.db, "CP-L")) == 1, 75, "the replayed session end")
-                time.sleep(2)
+                # Acked: the station's journal drops the record, so it has nothing left to send twice.
+                _wait(lambda: journal.pending() == [], 15, "the hub's ack of the replayed session end")
         finally:
             stop.set()
             t.join(timeout=10)
@@ -304,6 +299,9 @@ def test_a_serial_line_with_one_percent_corrupted_bytes_accepts_no_corrupt_messa
 # --- hub restart ----------------------------------------------------------------------------------------
 
 
+RESTART_BACK_S = 5  # the README's fault table: measured, see the figure the test prints
+
+
 def test_after_a_hub_restart_every_station_reconnects_within_the_backoff_cap_and_statuses_converge(tmp_path):
     n = 10
     with HubProcess(tmp_path) as hub:
@@ -316,12 +314,14 @@ def test_after_a_hub_restart_every_station_reconnects_within_the_backoff_cap_and
         try:
             _wait(lambda: sum(s["status"] == "Available" for s in _listing(hub).values()) == n, 30, "all Available")
             hub.kill9()
-            time.sleep(2)
+            time.sleep(2)  # the hub stays down 2 s (the fault), not a wait for a condition
             hub.restart()
             began = time.monotonic()
-            done = _wait(lambda: sum(s["status"] == "Available" for s in _listing(hub).values()) == n, 75,
-                         "every station back and Available")
-            assert done - began < 61, "reconnect within the 60 s backoff cap"
+            _wait(lambda: sum(s["status"] == "Available" for s in _listing(hub).values()) == n, 75,
+                  "every station back and Available")
+            took = time.monotonic() - began
+            print("fault-figures restart: %d stations back and Available %.1f s after the restart" % (n, took))
+            assert took < RESTART_BACK_S, "every station back and Available within %d s (README)" % RESTART_BACK_S
         finally:
             stop.set()
             t.join(timeout=10)
@@ -341,9 +341,11 @@ def test_a_station_that_goes_silent_is_shown_offline_within_three_heartbeats(tmp
             _wait(lambda: _listing(hub).get("CP-Q", {}).get("status") == "Available", 20, "CP-Q Available")
             proc.send_signal(signal.SIGSTOP)  # alive, link open, but saying nothing
             stopped = time.monotonic()
-            seen = _wait(lambda: _listing(hub).get("CP-Q", {}).get("status") == "Offline", 10, "CP-Q Offline")
-            # 3 heartbeats of 1 s, plus the hub's 1 s tick and one listing round trip
-            assert seen - stopped < 3 + 2.5
+            _wait(lambda: _listing(hub).get("CP-Q", {}).get("status") == "Offline", 10, "CP-Q Offline")
+            took = time.monotonic() - stopped
+            print("fault-figures silence: shown Offline %.1f s after SIGSTOP (heartbeat 1 s)" % took)
+            # 3 heartbeats of 1 s, plus the hub's 1 s tick and one listing round trip (README)
+            assert took < 3 + 2.5
             proc.send_signal(signal.SIGCONT)
             _wait(lambda: _listing(hub).get("CP-Q", {}).get("status") == "Available", 70, "CP-Q back")
         finally:

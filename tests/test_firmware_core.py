@@ -685,22 +685,23 @@ def test_change_availability_is_immediate_when_idle_and_after_the_session_otherw
 
 
 @pytest.mark.parametrize(
-    "bad",
+    "bad, key",
     [
-        {},
-        {"id": "CP-1"},
-        {"id": "", "key": "k"},
-        {"id": "CP-1", "key": "k", "connectors": 0},
-        {"id": "CP-1", "key": "k", "connectors": True},
-        {"id": "CP-1", "key": "k", "lat": 91},
-        {"id": "CP-1", "key": "k", "offline_policy": "panic"},
-        {"id": "CP-1", "key": "k", "hub": {"host": "h"}},
-        {"id": "CP-1", "key": "k", "connectors": 2, "relay_pins": [4]},
+        ({}, "id"),
+        ({"id": "CP-1"}, "key"),
+        ({"id": "", "key": "k"}, "id"),
+        ({"id": "CP-1", "key": "k", "connectors": 0}, "connectors"),
+        ({"id": "CP-1", "key": "k", "connectors": True}, "connectors"),
+        ({"id": "CP-1", "key": "k", "lat": 91}, "lat"),
+        ({"id": "CP-1", "key": "k", "offline_policy": "panic"}, "offline_policy"),
+        ({"id": "CP-1", "key": "k", "hub": {"host": "h"}}, "hub"),
+        ({"id": "CP-1", "key": "k", "connectors": 2, "relay_pins": [4]}, "relay_pins"),
     ],
 )
-def test_a_bad_config_is_refused_naming_the_key(bad):
-    with pytest.raises(ValueError):
+def test_a_bad_config_is_refused_naming_the_key(bad, key):
+    with pytest.raises(ValueError) as exc:
         normalize(bad)
+    assert str(exc.value).split()[0] == key, str(exc.value)
 
 
 def test_a_session_never_ends_before_it_started_when_the_hub_clock_steps_back():

@@ -9,6 +9,7 @@ import pytest
 
 from firmware.chargepoint import ChargePoint
 from firmware.runner import Fleet, run_chargepoint, sim_wall
+from charging import QUICK_EV, charge_to_complete
 from fw_hub import EPOCH, KEY, FakeClock, FakeHub, Wire
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
@@ -16,8 +17,7 @@ from tools import cli
 from tools.hubclient import HubClient
 from transport import codec
 from transport import kinds as K
-
-QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
+from waiting import thread as _thread, wait_for as _wait
 
 
 @pytest.mark.parametrize(
@@ -73,21 +73,6 @@ def test_the_simulated_wall_clock_runs_faster_by_the_speedup():
     assert 2.0 < wall() - a < 6.0
 
 
-def _thread(target, *args, **kwargs):
-    t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
-    t.start()
-    return t
-
-
-def _wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def test_a_runner_station_charges_a_reserving_vehicle_against_the_real_hub(tmp_path):
     with HubProcess(tmp_path) as hub:
         key = hub.add_station("CP-R1", connectors=2)
@@ -127,14 +112,16 @@ def test_many_stations_run_in_one_thread_against_the_real_hub(tmp_path):
             configs.append({"id": sid, "key": key, "hub": {"host": host, "port": int(port)}, "lat": -12.2 + i * 0.01})
         fleet = Fleet(configs, speedup=60.0)
         stop = threading.Event()
+        before = threading.active_count()
         t = _thread(fleet.run, stop)
         try:
             _wait(lambda: hub.log().count("boot firmware=") >= n, 20, "every station's BOOT")
             assert all(d.cp.usable for d in fleet.devices)
+            running = threading.active_count()  # while all 25 stations are connected and served
         finally:
             stop.set()
             t.join(timeout=10)
-        assert threading.active_count() < 50  # one loop thread, not one per station
+        assert running - before == 1, "one loop thread for %d stations, not one per station" % n
 
 
 def test_a_runner_station_on_a_serial_line_reaches_the_hub(tmp_path):
@@ -149,9 +136,7 @@ def test_a_runner_station_on_a_serial_line_reaches_the_hub(tmp_path):
             try:
                 _wait(lambda: "station CP-S1: boot" in hub.log(), 15, "BOOT over serial")
                 with HubClient(hub.url, "vehicle", "V-2", token) as v:
-                    v.request(K.RESERVE, "CP-S1", int(time.time()), int(time.time()) + 3600)  # a start needs one
-                    v.request(K.START_CHARGE, "CP-S1", None, QUICK_EV)
-                    done = v.wait_event((K.COMPLETE,), timeout=30)
+                    done = charge_to_complete(v, "CP-S1")
             finally:
                 stop.set()
                 t.join(timeout=10)
@@ -180,8 +165,7 @@ def test_a_serial_station_whose_hub_restarted_says_hello_again_at_its_next_ping(
             try:
                 _wait(lambda: "station CP-RH: boot" in hub.log(), 15, "BOOT over serial")
                 cp = fleet.by_id["CP-RH"].cp
-                hub.kill9()
-                time.sleep(0.5)
+                hub.kill9()  # returns once the process is gone
                 offset = len(hub.log())
                 hub.restart()
                 back = time.monotonic()

@@ -9,24 +9,23 @@ import subprocess
 import ssl
 import sys
 import threading
-import time
 
 import pytest
 
-from procs import LoggedProcess
-from firmware.micropython import board_modules
 from firmware.runner import Fleet, run_chargepoint
-from fw_mp import REPO, compile_tree, micropython, run
+from charging import charge_to_complete
+from fw_fakes import FAKE_NETWORK
+from fw_mp import REPO, micropython, run
 from hubproc import HubProcess, evhub
+from test_firmware_micropython import Firmware as _Firmware, bundle_dir  # noqa: F401 (a fixture)
 from tools import cli
 from tools.hubclient import HubClient
-from transport import kinds as K
+from waiting import thread as _thread, wait_for as _wait
 
 TLS_DIR = os.path.join(os.path.dirname(__file__), "data", "tls")
 CERT = os.path.join(TLS_DIR, "hub.crt")
 KEY = os.path.join(TLS_DIR, "hub.key")
 OTHER = os.path.join(TLS_DIR, "other.crt")  # a CA that did not sign hub.crt
-QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
 MP_HEAP = "256K"  # the .mpy bundle (~140 KB with code in RAM) plus mbedTLS's ~25 KB per connection
 
 
@@ -36,22 +35,6 @@ def tls_hub(tmp_path, monkeypatch):
     with HubProcess(tmp_path, extra_args=["--tls-cert", CERT, "--tls-key", KEY]) as hub:
         hub.tls_url = "tls://127.0.0.1:%d" % hub.port
         yield hub
-
-
-def _wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out after %s s waiting for %s" % (timeout, what))
-
-
-def _thread(target, *args, **kwargs):
-    t = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
-    t.start()
-    return t
 
 
 def _status(hub, station_id):
@@ -93,9 +76,7 @@ def test_a_runner_station_charges_a_vehicle_over_tls(tls_hub, tmp_path):
     try:
         _wait(lambda: "station CP-T2: boot" in tls_hub.log(), 15, "BOOT over TLS")
         with HubClient(tls_hub.tls_url, "vehicle", "V-T2", token) as v:
-            v.request(K.RESERVE, "CP-T2", int(time.time()), int(time.time()) + 3600)  # a start needs one (issue 13)
-            v.request(K.START_CHARGE, "CP-T2", None, QUICK_EV)
-            done = v.wait_event((K.COMPLETE,), timeout=30)
+            done = charge_to_complete(v, "CP-T2")
     finally:
         stop.set()
         t.join(timeout=10)
@@ -173,27 +154,10 @@ def test_the_tls_ca_comes_from_the_environment_and_the_flag_wins(monkeypatch, tm
 # --- MicroPython: the firmware on the unix port, its ssl module -------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    """A flat board filesystem (what `evhub bundle --mpy` writes), runnable with `micropython main.py`."""
-    out = str(tmp_path_factory.mktemp("tls-bundle"))
-    core = [src for src in board_modules() if src.startswith(("transport/", "firmware/")) and src.count("/") == 1]
-    compile_tree(out, [(src, src[:-3] + ".mpy") for src in core] + [("firmware/micropython/board.py", "board.mpy")])
-    for name in ("main.py", "boot.py"):
-        with open(os.path.join(REPO, "firmware", "micropython", name)) as f, open(os.path.join(out, name), "w") as g:
-            g.write(f.read())
-    return out
-
-
-class Firmware(LoggedProcess):
-    def __init__(self, bundle, tmp_path, config):
-        cfg_path = tmp_path / ("%s.json" % config["id"])
-        config.setdefault("journal", str(tmp_path / ("%s.journal" % config["id"])))
-        config.setdefault("debug", False)
-        cfg_path.write_text(json.dumps(config))
-        env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", bundle]))  # ssl is a frozen module
-        LoggedProcess.__init__(self, [micropython(), "-X", "heapsize=" + MP_HEAP, "main.py", str(cfg_path)],
-                               tmp_path / ("%s.out" % config["id"]), cwd=bundle, env=env)
+def Firmware(bundle, tmp_path, config):
+    """The firmware process of test_firmware_micropython, with the port's ssl and a TLS-sized heap."""
+    config.setdefault("debug", False)
+    return _Firmware(bundle, tmp_path, config, heapsize=MP_HEAP, frozen=True)
 
 
 def test_the_micropython_firmware_boots_over_tls_and_the_hub_shows_it_available(tls_hub, tmp_path, bundle_dir):
@@ -204,9 +168,7 @@ def test_the_micropython_firmware_boots_over_tls_and_the_hub_shows_it_available(
     try:
         _wait(lambda: _status(tls_hub, "CP-MT") == "Available", 30, "CP-MT Available over TLS")
         with HubClient(tls_hub.tls_url, "vehicle", "V-MT", token) as v:  # and a charge, both ways over TLS
-            v.request(K.RESERVE, "CP-MT", int(time.time()), int(time.time()) + 3600)  # a start needs one (issue 13)
-            v.request(K.START_CHARGE, "CP-MT", None, QUICK_EV)
-            done = v.wait_event((K.COMPLETE,), timeout=30)
+            done = charge_to_complete(v, "CP-MT")
     finally:
         out = fw.stop()
     assert done is not None and done.fields[4] == "Complete" and done.fields[2] == 35, out
@@ -267,30 +229,6 @@ def test_the_board_reads_a_pem_ca_bundle_as_der_for_mbedtls(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "N 2" in res.stdout and "LOADED" in res.stdout and "DER True" in res.stdout, res.stdout
 
-
-FAKE_NETWORK = '''
-STA_IF = 0
-
-
-class WLAN:
-    def __init__(self, interface):
-        self.up = False
-
-    def active(self, on=None):
-        return True
-
-    def isconnected(self):
-        return self.up
-
-    def connect(self, ssid, password):
-        self.up = True
-
-    def disconnect(self):
-        self.up = False
-
-    def ifconfig(self):
-        return ("10.0.0.2", "255.255.255.0", "10.0.0.1", "10.0.0.1")
-'''
 
 FAKE_NTPTIME = '''
 CALLS = [0]

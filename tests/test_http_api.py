@@ -12,6 +12,7 @@ import pytest
 from hubproc import HubProcess
 from tools.hubclient import HubClient
 from transport import kinds as K
+from waiting import wait_for
 
 TOKEN = "s3cret-operator-token"
 HTTP_RE = re.compile(r"http api listening on http://[\d.]+:(\d+)")
@@ -55,14 +56,15 @@ class HttpHub(HubProcess):
         return body
 
     def wait_for(self, path, predicate, timeout=5):
-        deadline = time.monotonic() + timeout
-        while True:
-            body = self.get(path)
-            if predicate(body):
-                return body
-            if time.monotonic() > deadline:
-                raise AssertionError("%s never satisfied the condition; last: %r" % (path, body))
-            time.sleep(0.1)
+        """GET `path` until `predicate(body)` holds; returns that body."""
+        last = []
+
+        def ready():
+            last[:] = [self.get(path)]
+            return predicate(last[0])
+
+        wait_for(ready, timeout, "GET %s to satisfy the condition" % path)
+        return last[0]
 
 
 class SseClient:
@@ -267,9 +269,10 @@ def test_bad_requests_get_json_errors_with_the_right_status_never_a_traceback(hu
 def test_vehicles_are_listed_with_their_last_position(hub):
     token = hub.add_vehicle("V-1")
     with HubClient(hub.url, "vehicle", "V-1", token) as v:
-        v.send(K.POSITION, -12.25, -38.95, int(time.time()), 0.42)
+        sent = int(time.time())
+        v.send(K.POSITION, -12.25, -38.95, sent, 0.42)
         body = hub.wait_for("/api/vehicles", lambda b: b["vehicles"] and b["vehicles"][0]["lat"] is not None)
-        assert body["vehicles"] == [{"id": "V-1", "lat": -12.25, "lon": -38.95, "time": body["vehicles"][0]["time"],
+        assert body["vehicles"] == [{"id": "V-1", "lat": -12.25, "lon": -38.95, "time": sent,
                                      "soc": 0.42, "connected": True}]
         assert hub.get("/api/vehicles/V-1")["lat"] == -12.25
     hub.add_vehicle("V-2")

@@ -61,12 +61,15 @@ def test_the_stream_carries_status_changes_reservations_sessions_and_meter_value
 def test_a_client_reconnecting_with_last_event_id_gets_what_it_missed(hub):
     key = hub.add_station("CP-1")
     first = SseClient(hub.http_port)
+    watcher = SseClient(hub.http_port)  # stays connected: when it has seen both events, they are in the ring
     with boot_station(hub, "CP-1", key) as st:
         last_id, _k, _d = first.next(("station",), where=lambda d: d["status"] == "Available")
         first.close()
         st.request(K.STATUS, 1, "Faulted", "ground fault")
         st.request(K.STATUS, 1, "Available", None)
-        time.sleep(0.3)
+        watcher.next(("station",), where=lambda d: d["status"] == "Faulted")
+        watcher.next(("station",), where=lambda d: d["status"] == "Available")
+        watcher.close()
         again = SseClient(hub.http_port, headers={"Last-Event-ID": str(last_id)})
         try:
             statuses = [again.next(("station",))[2]["status"] for _ in range(2)]
@@ -161,8 +164,10 @@ def test_event_ids_keep_growing_across_a_hub_restart(hub):
     before.close()
     hub.stop()
     hub.restart()
+    watcher = SseClient(hub.http_port)  # when it has seen the station's event, the event is in the ring
     with boot_station(hub, "CP-1", key):
-        time.sleep(0.3)
+        watcher.next(("station",), where=lambda d: d["status"] == "Available")
+        watcher.close()
         after = SseClient(hub.http_port, headers={"Last-Event-ID": str(old_id)})
         try:
             new_id, _k, data = after.next(("station",), where=lambda d: d["status"] == "Available")

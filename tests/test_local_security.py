@@ -5,11 +5,9 @@ non-loopback address, and terminal escapes in `evhub console`."""
 import contextlib
 import json
 import os
-import select
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -19,9 +17,8 @@ from tools.exitcodes import EXIT_DENIED
 from tools.hubclient import HubClient, HubError
 from tools.operator_auth import operator_client
 from transport import kinds as K
-from transport.codec import packb, unpackb
-from transport.framing import SerialFramer
-from transport.session import Authenticated, ClientSession, Closed
+from transport.session import Authenticated, Closed
+from serial_login import serial_login
 
 KEY = "00112233445566778899aabbccddeeff"
 
@@ -159,41 +156,19 @@ def test_the_operator_needs_the_key_the_hub_wrote_at_its_first_start(tmp_path):
             assert op.request(K.STATIONS_LIST)[1][0][0]["id"] == "CP-1"
 
 
-def _serial_login(path, role, peer_id, key, timeout=10):
-    """Log in over a serial line (the hub's --serial pty); returns the session's first
-    Authenticated or Closed event."""
-    session = ClientSession(role, peer_id, key, heartbeat_s=30)
-    framer = SerialFramer()
-    framer.seal = session.seal  # protocol 2: the hub's WELCOME comes sealed
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    try:
-        session.start()
-        os.write(fd, b"\x00" + b"".join(framer.encode(packb(m)) for m in session.take_outgoing()))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not select.select([fd], [], [], 0.2)[0]:
-                continue
-            for payload in framer.feed(os.read(fd, 4096)):
-                for ev in session.receive(unpackb(payload)):
-                    if isinstance(ev, (Authenticated, Closed)):
-                        return ev
-            out = session.take_outgoing()
-            if out:
-                os.write(fd, b"".join(framer.encode(packb(m)) for m in out))
-        raise AssertionError("no answer to the %s hello on the serial line within %d s" % (role, timeout))
-    finally:
-        os.close(fd)
-
-
 def test_a_serial_peer_is_never_an_operator_even_with_the_right_key(tmp_path):
     pair = PtyPair()
     try:
         with HubProcess(tmp_path, extra_args=["--serial", pair.path1]) as hub:
             key = hub.add_station("CP-S")
             operator_key = open(hub.db + ".operator-key").read().strip()
-            assert isinstance(_serial_login(pair.path2, "operator", "operator", operator_key), Closed)
-            # the same line still serves a station: the refusal is about the role, not the line
-            assert isinstance(_serial_login(pair.path2, "station", "CP-S", key), Authenticated)
+            fd = os.open(pair.path2, os.O_RDWR | os.O_NOCTTY)
+            try:
+                assert isinstance(serial_login(fd, "operator", operator_key, role="operator", timeout=10), Closed)
+                # the same line still serves a station: the refusal is about the role, not the line
+                assert isinstance(serial_login(fd, "CP-S", key, timeout=10), Authenticated)
+            finally:
+                os.close(fd)
     finally:
         pair.close()
 

@@ -10,49 +10,22 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import hub.link
-from hub import config as hubconfig
-from hub.link import Link
-from hub.locator import PublishedIndex, SpatialIndex
 from hub.registry import StationView
-from hub.router import Router
+from tools.bench.inproc import inproc_link
 from transport import kinds as K
 from transport.codec import packb
-from transport.framing import StreamFramer, encode_stream
+from transport.framing import encode_stream
 from transport.session import S_OPEN
 
 STATIONS = [("CP-%d" % i, -12.0 - 0.01 * i, -38.0 + 0.013 * (i % 7)) for i in range(40)]
 
 
-class _Loop:
-    def call_soon(self, *a):
-        pass
-
-
-class _Gateway:
-    loop = _Loop()
-    links = {}
-
-
 def make_link(role="vehicle", state=S_OPEN):
-    cfg = hubconfig.load(None, {})
-    index = SpatialIndex()
     view = {}
     for n, (sid, lat, lon) in enumerate(STATIONS):
-        index.upsert(sid, lat, lon)
         status = ("Available", "Charging", "Offline")[n % 3]
         view[sid] = StationView(sid, lat, lon, status, None, None, 2, (22.0, 50.0)[n % 2], False, None, {1: status})
-    router = Router(None, None, None, PublishedIndex(index.frozen()), lambda: 1_800_000_000.0, cfg)
-    router.registry_view = view
-    router.attach(_Gateway())
-    out = []
-    link = Link(1, StreamFramer(), out.append, lambda: None, router, lambda r, i: b"k", cfg, lambda: 100.0,
-                lambda: 1_800_000_000.0, "test")
-    link.session.state = state
-    link.session.role = role
-    link.session.peer_id = "EV-1"
-    link.limiter.rate = link.limiter.burst = link.limiter.tokens = 1e18  # the limiter is not under test
-    link.limiter.stamp = 100.0
-    return link, router, out
+    return inproc_link(view, role, state, "EV-1", clock=lambda: 100.0, wall=lambda: 1_800_000_000.0, label="test")
 
 
 def run(messages, fast, **kw):
@@ -146,3 +119,17 @@ def test_the_router_packs_a_seq_as_the_codec_does():
 
     for n in (0, 1, 127, 128, 255, 256, 65535, 65536, 2**31, 2**32 - 1):
         assert _pack_uint(n) == packb(n)
+
+
+def test_a_station_packed_in_halves_around_its_distance_is_the_codec_packing_of_its_map():
+    from transport.codec import unpackb
+
+    _link, router, _out = make_link()
+    sid = STATIONS[4][0]
+    v = router.registry_view[sid]
+    _v, head, tail = router._pack_station(sid, v)
+    entry = head + packb(1.25) + tail
+    expect = {"id": sid, "lat": v.lat, "lon": v.lon, "distance_km": 1.25, "status": v.status,
+              "free_in_min": v.free_in_min, "connectors": v.connectors, "max_kw": v.max_kw}
+    assert unpackb(entry) == expect
+    assert entry == packb(expect)  # the map header counts every pair, in the order the general path packs them

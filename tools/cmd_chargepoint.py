@@ -89,7 +89,7 @@ def build_config(args):
                 raise ValueError("--baud must be positive")
             cfg["uart"] = dict(cfg.get("uart") or {}, baud=args.baud, tx=0, rx=0)
     elif args.hub or not cfg.get("serial"):
-        from transport.tcp_link import parse_hub_url, uses_tls
+        from transport.huburl import parse_hub_url, uses_tls
 
         if args.hub or not cfg.get("hub"):
             url = args.hub or os.environ.get("EVHUB_HUB") or DEFAULT_HUB

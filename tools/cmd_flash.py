@@ -59,6 +59,7 @@ import time
 from tools import bundle as B
 from tools import secret_args
 from tools.cmd_bundle import add_config_arguments
+from tools import toolpath
 
 # Where the MicroPython image goes: the ESP32 and ESP32-S2 boot from 0x1000, later chips from 0x0.
 FLASH_OFFSETS = {"esp32": 0x1000, "esp32s2": 0x1000, "esp32s3": 0x0, "esp32c3": 0x0, "esp32c6": 0x0}
@@ -106,10 +107,7 @@ def find_tool(name, env_var):
     if override:
         path = override if os.path.sep in override else shutil.which(override)
         return path if path and os.access(path, os.X_OK) else None
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    if os.path.isfile(here) and os.access(here, os.X_OK):
-        return here
-    return shutil.which(name)
+    return toolpath.find_tool(name)
 
 
 def shown(argv):
@@ -202,6 +200,7 @@ class Flasher:
         self.dry = args.dry_run
         self.port = args.port
         self.n = 0
+        self.shown = 0  # commands printed by show(): the dry run's summary counts them, not a formula
         self.total = 5 + (1 if args.firmware else 0) + (1 if args.romfs else 0)
 
     def step(self, text):
@@ -209,6 +208,7 @@ class Flasher:
         print("[%d/%d] %s" % (self.n, self.total, text), flush=True)
 
     def show(self, argv, note=""):
+        self.shown += 1
         print("    $ %s%s" % (shown(argv), "    # " + note if note else ""), flush=True)
 
     # -- checks before anything is touched
@@ -405,17 +405,18 @@ class Flasher:
         return [self.mpremote, "connect", self.port] + list(command)
 
     def run_mpremote(self, argv, cwd=None, attempts=1):
-        for attempt in range(attempts):
+        attempt = 0
+        while True:  # each pass returns, raises, or waits for a board that is still booting
+            attempt += 1
             status, text = run_tool(argv, cwd=cwd)
             if status == 0:
                 return text
             why = mpremote_failure(text, self.port)
-            retry = attempt + 1 < attempts and why is not None and "permission" not in why
+            retry = attempt < attempts and why is not None and "permission" not in why
             if not retry:
                 raise FlashError(why or "mpremote failed (exit %d); its output is above" % status)
             print("    (board not ready; trying again in %.0f s)" % BOOT_WAIT_S, flush=True)
             time.sleep(BOOT_WAIT_S)
-        raise FlashError("mpremote failed")  # not reached
 
     def maintenance(self, tmp):
         """Reboot into maintenance: noauto on the board, the new main.py (which honours it), hard reset."""
@@ -494,14 +495,11 @@ class Flasher:
             self.reset()
         where = B.describe_link(cfg)
         if self.dry:
-            print("dry run done: %d commands shown" % (self.commands_shown()))
+            print("dry run done: %d commands shown" % self.shown)
         else:
             print("done: %s boots and connects (%s); see it with `evhub stations list`, its log with "
                   "`mpremote connect %s repl`" % (self.args.id, where, self.port))
         return 0
-
-    def commands_shown(self):
-        return (2 if self.args.erase else 1 if self.args.firmware else 0) + 4 + (2 if self.args.romfs else 0)
 
     def stale(self, written):
         """What prepare removes from the filesystem. With --romfs every module of a plain bundle: the

@@ -37,7 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hub.ocpp.central import OcppCentral, check_profile, parse_listen, server_tls
-    from transport.tcp_link import parse_hub_url
+    from transport.huburl import parse_hub_url
 
     try:
         scheme, host, port = parse_listen(args.listen)

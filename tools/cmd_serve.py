@@ -66,7 +66,7 @@ def run(args):
             return 2
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
-    from transport.tcp_link import parse_hub_url
+    from transport.huburl import parse_hub_url
 
     try:
         parse_hub_url(cfg["listen"])

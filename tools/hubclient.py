@@ -13,9 +13,9 @@ import time
 
 from transport import kinds as K
 from transport.codec import packb, unpackb
-from transport.errors import E_BAD_FIELD, ERROR_NAMES, CodecError, FrameError, ProtocolError
+from transport.errors import E_BAD_FIELD, CodecError, FrameError, ProtocolError
 from transport.framing import StreamFramer
-from transport.tcp_link import parse_hub_url, uses_tls
+from transport.huburl import parse_hub_url, uses_tls
 from transport.session import Authenticated, ClientSession, Closed, Message, Reply, Timeout
 
 DEFAULT_HUB = "tcp://127.0.0.1:7878"
@@ -219,7 +219,3 @@ class HubClient:
                 self.sock.close()
             finally:
                 self.sock = None
-
-
-def error_name(code):
-    return ERROR_NAMES.get(code, str(code))

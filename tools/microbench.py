@@ -11,10 +11,11 @@ run in a subprocess whose output is parsed. ``evhub bench`` can call
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import timeit
+
+from tools import toolpath
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,8 +115,7 @@ print('bytes', len(data), codec.IMPLEMENTATION)
 
 
 def find_micropython():
-    here = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return here if os.path.exists(here) else shutil.which("micropython")
+    return toolpath.find_tool("micropython")
 
 
 # The modules are compiled from source here (a board runs them as .mpy from romfs, which needs no

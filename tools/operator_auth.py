@@ -11,7 +11,7 @@ from hub.operatorkey import read_key
 from hub.secretfile import SecretFileError, operator_key_path
 from tools.hubclient import HubClient, HubError
 from transport.errors import E_AUTH_FAILED
-from transport.tcp_link import parse_hub_url
+from transport.huburl import parse_hub_url
 
 
 def operator_key(db=None):

@@ -173,9 +173,6 @@ class Vehicle:
     def _reachable_km(self):
         return max(0.0, self.soc - 0.02) * self.cap / self.kwh_per_km
 
-    def _travel_s(self, lat, lon):
-        return haversine_km(self.lat, self.lon, lat, lon) / self.speed * 3600.0
-
     def _on_nearest(self, stations, now):
         best = None
         for s in stations:

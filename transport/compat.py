@@ -67,8 +67,3 @@ except ImportError:  # pragma: no cover - very old ports
 def is_int(value):
     """True for a real integer: bool is an int subclass on CPython but not on MicroPython."""
     return type(value) is int
-
-
-def is_number(value):
-    t = type(value)
-    return t is int or t is float

@@ -4,7 +4,7 @@
 (path in this repository, path on the board's filesystem). The board's filesystem is flat:
 boot.py, main.py, board.py and config.json at the top, the ``transport`` and ``firmware``
 packages beside them. Modules a station never loads are not on it: the CPython adapters
-(runner, tcp_link, serial_link), transport.tableviews (CPython views of the tables) and
+(runner), transport.huburl (hub address parsing), transport.tableviews (CPython views of the tables) and
 transport.serversession (the hub's end of a session).
 Nothing here runs at import on CPython.
 """

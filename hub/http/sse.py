@@ -9,7 +9,6 @@ clients. Query `types=station,reservation` limits the event kinds sent.
 """
 
 import asyncio
-import json
 import logging
 
 from hub.http.conns import MAX_SSE_PER_ADDRESS, PerAddress
@@ -127,19 +126,3 @@ class EventStream:
         self._last_positions = snapshot
         for i in range(0, len(moved), MAX_POSITIONS_PER_EVENT):
             self.bus.emit("positions", {"vehicles": moved[i:i + MAX_POSITIONS_PER_EVENT]}, replay=False)
-
-
-def decode_events(text):
-    """Parse an SSE text into [(id, event, data)] (for tests and tools)."""
-    out = []
-    for block in text.split("\n\n"):
-        fields = {}
-        for line in block.split("\n"):
-            if not line or line.startswith(":"):
-                continue
-            name, _sep, value = line.partition(":")
-            fields[name] = value[1:] if value.startswith(" ") else value
-        if "data" in fields:
-            out.append((int(fields["id"]) if "id" in fields else None, fields.get("event", "message"),
-                        json.loads(fields["data"])))
-    return out

@@ -25,7 +25,7 @@ from transport.framing import StreamFramer
 from transport.framing import Seal
 from transport.serversession import equal_digests
 from transport.session import NONCE_SIZE, auth_proof
-from transport.tcp_link import parse_hub_url
+from transport.huburl import parse_hub_url
 
 
 def canned_station(i):

@@ -49,7 +49,7 @@ from transport.codec import packb as checked_packb
 from transport.codec import unpackb as checked_unpackb
 from transport.framing import StreamFramer
 from transport.session import Authenticated, ClientSession, Closed
-from transport.tcp_link import parse_hub_url
+from transport.huburl import parse_hub_url
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _unpack = msgpack.unpackb

@@ -27,10 +27,7 @@ FIRMWARE_HEAP_TESTS = "full_session_with_a_hub_restart or code_in_rom"
 
 
 def wire(quick):
-    try:
-        from tools import microbench
-    except ImportError:
-        return {"note": "tools/microbench.py is not in this tree: codec/framing figures skipped"}
+    from tools import microbench
     out = {}
     for r in microbench.bench_cpython(number=10000 if quick else 100000):
         out["%s %s %s (%d B)" % (r["runtime"], r["impl"], r["op"], r["bytes"])] = r["us_per_op"]
@@ -51,43 +48,16 @@ def nearest_path(n_stations=10000, batch=32, rounds=200):
     through the echo server's handler, fed the same framed requests."""
     import msgpack
 
-    from hub import config as hubconfig
-    from hub.link import Link
-    from hub.locator import PublishedIndex, SpatialIndex
     from hub.registry import StationView
-    from hub.router import Router
     from tools.bench.echo import EchoProtocol, EchoServer
+    from tools.bench.inproc import inproc_link
     from tools.bench.provision import station_positions
     from transport import kinds as K
-    from transport.framing import StreamFramer, encode_stream
-    from transport.session import S_OPEN
+    from transport.framing import encode_stream
 
-    cfg = hubconfig.load(None, {})
-    index = SpatialIndex()
-    view = {}
-    for sid, lat, lon in station_positions(n_stations):
-        index.upsert(sid, lat, lon)
-        view[sid] = StationView(sid, lat, lon, "Offline", None, None, 2, 50.0, False, None, {1: "Unavailable"})
-
-    class _Loop:
-        def call_soon(self, *a):
-            pass
-
-    class _Gateway:
-        loop = _Loop()
-        links = {}
-
-    router = Router(None, None, None, PublishedIndex(index.frozen()), time.time, cfg)
-    router.registry_view = view
-    router.attach(_Gateway())
-    sink = []
-    link = Link(1, StreamFramer(), sink.append, lambda: None, router, lambda r, i: b"k", cfg, time.monotonic,
-                time.time, "bench")
-    link.session.state = S_OPEN
-    link.session.role = "vehicle"
-    link.session.peer_id = "BV-000000"
-    if getattr(link, "limiter", None) is not None:
-        link.limiter.rate = link.limiter.burst = link.limiter.tokens = 1e18
+    view = {sid: StationView(sid, lat, lon, "Offline", None, None, 2, 50.0, False, None, {1: "Unavailable"})
+            for sid, lat, lon in station_positions(n_stations)}
+    link, router, sink = inproc_link(view, peer_id="BV-000000", label="bench")
     rng = random.Random(3)
     lat0, lat1, lon0, lon1 = hubmicro.REGION
     seq = 0
@@ -185,9 +155,6 @@ def domain(quick):
 
 def firmware_heap():
     """The firmware engineer's heap tests, run as they are; their recorded figures."""
-    path = os.path.join(REPO, FIRMWARE_TESTS)
-    if not os.path.exists(path):
-        return {"note": "%s not in this tree: firmware heap not measured" % FIRMWARE_TESTS}
     with tempfile.TemporaryDirectory() as tmp:
         xml = os.path.join(tmp, "junit.xml")
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", FIRMWARE_TESTS, "-k",

@@ -7,14 +7,13 @@ into the functions that hold the most samples, by self time and by inclusive tim
 """
 
 import os
-import shutil
 import subprocess
-import sys
+
+from tools import toolpath
 
 
 def py_spy():
-    here = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return here if os.path.exists(here) else shutil.which("py-spy")
+    return toolpath.find_tool("py-spy")
 
 
 def start(pid, duration, out_path, rate=250):

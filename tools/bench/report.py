@@ -61,7 +61,7 @@ def _micro(r):
             for k, v in values.items():
                 lines.append("    %-40s %s" % (k, _fmt(v)))
         elif section not in ("scenario", "python"):
-            lines.append("  %-42s %s" % (section, _fmt(v)))
+            lines.append("  %-42s %s" % (section, _fmt(values)))
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from hub.microbench import REGION
 from tools.bench import procstat, profile
 from tools.bench.loadgen import percentile_ms
 from tools.bench.provision import VEHICLE_FMT, provision
+from tools.logged_process import LoggedProcess
 
 log = logging.getLogger(__name__)
 
@@ -42,40 +43,23 @@ def _env():
     return env
 
 
-class Server:
+class Server(LoggedProcess):
     """A server process (hub or echo) whose log tells the port it listens on."""
 
     def __init__(self, name, cmd, pattern, tmp, env=None):
         self.name = name
-        self.log_path = os.path.join(tmp, "%s.log" % name)
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=tmp, env=env or _env(), stdout=self._log, stderr=subprocess.STDOUT)
-        self.pid = self.proc.pid
-        deadline = time.monotonic() + 60
-        while True:
-            m = pattern.search(self.log())
-            if m:
-                self.url = "tcp://%s:%s" % (m.group(1), m.group(2))
-                return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise BenchError("%s did not start:\n%s" % (name, self.log()[-3000:]))
-            time.sleep(0.05)
+        LoggedProcess.__init__(self, cmd, os.path.join(tmp, "%s.log" % name), cwd=tmp, env=env or _env())
+        m = self.wait_for_output(pattern, 60)
+        if m is None:
+            self.stop()
+            raise BenchError("%s did not start:\n%s" % (name, self.log()[-3000:]))
+        self.url = "tcp://%s:%s" % (m.group(1), m.group(2))
 
     def log(self):
-        with open(self.log_path) as f:
-            return f.read()
+        return self.output()
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+    def stop(self, timeout=30.0):
+        return LoggedProcess.stop(self, timeout)
 
 
 def start_hub(tmp, db, connections):
