@@ -134,6 +134,7 @@ def test_a_vehicle_starts_an_ocpp_charger_remotely_and_gets_complete_with_its_en
                 result["start"] = v.request(K.START_CHARGE, "CP-OCPP", None, EV)
                 result["started"] = v.wait_event((K.SESSION_STARTED,), timeout=20)
                 result["complete"] = v.wait_event((K.COMPLETE,), timeout=20)
+                result["progress"] = [e.fields for e in v.events if e.kind == K.CHARGE_PROGRESS]
         finally:
             done.set()
 
@@ -146,6 +147,8 @@ def test_a_vehicle_starts_an_ocpp_charger_remotely_and_gets_complete_with_its_en
     complete = result["complete"]
     assert complete is not None, hub.log()[-3000:]
     assert complete.fields[0] == sid and complete.fields[2] == 3500 and complete.fields[4] == "EVDisconnected"
+    # MeterValues ("1.75" kWh on a register that started at 1000 Wh, "7.2" kW) reached the vehicle as progress
+    assert [sid, "CP-OCPP", 750, 7200] in [list(p) for p in result["progress"]], result["progress"]
     con = sqlite3.connect(hub.db)
     try:
         rows = con.execute("SELECT session_id, vehicle_id, energy_wh, reason FROM sessions").fetchall()
