@@ -78,7 +78,9 @@ RAM_IMPORT_SET_KB = 100  # measured 95
 PILOT_ROM_IMPORT_SET_KB = 68
 # The session scenario was 72/114 KB before protocol 2; it now loads transport.framing before it
 # counts (the board always has; the scenario had not needed it) and both ends seal every frame.
-ROM_SESSION_KB = 78  # measured 76 (fragmentation-bound: ~59 KB live at the peak)
+# 79 measured after the reservation agreement (the station holds the named connector, a repeated
+# REMOTE_START is idempotent, request ids) and the reservation_refused kind landed.
+ROM_SESSION_KB = 80  # measured 76, then 79 (fragmentation-bound: ~59 KB live at the peak)
 RAM_SESSION_KB = 126  # measured 123
 RUNTIME_BUDGET = 13 * 1024  # what the whole scenario adds on top of the loaded code (measured ~12 KB, both ends sealing)
 QSTR_CEILING = 605
