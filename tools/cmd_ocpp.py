@@ -36,7 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hub.ocpp.central import OcppCentral, check_profile, parse_listen, server_tls
+    from hub.ocpp.server import OcppCentral, check_profile, parse_listen, server_tls
     from transport.huburl import parse_hub_url
 
     try:

@@ -97,7 +97,7 @@ def run(args):
                   "(or $EVHUB_HTTP_TOKEN), listen on 127.0.0.1, or pass --http-insecure-reads" % cfg["http"], file=sys.stderr)
             return 2
     if cfg["ocpp"]:
-        from hub.ocpp.central import check_profile, parse_listen
+        from hub.ocpp.server import check_profile, parse_listen
 
         try:
             check_profile(parse_listen(cfg["ocpp"])[0], cfg["tls_cert"], cfg["ocpp_allow_profile1"])
