@@ -10,7 +10,7 @@ DEFAULTS = {
     "max_links": 20000,
     "max_outbox_bytes": 1 << 20,  # a link whose unsent bytes exceed this is a slow reader: cut off
     "max_frame": 1 << 20,  # largest frame the hub writes (a STATIONS or NEAREST_RESULT reply)
-    "max_in_frame": 8192,  # largest frame the hub reads; each kind has a smaller limit (hub/framelimits.py)
+    "max_in_frame": 8192,  # largest frame the hub reads; each kind has a smaller limit (hub/io/framelimits.py)
     "handshake_timeout_s": 5,  # a link that has not authenticated by then is closed (slow-loris)
     "max_unauth_links": 256,  # TCP links not yet authenticated (at most RLIMIT_NOFILE/4); when full the oldest is closed
     "max_bad_messages": 20,  # protocol errors tolerated on one link before it is dropped

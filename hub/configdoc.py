@@ -33,7 +33,7 @@ DOCS: tuple[tuple[str, str], ...] = (
     ("max_links", "links open at once (all kinds)"),
     ("max_unauth_links", "TCP links not yet authenticated (at most a quarter of the open-file limit); the oldest is closed past it"),
     ("max_frame", "largest frame the hub writes on a TCP link (its stations/nearest replies), bytes"),
-    ("max_in_frame", "largest frame the hub reads, bytes; each kind has a smaller limit (hub/framelimits.py)"),
+    ("max_in_frame", "largest frame the hub reads, bytes; each kind has a smaller limit (hub/io/framelimits.py)"),
     ("max_outbox_bytes", "unsent bytes one link may hold before it is cut off as a slow reader"),
     ("max_bad_messages", "protocol errors tolerated on one link before it is dropped"),
     ("max_msgs_per_s", "messages per second one link may send, sustained (bursts of twice that)"),

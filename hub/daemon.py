@@ -8,17 +8,19 @@ import time
 
 import pykka
 
-from hub.actors import LocatorActor, ReservationBookActor
+from hub.actors.book import ReservationBookActor
+from hub.actors.locator import LocatorActor
 from hub.clock import HubClock
-from hub.gateway import Gateway, Outbox
-from hub import fdlimits, logsafe
-from hub.keys import KeyLookup
+from hub.io.gateway import Gateway, Outbox
+from hub.io import fdlimits
+from hub.io import logsafe
+from hub.store.keys import KeyLookup
 from hub.messages import UseBook
-from hub.registry import StationRegistry
-from hub.revocation import RevocationWatch
+from hub.actors.registry import StationRegistry
+from hub.io.revocation import RevocationWatch
 from hub.router import Router
-from hub.store import Store
-from hub.tracker import VehicleTracker
+from hub.store.store import Store
+from hub.actors.tracker import VehicleTracker
 from transport.huburl import parse_hub_url
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ class Hub:
 
     async def _serve(self):
         self.loop = asyncio.get_running_loop()
-        logsafe.install()  # nothing from the wire can forge a log line (hub/logsafe.py)
+        logsafe.install()  # nothing from the wire can forge a log line (hub/io/logsafe.py)
         fdlimits.AcceptErrorLog(self.loop).install()
         nofile = fdlimits.raise_nofile()
         self.config["max_unauth_links_effective"] = max(1, min(self.config["max_unauth_links"], nofile // 4))

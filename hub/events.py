@@ -50,7 +50,7 @@ def station_doc(v, last_heartbeat=None):
         "last_seen": None if v.last_seen is None else int(v.last_seen),
         "last_heartbeat": None if last_heartbeat is None else int(last_heartbeat),
         "name": getattr(v, "name", None),  # place label (`stations add --name`), or null
-        "mismatch": getattr(v, "mismatch", None),  # provisioned vs reported capacity (hub.capacity), or null
+        "mismatch": getattr(v, "mismatch", None),  # provisioned vs reported capacity (hub.domain.capacity), or null
     }
 
 

@@ -4,7 +4,7 @@ Each is a NamedTuple (as pykka's own messages are): immutable, cheap to build, a
 field fails where the message is made, not three hops later in another thread.
 
 Index (receiver: messages)
-  ReservationBookActor (hub/actors.py)
+  ReservationBookActor (hub/actors/book.py)
       ReserveBatch(requests, now, done)   ReserveRequest rows decided in order, one COMMIT, then answered;
                                           `done()` is called once every reply is queued (the router's
                                           group commit waits for it)
@@ -16,7 +16,7 @@ Index (receiver: messages)
       PeerRemoved(role, peer_id)          `stations|vehicles remove`: its reservations leave memory
       NearbySource(published)             from the LocatorActor: where alternatives are searched
       BookCall(fn, reply)                 fn(book) on the book's thread; reply(result, error) (HTTP API)
-  StationRegistry (hub/registry.py)
+  StationRegistry (hub/actors/registry.py)
       Boot, Status, Meter, SessionStart, SessionEnd, ReservationRefused   a station's frame: (station_id,
                                           link_id, seq, then the wire fields by their kinds.py names)
       StationOnline, StationOffline       the station's link came up / went down
@@ -27,11 +27,11 @@ Index (receiver: messages)
       RegistryTick(now)                   once a second: "Free in X min" counts down, new provisioning
       StationRemoved(station_id)          `stations remove`: it leaves the map
       UseBook(book)                       the book's ref (the book is started after the registry)
-  LocatorActor (hub/actors.py)
+  LocatorActor (hub/actors/locator.py)
       Upsert, UpsertMany, RemoveStation, Subscribe(actor_ref) -> NearbySource
-  VehicleTracker (hub/tracker.py)
+  VehicleTracker (hub/actors/tracker.py)
       Positions(batch), FlushPositions()
-  Outbox items (hub/gateway.py, thread -> loop)
+  Outbox items (hub/io/gateway.py, thread -> loop)
       OutSend(link_id, msg), OutToPeer(peer, msg), OutRequest(peer, kind, fields, reply_to, tag)
 """
 
@@ -113,7 +113,7 @@ class PeerRemoved(NamedTuple):
 
 
 class NearbySource(NamedTuple):
-    published: Any  # hub.locator.PublishedIndex
+    published: Any  # hub.domain.locator.PublishedIndex
 
 
 class BookCall(NamedTuple):

@@ -18,9 +18,9 @@ import sys
 import tempfile
 import time
 
-from hub.booking import ReservationBook
-from hub.locator import DEFAULT_CELL_DEG, SpatialIndex
-from hub.store import Store
+from hub.domain.booking import ReservationBook
+from hub.domain.locator import DEFAULT_CELL_DEG, SpatialIndex
+from hub.store.store import Store
 
 REGION = (-17.0, -7.0, -45.0, -35.0)  # lat0, lat1, lon0, lon1
 NOW = 1_800_000_000

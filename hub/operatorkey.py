@@ -10,7 +10,7 @@ a serial peer, or a non-loopback source in a network namespace became operator.
 import os
 
 from hub.secretfile import SecretFileError, operator_key_path, write_secret
-from hub.store import new_secret
+from hub.store.store import new_secret
 
 
 def read_key(path):

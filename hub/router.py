@@ -11,7 +11,7 @@ import math
 import struct
 import time
 
-from hub.limits import LoginThrottle
+from hub.io.limits import LoginThrottle
 from hub.messages import (
     Boot, BookTick, Cancel, ListReservations, ListSessions, Meter, Positions, RegistryTick, ReservationHistory,
     ReservationRefused, ReserveBatch, ReserveRequest, SessionEnd, SessionStart, StartCharge, Status, StationOffline, StationOnline, StopCharge,
@@ -100,7 +100,7 @@ class Router:
         self._packed = {}  # station id -> (StationView, packed map head, packed map tail), see _nearest
         self.logins = LoginThrottle(free=config.get("login_failures_free", 5),
                                     global_per_s=config.get("login_failures_per_s", 50))
-        self.revocations = None  # hub.revocation.RevocationWatch, set by the daemon
+        self.revocations = None  # hub.io.revocation.RevocationWatch, set by the daemon
         self._waiting_by_vehicle = {}  # vehicle id -> its requests in self._reservations (fair share)
         self.max_waiting_per_vehicle = config.get("max_waiting_reservations_per_vehicle", 10)
 

@@ -65,7 +65,7 @@ VECTORS = [
     ("float inf", float("inf"), "cb7ff0000000000000"),
     ("float -inf", float("-inf"), "cbfff0000000000000"),
     # what a single-precision board (every ESP32) sends: its floats hold float32 values, widened to
-    # float64 by purepack; time and energy are ints (the hub reads the floats: hub/boardfloats.py)
+    # float64 by purepack; time and energy are ints (the hub reads the floats: hub/domain/boardfloats.py)
     ("float32 board lat 52.520008", _f32(52.520008), "cb404a428fa0000000"),
     ("float32 board lon -122.419416", _f32(-122.419416), "cbc05e9ad7c0000000"),
     ("float32 board max_kw 7.4", _f32(7.4), "cb401d9999a0000000"),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hub.store import Store
+from hub.store.store import Store
 
 
 @pytest.fixture

@@ -133,7 +133,7 @@ class Wire:
             return obj
         payload = rx.seal.open(tx.seal.seal(self.codec.packb(obj)), False)
         if payload[:1] == b"\xc1":
-            # Sealed for a session the receiver no longer has (a restarted hub): hub.link answers it
+            # Sealed for a session the receiver no longer has (a restarted hub): hub.io.link answers it
             # as it answers any message before HELLO, which is what the unsealed message gets here.
             payload = payload[5:-16]
         return self.codec.unpackb(payload)

@@ -71,7 +71,7 @@ def test_past_the_global_cap_a_pair_that_already_failed_waits_even_below_its_own
 
 
 def test_a_failure_now_and_then_never_adds_up_to_a_lockout():
-    from hub.limits import LoginThrottle
+    from hub.io.limits import LoginThrottle
 
     t = LoginThrottle(free=5, window_s=300)
     for i in range(20):  # one wrong login every 301 s
@@ -80,7 +80,7 @@ def test_a_failure_now_and_then_never_adds_up_to_a_lockout():
 
 
 def test_the_global_cap_stops_guessing_across_many_ids_but_lets_a_pair_that_never_failed_try():
-    from hub.limits import LoginThrottle
+    from hub.io.limits import LoginThrottle
 
     t = LoginThrottle(free=5, global_per_s=10)
     for i in range(10):
@@ -107,7 +107,7 @@ def test_wrong_logins_on_a_serial_line_are_throttled_per_id(tmp_path):
         pair.close()
 
 
-FORGED = "WARNING hub.registry: station CP-9 FORGED"
+FORGED = "WARNING hub.actors.registry: station CP-9 FORGED"
 
 
 def test_newlines_and_escapes_sent_by_a_station_and_a_vehicle_never_forge_a_hub_log_line(tmp_path):
@@ -219,12 +219,12 @@ def test_a_flood_of_accept_errors_is_logged_once_per_interval_with_a_count(caplo
     import errno
     import logging
 
-    from hub.fdlimits import AcceptErrorLog
+    from hub.io.fdlimits import AcceptErrorLog
 
     now = [0.0]
     handler = AcceptErrorLog(loop=None, every_s=10.0, clock=lambda: now[0])
     exc = OSError(errno.EMFILE, "Too many open files")
-    with caplog.at_level(logging.ERROR, logger="hub.fdlimits"):
+    with caplog.at_level(logging.ERROR, logger="hub.io.fdlimits"):
         for i in range(5000):
             now[0] = i * 0.004  # 5000 errors in 20 s
             handler(None, {"message": "socket.accept() out of system resource", "exception": exc})
@@ -315,7 +315,7 @@ def test_closed_event_streams_free_their_slots_at_once_not_at_the_next_keepalive
 
 
 def test_wire_text_escapes_every_line_break_and_control_character_and_caps_the_length():
-    from hub.logsafe import wire_text
+    from hub.io.logsafe import wire_text
 
     for evil in ("a\nb", "a\rb", "a\x1b[31mb", "a\u2028b", "a\u0085b", "a\x00b"):
         out = wire_text(evil)

@@ -4,13 +4,14 @@ import queue
 
 import pytest
 
-from hub.actors import LocatorActor, ReservationBookActor
-from hub.locator import PublishedIndex
+from hub.actors.book import ReservationBookActor
+from hub.actors.locator import LocatorActor
+from hub.domain.locator import PublishedIndex
 from hub.messages import (
     BookCall, BookTick, Cancel, ListReservations, RemoveStation, ReservationEnded, Reserved, ReserveBatch,
     ReserveRequest, SessionEnded, SessionStarted, Upsert, UpsertMany,
 )
-from hub.store import Store
+from hub.store.store import Store
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND
 
@@ -137,7 +138,7 @@ def test_a_batch_is_answered_in_order_with_one_winner_per_window(actors, db):
 
 
 def test_a_batch_that_fails_answers_each_seq_exactly_once_and_still_says_done(actors, db, monkeypatch):
-    from hub.booking import ReservationBook
+    from hub.domain.booking import ReservationBook
 
     def broken(self, requests, now):
         raise RuntimeError("disk on fire")
@@ -230,7 +231,7 @@ class BrokenEvents:
 
 def test_a_registry_failure_after_the_ack_does_not_answer_the_same_seq_again(actors, db):
     from hub.messages import Boot, SessionEnd
-    from hub.registry import StationRegistry
+    from hub.actors.registry import StationRegistry
 
     outbox = Collector()
     outbox.send_to_peer = lambda role, peer_id, msg: None

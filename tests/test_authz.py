@@ -312,11 +312,11 @@ def test_removing_unknown_ids_is_a_clear_error(hub):
         assert res.returncode == 4 and res.stderr.strip() == "evhub %s remove: no %s NOPE-1" % (what, what[:-1])
 
 
-# --- the decisions themselves, without a hub (hub/authz.py) ----------------------------------------
+# --- the decisions themselves, without a hub (hub/domain/authz.py) ----------------------------------------
 
 
 def test_a_walk_in_is_refused_when_the_only_free_connectors_are_needed_by_current_reservations():
-    from hub.authz import Refusal, authorise_start
+    from hub.domain.authz import Refusal, authorise_start
 
     now = 1_800_000_000
     windows = {7: ("V-A", now - 60, now + 1800)}
@@ -333,7 +333,7 @@ def test_a_walk_in_is_refused_when_the_only_free_connectors_are_needed_by_curren
 
 
 def test_a_reservation_is_started_only_in_its_window():
-    from hub.authz import Refusal, authorise_start
+    from hub.domain.authz import Refusal, authorise_start
 
     now = 1_800_000_000
     windows = {7: ("V-A", now + 7200, now + 9000)}
@@ -344,7 +344,7 @@ def test_a_reservation_is_started_only_in_its_window():
 
 
 def test_energy_beyond_max_kw_times_the_duration_is_implausible():
-    from hub.authz import implausible
+    from hub.domain.authz import implausible
 
     now = 1_800_000_000
     assert not implausible(22_000, 22.0, now - 3600, now, None, now)  # exactly one hour at 22 kW
@@ -373,7 +373,7 @@ def test_a_replaced_station_key_is_refused_and_the_station_link_on_it_is_closed(
 
 
 def test_a_store_made_before_these_columns_gains_them_and_keeps_its_rows(tmp_path):
-    from hub import store as store_mod
+    from hub.store import store as store_mod
 
     path = str(tmp_path / "old.db")
     con = sqlite3.connect(path)

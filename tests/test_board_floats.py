@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from codec_vectors import VECTORS
 from fw_f32 import round32
-from hub.boardfloats import board_float
+from hub.domain.boardfloats import board_float
 
 
 def test_float32_values_read_as_the_decimals_the_board_was_configured_with():

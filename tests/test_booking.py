@@ -7,11 +7,11 @@ import threading
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hub.actors import ReservationBookActor
-from hub.booking import BookingError, ReservationBook
-from hub.locator import SpatialIndex
+from hub.actors.book import ReservationBookActor
+from hub.domain.booking import BookingError, ReservationBook
+from hub.domain.locator import SpatialIndex
 from hub.messages import ReserveBatch, ReserveRequest
-from hub.store import Store
+from hub.store.store import Store
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND
 

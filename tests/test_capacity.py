@@ -50,7 +50,7 @@ def test_a_station_booting_with_fewer_connectors_and_more_power_is_warned_shown_
         assert "WARNING" in log and "capacity mismatch" in log and "moved from connector 2 to 1" in log
         assert "Traceback" not in log
     with HubProcess(tmp_path, db=hub.db) as again:  # the move survives a restart
-        from hub.store import Store
+        from hub.store.store import Store
 
         store = Store(again.db)
         try:

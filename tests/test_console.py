@@ -194,7 +194,7 @@ def test_a_person_at_the_console_sees_the_frames_and_changes_the_board_firmwares
 
 def test_the_console_shows_frames_from_a_running_session_and_leaves_on_ctrl_d(tmp_path, pair):
     """A CPython charge point with a session in progress: remote start, meter values, remote stop."""
-    from hub.store import Store
+    from hub.store.store import Store
 
     db = str(tmp_path / "hub.db")  # where the console stores the session records it acknowledges
     store = Store(db)
@@ -228,7 +228,7 @@ def test_the_console_shows_frames_from_a_running_session_and_leaves_on_ctrl_d(tm
 
 
 def test_commands_from_a_pipe_with_the_key_from_the_store(tmp_path, pair):
-    from hub.store import Store
+    from hub.store.store import Store
 
     db = str(tmp_path / "hub.db")
     store = Store(db)
@@ -436,7 +436,7 @@ def _charge_and_stop(console, tmp_path, key, station_id, serial_path, started):
 
 
 def test_the_console_as_hub_stores_session_records_before_acknowledging_them(tmp_path, pair):
-    from hub.store import Store
+    from hub.store.store import Store
 
     db = str(tmp_path / "hub.db")
     store = Store(db)

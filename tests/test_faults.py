@@ -48,7 +48,7 @@ def _sessions(db, station_id):
 
 
 def test_kill_9_under_reservation_load_loses_no_acknowledged_reservation_and_books_none_twice(tmp_path):
-    from hub.store import Store
+    from hub.store.store import Store
 
     n_vehicles, n_stations = 8, 4
     config = tmp_path / "hub.toml"  # hundreds of reservations per vehicle: lift the per-vehicle cap for this load

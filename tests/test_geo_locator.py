@@ -5,8 +5,8 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hub.geo import EARTH_RADIUS_KM, haversine_km, validate_position
-from hub.locator import PublishedIndex, SpatialIndex
+from hub.domain.geo import EARTH_RADIUS_KM, haversine_km, validate_position
+from hub.domain.locator import PublishedIndex, SpatialIndex
 
 
 def brute(points, lat, lon, k, accept=None, max_km=None):

@@ -110,7 +110,7 @@ def test_two_hundred_vehicles_racing_for_one_window_get_exactly_one_confirmation
     hub.add_station("CP-1", connectors=1)
     hub.add_station("CP-2", lat=-12.30, lon=-38.97)
     # Provision 200 vehicles in one go through the store (200 CLI runs would be slow).
-    from hub.store import Store
+    from hub.store.store import Store
 
     store = Store(hub.db)
     tokens = {"V-%d" % i: store.add_vehicle("V-%d" % i) for i in range(200)}

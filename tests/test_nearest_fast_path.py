@@ -1,4 +1,4 @@
-"""The hub's NEAREST fast path (hub/link.py) answers exactly as the general path would.
+"""The hub's NEAREST fast path (hub/io/link.py) answers exactly as the general path would.
 
 Every message is fed twice to a Link + Router with the real locator and codec: once as
 the hub runs (a well-formed NEAREST on an open vehicle session skips session.receive()
@@ -9,8 +9,8 @@ session's state, the link's and the router's counters must be the same.
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import hub.link
-from hub.registry import StationView
+import hub.io.link
+from hub.actors.registry import StationView
 from tools.bench.inproc import inproc_link
 from transport import kinds as K
 from transport.codec import packb
@@ -30,14 +30,14 @@ def make_link(role="vehicle", state=S_OPEN):
 
 def run(messages, fast, **kw):
     link, router, out = make_link(**kw)
-    saved = hub.link._NEAREST
+    saved = hub.io.link._NEAREST
     if not fast:
-        hub.link._NEAREST = object()  # never equal to a kind: every message takes the general path
+        hub.io.link._NEAREST = object()  # never equal to a kind: every message takes the general path
     try:
         for m in messages:
             link.data_received(encode_stream(m if type(m) is bytes else packb(m)))
     finally:
-        hub.link._NEAREST = saved
+        hub.io.link._NEAREST = saved
     state = {k: v for k, v in vars(link.session).items() if k not in ("clock", "wall", "lookup_key", "_urandom")}
     state["seal"] = vars(state["seal"])  # compared by value (sequence numbers), not identity
     return b"".join(out), state, (link.frames_in, link.bad_messages, link.closed), dict(router.counters)

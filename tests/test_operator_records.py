@@ -9,7 +9,7 @@ import time
 
 from hubproc import evhub
 from test_http_api import TOKEN, HttpHub, boot_station
-from hub.store import Store
+from hub.store.store import Store
 from transport import kinds as K
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 
 from hubproc import REPO, HubProcess
-from hub.peerclash import FLAP_COUNT, HOLD_MAX_S, HOLD_MIN_S, REFUSE, REPLACE, PeerClash
+from hub.io.peerclash import FLAP_COUNT, HOLD_MAX_S, HOLD_MIN_S, REFUSE, REPLACE, PeerClash
 
 KEY = ("station", "CP-1")
 

@@ -10,7 +10,7 @@ import pytest
 
 from hubproc import evhub
 from tools.sim_world import CENTRE, load_rows, make_vehicles, place_stations
-from hub.geo import haversine_km
+from hub.domain.geo import haversine_km
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ cancels a reservation a station refused. Pure: no actor, no process (the real hu
 
 import pytest
 
-from hub import station_sync as S
-from hub.booking import ReservationBook
-from hub.store import Store
+from hub.domain import station_sync as S
+from hub.domain.booking import ReservationBook
+from hub.store.store import Store
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_CONFLICT, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_OVERLOADED
 
@@ -168,7 +168,7 @@ def test_a_repeated_request_id_is_answered_with_the_first_reservation_in_a_batch
 
 
 def test_a_reservation_the_station_drops_later_is_moved_when_it_named_a_connector_else_cancelled():
-    from hub import station_sync
+    from hub.domain import station_sync
     from transport.errors import E_INVALID_STATE
 
     sync = station_sync.StationSync()

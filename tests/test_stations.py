@@ -1,10 +1,10 @@
-"""The registry's rules (hub/stations.py) alone: no actor, no thread, no store, no process."""
+"""The registry's rules (hub/domain/stations.py) alone: no actor, no thread, no store, no process."""
 
 import pytest
 
 from hub import messages
-from hub.authz import Refusal
-from hub.stations import (
+from hub.domain.authz import Refusal
+from hub.domain.stations import (
     MAX_CONNECTORS, MAX_ID_LEN, MAX_RESERVATION_ID, StationRequests, Stations, display_status, relay_outcome,
 )
 from transport import kinds as K

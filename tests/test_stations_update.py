@@ -40,7 +40,7 @@ def test_import_takes_a_city_column_as_the_station_name(tmp_path):
     csv.write_text("id,lat,lon,connectors,max_kw,city\nCP-1,-12.2,-38.9,2,22,Feira de Santana\nCP-2,-12.3,-38.8,1,7.4,\n")
     db = str(tmp_path / "s.db")
     evhub("stations", "import", csv, "--db", db, cwd=tmp_path)
-    from hub.store import Store
+    from hub.store.store import Store
 
     store = Store(db)
     try:

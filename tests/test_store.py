@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from hub.store import SCHEMA_VERSION, Store, StoreError
+from hub.store.store import SCHEMA_VERSION, Store, StoreError
 
 
 def test_the_store_runs_in_wal_mode_with_full_sync_and_foreign_keys(store):
@@ -95,7 +95,7 @@ def test_a_committed_reservation_survives_kill_9_of_its_process(db):
     Store(db).close()
     child = (
         "import os, signal, sys\n"
-        "from hub.store import Store\n"
+        "from hub.store.store import Store\n"
         "s = Store(sys.argv[1])\n"
         "s.add_station('CP-9', 1, 1, 1, 22)\n"
         "print(s.insert_reservations([('v9', 'CP-9', 1, 100, 200)])[0], flush=True)\n"

@@ -21,5 +21,5 @@ def test_a_window_across_midnight_shows_the_end_date():
 def test_the_booking_log_line_carries_the_readable_window(caplog):
     start = int(datetime.datetime(2026, 12, 5, 18, 30).astimezone().timestamp())
     with caplog.at_level(logging.INFO):
-        logging.getLogger("hub.booking").info("reservation at %s", Window(start, start + 600))
+        logging.getLogger("hub.domain.booking").info("reservation at %s", Window(start, start + 600))
     assert "2026-12-05 18:30-18:40" in caplog.text and str(start) in caplog.text

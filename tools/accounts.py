@@ -2,7 +2,7 @@
 
 The CLI never talks to the hub for these: the store is the truth. A removal marks the row
 removed (history stays), cancels its open reservations and appends a revocation the running
-hub polls (hub/revocation.py), so the link open on that key is closed within ~1 s.
+hub polls (hub/io/revocation.py), so the link open on that key is closed within ~1 s.
 """
 
 import json
@@ -14,7 +14,7 @@ from tools.exitcodes import EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_USAGE
 
 
 def remove(role, peer_id, db):
-    from hub.store import Store
+    from hub.store.store import Store
 
     prog = "evhub %ss remove" % role
     if not os.path.exists(db):
@@ -39,7 +39,7 @@ def remove(role, peer_id, db):
 
 
 def list_vehicles(args):
-    from hub.store import Store
+    from hub.store.store import Store
 
     if not os.path.exists(args.db):
         print("evhub vehicles list: no store at %s" % args.db, file=sys.stderr)

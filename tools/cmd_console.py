@@ -271,7 +271,7 @@ class Console:
             return self.args.key
         try:
             if self.store is None:
-                from hub.store import Store
+                from hub.store.store import Store
 
                 self.store = Store(self.args.db)
             key = self.store.get_station_key(peer_id)
@@ -441,7 +441,7 @@ class Console:
     def _session_store(self):
         """The hub store session records go to: the --db store when it exists, else None."""
         if self.store is None and os.path.isfile(self.args.db):
-            from hub.store import Store
+            from hub.store.store import Store
 
             self.store = Store(self.args.db)
         return self.store
@@ -820,7 +820,7 @@ def run(args):
             print("evhub console: --as station needs --id (and --key, or a --db that has it)", file=sys.stderr)
             return 2
         if not args.key and os.path.exists(args.db):
-            from hub.store import Store
+            from hub.store.store import Store
 
             try:
                 store = Store(args.db)

@@ -305,7 +305,7 @@ class Flasher:
                       % (a.id, a.db, "; --new-key issues a new one" if a.new_key else ""))
             return self.config_for("<key from %s>" % a.db, a.lat if a.lat is not None else 0.0,
                                    a.lon if a.lon is not None else 0.0)
-        from hub.store import Store, StoreError
+        from hub.store.store import Store, StoreError
 
         try:
             store = Store(a.db)
@@ -585,7 +585,7 @@ def prepare_script(stale):
 
 def run(args):
     if not getattr(args, "verbose", 0):
-        logging.getLogger("hub.store").setLevel(logging.WARNING)  # the steps say what happened to the store
+        logging.getLogger("hub.store.store").setLevel(logging.WARNING)  # the steps say what happened to the store
     try:
         secret_args.resolve(args, "--wifi", "EVHUB_WIFI")
     except ValueError as exc:

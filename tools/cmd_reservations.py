@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from hub.http.reads import Reads, open_read_only
+    from hub.store.reads import Reads, open_read_only
     from tools.cmd_sessions import parse_day_or_time
     from tools.cmd_vehicle import iso_local, show_window
 

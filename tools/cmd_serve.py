@@ -111,7 +111,7 @@ def run(args):
 
     from hub import operatorkey
     from hub.daemon import Hub
-    from hub.store import Store
+    from hub.store.store import Store
 
     try:
         Store(cfg["db"]).close()  # a store that cannot be opened is a setup error, said before anything starts
@@ -119,7 +119,7 @@ def run(args):
     except (sqlite3.Error, OSError, ValueError) as exc:
         print("evhub serve: cannot open the store %s: %s" % (cfg["db"], exc), file=sys.stderr)
         return 2
-    from hub.storelock import StoreInUse, StoreLock
+    from hub.store.lock import StoreInUse, StoreLock
 
     lock = StoreLock(cfg["db"])
     try:

@@ -62,7 +62,7 @@ def billing_row(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hub.http.reads import Reads, open_read_only
+    from hub.store.reads import Reads, open_read_only
 
     try:
         since = parse_day_or_time(args.since) if args.since else None

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from hub import store_ops
+from hub.store import ops as store_ops
 from tools import operator_auth
 from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
 from tools.hubclient import HubError, hub_url
@@ -115,7 +115,7 @@ def run(args):
         from tools.accounts import remove
 
         return remove("station", args.id, args.db)
-    from hub.store import Store, StoreConflict
+    from hub.store.store import Store, StoreConflict
 
     existed = os.path.exists(args.db)
     try:
@@ -211,7 +211,7 @@ def _list(args):
 
 
 def _stored_stations(db):
-    from hub.store import Store
+    from hub.store.store import Store
 
     store = Store(db)
     try:

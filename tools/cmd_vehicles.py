@@ -29,7 +29,7 @@ def configure(p):
 def run(args):
     import os
 
-    from hub.store import Store, StoreConflict
+    from hub.store.store import Store, StoreConflict
 
     if args.action in ("remove", "list"):
         from tools import accounts

@@ -5,7 +5,7 @@ firmware core's tables at boot (the board's core is shared and its connector cou
 run-time CONFIGURE key), so it must be known before the station starts; and the README's
 `evhub stations add ... --connectors 2` then `evhub chargepoint --id CP-1` run next to the hub's
 ./evhub.db. On a board, the bundle's config.json carries the values; if they still differ the hub
-warns and uses the safe ones (hub/capacity.py). The store is opened read-only and never created.
+warns and uses the safe ones (hub/domain/capacity.py). The store is opened read-only and never created.
 """
 
 from __future__ import annotations

@@ -153,8 +153,8 @@ class Simulation:
     # --- set up ------------------------------------------------------------------------
 
     def _provision(self):
-        from hub import store_ops
-        from hub.store import Store
+        from hub.store import ops as store_ops
+        from hub.store.store import Store
 
         from hub.ocpp.mapping import new_ocpp_key
 

@@ -24,7 +24,7 @@ import math
 import random
 import secrets
 
-from hub.geo import haversine_km
+from hub.domain.geo import haversine_km
 from tools.sim_world import TRENDS, charge_seconds, step_towards, target_within
 from transport import kinds as K
 from transport.errors import E_INVALID_STATE, E_NOT_FOUND, ERROR_NAMES

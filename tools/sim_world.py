@@ -12,7 +12,7 @@ import os
 import random
 
 from firmware.charging import Charge, to_milli
-from hub.geo import haversine_km
+from hub.domain.geo import haversine_km
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "stations_bahia.csv")
 CENTRE = (-12.2664, -38.9663)  # Feira de Santana

@@ -1,5 +1,5 @@
 """`evhub stations update ID [--lat --lon --connectors --max-kw --name]`: fix a provisioned station
-in place (no new key), e.g. after a capacity mismatch warning (hub/capacity.py)."""
+in place (no new key), e.g. after a capacity mismatch warning (hub/domain/capacity.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from hub import store_ops
+from hub.store import ops as store_ops
 from tools.exitcodes import EXIT_NOT_FOUND, EXIT_USAGE
 
 
@@ -18,7 +18,7 @@ def _fail(text: str, code: int = EXIT_USAGE) -> int:
 
 
 def update(args: argparse.Namespace) -> int:
-    from hub.store import Store
+    from hub.store.store import Store
     from tools.cmd_stations import validate_station
     from tools.storepath import describe
 

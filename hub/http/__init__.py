@@ -2,7 +2,7 @@
 
 server.py   HTTP/1.1 on asyncio streams: parsing, limits, routing, auth, JSON errors
 api.py      JSON endpoints: stations, sessions, reservations, vehicles, health
-reads.py    SQLite reads for history, run in a small thread pool (never in the loop)
+
 live.py     the loop's mirror of live sessions and counters, fed by the EventBus
 sse.py      GET /api/events (server-sent events) and the vehicle-position broadcaster
 metrics.py  GET /metrics in the Prometheus text exposition format

@@ -16,12 +16,12 @@ import time
 
 import pykka
 
-from hub.booking import MAX_DURATION_S, BookingError
+from hub.domain.booking import MAX_DURATION_S, BookingError
 from hub.events import reservation_doc, station_doc
-from hub.http.reads import Reads, StoreUnavailable, run_read
+from hub.store.reads import Reads, StoreUnavailable, run_read
 from hub.http.server import HttpError, Route, json_response
 from hub.messages import BookCall
-from hub.stations import MAX_EPOCH, MAX_ID_LEN  # one bound for the wire and the API
+from hub.domain.stations import MAX_EPOCH, MAX_ID_LEN  # one bound for the wire and the API
 from transport import kinds as K
 from transport import errors as E
 

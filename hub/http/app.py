@@ -8,7 +8,7 @@ from hub.http import openapi
 from hub.http.api import Api
 from hub.http.live import LiveState
 from hub.http.metrics import Metrics
-from hub.http.reads import Reads
+from hub.store.reads import Reads
 from hub.http.server import HttpError, HttpServer, Response, Route
 from hub.http.sse import EventStream
 

@@ -37,7 +37,7 @@ from ocpp.v16.enums import (
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from hub.logsafe import wire_text
+from hub.io.logsafe import wire_text
 from hub.ocpp import mapping as M
 from hub.ocpp.ledger import Transaction
 from hub.ocpp.meter import latest

@@ -15,7 +15,7 @@ import sqlite3
 from typing import NamedTuple
 
 from hub.ocpp.mapping import app_id_tag, normal_id_tag
-from hub.store_authz import add_columns_and_tables
+from hub.store.authz import add_columns_and_tables
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS ocpp_transactions (

@@ -19,12 +19,12 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from hub.logsafe import wire_text
+from hub.io.logsafe import wire_text
 from hub.ocpp.central import HEARTBEAT_S, MAX_MESSAGE, SUBPROTOCOL, OcppStation
 from hub.ocpp.ledger import Ledger
 from hub.ocpp.upstream import Upstream, UpstreamError
-from hub.store import Store
-from hub.store_ops import station_protocol
+from hub.store.store import Store
+from hub.store.ops import station_protocol
 
 log = logging.getLogger("hub.ocpp.central")  # one logger name for the central system's lines
 

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 
 from hub import config as hubconfig
-from hub.link import Link
-from hub.locator import PublishedIndex, SpatialIndex
-from hub.registry import StationView
+from hub.io.link import Link
+from hub.domain.locator import PublishedIndex, SpatialIndex
+from hub.actors.registry import StationView
 from hub.router import Router
 from transport.framing import StreamFramer
 from transport.session import S_OPEN

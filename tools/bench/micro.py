@@ -48,7 +48,7 @@ def nearest_path(n_stations=10000, batch=32, rounds=200):
     through the echo server's handler, fed the same framed requests."""
     import msgpack
 
-    from hub.registry import StationView
+    from hub.actors.registry import StationView
     from tools.bench.echo import EchoProtocol, EchoServer
     from tools.bench.inproc import inproc_link
     from tools.bench.provision import station_positions
@@ -140,7 +140,7 @@ def _timed(fn):
 
 
 def domain(quick):
-    for name in ("hub.booking", "hub.store"):  # one INFO line per reservation would drown the report
+    for name in ("hub.domain.booking", "hub.store.store"):  # one INFO line per reservation would drown the report
         logging.getLogger(name).setLevel(logging.WARNING)
     sizes = (1000, 10000) if quick else (1000, 10000, 100000)
     out = {"locator_median_us (k=5, stations over 10x10 deg)": {n: round(hubmicro.bench_locator(n), 1) for n in sizes}}

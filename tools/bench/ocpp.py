@@ -69,9 +69,9 @@ def run(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _provision(db: str, n: int) -> dict[str, str]:
-    from hub import store_ops
+    from hub.store import ops as store_ops
     from hub.ocpp.mapping import new_ocpp_key
-    from hub.store import Store
+    from hub.store.store import Store
 
     store = Store(db)
     try:

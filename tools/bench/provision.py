@@ -1,4 +1,4 @@
-"""A throwaway hub database for a bench run, provisioned through hub.store.Store before the
+"""A throwaway hub database for a bench run, provisioned through hub.store.store.Store before the
 hub starts (so the hub loads every station at startup, and no CLI process per record).
 
 Stations are spread uniformly over the same 10 x 10 degree region as hub/microbench.py
@@ -10,7 +10,7 @@ import logging
 import random
 
 from hub.microbench import REGION
-from hub.store import Store
+from hub.store.store import Store
 
 STATION_FMT = "BS-%06d"
 VEHICLE_FMT = "BV-%06d"
@@ -26,7 +26,7 @@ def station_positions(n, seed=1):
 
 def provision(db_path, n_stations, n_vehicles, seed=1):
     """Create stations and vehicles; returns (stations [(id, lat, lon)], vehicles [(id, token)])."""
-    quiet = logging.getLogger("hub.store")
+    quiet = logging.getLogger("hub.store.store")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # one INFO line per record would dominate the time
     store = Store(db_path)

@@ -66,7 +66,7 @@ def start_hub(tmp, db, connections):
     cfg_path = os.path.join(tmp, "hub.toml")
     with open(cfg_path, "w") as f:
         # The bench's only settings: room for every connection (default 20,000), and a per-link
-        # message rate (default 20,000/s, hub/limits.py) that does not cut off a link carrying a
+        # message rate (default 20,000/s, hub/io/limits.py) that does not cut off a link carrying a
         # whole fleet's traffic in a throughput run; the limiter still runs for every message.
         f.write("[hub]\nmax_links = %d\nmax_msgs_per_s = %d\n" % (max(20000, connections + 100), BENCH_LINK_RATE))
         # Each bench connection is one vehicle booking thousands of slots, pipelined: the per-vehicle
@@ -410,17 +410,17 @@ def _summary(m, cfg):
 
 def _provision_into_running(db, n):
     """Bench vehicles in the database of a running hub (new tokens each run), and its stations."""
-    from hub.store import Store
+    from hub.store.store import Store
 
     store = Store(db)
     try:
-        quiet = logging.getLogger("hub.store")
+        quiet = logging.getLogger("hub.store.store")
         level = quiet.level
         quiet.setLevel(logging.WARNING)
         vehicles = []
         for i in range(n):
             vid = VEHICLE_FMT % i
-            # Reuse a token from an earlier run: the hub caches keys for 30 s (hub/keys.py).
+            # Reuse a token from an earlier run: the hub caches keys for 30 s (hub/store/keys.py).
             vehicles.append((vid, store.get_vehicle_token(vid) or store.add_vehicle(vid)))
         quiet.setLevel(level)
         stations = [(r["id"], r["lat"], r["lon"]) for r in store.all_stations()]

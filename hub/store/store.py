@@ -25,8 +25,10 @@ import secrets
 import sqlite3
 import time
 
-from hub import store_authz, store_ops, store_requests
-from hub.geo import validate_position
+from hub.store import authz as store_authz
+from hub.store import ops as store_ops
+from hub.store import requests as store_requests
+from hub.domain.geo import validate_position
 from hub.secretfile import prepare_store
 from transport import kinds as K
 

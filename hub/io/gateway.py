@@ -15,11 +15,11 @@ from typing import Any
 from transport.errors import E_CONFLICT
 from transport.framing import SerialFramer
 
-from hub.fdlimits import PendingLinks
-from hub.framelimits import HubStreamFramer
-from hub.link import Link
+from hub.io.fdlimits import PendingLinks
+from hub.io.framelimits import HubStreamFramer
+from hub.io.link import Link
 from hub.messages import OutRequest, OutSend, OutToPeer, StationAnswer
-from hub.peerclash import REFUSE, PeerClash
+from hub.io.peerclash import REFUSE, PeerClash
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class Gateway:
 
     def bind_peer(self, link):
         """Make `link` the one its (role, id) is reached on; False if it was refused instead (two
-        devices flapping on one id: hub/peerclash.py)."""
+        devices flapping on one id: hub/io/peerclash.py)."""
         self.pending.discard(link)
         key = (link.session.role, link.session.peer_id)
         old = self.links.get(self.peers.get(key))

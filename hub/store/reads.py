@@ -8,7 +8,7 @@ import concurrent.futures
 import sqlite3
 import threading
 
-from hub.store import BUSY_TIMEOUT_S
+from hub.store.store import BUSY_TIMEOUT_S
 
 _RES = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
 _RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")

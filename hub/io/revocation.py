@@ -20,7 +20,7 @@ import sqlite3
 import time
 
 from hub.messages import PeerRemoved, StationRemoved
-from hub.store import BUSY_TIMEOUT_S
+from hub.store.store import BUSY_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ both agree exist).
 
 import logging
 
-from hub.boardfloats import board_float
+from hub.domain.boardfloats import board_float
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Store additions for operators: a station's display name, `stations update`, vehicles' last positions.
 
-Added idempotently (as hub/store_authz.py does): a column or table missing from an older store is
+Added idempotently (as hub/store/authz.py does): a column or table missing from an older store is
 created when it is opened, so no schema version bump is needed and old stores keep working.
 """
 
@@ -29,7 +29,7 @@ UPDATABLE = ("lat", "lon", "connectors", "max_kw", "name")
 
 def migrate(db) -> None:
     """Bring an open database (inside the caller's write transaction) up to these additions."""
-    from hub.store_authz import add_columns_and_tables
+    from hub.store.authz import add_columns_and_tables
 
     add_columns_and_tables(db, COLUMNS, TABLES)
 

@@ -8,22 +8,22 @@ Occupied, Reserved, Offline, Unavailable, Faulted) and "Free in X min".
 `view` (station id -> StationView) is the snapshot the I/O loop reads without asking the registry:
 entries are replaced, never edited (a dict item assignment is atomic under the GIL).
 
-Each Station also carries its `sync` (hub/station_sync.py): which of its windows the station was
+Each Station also carries its `sync` (hub/domain/station_sync.py): which of its windows the station was
 sent and holds, so the windows and what the station knows of them change together.
 
 The checks on a station's frames raise `authz.Refusal(code, text)`, which the registry turns into
 the station's ERROR. `StationRequests` correlates hub->station requests with their replies, and
 `relay_outcome` says what a vehicle is told about the station's answer to its request.
 
-The registry (hub/registry.py) is the thin actor around this: it owns the store, the Outbox and
+The registry (hub/actors/registry.py) is the thin actor around this: it owns the store, the Outbox and
 the tells to the book, the locator and the event bus.
 """
 
 import math
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
-from hub.authz import Refusal
-from hub.station_sync import StationSync
+from hub.domain.authz import Refusal
+from hub.domain.station_sync import StationSync
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND, E_TIMEOUT
 
@@ -118,9 +118,9 @@ class Station:
         self.connector_status: "dict[int, str]" = {n: "Unavailable" for n in range(1, connectors + 1)}
         self.sessions: "dict[str, LiveSession]" = {}
         self.windows: "dict[int, Window]" = {}
-        self.mismatch: Optional["dict[str, Any]"] = None  # hub.capacity doc while provisioning and BOOT disagree
+        self.mismatch: Optional["dict[str, Any]"] = None  # hub.domain.capacity doc while provisioning and BOOT disagree
         self.name: Optional[str] = None  # place label from provisioning (`stations add --name`)
-        self.sync = StationSync()  # which windows the station was sent (its table is small): hub/station_sync.py
+        self.sync = StationSync()  # which windows the station was sent (its table is small): hub/domain/station_sync.py
 
 
 class Stations:

@@ -55,7 +55,7 @@ import heapq
 import math
 from operator import itemgetter
 
-from hub.geo import EARTH_RADIUS_KM, angle_to_chord2, unit_vector, validate_position
+from hub.domain.geo import EARTH_RADIUS_KM, angle_to_chord2, unit_vector, validate_position
 
 DEFAULT_CELL_DEG = 0.1
 FINE_FACTOR = 10  # fine cell = coarse cell / 10

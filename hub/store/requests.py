@@ -5,7 +5,7 @@
                             vehicle that asks again after a timeout never holds two reservations.
 """
 
-from hub.store_authz import add_columns_and_tables
+from hub.store.authz import add_columns_and_tables
 
 MAX_REQUEST_ID = 64  # characters, as ids on the wire
 

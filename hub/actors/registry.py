@@ -1,4 +1,4 @@
-"""StationRegistry: the Pykka actor around hub/stations.py (the stations' rules).
+"""StationRegistry: the Pykka actor around hub/domain/stations.py (the stations' rules).
 
 It owns the store connection, the Outbox and the tells to the book, the locator and the event
 bus; the decisions are `Stations`'. It publishes `view` (station id -> StationView, the
@@ -9,7 +9,7 @@ Session records are written to the store before the station gets its ACK, so an 
 COMPLETE is never lost; a replayed SESSION_END is ACKed again and changes nothing.
 
 Which reservations a station is sent (RESERVE_NOW / CANCEL_RESERVATION) and what each of its
-answers means is decided by hub/station_sync.py (each Station's `sync`); this actor sends the
+answers means is decided by hub/domain/station_sync.py (each Station's `sync`); this actor sends the
 requests, resends an unanswered one, and tells the book StationRefused when one must move or go.
 
 Messages (hub/messages.py): Boot, Status, Meter, SessionStart, SessionEnd, StationOnline,
@@ -22,16 +22,18 @@ from typing import Any, Callable, Optional
 
 import pykka
 
-from hub import authz, capacity, station_sync
-from hub.boardfloats import board_float
-from hub.logsafe import wire_text
+from hub.domain import authz
+from hub.domain import capacity
+from hub.domain import station_sync
+from hub.domain.boardfloats import board_float
+from hub.io.logsafe import wire_text
 from hub.messages import (
     Boot, ListSessions, Meter, RegistryTick, RemoveStation, ReservationEnded, ReservationHistory, ReservationRefused,
     Reserved,
     SessionEnd, SessionEnded, SessionStart, SessionStarted, StartCharge, StationAnswer, StationCapacity,
     StationOffline, StationOnline, StationRefused, StationRemoved, Status, StopCharge, Upsert, UseBook,
 )
-from hub.stations import (  # noqa: F401 (StationView, display_status: imported from here by tools and tests)
+from hub.domain.stations import (  # noqa: F401 (StationView, display_status: imported from here by tools and tests)
     Station, StationRequests, Stations, StationView, display_status, relay_outcome,
 )
 from transport import kinds as K
@@ -337,7 +339,7 @@ class StationRegistry(pykka.ThreadingActor):
         self._sync_windows(st)  # a row is free: the next window goes (and this one is cancelled there)
 
     def _sync_windows(self, st: Station) -> None:
-        """Send the station the windows inside its horizon it does not hold yet (hub/station_sync.py)."""
+        """Send the station the windows inside its horizon it does not hold yet (hub/domain/station_sync.py)."""
         if not st.online:
             return
         cancel, send = st.sync.plan(st.windows)

@@ -9,9 +9,9 @@ import logging
 
 from transport import kinds as K
 from transport.codec import packb, unpackb
-from hub.framelimits import over_limit
-from hub.limits import RateLimiter
-from hub.logsafe import wire_text
+from hub.io.framelimits import over_limit
+from hub.io.limits import RateLimiter
+from hub.io.logsafe import wire_text
 from hub.messages import Answer, StationAnswer
 from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_NOT_AUTHENTICATED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
 from transport.messages import MAX_SEQ
@@ -66,7 +66,7 @@ class Link:
             wall=wall,
             heartbeat_s=config["heartbeat_s"],
             # A serial line answers in milliseconds and loses a frame to noise now and then: a request
-            # unanswered for 2 s is lost and resent (hub/registry.py), as the station does its own.
+            # unanswered for 2 s is lost and resent (hub/actors/registry.py), as the station does its own.
             request_timeout_s=min(config["request_timeout_s"], SERIAL_REQUEST_TIMEOUT_S) if self.address.startswith("serial:")
             else config["request_timeout_s"],
         )

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 import pykka
 
-from hub import store_ops
+from hub.store import ops as store_ops
 from hub.messages import FlushPositions, Positions
 
 log = logging.getLogger(__name__)

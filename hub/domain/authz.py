@@ -26,7 +26,7 @@ from transport.errors import E_FORBIDDEN, E_INVALID_STATE
 
 log = logging.getLogger(__name__)
 
-EARLY_S = 30 * 60  # as hub.booking.EARLY_ARRIVAL_S: a vehicle this early counts as on time
+EARLY_S = 30 * 60  # as hub.domain.booking.EARLY_ARRIVAL_S: a vehicle this early counts as on time
 GRANT_TTL_S = 6 * 3600  # a REMOTE_START attributes a session reported up to this long after it
 TOLERANCE = 1.10  # meters and clocks are not exact: 10 % over max_kw x duration is still plausible
 SLACK_WH = 10

@@ -1,0 +1,11 @@
+"""The hub's rules, pure: no actor, no thread, no socket. Each module has unit tests of its own.
+
+booking.py       ReservationBook: windows, conflicts, alternatives, no-shows, per-vehicle limits
+stations.py      Stations: display status, session rules, request correlation (the registry's core)
+station_sync.py  which reservations a station should hold, and what to do with its answer
+locator.py       nearest charge points: lat/lon grids searched outward
+geo.py           WGS-84 positions: validation and great-circle distance
+capacity.py      what a station may offer when its provisioning and its BOOT disagree
+authz.py         who may start a charge where, and whom it is billed to
+boardfloats.py   floats from a board read the same in single or double precision
+"""
