@@ -31,6 +31,7 @@ demo: $(STAMP)
 # must fail, and it does (any non-zero fails make).
 test: $(STAMP) browser-deps pg-deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -176,9 +176,16 @@ class ChargePoint:
 
     def _new_session(self):
         cfg = self.config
-        self.session = ClientSession("station", self.id, cfg["key"], clock=self.clock, wall=self.wall,
-                                     heartbeat_s=cfg["heartbeat_s"], request_timeout_s=self.request_timeout_s,
-                                     handshake_timeout_s=self.handshake_timeout_s)
+        self.session = ClientSession(
+            "station",
+            self.id,
+            cfg["key"],
+            clock=self.clock,
+            wall=self.wall,
+            heartbeat_s=cfg["heartbeat_s"],
+            request_timeout_s=self.request_timeout_s,
+            handshake_timeout_s=self.handshake_timeout_s,
+        )
         self._boot_tries = 0
         self.session.start()
         self.booted = False
@@ -225,8 +232,13 @@ class ChargePoint:
     # --- session events -----------------------------------------------------------------
 
     def handle(self, ev):
-        if (isinstance(ev, Reply) or isinstance(ev, Message)) and ev.kind == K.ERROR and ev.fields[0] == E_NOT_AUTHENTICATED \
-                and self.session is not None and self.session.authenticated:
+        if (
+            (isinstance(ev, Reply) or isinstance(ev, Message))
+            and ev.kind == K.ERROR
+            and ev.fields[0] == E_NOT_AUTHENTICATED
+            and self.session is not None
+            and self.session.authenticated
+        ):
             self._hub_forgot(ev.fields[1])
             return
         if isinstance(ev, Message):
@@ -335,7 +347,9 @@ class ChargePoint:
 
     def send_boot(self):
         cfg = self.config
-        seq = self.session.request(K.BOOT, cfg["lat"], cfg["lon"], len(self.connectors), cfg["max_kw"], FIRMWARE_VERSION)
+        seq = self.session.request(
+            K.BOOT, cfg["lat"], cfg["lon"], len(self.connectors), cfg["max_kw"], FIRMWARE_VERSION
+        )
         self._inflight[seq] = _BOOT
 
     def report_all(self):
@@ -551,7 +565,11 @@ class ChargePoint:
         c.next_checkpoint = now + self.config["checkpoint_s"]
         self._relay(c, True)
         self.set_status(c, CHARGING)
-        self._log("info", "session %s started: connector %d, vehicle %s, reservation %s, %d W" % (sid, c.number, vehicle, rid, c.charge.power_w()))
+        self._log(
+            "info",
+            "session %s started: connector %d, vehicle %s, reservation %s, %d W"
+            % (sid, c.number, vehicle, rid, c.charge.power_w()),
+        )
         return sid
 
     def end_session(self, c, reason, now):
@@ -687,4 +705,3 @@ class ChargePoint:
                 d["reservation_id"] = c.hold.id
             out.append(d)
         return out
-

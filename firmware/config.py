@@ -129,15 +129,23 @@ def check(key, value):
     elif value is None:
         pass  # hub, uart, relay_pins: optional
     elif key == "hub":
-        if type(value) is not dict or type(value.get("host")) is not str or type(value.get("port")) is not int \
-                or not 0 < value["port"] < 65536:
+        if (
+            type(value) is not dict
+            or type(value.get("host")) is not str
+            or type(value.get("port")) is not int
+            or not 0 < value["port"] < 65536
+        ):
             bad = '{"host": str, "port": 1..65535}'
         elif value.get("tls") and not value.get("ca") and value.get("tls_insecure") is not True:
             # TLS that checks no certificate talks to whoever answers: say so explicitly, or give the CA.
             bad = 'given a "ca" with "tls": true (or "tls_insecure": true to skip the certificate check)'
     elif key == "uart":
-        if type(value) is not dict or type(value.get("tx")) is not int or type(value.get("rx")) is not int \
-                or type(value.get("baud")) is not int:
+        if (
+            type(value) is not dict
+            or type(value.get("tx")) is not int
+            or type(value.get("rx")) is not int
+            or type(value.get("baud")) is not int
+        ):
             bad = '{"id": int, "tx": int, "rx": int, "baud": int}'
     elif key == "relay_pins":
         if type(value) is not list or not all(type(p) is int for p in value):

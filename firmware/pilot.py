@@ -46,15 +46,26 @@ def check_config(cfg):
         if v is not None and (type(v) is not list or len(v) != n or not all(type(g) is int for g in v)):
             raise ValueError("evse.%s must be one GPIO number per connector (%d)" % (k, n))
     mv = p.get("mv", DEFAULT_MV)
-    if type(mv) is not list and type(mv) is not tuple or len(mv) != 5 or not all(type(v) is int for v in mv) \
-            or any(mv[i] <= mv[i + 1] for i in range(4)):
+    if (
+        type(mv) is not list
+        and type(mv) is not tuple
+        or len(mv) != 5
+        or not all(type(v) is int for v in mv)
+        or any(mv[i] <= mv[i + 1] for i in range(4))
+    ):
         raise ValueError("evse.mv must be five integer ADC mV boundaries, highest first")
     p["mv"] = mv
-    for k, lo, hi, default in (("max_a", 6, 80, 32), ("volts", 100, 480, 230), ("phases", 1, 3, 1),
-                               ("imp_kwh", 1, 100000, 1000)):
+    for k, lo, hi, default in (
+        ("max_a", 6, 80, 32),
+        ("volts", 100, 480, 230),
+        ("phases", 1, 3, 1),
+        ("imp_kwh", 1, 100000, 1000),
+    ):
         v = p.get(k, default)
         if type(v) is not int or v < lo or v > hi or (k == "phases" and v == 2):
-            raise ValueError("evse.%s must be an integer in %d..%d%s" % (k, lo, hi, " (1 or 3)" if k == "phases" else ""))
+            raise ValueError(
+                "evse.%s must be an integer in %d..%d%s" % (k, lo, hi, " (1 or 3)" if k == "phases" else "")
+            )
         p[k] = v
     return p
 

@@ -52,12 +52,21 @@ class Reservations:
         if now > start + grace_s or now > end:
             raise Refused(E_BAD_FIELD, "reservation window already over")
         old = self.get(rid)
-        if old is not None and old.connector == connector and old.vehicle == vehicle and old.start == start and old.end == end:
+        if (
+            old is not None
+            and old.connector == connector
+            and old.vehicle == vehicle
+            and old.start == start
+            and old.end == end
+        ):
             return old, None  # the hub repeats its windows after every reconnect: nothing changes
         if connector:
             for r in self.items:
                 if r is not old and r.connector == connector and r.start < end and start < r.end:
-                    raise Refused(E_CONFLICT, "connector %d is reserved %d..%d (reservation %d)" % (connector, r.start, r.end, r.id))
+                    raise Refused(
+                        E_CONFLICT,
+                        "connector %d is reserved %d..%d (reservation %d)" % (connector, r.start, r.end, r.id),
+                    )
         if old is None and len(self.items) >= self.limit:
             raise Refused(E_OVERLOADED, "reservation table full (%d)" % self.limit)
         if old is not None:

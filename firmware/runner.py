@@ -196,8 +196,9 @@ class Device:
             if self.tls is not None:
                 self._watch(0)  # the selector gets the SSLSocket, the plain socket is detached
                 try:
-                    self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.hub["host"],
-                                                     do_handshake_on_connect=False)
+                    self.sock = self.tls.wrap_socket(
+                        self.sock, server_hostname=self.hub["host"], do_handshake_on_connect=False
+                    )
                 except (OSError, ValueError) as exc:
                     self.close("TLS: %s" % exc)
                     return
@@ -224,8 +225,13 @@ class Device:
             self._watch(selectors.EVENT_WRITE)
             return
         except ssl.SSLCertVerificationError as exc:
-            log.error("%s: the hub at %s:%s has a certificate we do not trust: %s (hub.ca / --tls-ca?)",
-                      self.id, self.hub["host"], self.hub["port"], exc.verify_message)
+            log.error(
+                "%s: the hub at %s:%s has a certificate we do not trust: %s (hub.ca / --tls-ca?)",
+                self.id,
+                self.hub["host"],
+                self.hub["port"],
+                exc.verify_message,
+            )
             self.close("TLS: untrusted hub certificate (%s)" % exc.verify_message)
             return
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; EOF from a plaintext peer

@@ -75,9 +75,21 @@ def load(path=None, overrides=None):
 
 # Settings that must be positive for the hub to work at all (0 links, 0 messages/s... are mistakes).
 POSITIVE = {
-    "heartbeat_s": 1, "request_timeout_s": 1, "max_links": 1, "max_unauth_links": 1, "max_outbox_bytes": 1024, "max_frame": 64, "max_in_frame": 64,
-    "handshake_timeout_s": 1, "max_bad_messages": 1, "max_msgs_per_s": 1, "login_failures_free": 1,
+    "heartbeat_s": 1,
+    "request_timeout_s": 1,
+    "max_links": 1,
+    "max_unauth_links": 1,
+    "max_outbox_bytes": 1024,
+    "max_frame": 64,
+    "max_in_frame": 64,
+    "handshake_timeout_s": 1,
+    "max_bad_messages": 1,
+    "max_msgs_per_s": 1,
+    "login_failures_free": 1,
     "login_failures_per_s": 1,
-    "no_show_grace_s": 0, "session_estimate_min": 1, "speedup": 0.001,
-    "max_open_reservations_per_vehicle": 1, "max_waiting_reservations_per_vehicle": 1,
+    "no_show_grace_s": 0,
+    "session_estimate_min": 1,
+    "speedup": 0.001,
+    "max_open_reservations_per_vehicle": 1,
+    "max_waiting_reservations_per_vehicle": 1,
 }

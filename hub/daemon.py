@@ -48,11 +48,17 @@ class Hub:
         self.tracker = VehicleTracker.start(lambda: Store(db))  # last positions persisted, batched
         # The Outbox exists before the actors and the gateway: both are given it at construction.
         self.outbox = Outbox(self.loop)
-        self.registry = StationRegistry.start(lambda: Store(db), self.outbox, self.clock, self.config, None, self.locator,
-                                              events=self.events)
+        self.registry = StationRegistry.start(
+            lambda: Store(db), self.outbox, self.clock, self.config, None, self.locator, events=self.events
+        )
         self.book = ReservationBookActor.start(
-            db, self.outbox, clock=self.clock, registry=self.registry, locator=self.locator,
-            grace_s=self.config["no_show_grace_s"], events=self.events,
+            db,
+            self.outbox,
+            clock=self.clock,
+            registry=self.registry,
+            locator=self.locator,
+            grace_s=self.config["no_show_grace_s"],
+            events=self.events,
             max_open_per_vehicle=self.config["max_open_reservations_per_vehicle"],
         )
         # The book tells the registry of reservations and the registry tells the book of sessions: one of
@@ -65,8 +71,10 @@ class Hub:
         fdlimits.AcceptErrorLog(self.loop).install()
         nofile = fdlimits.raise_nofile()
         self.config["max_unauth_links_effective"] = max(1, min(self.config["max_unauth_links"], nofile // 4))
-        log.info("at most %d unauthenticated links at once (the oldest is closed past that)",
-                 self.config["max_unauth_links_effective"])
+        log.info(
+            "at most %d unauthenticated links at once (the oldest is closed past that)",
+            self.config["max_unauth_links_effective"],
+        )
         self._stopping = asyncio.Event()
         self.events = None
         if self.config.get("http"):
@@ -79,7 +87,9 @@ class Hub:
         router.registry_view = self.registry.proxy().view.get()
         self.router = router
         self.keys = KeyLookup(self.config)
-        self.gateway = Gateway(self.loop, router, self.keys.lookup, self.config, time.monotonic, self.clock, self.outbox)
+        self.gateway = Gateway(
+            self.loop, router, self.keys.lookup, self.config, time.monotonic, self.clock, self.outbox
+        )
         host, port = parse_hub_url(self.config["listen"])
         await self.gateway.start(host, port, self.serial_urls, tls_context(self.config))
         router.revocations = RevocationWatch(self.config["db"], self.gateway, self.registry, self.book).start(self.loop)
@@ -100,15 +110,23 @@ class Hub:
                 raise
             log.info("http api listening on http://%s:%d (dashboard at /)", self.http.host, self.http.port)
         # Signals first: whoever waits for the "listening" line may signal at once (SIGHUP's default kills).
-        for sig, handler in ((signal.SIGTERM, self._stopping.set), (signal.SIGINT, self._stopping.set),
-                             (signal.SIGHUP, reopen_log_files)):
+        for sig, handler in (
+            (signal.SIGTERM, self._stopping.set),
+            (signal.SIGINT, self._stopping.set),
+            (signal.SIGHUP, reopen_log_files),
+        ):
             try:
                 self.loop.add_signal_handler(sig, handler)
             except (ValueError, RuntimeError):  # not the main thread (tests run the hub in a thread)
                 pass
-        log.info("hub listening on tcp://%s:%d%s (db %s)%s", host, self.port,
-                 " with TLS (clients use tls://)" if self.config.get("tls_cert") else "", self.config["db"],
-                 "".join(" serial %s" % u for u in self.serial_urls))
+        log.info(
+            "hub listening on tcp://%s:%d%s (db %s)%s",
+            host,
+            self.port,
+            " with TLS (clients use tls://)" if self.config.get("tls_cert") else "",
+            self.config["db"],
+            "".join(" serial %s" % u for u in self.serial_urls),
+        )
         # What startup built (station tables, indexes, modules) lives as long as the hub: move it out
         # of the collector's sight, so full collections at 10k links do not pause the loop for it.
         gc.collect()

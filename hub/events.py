@@ -57,10 +57,24 @@ def station_doc(v, last_heartbeat=None):
 def reservation_doc(r):
     """A booking.Reservation (or a store row dict) as JSON."""
     if isinstance(r, dict):
-        return {"reservation_id": r["id"], "station_id": r["station_id"], "vehicle_id": r["vehicle_id"],
-                "connector": r["connector"], "start": r["start"], "end": r["end"], "state": r["state"]}
-    return {"reservation_id": r.id, "station_id": r.station_id, "vehicle_id": r.vehicle_id,
-            "connector": r.connector, "start": r.start, "end": r.end, "state": r.state}
+        return {
+            "reservation_id": r["id"],
+            "station_id": r["station_id"],
+            "vehicle_id": r["vehicle_id"],
+            "connector": r["connector"],
+            "start": r["start"],
+            "end": r["end"],
+            "state": r["state"],
+        }
+    return {
+        "reservation_id": r.id,
+        "station_id": r.station_id,
+        "vehicle_id": r.vehicle_id,
+        "connector": r.connector,
+        "start": r.start,
+        "end": r.end,
+        "state": r.state,
+    }
 
 
 def _doc(kind, data):
@@ -148,8 +162,10 @@ class EventBus:
         for listener in self.listeners:
             listener(kind, doc)
         self.last_id += 1
-        payload = ("id: %d\nevent: %s\ndata: %s\n\n" % (
-            self.last_id, kind, json.dumps(doc, separators=(",", ":"), allow_nan=False))).encode()
+        payload = (
+            "id: %d\nevent: %s\ndata: %s\n\n"
+            % (self.last_id, kind, json.dumps(doc, separators=(",", ":"), allow_nan=False))
+        ).encode()
         if replay:
             self.ring.append((self.last_id, payload))
         for sub in list(self.subscribers):

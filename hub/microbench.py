@@ -62,7 +62,7 @@ def _book_with(n_reservations, per_station=100, store=None):
             start = NOW + H + j * 2 * H
             reqs.append(("EV-%d-%d" % (s, j), "CP-%d" % s, start, start + 90 * 60))
     for i in range(0, len(reqs), 5000):
-        book.reserve_many(reqs[i:i + 5000], NOW)
+        book.reserve_many(reqs[i : i + 5000], NOW)
     book.take_events()
     return book, n_stations, per_station
 
@@ -87,12 +87,19 @@ def bench_reserve_batch(n=20000, batch=500, stations=1000, path=None):
             store.add_station("CP-%d" % s, -12.0, -38.0, 2, 22)
         book = ReservationBook(store)
         book.load()
-        reqs = [("EV-%d" % i, "CP-%d" % (i % stations), NOW + H + (i // stations) * 2 * H,
-                 NOW + H + (i // stations) * 2 * H + H) for i in range(n)]
+        reqs = [
+            (
+                "EV-%d" % i,
+                "CP-%d" % (i % stations),
+                NOW + H + (i // stations) * 2 * H,
+                NOW + H + (i // stations) * 2 * H + H,
+            )
+            for i in range(n)
+        ]
         t0 = time.perf_counter()
         ok = 0
         for i in range(0, n, batch):
-            ok += sum(1 for r in book.reserve_many(reqs[i:i + batch], NOW) if getattr(r, "ok", False))
+            ok += sum(1 for r in book.reserve_many(reqs[i : i + batch], NOW) if getattr(r, "ok", False))
         elapsed = time.perf_counter() - t0
         store.close()
     return ok / elapsed
@@ -109,8 +116,10 @@ def main(argv=None):
         out["locator_median_us"][n] = round(bench_locator(n), 1)
     n_res = 10000 if args.quick else 100000
     out["conflict_check_us"] = {n_res: round(bench_conflict_check(n_res), 2)}
-    out["durable_reservations_per_s"] = {"batch_500": round(bench_reserve_batch(5000 if args.quick else 20000, 500)),
-                                         "batch_1": round(bench_reserve_batch(200, 1, stations=50))}
+    out["durable_reservations_per_s"] = {
+        "batch_500": round(bench_reserve_batch(5000 if args.quick else 20000, 500)),
+        "batch_1": round(bench_reserve_batch(200, 1, stations=50)),
+    }
     if args.json:
         print(json.dumps(out))
         return 0

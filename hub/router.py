@@ -13,8 +13,25 @@ import time
 
 from hub.io.limits import LoginThrottle
 from hub.messages import (
-    Boot, BookTick, Cancel, ListReservations, ListSessions, Meter, Positions, RegistryTick, ReservationHistory,
-    ReservationRefused, ReserveBatch, ReserveRequest, SessionEnd, SessionStart, StartCharge, Status, StationOffline, StationOnline, StopCharge,
+    Boot,
+    BookTick,
+    Cancel,
+    ListReservations,
+    ListSessions,
+    Meter,
+    Positions,
+    RegistryTick,
+    ReservationHistory,
+    ReservationRefused,
+    ReserveBatch,
+    ReserveRequest,
+    SessionEnd,
+    SessionStart,
+    StartCharge,
+    Status,
+    StationOffline,
+    StationOnline,
+    StopCharge,
 )
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_OVERLOADED, ProtocolError
@@ -46,8 +63,14 @@ def _pack_uint(n):
 
 
 # A station's frame becomes the registry's message of its kind: (station_id, link_id, seq, *fields).
-STATION_MESSAGES = {K.BOOT: Boot, K.STATUS: Status, K.METER: Meter, K.SESSION_START: SessionStart,
-                    K.SESSION_END: SessionEnd, K.RESERVATION_REFUSED: ReservationRefused}
+STATION_MESSAGES = {
+    K.BOOT: Boot,
+    K.STATUS: Status,
+    K.METER: Meter,
+    K.SESSION_START: SessionStart,
+    K.SESSION_END: SessionEnd,
+    K.RESERVATION_REFUSED: ReservationRefused,
+}
 STATION_KINDS = tuple(STATION_MESSAGES)
 _NEAREST = K.NEAREST
 _POSITION = K.POSITION
@@ -71,8 +94,11 @@ def _check_filters(filters, seq):
         else:
             raise ProtocolError(E_BAD_FIELD, "unknown filter %r (known: %s)" % (key, ", ".join(FILTER_KEYS)), seq)
         if not ok:
-            raise ProtocolError(E_BAD_FIELD, "filter %s must be %s" % (
-                key, "true or false" if key == "available" else "a number >= 0"), seq)
+            raise ProtocolError(
+                E_BAD_FIELD,
+                "filter %s must be %s" % (key, "true or false" if key == "available" else "a number >= 0"),
+                seq,
+            )
 
 
 def _check_position(lat, lon, seq):
@@ -98,8 +124,9 @@ class Router:
         # transaction); what arrives meanwhile waits here and becomes the next, bigger batch.
         self._book_busy_since = None
         self._packed = {}  # station id -> (StationView, packed map head, packed map tail), see _nearest
-        self.logins = LoginThrottle(free=config.get("login_failures_free", 5),
-                                    global_per_s=config.get("login_failures_per_s", 50))
+        self.logins = LoginThrottle(
+            free=config.get("login_failures_free", 5), global_per_s=config.get("login_failures_per_s", 50)
+        )
         self.revocations = None  # hub.io.revocation.RevocationWatch, set by the daemon
         self._waiting_by_vehicle = {}  # vehicle id -> its requests in self._reservations (fair share)
         self.max_waiting_per_vehicle = config.get("max_waiting_reservations_per_vehicle", 10)
@@ -145,7 +172,9 @@ class Router:
     def tick(self):
         now = self.clock()
         if self._book_busy_since is not None and time.monotonic() - self._book_busy_since > BOOK_BATCH_STALE_S:
-            log.warning("book: no word on a reservation batch for %d s; sending the next one anyway", BOOK_BATCH_STALE_S)
+            log.warning(
+                "book: no word on a reservation batch for %d s; sending the next one anyway", BOOK_BATCH_STALE_S
+            )
             self._book_done()
         self.registry.tell(RegistryTick(now))
         self.book.tell(BookTick(now))
@@ -182,8 +211,12 @@ class Router:
                 # Fair share of the waiting queue: one vehicle cannot fill it and starve the others.
                 # Answered, not counted as a bad message: pipelining is allowed, only not past a fair share.
                 self.count("reservations_overloaded")
-                link.session.send_error(E_OVERLOADED, "you have %d reservation requests waiting (the limit is %d);"
-                                        " wait for their answers" % (waiting, self.max_waiting_per_vehicle), seq)
+                link.session.send_error(
+                    E_OVERLOADED,
+                    "you have %d reservation requests waiting (the limit is %d);"
+                    " wait for their answers" % (waiting, self.max_waiting_per_vehicle),
+                    seq,
+                )
                 return
             self._waiting_by_vehicle[peer] = waiting + 1
             self._reservations.append(ReserveRequest(link.id, seq, peer, station_id, start, end, request_id))
@@ -259,10 +292,13 @@ class Router:
                     if v is None or v.status in ("Offline", "Faulted", "Unavailable"):
                         return False
                     return v.free_at is None or v.free_at <= eta
+
             min_kw = filters.get("min_kw")
             if min_kw is not None:
                 inner = accept
-                accept = lambda sid: (v := view.get(sid)) is not None and v.max_kw >= min_kw and (inner is None or inner(sid))  # noqa: E731
+                accept = lambda sid: (  # noqa: E731
+                    (v := view.get(sid)) is not None and v.max_kw >= min_kw and (inner is None or inner(sid))
+                )
         # The reply is packed here from per-station pieces packed once per StationView: only the
         # distance is new per query. The bytes equal packb([NEAREST_RESULT, seq, [maps]]).
         packed = self._packed

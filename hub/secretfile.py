@@ -60,7 +60,7 @@ def write_secret(path, text):
         os.fchmod(fd, PRIVATE)  # the umask may have taken bits away; never adds any, but be exact
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -94,8 +94,10 @@ def prepare_store(path, create=True):
             os.close(fd)  # SQLite takes an empty file as a new database
             st = os.stat(path)
     if st.st_mode & 0o007:
-        raise SecretFileError("%s holds device keys and is readable by other local users (mode %s); "
-                              "run: chmod 600 %s (and consider reissuing the keys)" % (path, _mode_text(st.st_mode), path))
+        raise SecretFileError(
+            "%s holds device keys and is readable by other local users (mode %s); "
+            "run: chmod 600 %s (and consider reissuing the keys)" % (path, _mode_text(st.st_mode), path)
+        )
     for name in [path] + [path + s for s in SIDE_SUFFIXES] + [path + OPERATOR_KEY_SUFFIX]:
         try:
             mode = os.stat(name).st_mode

@@ -89,9 +89,19 @@ def station(master, tick0, uptime_ms, journal_path):
         board.time = saved
     if FLOAT_WALL:
         wall = lambda: bt.time_ns() / 1000000000  # noqa: E731
-    config = {"id": "CP-1", "key": KEY, "connectors": 2, "meter_interval_s": 60, "hold_before_s": 60,
-              "grace_s": 120, "checkpoint_s": 30, "max_kw": f32_float(22.0), "offline_power_kw": f32_float(3.7),
-              "lat": f32_float(52.520008), "lon": f32_float(13.404954)}
+    config = {
+        "id": "CP-1",
+        "key": KEY,
+        "connectors": 2,
+        "meter_interval_s": 60,
+        "hold_before_s": 60,
+        "grace_s": 120,
+        "checkpoint_s": 30,
+        "max_kw": f32_float(22.0),
+        "offline_power_kw": f32_float(3.7),
+        "lat": f32_float(52.520008),
+        "lon": f32_float(13.404954),
+    }
     cp = ChargePoint(config, lambda: f32(ticks()), lambda: f32(wall()), journal=Journal(journal_path, 2))
     return cp, bt
 
@@ -125,14 +135,23 @@ def main():
 
     wire.run_until(watch, limit_s=600)
     r1 = seen.get((1, "Reserved"))
-    check("hold begins hold_before_s before the start", r1 is not None and 0 <= r1 - (s1 - 60) <= 1,
-          "connector 1 Reserved at %s, expected %d" % (r1, s1 - 60))
+    check(
+        "hold begins hold_before_s before the start",
+        r1 is not None and 0 <= r1 - (s1 - 60) <= 1,
+        "connector 1 Reserved at %s, expected %d" % (r1, s1 - 60),
+    )
     r2 = seen.get((2, "Reserved"))
-    check("second hold begins on time", r2 is not None and 0 <= r2 - (s2 - 60) <= 1,
-          "connector 2 Reserved at %s, expected %d" % (r2, s2 - 60))
+    check(
+        "second hold begins on time",
+        r2 is not None and 0 <= r2 - (s2 - 60) <= 1,
+        "connector 2 Reserved at %s, expected %d" % (r2, s2 - 60),
+    )
     a2 = seen.get((2, "Available"))
-    check("an unused reservation expires at start + grace_s", a2 is not None and 0 <= a2 - (s2 + 120) <= 2,
-          "connector 2 Available again at %s, expected %d" % (a2, s2 + 121))
+    check(
+        "an unused reservation expires at start + grace_s",
+        a2 is not None and 0 <= a2 - (s2 + 120) <= 2,
+        "connector 2 Available again at %s, expected %d" % (a2, s2 + 121),
+    )
     check("the expired reservation is gone", cp.reservations.get(8) is None, "still booked")
 
     # --- plug and charge; the hub is lost mid-charge and comes back --------------------------
@@ -154,13 +173,18 @@ def main():
     end = hub.ends.get(sid)
     check("the journal replays the session to the hub", end is not None, "no SESSION_END")
     if end is not None:
-        check("COMPLETE at the right energy", end[7] == "Complete" and end[4] == ENERGY_WH, "%s %s Wh" % (end[7], end[4]))
+        check(
+            "COMPLETE at the right energy", end[7] == "Complete" and end[4] == ENERGY_WH, "%s %s Wh" % (end[7], end[4])
+        )
         check("started when plugged", end[5] == plugged, "started %s, plugged %d" % (end[5], plugged))
         dur = end[6] - end[5]
         # 150 s + ~90 s at 11 kW (~730 Wh), the rest at 3.7 kW (~850 s): 1000..1300 s
         check("the charge took as long as its power says", 1000 <= dur <= 1300, "%d s" % dur)
-    check("each record reached the hub exactly once",
-          hub.records.count((K.SESSION_START, sid)) == 1 and hub.records.count((K.SESSION_END, sid)) == 1, hub.records)
+    check(
+        "each record reached the hub exactly once",
+        hub.records.count((K.SESSION_START, sid)) == 1 and hub.records.count((K.SESSION_END, sid)) == 1,
+        hub.records,
+    )
     times = [m[4] for m in hub.meters if m[1] == sid and m[3] > 0]
     gaps = sorted(set(b - a for a, b in zip(times, times[1:])))
     check("METERs come on their 60 s interval", len(times) >= 2 and gaps == [60], "times %s" % (times,))
@@ -189,9 +213,16 @@ def main():
     end2 = hub.ends.get(sid2)
     check("the cut session is replayed after the reboot", end2 is not None, "no SESSION_END")
     if end2 is not None:
-        check("as PowerLoss at its checkpoint energy", end2[7] == "PowerLoss" and end2[4] == saved_wh and saved_wh > 0,
-              "%s %s Wh (checkpoint %s)" % (end2[7], end2[4], saved_wh))
-        check("ended at its last checkpoint", end2[6] - plugged2 == 90, "ended %d s after the start" % (end2[6] - plugged2))
+        check(
+            "as PowerLoss at its checkpoint energy",
+            end2[7] == "PowerLoss" and end2[4] == saved_wh and saved_wh > 0,
+            "%s %s Wh (checkpoint %s)" % (end2[7], end2[4], saved_wh),
+        )
+        check(
+            "ended at its last checkpoint",
+            end2[6] - plugged2 == 90,
+            "ended %d s after the start" % (end2[6] - plugged2),
+        )
         check("exactly once", hub.records.count((K.SESSION_END, sid2)) == 1, hub.records)
     check("the tick counter wrapped during the run", bt.ticks_ms() < TICK0, bt.ticks_ms())
     if failures:

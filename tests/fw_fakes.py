@@ -5,7 +5,7 @@ after a few isconnected() polls. So a board that dialled the hub before its WiFi
 (the unix port's own network works regardless), and the order the tests check is the board's.
 """
 
-FAKE_NETWORK = '''
+FAKE_NETWORK = """
 STA_IF = 0
 CONNECTS = []
 POLLS_TO_ASSOCIATE = 5
@@ -36,4 +36,4 @@ class WLAN:
 
     def ifconfig(self):
         return ("10.0.0.2", "255.255.255.0", "10.0.0.1", "10.0.0.1")
-'''
+"""

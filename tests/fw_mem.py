@@ -56,8 +56,14 @@ def import_script(names):
     after it (``qstr pool: ... n_qstr=N ... n_total_bytes=B``) and the total."""
     lines = ["import gc, micropython", "gc.collect()", "_s = _l = gc.mem_alloc()"]
     for n in names:
-        lines += ["import %s" % n, "gc.collect()", "_a = gc.mem_alloc()", "print('MOD', %r, _a - _l)" % n, "_l = _a",
-                  "micropython.qstr_info()"]
+        lines += [
+            "import %s" % n,
+            "gc.collect()",
+            "_a = gc.mem_alloc()",
+            "print('MOD', %r, _a - _l)" % n,
+            "_l = _a",
+            "micropython.qstr_info()",
+        ]
     lines.append("print('%s', _l - _s)" % HEAP_MARK)
     lines.append("print('OK')")
     return "\n".join(lines) + "\n"
@@ -125,8 +131,14 @@ class Setup:
         with open(script, "w") as f:
             f.write(text + body)
         env = dict(os.environ, MICROPYPATH=os.pathsep.join(self.path(mode)))
-        proc = subprocess.run([micropython(), "-X", "heapsize=%dK" % heap_kb, script], cwd=self.tmp, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [micropython(), "-X", "heapsize=%dK" % heap_kb, script],
+            cwd=self.tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         out = proc.stdout + proc.stderr
         return proc.returncode == 0 and "\nOK" in "\n" + proc.stdout, out
 
@@ -208,8 +220,10 @@ def measure(modes=("py", "mpy", "rom"), minimum=True):
 def table(result):
     rows = [
         ("board import set, heap after import", lambda r: "%.1f KB" % (r["import_bytes"] / 1024.0)),
-        ("session: imports (codec, kinds, chargepoint, journal, fake hub)",
-         lambda r: "%.1f KB" % ((r["session"]["base"] - r["session"]["start"]) / 1024.0)),
+        (
+            "session: imports (codec, kinds, chargepoint, journal, fake hub)",
+            lambda r: "%.1f KB" % ((r["session"]["base"] - r["session"]["start"]) / 1024.0),
+        ),
         ("session: run-time peak on top", lambda r: "%.1f KB" % (r["session"]["runtime"] / 1024.0)),
         ("session: live peak", lambda r: "%.1f KB" % ((r["session"]["peak"] - r["session"]["start"]) / 1024.0)),
         ("smallest -X heapsize, board import set", lambda r: "%s KB" % r.get("min_heap_kb_imports", "-")),
@@ -223,7 +237,9 @@ def table(result):
     lines.append("per module: heap after import in bytes (new qstrs, bytes of qstr pool and text)")
     names = list(result[modes[0]]["modules"])
     for n in names:
-        lines.append("  %-24s %s" % (n, "  ".join("%s=%d (%d, %d)" % tuple([m] + result[m]["modules"][n]) for m in modes)))
+        lines.append(
+            "  %-24s %s" % (n, "  ".join("%s=%d (%d, %d)" % tuple([m] + result[m]["modules"][n]) for m in modes))
+        )
     return "\n".join(lines)
 
 

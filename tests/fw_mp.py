@@ -10,6 +10,7 @@ import subprocess
 from mpy import REPO, SUPPORTED, micropython_path as micropython, mpy_cross_path as mpy_cross  # noqa: F401 (one finder)
 
 from tools.bundle import BundleError, compile_mpy
+
 TESTS = os.path.join(REPO, "tests")
 
 
@@ -31,5 +32,9 @@ def run(script_path, heapsize, path, cwd=None, timeout=120, args=()):
     env = dict(os.environ, MICROPYPATH=os.pathsep.join(path))
     return subprocess.run(
         [micropython(), "-X", "heapsize=%s" % heapsize, script_path] + list(args),
-        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

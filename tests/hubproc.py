@@ -26,9 +26,13 @@ def evhub(*args, cwd=None, env=None, timeout=60, check=True, input=None):
     cmd = [sys.executable, "-m", "tools.cli"] + [str(a) for a in args]
     full_env = dict(os.environ, PYTHONPATH=REPO)
     full_env.update(env or {})
-    res = subprocess.run(cmd, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout, input=input)
+    res = subprocess.run(
+        cmd, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout, input=input
+    )
     if check and res.returncode != 0:
-        raise AssertionError("evhub %s failed (%d):\n%s\n%s" % (" ".join(map(str, args)), res.returncode, res.stdout, res.stderr))
+        raise AssertionError(
+            "evhub %s failed (%d):\n%s\n%s" % (" ".join(map(str, args)), res.returncode, res.stdout, res.stderr)
+        )
     return res
 
 
@@ -40,8 +44,10 @@ class HubProcess:
         self.extra_args = list(extra_args)
         self.port = port
         self.proc = None
-        self.env = {"EVHUB_CONFIG_DIR": os.path.join(self.tmp, "config"),
-                    "EVHUB_OPERATOR_KEY_FILE": self.db + ".operator-key"}  # written by the hub at its first start
+        self.env = {
+            "EVHUB_CONFIG_DIR": os.path.join(self.tmp, "config"),
+            "EVHUB_OPERATOR_KEY_FILE": self.db + ".operator-key",
+        }  # written by the hub at its first start
         self.preexec_fn = None  # e.g. to start the hub under a lower RLIMIT_NOFILE
 
     @property
@@ -49,8 +55,16 @@ class HubProcess:
         return "tcp://127.0.0.1:%d" % self.port
 
     def start(self, timeout=20):
-        cmd = [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:%d" % self.port,
-               "--db", self.db] + self.extra_args
+        cmd = [
+            sys.executable,
+            "-m",
+            "tools.cli",
+            "serve",
+            "--listen",
+            "tcp://127.0.0.1:%d" % self.port,
+            "--db",
+            self.db,
+        ] + self.extra_args
         offset = len(self.log())  # on a restart, only the new log lines count
         env = dict(os.environ, PYTHONPATH=REPO, **self.env)
         process = LoggedProcess(cmd, self.log_path, cwd=self.tmp, env=env, append=True, preexec_fn=self.preexec_fn)
@@ -95,8 +109,26 @@ class HubProcess:
         return self.proc.returncode
 
     def add_station(self, station_id, lat=-12.2664, lon=-38.9663, connectors=1, max_kw=22, protocol="evhub"):
-        res = evhub("stations", "add", "--id", station_id, "--lat", lat, "--lon", lon, "--connectors", connectors,
-                    "--max-kw", max_kw, "--protocol", protocol, "--db", self.db, cwd=self.tmp, env=self.env)
+        res = evhub(
+            "stations",
+            "add",
+            "--id",
+            station_id,
+            "--lat",
+            lat,
+            "--lon",
+            lon,
+            "--connectors",
+            connectors,
+            "--max-kw",
+            max_kw,
+            "--protocol",
+            protocol,
+            "--db",
+            self.db,
+            cwd=self.tmp,
+            env=self.env,
+        )
         return res.stdout.strip()
 
     def add_vehicle(self, vehicle_id):

@@ -32,8 +32,10 @@ class PgCluster:
     def __init__(self) -> None:
         self.bin = server_bin()
         if self.bin is None:
-            raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
-                               "(make pg-deps installs Debian's postgresql as root)")
+            raise RuntimeError(
+                "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
+                "(make pg-deps installs Debian's postgresql as root)"
+            )
         # Not under pytest's tmp dirs: those are root-only, and the server runs as postgres.
         self.base = tempfile.mkdtemp(prefix="evhub-pg-")
         self.data = os.path.join(self.base, "data")
@@ -43,13 +45,18 @@ class PgCluster:
             shutil.chown(self.base, "postgres")
 
     def _run(self, *argv: str) -> None:
-        res = subprocess.run(self._as_pg + list(argv), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        res = subprocess.run(
+            self._as_pg + list(argv), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
         if res.returncode != 0:
-            raise RuntimeError("%s failed (%d): %s%s" % (os.path.basename(argv[0]), res.returncode, res.stdout, res.stderr))
+            raise RuntimeError(
+                "%s failed (%d): %s%s" % (os.path.basename(argv[0]), res.returncode, res.stdout, res.stderr)
+            )
 
     def start(self) -> PgCluster:
-        self._run(os.path.join(self.bin, "initdb"), "-D", self.data, "-A", "trust", "-U", SUPERUSER, "-E", "UTF8",
-                  "--no-sync")
+        self._run(
+            os.path.join(self.bin, "initdb"), "-D", self.data, "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-sync"
+        )
         # fsync off: a test cluster's durability is not under test, its speed is the suite's.
         opts = "-c listen_addresses='' -c unix_socket_directories=%s -p %d -c fsync=off" % (self.base, PORT)
         self._run(os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-o", opts, "-l", self.log, "-w", "start")
@@ -60,8 +67,12 @@ class PgCluster:
 
     def stop(self) -> None:
         if os.path.exists(os.path.join(self.data, "postmaster.pid")):
-            subprocess.run(self._as_pg + [os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop"],
-                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            subprocess.run(
+                self._as_pg + [os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+                stdin=subprocess.DEVNULL,
+            )
         shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> PgCluster:

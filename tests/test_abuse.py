@@ -178,6 +178,7 @@ def _low_nofile(n):
         import resource
 
         resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
     return apply
 
 
@@ -239,7 +240,9 @@ def _http_from(source, port, path, keep=True):
     import socket
 
     s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
-    s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (path.encode(), b"" if keep else b"Connection: close\r\n"))
+    s.sendall(
+        b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (path.encode(), b"" if keep else b"Connection: close\r\n")
+    )
     head = b""
     while b"\r\n" not in head:
         chunk = s.recv(4096)

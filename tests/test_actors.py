@@ -8,8 +8,19 @@ from hub.actors.book import ReservationBookActor
 from hub.actors.locator import LocatorActor
 from hub.domain.locator import PublishedIndex
 from hub.messages import (
-    BookCall, BookTick, Cancel, ListReservations, RemoveStation, ReservationEnded, Reserved, ReserveBatch,
-    ReserveRequest, SessionEnded, SessionStarted, Upsert, UpsertMany,
+    BookCall,
+    BookTick,
+    Cancel,
+    ListReservations,
+    RemoveStation,
+    ReservationEnded,
+    Reserved,
+    ReserveBatch,
+    ReserveRequest,
+    SessionEnded,
+    SessionStarted,
+    Upsert,
+    UpsertMany,
 )
 from hub.store.store import Store
 from transport import kinds as K
@@ -102,8 +113,16 @@ def test_list_and_cancel_through_the_actor(actors, db):
     ref.tell(ListReservations("L1", 2, "EV-1"))
     _, msg = outbox.get()
     assert msg[:2] == [K.RESERVATIONS, 2]
-    assert msg[2] == [{"reservation_id": rid, "station_id": "CP-1", "connector": 1,
-                       "start": NOW + H, "end": NOW + 2 * H, "state": "confirmed"}]
+    assert msg[2] == [
+        {
+            "reservation_id": rid,
+            "station_id": "CP-1",
+            "connector": 1,
+            "start": NOW + H,
+            "end": NOW + 2 * H,
+            "state": "confirmed",
+        }
+    ]
     ref.tell(Cancel("L2", 3, "EV-2", rid))
     assert outbox.get() == ("L2", [K.ERROR, 3, E_FORBIDDEN, "reservation %d is not yours" % rid])
     ref.tell(Cancel("L1", 4, "EV-1", rid))
@@ -146,14 +165,18 @@ def test_a_batch_that_fails_answers_each_seq_exactly_once_and_still_says_done(ac
     monkeypatch.setattr(ReservationBook, "reserve_many", broken)
     ref, outbox, _, _ = start_book(actors, db)
     done = queue.Queue()
-    batch = [ReserveRequest("L1", 1, "EV-1", "CP-1", NOW + H, NOW + 2 * H),
-             ReserveRequest("L2", 2, "EV-2", "CP-2", NOW + H, NOW + 2 * H)]
+    batch = [
+        ReserveRequest("L1", 1, "EV-1", "CP-1", NOW + H, NOW + 2 * H),
+        ReserveRequest("L2", 2, "EV-2", "CP-2", NOW + H, NOW + 2 * H),
+    ]
     ref.tell(ReserveBatch(batch, NOW, lambda: done.put(True)))
     assert done.get(timeout=5)
     ref.tell(ListReservations("L3", 3, "EV-1"))  # handled after the batch: everything the batch sent is queued
     replies = [outbox.get() for _ in range(3)]
-    assert replies[:2] == [("L1", [K.ERROR, 1, E_INTERNAL, "internal error; try again"]),
-                           ("L2", [K.ERROR, 2, E_INTERNAL, "internal error; try again"])]
+    assert replies[:2] == [
+        ("L1", [K.ERROR, 1, E_INTERNAL, "internal error; try again"]),
+        ("L2", [K.ERROR, 2, E_INTERNAL, "internal error; try again"]),
+    ]
     assert replies[2] == ("L3", [K.RESERVATIONS, 3, []])  # no second answer to seq 1 or 2 came between
     assert outbox.empty()
 

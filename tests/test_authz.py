@@ -47,12 +47,22 @@ def answer(station, kinds, timeout=5):
 
 
 def runner_station(hub, tmp_path, station_id, key, connectors):
-    host, port = hub.url[len("tcp://"):].split(":")
-    cfg = {"id": station_id, "key": key, "hub": {"host": host, "port": int(port)}, "connectors": connectors,
-           "meter_interval_s": 1, "finishing_s": 1}
+    host, port = hub.url[len("tcp://") :].split(":")
+    cfg = {
+        "id": station_id,
+        "key": key,
+        "hub": {"host": host, "port": int(port)},
+        "connectors": connectors,
+        "meter_interval_s": 1,
+        "finishing_s": 1,
+    }
     stop = threading.Event()
-    t = threading.Thread(target=run_chargepoint, args=(cfg,), kwargs={"stop_event": stop,
-                         "journal": str(tmp_path / ("%s.journal" % station_id))}, daemon=True)
+    t = threading.Thread(
+        target=run_chargepoint,
+        args=(cfg,),
+        kwargs={"stop_event": stop, "journal": str(tmp_path / ("%s.journal" % station_id))},
+        daemon=True,
+    )
     t.start()
     wait_for(lambda: "station %s: boot" % station_id in hub.log(), 10, "the station's BOOT")
     wait_for(lambda: hub.log().count("station %s: connector" % station_id) >= connectors, 10, "its statuses")
@@ -117,8 +127,10 @@ def test_only_the_reserving_vehicle_may_start_and_it_needs_no_reservation_id(hub
 def test_a_walk_in_vehicle_may_start_at_the_connector_where_a_car_is_plugged_in(hub):
     key = hub.add_station("CP-1", connectors=2)
     token = hub.add_vehicle("V-W")
-    with fake_station(hub, "CP-1", key, ("Available", "Preparing")) as st, \
-            HubClient(hub.url, "vehicle", "V-W", token) as v:
+    with (
+        fake_station(hub, "CP-1", key, ("Available", "Preparing")) as st,
+        HubClient(hub.url, "vehicle", "V-W", token) as v,
+    ):
         seq = v.session.request(K.START_CHARGE, "CP-1", None, QUICK_EV)
         v._flush()
         start = answer(st, (K.REMOTE_START,))
@@ -150,7 +162,9 @@ def test_a_station_cannot_bill_a_vehicle_that_never_asked_and_implausible_energy
         port = int(re.search(r"http api listening on http://[\d.]+:(\d+)", log).group(1))
         with urllib.request.urlopen("http://127.0.0.1:%d/api/stations/CP-1/sessions" % port, timeout=10) as r:
             api = {s["session_id"]: s for s in json.load(r)["sessions"]}
-    got = rows(hub, "SELECT session_id, vehicle_id, claimed_vehicle_id, energy_wh, implausible FROM sessions ORDER BY 1")
+    got = rows(
+        hub, "SELECT session_id, vehicle_id, claimed_vehicle_id, energy_wh, implausible FROM sessions ORDER BY 1"
+    )
     assert got == [("S-FAKE", None, "V-B", 999_999_000, 1), ("S-ONLY-END", None, "V-B", 5, 0)]
     assert "session S-FAKE names vehicle 'V-B'" in log and "recorded as a local session" in log
     assert "WARNING" in log and "S-FAKE reports 999999000 Wh" in log and "flagged implausible" in log
@@ -161,8 +175,10 @@ def test_a_station_cannot_bill_a_vehicle_that_never_asked_and_implausible_energy
 def test_a_reservation_fulfilled_at_the_station_bills_its_vehicle_once(hub):
     key = hub.add_station("CP-1", connectors=2)
     token = hub.add_vehicle("V-R")
-    with fake_station(hub, "CP-1", key, ("Available", "Available")) as st, \
-            HubClient(hub.url, "vehicle", "V-R", token) as v:
+    with (
+        fake_station(hub, "CP-1", key, ("Available", "Available")) as st,
+        HubClient(hub.url, "vehicle", "V-R", token) as v,
+    ):
         now = int(time.time())
         _k, (ok, rid, _a, _r) = v.request(K.RESERVE, "CP-1", now, now + 1800)
         assert ok
@@ -220,7 +236,9 @@ def test_a_replaced_token_is_refused_at_once_and_the_link_open_on_it_is_closed_w
     old = hub.add_vehicle("V-1")
     v = HubClient(hub.url, "vehicle", "V-1", old).connect()
     try:
-        new = evhub("vehicles", "add", "--id", "V-1", "--replace", "--db", hub.db, cwd=hub.tmp, env=hub.env).stdout.strip()
+        new = evhub(
+            "vehicles", "add", "--id", "V-1", "--replace", "--db", hub.db, cwd=hub.tmp, env=hub.env
+        ).stdout.strip()
         t0 = time.monotonic()
         with pytest.raises(HubError) as exc:
             HubClient(hub.url, "vehicle", "V-1", old).connect()
@@ -351,15 +369,30 @@ def test_energy_beyond_max_kw_times_the_duration_is_implausible():
     assert not implausible(24_000, 22.0, now - 3600, now, None, now)  # within 10 %
     assert implausible(25_000, 22.0, now - 3600, now, None, now)
     assert implausible(999_999_000, 22.0, 0, now, now - 600, now), "not before the station was provisioned"
-    assert implausible(5_000, 22.0, now - 3600, now + 86400, now - 7200, now - 3600 + 60), "not past the hub's clock (+5 min)"
+    assert implausible(5_000, 22.0, now - 3600, now + 86400, now - 7200, now - 3600 + 60), (
+        "not past the hub's clock (+5 min)"
+    )
 
 
 def test_a_replaced_station_key_is_refused_and_the_station_link_on_it_is_closed(hub):
     old = hub.add_station("CP-1")
     st = fake_station(hub, "CP-1", old)
     try:
-        new = evhub("stations", "add", "--id", "CP-1", "--lat", -12.2664, "--lon", -38.9663, "--replace",
-                    "--db", hub.db, cwd=hub.tmp, env=hub.env).stdout.strip()
+        new = evhub(
+            "stations",
+            "add",
+            "--id",
+            "CP-1",
+            "--lat",
+            -12.2664,
+            "--lon",
+            -38.9663,
+            "--replace",
+            "--db",
+            hub.db,
+            cwd=hub.tmp,
+            env=hub.env,
+        ).stdout.strip()
         with pytest.raises(HubError) as exc:
             HubClient(hub.url, "station", "CP-1", old).connect()
         assert exc.value.code == E_AUTH_FAILED

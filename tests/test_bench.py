@@ -11,8 +11,19 @@ import pytest
 from hubproc import evhub
 
 TINY = ["--connections", "2", "--duration", "1", "--warmup", "0.2", "--stations", "50", "--json"]
-KEYS = ("scenario", "connections", "ops_per_s", "p50_ms", "p95_ms", "p99_ms", "hub_rss_mb", "hub_cpu_pct",
-        "errors", "refused", "dropped")
+KEYS = (
+    "scenario",
+    "connections",
+    "ops_per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "hub_rss_mb",
+    "hub_cpu_pct",
+    "errors",
+    "refused",
+    "dropped",
+)
 
 
 def bench(*args, timeout=120):

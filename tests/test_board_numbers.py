@@ -27,8 +27,13 @@ MARKER = "# float-ok:"
 def _cpython_only(node):
     """`if sys.implementation.name != "micropython":` (the code the board skips)."""
     t = node.test
-    return (isinstance(t, ast.Compare) and isinstance(t.ops[0], ast.NotEq) and isinstance(t.comparators[0], ast.Constant)
-            and t.comparators[0].value == "micropython" and "implementation" in ast.unparse(t.left))
+    return (
+        isinstance(t, ast.Compare)
+        and isinstance(t.ops[0], ast.NotEq)
+        and isinstance(t.comparators[0], ast.Constant)
+        and t.comparators[0].value == "micropython"
+        and "implementation" in ast.unparse(t.left)
+    )
 
 
 def _is_float_literal(node):
@@ -59,7 +64,12 @@ def float_findings(source, name):
             flag(node, "float literal in a comparison")
         if isinstance(node, ast.Call):
             f = node.func
-            if isinstance(f, ast.Attribute) and f.attr == "time" and isinstance(f.value, ast.Name) and f.value.id == "time":
+            if (
+                isinstance(f, ast.Attribute)
+                and f.attr == "time"
+                and isinstance(f.value, ast.Name)
+                and f.value.id == "time"
+            ):
                 flag(node, "time.time() is a float clock on the unix port (use time_ns() // ...)")
             if isinstance(f, ast.Name) and f.id == "float":
                 flag(node, "float() conversion")
@@ -84,9 +94,17 @@ def test_the_board_modules_do_no_float_arithmetic_on_time_or_energy():
 
 def test_the_check_covers_the_core_and_the_board_glue():
     srcs = _board_sources()
-    for must in ("transport/session.py", "transport/compat.py", "firmware/chargepoint.py", "firmware/charging.py",
-                 "firmware/link.py", "firmware/reservations.py", "firmware/journal.py", "firmware/hubrequests.py",
-                 "firmware/micropython/board.py"):
+    for must in (
+        "transport/session.py",
+        "transport/compat.py",
+        "firmware/chargepoint.py",
+        "firmware/charging.py",
+        "firmware/link.py",
+        "firmware/reservations.py",
+        "firmware/journal.py",
+        "firmware/hubrequests.py",
+        "firmware/micropython/board.py",
+    ):
         assert must in srcs, must
 
 

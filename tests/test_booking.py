@@ -219,8 +219,12 @@ def test_a_batch_is_decided_in_order_and_stored_in_one_transaction(book, store):
     real = store.insert_reservations
     store.insert_reservations = lambda rows: calls.append(list(rows)) or real(rows)
     results = book.reserve_many(
-        [("v1", "ONE", NOW + H, NOW + 2 * H), ("v2", "ONE", NOW + H, NOW + 2 * H), ("v3", "NOPE", NOW, NOW + H),
-         ("v4", "TWO", NOW + H, NOW + 2 * H)],
+        [
+            ("v1", "ONE", NOW + H, NOW + 2 * H),
+            ("v2", "ONE", NOW + H, NOW + 2 * H),
+            ("v3", "NOPE", NOW, NOW + H),
+            ("v4", "TWO", NOW + H, NOW + 2 * H),
+        ],
         NOW,
     )
     assert [getattr(r, "ok", None) for r in results] == [True, False, None, True]
@@ -243,7 +247,8 @@ def test_a_failed_store_write_refuses_the_batch_and_forgets_it(book, store):
 @given(
     st.lists(
         st.tuples(st.sampled_from(["ONE", "TWO"]), st.integers(0, 24), st.integers(1, 8)),
-        min_size=1, max_size=40,
+        min_size=1,
+        max_size=40,
     )
 )
 def test_a_batch_never_double_books_and_refuses_only_real_conflicts(requests):
@@ -260,8 +265,9 @@ def test_a_batch_never_double_books_and_refuses_only_real_conflicts(requests):
             held[req[1]].append((req[2], req[3]))
 
     def peak(windows, s, e):
-        return max((sum(1 for a, b in windows if a <= t < b) for t in {s} | {a for a, _ in windows if s <= a < e}),
-                   default=0)
+        return max(
+            (sum(1 for a, b in windows if a <= t < b) for t in {s} | {a for a, _ in windows if s <= a < e}), default=0
+        )
 
     for sid, windows in held.items():
         for s, e in windows:
@@ -290,10 +296,13 @@ def test_200_vehicles_racing_for_one_window_get_exactly_one_confirmation(db):
     outbox = FakeOutbox()
     ref = ReservationBookActor.start(db, outbox, clock=lambda: NOW, nearby=lambda sid: index.around(sid, 10))
     try:
+
         def racer(t):
             for i in range(10):
                 n = t * 10 + i
-                ref.tell(ReserveBatch([ReserveRequest("link-%d" % n, n + 1, "v%d" % n, "ONE", NOW + H, NOW + 2 * H)], NOW))
+                ref.tell(
+                    ReserveBatch([ReserveRequest("link-%d" % n, n + 1, "v%d" % n, "ONE", NOW + H, NOW + 2 * H)], NOW)
+                )
 
         threads = [threading.Thread(target=racer, args=(t,)) for t in range(20)]
         for t in threads:

@@ -50,8 +50,9 @@ class Board(LoggedProcess):
             script = "launch.py"
             with open(os.path.join(out, script), "w") as f:
                 f.write(fw_mem.rom_prelude("romfs.img") + "import main\n")
-        LoggedProcess.__init__(self, [micropython_path(), "-X", "heapsize=" + heap, script], tmp_path / "board.out",
-                               cwd=out, env=env)
+        LoggedProcess.__init__(
+            self, [micropython_path(), "-X", "heapsize=" + heap, script], tmp_path / "board.out", cwd=out, env=env
+        )
 
 
 # --- what is written ---------------------------------------------------------------------------
@@ -59,8 +60,23 @@ class Board(LoggedProcess):
 
 def test_a_bundle_holds_boot_main_config_and_the_transport_and_firmware_packages(tmp_path):
     out = str(tmp_path / "board")
-    res = bundle(out, "--hub", "tcp://192.168.1.10:7878", "--wifi", "depot:secret123", "--lat", "-12.2664",
-                 "--lon", "-38.9663", "--connectors", "2", "--max-kw", "11", "--relay-pins", "25,26")
+    res = bundle(
+        out,
+        "--hub",
+        "tcp://192.168.1.10:7878",
+        "--wifi",
+        "depot:secret123",
+        "--lat",
+        "-12.2664",
+        "--lon",
+        "-38.9663",
+        "--connectors",
+        "2",
+        "--max-kw",
+        "11",
+        "--relay-pins",
+        "25,26",
+    )
     from firmware.micropython import bundle_files
 
     expected = sorted(dst for _src, dst in bundle_files())
@@ -73,9 +89,17 @@ def test_a_bundle_holds_boot_main_config_and_the_transport_and_firmware_packages
         assert "%9d  %s" % (size, rel) in res.stdout, rel
     assert "total, %d files" % len(expected) in res.stdout
     cfg = json.load(open(os.path.join(out, "config.json")))
-    assert cfg == {"id": "CP-B", "key": KEY, "hub": {"host": "192.168.1.10", "port": 7878},
-                   "wifi": {"ssid": "depot", "password": "secret123"}, "lat": -12.2664, "lon": -38.9663,
-                   "connectors": 2, "max_kw": 11.0, "relay_pins": [25, 26]}
+    assert cfg == {
+        "id": "CP-B",
+        "key": KEY,
+        "hub": {"host": "192.168.1.10", "port": 7878},
+        "wifi": {"ssid": "depot", "password": "secret123"},
+        "lat": -12.2664,
+        "lon": -38.9663,
+        "connectors": 2,
+        "max_kw": 11.0,
+        "relay_pins": [25, 26],
+    }
     assert stat.S_IMODE(os.stat(os.path.join(out, "config.json")).st_mode) == 0o600
     assert KEY not in res.stdout + res.stderr
 
@@ -88,21 +112,24 @@ def test_a_uart_link_and_extra_settings_go_into_config_json(tmp_path):
     assert "hub" not in cfg and cfg["offline_policy"] == "stop" and cfg["heartbeat_s"] == 10
 
 
-@pytest.mark.parametrize("flags, message", [
-    ((), "give exactly one link to the hub"),
-    (("--uart", "17,16"), "expected TX,RX,BAUD"),
-    (("--uart", "17,17,115200"), "TX and RX must be different"),
-    (("--uart", "17,16,12"), "baud rate must be"),
-    (("--hub", "http://h:1"), "scheme must be tcp://"),
-    (("--hub", "h:0"), "port 0"),
-    (("--hub", "h:7878", "--wifi", ":pw"), "expected SSID:PASSWORD"),
-    (("--hub", "h:7878", "--wifi", "net:short"), "8..63 characters"),
-    (("--hub", "h:7878", "--connectors", "0"), "connectors must be an integer in 1..8"),
-    (("--hub", "h:7878", "--lat", "91"), "lat must be a number in -90..90"),
-    (("--hub", "h:7878", "--connectors", "2", "--relay-pins", "25"), "relay_pins needs one pin per connector"),
-    (("--hub", "h:7878", "--set", "colour=red"), "not a config key"),
-    (("--hub", "h:7878", "--set", "offline_policy=maybe"), "offline_policy must be one of"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ((), "give exactly one link to the hub"),
+        (("--uart", "17,16"), "expected TX,RX,BAUD"),
+        (("--uart", "17,17,115200"), "TX and RX must be different"),
+        (("--uart", "17,16,12"), "baud rate must be"),
+        (("--hub", "http://h:1"), "scheme must be tcp://"),
+        (("--hub", "h:0"), "port 0"),
+        (("--hub", "h:7878", "--wifi", ":pw"), "expected SSID:PASSWORD"),
+        (("--hub", "h:7878", "--wifi", "net:short"), "8..63 characters"),
+        (("--hub", "h:7878", "--connectors", "0"), "connectors must be an integer in 1..8"),
+        (("--hub", "h:7878", "--lat", "91"), "lat must be a number in -90..90"),
+        (("--hub", "h:7878", "--connectors", "2", "--relay-pins", "25"), "relay_pins needs one pin per connector"),
+        (("--hub", "h:7878", "--set", "colour=red"), "not a config key"),
+        (("--hub", "h:7878", "--set", "offline_policy=maybe"), "offline_policy must be one of"),
+    ],
+)
 def test_bad_flags_are_refused_with_a_clear_message(tmp_path, flags, message):
     res = bundle(str(tmp_path / "board"), *flags, check=False)
     assert res.returncode == 2, res.stdout + res.stderr
@@ -136,8 +163,10 @@ def test_rebuilding_as_mpy_removes_the_stale_sources_and_keeps_the_journal(tmp_p
     assert [m for m in modules if m.endswith(".py")] == ["boot.py", "main.py"]
     assert "board.mpy" in modules and "transport/session.mpy" in modules and "firmware/chargepoint.mpy" in modules
     assert open(os.path.join(out, "journal.log")).read() == "unacknowledged records\n"
-    assert ".mpy for xtensawin" in res.stdout and "%9d  transport/session.mpy" % os.path.getsize(
-        os.path.join(out, "transport", "session.mpy")) in res.stdout
+    assert (
+        ".mpy for xtensawin" in res.stdout
+        and "%9d  transport/session.mpy" % os.path.getsize(os.path.join(out, "transport", "session.mpy")) in res.stdout
+    )
 
 
 def test_the_bundle_is_not_written_into_the_source_tree(tmp_path):
@@ -174,8 +203,14 @@ def test_mpy_modules_compile_for_xtensawin_hold_only_bytecode_and_load_on_the_un
     imports = "; ".join("import %s" % m[:-4].replace("/", ".").replace(".__init__", "") for m in compiled)
     probe = imports + "; import transport.session as s; print('loaded', s.__file__)"
     for out in (esp, host):
-        res = subprocess.run([micropython_path(), "-X", "heapsize=" + HEAP, "-c", probe], cwd=out,
-                             env=dict(os.environ, MICROPYPATH=".frozen"), capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [micropython_path(), "-X", "heapsize=" + HEAP, "-c", probe],
+            cwd=out,
+            env=dict(os.environ, MICROPYPATH=".frozen"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert res.returncode == 0 and "loaded transport/session.mpy" in res.stdout, res.stdout + res.stderr
 
 
@@ -187,12 +222,33 @@ def test_the_bundle_runs_on_the_unix_port_and_the_station_shows_available_at_the
     with HubProcess(tmp_path) as hub:
         key = hub.add_station("CP-U%s" % form.upper(), lat=-12.25, lon=-38.95, connectors=2)
         out = str(tmp_path / "board")
-        evhub("bundle", out, "--id", "CP-U%s" % form.upper(), "--key", key, "--hub", hub.url, "--lat", "-12.25",
-              "--lon", "-38.95", "--connectors", "2", *(["--mpy"] if form == "mpy" else []))
+        evhub(
+            "bundle",
+            out,
+            "--id",
+            "CP-U%s" % form.upper(),
+            "--key",
+            key,
+            "--hub",
+            hub.url,
+            "--lat",
+            "-12.25",
+            "--lon",
+            "-38.95",
+            "--connectors",
+            "2",
+            *(["--mpy"] if form == "mpy" else []),
+        )
         board = Board(out, tmp_path, heap=HEAP if form == "mpy" else "512K")
         try:
-            st = wait_for(lambda: stations(hub).get("CP-U%s" % form.upper(), {}).get("status") == "Available"
-                          and stations(hub)["CP-U%s" % form.upper()], 30, "the station Available at the hub")
+            st = wait_for(
+                lambda: (
+                    stations(hub).get("CP-U%s" % form.upper(), {}).get("status") == "Available"
+                    and stations(hub)["CP-U%s" % form.upper()]
+                ),
+                30,
+                "the station Available at the hub",
+            )
         finally:
             log = board.stop()
         assert st["connectors"] == 2 and st["lat"] == -12.25
@@ -217,12 +273,21 @@ def test_a_romfs_bundle_holds_only_scripts_config_and_an_image_that_mounts_and_i
     for name in (b"board.mpy", b"session.mpy", b"chargepoint.mpy", b"purepack.mpy"):
         assert name in image, name
     probe = fw_mem.rom_prelude("romfs.img") + (
-        "import board, transport.session\nprint('FROM', board.__file__, transport.session.__file__)\n")
+        "import board, transport.session\nprint('FROM', board.__file__, transport.session.__file__)\n"
+    )
     with open(os.path.join(out, "probe.py"), "w") as f:
         f.write(probe)
-    run = subprocess.run([micropython_path(), "-X", "heapsize=256K", "probe.py"], cwd=out, capture_output=True,
-                         text=True, timeout=60, env=dict(os.environ, MICROPYPATH=".frozen"))
-    assert run.returncode == 0 and "FROM /rom/board.mpy /rom/transport/session.mpy" in run.stdout, run.stdout + run.stderr
+    run = subprocess.run(
+        [micropython_path(), "-X", "heapsize=256K", "probe.py"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, MICROPYPATH=".frozen"),
+    )
+    assert run.returncode == 0 and "FROM /rom/board.mpy /rom/transport/session.mpy" in run.stdout, (
+        run.stdout + run.stderr
+    )
 
 
 def test_rebuilding_a_plain_bundle_as_romfs_removes_the_modules_that_would_shadow_the_image(tmp_path):
@@ -236,12 +301,15 @@ def test_rebuilding_a_plain_bundle_as_romfs_removes_the_modules_that_would_shado
     assert "romfs.img" not in os.listdir(out) and "board.py" in os.listdir(out)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (("--hub", "tls://10.0.0.2:7879"), "TLS needs --tls-ca"),
-    (("--hub", "10.0.0.2:7878", "--tls-ca", "CA"), "--tls-ca is for a tls:// hub"),
-    (("--uart", "17,16,115200", "--tls-ca", "CA"), "--tls-ca is for a tls:// hub"),
-    (("--hub", "tls://10.0.0.2:7879", "--tls-ca", "/nonexistent/ca.pem"), "No such file"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--hub", "tls://10.0.0.2:7879"), "TLS needs --tls-ca"),
+        (("--hub", "10.0.0.2:7878", "--tls-ca", "CA"), "--tls-ca is for a tls:// hub"),
+        (("--uart", "17,16,115200", "--tls-ca", "CA"), "--tls-ca is for a tls:// hub"),
+        (("--hub", "tls://10.0.0.2:7879", "--tls-ca", "/nonexistent/ca.pem"), "No such file"),
+    ],
+)
 def test_bad_tls_flags_are_refused_with_a_clear_message(tmp_path, flags, message):
     flags = [TLS_CA if f == "CA" else f for f in flags]
     res = bundle(str(tmp_path / "board"), *flags, check=False)
@@ -255,19 +323,46 @@ def test_a_tls_romfs_bundle_runs_on_the_unix_port_against_a_tls_hub_checking_its
     with HubProcess(tmp_path, extra_args=["--tls-cert", TLS_CA, "--tls-key", TLS_KEY]) as hub:
         key = hub.add_station("CP-TR", lat=-12.25, lon=-38.95)
         out = str(tmp_path / "board")
-        evhub("bundle", out, "--id", "CP-TR", "--key", key, "--hub", "tls://127.0.0.1:%d" % hub.port, "--tls-ca",
-              TLS_CA, "--lat", "-12.25", "--lon", "-38.95", "--romfs")
+        evhub(
+            "bundle",
+            out,
+            "--id",
+            "CP-TR",
+            "--key",
+            key,
+            "--hub",
+            "tls://127.0.0.1:%d" % hub.port,
+            "--tls-ca",
+            TLS_CA,
+            "--lat",
+            "-12.25",
+            "--lon",
+            "-38.95",
+            "--romfs",
+        )
         assert json.load(open(os.path.join(out, "config.json")))["hub"]["ca"] == "hub-ca.der"
         board = Board(out, tmp_path, heap="256K", romfs=True)  # mbedTLS takes ~25 KB of the unix port's heap
         try:
-            wait_for(lambda: stations_tls(hub).get("CP-TR", {}).get("status") == "Available", 40,
-                     "the station Available at the hub over TLS")
+            wait_for(
+                lambda: stations_tls(hub).get("CP-TR", {}).get("status") == "Available",
+                40,
+                "the station Available at the hub over TLS",
+            )
         finally:
             log = board.stop()
         assert "Traceback" not in log and "not checked" not in log, log
 
 
 def stations_tls(hub):
-    res = evhub("stations", "list", "--hub", "tls://127.0.0.1:%d" % hub.port, "--db", hub.db, "--json", check=False,
-                env={"EVHUB_TLS_CA": TLS_CA})
+    res = evhub(
+        "stations",
+        "list",
+        "--hub",
+        "tls://127.0.0.1:%d" % hub.port,
+        "--db",
+        hub.db,
+        "--json",
+        check=False,
+        env={"EVHUB_TLS_CA": TLS_CA},
+    )
     return {s["id"]: s for s in json.loads(res.stdout)} if res.returncode == 0 else {}

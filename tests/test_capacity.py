@@ -13,8 +13,12 @@ from transport import kinds as K
 
 
 def _reserve(hub, start, minutes=40):
-    status, _h, made = hub.request("POST", "/api/reservations", token=TOKEN,
-                                   body={"station_id": "CP-1", "vehicle_id": "V-1", "start": start, "end": start + minutes * 60})
+    status, _h, made = hub.request(
+        "POST",
+        "/api/reservations",
+        token=TOKEN,
+        body={"station_id": "CP-1", "vehicle_id": "V-1", "start": start, "end": start + minutes * 60},
+    )
     assert status == 201, made
     return made["reservation"]
 
@@ -37,15 +41,21 @@ def test_a_station_booting_with_fewer_connectors_and_more_power_is_warned_shown_
             assert list(told.fields) == ["max_kw", 7.4]
             cp1 = hub.wait_for("/api/stations", lambda b: b["stations"][0]["online"])["stations"][0]
             assert (cp1["connectors"], cp1["max_kw"]) == (1, 7.4)
-            assert cp1["mismatch"] == {"provisioned": {"connectors": 2, "max_kw": 7.4},
-                                       "reported": {"connectors": 1, "max_kw": 22.0},
-                                       "used": {"connectors": 1, "max_kw": 7.4}}
+            assert cp1["mismatch"] == {
+                "provisioned": {"connectors": 2, "max_kw": 7.4},
+                "reported": {"connectors": 1, "max_kw": 22.0},
+                "used": {"connectors": 1, "max_kw": 7.4},
+            }
             # the book hears the capacity from the registry after the station shows online: wait for it
-            moved = hub.wait_for("/api/reservations/%d" % second["reservation_id"],
-                                 lambda b: b["reservation"]["connector"] == 1)["reservation"]
+            moved = hub.wait_for(
+                "/api/reservations/%d" % second["reservation_id"], lambda b: b["reservation"]["connector"] == 1
+            )["reservation"]
             assert (moved["state"], moved["connector"]) == ("confirmed", 1)  # not stranded on connector 2
             sent = [c.wait_event((K.RESERVE_NOW,), timeout=5) for _ in range(2)]  # at link up, then after the move
-            assert [m.fields[:2] for m in sent if m is not None][-1] == [second["reservation_id"], 1]  # the station hears it
+            assert [m.fields[:2] for m in sent if m is not None][-1] == [
+                second["reservation_id"],
+                1,
+            ]  # the station hears it
         log = hub.log()
         assert "WARNING" in log and "capacity mismatch" in log and "moved from connector 2 to 1" in log
         assert "Traceback" not in log
@@ -76,11 +86,29 @@ def test_evhub_chargepoint_without_capacity_flags_adopts_what_was_provisioned(tm
         key = hub.add_station("CP-1", connectors=2, max_kw=7.4)
         (tmp_path / "cp1.key").write_text(key + "\n")
         os.chmod(tmp_path / "cp1.key", 0o600)
-        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                   EVHUB_HUB=hub.url)
+        env = dict(
+            os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), EVHUB_HUB=hub.url
+        )
         env.pop("EVHUB_DB", None)
-        cp = LoggedProcess([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-1", "--key-file", "cp1.key",
-                            "--journal", "none", "--duration", "30"], str(tmp_path / "cp.log"), cwd=str(tmp_path), env=env)
+        cp = LoggedProcess(
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "chargepoint",
+                "--id",
+                "CP-1",
+                "--key-file",
+                "cp1.key",
+                "--journal",
+                "none",
+                "--duration",
+                "30",
+            ],
+            str(tmp_path / "cp.log"),
+            cwd=str(tmp_path),
+            env=env,
+        )
         try:
             deadline = time.monotonic() + 20
             while "station CP-1: boot" not in hub.log():

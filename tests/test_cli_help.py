@@ -18,7 +18,10 @@ def test_every_option_and_argument_of_every_subcommand_has_help_text():
     missing = []
     for path, parser in _walk(build_parser(), ["evhub"]):
         for action in parser._actions:
-            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) or action.help == argparse.SUPPRESS:
+            if (
+                isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+                or action.help == argparse.SUPPRESS
+            ):
                 continue
             if not (action.help or "").strip():
                 missing.append("%s %s" % (" ".join(path), "/".join(action.option_strings) or action.dest))

@@ -39,13 +39,27 @@ class Screen:
         if tty:
             self.master, self.slave = pty.openpty()
             self.before = termios.tcgetattr(self.slave)
-            self.proc = subprocess.Popen(argv, stdin=self.slave, stdout=self.slave, stderr=self.slave, cwd=cwd,
-                                         env=full_env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=self.slave,
+                stdout=self.slave,
+                stderr=self.slave,
+                cwd=cwd,
+                env=full_env,
+                start_new_session=True,
+            )
             self.out_fd, self.in_fd = self.master, self.master
         else:
             self.master = self.slave = None
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         cwd=cwd, env=full_env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=full_env,
+                start_new_session=True,
+            )
             self.out_fd, self.in_fd = self.proc.stdout.fileno(), self.proc.stdin.fileno()
         self.text = ""
         self.seen = 0  # expect() searches what came after the last match
@@ -140,8 +154,9 @@ def pair():
 def micropython_station(tmp_path, station_id, serial_path, *flags):
     """`evhub bundle --mpy --serial PATH` run with `micropython main.py`: the real board firmware on a pty."""
     out = str(tmp_path / "board")
-    evhub("bundle", out, "--id", station_id, "--key", KEY, "--serial", serial_path, "--connectors", "2", "--mpy",
-          *flags)
+    evhub(
+        "bundle", out, "--id", station_id, "--key", KEY, "--serial", serial_path, "--connectors", "2", "--mpy", *flags
+    )
     env = {"MICROPYPATH": ".frozen"}
     return Proc([micropython_path(), "-X", "heapsize=160K", "main.py"], tmp_path / "board.out", cwd=out, env=env)
 
@@ -204,11 +219,28 @@ def test_the_console_shows_frames_from_a_running_session_and_leaves_on_ctrl_d(tm
     station = None
     try:
         screen.expect(r"waiting for a station's hello")
-        station = Proc([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-PY", "--key", KEY, "--serial",
-                        pair.path2, "--journal", "none", "--speedup", "30"], tmp_path / "cp.out")
+        station = Proc(
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "chargepoint",
+                "--id",
+                "CP-PY",
+                "--key",
+                KEY,
+                "--serial",
+                pair.path2,
+                "--journal",
+                "none",
+                "--speedup",
+                "30",
+            ],
+            tmp_path / "cp.out",
+        )
         screen.expect(r"station CP-PY authenticated")
         screen.expect(r"<- status +seq=\d+ connector=1 status=Available")
-        screen.type('start 1 V-7\r')
+        screen.type("start 1 V-7\r")
         screen.expect(r"start V-7 on 1: ok")
         m = screen.expect(r"<- session_start +seq=\d+ session_id=(\S+) connector=1 vehicle_id=V-7")
         screen.expect(r"<- meter +seq=0 connector=1 session_id=%s energy_wh=\d+" % re.escape(m.group(1)), timeout=30)
@@ -238,17 +270,34 @@ def test_commands_from_a_pipe_with_the_key_from_the_store(tmp_path, pair):
     station = None
     try:
         console.expect(r"waiting for a station's hello \(keys from %s\)" % re.escape(db))
-        station = Proc([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-DB", "--key", key, "--serial",
-                        pair.path2, "--journal", "none"], tmp_path / "cp.out")
+        station = Proc(
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "chargepoint",
+                "--id",
+                "CP-DB",
+                "--key",
+                key,
+                "--serial",
+                pair.path2,
+                "--journal",
+                "none",
+            ],
+            tmp_path / "cp.out",
+        )
         console.expect(r"station CP-DB authenticated")
         console.expect(r"<- status +seq=\d+ connector=1 status=Available")
-        console.type("availability 0 off\n"
-                     "sleep 1\n"
-                     "trigger meter\n"
-                     "reserve 7 1 V-2 +15m 30\n"
-                     "config heartbeat_s 10\n"
-                     "config colour 1\n"
-                     "quit\n")
+        console.type(
+            "availability 0 off\n"
+            "sleep 1\n"
+            "trigger meter\n"
+            "reserve 7 1 V-2 +15m 30\n"
+            "config heartbeat_s 10\n"
+            "config colour 1\n"
+            "quit\n"
+        )
         assert console.wait(20) == 0
     finally:
         console.close()
@@ -269,8 +318,23 @@ def test_at_the_end_of_its_input_the_console_keeps_showing_frames_until_terminat
         console.expect(r"waiting for a station's hello")
         console.end_input()
         console.expect(r"end of input: still showing frames")
-        station = Proc([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-OTHER", "--key", KEY, "--serial",
-                        pair.path2, "--journal", "none"], tmp_path / "cp.out")
+        station = Proc(
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "chargepoint",
+                "--id",
+                "CP-OTHER",
+                "--key",
+                KEY,
+                "--serial",
+                pair.path2,
+                "--journal",
+                "none",
+            ],
+            tmp_path / "cp.out",
+        )
         console.expect(r"CP-OTHER says hello but --id is CP-ONLY: refused")
         console.expect(r"-> error +seq=0 code=5\(auth_failed\)")
         console.proc.terminate()
@@ -290,8 +354,23 @@ def test_a_station_still_in_a_session_from_before_says_hello_again_after_the_sil
     second = None
     try:
         first.expect(r"waiting for a station's hello")
-        station = Proc([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-OLD", "--key", KEY, "--serial",
-                        pair.path2, "--journal", "none"], tmp_path / "cp.out")
+        station = Proc(
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "chargepoint",
+                "--id",
+                "CP-OLD",
+                "--key",
+                KEY,
+                "--serial",
+                pair.path2,
+                "--journal",
+                "none",
+            ],
+            tmp_path / "cp.out",
+        )
         first.expect(r"station CP-OLD authenticated")
         first.type("quit\n")
         assert first.wait() == 0
@@ -312,8 +391,15 @@ def test_a_station_still_in_a_session_from_before_says_hello_again_after_the_sil
 
 
 def test_without_a_key_the_console_monitors(tmp_path):
-    res = subprocess.run(console_argv("loop://", "--db", str(tmp_path / "none.db")), input='raw ["ping", 3, 1]\nquit\n',
-                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=20)
+    res = subprocess.run(
+        console_argv("loop://", "--db", str(tmp_path / "none.db")),
+        input='raw ["ping", 3, 1]\nquit\n',
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert res.returncode == 0
     assert "monitoring only" in res.stdout
     assert re.search(r"-> ping +seq=3 time=1", res.stdout) and re.search(r"<- ping +seq=3 time=1", res.stdout)
@@ -349,8 +435,9 @@ def test_crc_errors_and_resyncs_are_counted(tmp_path, pair):
 def test_as_a_station_on_the_hubs_serial_line(tmp_path, pair):
     with HubProcess(tmp_path, extra_args=["--serial", pair.path1]) as hub:
         key = hub.add_station("CP-CON", lat=1.5, lon=2.5)
-        screen = Screen(console_argv(pair.path2, "--as", "station", "--id", "CP-CON", "--key", key, "--lat", "1.5",
-                                     "--lon", "2.5"))
+        screen = Screen(
+            console_argv(pair.path2, "--as", "station", "--id", "CP-CON", "--key", key, "--lat", "1.5", "--lon", "2.5")
+        )
         try:
             screen.expect(r"the hub welcomed us")
             screen.expect(r"boot: ok")
@@ -408,7 +495,9 @@ def test_start_times_and_message_lines():
     with pytest.raises(UsageError):
         parse_start("soon", now)
     assert message_text([21, 4, 1, "Faulted", "relay welded"]) == (
-        "status", 'seq=4 connector=1 status=Faulted info="relay welded"')
+        "status",
+        'seq=4 connector=1 status=Faulted info="relay welded"',
+    )
     assert message_text([7, 9, 12, "connector 1 is Unavailable"])[1].startswith("seq=9 code=12(invalid_state)")
     assert "invalid" in message_text([99, 1])[1] and message_text("junk")[0] == "?"
 
@@ -423,8 +512,25 @@ def test_help_documents_what_the_console_is_on_the_wire():
 
 
 def _charge_and_stop(console, tmp_path, key, station_id, serial_path, started):
-    station = Proc([sys.executable, "-m", "tools.cli", "chargepoint", "--id", station_id, "--key", key, "--serial",
-                    serial_path, "--journal", str(tmp_path / "cp.journal"), "--speedup", "30"], tmp_path / "cp.out")
+    station = Proc(
+        [
+            sys.executable,
+            "-m",
+            "tools.cli",
+            "chargepoint",
+            "--id",
+            station_id,
+            "--key",
+            key,
+            "--serial",
+            serial_path,
+            "--journal",
+            str(tmp_path / "cp.journal"),
+            "--speedup",
+            "30",
+        ],
+        tmp_path / "cp.out",
+    )
     started.append(station)  # stopped by the caller even if an expectation below fails (no stray device)
     console.expect(r"station %s authenticated" % station_id)
     console.expect(r"<- status +seq=\d+ connector=1 status=Available")
@@ -467,8 +573,25 @@ def test_the_console_with_no_store_does_not_acknowledge_session_records(tmp_path
     station = None
     try:
         console.expect(r"waiting for a station's hello")
-        station = Proc([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-NOSTORE", "--key", KEY, "--serial",
-                        pair.path2, "--journal", str(tmp_path / "cp.journal"), "--speedup", "30"], tmp_path / "cp.out")
+        station = Proc(
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "chargepoint",
+                "--id",
+                "CP-NOSTORE",
+                "--key",
+                KEY,
+                "--serial",
+                pair.path2,
+                "--journal",
+                str(tmp_path / "cp.journal"),
+                "--speedup",
+                "30",
+            ],
+            tmp_path / "cp.out",
+        )
         console.expect(r"station CP-NOSTORE authenticated")
         console.expect(r"<- status +seq=\d+ connector=1 status=Available")
         console.type("start 1 V-7\n")

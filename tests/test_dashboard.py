@@ -22,14 +22,31 @@ from transport import kinds as K
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "artifacts")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _try(cmd, timeout):
     try:
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ, DEBIAN_FRONTEND="noninteractive")).returncode == 0
+        return (
+            subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -65,8 +82,9 @@ def page():
     profile = tempfile.mkdtemp(prefix="evhub-chromium-")
     try:
         with sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-                                                       viewport={"width": 1440, "height": 900})
+            ctx = p.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1440, "height": 900}
+            )
             pg = ctx.pages[0] if ctx.pages else ctx.new_page()
             pg.errors = []
             pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
@@ -81,32 +99,48 @@ def page():
 
 def _rows(pg):
     return pg.eval_on_selector_all(
-        "#stations-table tbody tr", "rows => rows.map(r => [r.dataset.station, r.querySelector('.status').textContent,"
-        " r.querySelector('.free').textContent])")
+        "#stations-table tbody tr",
+        "rows => rows.map(r => [r.dataset.station, r.querySelector('.status').textContent,"
+        " r.querySelector('.free').textContent])",
+    )
 
 
 def test_the_dashboard_shows_the_hubs_stations_and_a_status_change_arrives_without_a_reload(tmp_path, page):
     with HttpHub(tmp_path) as hub:
-        positions = {"CP-1": (-12.2664, -38.9663), "CP-2": (-12.2500, -38.9400), "CP-3": (-12.2900, -38.9200),
-                     "CP-4": (-12.2300, -38.9800)}
+        positions = {
+            "CP-1": (-12.2664, -38.9663),
+            "CP-2": (-12.2500, -38.9400),
+            "CP-3": (-12.2900, -38.9200),
+            "CP-4": (-12.2300, -38.9800),
+        }
         keys = {sid: hub.add_station(sid, lat=lat, lon=lon, connectors=2) for sid, (lat, lon) in positions.items()}
         vehicle_token = hub.add_vehicle("V-1")
         hub.wait_for("/api/stations", lambda b: len(b["stations"]) == 4)
-        with boot_station(hub, "CP-1", keys["CP-1"], 2, *positions["CP-1"]) as cp1, \
-                boot_station(hub, "CP-2", keys["CP-2"], 2, *positions["CP-2"]) as cp2, \
-                boot_station(hub, "CP-3", keys["CP-3"], 2, *positions["CP-3"]) as cp3, \
-                HubClient(hub.url, "vehicle", "V-1", vehicle_token) as vehicle:
+        with (
+            boot_station(hub, "CP-1", keys["CP-1"], 2, *positions["CP-1"]) as cp1,
+            boot_station(hub, "CP-2", keys["CP-2"], 2, *positions["CP-2"]) as cp2,
+            boot_station(hub, "CP-3", keys["CP-3"], 2, *positions["CP-3"]) as cp3,
+            HubClient(hub.url, "vehicle", "V-1", vehicle_token) as vehicle,
+        ):
             now = int(time.time())
             for n in (1, 2):
                 cp2.request(K.STATUS, n, "Charging", None)
             cp2.request(K.SESSION_START, "S-22", 1, "V-2", None, 0, now)
             cp3.request(K.STATUS, 1, "Faulted", "ground fault")
-            status, _h, _b = hub.request("POST", "/api/reservations", token=TOKEN,
-                                         body={"station_id": "CP-3", "vehicle_id": "V-3", "start": now + 1800, "duration_min": 45})
+            status, _h, _b = hub.request(
+                "POST",
+                "/api/reservations",
+                token=TOKEN,
+                body={"station_id": "CP-3", "vehicle_id": "V-3", "start": now + 1800, "duration_min": 45},
+            )
             assert status == 201
             later = now + 2 * 86400  # a window on another day is shown with its date
-            status, _h, _b = hub.request("POST", "/api/reservations", token=TOKEN,
-                                         body={"station_id": "CP-1", "vehicle_id": "V-4", "start": later, "duration_min": 30})
+            status, _h, _b = hub.request(
+                "POST",
+                "/api/reservations",
+                token=TOKEN,
+                body={"station_id": "CP-1", "vehicle_id": "V-4", "start": later, "duration_min": 30},
+            )
             assert status == 201
             vehicle.send(K.POSITION, -12.26, -38.95, now, 0.6)
             hub.wait_for("/api/vehicles", lambda b: b["vehicles"])
@@ -115,8 +149,12 @@ def test_the_dashboard_shows_the_hubs_stations_and_a_status_change_arrives_witho
             page.wait_for_selector('body[data-ready="1"]', timeout=10000)
             page.wait_for_selector("#conn.live", timeout=10000)
             page.wait_for_function("document.querySelectorAll('#stations-table tbody tr').length === 4", timeout=10000)
-            assert _rows(page) == [["CP-1", "Available", "Free now"], ["CP-2", "Occupied", "Free in 45 min"],
-                                   ["CP-3", "Available", "Free now"], ["CP-4", "Offline", "Offline"]]
+            assert _rows(page) == [
+                ["CP-1", "Available", "Free now"],
+                ["CP-2", "Occupied", "Free in 45 min"],
+                ["CP-3", "Available", "Free now"],
+                ["CP-4", "Offline", "Offline"],
+            ]
             assert page.locator("#map g.station").count() == 4
             assert page.locator('#map g.station[data-station="CP-4"].st-Offline').count() == 1
             offline_conns = page.inner_text('#stations-table tr[data-station="CP-4"] .conns')
@@ -146,8 +184,9 @@ def test_the_dashboard_shows_the_hubs_stations_and_a_status_change_arrives_witho
 
             page.click('#map g.station[data-station="CP-3"] circle')
             page.wait_for_selector("#detail:not([hidden])")
-            page.wait_for_function("document.querySelector('#detail-reservations').textContent.includes('V-3')",
-                                   timeout=5000)
+            page.wait_for_function(
+                "document.querySelector('#detail-reservations').textContent.includes('V-3')", timeout=5000
+            )
             connectors = page.inner_text("#detail-connectors")
             assert "#1 Faulted" in connectors and "#2 Available" in connectors
             assert page.inner_text("#detail-title") == "CP-3"

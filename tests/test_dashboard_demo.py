@@ -15,10 +15,32 @@ WEB_RE = re.compile(r"http api listening on http://[\d.]+:(\d+)")
 def test_the_dashboard_during_the_demo_names_the_cities_and_is_saved_as_a_screenshot(page, tmp_path):  # noqa: F811
     work = tmp_path / "sim"
     # As `make demo` runs it (--seed 7), shorter and smaller, with the HTTP API on a free loopback port.
-    sim = LoggedProcess([sys.executable, "-m", "tools.cli", "sim", "--stations", "12", "--vehicles", "30",
-                         "--duration", "40", "--speedup", "60", "--seed", "7", "--json", "--http", "127.0.0.1:0",
-                         "--workdir", str(work)], str(tmp_path / "sim.out"), cwd=REPO,
-                        env=dict(os.environ, PYTHONPATH=REPO))
+    sim = LoggedProcess(
+        [
+            sys.executable,
+            "-m",
+            "tools.cli",
+            "sim",
+            "--stations",
+            "12",
+            "--vehicles",
+            "30",
+            "--duration",
+            "40",
+            "--speedup",
+            "60",
+            "--seed",
+            "7",
+            "--json",
+            "--http",
+            "127.0.0.1:0",
+            "--workdir",
+            str(work),
+        ],
+        str(tmp_path / "sim.out"),
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO),
+    )
     try:
         deadline = time.monotonic() + 30
         port = None

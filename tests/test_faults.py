@@ -30,7 +30,7 @@ def _listing(hub):
 
 
 def _host_port(url):
-    host, port = url[len("tcp://"):].split(":")
+    host, port = url[len("tcp://") :].split(":")
     return host, int(port)
 
 
@@ -38,7 +38,8 @@ def _sessions(db, station_id):
     con = sqlite3.connect(db)
     try:
         return con.execute(
-            "SELECT session_id, energy_wh, ended FROM sessions WHERE station_id = ? AND ended IS NOT NULL", (station_id,)
+            "SELECT session_id, energy_wh, ended FROM sessions WHERE station_id = ? AND ended IS NOT NULL",
+            (station_id,),
         ).fetchall()
     finally:
         con.close()
@@ -107,8 +108,10 @@ def test_kill_9_under_reservation_load_loses_no_acknowledged_reservation_and_boo
     con.close()
     overlaps = [(a, b) for a, b in zip(sorted(rows), sorted(rows)[1:]) if a[0] == b[0] and b[1] < a[2]]
     assert not overlaps, "single-connector windows booked twice (overlapping): %s" % overlaps[:3]
-    print("fault-figures kill9: %d reservations acknowledged before kill -9, %d confirmed after restart, 0 lost, 0 doubled"
-          % (total_acked, len(rows)))
+    print(
+        "fault-figures kill9: %d reservations acknowledged before kill -9, %d confirmed after restart, 0 lost, 0 doubled"
+        % (total_acked, len(rows))
+    )
 
 
 # --- a link cut mid-session -------------------------------------------------------------------------
@@ -185,8 +188,13 @@ def test_a_station_losing_its_link_mid_session_records_the_session_exactly_once(
         key = hub.add_station("CP-L")
         token = hub.add_vehicle("V-L")
         proxy = CuttableProxy(_host_port(hub.url))
-        cfg = {"id": "CP-L", "key": key, "hub": {"host": "127.0.0.1", "port": proxy.port}, "meter_interval_s": 1,
-               "finishing_s": 1}
+        cfg = {
+            "id": "CP-L",
+            "key": key,
+            "hub": {"host": "127.0.0.1", "port": proxy.port},
+            "meter_interval_s": 1,
+            "finishing_s": 1,
+        }
         fleet = Fleet([cfg], journal_paths={"CP-L": str(tmp_path / "cp.journal")})
         journal = fleet.by_id["CP-L"].journal
         stop = threading.Event()
@@ -199,8 +207,11 @@ def test_a_station_losing_its_link_mid_session_records_the_session_exactly_once(
                 sid = v.wait_event((K.SESSION_STARTED,), timeout=10).fields[0]
                 assert proxy.cut(block=True) >= 1  # the link is gone mid-session; the station keeps charging
                 _wait(lambda: "station CP-L: offline" in hub.log(), 15, "the hub noticing the lost link")
-                _wait(lambda: any(k == K.SESSION_END for k, _f in journal.pending()), 60,
-                      "the session to end on the station while it cannot reach the hub")
+                _wait(
+                    lambda: any(k == K.SESSION_END for k, _f in journal.pending()),
+                    60,
+                    "the session to end on the station while it cannot reach the hub",
+                )
                 assert _sessions(hub.db, "CP-L") == []
                 proxy.blocked = False  # the link returns
                 _wait(lambda: len(_sessions(hub.db, "CP-L")) == 1, 75, "the replayed session end")
@@ -280,7 +291,9 @@ def test_a_serial_line_with_one_percent_corrupted_bytes_accepts_no_corrupt_messa
                 with HubClient(hub.url, "vehicle", "V-N", token, timeout=20) as v:
                     started = _start_over_a_noisy_line(hub, v, "CP-N", QUICK_EV)
                     assert started is not None, "no session started over the noisy line (last refusal: %s)\n%s" % (
-                        getattr(v, "last_refusal", None), hub.log()[-4000:])
+                        getattr(v, "last_refusal", None),
+                        hub.log()[-4000:],
+                    )
                     # The station retries its unacknowledged records until the hub has them.
                     _wait(lambda: len(_sessions(hub.db, "CP-N")) == 1, 120, "the session record")
             finally:
@@ -306,8 +319,15 @@ def test_after_a_hub_restart_every_station_reconnects_within_the_backoff_cap_and
     n = 10
     with HubProcess(tmp_path) as hub:
         host, port = _host_port(hub.url)
-        configs = [{"id": "CP-%02d" % i, "key": hub.add_station("CP-%02d" % i, lat=-12.2 + i * 0.01),
-                    "hub": {"host": host, "port": port}, "lat": -12.2 + i * 0.01} for i in range(n)]
+        configs = [
+            {
+                "id": "CP-%02d" % i,
+                "key": hub.add_station("CP-%02d" % i, lat=-12.2 + i * 0.01),
+                "hub": {"host": host, "port": port},
+                "lat": -12.2 + i * 0.01,
+            }
+            for i in range(n)
+        ]
         fleet = Fleet(configs)
         stop = threading.Event()
         t = _thread(fleet.run, stop)
@@ -317,8 +337,11 @@ def test_after_a_hub_restart_every_station_reconnects_within_the_backoff_cap_and
             time.sleep(2)  # the hub stays down 2 s (the fault), not a wait for a condition
             hub.restart()
             began = time.monotonic()
-            _wait(lambda: sum(s["status"] == "Available" for s in _listing(hub).values()) == n, 75,
-                  "every station back and Available")
+            _wait(
+                lambda: sum(s["status"] == "Available" for s in _listing(hub).values()) == n,
+                75,
+                "every station back and Available",
+            )
             took = time.monotonic() - began
             print("fault-figures restart: %d stations back and Available %.1f s after the restart" % (n, took))
             assert took < RESTART_BACK_S, "every station back and Available within %d s (README)" % RESTART_BACK_S
@@ -334,9 +357,25 @@ def test_a_station_that_goes_silent_is_shown_offline_within_three_heartbeats(tmp
     with HubProcess(tmp_path, extra_args=["--heartbeat", "1"]) as hub:
         key = hub.add_station("CP-Q")
         env = dict(os.environ, PYTHONPATH=REPO)
-        proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-Q", "--key", key,
-                                 "--hub", hub.url, "--journal", "none"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "chargepoint",
+                "--id",
+                "CP-Q",
+                "--key",
+                key,
+                "--hub",
+                hub.url,
+                "--journal",
+                "none",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             _wait(lambda: _listing(hub).get("CP-Q", {}).get("status") == "Available", 20, "CP-Q Available")
             proc.send_signal(signal.SIGSTOP)  # alive, link open, but saying nothing

@@ -82,7 +82,7 @@ def test_remote_start_acks_then_reports_preparing_charging_and_session_start():
     reply = ask(hub, wire, K.REMOTE_START, 0, "V-1", None, EV)
     assert reply.kind == K.ACK
     assert [s[1] for s in hub.statuses[-2:]] == ["Preparing", "Charging"]
-    (sid, start), = hub.starts.items()
+    ((sid, start),) = hub.starts.items()
     assert start[1:5] == [1, "V-1", None, 0] and start[5] == int(EPOCH + clock.t)
     assert sid.startswith("CP-1-1-")
     assert cp.status(1) == "Charging"
@@ -104,7 +104,7 @@ def test_a_session_meters_on_its_interval_and_completes_at_the_target_soc():
     cp, hub, wire, clock = online(meter_interval_s=60)
     ask(hub, wire, K.REMOTE_START, 0, "V-1", None, EV)
     assert wire.run_until(lambda: hub.ends, limit_s=6 * 3600, dt=10)
-    (sid, end), = hub.ends.items()
+    ((sid, end),) = hub.ends.items()
     assert end[7] == "Complete"
     assert end[4] == 16000  # 40 kWh from 50% to 90%
     duration = end[6] - end[5]

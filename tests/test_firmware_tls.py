@@ -38,7 +38,9 @@ def tls_hub(tmp_path, monkeypatch):
 
 
 def _status(hub, station_id):
-    res = evhub("stations", "list", "--hub", hub.tls_url, "--db", hub.db, "--json", env={"EVHUB_TLS_CA": CERT}, check=False)
+    res = evhub(
+        "stations", "list", "--hub", hub.tls_url, "--db", hub.db, "--json", env={"EVHUB_TLS_CA": CERT}, check=False
+    )
     if res.returncode != 0:
         return None
     return {s["id"]: s["status"] for s in json.loads(res.stdout)}.get(station_id)
@@ -52,9 +54,27 @@ def test_evhub_chargepoint_over_tls_boots_and_shows_available(tls_hub, tmp_path)
     env = dict(os.environ, PYTHONPATH=REPO)
     env.pop("EVHUB_TLS_CA", None)  # the CA comes from --tls-ca
     log = open(tmp_path / "cp.out", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-T1", "--key", key,
-                             "--hub", tls_hub.tls_url, "--tls-ca", CERT, "--journal", "none"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tools.cli",
+            "chargepoint",
+            "--id",
+            "CP-T1",
+            "--key",
+            key,
+            "--hub",
+            tls_hub.tls_url,
+            "--tls-ca",
+            CERT,
+            "--journal",
+            "none",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait(lambda: _status(tls_hub, "CP-T1") == "Available", 20, "CP-T1 Available over TLS")
     finally:
@@ -69,8 +89,13 @@ def test_evhub_chargepoint_over_tls_boots_and_shows_available(tls_hub, tmp_path)
 def test_a_runner_station_charges_a_vehicle_over_tls(tls_hub, tmp_path):
     key = tls_hub.add_station("CP-T2")
     token = tls_hub.add_vehicle("V-T2")
-    cfg = {"id": "CP-T2", "key": key, "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": CERT},
-           "meter_interval_s": 1, "finishing_s": 1}
+    cfg = {
+        "id": "CP-T2",
+        "key": key,
+        "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": CERT},
+        "meter_interval_s": 1,
+        "finishing_s": 1,
+    }
     stop = threading.Event()
     t = _thread(run_chargepoint, cfg, stop_event=stop, journal=str(tmp_path / "t2.journal"))
     try:
@@ -114,10 +139,13 @@ def test_a_plaintext_station_gets_nowhere_on_a_tls_listener(tls_hub):
     assert not fleet.devices[0].cp.booted and tls_hub.proc.poll() is None
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--hub", "tcp://127.0.0.1:7878", "--tls-ca", CERT], "--tls-ca is for a tls://HOST:PORT hub"),
-    (["--hub", "tls://127.0.0.1:7878", "--tls-ca", "/nonexistent/ca.pem"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--hub", "tcp://127.0.0.1:7878", "--tls-ca", CERT], "--tls-ca is for a tls://HOST:PORT hub"),
+        (["--hub", "tls://127.0.0.1:7878", "--tls-ca", "/nonexistent/ca.pem"], "does not exist"),
+    ],
+)
 def test_bad_tls_arguments_exit_2_with_a_clear_message(argv, message, capsys):
     assert cli.main(["chargepoint", "--id", "CP-1", "--key", "k", "--journal", "none"] + argv) == 2
     err = capsys.readouterr().err
@@ -163,8 +191,17 @@ def Firmware(bundle, tmp_path, config):
 def test_the_micropython_firmware_boots_over_tls_and_the_hub_shows_it_available(tls_hub, tmp_path, bundle_dir):
     key = tls_hub.add_station("CP-MT")
     token = tls_hub.add_vehicle("V-MT")
-    fw = Firmware(bundle_dir, tmp_path, {"id": "CP-MT", "key": key, "meter_interval_s": 1, "finishing_s": 1,
-                                         "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": CERT}})
+    fw = Firmware(
+        bundle_dir,
+        tmp_path,
+        {
+            "id": "CP-MT",
+            "key": key,
+            "meter_interval_s": 1,
+            "finishing_s": 1,
+            "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": CERT},
+        },
+    )
     try:
         _wait(lambda: _status(tls_hub, "CP-MT") == "Available", 30, "CP-MT Available over TLS")
         with HubClient(tls_hub.tls_url, "vehicle", "V-MT", token) as v:  # and a charge, both ways over TLS
@@ -178,8 +215,11 @@ def test_the_micropython_firmware_boots_over_tls_and_the_hub_shows_it_available(
 
 def test_the_micropython_firmware_refuses_a_hub_its_ca_did_not_sign(tls_hub, tmp_path, bundle_dir):
     key = tls_hub.add_station("CP-MX")
-    fw = Firmware(bundle_dir, tmp_path, {"id": "CP-MX", "key": key,
-                                         "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": OTHER}})
+    fw = Firmware(
+        bundle_dir,
+        tmp_path,
+        {"id": "CP-MX", "key": key, "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": OTHER}},
+    )
     try:
         _wait(lambda: fw.output().count("link down (TLS:") >= 2, 20, "two refused TLS handshakes")
     finally:
@@ -195,15 +235,24 @@ def test_a_station_config_with_tls_but_no_ca_is_refused_unless_it_says_tls_insec
     hub = {"host": "127.0.0.1", "port": 7878, "tls": True}
     with pytest.raises(ValueError, match="tls_insecure"):
         config.normalize({"id": "CP-1", "key": "k", "hub": hub})
-    assert config.normalize({"id": "CP-1", "key": "k", "hub": dict(hub, tls_insecure=True)})["hub"]["tls_insecure"] is True
+    assert (
+        config.normalize({"id": "CP-1", "key": "k", "hub": dict(hub, tls_insecure=True)})["hub"]["tls_insecure"] is True
+    )
 
 
-def test_the_micropython_firmware_without_a_ca_encrypts_but_warns_that_the_hub_is_not_checked(tls_hub, tmp_path,
-                                                                                            bundle_dir):
+def test_the_micropython_firmware_without_a_ca_encrypts_but_warns_that_the_hub_is_not_checked(
+    tls_hub, tmp_path, bundle_dir
+):
     key = tls_hub.add_station("CP-MN")
-    fw = Firmware(bundle_dir, tmp_path, {"id": "CP-MN", "key": key,
-                                         "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True,
-                                                 "tls_insecure": True}})
+    fw = Firmware(
+        bundle_dir,
+        tmp_path,
+        {
+            "id": "CP-MN",
+            "key": key,
+            "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "tls_insecure": True},
+        },
+    )
     try:
         _wait(lambda: "station CP-MN: boot" in tls_hub.log(), 20, "BOOT over unverified TLS")
     finally:
@@ -224,13 +273,14 @@ def test_the_board_reads_a_pem_ca_bundle_as_der_for_mbedtls(tmp_path):
         "ders = board.der_certs(%r)\nprint('N', len(ders))\n"
         "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
         "for d in ders:\n    ctx.load_verify_locations(cadata=d)\nprint('LOADED')\n"
-        "print('DER', board.der_certs(b'0\\x82') == [b'0\\x82'])\n" % (pem + other,))
+        "print('DER', board.der_certs(b'0\\x82') == [b'0\\x82'])\n" % (pem + other,)
+    )
     res = run(str(script), "256K", [".frozen", REPO, os.path.join(REPO, "firmware", "micropython")], cwd=str(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "N 2" in res.stdout and "LOADED" in res.stdout and "DER True" in res.stdout, res.stdout
 
 
-FAKE_NTPTIME = '''
+FAKE_NTPTIME = """
 CALLS = [0]
 FAIL = %r
 
@@ -239,9 +289,9 @@ def settime():
     CALLS[0] += 1
     if FAIL:
         raise OSError(110)  # ETIMEDOUT: no NTP server answers
-'''
+"""
 
-BOARD_SCRIPT = '''
+BOARD_SCRIPT = """
 import json
 import board
 import ntptime
@@ -250,7 +300,7 @@ board.RTC_MIN_YEAR = 3000  # the unix port's clock is set: make the board believ
 cfg = json.load(open(%(cfg)r))
 board.Board(cfg).run(%(seconds)r)
 print("NTP CALLS", ntptime.CALLS[0])
-'''
+"""
 
 
 @pytest.mark.parametrize("ntp_fails", [False, True])
@@ -262,15 +312,25 @@ def test_a_board_whose_clock_was_never_set_asks_ntp_before_a_tls_connect(tls_hub
     fake.mkdir()
     (fake / "network.py").write_text(FAKE_NETWORK)
     (fake / "ntptime.py").write_text(FAKE_NTPTIME % ntp_fails)
-    cfg = {"id": "CP-NTP", "key": key, "wifi": {"ssid": "depot", "password": "secret123"},
-           "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": CERT},
-           "journal": str(tmp_path / "ntp.journal")}
+    cfg = {
+        "id": "CP-NTP",
+        "key": key,
+        "wifi": {"ssid": "depot", "password": "secret123"},
+        "hub": {"host": "127.0.0.1", "port": tls_hub.port, "tls": True, "ca": CERT},
+        "journal": str(tmp_path / "ntp.journal"),
+    }
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     script = tmp_path / "board_main.py"
     script.write_text(BOARD_SCRIPT % {"cfg": str(tmp_path / "cfg.json"), "seconds": 4})
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", str(fake), bundle_dir]))
-    res = subprocess.run([micropython(), "-X", "heapsize=" + MP_HEAP, str(script)], cwd=str(tmp_path), env=env,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [micropython(), "-X", "heapsize=" + MP_HEAP, str(script)],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert "NTP CALLS 1" in out and "station CP-NTP: boot" in tls_hub.log(), out

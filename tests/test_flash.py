@@ -28,8 +28,11 @@ def esptool_spelling():
     """erase-flash/write-flash for the installed esptool v5+, erase_flash/write_flash for v4."""
     from tools.cmd_flash import esptool_hyphens, find_tool
 
-    return ("erase-flash", "write-flash") if esptool_hyphens(find_tool("esptool", "EVHUB_ESPTOOL")) else (
-        "erase_flash", "write_flash")
+    return (
+        ("erase-flash", "write-flash")
+        if esptool_hyphens(find_tool("esptool", "EVHUB_ESPTOOL"))
+        else ("erase_flash", "write_flash")
+    )
 
 
 def commands(stdout):
@@ -54,9 +57,29 @@ def test_the_board_extra_installs_the_vendor_tool(tool):
 
 def test_dry_run_prints_the_esptool_and_mpremote_commands_and_touches_nothing(tmp_path):
     erase, write = esptool_spelling()
-    res = evhub("flash", PORT, "--id", "CP-1", "--wifi", "depot:secret123", "--hub", "192.168.1.10:7878",
-                "--lat", "-12.2664", "--lon", "-38.9663", "--connectors", "2", "--firmware", "ESP32_GENERIC.bin",
-                "--erase", "--dry-run", "--db", str(tmp_path / "evhub.db"), cwd=str(tmp_path))
+    res = evhub(
+        "flash",
+        PORT,
+        "--id",
+        "CP-1",
+        "--wifi",
+        "depot:secret123",
+        "--hub",
+        "192.168.1.10:7878",
+        "--lat",
+        "-12.2664",
+        "--lon",
+        "-38.9663",
+        "--connectors",
+        "2",
+        "--firmware",
+        "ESP32_GENERIC.bin",
+        "--erase",
+        "--dry-run",
+        "--db",
+        str(tmp_path / "evhub.db"),
+        cwd=str(tmp_path),
+    )
     assert commands(res.stdout) == [
         "esptool --chip esp32 --port /dev/ttyUSB0 %s" % erase,
         "esptool --chip esp32 --port /dev/ttyUSB0 %s -z 0x1000 ESP32_GENERIC.bin" % write,
@@ -72,8 +95,9 @@ def test_dry_run_prints_the_esptool_and_mpremote_commands_and_touches_nothing(tm
 
 
 def test_dry_run_without_firmware_only_copies_and_resets(tmp_path):
-    res = evhub("flash", "/dev/ttyACM3", "--id", "CP-2", "--uart", "17,16,115200", "--dry-run",
-                "--db", str(tmp_path / "x.db"))
+    res = evhub(
+        "flash", "/dev/ttyACM3", "--id", "CP-2", "--uart", "17,16,115200", "--dry-run", "--db", str(tmp_path / "x.db")
+    )
     assert commands(res.stdout) == [
         "mpremote connect /dev/ttyACM3 fs touch :noauto + fs cp main.py :main.py + reset",
         "mpremote connect /dev/ttyACM3 run evhub_prepare.py",
@@ -85,20 +109,39 @@ def test_dry_run_without_firmware_only_copies_and_resets(tmp_path):
 
 def test_dry_run_for_an_esp32s3_with_source_modules(tmp_path):
     _erase, write = esptool_spelling()
-    res = evhub("flash", PORT, "--id", "CP-3", "--uart", "17,16,115200", "--chip", "esp32s3", "--firmware", "S3.bin",
-                "--source", "--baud", "921600", "--dry-run", "--db", str(tmp_path / "x.db"))
+    res = evhub(
+        "flash",
+        PORT,
+        "--id",
+        "CP-3",
+        "--uart",
+        "17,16,115200",
+        "--chip",
+        "esp32s3",
+        "--firmware",
+        "S3.bin",
+        "--source",
+        "--baud",
+        "921600",
+        "--dry-run",
+        "--db",
+        str(tmp_path / "x.db"),
+    )
     cmds = commands(res.stdout)
     assert cmds[0] == "esptool --chip esp32s3 --port /dev/ttyUSB0 --baud 921600 %s -z 0x0 S3.bin" % write
     assert cmds[3].endswith("fs cp -r boot.py main.py board.py config.json transport firmware :")
 
 
-@pytest.mark.parametrize("flags, message", [
-    (("--uart", "17,16,115200", "--erase"), "--erase needs --firmware"),
-    (("--hub", "10.0.0.2:7878"), "--hub needs --wifi"),
-    ((), "say how the board reaches the hub"),
-    (("--uart", "17,16,115200", "--connectors", "9"), "connectors must be an integer in 1..8"),
-    (("--hub", "10.0.0.2:7878", "--wifi", "x:short"), "8..63 characters"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--uart", "17,16,115200", "--erase"), "--erase needs --firmware"),
+        (("--hub", "10.0.0.2:7878"), "--hub needs --wifi"),
+        ((), "say how the board reaches the hub"),
+        (("--uart", "17,16,115200", "--connectors", "9"), "connectors must be an integer in 1..8"),
+        (("--hub", "10.0.0.2:7878", "--wifi", "x:short"), "8..63 characters"),
+    ],
+)
 def test_bad_flags_are_refused_before_anything_is_touched(tmp_path, flags, message):
     res = evhub("flash", PORT, "--id", "CP-1", "--db", str(tmp_path / "evhub.db"), *flags, check=False)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
@@ -259,12 +302,24 @@ class Bench:
             path = tools / name
             path.write_text(text.format(python=sys.executable, micropython=micropython_path()))
             path.chmod(0o755)
-        self.env = {"EVHUB_MPREMOTE": str(tools / "mpremote"), "EVHUB_ESPTOOL": str(tools / "esptool"),
-                    "FAKE_LOG": str(self.log), "FAKE_BOARD": str(self.board)}
+        self.env = {
+            "EVHUB_MPREMOTE": str(tools / "mpremote"),
+            "EVHUB_ESPTOOL": str(tools / "esptool"),
+            "FAKE_LOG": str(self.log),
+            "FAKE_BOARD": str(self.board),
+        }
 
     def flash(self, *flags, check=True, db=None, **env):
-        return evhub("flash", str(self.port), *flags, "--db", db or str(self.tmp / "evhub.db"),
-                     env=dict(self.env, **env), check=check, timeout=120)
+        return evhub(
+            "flash",
+            str(self.port),
+            *flags,
+            "--db",
+            db or str(self.tmp / "evhub.db"),
+            env=dict(self.env, **env),
+            check=check,
+            timeout=120,
+        )
 
     def calls(self):
         if not self.log.exists():
@@ -287,22 +342,78 @@ def test_flash_provisions_writes_micropython_copies_the_bundle_and_resets(tmp_pa
     (bench.board / "transport").mkdir()
     (bench.board / "transport" / "old.py").write_text("stale")
     (bench.board / "journal.log").write_text("records the hub has not acknowledged\n")
-    res = bench.flash("--id", "CP-F", "--wifi", "depot:secret123", "--hub", "10.0.0.2:7878", "--lat", "-12.2",
-                      "--lon", "-38.9", "--connectors", "2", "--firmware", str(bench.firmware), "--erase")
+    res = bench.flash(
+        "--id",
+        "CP-F",
+        "--wifi",
+        "depot:secret123",
+        "--hub",
+        "10.0.0.2:7878",
+        "--lat",
+        "-12.2",
+        "--lon",
+        "-38.9",
+        "--connectors",
+        "2",
+        "--firmware",
+        str(bench.firmware),
+        "--erase",
+    )
     assert "Traceback" not in res.stdout + res.stderr
-    for n, text in enumerate(["station CP-F in", "bundle built for CP-F", "write MicroPython",
-                              "reboot the board into maintenance", "copy the bundle", "remove noauto and reset"], 1):
+    for n, text in enumerate(
+        [
+            "station CP-F in",
+            "bundle built for CP-F",
+            "write MicroPython",
+            "reboot the board into maintenance",
+            "copy the bundle",
+            "remove noauto and reset",
+        ],
+        1,
+    ):
         assert "[%d/6] %s" % (n, text) in res.stdout, res.stdout
     calls = bench.calls()
     assert [c["tool"] for c in calls] == ["esptool", "esptool", "mpremote", "mpremote", "mpremote", "mpremote"]
     assert calls[0]["argv"] == ["--chip", "esp32", "--port", str(bench.port), "erase-flash"]
-    assert calls[1]["argv"] == ["--chip", "esp32", "--port", str(bench.port), "write-flash", "-z", "0x1000",
-                                str(bench.firmware)]
-    assert calls[2]["argv"] == ["connect", str(bench.port), "fs", "touch", ":noauto", "+", "fs", "cp", "main.py",
-                                ":main.py", "+", "reset"]
+    assert calls[1]["argv"] == [
+        "--chip",
+        "esp32",
+        "--port",
+        str(bench.port),
+        "write-flash",
+        "-z",
+        "0x1000",
+        str(bench.firmware),
+    ]
+    assert calls[2]["argv"] == [
+        "connect",
+        str(bench.port),
+        "fs",
+        "touch",
+        ":noauto",
+        "+",
+        "fs",
+        "cp",
+        "main.py",
+        ":main.py",
+        "+",
+        "reset",
+    ]
     assert calls[3]["argv"] == ["connect", str(bench.port), "run", "evhub_prepare.py"]
-    assert calls[4]["argv"] == ["connect", str(bench.port), "fs", "cp", "-r", "boot.py", "main.py", "board.mpy",
-                                "config.json", "transport", "firmware", ":"]
+    assert calls[4]["argv"] == [
+        "connect",
+        str(bench.port),
+        "fs",
+        "cp",
+        "-r",
+        "boot.py",
+        "main.py",
+        "board.mpy",
+        "config.json",
+        "transport",
+        "firmware",
+        ":",
+    ]
     assert calls[5]["argv"] == ["connect", str(bench.port), "fs", "rm", ":noauto", "+", "reset"]
     assert not (bench.board / "noauto").exists()
     # the board: new modules, no stale source, the journal kept, the key from the store
@@ -324,10 +435,13 @@ def board_state(bench):
     return json.loads((bench.tmp / "board-state.json").read_text())
 
 
-@pytest.mark.parametrize("old_main", [
-    "print('the firmware of last year, from before maintenance boots')\n",
-    None,  # the current main.py
-])
+@pytest.mark.parametrize(
+    "old_main",
+    [
+        "print('the firmware of last year, from before maintenance boots')\n",
+        None,  # the current main.py
+    ],
+)
 def test_a_board_running_its_firmware_and_watchdog_is_flashed_without_a_reset_mid_copy(tmp_path, old_main):
     """The firmware runs and has armed machine.WDT: flash reboots it into maintenance (noauto, and a
     main.py that honours it) before the long copy, then removes noauto so the firmware runs again."""
@@ -351,11 +465,13 @@ def test_a_board_that_is_not_in_maintenance_before_the_copy_is_refused_with_a_cl
     (bench.board / "main.py").write_text("print('firmware')\n")
     # mpremote "works" but the board comes back without the noauto file (a filesystem that is not written)
     wrapper = tmp_path / "tools" / "mpremote-nofs"
-    wrapper.write_text("#!/bin/sh\n"
-                       "\"%s\" \"$@\"; rc=$?; rm -f \"$FAKE_BOARD/noauto\"; exit $rc\n" % bench.env["EVHUB_MPREMOTE"])
+    wrapper.write_text(
+        '#!/bin/sh\n"%s" "$@"; rc=$?; rm -f "$FAKE_BOARD/noauto"; exit $rc\n' % bench.env["EVHUB_MPREMOTE"]
+    )
     wrapper.chmod(0o755)
-    res = bench.flash("--id", "CP-W", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", check=False,
-                      EVHUB_MPREMOTE=str(wrapper))
+    res = bench.flash(
+        "--id", "CP-W", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", check=False, EVHUB_MPREMOTE=str(wrapper)
+    )
     assert res.returncode == 1 and "is not in maintenance" in res.stderr, res.stdout + res.stderr
     assert [c["argv"][2] for c in bench.calls()] == ["fs", "run"]  # nothing copied
 
@@ -371,8 +487,9 @@ def test_main_py_does_not_start_the_firmware_when_noauto_exists(tmp_path, noauto
     if noauto:
         (tmp_path / "noauto").write_text("")
     env = dict(os.environ, MICROPYPATH=str(tmp_path))
-    res = subprocess.run([micropython_path(), "main.py"], cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                         timeout=30)
+    res = subprocess.run(
+        [micropython_path(), "main.py"], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=30
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     if noauto:
         assert "FIRMWARE STARTED" not in res.stdout and "'noauto' exists: firmware not started" in res.stdout
@@ -395,39 +512,74 @@ def test_flashing_again_keeps_the_key_and_new_key_issues_another(tmp_path):
     assert "NEW key issued" in res.stdout
 
 
-@pytest.mark.parametrize("setup, message", [
-    ({"FAKE_MPREMOTE_FAIL": "could not enter raw repl"}, "not answering at the MicroPython REPL"),
-    ({"FAKE_MPREMOTE_FAIL": "failed to access /dev/ttyUSB0 (it may be in use by another program)"},
-     "another program"),
-    ({"FAKE_ESPTOOL_FAIL": "This chip is ESP32-S3, not ESP32. Wrong chip argument?"},
-     "is an ESP32-S3, not an ESP32"),
-    ({"FAKE_ESPTOOL_FAIL": "Failed to connect to ESP32: No serial data received."}, "not answering esptool"),
-    ({"EVHUB_MPREMOTE": "/nonexistent/mpremote"}, "mpremote not found: pip install -e '.[board]'"),
-    ({"EVHUB_ESPTOOL": "/nonexistent/esptool"}, "esptool not found"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ({"FAKE_MPREMOTE_FAIL": "could not enter raw repl"}, "not answering at the MicroPython REPL"),
+        (
+            {"FAKE_MPREMOTE_FAIL": "failed to access /dev/ttyUSB0 (it may be in use by another program)"},
+            "another program",
+        ),
+        (
+            {"FAKE_ESPTOOL_FAIL": "This chip is ESP32-S3, not ESP32. Wrong chip argument?"},
+            "is an ESP32-S3, not an ESP32",
+        ),
+        ({"FAKE_ESPTOOL_FAIL": "Failed to connect to ESP32: No serial data received."}, "not answering esptool"),
+        ({"EVHUB_MPREMOTE": "/nonexistent/mpremote"}, "mpremote not found: pip install -e '.[board]'"),
+        ({"EVHUB_ESPTOOL": "/nonexistent/esptool"}, "esptool not found"),
+    ],
+)
 def test_each_failure_gives_a_clear_message_and_a_nonzero_exit(tmp_path, setup, message):
     bench = Bench(tmp_path)
     # --firmware only where esptool is involved: after writing MicroPython, mpremote is retried while it boots
     firmware = ("--firmware", str(bench.firmware)) if "ESPTOOL" in " ".join(setup) else ()
-    res = bench.flash("--id", "CP-E", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", *firmware, check=False,
-                      **setup)
+    res = bench.flash(
+        "--id", "CP-E", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", *firmware, check=False, **setup
+    )
     assert res.returncode == 1, res.stdout + res.stderr
     assert message in res.stderr and "Traceback" not in res.stdout + res.stderr, res.stderr
 
 
 def test_a_board_still_booting_after_micropython_was_written_is_tried_again(tmp_path):
     bench = Bench(tmp_path)
-    res = bench.flash("--id", "CP-R", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", "--firmware",
-                      str(bench.firmware), FAKE_MPREMOTE_FAIL="could not enter raw repl", FAKE_MPREMOTE_FAIL_TIMES="1")
+    res = bench.flash(
+        "--id",
+        "CP-R",
+        "--uart",
+        "17,16,115200",
+        "--lat",
+        "1",
+        "--lon",
+        "2",
+        "--firmware",
+        str(bench.firmware),
+        FAKE_MPREMOTE_FAIL="could not enter raw repl",
+        FAKE_MPREMOTE_FAIL_TIMES="1",
+    )
     assert "board not ready; trying again" in res.stdout and "done: CP-R" in res.stdout
     assert [c["argv"][2:4] for c in bench.calls() if c["tool"] == "mpremote"] == [
-        ["fs", "touch"], ["fs", "touch"], ["run", "evhub_prepare.py"], ["fs", "cp"], ["fs", "rm"]]
+        ["fs", "touch"],
+        ["fs", "touch"],
+        ["run", "evhub_prepare.py"],
+        ["fs", "cp"],
+        ["fs", "rm"],
+    ]
 
 
 def test_a_missing_port_or_a_new_station_without_position_is_refused(tmp_path):
     bench = Bench(tmp_path)
-    res = evhub("flash", str(tmp_path / "ttyUSB9"), "--id", "CP-X", "--uart", "17,16,115200",
-                "--db", str(tmp_path / "evhub.db"), env=bench.env, check=False)
+    res = evhub(
+        "flash",
+        str(tmp_path / "ttyUSB9"),
+        "--id",
+        "CP-X",
+        "--uart",
+        "17,16,115200",
+        "--db",
+        str(tmp_path / "evhub.db"),
+        env=bench.env,
+        check=False,
+    )
     assert res.returncode == 1 and "no serial port %s" % (tmp_path / "ttyUSB9") in res.stderr
     assert not os.path.exists(tmp_path / "evhub.db")
     res = bench.flash("--id", "CP-X", "--uart", "17,16,115200", check=False)
@@ -447,12 +599,28 @@ def test_a_flashed_board_filesystem_runs_on_the_unix_port_and_the_hub_shows_it_a
     """flash provisions into the running hub's store; the copied bundle boots and authenticates with that key."""
     bench = Bench(tmp_path)
     with HubProcess(tmp_path) as hub:
-        bench.flash("--id", "CP-FL", "--wifi", "depot:secret123", "--hub", hub.url, "--lat", "-12.3", "--lon", "-38.9",
-                    db=hub.db)
+        bench.flash(
+            "--id",
+            "CP-FL",
+            "--wifi",
+            "depot:secret123",
+            "--hub",
+            hub.url,
+            "--lat",
+            "-12.3",
+            "--lon",
+            "-38.9",
+            db=hub.db,
+        )
         env = dict(os.environ, MICROPYPATH=".frozen")
         log = open(tmp_path / "board.out", "w")
-        proc = subprocess.Popen([micropython_path(), "-X", "heapsize=160K", "main.py"], cwd=str(bench.board), env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [micropython_path(), "-X", "heapsize=160K", "main.py"],
+            cwd=str(bench.board),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 30
             status = None
@@ -483,8 +651,20 @@ ROMFS_PARTITION = str(256 * 1024)
 
 
 def test_dry_run_with_romfs_shows_the_romfs_query_and_deploy_and_copies_only_scripts_and_config(tmp_path):
-    res = evhub("flash", PORT, "--id", "CP-1", "--wifi", "depot:secret123", "--hub", "tcp://192.168.1.10:7878",
-                "--romfs", "--dry-run", "--db", str(tmp_path / "evhub.db"))
+    res = evhub(
+        "flash",
+        PORT,
+        "--id",
+        "CP-1",
+        "--wifi",
+        "depot:secret123",
+        "--hub",
+        "tcp://192.168.1.10:7878",
+        "--romfs",
+        "--dry-run",
+        "--db",
+        str(tmp_path / "evhub.db"),
+    )
     assert commands(res.stdout) == [
         "mpremote connect /dev/ttyUSB0 fs touch :noauto + fs cp main.py :main.py + reset",
         "mpremote connect /dev/ttyUSB0 romfs query",
@@ -507,21 +687,43 @@ def test_flash_with_romfs_deploys_the_image_keeps_main_and_config_on_the_filesys
     (bench.board / "transport" / "session.mpy").write_bytes(b"M old")
     (bench.board / "journal.log").write_text("kept\n")
     with HubProcess(tmp_path) as hub:
-        res = bench.flash("--id", "CP-ROM", "--wifi", "depot:secret123", "--hub", hub.url, "--lat", "-12.3",
-                          "--lon", "-38.9", "--romfs", db=hub.db, FAKE_ROMFS_BYTES=ROMFS_PARTITION)
+        res = bench.flash(
+            "--id",
+            "CP-ROM",
+            "--wifi",
+            "depot:secret123",
+            "--hub",
+            hub.url,
+            "--lat",
+            "-12.3",
+            "--lon",
+            "-38.9",
+            "--romfs",
+            db=hub.db,
+            FAKE_ROMFS_BYTES=ROMFS_PARTITION,
+        )
         assert "Traceback" not in res.stdout + res.stderr and "done: CP-ROM" in res.stdout, res.stdout + res.stderr
         argvs = [c["argv"][2:] for c in bench.calls()]
-        assert argvs == [["fs", "touch", ":noauto", "+", "fs", "cp", "main.py", ":main.py", "+", "reset"],
-                         ["romfs", "query"], ["romfs", "deploy", "romfs.img"], ["run", "evhub_prepare.py"],
-                         ["fs", "cp", "-r", "boot.py", "main.py", "config.json", ":"], ["fs", "rm", ":noauto", "+", "reset"]]
+        assert argvs == [
+            ["fs", "touch", ":noauto", "+", "fs", "cp", "main.py", ":main.py", "+", "reset"],
+            ["romfs", "query"],
+            ["romfs", "deploy", "romfs.img"],
+            ["run", "evhub_prepare.py"],
+            ["fs", "cp", "-r", "boot.py", "main.py", "config.json", ":"],
+            ["fs", "rm", ":noauto", "+", "reset"],
+        ]
         assert sorted(os.listdir(bench.board)) == ["boot.py", "config.json", "journal.log", "main.py"]
         assert (bench.board / "journal.log").read_text() == "kept\n"
         image = (tmp_path / "board-fs.rom").read_bytes()
         assert image[:3] == bytes([0xD2, 0xCD, 0x31]) and b"board.mpy" in image and b"session.mpy" in image
         (bench.board / "launch.py").write_text(fw_mem.rom_prelude(str(tmp_path / "board-fs.rom")) + "import main\n")
         heap = "%dK" % (ROM_HEAP_KB + fw_mem.image_kb(str(tmp_path / "board-fs.rom")))
-        proc = LoggedProcess([micropython_path(), "-X", "heapsize=" + heap, "launch.py"], tmp_path / "board.out",
-                             cwd=str(bench.board), env=dict(os.environ, MICROPYPATH=".frozen"))
+        proc = LoggedProcess(
+            [micropython_path(), "-X", "heapsize=" + heap, "launch.py"],
+            tmp_path / "board.out",
+            cwd=str(bench.board),
+            env=dict(os.environ, MICROPYPATH=".frozen"),
+        )
         try:
             wait_for(lambda: station_status(hub, "CP-ROM") == "Available", 30, "CP-ROM Available at the hub")
         finally:
@@ -529,16 +731,21 @@ def test_flash_with_romfs_deploys_the_image_keeps_main_and_config_on_the_filesys
         assert "Traceback" not in out and "out of memory" not in out, out
 
 
-@pytest.mark.parametrize("partition, message", [
-    (None, "has no ROMFS partition"),
-    ("4096", "the romfs image is"),
-])
-def test_romfs_on_a_board_without_a_big_enough_partition_is_refused_before_anything_is_written(tmp_path, partition,
-                                                                                               message):
+@pytest.mark.parametrize(
+    "partition, message",
+    [
+        (None, "has no ROMFS partition"),
+        ("4096", "the romfs image is"),
+    ],
+)
+def test_romfs_on_a_board_without_a_big_enough_partition_is_refused_before_anything_is_written(
+    tmp_path, partition, message
+):
     bench = Bench(tmp_path)
     env = {"FAKE_ROMFS_BYTES": partition} if partition else {}
-    res = bench.flash("--id", "CP-NR", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", "--romfs", check=False,
-                      **env)
+    res = bench.flash(
+        "--id", "CP-NR", "--uart", "17,16,115200", "--lat", "1", "--lon", "2", "--romfs", check=False, **env
+    )
     assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stdout + res.stderr, res.stderr
     assert [c["argv"][2:4] for c in bench.calls()] == [["fs", "touch"], ["romfs", "query"]]
     assert (bench.board / "noauto").exists(), "a failed flash leaves the board in maintenance"
@@ -552,8 +759,24 @@ def test_a_tls_hub_takes_its_ca_onto_the_board_as_der_and_the_config_points_at_i
     import ssl
 
     bench = Bench(tmp_path)
-    bench.flash("--id", "CP-TLS", "--wifi", "depot:secret123", "--hub", "tls://10.0.0.2:7879", "--tls-ca",
-                TLS_CA, "--lat", "1", "--lon", "2", "--set", "offline_policy=stop", "--set", "heartbeat_s=15")
+    bench.flash(
+        "--id",
+        "CP-TLS",
+        "--wifi",
+        "depot:secret123",
+        "--hub",
+        "tls://10.0.0.2:7879",
+        "--tls-ca",
+        TLS_CA,
+        "--lat",
+        "1",
+        "--lon",
+        "2",
+        "--set",
+        "offline_policy=stop",
+        "--set",
+        "heartbeat_s=15",
+    )
     cfg = json.loads((bench.board / "config.json").read_text())
     assert cfg["hub"] == {"host": "10.0.0.2", "port": 7879, "tls": True, "ca": "hub-ca.der"}
     assert cfg["offline_policy"] == "stop" and cfg["heartbeat_s"] == 15
@@ -561,20 +784,33 @@ def test_a_tls_hub_takes_its_ca_onto_the_board_as_der_and_the_config_points_at_i
         assert (bench.board / "hub-ca.der").read_bytes() == ssl.PEM_cert_to_DER_cert(f.read())
 
 
-@pytest.mark.parametrize("flags, message", [
-    (("--hub", "tls://10.0.0.2:7879"), "TLS needs --tls-ca"),
-    (("--hub", "tcp://10.0.0.2:7878", "--tls-ca", "CA"), "--tls-ca is for a tls:// hub"),
-    (("--hub", "tls://10.0.0.2:7879", "--tls-ca", "NOT-A-CERT"), "neither a PEM nor a DER certificate"),
-    (("--hub", "udp://10.0.0.2:7879"), "scheme must be tcp:// or tls://"),
-    (("--hub", "10.0.0.2:7878", "--set", "colour=red"), "not a config key"),
-    (("--hub", "10.0.0.2:7878", "--set", "heartbeat_s=0"), "heartbeat_s must be a number in 1..86400"),
-    (("--hub", "10.0.0.2:7878", "--set", "heartbeat_s"), "expected KEY=VALUE"),
-    (("--hub", "10.0.0.2:7878", "--romfs", "--source"), "--romfs holds compiled modules"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--hub", "tls://10.0.0.2:7879"), "TLS needs --tls-ca"),
+        (("--hub", "tcp://10.0.0.2:7878", "--tls-ca", "CA"), "--tls-ca is for a tls:// hub"),
+        (("--hub", "tls://10.0.0.2:7879", "--tls-ca", "NOT-A-CERT"), "neither a PEM nor a DER certificate"),
+        (("--hub", "udp://10.0.0.2:7879"), "scheme must be tcp:// or tls://"),
+        (("--hub", "10.0.0.2:7878", "--set", "colour=red"), "not a config key"),
+        (("--hub", "10.0.0.2:7878", "--set", "heartbeat_s=0"), "heartbeat_s must be a number in 1..86400"),
+        (("--hub", "10.0.0.2:7878", "--set", "heartbeat_s"), "expected KEY=VALUE"),
+        (("--hub", "10.0.0.2:7878", "--romfs", "--source"), "--romfs holds compiled modules"),
+    ],
+)
 def test_bad_tls_set_and_romfs_flags_are_refused_before_anything_is_touched(tmp_path, flags, message):
     (tmp_path / "NOT-A-CERT").write_text("hello")
     flags = [TLS_CA if f == "CA" else str(tmp_path / f) if f == "NOT-A-CERT" else f for f in flags]
-    res = evhub("flash", PORT, "--id", "CP-1", "--wifi", "depot:secret123", "--db", str(tmp_path / "evhub.db"),
-                *flags, check=False)
+    res = evhub(
+        "flash",
+        PORT,
+        "--id",
+        "CP-1",
+        "--wifi",
+        "depot:secret123",
+        "--db",
+        str(tmp_path / "evhub.db"),
+        *flags,
+        check=False,
+    )
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not os.path.exists(tmp_path / "evhub.db")

@@ -22,8 +22,14 @@ SCENARIO = os.path.join(TESTS, "fw_f32_scenario.py")
 
 def _cpython(tmp_path, *args):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, TESTS]))
-    return subprocess.run([sys.executable, SCENARIO, str(tmp_path)] + list(args), capture_output=True, text=True,
-                          env=env, cwd=str(tmp_path), timeout=300)
+    return subprocess.run(
+        [sys.executable, SCENARIO, str(tmp_path)] + list(args),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
 
 
 def test_float32_numbers_lose_what_an_esp32_loses():

@@ -45,8 +45,15 @@ def test_antipodal_points_are_half_the_circumference_apart():
 
 @pytest.mark.parametrize(
     "lat, lon, fragment",
-    [(91, 0, "lat must be in"), (0, -180.5, "lon must be in"), (float("nan"), 0, "finite"),
-     (0, float("inf"), "finite"), ("1", 0, "number"), (True, 0, "number"), (None, 0, "number")],
+    [
+        (91, 0, "lat must be in"),
+        (0, -180.5, "lon must be in"),
+        (float("nan"), 0, "finite"),
+        (0, float("inf"), "finite"),
+        ("1", 0, "number"),
+        (True, 0, "number"),
+        (None, 0, "number"),
+    ],
 )
 def test_bad_positions_are_refused_with_a_clear_message(lat, lon, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -217,14 +224,16 @@ def test_a_query_in_a_dense_cell_far_from_its_crowd_falls_back_to_the_coarse_gri
 # --- the block cache: answers from a cell's cached block, dropped when stations change -----------
 
 
-
 @settings(max_examples=150, deadline=None)
 @given(
     pts=st.lists(st.tuples(st.floats(-1.5, 1.5), st.floats(-1.5, 1.5)), min_size=1, max_size=120),
     queries=st.lists(st.tuples(st.floats(-2, 2), st.floats(-2, 2)), min_size=1, max_size=8),
     edits=st.lists(
-        st.tuples(st.sampled_from(["move", "add", "remove", "same"]), st.integers(0, 400),
-                  st.tuples(st.floats(-1.5, 1.5), st.floats(-1.5, 1.5))),
+        st.tuples(
+            st.sampled_from(["move", "add", "remove", "same"]),
+            st.integers(0, 400),
+            st.tuples(st.floats(-1.5, 1.5), st.floats(-1.5, 1.5)),
+        ),
         max_size=12,
     ),
     k=st.integers(1, 10),

@@ -144,14 +144,20 @@ def test_a_station_shows_its_sessions_with_live_energy_and_its_reservations(hub)
     key = hub.add_station("CP-1", connectors=2)
     start = int(time.time()) + 3600
     with boot_station(hub, "CP-1", key, connectors=2) as st:
-        status, _h, made = hub.request("POST", "/api/reservations", token=TOKEN,
-                                       body={"station_id": "CP-1", "vehicle_id": "V-9", "start": start, "duration_min": 30})
+        status, _h, made = hub.request(
+            "POST",
+            "/api/reservations",
+            token=TOKEN,
+            body={"station_id": "CP-1", "vehicle_id": "V-9", "start": start, "duration_min": 30},
+        )
         assert status == 201, made
         now = int(time.time())
         st.request(K.STATUS, 1, "Charging", None)
         st.request(K.SESSION_START, "S-1", 1, "V-1", None, 0, now)
         st.send(K.METER, 1, "S-1", 1500, 11000, now + 5)
-        detail = hub.wait_for("/api/stations/CP-1", lambda b: b["sessions"] and b["sessions"][0].get("energy_wh") == 1500)
+        detail = hub.wait_for(
+            "/api/stations/CP-1", lambda b: b["sessions"] and b["sessions"][0].get("energy_wh") == 1500
+        )
         assert detail["connector_status"] == {"1": "Charging", "2": "Available"}
         assert [r["reservation_id"] for r in detail["reservations"]] == [made["reservation"]["reservation_id"]]
         sessions = hub.get("/api/stations/CP-1/sessions")["sessions"]
@@ -168,12 +174,24 @@ def test_reservations_are_created_listed_and_cancelled_with_the_token(hub):
     key = hub.add_station("CP-1")
     with boot_station(hub, "CP-1", key) as st:
         status, headers, made = hub.request(
-            "POST", "/api/reservations", token=TOKEN,
-            body={"station_id": "CP-1", "vehicle_id": "V-1", "start": "2099-01-01T10:00:00Z", "end": "2099-01-01T10:40:00Z"})
+            "POST",
+            "/api/reservations",
+            token=TOKEN,
+            body={
+                "station_id": "CP-1",
+                "vehicle_id": "V-1",
+                "start": "2099-01-01T10:00:00Z",
+                "end": "2099-01-01T10:40:00Z",
+            },
+        )
         assert status == 400 and "within" in made["error"]  # 30 days ahead at most
         start = int(time.time()) + 600
-        status, headers, made = hub.request("POST", "/api/reservations", token=TOKEN,
-                                            body={"station_id": "CP-1", "vehicle_id": "V-1", "start": start, "end": start + 2400})
+        status, headers, made = hub.request(
+            "POST",
+            "/api/reservations",
+            token=TOKEN,
+            body={"station_id": "CP-1", "vehicle_id": "V-1", "start": start, "end": start + 2400},
+        )
         assert status == 201, made
         r = made["reservation"]
         assert headers["location"] == "/api/reservations/%d" % r["reservation_id"]
@@ -182,8 +200,12 @@ def test_reservations_are_created_listed_and_cancelled_with_the_token(hub):
         listed = hub.get("/api/reservations")["reservations"]
         assert [x["reservation_id"] for x in listed] == [r["reservation_id"]]
         assert hub.get("/api/reservations?vehicle_id=V-2")["reservations"] == []
-        status, _h, clash = hub.request("POST", "/api/reservations", token=TOKEN,
-                                        body={"station_id": "CP-1", "vehicle_id": "V-2", "start": start + 60, "duration_min": 20})
+        status, _h, clash = hub.request(
+            "POST",
+            "/api/reservations",
+            token=TOKEN,
+            body={"station_id": "CP-1", "vehicle_id": "V-2", "start": start + 60, "duration_min": 20},
+        )
         assert status == 409 and "conflict" in clash["error"] and clash["alternatives"]
         status, _h, gone = hub.request("DELETE", "/api/reservations/%d" % r["reservation_id"], token=TOKEN)
         assert status == 200 and gone["reservation"]["state"] == "cancelled"
@@ -212,7 +234,9 @@ def test_writes_need_the_right_token_and_reads_are_open_on_loopback(hub):
 def test_a_hub_without_a_token_refuses_http_writes(tmp_path):
     with HttpHub(tmp_path, token=None) as h:
         h.add_station("CP-1")
-        status, _h, err = h.request("POST", "/api/reservations", body={"station_id": "CP-1", "vehicle_id": "V", "duration_min": 5})
+        status, _h, err = h.request(
+            "POST", "/api/reservations", body={"station_id": "CP-1", "vehicle_id": "V", "duration_min": 5}
+        )
         assert status == 403 and "--http-token" in err["error"]
 
 
@@ -222,16 +246,56 @@ BAD_REQUESTS = [
     ("POST", "/api/reservations", {"station_id": 7, "vehicle_id": "V", "duration_min": 5}, 400, "station_id"),
     ("POST", "/api/reservations", {"station_id": "CP-1", "vehicle_id": "V", "duration_min": "5"}, 400, "duration_min"),
     ("POST", "/api/reservations", {"station_id": "CP-1", "vehicle_id": "V", "duration_min": True}, 400, "duration_min"),
-    ("POST", "/api/reservations", {"station_id": "CP-1", "vehicle_id": "V", "start": "14:00", "duration_min": 5}, 400, "ISO 8601"),
-    ("POST", "/api/reservations", {"station_id": "CP-1", "vehicle_id": "V", "start": "2030-01-01T14:00:00", "duration_min": 5},
-     400, "UTC offset"),
-    ("POST", "/api/reservations", {"station_id": "CP-1", "vehicle_id": "V", "start": 1.5, "duration_min": 5}, 400, "epoch"),
+    (
+        "POST",
+        "/api/reservations",
+        {"station_id": "CP-1", "vehicle_id": "V", "start": "14:00", "duration_min": 5},
+        400,
+        "ISO 8601",
+    ),
+    (
+        "POST",
+        "/api/reservations",
+        {"station_id": "CP-1", "vehicle_id": "V", "start": "2030-01-01T14:00:00", "duration_min": 5},
+        400,
+        "UTC offset",
+    ),
+    (
+        "POST",
+        "/api/reservations",
+        {"station_id": "CP-1", "vehicle_id": "V", "start": 1.5, "duration_min": 5},
+        400,
+        "epoch",
+    ),
     ("POST", "/api/reservations", {"station_id": "CP-1", "vehicle_id": "V"}, 400, "end or duration_min"),
-    ("POST", "/api/reservations", {"station_id": "CP-1", "vehicle_id": "V", "end": 5, "duration_min": 5}, 400, "not both"),
-    ("POST", "/api/reservations", {"station_id": "CP-1", "vehicle_id": "V", "start": 2000000000, "end": 1999999999},
-     400, "after start"),
-    ("POST", "/api/reservations", {"station_id": "CP-1", "vehicle_id": "V", "duration_min": 5, "colour": "red"}, 400, "unknown field"),
-    ("POST", "/api/reservations", {"station_id": "CP-NOPE", "vehicle_id": "V", "duration_min": 5}, 404, "no station CP-NOPE"),
+    (
+        "POST",
+        "/api/reservations",
+        {"station_id": "CP-1", "vehicle_id": "V", "end": 5, "duration_min": 5},
+        400,
+        "not both",
+    ),
+    (
+        "POST",
+        "/api/reservations",
+        {"station_id": "CP-1", "vehicle_id": "V", "start": 2000000000, "end": 1999999999},
+        400,
+        "after start",
+    ),
+    (
+        "POST",
+        "/api/reservations",
+        {"station_id": "CP-1", "vehicle_id": "V", "duration_min": 5, "colour": "red"},
+        400,
+        "unknown field",
+    ),
+    (
+        "POST",
+        "/api/reservations",
+        {"station_id": "CP-NOPE", "vehicle_id": "V", "duration_min": 5},
+        404,
+        "no station CP-NOPE",
+    ),
     ("DELETE", "/api/reservations/abc", None, 400, "positive integer"),
     ("DELETE", "/api/reservations/99999999999999999999", None, 400, "positive integer"),
     ("DELETE", "/api/reservations/424242", None, 404, "no reservation 424242"),
@@ -257,11 +321,17 @@ def test_bad_requests_get_json_errors_with_the_right_status_never_a_traceback(hu
         status, headers, err = hub.request(method, path, body=body, token=TOKEN)
         assert (status, headers["content-type"]) == (expected, "application/json"), (method, path, body, status, err)
         assert text in err["error"], (method, path, body, err)
-    status, _h, err = hub.request("POST", "/api/reservations", body="station=CP-1", token=TOKEN,
-                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, _h, err = hub.request(
+        "POST",
+        "/api/reservations",
+        body="station=CP-1",
+        token=TOKEN,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert status == 415
-    status, _h, err = hub.request("POST", "/api/reservations", body=b"x" * 70000, token=TOKEN,
-                                  headers={"Content-Type": "application/json"})
+    status, _h, err = hub.request(
+        "POST", "/api/reservations", body=b"x" * 70000, token=TOKEN, headers={"Content-Type": "application/json"}
+    )
     assert status == 413
     assert hub.get("/api/health")["status"] == "ok"  # still serving
 
@@ -272,8 +342,9 @@ def test_vehicles_are_listed_with_their_last_position(hub):
         sent = int(time.time())
         v.send(K.POSITION, -12.25, -38.95, sent, 0.42)
         body = hub.wait_for("/api/vehicles", lambda b: b["vehicles"] and b["vehicles"][0]["lat"] is not None)
-        assert body["vehicles"] == [{"id": "V-1", "lat": -12.25, "lon": -38.95, "time": sent,
-                                     "soc": 0.42, "connected": True}]
+        assert body["vehicles"] == [
+            {"id": "V-1", "lat": -12.25, "lon": -38.95, "time": sent, "soc": 0.42, "connected": True}
+        ]
         assert hub.get("/api/vehicles/V-1")["lat"] == -12.25
     hub.add_vehicle("V-2")
     assert hub.get("/api/vehicles/V-2")["lat"] is None  # provisioned, never reported
@@ -282,7 +353,9 @@ def test_vehicles_are_listed_with_their_last_position(hub):
 def _parse_prometheus(text):
     """{name{labels}: value}; asserts the exposition format (HELP/TYPE before samples, valid lines)."""
     samples, typed = {}, set()
-    sample_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*")*\})? (\S+)$')
+    sample_re = re.compile(
+        r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*")*\})? (\S+)$'
+    )
     for line in text.splitlines():
         if line.startswith("# TYPE "):
             _h, _t, name, kind = line.split(" ")
@@ -304,8 +377,12 @@ def test_health_and_prometheus_metrics_count_links_messages_reservations_session
         now = int(time.time())
         st.request(K.SESSION_START, "S-1", 1, "V-1", None, 0, now)
         st.request(K.SESSION_END, "S-1", 1, "V-1", None, 2500, now, now + 30, "Complete")
-        status, _h, _b = hub.request("POST", "/api/reservations", token=TOKEN,
-                                     body={"station_id": "CP-1", "vehicle_id": "V-1", "start": now + 3600, "duration_min": 30})
+        status, _h, _b = hub.request(
+            "POST",
+            "/api/reservations",
+            token=TOKEN,
+            body={"station_id": "CP-1", "vehicle_id": "V-1", "start": now + 3600, "duration_min": 30},
+        )
         assert status == 201
         health = hub.get("/api/health")
         assert health["status"] == "ok" and health["links"] == {"station": 1} and health["stations_online"] == 1
@@ -328,9 +405,16 @@ def test_openapi_describes_exactly_the_served_endpoints(hub):
     spec = hub.get("/api/openapi.json")
     assert spec["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
-    fake = types.SimpleNamespace(loop=None, config={"http": "127.0.0.1:0", "db": hub.db, "open_loopback_reads": True,
-                                                     "speedup": 1.0}, events=EventBus(None), clock=time.time,
-                                 router=None, gateway=None, book=None, tracker_last={})
+    fake = types.SimpleNamespace(
+        loop=None,
+        config={"http": "127.0.0.1:0", "db": hub.db, "open_loopback_reads": True, "speedup": 1.0},
+        events=EventBus(None),
+        clock=time.time,
+        router=None,
+        gateway=None,
+        book=None,
+        tracker_last={},
+    )
     app = HttpApp(fake)
     try:
         served = {(r.method, r.template) for r in app.server.routes}

@@ -31,8 +31,12 @@ def test_the_stream_carries_status_changes_reservations_sessions_and_meter_value
             _id, _k, busy = events.next(("station",), where=lambda d: d["status"] == "Occupied")
             assert busy["previous_status"] == "Available" and busy["connector_status"] == {"1": "Charging"}
             start = int(time.time()) + 7200
-            status, _h, made = hub.request("POST", "/api/reservations", token=TOKEN,
-                                           body={"station_id": "CP-1", "vehicle_id": "V-7", "start": start, "duration_min": 30})
+            status, _h, made = hub.request(
+                "POST",
+                "/api/reservations",
+                token=TOKEN,
+                body={"station_id": "CP-1", "vehicle_id": "V-7", "start": start, "duration_min": 30},
+            )
             assert status == 201
             _id, _k, res = events.next(("reservation",))
             assert res == dict(made["reservation"])
@@ -83,8 +87,12 @@ def test_a_client_can_ask_for_some_event_types_only(hub):
     only = SseClient(hub.http_port, "/api/events?types=reservation")
     try:
         with boot_station(hub, "CP-1", key):
-            status, _h, _b = hub.request("POST", "/api/reservations", token=TOKEN,
-                                         body={"station_id": "CP-1", "vehicle_id": "V-1", "duration_min": 10})
+            status, _h, _b = hub.request(
+                "POST",
+                "/api/reservations",
+                token=TOKEN,
+                body={"station_id": "CP-1", "vehicle_id": "V-1", "duration_min": 10},
+            )
             assert status == 201
             _id, kind, _d = only.next()
             assert kind == "reservation" and [e[1] for e in only.seen] == ["reservation"]

@@ -33,7 +33,9 @@ def stations(hub, expect=None, timeout=5):
     """The hub's station list; waits (bounded) until `expect(listing)` holds, if given."""
     deadline = time.monotonic() + timeout
     while True:
-        listing = {s["id"]: s for s in json.loads(evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json").stdout)}
+        listing = {
+            s["id"]: s for s in json.loads(evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json").stdout)
+        }
         if expect is None or expect(listing) or time.monotonic() > deadline:
             return listing
         time.sleep(0.2)
@@ -143,7 +145,9 @@ def test_reservations_and_keys_survive_kill_9_of_the_hub(hub):
     token = hub.add_vehicle("V-1")
     start = int(time.time()) + 600
     with HubClient(hub.url, "vehicle", "V-1", token) as v:
-        acked = [v.request(K.RESERVE, "CP-1", start + i * 3600, start + i * 3600 + 1800)[1][1] for i in range(3)]  # the cap
+        acked = [
+            v.request(K.RESERVE, "CP-1", start + i * 3600, start + i * 3600 + 1800)[1][1] for i in range(3)
+        ]  # the cap
     hub.kill9()
     hub.restart()
     with HubClient(hub.url, "vehicle", "V-1", token) as v:
@@ -232,7 +236,10 @@ def test_a_station_cannot_close_another_stations_session(hub):
     import sqlite3
 
     con = sqlite3.connect(hub.db)
-    assert con.execute("SELECT station_id, energy_wh FROM sessions WHERE session_id = 'S-ONE'").fetchone() == ("CP-1", 500)
+    assert con.execute("SELECT station_id, energy_wh FROM sessions WHERE session_id = 'S-ONE'").fetchone() == (
+        "CP-1",
+        500,
+    )
     con.close()
 
 
@@ -276,8 +283,9 @@ def test_an_unauthenticated_link_may_not_send_large_frames(hub):
     s.close()
 
 
-@pytest.mark.parametrize("filters", [{"eta_min": "abc"}, {"min_kw": "x"}, {"available": 1}, {"colour": "red"},
-                                     {"eta_min": float("inf")}])
+@pytest.mark.parametrize(
+    "filters", [{"eta_min": "abc"}, {"min_kw": "x"}, {"available": 1}, {"colour": "red"}, {"eta_min": float("inf")}]
+)
 def test_bad_nearest_filters_get_a_bad_field_error_not_an_internal_one(hub, filters):
     token = hub.add_vehicle("V-1")
     with HubClient(hub.url, "vehicle", "V-1", token) as v:

@@ -45,8 +45,28 @@ VALID = [
     [K.HELLO, 11, 1, "vehicle", "V-1", b"n" * 16],
     [K.AUTH, 12, b"p" * 32],
 ]
-ODD_VALUES = [None, True, False, 0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 1e308, float("nan"), float("inf"), "", "x" * 300,
-              b"", b"\x00" * 64, [], [1, [2, [3]]], {}, {"k": "v"}, {1: 2}]
+ODD_VALUES = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    2**64 - 1,
+    1e308,
+    float("nan"),
+    float("inf"),
+    "",
+    "x" * 300,
+    b"",
+    b"\x00" * 64,
+    [],
+    [1, [2, [3]]],
+    {},
+    {"k": "v"},
+    {1: 2},
+]
 
 
 def mutate(rng):
@@ -136,7 +156,8 @@ def test_hundred_thousand_hostile_frames_leave_the_hub_up_and_other_links_served
         fuzz_key = hub.add_station("CP-FUZZ", connectors=2)
         # One hostile link is a station (its kinds reach the registry), the others vehicles.
         peers = [("station", "CP-FUZZ", fuzz_key)] + [
-            ("vehicle", "V-%d" % i, hub.add_vehicle("V-%d" % i)) for i in range(LINKS - 1)]
+            ("vehicle", "V-%d" % i, hub.add_vehicle("V-%d" % i)) for i in range(LINKS - 1)
+        ]
         good_token = hub.add_vehicle("V-GOOD")
         good = HubClient(hub.url, "vehicle", "V-GOOD", good_token).connect()
         station = HubClient(hub.url, "station", "CP-1", key).connect()
@@ -150,8 +171,9 @@ def test_hundred_thousand_hostile_frames_leave_the_hub_up_and_other_links_served
             while n < per_link:
                 client = HubClient(hub.url, role, peer_id, secret).connect()
                 stop, closed, barrier, counts = threading.Event(), threading.Event(), threading.Event(), {"errors": 0}
-                reader = threading.Thread(target=_drain, args=(client.sock, client.framer, stop, counts, closed, barrier),
-                                          daemon=True)
+                reader = threading.Thread(
+                    target=_drain, args=(client.sock, client.framer, stop, counts, closed, barrier), daemon=True
+                )
                 client.sock.settimeout(None)
                 reader.start()
                 seal = client.framer.seal
@@ -209,9 +231,13 @@ def test_hundred_thousand_hostile_frames_leave_the_hub_up_and_other_links_served
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.binary(max_size=20),
-                    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
-                    max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.binary(max_size=20),
+        lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+        max_leaves=20,
+    )
+)
 def test_any_decoded_object_is_either_a_valid_message_or_a_protocol_error(obj):
     try:
         kind, seq, fields = parse(obj)

@@ -61,8 +61,17 @@ def test_a_world_readable_store_is_refused_with_one_line_naming_the_file_and_the
     assert serve.returncode == 2
     lines = serve.stderr.strip().splitlines()
     assert len(lines) == 1 and "chmod 600 %s" % db in lines[0] and "Traceback" not in serve.stderr, serve.stderr
-    add = evhub("vehicles", "add", "--id", "V-1", "--db", db, cwd=str(tmp_path), env={"EVHUB_CONFIG_DIR": str(tmp_path)},
-                check=False)
+    add = evhub(
+        "vehicles",
+        "add",
+        "--id",
+        "V-1",
+        "--db",
+        db,
+        cwd=str(tmp_path),
+        env={"EVHUB_CONFIG_DIR": str(tmp_path)},
+        check=False,
+    )
     assert add.returncode == 2 and "chmod 600 %s" % db in add.stderr and add.stdout == ""
     for reader in (("reservations", "list"), ("sessions", "export")):  # read-only readers refuse it too
         res = evhub(*reader, "--db", db, cwd=str(tmp_path), check=False)
@@ -94,8 +103,9 @@ def test_credentials_are_0600_over_an_old_0644_file_and_its_tmp(tmp_path):
     os.chmod(creds, 0o644)
     os.chmod(conf / "credentials.json.tmp", 0o644)
     with umask(0o022):
-        token = evhub("vehicles", "add", "--id", "V-1", "--db", tmp_path / "hub.db",
-                      env={"EVHUB_CONFIG_DIR": str(conf)}).stdout.strip()
+        token = evhub(
+            "vehicles", "add", "--id", "V-1", "--db", tmp_path / "hub.db", env={"EVHUB_CONFIG_DIR": str(conf)}
+        ).stdout.strip()
     assert mode(creds) == 0o600 and not os.path.exists(str(creds) + ".tmp")
     assert json.loads(creds.read_text()) == {"vehicle:V-1": token}
 
@@ -141,12 +151,24 @@ def test_the_operator_needs_the_key_the_hub_wrote_at_its_first_start(tmp_path):
             HubClient(hub.url, "operator", "operator", b"").connect()  # what any local user did before
         with pytest.raises(HubError):
             HubClient(hub.url, "operator", "operator", "0" * 32).connect()
-        listed = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json", env={"EVHUB_OPERATOR_KEY_FILE": ""})
+        listed = evhub(
+            "stations", "list", "--hub", hub.url, "--db", hub.db, "--json", env={"EVHUB_OPERATOR_KEY_FILE": ""}
+        )
         assert [s["id"] for s in json.loads(listed.stdout)] == ["CP-1"]
         wrong = evhub("stations", "list", "--hub", hub.url, env={"EVHUB_OPERATOR_KEY": "f" * 32}, check=False)
-        assert wrong.returncode == EXIT_DENIED and "refused operator" in wrong.stderr and "Traceback" not in wrong.stderr
-        missing = evhub("stations", "list", "--hub", hub.url, "--db", tmp_path / "other.db",
-                        env={"EVHUB_OPERATOR_KEY_FILE": ""}, check=False)
+        assert (
+            wrong.returncode == EXIT_DENIED and "refused operator" in wrong.stderr and "Traceback" not in wrong.stderr
+        )
+        missing = evhub(
+            "stations",
+            "list",
+            "--hub",
+            hub.url,
+            "--db",
+            tmp_path / "other.db",
+            env={"EVHUB_OPERATOR_KEY_FILE": ""},
+            check=False,
+        )
         assert missing.returncode == EXIT_DENIED and "no operator key at" in missing.stderr
         first_key = open(hub.db + ".operator-key").read()
         hub.stop()
@@ -186,28 +208,50 @@ def test_tokens_keys_and_wifi_come_from_files_or_the_environment(tmp_path):
         assert "no reservations" in res.stdout
         res = evhub("vehicle", "--id", "V-1", "--hub", hub.url, "reservations", env=dict(empty, EVHUB_TOKEN=token))
         assert "no reservations" in res.stdout
-        bad = evhub("vehicle", "--id", "V-1", "--hub", hub.url, "--token-file", tmp_path / "absent", "reservations",
-                    env=empty, check=False)
+        bad = evhub(
+            "vehicle",
+            "--id",
+            "V-1",
+            "--hub",
+            hub.url,
+            "--token-file",
+            tmp_path / "absent",
+            "reservations",
+            env=empty,
+            check=False,
+        )
         assert bad.returncode == 2 and "cannot read --token-file" in bad.stderr
     key_file, wifi_file = tmp_path / "key", tmp_path / "wifi"
     key_file.write_text(KEY + "\n")
     wifi_file.write_text("depot:pass word:x\n")
     out = tmp_path / "board"
-    evhub("bundle", out, "--id", "CP-B", "--key-file", key_file, "--hub", "tcp://127.0.0.1:7878", "--wifi-file", wifi_file)
+    evhub(
+        "bundle", out, "--id", "CP-B", "--key-file", key_file, "--hub", "tcp://127.0.0.1:7878", "--wifi-file", wifi_file
+    )
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["key"] == KEY and cfg["wifi"] == {"ssid": "depot", "password": "pass word:x"}
-    evhub("bundle", out, "--id", "CP-B", "--hub", "tcp://127.0.0.1:7878",
-          env={"EVHUB_KEY": "ab" * 16, "EVHUB_WIFI": "home:password1"})
+    evhub(
+        "bundle",
+        out,
+        "--id",
+        "CP-B",
+        "--hub",
+        "tcp://127.0.0.1:7878",
+        env={"EVHUB_KEY": "ab" * 16, "EVHUB_WIFI": "home:password1"},
+    )
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["key"] == "ab" * 16 and cfg["wifi"] == {"ssid": "home", "password": "password1"}
 
 
-@pytest.mark.parametrize("command, flags", [
-    ("serve", ("--http-token", "--http-token-file", "EVHUB_HTTP_TOKEN")),
-    ("vehicle", ("--token", "--token-file", "EVHUB_TOKEN")),
-    ("bundle", ("--key", "--key-file", "EVHUB_KEY", "--wifi", "--wifi-file", "EVHUB_WIFI")),
-    ("chargepoint", ("--key", "--key-file", "EVHUB_KEY")),
-])
+@pytest.mark.parametrize(
+    "command, flags",
+    [
+        ("serve", ("--http-token", "--http-token-file", "EVHUB_HTTP_TOKEN")),
+        ("vehicle", ("--token", "--token-file", "EVHUB_TOKEN")),
+        ("bundle", ("--key", "--key-file", "EVHUB_KEY", "--wifi", "--wifi-file", "EVHUB_WIFI")),
+        ("chargepoint", ("--key", "--key-file", "EVHUB_KEY")),
+    ],
+)
 def test_help_offers_a_file_and_an_environment_variable_and_says_the_flag_is_visible(command, flags):
     text = " ".join(evhub(command, "--help").stdout.split())
     for flag in flags:
@@ -220,8 +264,18 @@ def test_help_offers_a_file_and_an_environment_variable_and_says_the_flag_is_vis
 
 def test_http_on_a_non_loopback_address_without_a_token_is_refused(tmp_path):
     # Refused before anything binds: nothing listens off loopback during the test.
-    res = evhub("serve", "--listen", "tcp://127.0.0.1:0", "--db", tmp_path / "hub.db", "--http", "0.0.0.0:0",
-                cwd=str(tmp_path), check=False, timeout=30)
+    res = evhub(
+        "serve",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--db",
+        tmp_path / "hub.db",
+        "--http",
+        "0.0.0.0:0",
+        cwd=str(tmp_path),
+        check=False,
+        timeout=30,
+    )
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "--http-insecure-reads" in lines[0] and "--http-token-file" in lines[0], res.stderr
@@ -233,9 +287,15 @@ def test_http_on_a_non_loopback_address_without_a_token_is_refused(tmp_path):
 def test_the_console_shows_terminal_escapes_from_the_wire_escaped(tmp_path):
     evil = "\x1b]0;pwned\x07\x1b[2J\u202eCP-1"
     line = 'raw ["error", 3, 1, %s]\nquit\n' % json.dumps(evil)
-    res = subprocess.run([sys.executable, "-m", "tools.cli", "console", "loop://", "--db", str(tmp_path / "none.db")],
-                         input=line, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
-                         timeout=20)
+    res = subprocess.run(
+        [sys.executable, "-m", "tools.cli", "console", "loop://", "--db", str(tmp_path / "none.db")],
+        input=line,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert res.returncode == 0, res.stderr
     assert "<- error" in res.stdout
     assert not any(c in res.stdout for c in "\x1b\x07\u202e"), repr(res.stdout)

@@ -27,6 +27,7 @@ def board(tmp_path_factory):
     """A MICROPYPATH entry holding transport/*.mpy."""
     return [compile_package(tmp_path_factory.mktemp("board"), "transport", exclude=CPYTHON_ADAPTER)]
 
+
 BOARD_MODULES = [
     "transport.compat",
     "transport.errors",
@@ -152,7 +153,10 @@ def random_value(rng, depth=0):
         return rng.randbytes(rng.choice([0, 1, 17, 255, 256]))
     if kind in (7, 8):
         return [random_value(rng, depth + 1) for _ in range(rng.choice([0, 2, 15, 16]))]
-    return {rng.choice([rng.randrange(-1000, 1000), "k%d" % rng.randrange(100)]): random_value(rng, depth + 1) for _ in range(rng.randrange(6))}
+    return {
+        rng.choice([rng.randrange(-1000, 1000), "k%d" % rng.randrange(100)]): random_value(rng, depth + 1)
+        for _ in range(rng.randrange(6))
+    }
 
 
 def test_golden_vectors_pack_and_unpack_identically_under_micropython_with_64k_heap(tmp_path, board):
@@ -529,10 +533,22 @@ def test_the_private_kind_constants_of_board_modules_match_the_table():
         assert getattr(session, "_" + name) == getattr(K, name), name
     for name in ("HELLO", "CHALLENGE", "AUTH", "WELCOME"):
         assert getattr(serversession, "_" + name) == getattr(K, name), name
-    replies = ("ACK", "ERROR", "PONG", "WELCOME", "NEAREST_RESULT", "RESERVE_RESULT", "RESERVATIONS", "STATIONS", "STATS",
-               "SESSIONS")
+    replies = (
+        "ACK",
+        "ERROR",
+        "PONG",
+        "WELCOME",
+        "NEAREST_RESULT",
+        "RESERVE_RESULT",
+        "RESERVATIONS",
+        "STATIONS",
+        "STATS",
+        "SESSIONS",
+    )
     assert session._REPLY_KINDS == tuple(getattr(K, n) for n in replies)
-    assert {K.kind_name(k): f.__name__ for k, f in HANDLERS.items()} == {f.__name__: f.__name__ for f in HANDLERS.values()}
+    assert {K.kind_name(k): f.__name__ for k, f in HANDLERS.items()} == {
+        f.__name__: f.__name__ for f in HANDLERS.values()
+    }
 
 
 SILENCE_CHECK = """

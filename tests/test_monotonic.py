@@ -1,7 +1,6 @@
 """transport.compat.monotonic_ms on MicroPython: ticks_ms wraps (2**30 ms on the ESP32, ~12.4 days), the
 clock built on it must not. Driven by a fake tick counter, under CPython and the real interpreter."""
 
-
 from fw_mp import REPO, run
 from transport.compat import TicksClock
 

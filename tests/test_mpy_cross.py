@@ -17,8 +17,13 @@ def test_the_board_file_list_covers_the_wire_core_and_skips_the_cpython_adapters
     files = board_modules()
     for name in ("purepack", "codec", "framing", "compat", "errors", "kinds", "messages", "session"):
         assert "transport/%s.py" % name in files
-    for cpython_only in ("firmware/runner.py", "transport/huburl.py", "transport/tableviews.py",
-                         "transport/serversession.py", "transport/codec_c.py"):
+    for cpython_only in (
+        "firmware/runner.py",
+        "transport/huburl.py",
+        "transport/tableviews.py",
+        "transport/serversession.py",
+        "transport/codec_c.py",
+    ):
         assert cpython_only not in files
 
 

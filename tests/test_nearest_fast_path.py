@@ -100,17 +100,32 @@ def test_the_fast_path_notes_the_peer_is_alive_as_receive_does():
     assert out and link.session.tick() == []
 
 
-values = st.one_of(st.none(), st.booleans(), st.integers(-2**33, 2**33), st.floats(allow_nan=True),
-                   st.text(max_size=3), st.dictionaries(st.sampled_from(["available", "min_kw", "eta_min", "x"]),
-                                                        st.one_of(st.booleans(), st.integers(0, 100), st.none())))
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**33), 2**33),
+    st.floats(allow_nan=True),
+    st.text(max_size=3),
+    st.dictionaries(
+        st.sampled_from(["available", "min_kw", "eta_min", "x"]),
+        st.one_of(st.booleans(), st.integers(0, 100), st.none()),
+    ),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(msg=st.lists(values, min_size=0, max_size=8), kind_nearest=st.booleans(),
-       lat=st.floats(-12.5, -11.9), lon=st.floats(-38.1, -37.9), k=st.integers(-2, 20))
+@given(
+    msg=st.lists(values, min_size=0, max_size=8),
+    kind_nearest=st.booleans(),
+    lat=st.floats(-12.5, -11.9),
+    lon=st.floats(-38.1, -37.9),
+    k=st.integers(-2, 20),
+)
 def test_random_messages_get_the_same_answers_on_both_paths(msg, kind_nearest, lat, lon, k):
     if kind_nearest:
-        msg = [NEAREST] + msg[:1] + [lat, lon, k if k <= 20 else 51] + msg[1:]  # replies past ~40 stations exceed a frame
+        msg = (
+            [NEAREST] + msg[:1] + [lat, lon, k if k <= 20 else 51] + msg[1:]
+        )  # replies past ~40 stations exceed a frame
     assert run([msg], True) == run([msg], False)
 
 
@@ -129,7 +144,15 @@ def test_a_station_packed_in_halves_around_its_distance_is_the_codec_packing_of_
     v = router.registry_view[sid]
     _v, head, tail = router._pack_station(sid, v)
     entry = head + packb(1.25) + tail
-    expect = {"id": sid, "lat": v.lat, "lon": v.lon, "distance_km": 1.25, "status": v.status,
-              "free_in_min": v.free_in_min, "connectors": v.connectors, "max_kw": v.max_kw}
+    expect = {
+        "id": sid,
+        "lat": v.lat,
+        "lon": v.lon,
+        "distance_km": 1.25,
+        "status": v.status,
+        "free_in_min": v.free_in_min,
+        "connectors": v.connectors,
+        "max_kw": v.max_kw,
+    }
     assert unpackb(entry) == expect
     assert entry == packb(expect)  # the map header counts every pair, in the order the general path packs them

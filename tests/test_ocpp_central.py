@@ -35,8 +35,12 @@ EV = {"max_kw": 11.0}
 
 
 def start_central(tmp_path, hub, *listen_args):
-    central = LoggedProcess([sys.executable, "-m", "tools.cli", "ocpp", "--db", hub.db, "--hub", hub.url] + list(listen_args),
-                            tmp_path / "ocpp.log", cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=REPO))
+    central = LoggedProcess(
+        [sys.executable, "-m", "tools.cli", "ocpp", "--db", hub.db, "--hub", hub.url] + list(listen_args),
+        tmp_path / "ocpp.log",
+        cwd=str(tmp_path),
+        env=dict(os.environ, PYTHONPATH=REPO),
+    )
     try:
         m = wait_for(lambda: LISTEN_RE.search(central.output()), 20, "the central system")
     except AssertionError:
@@ -82,11 +86,24 @@ class Charger(ChargePoint):
         again = await self.call(start)  # a replay after a lost answer: the same transaction id
         assert again.transaction_id == first.transaction_id
         await self.call(call.StatusNotification(connector_id=connector, error_code="NoError", status="Charging"))
-        await self.call(call.MeterValues(connector_id=connector, transaction_id=first.transaction_id, meter_value=[
-            {"timestamp": iso(t0 + 1), "sampledValue": [{"value": "1.75", "unit": "kWh"},
-                                                        {"value": "7.2", "unit": "kW", "measurand": "Power.Active.Import"}]}]))
-        stop = call.StopTransaction(meter_stop=4500, timestamp=iso(t0 + 2), transaction_id=first.transaction_id,
-                                    reason="EVDisconnected")
+        await self.call(
+            call.MeterValues(
+                connector_id=connector,
+                transaction_id=first.transaction_id,
+                meter_value=[
+                    {
+                        "timestamp": iso(t0 + 1),
+                        "sampledValue": [
+                            {"value": "1.75", "unit": "kWh"},
+                            {"value": "7.2", "unit": "kW", "measurand": "Power.Active.Import"},
+                        ],
+                    }
+                ],
+            )
+        )
+        stop = call.StopTransaction(
+            meter_stop=4500, timestamp=iso(t0 + 2), transaction_id=first.transaction_id, reason="EVDisconnected"
+        )
         await self.call(stop)
         await self.call(stop)  # replayed from the offline queue: recorded once
         await self.call(call.StatusNotification(connector_id=connector, error_code="NoError", status="Finishing"))
@@ -102,12 +119,17 @@ def basic(user, password):
 
 
 async def run_charger(url, station_id, key, vehicle_done, ssl_context=None):
-    async with connect("%s/%s" % (url, station_id), subprotocols=["ocpp1.6"], ssl=ssl_context,
-                       additional_headers=basic(station_id, key)) as ws:
+    async with connect(
+        "%s/%s" % (url, station_id),
+        subprotocols=["ocpp1.6"],
+        ssl=ssl_context,
+        additional_headers=basic(station_id, key),
+    ) as ws:
         cp = Charger(station_id, ws)
         runner = asyncio.create_task(cp.start())
-        await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22",
-                                            firmware_version="4.2"))
+        await cp.call(
+            call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22", firmware_version="4.2")
+        )
         await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
         await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))  # car plugged
         while cp.started is None and not vehicle_done.is_set():
@@ -161,10 +183,13 @@ def test_a_vehicle_starts_an_ocpp_charger_remotely_and_gets_complete_with_its_en
     assert "Traceback" not in central.output() and "Traceback" not in hub.log()
 
 
-@pytest.mark.parametrize("who, password, status", [("CP-OCPP", "wrong-key", 401), ("CP-NOBODY", "x", 404),
-                                                    ("CP-OCPP", None, 401), ("CP-BOARD", "KEY", 404)])
+@pytest.mark.parametrize(
+    "who, password, status",
+    [("CP-OCPP", "wrong-key", 401), ("CP-NOBODY", "x", 404), ("CP-OCPP", None, 401), ("CP-BOARD", "KEY", 404)],
+)
 def test_a_charger_with_a_wrong_key_an_unknown_id_or_not_provisioned_for_ocpp_is_refused_at_the_upgrade(
-        hub_and_central, who, password, status):
+    hub_and_central, who, password, status
+):
     hub, central, url = hub_and_central
     key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
     assert len(key) == 20 and key.isalnum()  # a Basic-auth password an OCPP charger can hold
@@ -188,18 +213,29 @@ def test_security_profile_2_serves_wss_and_a_charger_that_trusts_the_certificate
 
     with HubProcess(tmp_path) as hub:
         key = hub.add_station("CP-TLS", connectors=1, protocol="ocpp1.6")
-        central, url = start_central(tmp_path, hub, "--listen", "wss://127.0.0.1:0", "--tls-cert",
-                                     os.path.join(TLS_DIR, "hub.crt"), "--tls-key", os.path.join(TLS_DIR, "hub.key"))
+        central, url = start_central(
+            tmp_path,
+            hub,
+            "--listen",
+            "wss://127.0.0.1:0",
+            "--tls-cert",
+            os.path.join(TLS_DIR, "hub.crt"),
+            "--tls-key",
+            os.path.join(TLS_DIR, "hub.key"),
+        )
         try:
             assert url.startswith("wss://") and "Security Profile 2" in central.output()
             trust = ssl.create_default_context(cafile=os.path.join(TLS_DIR, "hub.crt"))
 
             async def boot():
-                async with connect("%s/CP-TLS" % url, subprotocols=["ocpp1.6"], ssl=trust,
-                                   additional_headers=basic("CP-TLS", key)) as ws:
+                async with connect(
+                    "%s/CP-TLS" % url, subprotocols=["ocpp1.6"], ssl=trust, additional_headers=basic("CP-TLS", key)
+                ) as ws:
                     cp = ChargePoint("CP-TLS", ws)
                     runner = asyncio.create_task(cp.start())
-                    result = await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="DC 50"))
+                    result = await cp.call(
+                        call.BootNotification(charge_point_vendor="ACME", charge_point_model="DC 50")
+                    )
                     runner.cancel()
                     return result.status
 
@@ -224,17 +260,24 @@ def test_evhub_serve_with_ocpp_runs_the_central_system_and_a_vehicle_finds_the_c
         url = "ws://127.0.0.1:%s" % wait_for(lambda: LISTEN_RE.search(hub.log()), 10, "the OCPP listener").group(2)
 
         async def charger():
-            async with connect("%s/CP-IN" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-IN", key)) as ws:
+            async with connect(
+                "%s/CP-IN" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-IN", key)
+            ) as ws:
                 cp = ChargePoint("CP-IN", ws)
                 runner = asyncio.create_task(cp.start())
                 await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Twin"))
                 for connector in (1, 2):
-                    await cp.call(call.StatusNotification(connector_id=connector, error_code="NoError", status="Available"))
+                    await cp.call(
+                        call.StatusNotification(connector_id=connector, error_code="NoError", status="Available")
+                    )
                 with HubClient(hub.url, "vehicle", "V-9", token) as v:
                     _k, (found,) = await asyncio.to_thread(v.request, K.NEAREST, -12.25, -38.95, 3, None)
                     for connector in (1, 2):  # both paused by the charger (its power budget): busy
-                        await cp.call(call.StatusNotification(connector_id=connector, error_code="NoError",
-                                                              status="SuspendedEVSE"))
+                        await cp.call(
+                            call.StatusNotification(
+                                connector_id=connector, error_code="NoError", status="SuspendedEVSE"
+                            )
+                        )
                     _k, (busy,) = await asyncio.to_thread(v.request, K.NEAREST, -12.25, -38.95, 3, None)
                 runner.cancel()
                 return found, busy
@@ -257,11 +300,15 @@ def test_authorize_is_answered_from_the_id_tag_table_and_a_removed_vehicles_card
     evhub("vehicles", "remove", "V-GONE", "--db", hub.db, cwd=hub.tmp, env=hub.env)
 
     async def authorize():
-        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+        async with connect(
+            "%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)
+        ) as ws:
             cp = ChargePoint("CP-OCPP", ws)
             runner = asyncio.create_task(cp.start())
-            answers = [(await cp.call(call.Authorize(id_tag=tag))).id_tag_info["status"]
-                       for tag in ("CARD-1", "Card-2", "NEVER-SEEN")]
+            answers = [
+                (await cp.call(call.Authorize(id_tag=tag))).id_tag_info["status"]
+                for tag in ("CARD-1", "Card-2", "NEVER-SEEN")
+            ]
             runner.cancel()
             return answers
 
@@ -269,7 +316,8 @@ def test_authorize_is_answered_from_the_id_tag_table_and_a_removed_vehicles_card
 
 
 def test_a_reservation_reaches_the_charger_as_reserve_now_at_its_start_and_the_holder_charges_to_complete(
-        hub_and_central):
+    hub_and_central,
+):
     """ReserveNow when the window opens (not at booking), then the holder's remote start: RemoteStartTransaction,
     StartTransaction with the reservationId, meter values, StopTransaction, COMPLETE with the energy."""
     hub, central, url = hub_and_central
@@ -288,22 +336,44 @@ def test_a_reservation_reaches_the_charger_as_reserve_now_at_its_start_and_the_h
 
         async def transaction(self, id_tag, connector):
             t0 = int(time.time())
-            first = await self.call(call.StartTransaction(connector_id=connector, id_tag=id_tag, meter_start=500,
-                                                          timestamp=iso(t0), reservation_id=self.reservation))
-            await self.call(call.MeterValues(connector_id=connector, transaction_id=first.transaction_id, meter_value=[
-                {"timestamp": iso(t0 + 1), "sampledValue": [{"value": "900"}]}]))
-            await self.call(call.StopTransaction(meter_stop=2700, timestamp=iso(t0 + 600), transaction_id=first.transaction_id,
-                                                 reason="EVDisconnected"))
+            first = await self.call(
+                call.StartTransaction(
+                    connector_id=connector,
+                    id_tag=id_tag,
+                    meter_start=500,
+                    timestamp=iso(t0),
+                    reservation_id=self.reservation,
+                )
+            )
+            await self.call(
+                call.MeterValues(
+                    connector_id=connector,
+                    transaction_id=first.transaction_id,
+                    meter_value=[{"timestamp": iso(t0 + 1), "sampledValue": [{"value": "900"}]}],
+                )
+            )
+            await self.call(
+                call.StopTransaction(
+                    meter_stop=2700,
+                    timestamp=iso(t0 + 600),
+                    transaction_id=first.transaction_id,
+                    reason="EVDisconnected",
+                )
+            )
             return first.transaction_id
 
     async def charger(start):
-        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+        async with connect(
+            "%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)
+        ) as ws:
             cp = Reservable("CP-OCPP", ws)
             runner = asyncio.create_task(cp.start())
             await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22"))
             await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
             with HubClient(hub.url, "vehicle", "V-R", token) as v:
-                _k, (ok, rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", start, start + 1800)
+                _k, (ok, rid, _alts, reason) = await asyncio.to_thread(
+                    v.request, K.RESERVE, "CP-OCPP", start, start + 1800
+                )
                 assert ok, reason
                 assert not got, "ReserveNow went out before the window opened"
                 deadline = time.monotonic() + 15
@@ -337,8 +407,9 @@ def test_a_reservation_reaches_the_charger_as_reserve_now_at_its_start_and_the_h
 
 
 async def _raw(url, station_id, key):
-    return await connect("%s/%s" % (url, station_id), subprotocols=["ocpp1.6"], additional_headers=basic(station_id, key),
-                         max_size=None)
+    return await connect(
+        "%s/%s" % (url, station_id), subprotocols=["ocpp1.6"], additional_headers=basic(station_id, key), max_size=None
+    )
 
 
 def test_schema_invalid_calls_get_1_6_call_errors_and_the_connection_stays(hub_and_central):
@@ -350,11 +421,17 @@ def test_schema_invalid_calls_get_1_6_call_errors_and_the_connection_stays(hub_a
     async def probe():
         ws = await _raw(url, "CP-OCPP", key)
         answers = []
-        for frame in ([2, "a1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available",
-                                                       "bogus": 1}],
-                      [2, "a2", "StatusNotification", {"connectorId": "one", "errorCode": "NoError", "status": "Available"}],
-                      [2, "a3", "FlyToTheMoon", {}],
-                      [2, "a4", "Heartbeat", {}]):
+        for frame in (
+            [
+                2,
+                "a1",
+                "StatusNotification",
+                {"connectorId": 1, "errorCode": "NoError", "status": "Available", "bogus": 1},
+            ],
+            [2, "a2", "StatusNotification", {"connectorId": "one", "errorCode": "NoError", "status": "Available"}],
+            [2, "a3", "FlyToTheMoon", {}],
+            [2, "a4", "Heartbeat", {}],
+        ):
             await ws.send(json.dumps(frame))
             answers.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
         await ws.close()
@@ -439,7 +516,9 @@ def test_reserve_now_is_sent_again_when_the_charger_reconnects_inside_the_window
             return call_result.ReserveNow(status="Accepted")
 
     async def session(reserve_at=None):
-        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+        async with connect(
+            "%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)
+        ) as ws:
             cp = Reservable("CP-OCPP", ws)
             runner = asyncio.create_task(cp.start())
             await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22"))
@@ -447,8 +526,9 @@ def test_reserve_now_is_sent_again_when_the_charger_reconnects_inside_the_window
             seen = len(got)
             if reserve_at is not None:
                 with HubClient(hub.url, "vehicle", "V-R", token) as v:
-                    _k, (ok, _rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", reserve_at,
-                                                                            reserve_at + 1800)
+                    _k, (ok, _rid, _alts, reason) = await asyncio.to_thread(
+                        v.request, K.RESERVE, "CP-OCPP", reserve_at, reserve_at + 1800
+                    )
                 assert ok, reason
             deadline = time.monotonic() + 10
             while len(got) == seen and time.monotonic() < deadline:
@@ -473,7 +553,9 @@ def test_a_charger_that_never_answers_a_remote_start_gets_the_vehicle_a_timeout_
             await asyncio.sleep(3600)  # never answers
 
     async def charger():
-        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+        async with connect(
+            "%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)
+        ) as ws:
             cp = Mute("CP-OCPP", ws)
             runner = asyncio.create_task(cp.start())
             await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Mute"))
@@ -493,13 +575,16 @@ def test_a_charger_that_never_answers_a_remote_start_gets_the_vehicle_a_timeout_
 
 
 def test_a_websocket_dropped_mid_transaction_loses_nothing_the_stop_sent_after_reconnecting_completes_it(
-        hub_and_central):
+    hub_and_central,
+):
     hub, central, url = hub_and_central
     key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")
     token = hub.add_vehicle("V-1")
 
     async def first_half(v):
-        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+        async with connect(
+            "%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)
+        ) as ws:
             cp = Charger("CP-OCPP", ws)
             runner = asyncio.create_task(cp.start())
             await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Flaky"))
@@ -507,8 +592,11 @@ def test_a_websocket_dropped_mid_transaction_loses_nothing_the_stop_sent_after_r
 
             async def start_only(id_tag, connector):  # the link drops right after StartTransaction
                 t0 = int(time.time())
-                return (await cp.call(call.StartTransaction(connector_id=connector, id_tag=id_tag, meter_start=100,
-                                                            timestamp=iso(t0)))).transaction_id, t0
+                return (
+                    await cp.call(
+                        call.StartTransaction(connector_id=connector, id_tag=id_tag, meter_start=100, timestamp=iso(t0))
+                    )
+                ).transaction_id, t0
 
             cp.transaction = start_only
             await asyncio.to_thread(v.request, K.START_CHARGE, "CP-OCPP", None, EV)
@@ -517,12 +605,17 @@ def test_a_websocket_dropped_mid_transaction_loses_nothing_the_stop_sent_after_r
         return txid, t0  # the WebSocket is gone (closed without a StopTransaction)
 
     async def second_half(txid, t0):
-        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+        async with connect(
+            "%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)
+        ) as ws:
             cp = ChargePoint("CP-OCPP", ws)
             runner = asyncio.create_task(cp.start())
             await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Flaky"))
-            await cp.call(call.StopTransaction(meter_stop=2100, timestamp=iso(t0 + 900), transaction_id=txid,
-                                               reason="EVDisconnected"))  # from its offline queue
+            await cp.call(
+                call.StopTransaction(
+                    meter_stop=2100, timestamp=iso(t0 + 900), transaction_id=txid, reason="EVDisconnected"
+                )
+            )  # from its offline queue
             runner.cancel()
 
     with HubClient(hub.url, "vehicle", "V-1", token, timeout=20) as v:
@@ -533,7 +626,10 @@ def test_a_websocket_dropped_mid_transaction_loses_nothing_the_stop_sent_after_r
     assert complete is not None and complete.fields[0] == "CP-OCPP:%d" % txid and complete.fields[2] == 2000
     con = sqlite3.connect(hub.db)
     try:
-        assert con.execute("SELECT COUNT(*), SUM(energy_wh) FROM sessions WHERE ended IS NOT NULL").fetchone() == (1, 2000)
+        assert con.execute("SELECT COUNT(*), SUM(energy_wh) FROM sessions WHERE ended IS NOT NULL").fetchone() == (
+            1,
+            2000,
+        )
     finally:
         con.close()
 
@@ -552,7 +648,9 @@ def test_a_charger_answering_reserve_now_occupied_at_the_window_start_gets_the_v
             return call_result.ReserveNow(status="Occupied")
 
     async def charger():
-        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+        async with connect(
+            "%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)
+        ) as ws:
             cp = Busy("CP-OCPP", ws)
             runner = asyncio.create_task(cp.start())
             await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Busy"))
@@ -577,7 +675,8 @@ def test_a_charger_answering_reserve_now_occupied_at_the_window_start_gets_the_v
 
 
 def test_a_charger_cannot_end_another_chargers_transaction_and_a_bad_timestamp_is_a_formation_violation(
-        hub_and_central):
+    hub_and_central,
+):
     from ocpp.exceptions import FormationViolationError, FormatViolationError
 
     hub, central, url = hub_and_central
@@ -585,26 +684,33 @@ def test_a_charger_cannot_end_another_chargers_transaction_and_a_bad_timestamp_i
     key_b = hub.add_station("CP-B", connectors=1, protocol="ocpp1.6")
 
     async def play():
-        async with connect("%s/CP-A" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-A", key_a)) as wa, \
-                connect("%s/CP-B" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-B", key_b)) as wb:
+        async with (
+            connect("%s/CP-A" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-A", key_a)) as wa,
+            connect("%s/CP-B" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-B", key_b)) as wb,
+        ):
             a, b = ChargePoint("CP-A", wa), ChargePoint("CP-B", wb)
             runners = [asyncio.create_task(a.start()), asyncio.create_task(b.start())]
             for cp in (a, b):
                 await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="X"))
             t0 = int(time.time())
-            started = await a.call(call.StartTransaction(connector_id=1, id_tag="LOCAL-CARD", meter_start=0,
-                                                         timestamp=iso(t0)))
-            await b.call(call.StopTransaction(meter_stop=99999, timestamp=iso(t0 + 60),
-                                              transaction_id=started.transaction_id))  # not B's
+            started = await a.call(
+                call.StartTransaction(connector_id=1, id_tag="LOCAL-CARD", meter_start=0, timestamp=iso(t0))
+            )
+            await b.call(
+                call.StopTransaction(meter_stop=99999, timestamp=iso(t0 + 60), transaction_id=started.transaction_id)
+            )  # not B's
             still_open = _open_sessions(hub.db)
             refused = None
             try:
-                await b.call(call.StartTransaction(connector_id=1, id_tag="X", meter_start=0, timestamp="yesterday"),
-                             suppress=False)
+                await b.call(
+                    call.StartTransaction(connector_id=1, id_tag="X", meter_start=0, timestamp="yesterday"),
+                    suppress=False,
+                )
             except (FormationViolationError, FormatViolationError) as exc:
                 refused = exc
-            await a.call(call.StopTransaction(meter_stop=700, timestamp=iso(t0 + 120),
-                                              transaction_id=started.transaction_id))
+            await a.call(
+                call.StopTransaction(meter_stop=700, timestamp=iso(t0 + 120), transaction_id=started.transaction_id)
+            )
             for r in runners:
                 r.cancel()
             return started.transaction_id, still_open, refused
@@ -616,7 +722,8 @@ def test_a_charger_cannot_end_another_chargers_transaction_and_a_bad_timestamp_i
     try:
         # an unknown card: a local session, with the card kept as the claim
         assert con.execute("SELECT vehicle_id, claimed_vehicle_id, energy_wh FROM sessions").fetchall() == [
-            (None, "idtag:LOCAL-CARD", 700)]
+            (None, "idtag:LOCAL-CARD", 700)
+        ]
     finally:
         con.close()
     assert "StopTransaction for transaction %d, not one of its own" % txid in hub.log()
@@ -646,13 +753,17 @@ def test_occupied_at_the_windows_start_for_a_reservation_booked_earlier_reaches_
             return call_result.ReserveNow(status="Occupied")
 
     async def charger(start):
-        async with connect("%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)) as ws:
+        async with connect(
+            "%s/CP-OCPP" % url, subprotocols=["ocpp1.6"], additional_headers=basic("CP-OCPP", key)
+        ) as ws:
             cp = WalkedIn("CP-OCPP", ws)
             runner = asyncio.create_task(cp.start())
             await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="Busy"))
             await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
             with HubClient(hub.url, "vehicle", "V-R", token) as v:
-                _k, (ok, rid, _alts, reason) = await asyncio.to_thread(v.request, K.RESERVE, "CP-OCPP", start, start + 1800)
+                _k, (ok, rid, _alts, reason) = await asyncio.to_thread(
+                    v.request, K.RESERVE, "CP-OCPP", start, start + 1800
+                )
                 assert ok, reason
                 assert not asked  # booked ahead: nothing sent yet
                 told = await asyncio.to_thread(v.wait_event, (K.RESERVATIONS,), 20)

@@ -30,24 +30,45 @@ def test_per_phase_rows_are_summed_unless_a_total_row_is_there():
     assert read_entry({"sampledValue": power}).power_w == 6900
 
 
-@pytest.mark.parametrize("sample", [
-    sv("not a number"), sv("-5"), sv("NaN"), sv("Infinity"), sv("3a7f", format="SignedData"), sv("12", unit="varh"),
-    sv("1", location="Body"), {"unit": "Wh"},
-])
+@pytest.mark.parametrize(
+    "sample",
+    [
+        sv("not a number"),
+        sv("-5"),
+        sv("NaN"),
+        sv("Infinity"),
+        sv("3a7f", format="SignedData"),
+        sv("12", unit="varh"),
+        sv("1", location="Body"),
+        {"unit": "Wh"},
+    ],
+)
 def test_what_is_not_a_usable_energy_reading_is_ignored_not_guessed(sample):
     assert read_entry({"sampledValue": [sample]}).energy_wh is None
 
 
 def test_voltage_current_and_soc_are_not_taken_for_energy_or_power():
-    r = read_entry({"sampledValue": [sv("230", measurand="Voltage", unit="V"), sv("16", measurand="Current.Import", unit="A"),
-                                     sv("55", measurand="SoC", unit="Percent")]})
+    r = read_entry(
+        {
+            "sampledValue": [
+                sv("230", measurand="Voltage", unit="V"),
+                sv("16", measurand="Current.Import", unit="A"),
+                sv("55", measurand="SoC", unit="Percent"),
+            ]
+        }
+    )
     assert r == (None, None, None)
 
 
 def test_the_latest_entry_with_figures_wins_and_its_time_is_kept():
-    r = latest([{"timestamp": "T1", "sampledValue": [sv("100")]},
-                {"timestamp": "T2", "sampledValue": [sv("250"), sv("3000", measurand="Power.Active.Import")]},
-                {"timestamp": "T3", "sampledValue": [sv("x")]}, "junk"])
+    r = latest(
+        [
+            {"timestamp": "T1", "sampledValue": [sv("100")]},
+            {"timestamp": "T2", "sampledValue": [sv("250"), sv("3000", measurand="Power.Active.Import")]},
+            {"timestamp": "T3", "sampledValue": [sv("x")]},
+            "junk",
+        ]
+    )
     assert r == (250, 3000, "T2")
 
 
@@ -68,9 +89,19 @@ def test_status_info_keeps_the_error_code_and_drops_noerror():
     assert M.status_info("NoError", None) is None and M.status_info("NoError", "ok") == "ok"
 
 
-@pytest.mark.parametrize("ocpp, ours", [(None, "Local"), ("Local", "Local"), ("Remote", "Remote"),
-                                        ("EmergencyStop", "Fault"), ("HardReset", "PowerLoss"),
-                                        ("DeAuthorized", "Remote"), ("Other", "Local"), ("Nonsense", "Local")])
+@pytest.mark.parametrize(
+    "ocpp, ours",
+    [
+        (None, "Local"),
+        ("Local", "Local"),
+        ("Remote", "Remote"),
+        ("EmergencyStop", "Fault"),
+        ("HardReset", "PowerLoss"),
+        ("DeAuthorized", "Remote"),
+        ("Other", "Local"),
+        ("Nonsense", "Local"),
+    ],
+)
 def test_stop_reasons_map_to_evhub_end_reasons(ocpp, ours):
     assert M.end_reason(ocpp) == ours and ours in K.END_REASONS
 
@@ -110,8 +141,16 @@ def test_reserve_now_goes_out_lead_seconds_before_the_window_and_expires_after_t
         M.reserve_now_plan(10_000, 10_000, 600, 0)
 
 
-@pytest.mark.parametrize("ocpp, done, ours", [("EVDisconnected", True, "Complete"), ("Local", True, "Complete"),
-                                              (None, True, "Complete"), ("Remote", True, "Remote"),
-                                              ("EVDisconnected", False, "EVDisconnected"), ("PowerLoss", True, "PowerLoss")])
+@pytest.mark.parametrize(
+    "ocpp, done, ours",
+    [
+        ("EVDisconnected", True, "Complete"),
+        ("Local", True, "Complete"),
+        (None, True, "Complete"),
+        ("Remote", True, "Remote"),
+        ("EVDisconnected", False, "EVDisconnected"),
+        ("PowerLoss", True, "PowerLoss"),
+    ],
+)
 def test_a_car_that_had_stopped_drawing_before_the_stop_completed_its_charge(ocpp, done, ours):
     assert M.end_reason(ocpp, ev_was_done=done) == ours

@@ -14,7 +14,11 @@ def test_a_second_hub_on_the_same_store_refuses_to_start_and_names_the_first(tmp
     with HubProcess(tmp_path) as first:
         second = subprocess.run(
             [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", first.db],
-            cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=30,
+            cwd=str(tmp_path),
+            env=dict(os.environ, PYTHONPATH=REPO),
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert second.returncode == 1
         assert "in use by another hub" in second.stderr
@@ -50,8 +54,21 @@ def test_version_prints_the_installed_version():
 
 
 def test_verbose_is_accepted_after_the_subcommand(tmp_path):
-    res = evhub("stations", "add", "--id", "CP-1", "--lat", "-12.2", "--lon", "-38.9", "-v", "--db",
-                str(tmp_path / "x.db"), cwd=str(tmp_path), check=False)
+    res = evhub(
+        "stations",
+        "add",
+        "--id",
+        "CP-1",
+        "--lat",
+        "-12.2",
+        "--lon",
+        "-38.9",
+        "-v",
+        "--db",
+        str(tmp_path / "x.db"),
+        cwd=str(tmp_path),
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -59,7 +76,9 @@ def test_a_closed_pipe_ends_the_listing_quietly(tmp_path):
     with HubProcess(tmp_path) as hub:
         # More than a pipe buffer (64 KiB) of listing, so the writer really meets the closed pipe.
         csv = tmp_path / "many.csv"
-        csv.write_text("id,lat,lon,connectors,max_kw\n" + "".join("CP-%05d,-12.2,-38.9,2,22\n" % i for i in range(5000)))
+        csv.write_text(
+            "id,lat,lon,connectors,max_kw\n" + "".join("CP-%05d,-12.2,-38.9,2,22\n" % i for i in range(5000))
+        )
         evhub("stations", "import", str(csv), "--db", hub.db, cwd=hub.tmp, env=hub.env)
         cmd = "%s -m tools.cli stations list --hub %s | head -1" % (sys.executable, hub.url)
         env = dict(os.environ, PYTHONPATH=REPO, **hub.env)
@@ -90,8 +109,14 @@ def test_db_backup_copies_a_running_hubs_store_owner_only_and_refuses_to_overwri
 def test_pty_pair_joins_two_terminals_until_stopped(tmp_path):
     import serial
 
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "pty-pair"], cwd=str(tmp_path),
-                            env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "pty-pair"],
+        cwd=str(tmp_path),
+        env=dict(os.environ, PYTHONPATH=REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = proc.stdout.readline()
         a, b = first.split()[0], first.split()[2]
@@ -140,12 +165,28 @@ def test_provisioning_names_the_store_it_wrote_to_and_honours_evhub_db(tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     db = tmp_path / "hub.db"
-    first = evhub("stations", "add", "--id", "CP-1", "--lat", "-12.2", "--lon", "-38.9", cwd=str(elsewhere),
-                  env={"EVHUB_DB": str(db)})
+    first = evhub(
+        "stations",
+        "add",
+        "--id",
+        "CP-1",
+        "--lat",
+        "-12.2",
+        "--lon",
+        "-38.9",
+        cwd=str(elsewhere),
+        env={"EVHUB_DB": str(db)},
+    )
     assert db.exists() and not (elsewhere / "evhub.db").exists()
     assert "store: %s (created" % db in first.stderr
-    second = evhub("vehicles", "add", "--id", "V-1", cwd=str(elsewhere), env={"EVHUB_DB": str(db),
-                                                                         "EVHUB_CONFIG_DIR": str(tmp_path / "cfg")})
+    second = evhub(
+        "vehicles",
+        "add",
+        "--id",
+        "V-1",
+        cwd=str(elsewhere),
+        env={"EVHUB_DB": str(db), "EVHUB_CONFIG_DIR": str(tmp_path / "cfg")},
+    )
     assert second.stderr.strip().endswith("store: %s" % db)
 
 
@@ -167,7 +208,17 @@ def test_stations_list_reads_the_store_when_the_hub_is_down(tmp_path):
     assert "hub down: from the store" in res.stdout and "CP-9" in res.stdout and "Unknown" in res.stdout
     assert "cannot reach the hub" in res.stderr
     rows = json.loads(evhub("stations", "list", "--hub", "tcp://127.0.0.1:9", "--db", db, "--json").stdout)
-    assert rows == [{"id": "CP-9", "lat": -12.2, "lon": -38.9, "status": "Unknown", "free_in_min": None,
-                     "connectors": 2, "max_kw": 22.0, "live": False}]
+    assert rows == [
+        {
+            "id": "CP-9",
+            "lat": -12.2,
+            "lon": -38.9,
+            "status": "Unknown",
+            "free_in_min": None,
+            "connectors": 2,
+            "max_kw": 22.0,
+            "live": False,
+        }
+    ]
     nothing = evhub("stations", "list", "--hub", "tcp://127.0.0.1:9", "--db", str(tmp_path / "none.db"), check=False)
     assert nothing.returncode == 6

@@ -52,9 +52,12 @@ def test_reservations_are_listed_from_the_store_while_the_hub_is_down_and_cancel
             start = int(time.time()) + 3600
             made = []
             for vid, offset in (("V-1", 0), ("V-2", 3600)):
-                status, _h, body = hub.request("POST", "/api/reservations", token=TOKEN,
-                                               body={"station_id": "CP-1", "vehicle_id": vid, "start": start + offset,
-                                                     "duration_min": 30})
+                status, _h, body = hub.request(
+                    "POST",
+                    "/api/reservations",
+                    token=TOKEN,
+                    body={"station_id": "CP-1", "vehicle_id": vid, "start": start + offset, "duration_min": 30},
+                )
                 assert status == 201, body
                 made.append(body["reservation"]["reservation_id"])
             env = {"EVHUB_HTTP": "127.0.0.1:%d" % hub.http_port, "EVHUB_HTTP_TOKEN": TOKEN}
@@ -65,8 +68,13 @@ def test_reservations_are_listed_from_the_store_while_the_hub_is_down_and_cancel
             assert again.returncode == 3 and "already ended" in again.stderr
             unknown = evhub("reservations", "cancel", "999", env=env, check=False)
             assert unknown.returncode == 4
-            no_token = evhub("reservations", "cancel", "1", env={"EVHUB_HTTP": env["EVHUB_HTTP"], "EVHUB_HTTP_TOKEN": ""},
-                             check=False)
+            no_token = evhub(
+                "reservations",
+                "cancel",
+                "1",
+                env={"EVHUB_HTTP": env["EVHUB_HTTP"], "EVHUB_HTTP_TOKEN": ""},
+                check=False,
+            )
             assert no_token.returncode == 2 and "token" in no_token.stderr
     finally:
         hub.stop()
@@ -77,8 +85,9 @@ def test_reservations_are_listed_from_the_store_while_the_hub_is_down_and_cancel
     assert [r["id"] for r in confirmed["reservations"]] == [made[1]]
     by_vehicle = evhub("reservations", "list", "--vehicle", "V-1", "--db", hub.db).stdout
     assert "V-2" not in by_vehicle and "V-1" in by_vehicle
-    unreachable = evhub("reservations", "cancel", "1", env={"EVHUB_HTTP": "127.0.0.1:9", "EVHUB_HTTP_TOKEN": TOKEN},
-                        check=False)
+    unreachable = evhub(
+        "reservations", "cancel", "1", env={"EVHUB_HTTP": "127.0.0.1:9", "EVHUB_HTTP_TOKEN": TOKEN}, check=False
+    )
     assert unreachable.returncode == 6 and "unreachable" in unreachable.stderr
 
 
@@ -88,7 +97,9 @@ def test_the_api_pages_through_ended_sessions_with_filters(tmp_path):
         with boot_station(hub, "CP-1", key, connectors=2) as st:
             now = int(time.time())
             for i in range(5):
-                st.request(K.SESSION_END, "S-%d" % i, 1 + i % 2, "V-9", None, 100 * (i + 1), now + i, now + 60 + i, "Local")
+                st.request(
+                    K.SESSION_END, "S-%d" % i, 1 + i % 2, "V-9", None, 100 * (i + 1), now + i, now + 60 + i, "Local"
+                )
             page1 = hub.wait_for("/api/sessions?state=ended&limit=2", lambda b: len(b["sessions"]) == 2)
             assert [s["session_id"] for s in page1["sessions"]] == ["S-0", "S-1"] and page1["next_offset"] == 2
             page3 = hub.get("/api/sessions?state=ended&limit=2&offset=4")

@@ -49,8 +49,13 @@ def test_a_long_calm_resets_the_hold():
 
 def _chargepoint(hub, key, state_dir):
     env = dict(os.environ, PYTHONPATH=REPO, XDG_STATE_HOME=str(state_dir), **hub.env)
-    return subprocess.Popen([sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-1", "--key", key, "--hub", hub.url],
-                            cwd=hub.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "chargepoint", "--id", "CP-1", "--key", key, "--hub", hub.url],
+        cwd=hub.tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_two_devices_with_one_id_are_warned_about_with_both_addresses_and_stop_flapping(tmp_path):

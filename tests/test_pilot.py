@@ -76,7 +76,11 @@ def test_each_nominal_pilot_voltage_reads_as_its_state():
 def test_the_pwm_duty_advertises_the_current_with_integers():
     assert [P.duty_permille(a) for a in (5, 6, 16, 32, 51, 80, 100)] == [1000, 100, 266, 533, 850, 960, 960]
     assert P.duty_u16(1000) == 65535 and P.duty_u16(100) == 6553
-    assert P.amps_for(22000, 230, 1, 32) == 32 and P.amps_for(3700, 230, 1, 32) == 16 and P.amps_for(11000, 230, 3, 32) == 15
+    assert (
+        P.amps_for(22000, 230, 1, 32) == 32
+        and P.amps_for(3700, 230, 1, 32) == 16
+        and P.amps_for(11000, 230, 3, 32) == 15
+    )
 
 
 def test_a_single_glitch_is_not_a_pilot_change():
@@ -91,9 +95,15 @@ def test_the_pilot_map_is_checked_and_a_bad_one_named():
     with pytest.raises(ValueError) as exc:
         P.check_config(normalize({"id": "X", "key": "k", "evse": {"adc": [34]}, "relay_pins": [26]}))
     assert "evse must be" in str(exc.value)
-    for bad, word in (({"evse": PILOT}, "relay_pins"), ({"mv": [1, 2, 3, 4, 5]}, "evse.mv"),
-                      ({"meter": [1, 2]}, "evse.meter"), ({"phases": 2}, "evse.phases"),
-                      ({"imp_kwh": 0.5}, "evse.imp_kwh"), ({"button": 7}, "evse.button"), ({"adc": [1.5]}, "evse.adc")):
+    for bad, word in (
+        ({"evse": PILOT}, "relay_pins"),
+        ({"mv": [1, 2, 3, 4, 5]}, "evse.mv"),
+        ({"meter": [1, 2]}, "evse.meter"),
+        ({"phases": 2}, "evse.phases"),
+        ({"imp_kwh": 0.5}, "evse.imp_kwh"),
+        ({"button": 7}, "evse.button"),
+        ({"adc": [1.5]}, "evse.adc"),
+    ):
         cfg = bad if "evse" in bad else dict(PILOT_CFG, evse=dict(PILOT, **bad))
         with pytest.raises(ValueError) as exc:
             P.check_config(normalize(dict(cfg, id="X", key="k")))
@@ -188,9 +198,15 @@ def test_no_relay_ever_closes_without_a_vehicle_in_c_whatever_the_hub_sends():
     rig = Rig(metered=True)
     now = int(rig.cp.now())
     requests = [
-        (K.REMOTE_START, 0, "V-1", None, EV), (K.REMOTE_START, 1, "V-2", None, None), (K.REMOTE_STOP, "nope"),
-        (K.CONFIGURE, "max_kw", 1000), (K.CONFIGURE, "max_kw", 1.0), (K.CHANGE_AVAILABILITY, 0, True),
-        (K.RESERVE_NOW, 3, 1, "V-1", now, now + 600), (K.CANCEL_RESERVATION, 3), (K.TRIGGER, "status"),
+        (K.REMOTE_START, 0, "V-1", None, EV),
+        (K.REMOTE_START, 1, "V-2", None, None),
+        (K.REMOTE_STOP, "nope"),
+        (K.CONFIGURE, "max_kw", 1000),
+        (K.CONFIGURE, "max_kw", 1.0),
+        (K.CHANGE_AVAILABILITY, 0, True),
+        (K.RESERVE_NOW, 3, 1, "V-1", now, now + 600),
+        (K.CANCEL_RESERVATION, 3),
+        (K.TRIGGER, "status"),
     ]
     states = "AABBCCDEF"
     for _ in range(400):

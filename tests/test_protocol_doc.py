@@ -49,7 +49,11 @@ def test_every_kind_is_documented_with_its_fields_and_types():
 def test_every_kind_is_documented_under_its_direction():
     where = documented_directions()
     for kind, (name, direction, _spec) in K.KINDS.items():
-        assert where.get(kind) == direction, "%s is listed under %s, kinds.py says %s" % (name, where.get(kind), direction)
+        assert where.get(kind) == direction, "%s is listed under %s, kinds.py says %s" % (
+            name,
+            where.get(kind),
+            direction,
+        )
 
 
 def test_every_kind_is_a_module_constant_named_after_it():

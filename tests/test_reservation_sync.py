@@ -65,9 +65,15 @@ class Stations:
 
 
 def tcp_config(hub, station_id, key, connectors=1):
-    host, port = hub.url[len("tcp://"):].split(":")
-    return {"id": station_id, "key": key, "hub": {"host": host, "port": int(port)}, "connectors": connectors,
-            "meter_interval_s": 60, "finishing_s": 1}
+    host, port = hub.url[len("tcp://") :].split(":")
+    return {
+        "id": station_id,
+        "key": key,
+        "hub": {"host": host, "port": int(port)},
+        "connectors": connectors,
+        "meter_interval_s": 60,
+        "finishing_s": 1,
+    }
 
 
 # --- the connector, and refusals --------------------------------------------------------------------------
@@ -105,8 +111,11 @@ def test_a_station_refusing_the_connector_gets_the_reservation_on_its_other_conn
             assert first.fields[:2] == [rid, 1]
             again = answer(station, (K.RESERVE_NOW,))
             assert again.fields[:2] == [rid, 2]
-            wait_for(lambda: rows(hub, "SELECT connector, state FROM reservations WHERE id = ?", rid) == [(2, "confirmed")],
-                     5, "the move in the store")
+            wait_for(
+                lambda: rows(hub, "SELECT connector, state FROM reservations WHERE id = ?", rid) == [(2, "confirmed")],
+                5,
+                "the move in the store",
+            )
             mine = v.request(K.LIST_RESERVATIONS)[1][0]
             assert [(r["reservation_id"], r["connector"]) for r in mine] == [(rid, 2)]
         line = [ln for ln in hub.log().splitlines() if "RESERVE_NOW %d (connector 1) refused" % rid in ln]
@@ -165,7 +174,9 @@ def test_an_earlier_reservation_displaces_the_last_one_on_a_full_station_table(t
         with Stations([tcp_config(hub, "CP-1", key)]) as fw, HubClient(hub.url, "vehicle", "V-A", token) as v:
             wait_for(lambda: "station CP-1: boot" in hub.log(), 10, "the station's BOOT")
             first = int(time.time()) + 4 * 3600
-            ids = [v.request(K.RESERVE, "CP-1", first + i * 1800, first + (i + 1) * 1800, None)[1][1] for i in range(16)]
+            ids = [
+                v.request(K.RESERVE, "CP-1", first + i * 1800, first + (i + 1) * 1800, None)[1][1] for i in range(16)
+            ]
             wait_for(lambda: fw.held("CP-1") == sorted(ids), 10, "16 at the station")
             early = v.request(K.RESERVE, "CP-1", first - 3600, first - 1800, None)[1][1]
             wait_for(lambda: fw.held("CP-1") == sorted([early] + ids[:15]), 10, "the earlier one in, the last one out")
@@ -190,8 +201,10 @@ def test_a_reserve_retried_after_a_lost_answer_holds_one_reservation(tmp_path):
             assert ok
             other = v.request(K.RESERVE, "CP-1", start + 1800, start + 3600, "k-2")[1]
             assert other[0] and other[1] != rid  # a new key is a new reservation
-        assert rows(hub, "SELECT id, request_id FROM reservations WHERE vehicle_id = 'V-A' ORDER BY id") == \
-            [(rid, "k-1"), (other[1], "k-2")]
+        assert rows(hub, "SELECT id, request_id FROM reservations WHERE vehicle_id = 'V-A' ORDER BY id") == [
+            (rid, "k-1"),
+            (other[1], "k-2"),
+        ]
 
 
 def test_hubclient_reserve_asks_again_with_the_same_request_id_after_a_timeout_and_books_once(tmp_path, monkeypatch):
@@ -226,8 +239,11 @@ def test_a_reserve_from_an_older_vehicle_without_a_request_id_is_still_booked(tm
             for i in range(2):  # without a key, two asks are two reservations, as before
                 v.session.request(K.RESERVE, "CP-1", start + i * 1800, start + (i + 1) * 1800)  # three fields
                 v._flush()
-            wait_for(lambda: rows(hub, "SELECT COUNT(*) FROM reservations WHERE request_id IS NULL") == [(2,)], 5,
-                     "both bookings")
+            wait_for(
+                lambda: rows(hub, "SELECT COUNT(*) FROM reservations WHERE request_id IS NULL") == [(2,)],
+                5,
+                "both bookings",
+            )
 
 
 # --- a serial line that loses frames -----------------------------------------------------------------------
@@ -280,8 +296,11 @@ def test_hub_requests_lost_on_a_serial_line_are_resent_and_done_once(tmp_path):
                 v.request(K.START_CHARGE, "CP-S", rid, QUICK_EV)  # ACKed: the repeat is ACKed, not refused
                 assert pair.dropped[1] == 1
                 assert v.wait_event((K.SESSION_STARTED,), timeout=15) is not None
-                wait_for(lambda: rows(hub, "SELECT COUNT(*) FROM sessions WHERE ended IS NOT NULL") == [(1,)], 60,
-                         "the session's end")
+                wait_for(
+                    lambda: rows(hub, "SELECT COUNT(*) FROM sessions WHERE ended IS NOT NULL") == [(1,)],
+                    60,
+                    "the session's end",
+                )
         assert rows(hub, "SELECT COUNT(*) FROM sessions") == [(1,)]
         assert "remote_start unanswered, sent again" in hub.log()
     finally:

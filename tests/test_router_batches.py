@@ -60,8 +60,10 @@ def test_reserves_of_one_wakeup_go_to_the_book_as_one_batch_of_typed_requests():
     loop.run()
     assert len(book.told) == 1 and type(book.told[0]) is ReserveBatch
     batch = book.told[0]
-    assert batch.requests == [ReserveRequest(1, 7, "EV-1", "CP-1", 1_800_003_600, 1_800_007_200),
-                              ReserveRequest(2, 8, "EV-2", "CP-1", 1_800_007_200, 1_800_010_800)]
+    assert batch.requests == [
+        ReserveRequest(1, 7, "EV-1", "CP-1", 1_800_003_600, 1_800_007_200),
+        ReserveRequest(2, 8, "EV-2", "CP-1", 1_800_007_200, 1_800_010_800),
+    ]
     assert batch.now == NOW and callable(batch.done)
 
 
@@ -85,7 +87,8 @@ def test_the_next_batch_waits_for_the_books_done_and_then_carries_everything_tha
 def test_a_station_coming_online_is_told_to_the_registry_as_a_typed_message():
     router, _, _ = make_router()
     router.gateway.bind_peer = lambda link: True
-    link = SimpleNamespace(id=5, opened_at=0.0, label="station CP-1",
-                           session=SimpleNamespace(role="station", peer_id="CP-1"))
+    link = SimpleNamespace(
+        id=5, opened_at=0.0, label="station CP-1", session=SimpleNamespace(role="station", peer_id="CP-1")
+    )
     router.peer_up(link)
     assert router.registry.told == [StationOnline("CP-1")]

@@ -256,9 +256,12 @@ class FakeHub:
                     macs = auth_proof(b"guessed", hello[5], nonce, hello[3], hello[4])
                     if self.mode == "sealed":
                         seal.start(macs[3], macs[2])
-                        seal.rx = 10 ** 6  # take whatever the station sends, sealed or not
-                    out = [[K.WELCOME, 0, int(time.time()), 30, macs[1]],
-                           [K.REMOTE_START, 1, 1, "V-1", None, None], [K.CONFIGURE, 2, "heartbeat_s", 5]]
+                        seal.rx = 10**6  # take whatever the station sends, sealed or not
+                    out = [
+                        [K.WELCOME, 0, int(time.time()), 30, macs[1]],
+                        [K.REMOTE_START, 1, 1, "V-1", None, None],
+                        [K.CONFIGURE, 2, "heartbeat_s", 5],
+                    ]
                     try:
                         conn.sendall(b"".join(framer.encode(packb(m)) for m in out))
                     except OSError:
@@ -275,8 +278,12 @@ def test_a_fake_hub_without_the_key_never_gets_the_cpython_runner_past_the_hands
     fake = FakeHub(mode)
     stop = threading.Event()
     cfg = {"id": "CP-F1", "key": KEY.decode(), "hub": {"host": "127.0.0.1", "port": fake.port}}
-    t = threading.Thread(target=run_chargepoint, args=(cfg,), kwargs={"stop_event": stop,
-                         "journal": str(tmp_path / "cp.journal")}, daemon=True)
+    t = threading.Thread(
+        target=run_chargepoint,
+        args=(cfg,),
+        kwargs={"stop_event": stop, "journal": str(tmp_path / "cp.journal")},
+        daemon=True,
+    )
     t.start()
     try:
         wait_for(lambda: fake.auths >= 1 and fake.eofs >= 1, 15, "the station hanging up on the fake hub")
@@ -288,11 +295,13 @@ def test_a_fake_hub_without_the_key_never_gets_the_cpython_runner_past_the_hands
 
 
 @pytest.mark.parametrize("mode", ["plain", "sealed"])
-def test_a_fake_hub_without_the_key_never_gets_the_micropython_firmware_past_the_handshake(tmp_path, bundle_dir,
-                                                                                          rom_board, mode):
+def test_a_fake_hub_without_the_key_never_gets_the_micropython_firmware_past_the_handshake(
+    tmp_path, bundle_dir, rom_board, mode
+):
     fake = FakeHub(mode)
-    fw = Firmware(bundle_dir, tmp_path, fw_config("CP-F2", KEY.decode(), hub={"host": "127.0.0.1", "port": fake.port}),
-                  rom_board)
+    fw = Firmware(
+        bundle_dir, tmp_path, fw_config("CP-F2", KEY.decode(), hub={"host": "127.0.0.1", "port": fake.port}), rom_board
+    )
     try:
         wait_for(lambda: fake.auths >= 1 and fake.eofs >= 1, 30, "the firmware hanging up on the fake hub")
     finally:

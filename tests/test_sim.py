@@ -16,9 +16,26 @@ from hub.domain.geo import haversine_km
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sim")
-    res = evhub("sim", "--stations", 5, "--vehicles", 10, "--duration", 20, "--speedup", 300, "--seed", 3,
-                "--vehicles-per-agent", 4, "--json", cwd=str(tmp), timeout=100, check=False,
-                env={"EVHUB_CONFIG_DIR": str(tmp / "config")})
+    res = evhub(
+        "sim",
+        "--stations",
+        5,
+        "--vehicles",
+        10,
+        "--duration",
+        20,
+        "--speedup",
+        300,
+        "--seed",
+        3,
+        "--vehicles-per-agent",
+        4,
+        "--json",
+        cwd=str(tmp),
+        timeout=100,
+        check=False,
+        env={"EVHUB_CONFIG_DIR": str(tmp / "config")},
+    )
     assert "Traceback" not in res.stderr, res.stderr
     return res
 
@@ -35,7 +52,8 @@ def test_every_confirmed_reservation_ends_fulfilled_cancelled_or_expired(small_r
     assert out["reservations_confirmed"] > 0
     assert out["reservations_open"] == 0
     assert out["reservations_confirmed"] == (
-        out["reservations_fulfilled"] + out["reservations_cancelled"] + out["reservations_expired"])
+        out["reservations_fulfilled"] + out["reservations_cancelled"] + out["reservations_expired"]
+    )
     assert out["books_balanced"] is True
 
 
@@ -48,9 +66,20 @@ def test_the_energy_in_the_summary_is_what_the_hub_stored_for_the_sessions(small
 
 def test_the_summary_has_the_documented_fields(small_run):
     out = json.loads(small_run.stdout)
-    for key in ("errors", "reservations_confirmed", "reservations_conflicted", "sessions_completed", "energy_kwh",
-                "reservations_fulfilled", "reservations_cancelled", "reservations_expired", "reservations_open",
-                "hub_cpu_s", "hub_rss_peak_mb", "positions_sent"):
+    for key in (
+        "errors",
+        "reservations_confirmed",
+        "reservations_conflicted",
+        "sessions_completed",
+        "energy_kwh",
+        "reservations_fulfilled",
+        "reservations_cancelled",
+        "reservations_expired",
+        "reservations_open",
+        "hub_cpu_s",
+        "hub_rss_peak_mb",
+        "positions_sent",
+    ):
         assert key in out, key
     assert out["positions_sent"] > 0 and out["nearest_queries"] > 0
 
@@ -60,9 +89,30 @@ def test_a_mixed_fleet_of_our_boards_and_ocpp_chargers_balances_its_books(tmp_pa
     WebSockets to `evhub serve --ocpp`); the books must balance across both kinds, and OCPP sessions happen."""
     import sqlite3
 
-    res = evhub("sim", "--stations", 4, "--vehicles", 16, "--duration", 20, "--speedup", 300, "--seed", 3,
-                "--ocpp-share", 0.5, "--vehicles-per-agent", 8, "--json", "--workdir", str(tmp_path / "work"),
-                cwd=str(tmp_path), timeout=100, check=False, env={"EVHUB_CONFIG_DIR": str(tmp_path / "config")})
+    res = evhub(
+        "sim",
+        "--stations",
+        4,
+        "--vehicles",
+        16,
+        "--duration",
+        20,
+        "--speedup",
+        300,
+        "--seed",
+        3,
+        "--ocpp-share",
+        0.5,
+        "--vehicles-per-agent",
+        8,
+        "--json",
+        "--workdir",
+        str(tmp_path / "work"),
+        cwd=str(tmp_path),
+        timeout=100,
+        check=False,
+        env={"EVHUB_CONFIG_DIR": str(tmp_path / "config")},
+    )
     assert "Traceback" not in res.stderr, res.stderr
     out = json.loads(res.stdout)
     assert out["errors"] == 0, out["error_details"]
@@ -70,8 +120,12 @@ def test_a_mixed_fleet_of_our_boards_and_ocpp_chargers_balances_its_books(tmp_pa
     assert out["energy_kwh"] == out["energy_kwh_store"] > 0
     con = sqlite3.connect(str(tmp_path / "work" / "hub.db"))
     try:
-        by_protocol = dict(con.execute("SELECT s.protocol, COUNT(*) FROM sessions se JOIN stations s ON s.id = se.station_id"
-                                       " GROUP BY s.protocol").fetchall())
+        by_protocol = dict(
+            con.execute(
+                "SELECT s.protocol, COUNT(*) FROM sessions se JOIN stations s ON s.id = se.station_id"
+                " GROUP BY s.protocol"
+            ).fetchall()
+        )
     finally:
         con.close()
     assert by_protocol.get("ocpp1.6", 0) > 0 and by_protocol.get("evhub", 0) > 0, by_protocol
@@ -107,26 +161,49 @@ def test_more_stations_than_the_data_set_reuses_cities_with_new_ids():
 def _fake_sim(tmp_path):
     from types import SimpleNamespace
 
-    return SimpleNamespace(net_errors=[], errors=SimpleNamespace(texts=[]), fleet=None, hub_proc=None,
-                           hub_log=str(tmp_path / "hub.log"), stations=[1], vehicle_specs=[1],
-                           opts=SimpleNamespace(seed=1, speedup=60.0), interrupted=False, hub_watch=None,
-                           hub_peak_rss_kb=None)
+    return SimpleNamespace(
+        net_errors=[],
+        errors=SimpleNamespace(texts=[]),
+        fleet=None,
+        hub_proc=None,
+        hub_log=str(tmp_path / "hub.log"),
+        stations=[1],
+        vehicle_specs=[1],
+        opts=SimpleNamespace(seed=1, speedup=60.0),
+        interrupted=False,
+        hub_watch=None,
+        hub_peak_rss_kb=None,
+    )
 
 
 def _books(**states):
-    return {"reservation_states": states, "reservations": sum(states.values()), "sessions_ended": 1,
-            "energy_wh": 5000, "end_reasons": {"Complete": 1}, "sessions_open": 0, "sessions_with_reservation": 1}
+    return {
+        "reservation_states": states,
+        "reservations": sum(states.values()),
+        "sessions_ended": 1,
+        "energy_wh": 5000,
+        "end_reasons": {"Complete": 1},
+        "sessions_open": 0,
+        "sessions_with_reservation": 1,
+    }
 
 
-@pytest.mark.parametrize("books, stats, hub_stats, expect", [
-    (_books(fulfilled=1, cancelled=1), {}, {}, None),
-    (_books(fulfilled=1, confirmed=1), {}, {}, "still open"),
-    (_books(fulfilled=1), {}, {}, "the store holds 1 reservations, the vehicles were confirmed 2"),
-    (_books(fulfilled=1, cancelled=1), {"energy_wh": 4999}, {}, "energy: vehicles were told 4999 Wh"),
-    (_books(fulfilled=1, cancelled=1), {}, {"bad_messages": 2}, "link trouble"),
-    (_books(fulfilled=1, cancelled=1), {"errors": 1, "error_texts": ["EV-1: no answer to reserve"]}, {},
-     "EV-1: no answer to reserve"),
-])
+@pytest.mark.parametrize(
+    "books, stats, hub_stats, expect",
+    [
+        (_books(fulfilled=1, cancelled=1), {}, {}, None),
+        (_books(fulfilled=1, confirmed=1), {}, {}, "still open"),
+        (_books(fulfilled=1), {}, {}, "the store holds 1 reservations, the vehicles were confirmed 2"),
+        (_books(fulfilled=1, cancelled=1), {"energy_wh": 4999}, {}, "energy: vehicles were told 4999 Wh"),
+        (_books(fulfilled=1, cancelled=1), {}, {"bad_messages": 2}, "link trouble"),
+        (
+            _books(fulfilled=1, cancelled=1),
+            {"errors": 1, "error_texts": ["EV-1: no answer to reserve"]},
+            {},
+            "EV-1: no answer to reserve",
+        ),
+    ],
+)
 def test_the_books_check_catches_what_does_not_add_up(tmp_path, books, stats, hub_stats, expect):
     from tools.sim_books import summarize
 

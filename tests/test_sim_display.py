@@ -16,13 +16,28 @@ class Tty(io.StringIO):
 
 
 def _snapshot(stations):
-    return {"phase": "running", "sim_time": 1_800_000_000, "sim_start": 1_799_999_000, "elapsed": 12.0,
-            "duration": 45.0, "speedup": 60.0, "hub_rss_kb": 30000,
-            "stations": {s.id: ("Available", "Reserved", "Occupied", "Offline")[i % 4] for i, s in enumerate(stations)},
-            "stats": {"reservations_confirmed": 85, "reservations_conflicted": 29, "alternatives_taken": 23,
-                      "sessions_started": 66, "reservations_cancelled": 19, "sessions_completed": 37,
-                      "energy_wh": 1372100, "errors": 0},
-            "states": {}, "positions": [(s.lat, s.lon, "moving") for s in stations]}
+    return {
+        "phase": "running",
+        "sim_time": 1_800_000_000,
+        "sim_start": 1_799_999_000,
+        "elapsed": 12.0,
+        "duration": 45.0,
+        "speedup": 60.0,
+        "hub_rss_kb": 30000,
+        "stations": {s.id: ("Available", "Reserved", "Occupied", "Offline")[i % 4] for i, s in enumerate(stations)},
+        "stats": {
+            "reservations_confirmed": 85,
+            "reservations_conflicted": 29,
+            "alternatives_taken": 23,
+            "sessions_started": 66,
+            "reservations_cancelled": 19,
+            "sessions_completed": 37,
+            "energy_wh": 1372100,
+            "errors": 0,
+        },
+        "states": {},
+        "positions": [(s.lat, s.lon, "moving") for s in stations],
+    }
 
 
 @pytest.mark.parametrize("cols,rows", [(80, 24), (100, 40), (60, 15), (200, 60)])

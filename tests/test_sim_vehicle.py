@@ -4,7 +4,18 @@ import pytest
 
 from tools.sim_world import Place, StationSpec, VehicleSpec, charge_seconds, target_within
 from tools.sim_vehicle import (
-    CHARGING, DONE, DRIVING, RESERVING, SEARCHING, STARTING, TO_STATION, WAITING, Params, Stats, Vehicle)
+    CHARGING,
+    DONE,
+    DRIVING,
+    RESERVING,
+    SEARCHING,
+    STARTING,
+    TO_STATION,
+    WAITING,
+    Params,
+    Stats,
+    Vehicle,
+)
 from transport import kinds as K
 from transport.errors import E_INVALID_STATE, E_NOT_FOUND
 
@@ -15,8 +26,16 @@ PLACES = [Place("Feira de Santana", -12.2664, -38.9663), Place("Serrinha", -11.6
 
 
 def listed(st, status="Available", free_in_min=0, distance_km=3.0):
-    return {"id": st.id, "lat": st.lat, "lon": st.lon, "distance_km": distance_km, "status": status,
-            "free_in_min": free_in_min, "connectors": st.connectors, "max_kw": st.max_kw}
+    return {
+        "id": st.id,
+        "lat": st.lat,
+        "lon": st.lon,
+        "distance_km": distance_km,
+        "status": status,
+        "free_in_min": free_in_min,
+        "connectors": st.connectors,
+        "max_kw": st.max_kw,
+    }
 
 
 class Harness:
@@ -148,7 +167,7 @@ def test_a_connector_still_finishing_is_asked_again_shortly_after():
 
 
 def test_a_late_start_asks_only_for_what_fits_in_the_window():
-    assert target_within(50, 100, 60, 0.2, 0.8, 10 ** 6) == 0.8
+    assert target_within(50, 100, 60, 0.2, 0.8, 10**6) == 0.8
     fits = target_within(50, 100, 60, 0.2, 0.8, 1200)
     assert 0.2 < fits < 0.8
     assert charge_seconds(50, 100, 60, 0.2, fits) <= 1200
@@ -248,8 +267,15 @@ def test_one_vehicle_crashing_does_not_stop_its_agent_or_the_others():
         ref.ask(("snapshot",), timeout=5)
         tags = {op[1]: op[4] for op in net.ops if op[0] == "req" and op[2] == K.NEAREST}
         # A malformed answer for EV-0 (a list of strings, not station maps) makes its decision code raise.
-        ref.tell(("net", [("EV-0", "reply", tags["EV-0"], K.NEAREST_RESULT, [["garbage"]]),
-                          ("EV-1", "reply", tags["EV-1"], K.NEAREST_RESULT, [[listed(NEAR)]])]))
+        ref.tell(
+            (
+                "net",
+                [
+                    ("EV-0", "reply", tags["EV-0"], K.NEAREST_RESULT, [["garbage"]]),
+                    ("EV-1", "reply", tags["EV-1"], K.NEAREST_RESULT, [[listed(NEAR)]]),
+                ],
+            )
+        )
         snap = ref.ask(("snapshot",), timeout=5)
     finally:
         ref.stop()

@@ -71,7 +71,7 @@ def test_what_ended_or_was_displaced_while_the_station_was_offline_is_cancelled_
 def test_a_window_booked_on_another_connector_is_sent_again():
     sync, w = S.StationSync(), windows(1)
     sync.changed(1, 2)
-    (rid, token), = sync.plan(w)[1]
+    ((rid, token),) = sync.plan(w)[1]
     assert sync.on_reply(rid, token, ACK) == S.HELD and sync.held(1)
     sync.changed(1, 2)
     assert sync.plan(w) == ([], [])  # the same connector again: nothing to send
@@ -79,21 +79,24 @@ def test_a_window_booked_on_another_connector_is_sent_again():
     assert not sync.held(1) and [r for r, _t in sync.plan(w)[1]] == [1]
 
 
-@pytest.mark.parametrize("connector, reply, action", [
-    (1, ACK, S.HELD),
-    (1, None, S.RETRY),  # no answer (a lost frame): sent again
-    (1, error(E_OVERLOADED), S.RETRY),  # table full: the station frees rows as time passes
-    (1, error(E_INTERNAL), S.RETRY),
-    (1, error(E_INVALID_STATE), S.MOVE),  # that connector is busy or faulted: another one
-    (1, error(E_CONFLICT), S.MOVE),
-    (0, error(E_INVALID_STATE), S.CANCEL),  # "any" refused: no other connector to try
-    (1, error(E_BAD_FIELD), S.CANCEL),  # no such connector, window over
-    (1, error(E_NOT_FOUND), S.CANCEL),
-])
+@pytest.mark.parametrize(
+    "connector, reply, action",
+    [
+        (1, ACK, S.HELD),
+        (1, None, S.RETRY),  # no answer (a lost frame): sent again
+        (1, error(E_OVERLOADED), S.RETRY),  # table full: the station frees rows as time passes
+        (1, error(E_INTERNAL), S.RETRY),
+        (1, error(E_INVALID_STATE), S.MOVE),  # that connector is busy or faulted: another one
+        (1, error(E_CONFLICT), S.MOVE),
+        (0, error(E_INVALID_STATE), S.CANCEL),  # "any" refused: no other connector to try
+        (1, error(E_BAD_FIELD), S.CANCEL),  # no such connector, window over
+        (1, error(E_NOT_FOUND), S.CANCEL),
+    ],
+)
 def test_every_reserve_now_reply_is_decided(connector, reply, action):
     sync, w = S.StationSync(), windows(1)
     sync.changed(1, connector)
-    (rid, token), = sync.plan(w)[1]
+    ((rid, token),) = sync.plan(w)[1]
     assert sync.on_reply(rid, token, reply) == action
     assert sync.retry_due == (action == S.RETRY)  # the registry's tick plans again only then
     resent = [r for r, _t in sync.plan(w)[1]]
@@ -112,9 +115,9 @@ def test_a_window_that_never_gets_an_answer_is_given_up_after_max_tries_but_a_fu
 
 def test_a_reply_to_a_send_superseded_since_is_ignored():
     sync, w = S.StationSync(), windows(1)
-    (rid, old), = sync.plan(w)[1]
+    ((rid, old),) = sync.plan(w)[1]
     sync.reset()  # the link went down and up: sent again
-    (_rid, new), = sync.plan(w)[1]
+    ((_rid, new),) = sync.plan(w)[1]
     assert sync.on_reply(rid, old, error(E_BAD_FIELD)) == S.STALE
     assert sync.on_reply(rid, new, ACK) == S.HELD
 
@@ -157,9 +160,14 @@ def test_a_refused_reservation_with_no_other_connector_is_not_moved_and_can_be_c
 
 
 def test_a_repeated_request_id_is_answered_with_the_first_reservation_in_a_batch_and_after_it(book):
-    first, again, other = book.reserve_many([("V-1", "CP-2", NOW + H, NOW + 2 * H, "k1"),
-                                             ("V-1", "CP-2", NOW + H, NOW + 2 * H, "k1"),
-                                             ("V-2", "CP-2", NOW + H, NOW + 2 * H, "k1")], NOW)
+    first, again, other = book.reserve_many(
+        [
+            ("V-1", "CP-2", NOW + H, NOW + 2 * H, "k1"),
+            ("V-1", "CP-2", NOW + H, NOW + 2 * H, "k1"),
+            ("V-2", "CP-2", NOW + H, NOW + 2 * H, "k1"),
+        ],
+        NOW,
+    )
     assert first.ok and again.reservation.id == first.reservation.id
     assert other.ok and other.reservation.id != first.reservation.id  # keys are per vehicle
     later = book.reserve_many([("V-1", "CP-2", NOW + 5 * H, NOW + 6 * H, "k1")], NOW)[0]

@@ -5,7 +5,13 @@ import pytest
 from hub import messages
 from hub.domain.authz import Refusal
 from hub.domain.stations import (
-    MAX_CONNECTORS, MAX_ID_LEN, MAX_RESERVATION_ID, StationRequests, Stations, display_status, relay_outcome,
+    MAX_CONNECTORS,
+    MAX_ID_LEN,
+    MAX_RESERVATION_ID,
+    StationRequests,
+    Stations,
+    display_status,
+    relay_outcome,
 )
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND, E_TIMEOUT
@@ -43,16 +49,19 @@ def online_station(stations: Stations, connectors: int = 2, station_id: str = "C
 # --- display status --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("online, statuses, word", [
-    (False, {1: "Available"}, "Offline"),
-    (True, {}, "Available"),
-    (True, {1: "Charging", 2: "Available"}, "Available"),
-    (True, {1: "Faulted", 2: "Faulted"}, "Faulted"),
-    (True, {1: "Faulted", 2: "Unavailable"}, "Unavailable"),
-    (True, {1: "Charging", 2: "Reserved"}, "Reserved"),
-    (True, {1: "Charging", 2: "Finishing"}, "Occupied"),
-    (True, {1: "SuspendedEVSE"}, "Occupied"),  # an OCPP charger pausing the power: still in use
-])
+@pytest.mark.parametrize(
+    "online, statuses, word",
+    [
+        (False, {1: "Available"}, "Offline"),
+        (True, {}, "Available"),
+        (True, {1: "Charging", 2: "Available"}, "Available"),
+        (True, {1: "Faulted", 2: "Faulted"}, "Faulted"),
+        (True, {1: "Faulted", 2: "Unavailable"}, "Unavailable"),
+        (True, {1: "Charging", 2: "Reserved"}, "Reserved"),
+        (True, {1: "Charging", 2: "Finishing"}, "Occupied"),
+        (True, {1: "SuspendedEVSE"}, "Occupied"),  # an OCPP charger pausing the power: still in use
+    ],
+)
 def test_the_display_word_follows_the_connectors(online, statuses, word):
     assert display_status(online, statuses) == word
 
@@ -128,10 +137,19 @@ def test_a_removed_station_leaves_the_view(stations):
 # --- what a station reports ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("lat, lon, connectors, max_kw", [
-    (91.0, 0.0, 1, 22.0), (0.0, 181.0, 1, 22.0), (float("nan"), 0.0, 1, 22.0), (0.0, 0.0, 0, 22.0),
-    (0.0, 0.0, MAX_CONNECTORS + 1, 22.0), (0.0, 0.0, 1, 0.0), (0.0, 0.0, 1, float("nan")), (0.0, 0.0, 1, 1001.0),
-])
+@pytest.mark.parametrize(
+    "lat, lon, connectors, max_kw",
+    [
+        (91.0, 0.0, 1, 22.0),
+        (0.0, 181.0, 1, 22.0),
+        (float("nan"), 0.0, 1, 22.0),
+        (0.0, 0.0, 0, 22.0),
+        (0.0, 0.0, MAX_CONNECTORS + 1, 22.0),
+        (0.0, 0.0, 1, 0.0),
+        (0.0, 0.0, 1, float("nan")),
+        (0.0, 0.0, 1, 1001.0),
+    ],
+)
 def test_a_boot_out_of_range_is_refused_as_a_bad_field(lat, lon, connectors, max_kw):
     with pytest.raises(Refusal) as exc:
         Stations.check_boot(lat, lon, connectors, max_kw)
@@ -181,11 +199,21 @@ def test_meter_values_update_the_live_session_and_an_unknown_session_is_ignored(
     assert stations.metered(st, "S-9", 1, 1) is None and stations.metered(st, None, 1, 1) is None
 
 
-@pytest.mark.parametrize("session_id, connector, reservation_id, meter, started", [
-    ("", 1, None, 0, NOW), ("x" * (MAX_ID_LEN + 1), 1, None, 0, NOW), ("S", 3, None, 0, NOW), ("S", 0, None, 0, NOW),
-    ("S", 1, 0, 0, NOW), ("S", 1, MAX_RESERVATION_ID, 0, NOW), ("S", 1, None, -1, NOW), ("S", 1, None, 10**9, NOW),
-    ("S", 1, None, 0, -1), ("S", 1, None, 0, 2**40),
-])
+@pytest.mark.parametrize(
+    "session_id, connector, reservation_id, meter, started",
+    [
+        ("", 1, None, 0, NOW),
+        ("x" * (MAX_ID_LEN + 1), 1, None, 0, NOW),
+        ("S", 3, None, 0, NOW),
+        ("S", 0, None, 0, NOW),
+        ("S", 1, 0, 0, NOW),
+        ("S", 1, MAX_RESERVATION_ID, 0, NOW),
+        ("S", 1, None, -1, NOW),
+        ("S", 1, None, 10**9, NOW),
+        ("S", 1, None, 0, -1),
+        ("S", 1, None, 0, 2**40),
+    ],
+)
 def test_a_session_start_out_of_range_is_refused(stations, session_id, connector, reservation_id, meter, started):
     st = online_station(stations)
     with pytest.raises(Refusal) as exc:
@@ -193,10 +221,17 @@ def test_a_session_start_out_of_range_is_refused(stations, session_id, connector
     assert exc.value.code == E_BAD_FIELD
 
 
-@pytest.mark.parametrize("session_id, connector, energy, started, ended", [
-    ("", 1, 0, NOW, NOW), ("S", 3, 0, NOW, NOW), ("S", 1, -1, NOW, NOW), ("S", 1, 10**9, NOW, NOW),
-    ("S", 1, 0, NOW, NOW - 1), ("S", 1, 0, NOW, 2**40),
-])
+@pytest.mark.parametrize(
+    "session_id, connector, energy, started, ended",
+    [
+        ("", 1, 0, NOW, NOW),
+        ("S", 3, 0, NOW, NOW),
+        ("S", 1, -1, NOW, NOW),
+        ("S", 1, 10**9, NOW, NOW),
+        ("S", 1, 0, NOW, NOW - 1),
+        ("S", 1, 0, NOW, 2**40),
+    ],
+)
 def test_a_session_end_out_of_range_is_refused(stations, session_id, connector, energy, started, ended):
     st = online_station(stations)
     with pytest.raises(Refusal) as exc:
@@ -282,26 +317,40 @@ def test_each_answer_runs_its_requests_callback_once_and_unknown_tags_are_ignore
 
 def test_the_vehicle_hears_ack_the_stations_refusal_or_a_timeout():
     assert relay_outcome((K.ACK, []), "start") is None
-    assert relay_outcome((K.ERROR, [E_FORBIDDEN, "held"]), "start") == (E_FORBIDDEN, "start refused by the station: held")
+    assert relay_outcome((K.ERROR, [E_FORBIDDEN, "held"]), "start") == (
+        E_FORBIDDEN,
+        "start refused by the station: held",
+    )
     assert relay_outcome(None, "stop") == (E_TIMEOUT, "stop: the station did not answer")
 
 
 # --- the messages themselves ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind, message", [
-    (K.BOOT, messages.Boot), (K.STATUS, messages.Status), (K.METER, messages.Meter),
-    (K.SESSION_START, messages.SessionStart), (K.SESSION_END, messages.SessionEnd),
-    (K.RESERVATION_REFUSED, messages.ReservationRefused),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        (K.BOOT, messages.Boot),
+        (K.STATUS, messages.Status),
+        (K.METER, messages.Meter),
+        (K.SESSION_START, messages.SessionStart),
+        (K.SESSION_END, messages.SessionEnd),
+        (K.RESERVATION_REFUSED, messages.ReservationRefused),
+    ],
+)
 def test_a_station_frame_message_names_the_wire_fields_of_its_kind(kind, message):
-    assert message._fields[:messages.STATION_FRAME_FIELDS] == ("station_id", "link_id", "seq")
-    assert message._fields[messages.STATION_FRAME_FIELDS:] == K.spec(kind)[3]
+    assert message._fields[: messages.STATION_FRAME_FIELDS] == ("station_id", "link_id", "seq")
+    assert message._fields[messages.STATION_FRAME_FIELDS :] == K.spec(kind)[3]
 
 
 def test_the_router_sends_each_station_kind_as_its_typed_message():
     from hub.router import STATION_MESSAGES
 
-    assert STATION_MESSAGES == {K.BOOT: messages.Boot, K.STATUS: messages.Status, K.METER: messages.Meter,
-                                K.SESSION_START: messages.SessionStart, K.SESSION_END: messages.SessionEnd,
-                                K.RESERVATION_REFUSED: messages.ReservationRefused}
+    assert STATION_MESSAGES == {
+        K.BOOT: messages.Boot,
+        K.STATUS: messages.Status,
+        K.METER: messages.Meter,
+        K.SESSION_START: messages.SessionStart,
+        K.SESSION_END: messages.SessionEnd,
+        K.RESERVATION_REFUSED: messages.ReservationRefused,
+    }

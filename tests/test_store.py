@@ -27,8 +27,13 @@ def test_a_new_station_gets_a_random_32_hex_key(store):
     assert store.get_station_key("CP-1") == k1
     assert store.get_station_key("nope") is None
     assert store.get_station("CP-1") == {
-        "id": "CP-1", "lat": -12.2664, "lon": -38.9663, "connectors": 2, "max_kw": 22.0,
-        "created": store.get_station("CP-1")["created"], "name": None,
+        "id": "CP-1",
+        "lat": -12.2664,
+        "lon": -38.9663,
+        "connectors": 2,
+        "max_kw": 22.0,
+        "created": store.get_station("CP-1")["created"],
+        "name": None,
     }
     assert [s["id"] for s in store.all_stations()] == ["CP-1", "CP-2"]
 

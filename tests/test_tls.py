@@ -39,8 +39,16 @@ def test_the_operator_cli_lists_stations_over_tls(tls_hub):
     tls_hub.add_station("CP-1")
 
     def listed():  # provisioned while running: the hub picks it up within a tick
-        res = evhub("stations", "list", "--hub", "tls://127.0.0.1:%d" % tls_hub.port, "--db", tls_hub.db, "--json",
-                    env={"EVHUB_TLS_CA": CERT})
+        res = evhub(
+            "stations",
+            "list",
+            "--hub",
+            "tls://127.0.0.1:%d" % tls_hub.port,
+            "--db",
+            tls_hub.db,
+            "--json",
+            env={"EVHUB_TLS_CA": CERT},
+        )
         return '"id": "CP-1"' in res.stdout
 
     wait_for(listed, 5, "CP-1 in the operator's listing over TLS")
@@ -62,6 +70,14 @@ def test_a_plaintext_client_gets_nowhere_on_a_tls_listener_and_the_hub_stays_up(
 
 
 def test_serve_refuses_a_missing_certificate_file(tmp_path):
-    res = evhub("serve", "--listen", "tcp://127.0.0.1:0", "--db", str(tmp_path / "h.db"),
-                "--tls-cert", str(tmp_path / "nope.crt"), check=False)
+    res = evhub(
+        "serve",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--db",
+        str(tmp_path / "h.db"),
+        "--tls-cert",
+        str(tmp_path / "nope.crt"),
+        check=False,
+    )
     assert res.returncode == 2 and "cannot load the TLS certificate" in res.stderr and "Traceback" not in res.stderr

@@ -29,13 +29,17 @@ def hub(tmp_path_factory):
         key = h.add_station("CP-1", lat=-12.2664, lon=-38.9663, connectors=1)
         h.add_station("CP-2", lat=-12.3000, lon=-38.9700, connectors=1)
         stop = threading.Event()
-        fleet = Fleet([{"id": "CP-1", "key": key, "hub": {"host": "127.0.0.1", "port": h.port},
-                        "lat": -12.2664, "lon": -38.9663}])
+        fleet = Fleet(
+            [{"id": "CP-1", "key": key, "hub": {"host": "127.0.0.1", "port": h.port}, "lat": -12.2664, "lon": -38.9663}]
+        )
         runner = thread(fleet.run, stop)
         h.tokens = {vid: h.add_vehicle(vid) for vid in ("V-1", "V-2", "V-3")}
         try:
-            wait_for(lambda: _statuses(h) == {"CP-1": "Available", "CP-2": "Offline"}, 10,
-                     "CP-1 Available (its station runs) and CP-2 Offline (none)")
+            wait_for(
+                lambda: _statuses(h) == {"CP-1": "Available", "CP-2": "Offline"},
+                10,
+                "CP-1 Available (its station runs) and CP-2 Offline (none)",
+            )
             yield h
         finally:
             stop.set()
@@ -124,15 +128,19 @@ def test_a_taken_window_is_refused_with_alternatives(hub):
 
 def test_an_iso_time_from_json_output_is_accepted_back(hub):
     iso = "%sT11:00:00-03:00" % tomorrow("11:00")[:10]
-    out = json.loads(vehicle(hub, "V-3", "reserve", "--station", "CP-2", "--at", iso, "--minutes", "30", "--json",
-                             tz="UTC", check=True).stdout)
+    out = json.loads(
+        vehicle(
+            hub, "V-3", "reserve", "--station", "CP-2", "--at", iso, "--minutes", "30", "--json", tz="UTC", check=True
+        ).stdout
+    )
     assert out["ok"] and out["start_utc"] == utc_epoch(tomorrow("11:00"))
 
 
 def test_cancel_frees_the_window_and_a_second_cancel_is_refused_clearly(hub):
     at = tomorrow("13:00")
     rid = json.loads(vehicle(hub, "V-3", "reserve", "--station", "CP-1", "--at", at, "--json", check=True).stdout)[
-        "reservation_id"]
+        "reservation_id"
+    ]
     assert vehicle(hub, "V-3", "cancel", "#%d" % rid, check=True).stdout.strip() == "cancelled #%d" % rid
     rows = json.loads(vehicle(hub, "V-3", "reservations", "--json", check=True).stdout)
     assert rid not in [r["reservation_id"] for r in rows]
@@ -147,24 +155,32 @@ def test_cancel_frees_the_window_and_a_second_cancel_is_refused_clearly(hub):
 
 
 def test_another_vehicles_reservation_cannot_be_cancelled(hub):
-    rid = json.loads(vehicle(hub, "V-1", "reserve", "--station", "CP-2", "--at", tomorrow("15:00"), "--json",
-                             check=True).stdout)["reservation_id"]
+    rid = json.loads(
+        vehicle(hub, "V-1", "reserve", "--station", "CP-2", "--at", tomorrow("15:00"), "--json", check=True).stdout
+    )["reservation_id"]
     res = vehicle(hub, "V-2", "cancel", str(rid))
     assert res.returncode == 5 and "not yours" in res.stderr  # denied: 5
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (("reserve", "--station", "CP-NOPE", "--at", "2099-01-01 10:00"), 4, "station CP-NOPE is not known"),
-    (("reserve", "--station", "CP-1", "--at", "2020-01-01 10:00"), 2, "2020-01-01 10:00 is in the past"),
-    (("reserve", "--station", "CP-1", "--at", "tomorrow 18h"), 2, 'not understood: use "YYYY-MM-DD HH:MM"'),
-    (("reserve", "--station", "CP-1", "--at", "2026-13-40 25:99"), 2, "not understood"),
-    (("reserve", "--station", "CP-1", "--at", "2099-01-01 10:00", "--minutes", "0"), 2, "--minutes must be 1..1440"),
-    (("cancel", "999999"), 4, "no reservation 999999"),
-    (("cancel", "#x1"), 2, "a reservation id is a positive number"),
-    (("nearest", "--lat", "95", "--lon", "0"), 2, "--lat must be -90..90"),
-    (("nearest", "--lat", "-12", "--lon", "-38", "--k", "0"), 2, "--k must be 1..50"),
-    (("position", "--lat", "-12", "--lon", "-38", "--soc", "7"), 2, "--soc must be 0..1"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (("reserve", "--station", "CP-NOPE", "--at", "2099-01-01 10:00"), 4, "station CP-NOPE is not known"),
+        (("reserve", "--station", "CP-1", "--at", "2020-01-01 10:00"), 2, "2020-01-01 10:00 is in the past"),
+        (("reserve", "--station", "CP-1", "--at", "tomorrow 18h"), 2, 'not understood: use "YYYY-MM-DD HH:MM"'),
+        (("reserve", "--station", "CP-1", "--at", "2026-13-40 25:99"), 2, "not understood"),
+        (
+            ("reserve", "--station", "CP-1", "--at", "2099-01-01 10:00", "--minutes", "0"),
+            2,
+            "--minutes must be 1..1440",
+        ),
+        (("cancel", "999999"), 4, "no reservation 999999"),
+        (("cancel", "#x1"), 2, "a reservation id is a positive number"),
+        (("nearest", "--lat", "95", "--lon", "0"), 2, "--lat must be -90..90"),
+        (("nearest", "--lat", "-12", "--lon", "-38", "--k", "0"), 2, "--k must be 1..50"),
+        (("position", "--lat", "-12", "--lon", "-38", "--soc", "7"), 2, "--soc must be 0..1"),
+    ],
+)
 def test_bad_input_gets_one_clear_line_and_no_traceback(hub, args, code, message):
     res = vehicle(hub, "V-1", *args)
     assert res.returncode == code, res.stderr
@@ -177,8 +193,9 @@ def test_a_wrong_token_an_unknown_vehicle_and_no_hub_are_reported_plainly(hub):
     assert wrong.returncode == 5 and "refused vehicle V-1" in wrong.stderr
     unknown = vehicle(hub, "V-404", "reservations")
     assert unknown.returncode == 2 and "no token for vehicle V-404" in unknown.stderr
-    res = evhub("vehicle", "--id", "V-1", "--hub", "tcp://127.0.0.1:1", "reservations", env=hub.env, check=False,
-                cwd=hub.tmp)
+    res = evhub(
+        "vehicle", "--id", "V-1", "--hub", "tcp://127.0.0.1:1", "reservations", env=hub.env, check=False, cwd=hub.tmp
+    )
     assert res.returncode == 6 and "cannot reach the hub at tcp://127.0.0.1:1" in res.stderr
     assert "Traceback" not in res.stderr
 
@@ -203,16 +220,20 @@ def charging(tmp_path_factory):
         configs = []
         for sid in ("CP-A", "CP-B", "CP-R"):
             key = h.add_station(sid, lat=-12.26, lon=-38.96, connectors=1)
-            configs.append({"id": sid, "key": key, "hub": {"host": "127.0.0.1", "port": h.port},
-                            "lat": -12.26, "lon": -38.96})
+            configs.append(
+                {"id": sid, "key": key, "hub": {"host": "127.0.0.1", "port": h.port}, "lat": -12.26, "lon": -38.96}
+            )
         h.add_station("CP-OFF", lat=-12.3, lon=-38.97, connectors=1)
         stop = threading.Event()
         fleet = Fleet(configs)
         runner = threading.Thread(target=fleet.run, args=(stop,), daemon=True)
         runner.start()
         h.tokens = {vid: h.add_vehicle(vid) for vid in ("V-1", "V-2")}
-        wait_for(lambda: all(_statuses(h).get(s) == "Available" for s in ("CP-A", "CP-B", "CP-R")), 15,
-                 "the three stations Available")
+        wait_for(
+            lambda: all(_statuses(h).get(s) == "Available" for s in ("CP-A", "CP-B", "CP-R")),
+            15,
+            "the three stations Available",
+        )
         try:
             yield h
         finally:
@@ -222,13 +243,15 @@ def charging(tmp_path_factory):
 
 def now_local(offset_s=0):
     """Now (+offset) as a person in Bahia types it, to the second."""
-    return datetime.datetime.fromtimestamp(time.time() + offset_s, datetime.timezone(
-        datetime.timedelta(hours=-3))).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.datetime.fromtimestamp(
+        time.time() + offset_s, datetime.timezone(datetime.timedelta(hours=-3))
+    ).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def reserve_now(hub, vid, station):
-    res = vehicle(hub, vid, "reserve", "--station", station, "--at", now_local(5), "--minutes", "30", "--json",
-                  check=True)
+    res = vehicle(
+        hub, vid, "reserve", "--station", station, "--at", now_local(5), "--minutes", "30", "--json", check=True
+    )
     rid = json.loads(res.stdout)["reservation_id"]
     wait_for(lambda: _statuses(hub).get(station) == "Reserved", 10, "%s Reserved for %s" % (station, vid))
     return rid
@@ -243,8 +266,9 @@ def test_reserve_then_start_follows_the_charge_to_complete_and_sessions_lists_it
     res = vehicle(charging, "V-1", "start", "--station", "CP-A", "--follow", *QUICK, check=True)
     m = re.search(r"charging: session (\S+) at CP-A connector 1 \(reservation #%d\)" % rid, res.stdout)
     assert m, res.stdout
-    done = re.search(r"complete: session %s, (\d+) Wh in \d+ min \d+ s \(Complete\)" % re.escape(m.group(1)),
-                     res.stdout)
+    done = re.search(
+        r"complete: session %s, (\d+) Wh in \d+ min \d+ s \(Complete\)" % re.escape(m.group(1)), res.stdout
+    )
     assert done and 30 <= int(done.group(1)) <= 40, res.stdout
     rows = [r for r in sessions(charging, "V-1") if r["session_id"] == m.group(1)]
     assert len(rows) == 1, rows
@@ -266,19 +290,25 @@ def test_a_running_session_is_not_another_vehicles_to_stop_and_its_owner_stops_i
     assert vehicle(charging, "V-2", "stop").returncode == 4  # V-2 runs nothing
     res = vehicle(charging, "V-1", "stop", check=True)  # its one running session
     assert "stop sent: session %s" % sid in res.stdout
-    wait_for(lambda: [r["reason"] for r in sessions(charging, "V-1") if r["session_id"] == sid] == ["Remote"], 15,
-             "the session ended Remote in the store")
+    wait_for(
+        lambda: [r["reason"] for r in sessions(charging, "V-1") if r["session_id"] == sid] == ["Remote"],
+        15,
+        "the session ended Remote in the store",
+    )
     res = vehicle(charging, "V-1", "stop", sid)
     assert res.returncode == 4 and "not found" in res.stderr, res.stderr
 
 
-@pytest.mark.parametrize("who, flags, status, words", [
-    # No reservation, at the only connector, held for V-1: the hub refuses it (issue 13): not allowed (exit 5).
-    ("V-2", ("--station", "CP-R"), (5,), "CP-R"),
-    ("V-2", ("--station", "CP-R", "--reservation", "RID"), (5,), "for you at CP-R"),
-    ("V-1", ("--station", "CP-NOPE"), (4,), "CP-NOPE"),
-    ("V-1", ("--station", "CP-OFF"), (3,), "offline"),
-])
+@pytest.mark.parametrize(
+    "who, flags, status, words",
+    [
+        # No reservation, at the only connector, held for V-1: the hub refuses it (issue 13): not allowed (exit 5).
+        ("V-2", ("--station", "CP-R"), (5,), "CP-R"),
+        ("V-2", ("--station", "CP-R", "--reservation", "RID"), (5,), "for you at CP-R"),
+        ("V-1", ("--station", "CP-NOPE"), (4,), "CP-NOPE"),
+        ("V-1", ("--station", "CP-OFF"), (3,), "offline"),
+    ],
+)
 def test_a_start_that_is_refused_says_why_in_one_line_with_its_own_exit_status(charging, who, flags, status, words):
     if not getattr(charging, "held_rid", None):
         charging.held_rid = reserve_now(charging, "V-1", "CP-R")
@@ -296,6 +326,17 @@ def test_start_against_a_hub_that_is_not_there_exits_6(charging, tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # a port nobody listens on
-    res = evhub("vehicle", "--id", "V-1", "--hub", "tcp://127.0.0.1:%d" % port, "--token", charging.tokens["V-1"],
-                "start", "--station", "CP-A", check=False)
+    res = evhub(
+        "vehicle",
+        "--id",
+        "V-1",
+        "--hub",
+        "tcp://127.0.0.1:%d" % port,
+        "--token",
+        charging.tokens["V-1"],
+        "start",
+        "--station",
+        "CP-A",
+        check=False,
+    )
     assert res.returncode == 6 and "cannot reach the hub" in res.stderr and "Traceback" not in res.stderr, res.stderr

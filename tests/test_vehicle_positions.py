@@ -22,8 +22,10 @@ def test_provisioned_vehicles_are_listed_before_they_report_and_positions_surviv
         assert hub.stop() == 0  # a clean stop writes what changed since the last flush
         hub.start()
         after = hub.get("/api/vehicles")["vehicles"]
-        assert [(v["id"], v["lat"], v["lon"], v["soc"]) for v in after] == [("V-1", -12.299, -38.95, 0.42),
-                                                                            ("V-2", None, None, None)]
+        assert [(v["id"], v["lat"], v["lon"], v["soc"]) for v in after] == [
+            ("V-1", -12.299, -38.95, 0.42),
+            ("V-2", None, None, None),
+        ]
         assert "1 last vehicle positions loaded" in hub.log()
     finally:
         hub.stop()

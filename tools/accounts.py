@@ -32,9 +32,16 @@ def remove(role, peer_id, db):
         return EXIT_NOT_FOUND if str(exc).startswith("no ") else EXIT_CONFLICT
     finally:
         store.close()
-    print("%s %s removed; %d open reservation%s cancelled%s" % (
-        role, peer_id, len(cancelled), "" if len(cancelled) == 1 else "s",
-        "".join(" #%d" % rid for rid, _vid in cancelled)))
+    print(
+        "%s %s removed; %d open reservation%s cancelled%s"
+        % (
+            role,
+            peer_id,
+            len(cancelled),
+            "" if len(cancelled) == 1 else "s",
+            "".join(" #%d" % rid for rid, _vid in cancelled),
+        )
+    )
     return 0
 
 

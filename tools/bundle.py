@@ -69,8 +69,10 @@ def parse_hub(text, ca_name=None):
     hub = {"host": host, "port": port}
     if str(text).lower().startswith("tls://"):
         if not ca_name:
-            raise BundleError("--hub %s: TLS needs --tls-ca CA.pem (the CA that signed the hub's certificate), "
-                              "so the board can check it is talking to the hub" % text)
+            raise BundleError(
+                "--hub %s: TLS needs --tls-ca CA.pem (the CA that signed the hub's certificate), "
+                "so the board can check it is talking to the hub" % text
+            )
         hub["tls"] = True
         hub["ca"] = ca_name
     elif ca_name:
@@ -94,8 +96,10 @@ def read_ca(path):
     except OSError as exc:
         raise BundleError("--tls-ca %s: %s" % (path, exc.strerror or exc)) from None
     if len(data) > MAX_CA_BYTES:
-        raise BundleError("--tls-ca %s: larger than %d bytes; give the CA that signed the hub's certificate, "
-                          "not a whole trust store" % (path, MAX_CA_BYTES))
+        raise BundleError(
+            "--tls-ca %s: larger than %d bytes; give the CA that signed the hub's certificate, "
+            "not a whole trust store" % (path, MAX_CA_BYTES)
+        )
     if not data.strip():
         raise BundleError("--tls-ca %s: the file is empty" % path)
     if b"-----BEGIN" in data:
@@ -146,7 +150,9 @@ def parse_wifi(text):
     if len(ssid.encode()) > 32:
         raise BundleError("--wifi: an SSID is at most 32 bytes (%r is %d)" % (ssid, len(ssid.encode())))
     if password and not 8 <= len(password) <= 64:
-        raise BundleError("--wifi: a WPA2 password is 8..63 characters (or 64 hex digits); leave it empty for an open network")
+        raise BundleError(
+            "--wifi: a WPA2 password is 8..63 characters (or 64 hex digits); leave it empty for an open network"
+        )
     return {"ssid": ssid, "password": password}
 
 
@@ -172,8 +178,20 @@ def parse_set(items):
     return out
 
 
-def make_config(station_id, key, hub=None, uart=None, serial=None, wifi=None, lat=None, lon=None,
-                connectors=None, max_kw=None, relay_pins=None, extra=None):
+def make_config(
+    station_id,
+    key,
+    hub=None,
+    uart=None,
+    serial=None,
+    wifi=None,
+    lat=None,
+    lon=None,
+    connectors=None,
+    max_kw=None,
+    relay_pins=None,
+    extra=None,
+):
     """The board's config.json as a dict; BundleError names the flag to fix.
 
     Exactly one link: ``hub`` (TCP over WiFi), ``uart`` (a serial line on the board's pins)
@@ -185,8 +203,10 @@ def make_config(station_id, key, hub=None, uart=None, serial=None, wifi=None, la
 
     links = [name for name, value in (("--hub", hub), ("--uart", uart), ("--serial", serial)) if value]
     if len(links) != 1:
-        raise BundleError("give exactly one link to the hub: --hub tcp://HOST:PORT (WiFi), --uart TX,RX,BAUD "
-                          "(serial on the board) or --serial PATH (unix port); got %s" % (" and ".join(links) or "none"))
+        raise BundleError(
+            "give exactly one link to the hub: --hub tcp://HOST:PORT (WiFi), --uart TX,RX,BAUD "
+            "(serial on the board) or --serial PATH (unix port); got %s" % (" and ".join(links) or "none")
+        )
     if not station_id:
         raise BundleError("--id is required (the station id provisioned with `evhub stations add`)")
     if not key:
@@ -200,8 +220,13 @@ def make_config(station_id, key, hub=None, uart=None, serial=None, wifi=None, la
         cfg["serial"] = serial
     if wifi:
         cfg["wifi"] = wifi
-    for name, value in (("lat", lat), ("lon", lon), ("connectors", connectors), ("max_kw", max_kw),
-                        ("relay_pins", relay_pins)):
+    for name, value in (
+        ("lat", lat),
+        ("lon", lon),
+        ("connectors", connectors),
+        ("max_kw", max_kw),
+        ("relay_pins", relay_pins),
+    ):
         if value is not None:
             cfg[name] = value
     for name, value in (extra or {}).items():
@@ -220,8 +245,12 @@ def make_config(station_id, key, hub=None, uart=None, serial=None, wifi=None, la
 def describe_link(cfg):
     if cfg.get("hub"):
         hub = cfg["hub"]
-        return "%s %s:%d%s" % ("tls" if hub.get("tls") else "tcp", hub["host"], hub["port"],
-                               " (CA %s)" % hub["ca"] if hub.get("ca") else "")
+        return "%s %s:%d%s" % (
+            "tls" if hub.get("tls") else "tcp",
+            hub["host"],
+            hub["port"],
+            " (CA %s)" % hub["ca"] if hub.get("ca") else "",
+        )
     if cfg.get("uart"):
         u = cfg["uart"]
         return "uart%d tx=%d rx=%d %d baud" % (u.get("id", UART_DEFAULT_ID), u["tx"], u["rx"], u["baud"])
@@ -232,10 +261,13 @@ def warnings_for(cfg):
     """Things that are allowed but probably not meant."""
     out = []
     if cfg.get("hub") and not cfg.get("wifi"):
-        out.append("no --wifi: a board reaches a TCP hub over WiFi (fine on the unix port, which uses the host's network)")
+        out.append(
+            "no --wifi: a board reaches a TCP hub over WiFi (fine on the unix port, which uses the host's network)"
+        )
     if cfg.get("hub") and cfg["hub"]["host"] in LOOPBACK:
-        out.append("--hub %s is this computer's loopback: a board cannot reach it (fine on the unix port)"
-                   % cfg["hub"]["host"])
+        out.append(
+            "--hub %s is this computer's loopback: a board cannot reach it (fine on the unix port)" % cfg["hub"]["host"]
+        )
     if "lat" not in cfg or "lon" not in cfg:
         out.append("no --lat/--lon: the station reports 0,0 in its BOOT (the hub keeps the provisioned position)")
     return out
@@ -303,7 +335,11 @@ def check_out_dir(out_dir, files, force, extra=()):
     force); `extra` names more files a bundle may hold (romfs.img, the hub's CA)."""
     real = os.path.realpath(out_dir)
     repo = os.path.realpath(REPO)
-    if real == repo or real.startswith(os.path.join(repo, "transport")) or real.startswith(os.path.join(repo, "firmware")):
+    if (
+        real == repo
+        or real.startswith(os.path.join(repo, "transport"))
+        or real.startswith(os.path.join(repo, "firmware"))
+    ):
         raise BundleError("%s is evhub's own source tree; write the bundle somewhere else" % out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise BundleError("%s exists and is not a directory" % out_dir)
@@ -316,8 +352,10 @@ def check_out_dir(out_dir, files, force, extra=()):
         ours.update(_module_variants(top))
     foreign = sorted(name for name in os.listdir(out_dir) if name not in ours and not name.endswith(".journal"))
     if foreign:
-        raise BundleError("%s holds files that are not part of a bundle (%s); use an empty directory or --force"
-                          % (out_dir, ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")))
+        raise BundleError(
+            "%s holds files that are not part of a bundle (%s); use an empty directory or --force"
+            % (out_dir, ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else ""))
+        )
 
 
 def _remove_stale(out_dir, files):

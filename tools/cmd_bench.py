@@ -19,38 +19,68 @@ SCENARIOS = ("positions", "nearest", "reserve", "mixed", "micro", "ocpp")
 
 
 def configure(p):
-    p.add_argument("--scenario", choices=SCENARIOS, default="nearest", help="what to load the hub with (default nearest)")
-    p.add_argument("--connections", type=int, default=100,
-                   help="vehicle connections; for --scenario ocpp, OCPP chargers (default 100)")
+    p.add_argument(
+        "--scenario", choices=SCENARIOS, default="nearest", help="what to load the hub with (default nearest)"
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=100,
+        help="vehicle connections; for --scenario ocpp, OCPP chargers (default 100)",
+    )
     p.add_argument("--stations", type=int, default=10000, help="stations provisioned (default 10000)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds run before measuring (default 1)")
-    p.add_argument("--rate", type=float,
-                   help="open loop: requests/s in total (positions/s for --scenario positions); default closed loop")
-    p.add_argument("--window", type=int,
-                   help="closed loop: requests in flight per connection (default max(1, 256 // connections))")
+    p.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: requests/s in total (positions/s for --scenario positions); default closed loop",
+    )
+    p.add_argument(
+        "--window", type=int, help="closed loop: requests in flight per connection (default max(1, 256 // connections))"
+    )
     p.add_argument("--k", type=int, default=5, help="stations per nearest query (default 5)")
-    p.add_argument("--burst", type=int, default=50,
-                   help="positions: positions sent before each PING that vouches for them (default 50)")
-    p.add_argument("--position-interval", type=float, default=1.0,
-                   help="mixed: each connection sends a position this often, seconds (default 1; 0 = none)")
-    p.add_argument("--reserve-share", type=float, default=0.0,
-                   help="mixed: share of requests that are reservations (default 0)")
-    p.add_argument("--hot-share", type=float, default=0.1,
-                   help="reserve: share of reservations aimed at 12 hot slots, to force conflicts (default 0.1)")
+    p.add_argument(
+        "--burst",
+        type=int,
+        default=50,
+        help="positions: positions sent before each PING that vouches for them (default 50)",
+    )
+    p.add_argument(
+        "--position-interval",
+        type=float,
+        default=1.0,
+        help="mixed: each connection sends a position this often, seconds (default 1; 0 = none)",
+    )
+    p.add_argument(
+        "--reserve-share", type=float, default=0.0, help="mixed: share of requests that are reservations (default 0)"
+    )
+    p.add_argument(
+        "--hot-share",
+        type=float,
+        default=0.1,
+        help="reserve: share of reservations aimed at 12 hot slots, to force conflicts (default 0.1)",
+    )
     p.add_argument("--procs", type=int, default=1, help="load-client processes (default 1)")
     p.add_argument("--baseline", action="store_true", help="first run the same load against the echo server")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="run (echo, then hub) this many times and report the best of each: on a shared machine the"
-                        " best run is the least disturbed (default 1)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run (echo, then hub) this many times and report the best of each: on a shared machine the"
+        " best run is the least disturbed (default 1)",
+    )
     p.add_argument("--hub", help="bench a running hub at tcp://HOST:PORT instead of starting one (needs --db)")
     p.add_argument("--db", help="with --hub: the database that hub serves (bench vehicles are added to it)")
     p.add_argument("--quick", action="store_true", help="micro: smaller sizes, for a smoke run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="also write the figures (JSON) to this file")
-    p.add_argument("--profile", metavar="FILE",
-                   help="sample the hub (and the echo server) with py-spy over the measured window: FILE.hub / FILE.echo"
-                        " hold collapsed stacks; the report lists the top functions (pip install py-spy)")
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample the hub (and the echo server) with py-spy over the measured window: FILE.hub / FILE.echo"
+        " hold collapsed stacks; the report lists the top functions (pip install py-spy)",
+    )
     p.add_argument("--timeline", action="store_true", help="also report the worst latency in each second of the run")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (hub and client logs)")
 
@@ -68,8 +98,14 @@ def run(args):
             print("evhub bench: --connections and --duration must be positive", file=sys.stderr)
             return 2
         try:
-            result = ocpp.run({"connections": args.connections, "duration": args.duration, "warmup": args.warmup,
-                               "keep_tmp": args.keep_tmp})
+            result = ocpp.run(
+                {
+                    "connections": args.connections,
+                    "duration": args.duration,
+                    "warmup": args.warmup,
+                    "keep_tmp": args.keep_tmp,
+                }
+            )
         except BenchError as exc:
             print("evhub bench: %s" % exc, file=sys.stderr)
             return 1
@@ -81,12 +117,26 @@ def run(args):
             print("evhub bench: --connections, --duration and --rate must be positive", file=sys.stderr)
             return 2
         opts = {
-            "scenario": args.scenario, "connections": args.connections, "stations": args.stations,
-            "duration": args.duration, "warmup": args.warmup, "rate": args.rate, "window": args.window,
-            "k": args.k, "burst": args.burst, "position_interval": args.position_interval,
-            "reserve_share": args.reserve_share, "hot_share": args.hot_share, "procs": args.procs,
-            "baseline": args.baseline, "repeat": args.repeat, "hub": args.hub, "db": args.db, "keep_tmp": args.keep_tmp,
-            "profile": args.profile, "timeline": args.timeline,
+            "scenario": args.scenario,
+            "connections": args.connections,
+            "stations": args.stations,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "rate": args.rate,
+            "window": args.window,
+            "k": args.k,
+            "burst": args.burst,
+            "position_interval": args.position_interval,
+            "reserve_share": args.reserve_share,
+            "hot_share": args.hot_share,
+            "procs": args.procs,
+            "baseline": args.baseline,
+            "repeat": args.repeat,
+            "hub": args.hub,
+            "db": args.db,
+            "keep_tmp": args.keep_tmp,
+            "profile": args.profile,
+            "timeline": args.timeline,
         }
         try:
             result = runner.run(opts)

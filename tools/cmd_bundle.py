@@ -37,25 +37,46 @@ from tools import secret_args
 def add_config_arguments(p, require_id=True):
     """The station flags `bundle` and `flash` share."""
     p.add_argument("--id", required=require_id, help="station id as provisioned (evhub stations add)")
-    secret_args.add(p, "--wifi", "EVHUB_WIFI", "WiFi network the board joins, SSID:PASSWORD (split at the first colon)",
-                    metavar="SSID:PASSWORD")
+    secret_args.add(
+        p,
+        "--wifi",
+        "EVHUB_WIFI",
+        "WiFi network the board joins, SSID:PASSWORD (split at the first colon)",
+        metavar="SSID:PASSWORD",
+    )
     p.add_argument("--lat", type=float, help="latitude, degrees")
     p.add_argument("--lon", type=float, help="longitude, degrees")
     p.add_argument("--connectors", type=int, help="number of connectors (1..8)")
     p.add_argument("--max-kw", type=float, dest="max_kw", help="power limit per connector, kW")
     p.add_argument("--relay-pins", metavar="GPIO,...", help="contactor relay GPIO per connector, e.g. 25,26")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="any other config.json key (firmware/config.py), e.g. --set offline_policy=stop; repeatable")
-    p.add_argument("--tls-ca", metavar="CA.pem", dest="tls_ca",
-                   help="with --hub tls://HOST:PORT: the CA that signed the hub's certificate (PEM or DER); "
-                        "copied beside config.json (one certificate as hub-ca.der)")
-    p.add_argument("--romfs", action="store_true",
-                   help="compiled modules in a romfs image (romfs.img, for `mpremote romfs deploy`); only boot.py, "
-                        "main.py, config.json (and the CA) on the filesystem. Needs MicroPython 1.25+ with a ROMFS "
-                        "partition (README)")
-    p.add_argument("--march", choices=B.MARCHES, default=B.DEFAULT_MARCH,
-                   help="mpy-cross architecture for --mpy (default xtensawin: ESP32/S2/S3; "
-                        "'none' writes plain bytecode, which is what the board modules are anyway)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="any other config.json key (firmware/config.py), e.g. --set offline_policy=stop; repeatable",
+    )
+    p.add_argument(
+        "--tls-ca",
+        metavar="CA.pem",
+        dest="tls_ca",
+        help="with --hub tls://HOST:PORT: the CA that signed the hub's certificate (PEM or DER); "
+        "copied beside config.json (one certificate as hub-ca.der)",
+    )
+    p.add_argument(
+        "--romfs",
+        action="store_true",
+        help="compiled modules in a romfs image (romfs.img, for `mpremote romfs deploy`); only boot.py, "
+        "main.py, config.json (and the CA) on the filesystem. Needs MicroPython 1.25+ with a ROMFS "
+        "partition (README)",
+    )
+    p.add_argument(
+        "--march",
+        choices=B.MARCHES,
+        default=B.DEFAULT_MARCH,
+        help="mpy-cross architecture for --mpy (default xtensawin: ESP32/S2/S3; "
+        "'none' writes plain bytecode, which is what the board modules are anyway)",
+    )
 
 
 def configure(p):
@@ -64,8 +85,11 @@ def configure(p):
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (created if missing)")
     secret_args.add(p, "--key", "EVHUB_KEY", "the station's key, printed by `evhub stations add`")
     link = p.add_mutually_exclusive_group()
-    link.add_argument("--hub", metavar="tcp://HOST:PORT", help="hub address the board connects to over WiFi "
-                      "(tls://HOST:PORT with --tls-ca)")
+    link.add_argument(
+        "--hub",
+        metavar="tcp://HOST:PORT",
+        help="hub address the board connects to over WiFi (tls://HOST:PORT with --tls-ca)",
+    )
     link.add_argument("--uart", metavar="TX,RX,BAUD", help="serial link on the board's pins (UART1), e.g. 17,16,115200")
     link.add_argument("--serial", metavar="PATH", help="tty path to the hub's serial line (MicroPython unix port only)")
     add_config_arguments(p)
@@ -118,8 +142,9 @@ def run(args):
 
             written = romfs.write_romfs_bundle(args.out_dir, cfg, march=args.march, force=args.force, extra_files=ca)
         else:
-            written = B.write_bundle(args.out_dir, cfg, mpy=args.mpy, march=args.march, force=args.force,
-                                     extra_files=ca)
+            written = B.write_bundle(
+                args.out_dir, cfg, mpy=args.mpy, march=args.march, force=args.force, extra_files=ca
+            )
     except (B.BundleError, ValueError) as exc:
         print("evhub bundle: %s" % exc, file=sys.stderr)
         return 2

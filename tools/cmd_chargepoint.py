@@ -28,22 +28,44 @@ def configure(p):
     where = p.add_mutually_exclusive_group()
     where.add_argument("--hub", help="tcp://HOST:PORT or tls://HOST:PORT (default: $EVHUB_HUB or %s)" % DEFAULT_HUB)
     where.add_argument("--serial", metavar="URL", help="talk to the hub over a serial line (pyserial URL or pty path)")
-    p.add_argument("--tls-ca", metavar="PEM", dest="tls_ca",
-                   help="CA certificate(s) to check a tls:// hub against (default: $EVHUB_TLS_CA, else the system's)")
+    p.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        dest="tls_ca",
+        help="CA certificate(s) to check a tls:// hub against (default: $EVHUB_TLS_CA, else the system's)",
+    )
     p.add_argument("--baud", type=int, default=None, help="serial baud rate (default 115200)")
     p.add_argument("--lat", type=float, help="latitude (degrees)")
     p.add_argument("--lon", type=float, help="longitude (degrees)")
-    p.add_argument("--connectors", type=int, help="number of connectors (1..8; default: as provisioned in --db, else 1)")
-    p.add_argument("--max-kw", type=float, dest="max_kw", help="power limit per connector in kW (0.1..1000; default: as provisioned in --db, else 22)")
-    p.add_argument("--db", metavar="PATH", default=None,
-                   help="adopt lat/lon/connectors/max-kw not given here from this hub store's provisioning"
-                        " (default $EVHUB_DB, else ./evhub.db if present; 'none' skips it)")
+    p.add_argument(
+        "--connectors", type=int, help="number of connectors (1..8; default: as provisioned in --db, else 1)"
+    )
+    p.add_argument(
+        "--max-kw",
+        type=float,
+        dest="max_kw",
+        help="power limit per connector in kW (0.1..1000; default: as provisioned in --db, else 22)",
+    )
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        default=None,
+        help="adopt lat/lon/connectors/max-kw not given here from this hub store's provisioning"
+        " (default $EVHUB_DB, else ./evhub.db if present; 'none' skips it)",
+    )
     p.add_argument("--speedup", type=float, default=1.0, help="simulated time runs this many times faster (default 1)")
-    p.add_argument("--offline-policy", choices=("reduce", "stop"), dest="offline_policy",
-                   help="when the hub is lost: finish at reduced power, or stop (default reduce)")
+    p.add_argument(
+        "--offline-policy",
+        choices=("reduce", "stop"),
+        dest="offline_policy",
+        help="when the hub is lost: finish at reduced power, or stop (default reduce)",
+    )
     p.add_argument("--config", metavar="FILE", help="JSON config (the board's config.json format)")
-    p.add_argument("--journal", metavar="PATH",
-                   help="session journal file (default: $XDG_STATE_HOME/evhub/ID.journal; 'none' keeps it in memory)")
+    p.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="session journal file (default: $XDG_STATE_HOME/evhub/ID.journal; 'none' keeps it in memory)",
+    )
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--epoch0", type=float, help=_suppress())
 
@@ -158,7 +180,9 @@ def run(args):
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        run_chargepoint(cfg, stop_event=stop, speedup=args.speedup, journal=path, epoch0=args.epoch0, duration=args.duration)
+        run_chargepoint(
+            cfg, stop_event=stop, speedup=args.speedup, journal=path, epoch0=args.epoch0, duration=args.duration
+        )
     except ValueError as exc:
         return _fail(str(exc))
     return 0

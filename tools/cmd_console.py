@@ -79,7 +79,17 @@ from transport.codec import packb, unpackb
 from transport.errors import ERROR_NAMES, CodecError, FrameError, ProtocolError
 from transport.framing import SEALED_MARK, SerialFramer
 from transport.messages import parse, to_dict
-from transport.session import S_WAIT_HELLO, Authenticated, ClientSession, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
+from transport.session import (
+    S_WAIT_HELLO,
+    Authenticated,
+    ClientSession,
+    Closed,
+    Message,
+    PeerSilent,
+    Reply,
+    ServerSession,
+    Timeout,
+)
 
 CTRL_RBRACKET = "\x1d"  # Ctrl-]: leave, as in telnet, miniterm and mpremote
 POLL_S = 0.02  # the longest wait for input when the port cannot be select()ed (loop://, socket://)
@@ -95,16 +105,26 @@ _COUNTERS = ("crc_errors", "decode_errors", "oversize", "resyncs")
 def configure(p):
     p.description = __doc__
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("url", metavar="PORT_URL", help="pyserial URL: /dev/ttyUSB0, a pty path, socket://HOST:PORT, loop://")
+    p.add_argument(
+        "url", metavar="PORT_URL", help="pyserial URL: /dev/ttyUSB0, a pty path, socket://HOST:PORT, loop://"
+    )
     p.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
     p.add_argument("--raw", action="store_true", help="plain terminal for the board's REPL; Ctrl-] leaves")
-    p.add_argument("--as", dest="mode", choices=("hub", "station", "monitor"), default="hub",
-                   help="which end of the line the console plays (default hub: for a charge point on the line)")
+    p.add_argument(
+        "--as",
+        dest="mode",
+        choices=("hub", "station", "monitor"),
+        default="hub",
+        help="which end of the line the console plays (default hub: for a charge point on the line)",
+    )
     secret_args.add(p, "--key", "EVHUB_KEY", "the station's key", extra_help=" (default: from the store --db)")
     p.add_argument("--id", help="the station's id (--as hub: accept only this station; --as station: required)")
-    p.add_argument("--db", default=os.environ.get("EVHUB_DB", "evhub.db"),
-                   help="hub store (default $EVHUB_DB or ./evhub.db, if it exists): station keys are looked up there, "
-                        "and the station's session records are stored there before they are acknowledged")
+    p.add_argument(
+        "--db",
+        default=os.environ.get("EVHUB_DB", "evhub.db"),
+        help="hub store (default $EVHUB_DB or ./evhub.db, if it exists): station keys are looked up there, "
+        "and the station's session records are stored there before they are acknowledged",
+    )
     p.add_argument("--heartbeat", type=int, default=30, help="heartbeat seconds the hub end announces (default 30)")
     p.add_argument("--lat", type=float, default=0.0, help="--as station: position sent in BOOT")
     p.add_argument("--lon", type=float, default=0.0, help="--as station: position sent in BOOT")
@@ -148,7 +168,7 @@ def message_text(obj):
     for name, value in to_dict(kind, fields).items():
         parts.append("%s=%s" % (name, value_text(value)))
     if len(fields) > len(K.KINDS[kind][2]):
-        parts.append("+%s" % value_text(list(fields[len(K.KINDS[kind][2]):])))
+        parts.append("+%s" % value_text(list(fields[len(K.KINDS[kind][2]) :])))
     if kind == K.ERROR and fields and fields[0] in ERROR_NAMES:
         parts[1] = "code=%d(%s)" % (fields[0], ERROR_NAMES[fields[0]])
     return K.kind_name(kind), " ".join(parts)
@@ -253,7 +273,9 @@ class Console:
         return session
 
     def _hello(self):
-        self.session = ClientSession("station", self.args.id, self.args.key, wall=self.wall, heartbeat_s=self.args.heartbeat)
+        self.session = ClientSession(
+            "station", self.args.id, self.args.key, wall=self.wall, heartbeat_s=self.args.heartbeat
+        )
         self.framer.seal = self.session.seal
         self.session.start()
         self.port.write(b"\x00")  # a delimiter first: the hub's framer drops any noise before us
@@ -288,8 +310,11 @@ class Console:
                 # Sealed with keys this console does not hold: a session from before it started
                 # (hub mode), or anyone's session (monitor mode: it can show, not verify or read).
                 seq = int.from_bytes(payload[1:5], "big") if len(payload) >= 5 else -1
-                self.line("<-", "sealed", "%d bytes, seq=%d, MAC'd for a session this console does not hold"
-                          % (len(payload), seq))
+                self.line(
+                    "<-",
+                    "sealed",
+                    "%d bytes, seq=%d, MAC'd for a session this console does not hold" % (len(payload), seq),
+                )
                 if self.mode == "hub" and self.session is not None and self.session.state == S_WAIT_HELLO:
                     self._session_from_before()
                 continue
@@ -308,15 +333,21 @@ class Console:
         # answering; silence makes it notice (3 heartbeats) and say hello again.
         if not self.stale_hint:
             self.stale_hint = True
-            self.note("the station talks as if in a session from before; it says hello again once it "
-                      "notices the silence (3 heartbeats), or reset it")
+            self.note(
+                "the station talks as if in a session from before; it says hello again once it "
+                "notices the silence (3 heartbeats), or reset it"
+            )
 
     def _counters(self):
         stats = self.framer.stats()
         now = {k: stats[k] for k in _COUNTERS}
         if now != self.counts:
             self.counts = now
-            self.line("!!", "line", "%s (frames ok %d)" % (" ".join("%s=%d" % (k, v) for k, v in now.items()), stats["frames_ok"]))
+            self.line(
+                "!!",
+                "line",
+                "%s (frames ok %d)" % (" ".join("%s=%d" % (k, v) for k, v in now.items()), stats["frames_ok"]),
+            )
             if not self.noise_hint and stats["frames_ok"] == 0 and now["decode_errors"] + now["crc_errors"] >= 3:
                 self.noise_hint = True
                 self.note("nothing here decodes as evhub frames: wrong port or baud rate? (the REPL needs --raw)")
@@ -414,8 +445,10 @@ class Console:
     def on_message(self, m):
         f = m.fields
         if m.kind == K.ERROR:
-            self.note("error from the %s: %s: %s" % ("station" if self.mode == "hub" else "hub",
-                                                    ERROR_NAMES.get(f[0], f[0]), f[1]))
+            self.note(
+                "error from the %s: %s: %s"
+                % ("station" if self.mode == "hub" else "hub", ERROR_NAMES.get(f[0], f[0]), f[1])
+            )
             return
         if self.mode == "station":
             if m.seq:
@@ -451,15 +484,19 @@ class Console:
         try:
             store = self._session_store()
             if store is None:
-                self.note("%s %s not acknowledged: no store to keep it in (give --db); the station keeps it "
-                          "in its journal and sends it again" % (K.kind_name(kind), f[0]))
+                self.note(
+                    "%s %s not acknowledged: no store to keep it in (give --db); the station keeps it "
+                    "in its journal and sends it again" % (K.kind_name(kind), f[0])
+                )
                 return False
             if kind == K.SESSION_START:
                 store.record_session_start(f[0], self.session.peer_id, f[1], f[2], f[3], f[4], f[5])
             else:
                 store.record_session_end(f[0], self.session.peer_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7])
         except Exception as exc:  # sqlite3.Error, StoreError: not stored, so not acknowledged
-            self.note("%s %s not acknowledged: storing it in %s failed: %s" % (K.kind_name(kind), f[0], self.args.db, exc))
+            self.note(
+                "%s %s not acknowledged: storing it in %s failed: %s" % (K.kind_name(kind), f[0], self.args.db, exc)
+            )
             return False
         self.note("%s %s stored in %s" % (K.kind_name(kind), f[0], self.args.db))
         return True
@@ -468,8 +505,9 @@ class Console:
 
     def ask(self, what, kind, *fields):
         if self.session is None or not self.session.authenticated:
-            raise UsageError("no session yet: %s" % (
-                "wait for the station's hello" if self.mode == "hub" else "type `hello`"))
+            raise UsageError(
+                "no session yet: %s" % ("wait for the station's hello" if self.mode == "hub" else "type `hello`")
+            )
         try:
             seq = self.session.request(kind, *fields)
         except ProtocolError as exc:
@@ -497,7 +535,9 @@ class Console:
             raise UsageError("unknown command %r; `help` lists them" % word)
         allowed = _MODE_COMMANDS.get(word)
         if allowed is not None and self.mode not in allowed:
-            raise UsageError("`%s` is for --as %s; `help` lists this mode's commands" % (word, " or --as ".join(allowed)))
+            raise UsageError(
+                "`%s` is for --as %s; `help` lists this mode's commands" % (word, " or --as ".join(allowed))
+            )
         handler(argv)
 
     def do_help(self, argv):
@@ -531,8 +571,13 @@ class Console:
         if argv:
             raise UsageError("status (no arguments): shows the last known statuses and asks for fresh ones")
         if self.connectors:
-            self.note("last known: " + ", ".join(
-                "%d %s%s" % (n, s, " (%s)" % info if info else "") for n, (s, info) in sorted(self.connectors.items())))
+            self.note(
+                "last known: "
+                + ", ".join(
+                    "%d %s%s" % (n, s, " (%s)" % info if info else "")
+                    for n, (s, info) in sorted(self.connectors.items())
+                )
+            )
         if self.running:
             self.note("running sessions: " + ", ".join("%s on %d" % kv for kv in sorted(self.running.items())))
         self.ask("trigger status", K.TRIGGER, "status")
@@ -603,8 +648,13 @@ class Console:
             raise UsageError("status CONNECTOR STATUS [INFO]")
         if argv[1] not in K.CONNECTOR_STATUSES:
             raise UsageError("STATUS is one of %s" % ", ".join(K.CONNECTOR_STATUSES))
-        self.ask("status %s %s" % (argv[0], argv[1]), K.STATUS, _int(argv[0], "CONNECTOR"), argv[1],
-                 argv[2] if len(argv) > 2 else None)
+        self.ask(
+            "status %s %s" % (argv[0], argv[1]),
+            K.STATUS,
+            _int(argv[0], "CONNECTOR"),
+            argv[1],
+            argv[2] if len(argv) > 2 else None,
+        )
 
     def raw(self, text):
         obj = parse_literal(text.strip())
@@ -617,9 +667,16 @@ class Console:
 # `status` at the station end reports a status instead of asking for them.
 _MODE_COMMANDS = {
     "status": ("hub", "station"),
-    "trigger": ("hub",), "reserve": ("hub",), "cancel": ("hub",), "start": ("hub",), "stop": ("hub",),
-    "availability": ("hub",), "config": ("hub",),
-    "hello": ("station",), "boot": ("station",), "report": ("station",),
+    "trigger": ("hub",),
+    "reserve": ("hub",),
+    "cancel": ("hub",),
+    "start": ("hub",),
+    "stop": ("hub",),
+    "availability": ("hub",),
+    "config": ("hub",),
+    "hello": ("station",),
+    "boot": ("station",),
+    "report": ("station",),
 }
 
 _COMMON_HELP = [
@@ -639,13 +696,15 @@ HELP = {
         "  stop [SESSION]                 REMOTE_STOP (default: the one running session)",
         "  availability N on|off          CHANGE_AVAILABILITY (N = 0: whole station)",
         "  config KEY VALUE               CONFIGURE",
-    ] + _COMMON_HELP,
+    ]
+    + _COMMON_HELP,
     "station": [
         "commands (you are the station end; they go to the hub):",
         "  hello                          start a new session",
         "  boot                           send BOOT again",
         "  status CONNECTOR STATUS [INFO] report a connector status (Available, Charging, ...)",
-    ] + _COMMON_HELP,
+    ]
+    + _COMMON_HELP,
     "monitor": ["commands (monitor: no session):"] + _COMMON_HELP,
 }
 
@@ -832,12 +891,16 @@ def run(args):
             finally:
                 store.close()
         if not args.key:
-            print("evhub console: no key for %s: give --key (or --db with the station in it)" % args.id, file=sys.stderr)
+            print(
+                "evhub console: no key for %s: give --key (or --db with the station in it)" % args.id, file=sys.stderr
+            )
             return 2
     fallback = None
     if not args.raw and mode == "hub" and not args.key and not os.path.exists(args.db):
         mode = "monitor"
-        fallback = "no --key and no store %s: monitoring only (give --key or --db to answer a station's hello)" % args.db
+        fallback = (
+            "no --key and no store %s: monitoring only (give --key or --db to answer a station's hello)" % args.db
+        )
     try:
         port = _open(args.url, args.baud)
     except OSError as exc:
@@ -878,6 +941,7 @@ def _run_lines(port, args, mode, fallback):
     old_cont = None
     with term:
         if term.tty and _main_thread():
+
             def _on_cont(*_):
                 term.cbreak()
                 term.redraw()
@@ -940,8 +1004,10 @@ def _run_lines(port, args, mode, fallback):
             if old_cont is not None:
                 signal.signal(signal.SIGCONT, old_cont)
             stats = console.framer.stats()
-            console.note("bye: %d frames in; crc_errors=%d decode_errors=%d oversize=%d resyncs=%d" % (
-                stats["frames_ok"], stats["crc_errors"], stats["decode_errors"], stats["oversize"], stats["resyncs"]))
+            console.note(
+                "bye: %d frames in; crc_errors=%d decode_errors=%d oversize=%d resyncs=%d"
+                % (stats["frames_ok"], stats["crc_errors"], stats["decode_errors"], stats["oversize"], stats["resyncs"])
+            )
             if console.store is not None:
                 console.store.close()
     return status

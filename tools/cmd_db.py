@@ -22,8 +22,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = sub.add_parser("backup", help="copy the store while the hub runs (SQLite online backup)")
     b.add_argument("file", help="where to write the copy (refused if it exists, unless --force)")
-    b.add_argument("--db", default=os.environ.get("EVHUB_DB", "evhub.db"),
-                   help="the store to copy (default $EVHUB_DB or ./evhub.db)")
+    b.add_argument(
+        "--db",
+        default=os.environ.get("EVHUB_DB", "evhub.db"),
+        help="the store to copy (default $EVHUB_DB or ./evhub.db)",
+    )
     b.add_argument("--force", action="store_true", help="replace FILE if it exists")
 
 

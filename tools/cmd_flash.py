@@ -84,8 +84,12 @@ def configure(p):
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("port", metavar="PORT", help="the board's serial port (/dev/ttyUSB0, COM3, rfc2217://...)")
     link = p.add_mutually_exclusive_group()
-    link.add_argument("--hub", metavar="tcp://HOST:PORT", help="the hub the board connects to over WiFi (give --wifi "
-                      "too); tls://HOST:PORT with --tls-ca; a bare HOST:PORT is taken as tcp://")
+    link.add_argument(
+        "--hub",
+        metavar="tcp://HOST:PORT",
+        help="the hub the board connects to over WiFi (give --wifi "
+        "too); tls://HOST:PORT with --tls-ca; a bare HOST:PORT is taken as tcp://",
+    )
     link.add_argument("--uart", metavar="TX,RX,BAUD", help="the board reaches a hub serial line on these pins instead")
     add_config_arguments(p)
     p.add_argument("--db", default="evhub.db", help="the hub's store to provision the station in (default ./evhub.db)")
@@ -167,14 +171,19 @@ def esptool_failure(text, port):
     m = re.search(r"This chip is ([\w-]+), not ([\w-]+)", text)
     if m:
         return "the board on %s is an %s, not an %s: pick the matching --chip and MicroPython image" % (
-            port, m.group(1), m.group(2))
+            port,
+            m.group(1),
+            m.group(2),
+        )
     if "Permission denied" in text:
         return "no permission to open %s: add yourself to the dialout (or uucp) group and log in again" % port
     if re.search(r"could not open|doesn't exist|No such file or directory", text, re.I):
         return "cannot open %s: the port is busy (close any console or mpremote using it) or does not exist" % port
     if re.search(r"Failed to connect|No serial data received|Wrong boot mode|Invalid head of packet", text):
-        return ("the board on %s is not answering esptool: check the USB cable, then hold BOOT and tap EN/RESET "
-                "while it connects" % port)
+        return (
+            "the board on %s is not answering esptool: check the USB cable, then hold BOOT and tap EN/RESET "
+            "while it connects" % port
+        )
     return None
 
 
@@ -184,8 +193,10 @@ def mpremote_failure(text, port):
             return "no permission to open %s: add yourself to the dialout (or uucp) group and log in again" % port
         return "cannot open %s: it does not exist or another program (a console, mpremote, esptool) has it open" % port
     if "could not enter raw repl" in text:
-        return ("the board on %s is not answering at the MicroPython REPL: is MicroPython on it "
-                "(--firmware MICROPYTHON.bin)? close other terminals on the port and press reset" % port)
+        return (
+            "the board on %s is not answering at the MicroPython REPL: is MicroPython on it "
+            "(--firmware MICROPYTHON.bin)? close other terminals on the port and press reset" % port
+        )
     if "no device found" in text:
         return "no board found on %s" % port
     return None
@@ -241,15 +252,22 @@ class Flasher:
             except OSError as exc:
                 raise FlashError("cannot read --firmware %s: %s" % (a.firmware, exc.strerror or exc), 2) from None
             if head != bytes([ESP_IMAGE_MAGIC]):
-                raise FlashError("--firmware %s is not an ESP32 image (a MicroPython .bin from "
-                                 "micropython.org/download/ESP32_GENERIC starts with 0xE9)" % a.firmware, 2)
+                raise FlashError(
+                    "--firmware %s is not an ESP32 image (a MicroPython .bin from "
+                    "micropython.org/download/ESP32_GENERIC starts with 0xE9)" % a.firmware,
+                    2,
+                )
 
     def config_for(self, key, lat, lon, connectors=None, max_kw=None):
         a = self.args
         return B.make_config(
-            a.id, key, hub=self.hub, uart=B.parse_uart(a.uart) if a.uart else None,
+            a.id,
+            key,
+            hub=self.hub,
+            uart=B.parse_uart(a.uart) if a.uart else None,
             wifi=B.parse_wifi(a.wifi) if a.wifi is not None else None,
-            lat=lat, lon=lon,
+            lat=lat,
+            lon=lon,
             connectors=connectors if connectors is not None else a.connectors,
             max_kw=max_kw if max_kw is not None else a.max_kw,
             relay_pins=B.parse_pins(a.relay_pins) if a.relay_pins else None,
@@ -266,7 +284,9 @@ class Flasher:
             missing.append("mpremote")
         if missing:
             text = "%s not found: pip install -e '.[board]' (or pip install %s)" % (
-                " and ".join(missing), " ".join(missing))
+                " and ".join(missing),
+                " ".join(missing),
+            )
             if not self.dry:
                 raise FlashError(text)
             print("note: %s" % text, file=sys.stderr)
@@ -291,20 +311,26 @@ class Flasher:
                 ports = sorted(p.device for p in list_ports.comports())
             except Exception:  # listing ports is a courtesy; never fail on it
                 ports = []
-            raise FlashError("no serial port %s (is the board plugged in?); ports here: %s"
-                             % (port, ", ".join(ports) or "none"))
+            raise FlashError(
+                "no serial port %s (is the board plugged in?); ports here: %s" % (port, ", ".join(ports) or "none")
+            )
         if not os.access(port, os.R_OK | os.W_OK):
-            raise FlashError("no permission to open %s: add yourself to the dialout (or uucp) group and log in again" % port)
+            raise FlashError(
+                "no permission to open %s: add yourself to the dialout (or uucp) group and log in again" % port
+            )
 
     # -- 1. store
 
     def provision(self):
         a = self.args
         if self.dry:
-            self.step("provision station %s in %s (a new station gets a new key; an existing one keeps its key%s)"
-                      % (a.id, a.db, "; --new-key issues a new one" if a.new_key else ""))
-            return self.config_for("<key from %s>" % a.db, a.lat if a.lat is not None else 0.0,
-                                   a.lon if a.lon is not None else 0.0)
+            self.step(
+                "provision station %s in %s (a new station gets a new key; an existing one keeps its key%s)"
+                % (a.id, a.db, "; --new-key issues a new one" if a.new_key else "")
+            )
+            return self.config_for(
+                "<key from %s>" % a.db, a.lat if a.lat is not None else 0.0, a.lon if a.lon is not None else 0.0
+            )
         from hub.store.store import Store, StoreError
 
         try:
@@ -323,8 +349,12 @@ class Flasher:
                 lon = a.lon if a.lon is not None else existing["lon"]
                 connectors = a.connectors or existing["connectors"]
                 max_kw = a.max_kw or existing["max_kw"]
-                changed = (lat, lon, connectors, max_kw) != (existing["lat"], existing["lon"], existing["connectors"],
-                                                             existing["max_kw"])
+                changed = (lat, lon, connectors, max_kw) != (
+                    existing["lat"],
+                    existing["lon"],
+                    existing["connectors"],
+                    existing["max_kw"],
+                )
                 if a.new_key:
                     key = store.add_station(a.id, lat, lon, connectors, max_kw, replace=True)
                     what = "already provisioned; NEW key issued (the old key no longer works)"
@@ -389,7 +419,9 @@ class Flasher:
         if a.erase:
             cmds.append(self.esptool_argv(erase))
         cmds.append(self.esptool_argv(write, "-z", "0x%x" % FLASH_OFFSETS[a.chip], a.firmware))
-        self.step("write MicroPython %s with esptool%s" % (os.path.basename(a.firmware), " (erase first)" if a.erase else ""))
+        self.step(
+            "write MicroPython %s with esptool%s" % (os.path.basename(a.firmware), " (erase first)" if a.erase else "")
+        )
         for argv in cmds:
             self.show(argv)
             if self.dry:
@@ -426,8 +458,9 @@ class Flasher:
         if self.dry:
             return
         # A board still booting a freshly written MicroPython is tried again.
-        self.run_mpremote(argv, cwd=os.path.join(tmp, BUNDLE_NAME),
-                          attempts=MPREMOTE_ATTEMPTS if self.args.firmware else 1)
+        self.run_mpremote(
+            argv, cwd=os.path.join(tmp, BUNDLE_NAME), attempts=MPREMOTE_ATTEMPTS if self.args.firmware else 1
+        )
         time.sleep(BOOT_WAIT_S)  # the board reboots
 
     def copy_bundle(self, written, tmp):
@@ -447,14 +480,21 @@ class Flasher:
                 raise FlashError("the board on %s did not run the check script; is it running MicroPython?" % self.port)
             platform, free, noauto = m.group(1), int(m.group(2)), m.group(3) == "1"
             if not noauto:
-                raise FlashError("the board on %s is not in maintenance (no %s file after the reset): its watchdog "
-                                 "could reset it mid-copy; run flash again" % (self.port, NOAUTO))
+                raise FlashError(
+                    "the board on %s is not in maintenance (no %s file after the reset): its watchdog "
+                    "could reset it mid-copy; run flash again" % (self.port, NOAUTO)
+                )
             if platform != "esp32":
-                print("    warning: the board says sys.platform=%r, not 'esp32'; the bundle is built for an ESP32"
-                      % platform, flush=True)
+                print(
+                    "    warning: the board says sys.platform=%r, not 'esp32'; the bundle is built for an ESP32"
+                    % platform,
+                    flush=True,
+                )
             if free < total + SPACE_MARGIN:  # the ROMFS image has its own partition: not counted
-                raise FlashError("the board has %d bytes free, the bundle needs %d: erase it (--firmware ... --erase)"
-                                 % (free, total + SPACE_MARGIN))
+                raise FlashError(
+                    "the board has %d bytes free, the bundle needs %d: erase it (--firmware ... --erase)"
+                    % (free, total + SPACE_MARGIN)
+                )
         self.show(copy, "in the bundle directory")
         if not self.dry:
             self.run_mpremote(copy, cwd=os.path.join(tmp, BUNDLE_NAME))
@@ -478,8 +518,11 @@ class Flasher:
             cfg = self.provision()
             hub = cfg.get("hub") or {}
             if hub.get("host") in B.LOOPBACK:
-                print("warning: --hub %s is this computer's loopback: a board cannot reach it; give the hub's "
-                      "address on the board's network" % hub["host"], file=sys.stderr)
+                print(
+                    "warning: --hub %s is this computer's loopback: a board cannot reach it; give the hub's "
+                    "address on the board's network" % hub["host"],
+                    file=sys.stderr,
+                )
             written = self.build(cfg, out_dir)
             if not self.dry:
                 with open(os.path.join(tmp, PREPARE_NAME), "w") as f:
@@ -497,8 +540,10 @@ class Flasher:
         if self.dry:
             print("dry run done: %d commands shown" % self.shown)
         else:
-            print("done: %s boots and connects (%s); see it with `evhub stations list`, its log with "
-                  "`mpremote connect %s repl`" % (self.args.id, where, self.port))
+            print(
+                "done: %s boots and connects (%s); see it with `evhub stations list`, its log with "
+                "`mpremote connect %s repl`" % (self.args.id, where, self.port)
+            )
         return 0
 
     def stale(self, written):
@@ -514,8 +559,10 @@ class Flasher:
         size = dict(written).get(IMAGE_NAME, 0)
         query = self.mpremote_argv("romfs", "query")
         deploy = self.mpremote_argv("romfs", "deploy", IMAGE_NAME)
-        self.step("write the modules' romfs image into the board's ROMFS partition (main.py, config.json stay on "
-                  "the filesystem)")
+        self.step(
+            "write the modules' romfs image into the board's ROMFS partition (main.py, config.json stay on "
+            "the filesystem)"
+        )
         self.show(query, "the board's MicroPython must have a ROMFS partition (1.25+, built with one)")
         if not self.dry:
             text = self.run_mpremote(query, cwd=os.path.join(tmp, BUNDLE_NAME), attempts=MPREMOTE_ATTEMPTS)
@@ -528,15 +575,19 @@ class Flasher:
 def check_romfs_query(text, image_size, port):
     """`mpremote romfs query` output -> None, or FlashError saying why the image cannot go on this board."""
     if "ROMFS is not enabled" in text or "No ROMFS partitions" in text:
-        raise FlashError("the MicroPython on %s has no ROMFS partition (romfs needs MicroPython 1.25+ built with "
-                         "MICROPY_VFS_ROM and a romfs partition; the stock ESP32_GENERIC images have none): "
-                         "flash such a build with --firmware, or flash without --romfs" % port)
+        raise FlashError(
+            "the MicroPython on %s has no ROMFS partition (romfs needs MicroPython 1.25+ built with "
+            "MICROPY_VFS_ROM and a romfs partition; the stock ESP32_GENERIC images have none): "
+            "flash such a build with --firmware, or flash without --romfs" % port
+        )
     m = re.search(r"ROMFS0 partition has size (\d+) bytes", text)
     if not m:
         raise FlashError("`mpremote romfs query` on %s did not report a ROMFS0 partition; its output is above" % port)
     if image_size > int(m.group(1)):
-        raise FlashError("the romfs image is %d bytes, the board's ROMFS partition %s: build MicroPython with a "
-                         "larger partition, or flash without --romfs" % (image_size, m.group(1)))
+        raise FlashError(
+            "the romfs image is %d bytes, the board's ROMFS partition %s: build MicroPython with a "
+            "larger partition, or flash without --romfs" % (image_size, m.group(1))
+        )
 
 
 def stale_names(written):

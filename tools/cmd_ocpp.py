@@ -27,12 +27,18 @@ log = logging.getLogger("tools.ocpp")
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=default_db(), help=DB_HELP + "; station keys and the OCPP ledger are read there")
     p.add_argument("--hub", default="tcp://127.0.0.1:7878", help="the hub's station listener (default %(default)s)")
-    p.add_argument("--listen", default="wss://127.0.0.1:8443",
-                   help="ws://HOST:PORT or wss://HOST:PORT for the chargers (default %(default)s; port 0: any)")
+    p.add_argument(
+        "--listen",
+        default="wss://127.0.0.1:8443",
+        help="ws://HOST:PORT or wss://HOST:PORT for the chargers (default %(default)s; port 0: any)",
+    )
     p.add_argument("--tls-cert", help="the certificate for wss:// (PEM)")
     p.add_argument("--tls-key", help="its private key (PEM)")
-    p.add_argument("--allow-profile1", action="store_true",
-                   help="serve plain ws:// (OCPP Security Profile 1: Basic auth without TLS, for a VPN or a lab)")
+    p.add_argument(
+        "--allow-profile1",
+        action="store_true",
+        help="serve plain ws:// (OCPP Security Profile 1: Basic auth without TLS, for a VPN or a lab)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print("evhub ocpp: %s" % exc, file=sys.stderr)
         return 2
-    return asyncio.run(_serve(OcppCentral(args.db, hub_host, hub_port, allow_profile1=args.allow_profile1), host, port,
-                              context))
+    return asyncio.run(
+        _serve(OcppCentral(args.db, hub_host, hub_port, allow_profile1=args.allow_profile1), host, port, context)
+    )
 
 
 async def _serve(central, host: str, port: int, context: ssl.SSLContext | None) -> int:

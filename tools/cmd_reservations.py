@@ -17,8 +17,15 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tools.exitcodes import (EXIT_CONFLICT, EXIT_DENIED, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNREACHABLE,
-                             EXIT_USAGE)
+from tools.exitcodes import (
+    EXIT_CONFLICT,
+    EXIT_DENIED,
+    EXIT_ERROR,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
 
 STATES = ("confirmed", "fulfilled", "cancelled", "expired", "all")
 
@@ -32,11 +39,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     ls.add_argument("--since", help='only windows ending at or after this local time ("YYYY-MM-DD [HH:MM]")')
     ls.add_argument("--limit", type=int, default=1000, help="at most this many (1..100000, default 1000)")
     ls.add_argument("--json", action="store_true", help="one JSON object, times also as UTC epoch seconds")
-    ls.add_argument("--db", default=os.environ.get("EVHUB_DB", "evhub.db"), help="the store (default $EVHUB_DB or ./evhub.db)")
+    ls.add_argument(
+        "--db", default=os.environ.get("EVHUB_DB", "evhub.db"), help="the store (default $EVHUB_DB or ./evhub.db)"
+    )
     c = sub.add_parser("cancel", help="cancel a reservation as the operator (through the running hub's HTTP API)")
     c.add_argument("reservation_id", help="the id, as the list prints it (42 or #42)")
-    c.add_argument("--http", default=os.environ.get("EVHUB_HTTP", "127.0.0.1:8080"),
-                   help="the hub's HTTP API HOST:PORT (default $EVHUB_HTTP or 127.0.0.1:8080)")
+    c.add_argument(
+        "--http",
+        default=os.environ.get("EVHUB_HTTP", "127.0.0.1:8080"),
+        help="the hub's HTTP API HOST:PORT (default $EVHUB_HTTP or 127.0.0.1:8080)",
+    )
     c.add_argument("--http-token-file", help="file holding the HTTP token (default $EVHUB_HTTP_TOKEN)")
 
 
@@ -74,8 +86,10 @@ def _list(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if args.json:
-        out = [dict(r, start=iso_local(r["start"]), end=iso_local(r["end"]), start_utc=r["start"], end_utc=r["end"])
-               for r in rows]
+        out = [
+            dict(r, start=iso_local(r["start"]), end=iso_local(r["end"]), start_utc=r["start"], end_utc=r["end"])
+            for r in rows
+        ]
         print(json.dumps({"reservations": out}, indent=1))
         return EXIT_OK
     if not rows:
@@ -83,8 +97,17 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     print("%-8s %-24s %-16s %-4s %-28s %s" % ("ID", "STATION", "VEHICLE", "CONN", "WINDOW (local)", "STATE"))
     for r in rows:
-        print("%-8s %-24s %-16s %-4s %-28s %s" % ("#%d" % r["id"], r["station_id"], r["vehicle_id"], r["connector"],
-                                                   show_window(r["start"], r["end"]), r["state"]))
+        print(
+            "%-8s %-24s %-16s %-4s %-28s %s"
+            % (
+                "#%d" % r["id"],
+                r["station_id"],
+                r["vehicle_id"],
+                r["connector"],
+                show_window(r["start"], r["end"]),
+                r["state"],
+            )
+        )
     return EXIT_OK
 
 
@@ -106,11 +129,16 @@ def _cancel(args: argparse.Namespace) -> int:
         print("evhub reservations cancel: cannot read the token file: %s" % (exc.strerror or exc), file=sys.stderr)
         return EXIT_USAGE
     if not token:
-        print("evhub reservations cancel: the hub's HTTP token is needed (--http-token-file or $EVHUB_HTTP_TOKEN)",
-              file=sys.stderr)
+        print(
+            "evhub reservations cancel: the hub's HTTP token is needed (--http-token-file or $EVHUB_HTTP_TOKEN)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
-    req = urllib.request.Request("http://%s/api/reservations/%d" % (args.http, rid), method="DELETE",
-                                 headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
+    req = urllib.request.Request(
+        "http://%s/api/reservations/%d" % (args.http, rid),
+        method="DELETE",
+        headers={"Authorization": "Bearer " + token, "Accept": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             body: dict[str, Any] = json.loads(resp.read() or b"{}")

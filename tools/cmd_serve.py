@@ -10,28 +10,57 @@ from tools import secret_args
 
 def configure(p):
     p.add_argument("--listen", help="TCP address, default tcp://127.0.0.1:7878")
-    p.add_argument("--serial", action="append", default=None, metavar="URL",
-                   help="a serial line with charge points (any pyserial URL: /dev/ttyUSB0, socket://, a pty path); repeatable")
+    p.add_argument(
+        "--serial",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="a serial line with charge points (any pyserial URL: /dev/ttyUSB0, socket://, a pty path); repeatable",
+    )
     p.add_argument("--db", help="SQLite store (default $EVHUB_DB, else ./evhub.db)")
     p.add_argument("--config", help="hub.toml with settings (see hub/config.py DEFAULTS)")
     p.add_argument("--log-file", help="also write the log to this file")
     p.add_argument("--heartbeat", type=int, dest="heartbeat_s", help="seconds between station heartbeats (default 30)")
     p.add_argument("--speedup", type=float, help="run simulated time this many times faster (simulation only)")
-    p.add_argument("--http", metavar="HOST:PORT",
-                   help="serve the HTTP API, event stream, metrics and dashboard here (e.g. 127.0.0.1:8080); off by default")
-    secret_args.add(p, "--http-token", "EVHUB_HTTP_TOKEN", "bearer token for HTTP writes", metavar="TOKEN",
-                    extra_help=" (or http_token in the config)")
-    p.add_argument("--http-insecure-reads", action="store_true",
-                   help="allow --http on a non-loopback address without a token (reads open to the network)")
-    p.add_argument("--tls-cert", metavar="PEM", help="serve TLS on the TCP listener with this certificate (clients use tls://)")
+    p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve the HTTP API, event stream, metrics and dashboard here (e.g. 127.0.0.1:8080); off by default",
+    )
+    secret_args.add(
+        p,
+        "--http-token",
+        "EVHUB_HTTP_TOKEN",
+        "bearer token for HTTP writes",
+        metavar="TOKEN",
+        extra_help=" (or http_token in the config)",
+    )
+    p.add_argument(
+        "--http-insecure-reads",
+        action="store_true",
+        help="allow --http on a non-loopback address without a token (reads open to the network)",
+    )
+    p.add_argument(
+        "--tls-cert", metavar="PEM", help="serve TLS on the TCP listener with this certificate (clients use tls://)"
+    )
     p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (if not in --tls-cert)")
-    p.add_argument("--ocpp", metavar="URL",
-                   help="serve OCPP 1.6J chargers on wss://HOST:PORT (TLS from --tls-cert: Security Profile 2) or ws://")
-    p.add_argument("--ocpp-allow-profile1", action="store_true", default=None,
-                   help="allow --ocpp ws:// (Security Profile 1: Basic auth without TLS; a VPN or a lab only)")
+    p.add_argument(
+        "--ocpp",
+        metavar="URL",
+        help="serve OCPP 1.6J chargers on wss://HOST:PORT (TLS from --tls-cert: Security Profile 2) or ws://",
+    )
+    p.add_argument(
+        "--ocpp-allow-profile1",
+        action="store_true",
+        default=None,
+        help="allow --ocpp ws:// (Security Profile 1: Basic auth without TLS; a VPN or a lab only)",
+    )
     p.add_argument("--epoch0", type=float, help=argparse_suppress())
-    p.add_argument("--print-config", action="store_true",
-                   help="print the settings this command line and --config give, as a commented hub.toml, and exit")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the settings this command line and --config give, as a commented hub.toml, and exit",
+    )
 
 
 def argparse_suppress():
@@ -45,10 +74,21 @@ def run(args):
         secret_args.resolve(args, "--http-token", "EVHUB_HTTP_TOKEN")
         cfg = hubconfig.load(
             args.config,
-            {"listen": args.listen, "db": args.db or os.environ.get("EVHUB_DB") or None, "heartbeat_s": args.heartbeat_s, "speedup": args.speedup,
-             "epoch0": args.epoch0, "http": args.http, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
-             "log_file": args.log_file, "serial": args.serial,
-             "http_token": args.http_token, "ocpp": args.ocpp, "ocpp_allow_profile1": args.ocpp_allow_profile1},
+            {
+                "listen": args.listen,
+                "db": args.db or os.environ.get("EVHUB_DB") or None,
+                "heartbeat_s": args.heartbeat_s,
+                "speedup": args.speedup,
+                "epoch0": args.epoch0,
+                "http": args.http,
+                "tls_cert": args.tls_cert,
+                "tls_key": args.tls_key,
+                "log_file": args.log_file,
+                "serial": args.serial,
+                "http_token": args.http_token,
+                "ocpp": args.ocpp,
+                "ocpp_allow_profile1": args.ocpp_allow_profile1,
+            },
         )
     except (hubconfig.ConfigError, ValueError) as exc:
         print("evhub serve: %s" % exc, file=sys.stderr)
@@ -93,8 +133,11 @@ def run(args):
             print("evhub serve: %s" % exc, file=sys.stderr)
             return 2
         if not cfg.get("http_token") and not args.http_insecure_reads and not _is_loopback_host(http_host):
-            print("evhub serve: --http %s is reachable from other machines but has no token: give --http-token-file "
-                  "(or $EVHUB_HTTP_TOKEN), listen on 127.0.0.1, or pass --http-insecure-reads" % cfg["http"], file=sys.stderr)
+            print(
+                "evhub serve: --http %s is reachable from other machines but has no token: give --http-token-file "
+                "(or $EVHUB_HTTP_TOKEN), listen on 127.0.0.1, or pass --http-insecure-reads" % cfg["http"],
+                file=sys.stderr,
+            )
             return 2
     if cfg["ocpp"]:
         from hub.ocpp.server import check_profile, parse_listen

@@ -19,19 +19,36 @@ from typing import Any
 
 from tools.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
-COLUMNS = ("session_id", "station_id", "connector", "vehicle_id", "reservation_id", "started", "ended",
-           "duration_s", "energy_wh", "energy_kwh", "reason", "started_utc", "ended_utc")
+COLUMNS = (
+    "session_id",
+    "station_id",
+    "connector",
+    "vehicle_id",
+    "reservation_id",
+    "started",
+    "ended",
+    "duration_s",
+    "energy_wh",
+    "energy_kwh",
+    "reason",
+    "started_utc",
+    "ended_utc",
+)
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     e = sub.add_parser("export", help="ended sessions for billing: energy, duration and who (CSV or JSON)")
-    e.add_argument("--since", help='sessions that ended at or after this local time ("YYYY-MM-DD" or "YYYY-MM-DD HH:MM")')
+    e.add_argument(
+        "--since", help='sessions that ended at or after this local time ("YYYY-MM-DD" or "YYYY-MM-DD HH:MM")'
+    )
     e.add_argument("--until", help="... and before this one (same forms)")
     e.add_argument("--station", help="only this station")
     e.add_argument("--vehicle", help="only this vehicle")
     e.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
-    e.add_argument("--db", default=os.environ.get("EVHUB_DB", "evhub.db"), help="the store (default $EVHUB_DB or ./evhub.db)")
+    e.add_argument(
+        "--db", default=os.environ.get("EVHUB_DB", "evhub.db"), help="the store (default $EVHUB_DB or ./evhub.db)"
+    )
 
 
 def parse_day_or_time(text: str) -> int:
@@ -52,12 +69,19 @@ def _iso(epoch: int | None) -> str | None:
 def billing_row(s: dict[str, Any]) -> dict[str, Any]:
     started, ended, wh = s["started"], s["ended"], s["energy_wh"]
     return {
-        "session_id": s["session_id"], "station_id": s["station_id"], "connector": s["connector"],
-        "vehicle_id": s["vehicle_id"], "reservation_id": s["reservation_id"],
-        "started": _iso(started), "ended": _iso(ended),
+        "session_id": s["session_id"],
+        "station_id": s["station_id"],
+        "connector": s["connector"],
+        "vehicle_id": s["vehicle_id"],
+        "reservation_id": s["reservation_id"],
+        "started": _iso(started),
+        "ended": _iso(ended),
         "duration_s": None if started is None or ended is None else ended - started,
-        "energy_wh": wh, "energy_kwh": None if wh is None else round(wh / 1000.0, 3), "reason": s["reason"],
-        "started_utc": started, "ended_utc": ended,
+        "energy_wh": wh,
+        "energy_kwh": None if wh is None else round(wh / 1000.0, 3),
+        "reason": s["reason"],
+        "started_utc": started,
+        "ended_utc": ended,
     }
 
 
@@ -92,8 +116,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if args.format == "json":
-        json.dump({"sessions": rows, "count": len(rows),
-                   "energy_wh": sum(r["energy_wh"] or 0 for r in rows)}, sys.stdout, indent=1)
+        json.dump(
+            {"sessions": rows, "count": len(rows), "energy_wh": sum(r["energy_wh"] or 0 for r in rows)},
+            sys.stdout,
+            indent=1,
+        )
         sys.stdout.write("\n")
     else:
         out = csv.DictWriter(sys.stdout, COLUMNS, lineterminator="\n")

@@ -21,21 +21,44 @@ def configure(p):
     p.add_argument("--stations", type=int, default=50, help="charge points, 1..2000 (default 50)")
     p.add_argument("--vehicles", type=int, default=200, help="vehicle agents, 0..5000 (default 200)")
     p.add_argument("--duration", type=float, default=60, help="real seconds to run, 1..86400 (default 60)")
-    p.add_argument("--speedup", type=float, default=60,
-                   help="simulated time runs this many times faster, 1..3600 (default 60: a minute a second)")
+    p.add_argument(
+        "--speedup",
+        type=float,
+        default=60,
+        help="simulated time runs this many times faster, 1..3600 (default 60: a minute a second)",
+    )
     p.add_argument("--seed", type=int, help="seed for stations and vehicles (default: from the clock)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--position-every", type=float, default=60, dest="report_s", metavar="SECONDS",
-                   help="each vehicle reports its position this often, in simulated seconds (default 60)")
-    p.add_argument("--vehicles-per-agent", type=int, default=25, dest="per_agent",
-                   help="vehicles driven by one Pykka actor (thread); 1 = an actor per vehicle (default 25)")
+    p.add_argument(
+        "--position-every",
+        type=float,
+        default=60,
+        dest="report_s",
+        metavar="SECONDS",
+        help="each vehicle reports its position this often, in simulated seconds (default 60)",
+    )
+    p.add_argument(
+        "--vehicles-per-agent",
+        type=int,
+        default=25,
+        dest="per_agent",
+        help="vehicles driven by one Pykka actor (thread); 1 = an actor per vehicle (default 25)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (hub.db, hub.log, sim.log)")
     p.add_argument("--workdir", help="use this directory for the store and logs (kept)")
-    p.add_argument("--ocpp-share", type=float, default=0.0, metavar="FRACTION",
-                   help="the fraction of stations that are OCPP 1.6J chargers, joining through the hub's central "
-                        "system (0..1, default 0: all our own boards)")
-    p.add_argument("--http", metavar="HOST:PORT",
-                   help="serve the hub's HTTP API and dashboard here (loopback, e.g. 127.0.0.1:8080; port 0 picks one)")
+    p.add_argument(
+        "--ocpp-share",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="the fraction of stations that are OCPP 1.6J chargers, joining through the hub's central "
+        "system (0..1, default 0: all our own boards)",
+    )
+    p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve the hub's HTTP API and dashboard here (loopback, e.g. 127.0.0.1:8080; port 0 picks one)",
+    )
 
 
 def _log_to(path, verbose, to_stderr):
@@ -58,9 +81,19 @@ def run(args):
     from tools.sim_display import LiveDisplay, format_summary
     from tools.sim_run import SimError, SimOptions, Simulation
 
-    opts = SimOptions(stations=args.stations, vehicles=args.vehicles, duration=args.duration, speedup=args.speedup,
-                      seed=args.seed, per_agent=args.per_agent, workdir=args.workdir, keep=args.keep,
-                      report_s=args.report_s, http=args.http, ocpp_share=args.ocpp_share)
+    opts = SimOptions(
+        stations=args.stations,
+        vehicles=args.vehicles,
+        duration=args.duration,
+        speedup=args.speedup,
+        seed=args.seed,
+        per_agent=args.per_agent,
+        workdir=args.workdir,
+        keep=args.keep,
+        report_s=args.report_s,
+        http=args.http,
+        ocpp_share=args.ocpp_share,
+    )
     try:
         opts.check()
         if args.workdir:
@@ -80,8 +113,11 @@ def run(args):
     title = "%d stations · %d vehicles · x%g · seed %s" % (opts.stations, opts.vehicles, opts.speedup, opts.seed)
     try:
         if live:
-            print("evhub sim: starting the hub, %d charge points and %d vehicles (work dir %s)..."
-                  % (opts.stations, opts.vehicles, sim.workdir), flush=True)
+            print(
+                "evhub sim: starting the hub, %d charge points and %d vehicles (work dir %s)..."
+                % (opts.stations, opts.vehicles, sim.workdir),
+                flush=True,
+            )
             display = LiveDisplay(sim.stations, title, sys.stdout)
         summary = sim.run(progress=display.update if display else None)
     except SimError as exc:

@@ -21,23 +21,35 @@ def configure(p):
     a.add_argument("--id", required=True, help="station id, 1..64 characters without spaces")
     a.add_argument("--lat", type=float, required=True, help="latitude in degrees, -90..90")
     a.add_argument("--lon", type=float, required=True, help="longitude in degrees, -180..180")
-    a.add_argument("--connectors", type=int, default=1, help="number of connectors, 1..%d (default 1)" % K.MAX_CONNECTORS)
+    a.add_argument(
+        "--connectors", type=int, default=1, help="number of connectors, 1..%d (default 1)" % K.MAX_CONNECTORS
+    )
     a.add_argument("--max-kw", type=float, default=22.0, help="power limit per connector, 0.1..1000 kW (default 22)")
-    a.add_argument("--name", help="place name shown on the dashboard, e.g. \"Feira de Santana\" (1..80 characters)")
+    a.add_argument("--name", help='place name shown on the dashboard, e.g. "Feira de Santana" (1..80 characters)')
     a.add_argument("--replace", action="store_true", help="issue a new key for an existing id")
-    a.add_argument("--protocol", choices=("evhub", "ocpp1.6"), default="evhub",
-                   help="evhub: one of our boards (default); ocpp1.6: a commercial charger joining through "
-                        "`evhub serve --ocpp` (its key is then a 20-character Basic-auth password)")
+    a.add_argument(
+        "--protocol",
+        choices=("evhub", "ocpp1.6"),
+        default="evhub",
+        help="evhub: one of our boards (default); ocpp1.6: a commercial charger joining through "
+        "`evhub serve --ocpp` (its key is then a 20-character Basic-auth password)",
+    )
     a.add_argument("--db", default=default_db(), help=DB_HELP)
     i = sub.add_parser("import", help="provision stations from CSV (id,lat,lon,connectors,max_kw[,name|city]) or JSON")
-    i.add_argument("file", help="CSV with a header row, or JSON: a list of stations or {\"stations\": [...]}")
+    i.add_argument("file", help='CSV with a header row, or JSON: a list of stations or {"stations": [...]}')
     i.add_argument("--db", default=default_db(), help=DB_HELP)
     i.add_argument("--json", action="store_true", help="print the issued keys as JSON")
-    rm = sub.add_parser("remove", help="remove a station: its key stops working, its open reservations are"
-                        " cancelled (a running hub closes its link within ~1 s); its history is kept")
+    rm = sub.add_parser(
+        "remove",
+        help="remove a station: its key stops working, its open reservations are"
+        " cancelled (a running hub closes its link within ~1 s); its history is kept",
+    )
     rm.add_argument("id", help="the station id to remove")
-    up = sub.add_parser("update", help="change a provisioned station's position, capacity or name (its key stays;"
-                        " a running hub applies capacity when the station next boots)")
+    up = sub.add_parser(
+        "update",
+        help="change a provisioned station's position, capacity or name (its key stays;"
+        " a running hub applies capacity when the station next boots)",
+    )
     up.add_argument("id", help="the station id")
     up.add_argument("--lat", type=float, help="latitude in degrees, -90..90")
     up.add_argument("--lon", type=float, help="longitude in degrees, -180..180")
@@ -49,10 +61,13 @@ def configure(p):
     lst = sub.add_parser("list", help="stations and their live status, from a running hub")
     lst.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
     lst.add_argument("--json", action="store_true", help="one JSON list")
-    lst.add_argument("--db", default=default_db(),
-                     help="the store the hub serves: the operator key is read from DB.operator-key ($EVHUB_OPERATOR_KEY_FILE "
-                          "or the key in $EVHUB_OPERATOR_KEY win); when the hub cannot be reached, list what this store "
-                          "holds (default $EVHUB_DB, else ./evhub.db)")
+    lst.add_argument(
+        "--db",
+        default=default_db(),
+        help="the store the hub serves: the operator key is read from DB.operator-key ($EVHUB_OPERATOR_KEY_FILE "
+        "or the key in $EVHUB_OPERATOR_KEY win); when the hub cannot be reached, list what this store "
+        "holds (default $EVHUB_DB, else ./evhub.db)",
+    )
 
 
 def _given(row, key, default):
@@ -99,7 +114,7 @@ def _read_rows(path):
         if isinstance(data, dict):
             data = data.get("stations", [])
         if not isinstance(data, list):
-            raise ValueError("JSON must be a list of stations or {\"stations\": [...]}")
+            raise ValueError('JSON must be a list of stations or {"stations": [...]}')
         return data
     return list(csv.DictReader(text.splitlines()))
 
@@ -190,8 +205,10 @@ def _list(args):
             print("evhub stations list: %s" % exc, file=sys.stderr)
             return exc.exit_code
         # The hub is down: what was provisioned is still worth seeing, marked as not live.
-        print("evhub stations list: %s; showing the store %s (no live status)" % (exc, os.path.abspath(args.db)),
-              file=sys.stderr)
+        print(
+            "evhub stations list: %s; showing the store %s (no live status)" % (exc, os.path.abspath(args.db)),
+            file=sys.stderr,
+        )
         try:
             stations = _stored_stations(args.db)
         except ValueError as exc:  # e.g. a store other users can read (hub/secretfile.py)
@@ -200,10 +217,23 @@ def _list(args):
         live = False
     stations.sort(key=lambda s: s["id"])
     if args.json:
-        print(json.dumps([dict({k: s[k] for k in ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw")},
-                               live=live) for s in stations], indent=1))
+        print(
+            json.dumps(
+                [
+                    dict(
+                        {k: s[k] for k in ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw")},
+                        live=live,
+                    )
+                    for s in stations
+                ],
+                indent=1,
+            )
+        )
         return 0
-    print("%-12s %10s %10s  %-12s %s" % ("ID", "LAT", "LON", "STATUS", "FREE IN" if live else "(hub down: from the store)"))
+    print(
+        "%-12s %10s %10s  %-12s %s"
+        % ("ID", "LAT", "LON", "STATUS", "FREE IN" if live else "(hub down: from the store)")
+    )
     for s in stations:
         free = "" if s["free_in_min"] in (None, 0) else "%d min" % s["free_in_min"]
         print("%-12s %10.4f %10.4f  %-12s %s" % (s["id"], s["lat"], s["lon"], s["status"], free))

@@ -22,7 +22,9 @@ TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-
 def configure(p):
     p.add_argument("--id", required=True, help="vehicle id")
     p.add_argument("--hub", help="tcp://HOST:PORT (default $EVHUB_HUB or tcp://127.0.0.1:7878)")
-    secret_args.add(p, "--token", "EVHUB_TOKEN", "vehicle token", extra_help=" (default: the one `evhub vehicles add` saved)")
+    secret_args.add(
+        p, "--token", "EVHUB_TOKEN", "vehicle token", extra_help=" (default: the one `evhub vehicles add` saved)"
+    )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     pos = sub.add_parser("position", help="report where the vehicle is")
     pos.add_argument("--lat", type=float, required=True, help="latitude in degrees, -90..90")
@@ -124,7 +126,9 @@ def _run(args):
     vehicle_charge.check(args)
     token = credentials.lookup("vehicle", args.id, secret_args.resolve(args, "--token", "EVHUB_TOKEN"))
     if not token:
-        raise ValueError("no token for vehicle %s: run `evhub vehicles add --id %s` or pass --token" % (args.id, args.id))
+        raise ValueError(
+            "no token for vehicle %s: run `evhub vehicles add --id %s` or pass --token" % (args.id, args.id)
+        )
     rid = None
     if args.action == "cancel":
         from tools.cmd_reservations import parse_reservation_id
@@ -164,21 +168,30 @@ def _run(args):
                 out = {"ok": ok}
                 if ok:
                     out["reservation_id"] = rid
-                    out.update(_json_times({"station_id": args.station, "start": start, "end": start + args.minutes * 60}))
+                    out.update(
+                        _json_times({"station_id": args.station, "start": start, "end": start + args.minutes * 60})
+                    )
                 else:
                     out["alternatives"] = [_json_times(a) for a in alternatives]
                     out["reason"] = reason
                 print(json.dumps(out, indent=1))
                 return 0 if ok else 3
             if ok:
-                print("reserved: #%d at %s, %s (%d min)" % (rid, args.station, show_window(start, start + args.minutes * 60),
-                                                             args.minutes))
+                print(
+                    "reserved: #%d at %s, %s (%d min)"
+                    % (rid, args.station, show_window(start, start + args.minutes * 60), args.minutes)
+                )
                 return 0
             print("not reserved: %s" % (reason or "conflict"))
             for alt in alternatives:
-                print("  alternative: %-12s %s%s" % (
-                    alt["station_id"], show_window(alt["start"], alt["end"]),
-                    "  (%.1f km away)" % alt["distance_km"] if alt.get("distance_km") else ""))
+                print(
+                    "  alternative: %-12s %s%s"
+                    % (
+                        alt["station_id"],
+                        show_window(alt["start"], alt["end"]),
+                        "  (%.1f km away)" % alt["distance_km"] if alt.get("distance_km") else "",
+                    )
+                )
             return 3
         if args.action == "cancel":
             hub.request(K.CANCEL, rid)
@@ -192,5 +205,8 @@ def _run(args):
         if not rows:
             print("no reservations")
         for r in rows:
-            print("#%-6d %-12s %s  %s" % (r["reservation_id"], r["station_id"], show_window(r["start"], r["end"]), r["state"]))
+            print(
+                "#%-6d %-12s %s  %s"
+                % (r["reservation_id"], r["station_id"], show_window(r["start"], r["end"]), r["state"])
+            )
         return 0

@@ -13,12 +13,20 @@ def configure(p):
     a = sub.add_parser("add", help="provision a vehicle; prints its token")
     a.add_argument("--id", required=True, help="vehicle id, 1..64 characters without spaces")
     a.add_argument("--replace", action="store_true", help="issue a new token for an existing id")
-    a.add_argument("--id-tag", action="append", default=[], metavar="TAG",
-                   help="an OCPP idTag (RFID card, 1..20 characters, case-insensitive) that identifies this vehicle "
-                        "at OCPP chargers; repeat for several")
+    a.add_argument(
+        "--id-tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="an OCPP idTag (RFID card, 1..20 characters, case-insensitive) that identifies this vehicle "
+        "at OCPP chargers; repeat for several",
+    )
     a.add_argument("--db", default=default_db(), help=DB_HELP)
-    rm = sub.add_parser("remove", help="remove a vehicle: its token stops working, its open reservations are"
-                        " cancelled (a running hub closes its link within ~1 s); its history is kept")
+    rm = sub.add_parser(
+        "remove",
+        help="remove a vehicle: its token stops working, its open reservations are"
+        " cancelled (a running hub closes its link within ~1 s); its history is kept",
+    )
     rm.add_argument("id", help="the vehicle id to remove")
     rm.add_argument("--db", default=default_db(), help=DB_HELP)
     lst = sub.add_parser("list", help="provisioned vehicles (removed ones marked)")

@@ -54,7 +54,9 @@ def _wrap_tls(sock, host, url):
         return ctx.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
         sock.close()
-        raise HubError("the hub at %s has a certificate we do not trust: %s (set EVHUB_TLS_CA?)" % (url, exc.verify_message)) from None
+        raise HubError(
+            "the hub at %s has a certificate we do not trust: %s (set EVHUB_TLS_CA?)" % (url, exc.verify_message)
+        ) from None
     except (OSError, ssl.SSLError) as exc:
         sock.close()
         raise HubError("TLS with the hub at %s failed: %s" % (url, exc)) from None
@@ -97,8 +99,10 @@ class HubClient:
             while not self.session.authenticated:
                 for event in self._read(deadline):
                     if isinstance(event, Closed):
-                        raise HubError("the hub refused %s %s: %s" % (self.session.role, self.session.device_id,
-                                                                    event.text), event.code)
+                        raise HubError(
+                            "the hub refused %s %s: %s" % (self.session.role, self.session.device_id, event.text),
+                            event.code,
+                        )
                     if isinstance(event, Authenticated):
                         return self
             return self

@@ -15,12 +15,20 @@ from collections.abc import Callable, Sequence
 class LoggedProcess:
     """Start `argv` with its output in `log_path` (appended to with `append`, e.g. on a restart)."""
 
-    def __init__(self, argv: Sequence[str], log_path, cwd=None, env=None, append: bool = False,
-                 preexec_fn: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path,
+        cwd=None,
+        env=None,
+        append: bool = False,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "a" if append else "w")
-        self.proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     preexec_fn=preexec_fn)
+        self.proc = subprocess.Popen(
+            list(argv), cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
+        )
         self.pid = self.proc.pid
 
     def output(self) -> str:

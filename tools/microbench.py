@@ -152,7 +152,9 @@ def format_table(rows):
     head = ("runtime", "impl", "op", "bytes", "ops/s", "us/op")
     lines = [head]
     for r in rows:
-        lines.append((r["runtime"], r["impl"], r["op"], str(r["bytes"]), "{:,}".format(r["ops_per_s"]), "%.2f" % r["us_per_op"]))
+        lines.append(
+            (r["runtime"], r["impl"], r["op"], str(r["bytes"]), "{:,}".format(r["ops_per_s"]), "%.2f" % r["us_per_op"])
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = []
     for n, line in enumerate(lines):
@@ -167,8 +169,11 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a rough figure in ~2 s)")
     parser.add_argument("--no-micropython", action="store_true", help="skip the MicroPython part")
-    parser.add_argument("--heapsize", default=MPY_BENCH_HEAP,
-                        help="MicroPython heap (default %s: the modules are compiled from source)" % MPY_BENCH_HEAP)
+    parser.add_argument(
+        "--heapsize",
+        default=MPY_BENCH_HEAP,
+        help="MicroPython heap (default %s: the modules are compiled from source)" % MPY_BENCH_HEAP,
+    )
     args = parser.parse_args(argv)
     rows = bench_cpython(number=10000 if args.quick else 100000)
     if not args.no_micropython:

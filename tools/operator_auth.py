@@ -24,8 +24,11 @@ def operator_key(db=None):
     except SecretFileError as exc:
         raise HubError(str(exc)) from None
     if key is None:
-        raise HubError("no operator key at %s: start the hub once (`evhub serve --db DB`) and pass --db DB, "
-                       "or set $EVHUB_OPERATOR_KEY_FILE" % path, E_AUTH_FAILED)
+        raise HubError(
+            "no operator key at %s: start the hub once (`evhub serve --db DB`) and pass --db DB, "
+            "or set $EVHUB_OPERATOR_KEY_FILE" % path,
+            E_AUTH_FAILED,
+        )
     return key
 
 

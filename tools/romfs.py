@@ -56,8 +56,13 @@ def image_files(written: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return [(path, size) for path, size in written if path not in ON_FS]
 
 
-def write_romfs_bundle(out_dir: str, config: dict, march: str = B.DEFAULT_MARCH, force: bool = False,
-                       extra_files: Sequence[tuple[str, bytes]] = ()) -> list[tuple[str, int]]:
+def write_romfs_bundle(
+    out_dir: str,
+    config: dict,
+    march: str = B.DEFAULT_MARCH,
+    force: bool = False,
+    extra_files: Sequence[tuple[str, bytes]] = (),
+) -> list[tuple[str, int]]:
     """Write the romfs bundle into `out_dir`; returns [(board path, size)]: the filesystem files, then
     ``romfs.img``. `extra_files` (name, bytes) go on the filesystem too (the hub's CA)."""
     files = B.board_files()

@@ -19,11 +19,15 @@ def _dest(flag):
 
 
 def add(parser, flag, env, what, metavar=None, extra_help=""):
-    parser.add_argument(flag, metavar=metavar, dest=_dest(flag),
-                        help="%s%s (visible to other local users in `ps`: prefer %s-file or $%s)"
-                             % (what, extra_help, flag, env))
-    parser.add_argument(flag + "-file", metavar="FILE", dest=_dest(flag) + "_file",
-                        help="read %s from FILE (its first line)" % what)
+    parser.add_argument(
+        flag,
+        metavar=metavar,
+        dest=_dest(flag),
+        help="%s%s (visible to other local users in `ps`: prefer %s-file or $%s)" % (what, extra_help, flag, env),
+    )
+    parser.add_argument(
+        flag + "-file", metavar="FILE", dest=_dest(flag) + "_file", help="read %s from FILE (its first line)" % what
+    )
 
 
 def read_secret_file(path, flag):

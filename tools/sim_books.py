@@ -23,15 +23,24 @@ def read(db):
     try:
         states = dict(conn.execute("SELECT state, COUNT(*) FROM reservations GROUP BY state").fetchall())
         n_ended, energy_wh = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(energy_wh), 0) FROM sessions WHERE ended IS NOT NULL").fetchone()
-        reasons = dict(conn.execute(
-            "SELECT reason, COUNT(*) FROM sessions WHERE ended IS NOT NULL GROUP BY reason").fetchall())
+            "SELECT COUNT(*), COALESCE(SUM(energy_wh), 0) FROM sessions WHERE ended IS NOT NULL"
+        ).fetchone()
+        reasons = dict(
+            conn.execute("SELECT reason, COUNT(*) FROM sessions WHERE ended IS NOT NULL GROUP BY reason").fetchall()
+        )
         n_open = conn.execute("SELECT COUNT(*) FROM sessions WHERE ended IS NULL").fetchone()[0]
         with_res = conn.execute("SELECT COUNT(*) FROM sessions WHERE reservation_id IS NOT NULL").fetchone()[0]
     finally:
         conn.close()
-    return {"reservation_states": states, "reservations": sum(states.values()), "sessions_ended": n_ended,
-            "energy_wh": energy_wh, "end_reasons": reasons, "sessions_open": n_open, "sessions_with_reservation": with_res}
+    return {
+        "reservation_states": states,
+        "reservations": sum(states.values()),
+        "sessions_ended": n_ended,
+        "energy_wh": energy_wh,
+        "end_reasons": reasons,
+        "sessions_open": n_open,
+        "sessions_with_reservation": with_res,
+    }
 
 
 def _hub_log_errors(path):
@@ -44,8 +53,16 @@ def _hub_log_errors(path):
 
 
 # Hub counters (HUB_STATS) that mean something went wrong on a link.
-HUB_TROUBLE = ("bad_messages", "auth_failures", "handshake_errors", "handshake_timeouts", "logins_throttled", "unauth_evicted",
-               "refused_links", "slow_readers_cut")
+HUB_TROUBLE = (
+    "bad_messages",
+    "auth_failures",
+    "handshake_errors",
+    "handshake_timeouts",
+    "logins_throttled",
+    "unauth_evicted",
+    "refused_links",
+    "slow_readers_cut",
+)
 
 
 def summarize(sim, final, books, wind, hub_stats, hub_cpu_s, run_s, setup_s, sim_minutes):
@@ -58,18 +75,28 @@ def summarize(sim, final, books, wind, hub_stats, hub_cpu_s, run_s, setup_s, sim
         return count
 
     errors = 0
-    errors += fail(stats.get("errors", 0), "%d vehicle errors (protocol errors, timeouts, refusals)" % stats.get("errors", 0))
+    errors += fail(
+        stats.get("errors", 0), "%d vehicle errors (protocol errors, timeouts, refusals)" % stats.get("errors", 0)
+    )
     details.extend(t for t in stats.get("error_texts", [])[:MAX_DETAILS])
     net_errors = getattr(sim, "net_errors", [])
-    errors += fail(len(net_errors), "%d link errors: %s" % (len(net_errors), "; ".join("%s %s" % e for e in net_errors[:5])))
+    errors += fail(
+        len(net_errors), "%d link errors: %s" % (len(net_errors), "; ".join("%s %s" % e for e in net_errors[:5]))
+    )
     local = sim.errors.texts
-    errors += fail(len(local), "%d ERROR log records in the simulator: %s" % (len(local), "; ".join(t for t in local[:5] if t)))
+    errors += fail(
+        len(local), "%d ERROR log records in the simulator: %s" % (len(local), "; ".join(t for t in local[:5] if t))
+    )
     cp_errors = sum(d.cp.internal_errors + d.cp.dropped_records for d in sim.fleet.devices) if sim.fleet else 0
     errors += fail(cp_errors, "%d charge-point errors (internal errors, records the hub rejected)" % cp_errors)
     ocpp = getattr(sim, "ocpp_fleet", None)
     ocpp_failures = ocpp.failures if ocpp is not None else []
-    errors += fail(len(ocpp_failures), "%d OCPP charger failures: %s" % (len(ocpp_failures), "; ".join(ocpp_failures[:3])))
-    errors += fail(wind["records_pending"], "%d session records never acknowledged by the hub" % wind["records_pending"])
+    errors += fail(
+        len(ocpp_failures), "%d OCPP charger failures: %s" % (len(ocpp_failures), "; ".join(ocpp_failures[:3]))
+    )
+    errors += fail(
+        wind["records_pending"], "%d session records never acknowledged by the hub" % wind["records_pending"]
+    )
     errors += fail(wind["unsettled"], "%d vehicles still busy after the wind-down" % wind["unsettled"])
     hub_rc = sim.hub_proc.returncode if sim.hub_proc is not None else None
     errors += fail(int(hub_rc not in (0, None)), "the hub exited with %s" % hub_rc)
@@ -80,18 +107,26 @@ def summarize(sim, final, books, wind, hub_stats, hub_cpu_s, run_s, setup_s, sim
 
     st = books["reservation_states"]
     confirmed = stats.get("reservations_confirmed", 0)
-    fulfilled, cancelled, expired, still_open = (st.get(k, 0) for k in ("fulfilled", "cancelled", "expired", "confirmed"))
-    errors += fail(int(books["reservations"] != confirmed),
-                   "the store holds %d reservations, the vehicles were confirmed %d" % (books["reservations"], confirmed))
+    fulfilled, cancelled, expired, still_open = (
+        st.get(k, 0) for k in ("fulfilled", "cancelled", "expired", "confirmed")
+    )
+    errors += fail(
+        int(books["reservations"] != confirmed),
+        "the store holds %d reservations, the vehicles were confirmed %d" % (books["reservations"], confirmed),
+    )
     errors += fail(still_open, "%d reservations still open after the wind-down" % still_open)
     balanced = books["reservations"] == confirmed == fulfilled + cancelled + expired and still_open == 0
     energy_wh = stats.get("energy_wh", 0)
-    errors += fail(int(energy_wh != books["energy_wh"]),
-                   "energy: vehicles were told %d Wh, the store recorded %d Wh" % (energy_wh, books["energy_wh"]))
+    errors += fail(
+        int(energy_wh != books["energy_wh"]),
+        "energy: vehicles were told %d Wh, the store recorded %d Wh" % (energy_wh, books["energy_wh"]),
+    )
     errors += fail(books["sessions_open"], "%d sessions never ended in the store" % books["sessions_open"])
     told = stats.get("sessions_completed", 0) + stats.get("sessions_stopped", 0)
-    errors += fail(int(told != books["sessions_ended"]),
-                   "%d sessions in the store, vehicles got %d COMPLETE" % (books["sessions_ended"], told))
+    errors += fail(
+        int(told != books["sessions_ended"]),
+        "%d sessions in the store, vehicles got %d COMPLETE" % (books["sessions_ended"], told),
+    )
 
     reasons = books["end_reasons"]
     usage = resource.getrusage(resource.RUSAGE_SELF)

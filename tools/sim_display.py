@@ -13,17 +13,49 @@ import unicodedata
 from tools.sim_vehicle import CHARGING, HEADING, MOVING, RESERVING, SEARCHING, STRANDED, TO_STATION
 
 RESET = "\x1b[0m"
-COLOURS = {"Available": "\x1b[1;32m", "Reserved": "\x1b[1;33m", "Occupied": "\x1b[1;31m", "Offline": "\x1b[90m",
-           "Unavailable": "\x1b[90m", "Faulted": "\x1b[1;35m"}
+COLOURS = {
+    "Available": "\x1b[1;32m",
+    "Reserved": "\x1b[1;33m",
+    "Occupied": "\x1b[1;31m",
+    "Offline": "\x1b[90m",
+    "Unavailable": "\x1b[90m",
+    "Faulted": "\x1b[1;35m",
+}
 DIM, BOLD, CYAN = "\x1b[2m", "\x1b[1m", "\x1b[36m"
 RANK = {"Faulted": 5, "Occupied": 4, "Reserved": 3, "Available": 2, "Unavailable": 1, "Offline": 0}
 STATUS_ORDER = ("Available", "Reserved", "Occupied", "Offline", "Unavailable", "Faulted")
 
 
-UNICODE = {"station": "●", "vehicle": "·", "heading": "»", "charging": "⚡", "full": "█", "empty": "░",
-           "h": "─", "v": "│", "tl": "┌", "tr": "┐", "bl": "└", "br": "┘", "dot": "·"}
-ASCII = {"station": "o", "vehicle": ".", "heading": ">", "charging": "+", "full": "#", "empty": "-",
-         "h": "-", "v": "|", "tl": "+", "tr": "+", "bl": "+", "br": "+", "dot": "-"}
+UNICODE = {
+    "station": "●",
+    "vehicle": "·",
+    "heading": "»",
+    "charging": "⚡",
+    "full": "█",
+    "empty": "░",
+    "h": "─",
+    "v": "│",
+    "tl": "┌",
+    "tr": "┐",
+    "bl": "└",
+    "br": "┘",
+    "dot": "·",
+}
+ASCII = {
+    "station": "o",
+    "vehicle": ".",
+    "heading": ">",
+    "charging": "+",
+    "full": "#",
+    "empty": "-",
+    "h": "-",
+    "v": "|",
+    "tl": "+",
+    "tr": "+",
+    "bl": "+",
+    "br": "+",
+    "dot": "-",
+}
 
 
 def glyphs_for(stream):
@@ -44,7 +76,7 @@ def fit(line, cols):
     wrapped line would make the in-place redraw climb too few rows and leave debris behind."""
     out, visible, pos = [], 0, 0
     for m in _ESCAPE.finditer(line):
-        text = line[pos:m.start()]
+        text = line[pos : m.start()]
         if visible + len(text) > cols:
             out.append(text[: cols - visible])
             return "".join(out) + RESET
@@ -112,8 +144,11 @@ class LiveDisplay:
         for lat, lon, state in snap.get("positions", ()):
             cell = self._cell(lat, lon)
             if cell is not None and state != CHARGING:
-                grid[cell[0]][cell[1]] = _c(g["heading"] if state in HEADING else g["vehicle"], "\x1b[33m" if state in HEADING else DIM,
-                                            self.colour)
+                grid[cell[0]][cell[1]] = _c(
+                    g["heading"] if state in HEADING else g["vehicle"],
+                    "\x1b[33m" if state in HEADING else DIM,
+                    self.colour,
+                )
         shown = {}
         statuses = snap.get("stations", {})
         for s in self.stations:
@@ -149,8 +184,12 @@ class LiveDisplay:
             top, bottom = min(c[0] for c in cells), max(c[0] for c in cells)
             left, right = min(c[1] for c in cells), max(c[1] for c in cells)
             mid = (left + right) // 2 - len(city) // 2
-            for y, x in ((bottom + 1, mid), (top - 1, mid), ((top + bottom) // 2, right + 2),
-                         ((top + bottom) // 2, left - len(city) - 1)):
+            for y, x in (
+                (bottom + 1, mid),
+                (top - 1, mid),
+                ((top + bottom) // 2, right + 2),
+                ((top + bottom) // 2, left - len(city) - 1),
+            ):
                 span = {(y, x + i) for i in range(-1, len(city) + 1)}
                 inside = 0 <= y < self.map_h and x >= 0 and x + len(city) <= self.map_w
                 if inside and not span & taken:
@@ -166,15 +205,18 @@ class LiveDisplay:
             counts[status] = counts.get(status, 0) + 1
         states = snap.get("states", {})
         rows = ["%s" % _c("stations", BOLD, self.colour)]
-        rows += ["%s %-11s %4d" % (_c(g["station"], COLOURS.get(k), self.colour), k, counts.get(k, 0))
-                 for k in STATUS_ORDER[:4] + tuple(k for k in STATUS_ORDER[4:] if counts.get(k))]
+        rows += [
+            "%s %-11s %4d" % (_c(g["station"], COLOURS.get(k), self.colour), k, counts.get(k, 0))
+            for k in STATUS_ORDER[:4] + tuple(k for k in STATUS_ORDER[4:] if counts.get(k))
+        ]
         rows += ["", _c("vehicles", BOLD, self.colour)]
         looking = states.get(SEARCHING, 0) + states.get(RESERVING, 0)
         driving = sum(states.get(k, 0) for k in MOVING) - looking - states.get(TO_STATION, 0)
         rows += [
             "%s %-11s %4d" % (_c(g["vehicle"], DIM, self.colour), "driving", driving),
             "%s %-11s %4d" % ("?", "booking", looking),
-            "%s %-11s %4d" % (_c(g["heading"], "\x1b[33m", self.colour), "to charger", sum(states.get(k, 0) for k in HEADING)),
+            "%s %-11s %4d"
+            % (_c(g["heading"], "\x1b[33m", self.colour), "to charger", sum(states.get(k, 0) for k in HEADING)),
             "%s %-11s %4d" % (g["charging"], "charging", states.get(CHARGING, 0)),
         ]
         if states.get(STRANDED):
@@ -191,8 +233,10 @@ class LiveDisplay:
         done = min(1.0, snap["elapsed"] / snap["duration"]) if snap["duration"] else 1.0
         bar = g["full"] * int(done * width) + g["empty"] * (width - int(done * width))
         lines.append(" %s  %s" % (_c("evhub sim", BOLD, self.colour), self.title))
-        lines.append(" %s %3.0f/%.0f s   simulated %s (+%d min)   %s" % (
-            bar, snap["elapsed"], snap["duration"], local_hm(snap["sim_time"]), sim_min, snap["phase"]))
+        lines.append(
+            " %s %3.0f/%.0f s   simulated %s (+%d min)   %s"
+            % (bar, snap["elapsed"], snap["duration"], local_hm(snap["sim_time"]), sim_min, snap["phase"])
+        )
         panel = self._panel(snap)
         if self.map_h:
             body = [_c(g["tl"] + g["h"] * self.map_w + g["tr"], DIM, self.colour)] + self._map(snap)
@@ -202,15 +246,27 @@ class LiveDisplay:
                 lines.append(" " + row + "   " + side)
         else:
             lines.extend(" " + row for row in panel)
-        lines.append(" bookings  %d confirmed, %d conflicts (%d took an alternative), %d used, %d cancelled" % (
-            stats.get("reservations_confirmed", 0), stats.get("reservations_conflicted", 0),
-            stats.get("alternatives_taken", 0), stats.get("sessions_started", 0),
-            stats.get("reservations_cancelled", 0) + stats.get("cancelled_at_end", 0)))
+        lines.append(
+            " bookings  %d confirmed, %d conflicts (%d took an alternative), %d used, %d cancelled"
+            % (
+                stats.get("reservations_confirmed", 0),
+                stats.get("reservations_conflicted", 0),
+                stats.get("alternatives_taken", 0),
+                stats.get("sessions_started", 0),
+                stats.get("reservations_cancelled", 0) + stats.get("cancelled_at_end", 0),
+            )
+        )
         extra = "   hub RSS %.0f MB" % (snap["hub_rss_kb"] / 1024.0) if snap.get("hub_rss_kb") else ""
         errors = stats.get("errors", 0)
-        lines.append(" sessions  %d ended, %.1f kWh delivered   errors %s%s" % (
-            stats.get("sessions_completed", 0) + stats.get("sessions_stopped", 0), stats.get("energy_wh", 0) / 1000.0,
-            _c(str(errors), "\x1b[1;31m" if errors else "\x1b[32m", self.colour), extra))
+        lines.append(
+            " sessions  %d ended, %.1f kWh delivered   errors %s%s"
+            % (
+                stats.get("sessions_completed", 0) + stats.get("sessions_stopped", 0),
+                stats.get("energy_wh", 0) / 1000.0,
+                _c(str(errors), "\x1b[1;31m" if errors else "\x1b[32m", self.colour),
+                extra,
+            )
+        )
         self._draw(lines, resized)
 
     def _draw(self, lines, resized=False):
@@ -237,23 +293,37 @@ class LiveDisplay:
 def format_summary(s, colour=False):
     ok = s["errors"] == 0
     lines = [
-        "%s %d stations%s, %d vehicles, %.0f s at x%g (%.0f simulated minutes), seed %s%s" % (
-            _c("evhub sim:", BOLD, colour), s["stations"],
-            " (%d of them OCPP 1.6J chargers)" % s["ocpp_stations"] if s.get("ocpp_stations") else "", s["vehicles"],
-            s["duration_s"], s["speedup"],
-            s["simulated_min"], s["seed"], " (interrupted)" if s["interrupted"] else ""),
-        "  reservations  %d confirmed, %d conflicts (%d took an alternative)" % (
-            s["reservations_confirmed"], s["reservations_conflicted"], s["alternatives_taken"]),
-        "                %d fulfilled + %d cancelled (%d at the end) + %d expired + %d open  %s" % (
-            s["reservations_fulfilled"], s["reservations_cancelled"], s["reservations_cancelled_at_end"],
-            s["reservations_expired"], s["reservations_open"],
-            _c("books balance", "\x1b[32m", colour) if s["books_balanced"] else _c("BOOKS DO NOT BALANCE", "\x1b[1;31m", colour)),
-        "  sessions      %d completed, %d stopped at the end: %.1f kWh (hub store: %.1f kWh)" % (
-            s["sessions_completed"], s["sessions_stopped_at_end"], s["energy_kwh"], s["energy_kwh_store"]),
-        "  vehicles      %d positions sent, %d nearest queries, %d start retries, %d stranded" % (
-            s["positions_sent"], s["nearest_queries"], s["start_retries"], s["stranded"]),
-        "  hub           CPU %.1f s (%s%% of one core), peak RSS %s MB; simulator CPU %.1f s, RSS %s MB" % (
-            s["hub_cpu_s"], s["hub_cpu_pct"], s["hub_rss_peak_mb"], s["sim_cpu_s"], s["sim_rss_peak_mb"]),
+        "%s %d stations%s, %d vehicles, %.0f s at x%g (%.0f simulated minutes), seed %s%s"
+        % (
+            _c("evhub sim:", BOLD, colour),
+            s["stations"],
+            " (%d of them OCPP 1.6J chargers)" % s["ocpp_stations"] if s.get("ocpp_stations") else "",
+            s["vehicles"],
+            s["duration_s"],
+            s["speedup"],
+            s["simulated_min"],
+            s["seed"],
+            " (interrupted)" if s["interrupted"] else "",
+        ),
+        "  reservations  %d confirmed, %d conflicts (%d took an alternative)"
+        % (s["reservations_confirmed"], s["reservations_conflicted"], s["alternatives_taken"]),
+        "                %d fulfilled + %d cancelled (%d at the end) + %d expired + %d open  %s"
+        % (
+            s["reservations_fulfilled"],
+            s["reservations_cancelled"],
+            s["reservations_cancelled_at_end"],
+            s["reservations_expired"],
+            s["reservations_open"],
+            _c("books balance", "\x1b[32m", colour)
+            if s["books_balanced"]
+            else _c("BOOKS DO NOT BALANCE", "\x1b[1;31m", colour),
+        ),
+        "  sessions      %d completed, %d stopped at the end: %.1f kWh (hub store: %.1f kWh)"
+        % (s["sessions_completed"], s["sessions_stopped_at_end"], s["energy_kwh"], s["energy_kwh_store"]),
+        "  vehicles      %d positions sent, %d nearest queries, %d start retries, %d stranded"
+        % (s["positions_sent"], s["nearest_queries"], s["start_retries"], s["stranded"]),
+        "  hub           CPU %.1f s (%s%% of one core), peak RSS %s MB; simulator CPU %.1f s, RSS %s MB"
+        % (s["hub_cpu_s"], s["hub_cpu_pct"], s["hub_rss_peak_mb"], s["sim_cpu_s"], s["sim_rss_peak_mb"]),
         "  errors        %s" % (_c("0", "\x1b[1;32m", colour) if ok else _c(str(s["errors"]), "\x1b[1;31m", colour)),
     ]
     for d in s["error_details"]:

@@ -57,8 +57,13 @@ class _VLink(asyncio.Protocol):
     # --- connection lifecycle -----------------------------------------------------
 
     def open(self):
-        self.session = ClientSession("vehicle", self.vid, self.token, heartbeat_s=self.net.heartbeat_s,
-                                     request_timeout_s=self.net.request_timeout_s)
+        self.session = ClientSession(
+            "vehicle",
+            self.vid,
+            self.token,
+            heartbeat_s=self.net.heartbeat_s,
+            request_timeout_s=self.net.request_timeout_s,
+        )
         self.framer = StreamFramer()
         self.framer.seal = self.session.seal  # MACs every frame after the handshake
         self.tags = {}
@@ -106,7 +111,7 @@ class _VLink(asyncio.Protocol):
         if self.closing:
             return
         self.net.emit(self, "down", None, None, (why,))
-        delay = min(1.8 ** self.failures, 60.0)
+        delay = min(1.8**self.failures, 60.0)
         self.failures += 1
         self.net.count_error(self.vid, "link lost (%s); reconnecting in %.1f s" % (why, delay))
         self.net.loop.call_later(delay, self._reopen)
@@ -166,7 +171,9 @@ class _VLink(asyncio.Protocol):
         if out:
             self.transport.write(b"".join([self.framer.encode(packb(m)) for m in out]))
             if self.transport.get_write_buffer_size() > MAX_OUTBUF:
-                self.net.count_error(self.vid, "the hub does not read (%d bytes queued)" % self.transport.get_write_buffer_size())
+                self.net.count_error(
+                    self.vid, "the hub does not read (%d bytes queued)" % self.transport.get_write_buffer_size()
+                )
                 self.transport.abort()
 
     def tick(self):

@@ -89,12 +89,17 @@ class SimCharger(ChargePoint):
 
     @on(Action.get_configuration)
     def on_get_configuration(self, key: list[str] | None = None) -> Any:
-        known = {"NumberOfConnectors": str(self.station.connectors), "ReserveConnectorZeroSupported": "false",
-                 "HeartbeatInterval": "60", "MeterValueSampleInterval": str(METER_EVERY_S)}
+        known = {
+            "NumberOfConnectors": str(self.station.connectors),
+            "ReserveConnectorZeroSupported": "false",
+            "HeartbeatInterval": "60",
+            "MeterValueSampleInterval": str(METER_EVERY_S),
+        }
         asked = key or list(known)
         return call_result.GetConfiguration(
             configuration_key=[{"key": k, "readonly": True, "value": known[k]} for k in asked if k in known],
-            unknown_key=[k for k in asked if k not in known] or None)
+            unknown_key=[k for k in asked if k not in known] or None,
+        )
 
     @on(Action.change_configuration)
     def on_change_configuration(self, key: str, value: str) -> Any:
@@ -103,14 +108,22 @@ class SimCharger(ChargePoint):
     # --- what the charger does by itself ----------------------------------------------------------
 
     async def boot(self) -> None:
-        await self.call(call.BootNotification(charge_point_vendor="SimCharge", charge_point_model="AC %g" % self.station.max_kw,
-                                              firmware_version="sim"))
+        await self.call(
+            call.BootNotification(
+                charge_point_vendor="SimCharge",
+                charge_point_model="AC %g" % self.station.max_kw,
+                firmware_version="sim",
+            )
+        )
         for c in self.register_wh:
             await self._status(c, "Available")
 
     async def _status(self, connector: int, status: str) -> None:
-        await self.call(call.StatusNotification(connector_id=connector, error_code="NoError", status=status,
-                                                timestamp=iso(int(self.fleet.clock()))))
+        await self.call(
+            call.StatusNotification(
+                connector_id=connector, error_code="NoError", status=status, timestamp=iso(int(self.fleet.clock()))
+            )
+        )
 
     async def _transaction(self, connector: int, id_tag: str) -> None:
         try:
@@ -129,8 +142,15 @@ class SimCharger(ChargePoint):
         await self._status(connector, "Preparing")
         start_wh = self.register_wh[connector]
         t0 = int(fleet.clock())
-        started = await self.call(call.StartTransaction(connector_id=connector, id_tag=id_tag, meter_start=start_wh,
-                                                        timestamp=iso(t0), reservation_id=self.reserved.pop(connector, None)))
+        started = await self.call(
+            call.StartTransaction(
+                connector_id=connector,
+                id_tag=id_tag,
+                meter_start=start_wh,
+                timestamp=iso(t0),
+                reservation_id=self.reserved.pop(connector, None),
+            )
+        )
         tx = started.transaction_id
         self.transactions[tx] = connector
         await self._status(connector, "Charging")
@@ -139,15 +159,32 @@ class SimCharger(ChargePoint):
             await asyncio.sleep(METER_EVERY_S / fleet.speedup)
             delivered = min(want_wh, delivered + power_w * METER_EVERY_S // 3600)
             self.register_wh[connector] = start_wh + delivered
-            await self.call(call.MeterValues(connector_id=connector, transaction_id=tx, meter_value=[{
-                "timestamp": iso(int(fleet.clock())),
-                "sampledValue": [{"value": str(start_wh + delivered), "unit": "Wh"},
-                                 {"value": str(power_w), "unit": "W", "measurand": "Power.Active.Import"}]}]))
+            await self.call(
+                call.MeterValues(
+                    connector_id=connector,
+                    transaction_id=tx,
+                    meter_value=[
+                        {
+                            "timestamp": iso(int(fleet.clock())),
+                            "sampledValue": [
+                                {"value": str(start_wh + delivered), "unit": "Wh"},
+                                {"value": str(power_w), "unit": "W", "measurand": "Power.Active.Import"},
+                            ],
+                        }
+                    ],
+                )
+            )
         remote = connector in self.stopping
         if not remote:
             await self._status(connector, "SuspendedEV")  # the car has what it wanted
-        await self.call(call.StopTransaction(meter_stop=start_wh + delivered, timestamp=iso(int(fleet.clock())),
-                                             transaction_id=tx, reason="Remote" if remote else "EVDisconnected"))
+        await self.call(
+            call.StopTransaction(
+                meter_stop=start_wh + delivered,
+                timestamp=iso(int(fleet.clock())),
+                transaction_id=tx,
+                reason="Remote" if remote else "EVDisconnected",
+            )
+        )
         del self.transactions[tx]
         await self._status(connector, "Finishing")
         await asyncio.sleep(30 / fleet.speedup)  # the driver unplugs and leaves
@@ -157,8 +194,9 @@ class SimCharger(ChargePoint):
 class OcppFleet:
     """The simulation's OCPP chargers, each on its own WebSocket, all in one thread's event loop."""
 
-    def __init__(self, stations: list[Any], keys: dict[str, str], url: str, speedup: float, epoch0: float,
-                 seed: int) -> None:
+    def __init__(
+        self, stations: list[Any], keys: dict[str, str], url: str, speedup: float, epoch0: float, seed: int
+    ) -> None:
         self.stations, self.keys, self.url, self.seed = stations, keys, url, seed
         self.speedup = float(speedup)
         self.clock = HubClock(speedup, epoch0)
@@ -199,9 +237,12 @@ class OcppFleet:
     async def _run(self, station: Any) -> None:
         auth = base64.b64encode(("%s:%s" % (station.id, self.keys[station.id])).encode()).decode()
         try:
-            async with connect("%s/%s" % (self.url, station.id), subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                               additional_headers={"Authorization": "Basic " + auth},
-                               open_timeout=CONNECT_TIMEOUT_S) as ws:
+            async with connect(
+                "%s/%s" % (self.url, station.id),
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers={"Authorization": "Basic " + auth},
+                open_timeout=CONNECT_TIMEOUT_S,
+            ) as ws:
                 charger = SimCharger(station, ws, self)
                 self.chargers[station.id] = charger
                 runner = asyncio.create_task(charger.start())

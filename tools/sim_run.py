@@ -43,8 +43,21 @@ class SimError(Exception):
 
 
 class SimOptions:
-    def __init__(self, stations=50, vehicles=200, duration=60.0, speedup=60.0, seed=None, per_agent=25, tick_s=0.25,
-                 workdir=None, keep=False, report_s=60, http=None, ocpp_share=0.0):
+    def __init__(
+        self,
+        stations=50,
+        vehicles=200,
+        duration=60.0,
+        speedup=60.0,
+        seed=None,
+        per_agent=25,
+        tick_s=0.25,
+        workdir=None,
+        keep=False,
+        report_s=60,
+        http=None,
+        ocpp_share=0.0,
+    ):
         self.stations = stations
         self.vehicles = vehicles
         self.duration = duration
@@ -160,9 +173,12 @@ class Simulation:
 
         store = Store(self.db)
         try:
-            self.keys = {s.id: store.add_station(s.id, s.lat, s.lon, s.connectors, s.max_kw,
-                                                 key=new_ocpp_key() if s.id in self.ocpp_ids else None)
-                         for s in self.stations}
+            self.keys = {
+                s.id: store.add_station(
+                    s.id, s.lat, s.lon, s.connectors, s.max_kw, key=new_ocpp_key() if s.id in self.ocpp_ids else None
+                )
+                for s in self.stations
+            }
             for sid in self.ocpp_ids:
                 store_ops.set_protocol(store, sid, "ocpp1.6")
             store_ops.set_names(store, [(s.id, s.city) for s in self.stations])  # the dashboard names the cities
@@ -171,8 +187,20 @@ class Simulation:
             store.close()
 
     def _start_hub(self):
-        cmd = [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", self.db,
-               "--speedup", repr(float(self.opts.speedup)), "--epoch0", repr(self.epoch0)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tools.cli",
+            "serve",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--db",
+            self.db,
+            "--speedup",
+            repr(float(self.opts.speedup)),
+            "--epoch0",
+            repr(self.epoch0),
+        ]
         if self.opts.http:
             cmd += ["--http", self.opts.http]
         if self.ocpp_ids:  # loopback only, so Profile 1 (no TLS) is fine here
@@ -181,9 +209,16 @@ class Simulation:
         env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(self.hub_log, "w") as out:
             # Its own session: a Ctrl-C on the terminal reaches us, and we stop the hub in order.
-            self.hub_proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                             preexec_fn=_die_with_parent)
+            self.hub_proc = subprocess.Popen(
+                cmd,
+                cwd=self.workdir,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         self.hub_watch = ProcWatch(self.hub_proc.pid)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -193,7 +228,9 @@ class Simulation:
                 if self.ocpp_ids:
                     o = OCPP_RE.search(self._read_hub_log())
                     if o is None:
-                        raise SimError("the hub did not start its OCPP central system:\n%s" % self._read_hub_log()[-2000:])
+                        raise SimError(
+                            "the hub did not start its OCPP central system:\n%s" % self._read_hub_log()[-2000:]
+                        )
                     self.ocpp_url = "ws://127.0.0.1:%s" % o.group(1)
                 if self.opts.http:
                     web = re.search(r"http api listening on (http://\S+)", self._read_hub_log())
@@ -216,18 +253,35 @@ class Simulation:
     def _start_chargepoints(self):
         from firmware.runner import Fleet
 
-        configs = [{"id": s.id, "key": self.keys[s.id], "hub": {"host": "127.0.0.1", "port": self.port},
-                    "lat": s.lat, "lon": s.lon, "connectors": s.connectors, "max_kw": s.max_kw}
-                   for s in self.stations if s.id not in self.ocpp_ids]
+        configs = [
+            {
+                "id": s.id,
+                "key": self.keys[s.id],
+                "hub": {"host": "127.0.0.1", "port": self.port},
+                "lat": s.lat,
+                "lon": s.lon,
+                "connectors": s.connectors,
+                "max_kw": s.max_kw,
+            }
+            for s in self.stations
+            if s.id not in self.ocpp_ids
+        ]
         if self.ocpp_ids:
             from tools.sim_ocpp import OcppFleet
 
-            self.ocpp_fleet = OcppFleet([s for s in self.stations if s.id in self.ocpp_ids], self.keys, self.ocpp_url,
-                                        self.opts.speedup, self.epoch0, self.opts.seed)
+            self.ocpp_fleet = OcppFleet(
+                [s for s in self.stations if s.id in self.ocpp_ids],
+                self.keys,
+                self.ocpp_url,
+                self.opts.speedup,
+                self.epoch0,
+                self.opts.seed,
+            )
             self.ocpp_fleet.start()
         self.fleet = Fleet(configs, speedup=self.opts.speedup, epoch0=self.epoch0, tick_s=self.opts.tick_s)
-        self.fleet_thread = threading.Thread(target=self.fleet.run, args=(self.fleet_stop,), name="chargepoints",
-                                             daemon=True)
+        self.fleet_thread = threading.Thread(
+            target=self.fleet.run, args=(self.fleet_stop,), name="chargepoints", daemon=True
+        )
         self.fleet_thread.start()
 
     def _wait_for(self, what, test, timeout=STARTUP_TIMEOUT_S):
@@ -269,7 +323,7 @@ class Simulation:
         where = places(self.stations)
         specs = self.vehicle_specs
         for i in range(0, len(specs), self.opts.per_agent):
-            group = specs[i:i + self.opts.per_agent]
+            group = specs[i : i + self.opts.per_agent]
             self.agents.append((VehicleAgent.start(group, params, where, station_map, self.net, self.clock), group))
         self.net.start()
         for ref, group in self.agents:
@@ -285,9 +339,14 @@ class Simulation:
 
     def snapshot(self, with_stations=True):
         """What the display shows: stations by status (from the hub), vehicles (from the agents)."""
-        snap = {"phase": self.phase, "sim_time": self.clock(), "sim_start": self.sim_start or self.clock(),
-                "elapsed": 0.0 if self.started_at is None else time.monotonic() - self.started_at,
-                "duration": self.opts.duration, "speedup": self.opts.speedup}
+        snap = {
+            "phase": self.phase,
+            "sim_time": self.clock(),
+            "sim_start": self.sim_start or self.clock(),
+            "elapsed": 0.0 if self.started_at is None else time.monotonic() - self.started_at,
+            "duration": self.opts.duration,
+            "speedup": self.opts.speedup,
+        }
         if with_stations:
             try:
                 snap["stations"] = {s["id"]: s["status"] for s in self._station_list()}
@@ -335,8 +394,10 @@ class Simulation:
         self._start_hub()
         self._start_chargepoints()
         self.phase = "stations"
-        self._wait_for("not every station came online",
-                       lambda: sum(1 for s in self._station_list() if s["status"] != "Offline") >= len(self.stations))
+        self._wait_for(
+            "not every station came online",
+            lambda: sum(1 for s in self._station_list() if s["status"] != "Offline") >= len(self.stations),
+        )
         self.phase = "vehicles"
         self._start_vehicles()
         self._wait_for("not every vehicle connected", lambda: self.net.up_count() >= len(self.vehicle_specs))
@@ -398,9 +459,11 @@ class Simulation:
             snap = self.snapshot(with_stations=False)
             if snap["settled"] >= len(self.vehicle_specs) and self._records_pending() == 0:
                 break
-        return {"seconds": round(time.monotonic() - t0, 2),
-                "unsettled": len(self.vehicle_specs) - (snap["settled"] if snap else 0),
-                "records_pending": self._records_pending()}
+        return {
+            "seconds": round(time.monotonic() - t0, 2),
+            "unsettled": len(self.vehicle_specs) - (snap["settled"] if snap else 0),
+            "records_pending": self._records_pending(),
+        }
 
     def _records_pending(self):
         boards = sum(len(d.cp.journal.pending()) for d in self.fleet.devices) if self.fleet else 0

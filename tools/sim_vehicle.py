@@ -44,8 +44,19 @@ RESERVE_TRIES = 2  # sends of one RESERVE, with one request_id, when the hub doe
 class Params:
     """What every vehicle of a simulation shares. Times are simulated seconds."""
 
-    def __init__(self, report_s=60, k=6, margin_s=300, retry_s=30, cooldown_s=300, max_attempts=4, grace_s=600,
-                 finishing_s=30, min_window_s=900, max_window_s=3 * 3600):
+    def __init__(
+        self,
+        report_s=60,
+        k=6,
+        margin_s=300,
+        retry_s=30,
+        cooldown_s=300,
+        max_attempts=4,
+        grace_s=600,
+        finishing_s=30,
+        min_window_s=900,
+        max_window_s=3 * 3600,
+    ):
         self.report_s = report_s  # POSITION period
         self.k = k  # stations asked for in NEAREST
         self.margin_s = margin_s  # added to the charge time when sizing a reservation window
@@ -199,8 +210,17 @@ class Vehicle:
             end = start + int(math.ceil(length / 300.0) * 300)
         # A fresh request_id per reservation wanted (not seeded: a rerun on the same store must not
         # reuse one), the same one when it is asked again after a timeout (hub answers the first).
-        self.cand = {"station": sid, "lat": lat, "lon": lon, "max_kw": max_kw, "start": start, "end": end,
-                     "speed": self.speed, "request_id": secrets.token_hex(8), "tries": 1}
+        self.cand = {
+            "station": sid,
+            "lat": lat,
+            "lon": lon,
+            "max_kw": max_kw,
+            "start": start,
+            "end": end,
+            "speed": self.speed,
+            "request_id": secrets.token_hex(8),
+            "tries": 1,
+        }
         self.state = RESERVING
         self.attempts += 1
         self._request(K.RESERVE, [sid, start, end, self.cand["request_id"]], "reserve")
@@ -263,8 +283,12 @@ class Vehicle:
             self._error("reservation %d at %s: no time left in the window to charge" % (plan["rid"], plan["station"]))
             self._cancel(plan["rid"])
             return
-        ev = {"max_kw": self.spec.ev_max_kw, "capacity_kwh": self.cap, "soc": round(self.soc, 4),
-              "target_soc": round(target, 4)}
+        ev = {
+            "max_kw": self.spec.ev_max_kw,
+            "capacity_kwh": self.cap,
+            "soc": round(self.soc, 4),
+            "target_soc": round(target, 4),
+        }
         self.state = STARTING
         self._request(K.START_CHARGE, [plan["station"], plan["rid"], ev], "start")
 
@@ -326,8 +350,13 @@ class Vehicle:
         op = self.pending.pop(tag, None)
         if op is None:
             return
-        if what == "timeout" and op == "reserve" and self.cand is not None and self.cand["tries"] < RESERVE_TRIES \
-                and not self.winding:
+        if (
+            what == "timeout"
+            and op == "reserve"
+            and self.cand is not None
+            and self.cand["tries"] < RESERVE_TRIES
+            and not self.winding
+        ):
             c = self.cand
             c["tries"] += 1
             self.stats.add("reserve_retried")

@@ -47,8 +47,16 @@ def load_rows(path=DATA):
     rows = []
     for n, row in enumerate(csv.DictReader(lines), 2):
         try:
-            rows.append(StationSpec(row["id"].strip(), row["city"].strip(), float(row["lat"]), float(row["lon"]),
-                                    int(row["connectors"]), float(row["max_kw"])))
+            rows.append(
+                StationSpec(
+                    row["id"].strip(),
+                    row["city"].strip(),
+                    float(row["lat"]),
+                    float(row["lon"]),
+                    int(row["connectors"]),
+                    float(row["max_kw"]),
+                )
+            )
         except (KeyError, TypeError, ValueError):
             raise ValueError("%s: bad station row %d: %r" % (path, n, row)) from None
     if not rows:
@@ -90,7 +98,9 @@ def places(stations):
     seen = {}
     for s in stations:
         seen.setdefault(s.city, []).append(s)
-    return [Place(city, sum(s.lat for s in ss) / len(ss), sum(s.lon for s in ss) / len(ss)) for city, ss in seen.items()]
+    return [
+        Place(city, sum(s.lat for s in ss) / len(ss), sum(s.lon for s in ss) / len(ss)) for city, ss in seen.items()
+    ]
 
 
 def make_vehicles(n, seed, stations):
@@ -105,11 +115,21 @@ def make_vehicles(n, seed, stations):
         lat, lon = _jitter(rng, home.lat, home.lon, PLACE_JITTER_KM)
         cap, cons, kw = rng.choice(BATTERY_CLASSES)
         trend = "fast" if rng.random() < FAST_SHARE else "gentle"
-        out.append(VehicleSpec(
-            "EV-%03d" % (i + 1), round(lat, 5), round(lon, 5), cap, round(cons * rng.uniform(0.9, 1.1), 4), trend, kw,
-            round(rng.uniform(0.12, 0.90), 3), round(rng.uniform(0.22, 0.35), 3), round(rng.uniform(0.55, 0.80), 3),
-            rng.getrandbits(32),
-        ))
+        out.append(
+            VehicleSpec(
+                "EV-%03d" % (i + 1),
+                round(lat, 5),
+                round(lon, 5),
+                cap,
+                round(cons * rng.uniform(0.9, 1.1), 4),
+                trend,
+                kw,
+                round(rng.uniform(0.12, 0.90), 3),
+                round(rng.uniform(0.22, 0.35), 3),
+                round(rng.uniform(0.55, 0.80), 3),
+                rng.getrandbits(32),
+            )
+        )
     return out
 
 
@@ -126,8 +146,13 @@ def charge_seconds(limit_kw, ev_max_kw, capacity_kwh, soc, target_soc):
     """How long the station's charge simulation takes from soc to target (the firmware's own model)."""
     if target_soc <= soc:
         return 0
-    return Charge(to_milli(limit_kw), to_milli(ev_max_kw), to_milli(capacity_kwh), int(soc * 1e6 + 0.5),
-                  int(target_soc * 1e6 + 0.5)).seconds_to_target()  # the firmware counts W, Wh and ppm
+    return Charge(
+        to_milli(limit_kw),
+        to_milli(ev_max_kw),
+        to_milli(capacity_kwh),
+        int(soc * 1e6 + 0.5),
+        int(target_soc * 1e6 + 0.5),
+    ).seconds_to_target()  # the firmware counts W, Wh and ppm
 
 
 def target_within(limit_kw, ev_max_kw, capacity_kwh, soc, wanted, seconds):

@@ -11,7 +11,6 @@ from hub.store import ops as store_ops
 from tools.exitcodes import EXIT_NOT_FOUND, EXIT_USAGE
 
 
-
 def _fail(text: str, code: int = EXIT_USAGE) -> int:
     print("evhub stations update: %s" % text, file=sys.stderr)
     return code
@@ -24,7 +23,9 @@ def update(args: argparse.Namespace) -> int:
 
     if not os.path.exists(args.db):
         return _fail("no store at %s (--db or $EVHUB_DB)" % os.path.abspath(args.db))
-    changes = {k: getattr(args, k) for k in ("lat", "lon", "connectors", "max_kw", "name") if getattr(args, k) is not None}
+    changes = {
+        k: getattr(args, k) for k in ("lat", "lon", "connectors", "max_kw", "name") if getattr(args, k) is not None
+    }
     if not changes:
         return _fail("nothing to change: give --lat, --lon, --connectors, --max-kw or --name")
     store = Store(args.db)
@@ -38,10 +39,13 @@ def update(args: argparse.Namespace) -> int:
             name = store_ops.clean_name(merged.get("name"))
         except ValueError as exc:
             return _fail(str(exc))
-        store_ops.update_station(store, args.id, {"lat": lat, "lon": lon, "connectors": connectors, "max_kw": max_kw,
-                                                  "name": name})
+        store_ops.update_station(
+            store, args.id, {"lat": lat, "lon": lon, "connectors": connectors, "max_kw": max_kw, "name": name}
+        )
     finally:
         store.close()
-    print("%s: %d connectors at %s kW, %s, %s%s" % (args.id, connectors, max_kw, lat, lon, ", %s" % name if name else ""))
+    print(
+        "%s: %d connectors at %s kW, %s, %s%s" % (args.id, connectors, max_kw, lat, lon, ", %s" % name if name else "")
+    )
     print(describe(args.db, True), file=sys.stderr)
     return 0

@@ -75,7 +75,7 @@ class RawFilter:
     @staticmethod
     def _csi_end(text, i):
         """End index of an allowed CSI sequence at text[i], else 0."""
-        if text[i + 1:i + 2] != "[":
+        if text[i + 1 : i + 2] != "[":
             return 0
         j = i + 2
         while j < len(text) and j - i < _MAX_PENDING and (text[j].isdigit() or text[j] == ";"):

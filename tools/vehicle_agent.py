@@ -46,7 +46,9 @@ class VehicleAgent(pykka.ThreadingActor):
     def on_start(self):
         now = self.clock()
         for spec in self.specs:
-            self.vehicles[spec.id] = Vehicle(spec, self.params, self.places, self.station_map, self.out, self.stats, now)
+            self.vehicles[spec.id] = Vehicle(
+                spec, self.params, self.places, self.station_map, self.out, self.stats, now
+            )
 
     def _each(self, fn):
         for v in self.vehicles.values():

@@ -46,7 +46,9 @@ def configure(sub) -> None:
     st = sub.add_parser("start", help="start charging at a station (your reservation there, or a walk-in)")
     st.add_argument("--station", required=True, help="station id to charge at")
     st.add_argument("--reservation", type=int, help="the reservation to charge on (default: yours open there now)")
-    st.add_argument("--connector", type=int, help="connector number 1..%d (see `evhub vehicle start --help`)" % K.MAX_CONNECTORS)
+    st.add_argument(
+        "--connector", type=int, help="connector number 1..%d (see `evhub vehicle start --help`)" % K.MAX_CONNECTORS
+    )
     st.add_argument("--soc", type=float, help="the battery's state of charge now, 0..1 (sent to the station)")
     st.add_argument("--target-soc", type=float, dest="target_soc", help="charge up to this state of charge, 0..1")
     st.add_argument("--capacity-kwh", type=float, dest="capacity_kwh", help="the battery's capacity, kWh")
@@ -79,8 +81,11 @@ def check(args) -> None:
 
 def ev_map(args) -> dict | None:
     """The START_CHARGE ev map from the flags given (None: the station assumes a typical car)."""
-    ev = {name: getattr(args, name) for name in ("max_kw", "capacity_kwh", "soc", "target_soc")
-          if getattr(args, name) is not None}
+    ev = {
+        name: getattr(args, name)
+        for name in ("max_kw", "capacity_kwh", "soc", "target_soc")
+        if getattr(args, name) is not None
+    }
     return ev or None
 
 
@@ -114,8 +119,11 @@ def _open_reservation(hub: HubClient, station_id: str, now: float):
     """This vehicle's confirmed reservation at `station_id` whose window is open now, or None."""
     rows = hub.request(K.LIST_RESERVATIONS)[1][0]
     for r in rows:
-        if r.get("station_id") == station_id and r.get("state") == "confirmed" \
-                and r["start"] - HOLD_BEFORE_S <= now < r["end"]:
+        if (
+            r.get("station_id") == station_id
+            and r.get("state") == "confirmed"
+            and r["start"] - HOLD_BEFORE_S <= now < r["end"]
+        ):
             return r["reservation_id"]
     return None
 
@@ -130,19 +138,30 @@ def _start(hub: HubClient, args) -> int:
     hub.request(K.START_CHARGE, args.station, rid, ev_map(args), *extra)  # the station's ACK, relayed; ERROR raises
     started = hub.wait_event((K.SESSION_STARTED,), args.timeout)
     if started is None:
-        print("evhub vehicle start: %s accepted the start but no session began within %.0f s; see `evhub vehicle "
-              "--id %s sessions`" % (args.station, args.timeout, args.id), file=sys.stderr)
+        print(
+            "evhub vehicle start: %s accepted the start but no session began within %.0f s; see `evhub vehicle "
+            "--id %s sessions`" % (args.station, args.timeout, args.id),
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     session_id, station_id, connector = started.fields[0], started.fields[1], started.fields[2]
     if args.json and not args.follow:
-        print(json.dumps({"session_id": session_id, "station_id": station_id, "connector": connector,
-                          "reservation_id": rid}))
+        print(
+            json.dumps(
+                {"session_id": session_id, "station_id": station_id, "connector": connector, "reservation_id": rid}
+            )
+        )
     else:
-        print("charging: session %s at %s connector %d%s" % (
-            session_id, station_id, connector, " (reservation #%d)" % rid if rid is not None else ""))
+        print(
+            "charging: session %s at %s connector %d%s"
+            % (session_id, station_id, connector, " (reservation #%d)" % rid if rid is not None else "")
+        )
     if args.connector is not None and connector != args.connector:
-        print("evhub vehicle start: note: the station chose connector %d: the hub does not pass --connector %d on "
-              "yet" % (connector, args.connector), file=sys.stderr)
+        print(
+            "evhub vehicle start: note: the station chose connector %d: the hub does not pass --connector %d on "
+            "yet" % (connector, args.connector),
+            file=sys.stderr,
+        )
     if not args.follow:
         return EXIT_OK
     return _follow(hub, session_id, args.json)
@@ -152,8 +171,9 @@ def _follow(hub: HubClient, session_id: str, as_json: bool) -> int:
     while True:
         ev = hub.wait_event((K.CHARGE_PROGRESS, K.COMPLETE), FOLLOW_WAIT_S)
         if ev is None:
-            print("evhub vehicle start: no word on session %s for %.0f s" % (session_id, FOLLOW_WAIT_S),
-                  file=sys.stderr)
+            print(
+                "evhub vehicle start: no word on session %s for %.0f s" % (session_id, FOLLOW_WAIT_S), file=sys.stderr
+            )
             return EXIT_ERROR
         if ev.fields[0] != session_id:
             continue
@@ -166,11 +186,22 @@ def _follow(hub: HubClient, session_id: str, as_json: bool) -> int:
             continue
         energy, duration, reason = ev.fields[2], ev.fields[3], ev.fields[4]
         if as_json:
-            print(json.dumps({"session_id": session_id, "energy_wh": energy, "duration_s": duration,
-                              "reason": reason, "complete": True}))
+            print(
+                json.dumps(
+                    {
+                        "session_id": session_id,
+                        "energy_wh": energy,
+                        "duration_s": duration,
+                        "reason": reason,
+                        "complete": True,
+                    }
+                )
+            )
         else:
-            print("complete: session %s, %d Wh in %d min %02d s (%s)" % (
-                session_id, energy, duration // 60, duration % 60, reason))
+            print(
+                "complete: session %s, %d Wh in %d min %02d s (%s)"
+                % (session_id, energy, duration // 60, duration % 60, reason)
+            )
         return EXIT_OK
 
 
@@ -182,8 +213,11 @@ def _stop(hub: HubClient, args) -> int:
             print("evhub vehicle stop: not found: vehicle %s has no running session" % args.id, file=sys.stderr)
             return EXIT_NOT_FOUND
         if len(running) > 1:
-            print("evhub vehicle stop: %d sessions are running (%s): name one" % (
-                len(running), ", ".join(s["session_id"] for s in running)), file=sys.stderr)
+            print(
+                "evhub vehicle stop: %d sessions are running (%s): name one"
+                % (len(running), ", ".join(s["session_id"] for s in running)),
+                file=sys.stderr,
+            )
             return EXIT_CONFLICT
         sid = running[0]["session_id"]
     hub.request(K.STOP_CHARGE, sid)
@@ -214,6 +248,15 @@ def _sessions(hub: HubClient, args) -> int:
             state = "running"
         else:
             state = "%d Wh, %s" % (r.get("energy_wh") or 0, r.get("reason") or "ended")
-        print("%-24s %-12s c%d  %s  %s%s" % (r["session_id"], r["station_id"], r["connector"], when, state,
-                                             "  #%d" % r["reservation_id"] if r.get("reservation_id") else ""))
+        print(
+            "%-24s %-12s c%d  %s  %s%s"
+            % (
+                r["session_id"],
+                r["station_id"],
+                r["connector"],
+                when,
+                state,
+                "  #%d" % r["reservation_id"] if r.get("reservation_id") else "",
+            )
+        )
     return EXIT_OK

@@ -49,6 +49,7 @@ except ImportError:  # CPython
         """Integer monotonic milliseconds, as the board's clock gives them."""
         return _monotonic_ns() // 1000000
 
+
 def wall_s():
     """UTC epoch seconds as an int (``time.time()`` is a float on the unix port: float32 on a board
     would step 128 s). A board whose port counts from 2000 passes its own wall clock (board.py)."""

@@ -22,8 +22,10 @@ E_INTERNAL = const(14)  # a bug on the hub; the link stays up
 E_OVERLOADED = const(15)  # outbox full / too many links
 
 # The names of the codes above in lower case, in code order (and ERROR_NAMES on CPython).
-_NAMES = ("malformed unknown_kind bad_field not_authenticated auth_failed unsupported_version not_found conflict"
-          " forbidden rate_limited too_large invalid_state timeout internal overloaded")
+_NAMES = (
+    "malformed unknown_kind bad_field not_authenticated auth_failed unsupported_version not_found conflict"
+    " forbidden rate_limited too_large invalid_state timeout internal overloaded"
+)
 
 
 def error_name(code):

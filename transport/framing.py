@@ -343,6 +343,7 @@ _OVERHEAD = const(21)  # marker + seq + tag
 _MARK = const(0xC1)  # b"\xc1" below
 SEALED_MARK = b"\xc1"  # the first byte of a sealed frame's payload (tools show such frames as sealed)
 
+
 class Seal:
     keys = None  # (tx, rx) once started
     tx = 0  # seq of the last frame sealed; below 0: that many frames still go out plain
@@ -351,7 +352,6 @@ class Seal:
 
     def start(self, tx, rx):
         self.keys = (self._p(tx), self._p(rx))  # the client then sets tx = -1: its AUTH goes out plain
-
 
     # One helper, a method: every new name is a qstr on the board, and a new global can make
     # framing's globals table grow at import, which a 64 KB heap cannot always give.

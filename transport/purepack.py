@@ -211,7 +211,9 @@ class _Writer:
 # None/0 marks ext types (c7-c9, d4-d8), refused.
 _FMT = (">B", ">H", ">I", None, None, None, ">f", ">d", ">B", ">H", ">I", ">Q", ">b", ">h", ">i", ">q",
         None, None, None, None, None, ">B", ">H", ">I", ">H", ">I", ">H", ">I")  # fmt: skip
-_SIZE = b"\x01\x02\x04\x00\x00\x00\x04\x08\x01\x02\x04\x08\x01\x02\x04\x08\x00\x00\x00\x00\x00\x01\x02\x04\x02\x04\x02\x04"
+_SIZE = (
+    b"\x01\x02\x04\x00\x00\x00\x04\x08\x01\x02\x04\x08\x01\x02\x04\x08\x00\x00\x00\x00\x00\x01\x02\x04\x02\x04\x02\x04"
+)
 
 
 class _Reader:

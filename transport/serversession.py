@@ -72,7 +72,9 @@ class ServerSession(_Session):
                 return self._refuse(E_NOT_AUTHENTICATED, "send hello first", seq)
             proto, role, peer_id, nonce = fields[0], fields[1], fields[2], fields[3]
             if proto != K.PROTOCOL_VERSION:
-                return self._refuse(E_UNSUPPORTED_VERSION, "protocol %d not supported (hub speaks %d)" % (proto, K.PROTOCOL_VERSION))
+                return self._refuse(
+                    E_UNSUPPORTED_VERSION, "protocol %d not supported (hub speaks %d)" % (proto, K.PROTOCOL_VERSION)
+                )
             if role not in K.ROLES:
                 return self._refuse(E_BAD_FIELD, "role must be one of %s" % (", ".join(K.ROLES),))
             if not valid_id(peer_id):  # before anything logs it

@@ -294,8 +294,18 @@ class ClientSession(_Session):
     hub_time_offset = 0  # hub epoch - our epoch, from WELCOME and PONG
     handshake_timeout_s = 6
 
-    def __init__(self, role, device_id, key, clock=None, wall=None, heartbeat_s=30, request_timeout_s=15, nonce=None,
-                 handshake_timeout_s=6):
+    def __init__(
+        self,
+        role,
+        device_id,
+        key,
+        clock=None,
+        wall=None,
+        heartbeat_s=30,
+        request_timeout_s=15,
+        nonce=None,
+        handshake_timeout_s=6,
+    ):
         _Session.__init__(self, clock, wall, heartbeat_s, request_timeout_s)
         # A lost handshake frame (a noisy serial line) is retried soon, not after a request timeout.
         if handshake_timeout_s != 6:
@@ -362,7 +372,10 @@ class ClientSession(_Session):
         if self.state == S_OPEN and self.clock() - self._last_ping >= self.heartbeat_s * 1000:
             self._last_ping = self.clock()
             self.request(_PING, int(self.wall()))
-        if self.state in (_S_HELLO_SENT, _S_AUTH_SENT) and self.clock() - self._last_rx > self.handshake_timeout_s * 1000:
+        if (
+            self.state in (_S_HELLO_SENT, _S_AUTH_SENT)
+            and self.clock() - self._last_rx > self.handshake_timeout_s * 1000
+        ):
             events.append(self.close(E_AUTH_FAILED, "hub did not answer the handshake"))
         return events
 

@@ -78,8 +78,17 @@ def kinds_view(name):
     if name == "CONNECTOR_STATUSES":
         # OCPP 1.6 meanings; firmware/connector.py holds the same names. SuspendedEVSE (the charger,
         # not the car, paused the energy) comes only from OCPP chargers (hub/ocpp); our boards never send it.
-        return ("Available", "Reserved", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing",
-                "Unavailable", "Faulted")
+        return (
+            "Available",
+            "Reserved",
+            "Preparing",
+            "Charging",
+            "SuspendedEV",
+            "SuspendedEVSE",
+            "Finishing",
+            "Unavailable",
+            "Faulted",
+        )
     if name == "STATION_STATUSES":
         # What the hub shows to vehicles and operators.
         return ("Available", "Occupied", "Reserved", "Offline", "Unavailable", "Faulted")

@@ -247,7 +247,9 @@ class TcpLink:
                 # until it is done), so the loop never blocks on it.
                 self.poller.unregister(self.sock)
                 try:
-                    self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host, do_handshake_on_connect=False)
+                    self.sock = self.tls.wrap_socket(
+                        self.sock, server_hostname=self.host, do_handshake_on_connect=False
+                    )
                 except (OSError, ValueError) as exc:
                     raise OSError("TLS: %s" % _text(exc))
                 self.poller.register(self.sock, select.POLLIN)
@@ -358,7 +360,9 @@ class Board:
         self.log = make_logger(cfg.get("id", "?"), debug)
         self.clock = monotonic_ms
         journal = Journal(cfg.get("journal") or "journal.log", cfg.get("connectors", 1))
-        self.cp = ChargePoint(cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log)
+        self.cp = ChargePoint(
+            cfg, self.clock, wall_clock(), journal, relay=make_relay(cfg.get("relay_pins"), self.log), log=self.log
+        )
         self.cfg = self.cp.config
         if self.cfg.get("evse") is not None:  # control pilot, gated relay, S0 meter, button
             from firmware import evse  # one name for the key, the module and the attribute: heap
@@ -471,7 +475,9 @@ class Board:
         for ev in self.poller.poll(POLL_MS if self.link is not None else 0):
             flags |= ev[1]
         if self.link is None:
-            time.sleep_ms(POLL_MS) if hasattr(time, "sleep_ms") else time.sleep(POLL_MS / 1000)  # float-ok: a sleep, not a clock
+            time.sleep_ms(POLL_MS) if hasattr(time, "sleep_ms") else time.sleep(
+                POLL_MS / 1000
+            )  # float-ok: a sleep, not a clock
         if self.link is not None:
             try:
                 self.pump_in(flags)

@@ -36,8 +36,10 @@ def _find_packages():
 
 
 if _noauto():
-    print("main.py: '%s' exists: firmware not started (maintenance boot, no watchdog); "
-          "remove it and reset to run the charge point" % NOAUTO)
+    print(
+        "main.py: '%s' exists: firmware not started (maintenance boot, no watchdog); "
+        "remove it and reset to run the charge point" % NOAUTO
+    )
 else:
     _find_packages()
 

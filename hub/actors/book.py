@@ -20,11 +20,29 @@ from typing import Any, Callable
 
 import pykka
 
-from hub.domain.booking import DEFAULT_GRACE_S, DEFAULT_MAX_OPEN_PER_VEHICLE, DEFAULT_SESSION_S, BookingError, ReservationBook
+from hub.domain.booking import (
+    DEFAULT_GRACE_S,
+    DEFAULT_MAX_OPEN_PER_VEHICLE,
+    DEFAULT_SESSION_S,
+    BookingError,
+    ReservationBook,
+)
 from hub.domain.locator import PublishedIndex
 from hub.messages import (
-    BookCall, BookTick, Cancel, ListReservations, NearbySource, PeerRemoved, ReservationEnded,
-    Reserved, ReserveBatch, SessionEnded, SessionStarted, StationCapacity, StationRefused, Subscribe,
+    BookCall,
+    BookTick,
+    Cancel,
+    ListReservations,
+    NearbySource,
+    PeerRemoved,
+    ReservationEnded,
+    Reserved,
+    ReserveBatch,
+    SessionEnded,
+    SessionStarted,
+    StationCapacity,
+    StationRefused,
+    Subscribe,
 )
 from hub.store.store import Store
 from transport import kinds as K
@@ -36,15 +54,30 @@ log = logging.getLogger(__name__)
 
 def reservation_map(r: Any) -> "dict[str, Any]":
     """A reservation as sent in RESERVATIONS."""
-    return {"reservation_id": r.id, "station_id": r.station_id, "connector": r.connector,
-            "start": r.start, "end": r.end, "state": r.state}
+    return {
+        "reservation_id": r.id,
+        "station_id": r.station_id,
+        "connector": r.connector,
+        "start": r.start,
+        "end": r.end,
+        "state": r.state,
+    }
 
 
 class ReservationBookActor(pykka.ThreadingActor):
-    def __init__(self, store_path: str, outbox: Any, clock: Callable[[], float] = time.time, registry: Any = None,
-                 locator: Any = None, nearby: Any = None, grace_s: float = DEFAULT_GRACE_S,
-                 session_estimate_s: float = DEFAULT_SESSION_S, events: Any = None,
-                 max_open_per_vehicle: int = DEFAULT_MAX_OPEN_PER_VEHICLE) -> None:
+    def __init__(
+        self,
+        store_path: str,
+        outbox: Any,
+        clock: Callable[[], float] = time.time,
+        registry: Any = None,
+        locator: Any = None,
+        nearby: Any = None,
+        grace_s: float = DEFAULT_GRACE_S,
+        session_estimate_s: float = DEFAULT_SESSION_S,
+        events: Any = None,
+        max_open_per_vehicle: int = DEFAULT_MAX_OPEN_PER_VEHICLE,
+    ) -> None:
         super().__init__()
         self._max_open = max_open_per_vehicle
         self.events = events  # hub.events.EventBus or None: every reservation change is published
@@ -132,7 +165,8 @@ class ReservationBookActor(pykka.ThreadingActor):
         try:
             try:
                 results = self.book.reserve_many(
-                    [(r.vehicle_id, r.station_id, r.start, r.end, r.request_id) for r in requests], now)
+                    [(r.vehicle_id, r.station_id, r.start, r.end, r.request_id) for r in requests], now
+                )
             except Exception:
                 log.exception("book: a batch of %d reservations failed", len(requests))
                 for req in requests:  # each seq answered once, here, and nowhere else
@@ -178,12 +212,20 @@ class ReservationBookActor(pykka.ThreadingActor):
         self.book.expire_no_shows(self.clock() if msg.now is None else msg.now)
 
     def _on_session_started(self, msg: SessionStarted) -> None:
-        self.book.session_started(msg.station_id, msg.connector, msg.vehicle_id, msg.reservation_id, msg.started,
-                                  msg.expected_end, msg.session_id)
+        self.book.session_started(
+            msg.station_id,
+            msg.connector,
+            msg.vehicle_id,
+            msg.reservation_id,
+            msg.started,
+            msg.expected_end,
+            msg.session_id,
+        )
 
     def _on_session_ended(self, msg: SessionEnded) -> None:
-        self.book.session_ended(msg.session_id, msg.station_id, msg.connector, msg.vehicle_id, msg.reservation_id,
-                                msg.ended)
+        self.book.session_ended(
+            msg.session_id, msg.station_id, msg.connector, msg.vehicle_id, msg.reservation_id, msg.ended
+        )
 
     def _on_peer_removed(self, msg: PeerRemoved) -> None:
         """`evhub stations|vehicles remove`: the CLI cancelled the open reservations in the store; they

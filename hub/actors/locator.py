@@ -19,8 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class LocatorActor(pykka.ThreadingActor):
-    def __init__(self, published: Optional[PublishedIndex] = None, cell_deg: float = DEFAULT_CELL_DEG,
-                 stations: "Iterable[tuple[str, float, float]]" = ()) -> None:
+    def __init__(
+        self,
+        published: Optional[PublishedIndex] = None,
+        cell_deg: float = DEFAULT_CELL_DEG,
+        stations: "Iterable[tuple[str, float, float]]" = (),
+    ) -> None:
         super().__init__()
         self.index = SpatialIndex(cell_deg)
         self.published = published if published is not None else PublishedIndex()

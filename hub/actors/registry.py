@@ -28,13 +28,38 @@ from hub.domain import station_sync
 from hub.domain.boardfloats import board_float
 from hub.io.logsafe import wire_text
 from hub.messages import (
-    Boot, ListSessions, Meter, RegistryTick, RemoveStation, ReservationEnded, ReservationHistory, ReservationRefused,
+    Boot,
+    ListSessions,
+    Meter,
+    RegistryTick,
+    RemoveStation,
+    ReservationEnded,
+    ReservationHistory,
+    ReservationRefused,
     Reserved,
-    SessionEnd, SessionEnded, SessionStart, SessionStarted, StartCharge, StationAnswer, StationCapacity,
-    StationOffline, StationOnline, StationRefused, StationRemoved, Status, StopCharge, Upsert, UseBook,
+    SessionEnd,
+    SessionEnded,
+    SessionStart,
+    SessionStarted,
+    StartCharge,
+    StationAnswer,
+    StationCapacity,
+    StationOffline,
+    StationOnline,
+    StationRefused,
+    StationRemoved,
+    Status,
+    StopCharge,
+    Upsert,
+    UseBook,
 )
 from hub.domain.stations import (  # noqa: F401 (StationView, display_status: imported from here by tools and tests)
-    Station, StationRequests, Stations, StationView, display_status, relay_outcome,
+    Station,
+    StationRequests,
+    Stations,
+    StationView,
+    display_status,
+    relay_outcome,
 )
 from transport import kinds as K
 from transport.errors import E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT, error_name
@@ -46,8 +71,16 @@ REQUEST_TRIES = 3  # sends of one hub->station request before "the station did n
 
 
 class StationRegistry(pykka.ThreadingActor):
-    def __init__(self, store_factory: Callable[[], Any], outbox: Any, clock: Callable[[], float], config: dict,
-                 book: Any = None, locator: Any = None, events: Any = None) -> None:
+    def __init__(
+        self,
+        store_factory: Callable[[], Any],
+        outbox: Any,
+        clock: Callable[[], float],
+        config: dict,
+        book: Any = None,
+        locator: Any = None,
+        events: Any = None,
+    ) -> None:
         super().__init__()
         self.events = events  # hub.events.EventBus or None: publish(kind, data) from this thread
         self._store_factory = store_factory
@@ -75,8 +108,9 @@ class StationRegistry(pykka.ThreadingActor):
             st = self.stations.get(row["station_id"])
             if st is None:
                 continue
-            self.stations.session_started(st, row["session_id"], row["connector"], row["vehicle_id"],
-                                          row["reservation_id"], row["started"])
+            self.stations.session_started(
+                st, row["session_id"], row["connector"], row["vehicle_id"], row["reservation_id"], row["started"]
+            )
             reopened += 1
         log.info("registry: %d provisioned stations, %d sessions still open", len(self.stations), reopened)
 
@@ -87,8 +121,9 @@ class StationRegistry(pykka.ThreadingActor):
     def on_failure(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
         log.error("registry crashed: %s", exc_value)
 
-    def _learn(self, station_id: str, lat: float, lon: float, connectors: int, max_kw: float,
-               name: Optional[str] = None) -> Station:
+    def _learn(
+        self, station_id: str, lat: float, lon: float, connectors: int, max_kw: float, name: Optional[str] = None
+    ) -> Station:
         st = self.stations.learn(station_id, lat, lon, connectors, max_kw, name)
         if self.locator is not None:
             self.locator.tell(Upsert(station_id, lat, lon))
@@ -168,7 +203,11 @@ class StationRegistry(pykka.ThreadingActor):
 
     def _on_boot(self, msg: Boot) -> None:
         station_id = msg.station_id
-        lat, lon, max_kw = board_float(msg.lat), board_float(msg.lon), board_float(msg.max_kw)  # float32 boards read alike
+        lat, lon, max_kw = (
+            board_float(msg.lat),
+            board_float(msg.lon),
+            board_float(msg.max_kw),
+        )  # float32 boards read alike
         Stations.check_boot(lat, lon, msg.connectors, max_kw)
         # Provisioning and the station's own report must never silently diverge: use the safe values.
         # A boot also picks up `evhub stations update` (position, name) made since.
@@ -181,19 +220,32 @@ class StationRegistry(pykka.ThreadingActor):
         elif st.connectors != use_connectors or st.max_kw != use_kw:
             self._learn(station_id, st.lat, st.lon, use_connectors, use_kw)
         self.stations.booted(st, msg.firmware, mismatch)
-        log.info("station %s: boot firmware=%s connectors=%d max_kw=%s", station_id, wire_text(msg.firmware),
-                 msg.connectors, max_kw)
+        log.info(
+            "station %s: boot firmware=%s connectors=%d max_kw=%s",
+            station_id,
+            wire_text(msg.firmware),
+            msg.connectors,
+            max_kw,
+        )
         self._publish(st)
         self._ack(msg.link_id, msg.seq)
         if use_kw < max_kw:  # the station would deliver more than it was provisioned for: tell it the limit
-            self._request_station(station_id, K.CONFIGURE, ["max_kw", use_kw], self._logged(station_id, "configure max_kw"))
+            self._request_station(
+                station_id, K.CONFIGURE, ["max_kw", use_kw], self._logged(station_id, "configure max_kw")
+            )
 
     def _on_status(self, msg: Status) -> None:
         st = self._station(msg.station_id)
         old = self.stations.set_status(st, msg.connector, msg.status)
         if old != msg.status:
-            log.info("station %s: connector %d %s -> %s%s", msg.station_id, msg.connector, old, msg.status,
-                     " (%s)" % wire_text(msg.info) if msg.info else "")
+            log.info(
+                "station %s: connector %d %s -> %s%s",
+                msg.station_id,
+                msg.connector,
+                old,
+                msg.status,
+                " (%s)" % wire_text(msg.info) if msg.info else "",
+            )
         self._publish(st)
         self._ack(msg.link_id, msg.seq)
 
@@ -203,8 +255,15 @@ class StationRegistry(pykka.ThreadingActor):
         connector = st.sync.connectors.get(rid, 0)
         action = st.sync.dropped(rid, msg.code)
         if action != station_sync.STALE:
-            log.warning("station %s: reservation %d (connector %d) dropped by the station: %s: %s: %s", st.id, rid,
-                        connector, error_name(msg.code) or msg.code, wire_text(msg.text), action)
+            log.warning(
+                "station %s: reservation %d (connector %d) dropped by the station: %s: %s: %s",
+                st.id,
+                rid,
+                connector,
+                error_name(msg.code) or msg.code,
+                wire_text(msg.text),
+                action,
+            )
             if self.book is not None:
                 self.book.tell(StationRefused(rid, st.id, connector, action == station_sync.MOVE, msg.text))
         self._ack(msg.link_id, msg.seq)
@@ -217,12 +276,24 @@ class StationRegistry(pykka.ThreadingActor):
         if s is None:
             return
         if self.events is not None:
-            self.events.publish("meter", {"station_id": msg.station_id, "connector": msg.connector,
-                                          "session_id": msg.session_id, "vehicle_id": s.vehicle_id,
-                                          "energy_wh": msg.energy_wh, "power_w": msg.power_w, "time": msg.time})
+            self.events.publish(
+                "meter",
+                {
+                    "station_id": msg.station_id,
+                    "connector": msg.connector,
+                    "session_id": msg.session_id,
+                    "vehicle_id": s.vehicle_id,
+                    "energy_wh": msg.energy_wh,
+                    "power_w": msg.power_w,
+                    "time": msg.time,
+                },
+            )
         if s.vehicle_id is not None:  # a local session is nobody's to watch
-            self.outbox.send_to_peer("vehicle", s.vehicle_id, make(K.CHARGE_PROGRESS, 0, msg.session_id, msg.station_id,
-                                                                   msg.energy_wh, msg.power_w))
+            self.outbox.send_to_peer(
+                "vehicle",
+                s.vehicle_id,
+                make(K.CHARGE_PROGRESS, 0, msg.session_id, msg.station_id, msg.energy_wh, msg.power_w),
+            )
 
     def _recorded(self, station_id: str, session_id: str) -> Optional[dict]:
         """The session's stored row (None if new); refused if it belongs to another station."""
@@ -230,8 +301,12 @@ class StationRegistry(pykka.ThreadingActor):
         try:
             Stations.check_owner(station_id, session_id, None if row is None else row["station_id"])
         except authz.Refusal:
-            log.warning("station %s: refused a record for session %s of station %s", station_id, wire_text(session_id),
-                        row["station_id"])
+            log.warning(
+                "station %s: refused a record for session %s of station %s",
+                station_id,
+                wire_text(session_id),
+                row["station_id"],
+            )
             raise
         return row
 
@@ -243,48 +318,89 @@ class StationRegistry(pykka.ThreadingActor):
         claimed = msg.vehicle_id
         vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, msg.reservation_id, started)
         had_window = reservation_id is not None and reservation_id in st.windows
-        first = self.store.record_session_start(session_id, station_id, msg.connector, vehicle_id, reservation_id,
-                                                msg.meter_start_wh, started, None if claimed == vehicle_id else claimed)
+        first = self.store.record_session_start(
+            session_id,
+            station_id,
+            msg.connector,
+            vehicle_id,
+            reservation_id,
+            msg.meter_start_wh,
+            started,
+            None if claimed == vehicle_id else claimed,
+        )
         new = self.stations.session_started(st, session_id, msg.connector, vehicle_id, reservation_id, started)
         if new is not None:
             if first and self.book is not None:
-                self.book.tell(SessionStarted(station_id, msg.connector, vehicle_id, reservation_id, started,
-                                              new.expected_end, session_id))
+                self.book.tell(
+                    SessionStarted(
+                        station_id, msg.connector, vehicle_id, reservation_id, started, new.expected_end, session_id
+                    )
+                )
             if self.events is not None:
                 self.events.publish("session_start", dict(new._asdict(), session_id=session_id, station_id=station_id))
         if had_window:
             self._sync_windows(st)  # the station used its row: the next window may go
-        log.info("station %s: session %s started on connector %d for vehicle %s", station_id, wire_text(session_id),
-                 msg.connector, wire_text(vehicle_id))
+        log.info(
+            "station %s: session %s started on connector %d for vehicle %s",
+            station_id,
+            wire_text(session_id),
+            msg.connector,
+            wire_text(vehicle_id),
+        )
         self._publish(st)
         self._ack(msg.link_id, msg.seq)
         if vehicle_id is not None:
-            self.outbox.send_to_peer("vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, msg.connector))
+            self.outbox.send_to_peer(
+                "vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, msg.connector)
+            )
 
-    def _attributed(self, st: Station, row: Optional[dict], session_id: str, claimed: Optional[str],
-                    reservation_id: Optional[int], started: int) -> "tuple[Optional[str], Optional[int]]":
+    def _attributed(
+        self,
+        st: Station,
+        row: Optional[dict],
+        session_id: str,
+        claimed: Optional[str],
+        reservation_id: Optional[int],
+        started: int,
+    ) -> "tuple[Optional[str], Optional[int]]":
         """(vehicle_id, reservation_id) the session is billed to: decided once, at its first record."""
         if row is not None:
             return row["vehicle_id"], row["reservation_id"] if row["vehicle_id"] is not None else None
-        vehicle_id, rid, why = authz.attribute(self.store, st.windows, st.id, session_id, claimed, reservation_id,
-                                               started, self.clock())
+        vehicle_id, rid, why = authz.attribute(
+            self.store, st.windows, st.id, session_id, claimed, reservation_id, started, self.clock()
+        )
         if vehicle_id is None and claimed is not None:
-            log.warning("station %s: session %s names vehicle %r but %s: recorded as a local session", st.id,
-                        wire_text(session_id), wire_text(claimed), wire_text(why))
+            log.warning(
+                "station %s: session %s names vehicle %r but %s: recorded as a local session",
+                st.id,
+                wire_text(session_id),
+                wire_text(claimed),
+                wire_text(why),
+            )
         return vehicle_id, rid
 
     def _on_session_end(self, msg: SessionEnd) -> None:
         station_id, session_id = msg.station_id, msg.session_id
         st = self._station(station_id)
-        Stations.check_session_end(st, session_id, msg.connector, msg.reservation_id, msg.energy_wh, msg.started,
-                                   msg.ended)
+        Stations.check_session_end(
+            st, session_id, msg.connector, msg.reservation_id, msg.energy_wh, msg.started, msg.ended
+        )
         row = self._recorded(station_id, session_id)
         claimed = msg.vehicle_id
         vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, msg.reservation_id, msg.started)
         flagged = self._implausible(st, session_id, msg.energy_wh, msg.started, msg.ended)
         first = self.store.record_session_end(
-            session_id, station_id, msg.connector, vehicle_id, reservation_id, msg.energy_wh, msg.started, msg.ended,
-            msg.reason, None if claimed == vehicle_id else claimed, flagged,
+            session_id,
+            station_id,
+            msg.connector,
+            vehicle_id,
+            reservation_id,
+            msg.energy_wh,
+            msg.started,
+            msg.ended,
+            msg.reason,
+            None if claimed == vehicle_id else claimed,
+            flagged,
         )
         self.stations.session_ended(st, session_id)
         self._ack(msg.link_id, msg.seq)  # after the store: an acknowledged COMPLETE is on disk
@@ -292,20 +408,36 @@ class StationRegistry(pykka.ThreadingActor):
             log.info("station %s: session %s end replayed, already recorded", station_id, wire_text(session_id))
             return
         if self.events is not None:
-            self.events.publish("session_end", {
-                "session_id": session_id, "station_id": station_id, "connector": msg.connector, "vehicle_id": vehicle_id,
-                "reservation_id": reservation_id, "energy_wh": msg.energy_wh, "started": msg.started,
-                "ended": msg.ended, "reason": msg.reason, "implausible": flagged})
+            self.events.publish(
+                "session_end",
+                {
+                    "session_id": session_id,
+                    "station_id": station_id,
+                    "connector": msg.connector,
+                    "vehicle_id": vehicle_id,
+                    "reservation_id": reservation_id,
+                    "energy_wh": msg.energy_wh,
+                    "started": msg.started,
+                    "ended": msg.ended,
+                    "reason": msg.reason,
+                    "implausible": flagged,
+                },
+            )
         log.info(
             "station %s: session %s COMPLETE vehicle=%s energy=%.2f kWh reason=%s",
-            station_id, wire_text(session_id), wire_text(vehicle_id), msg.energy_wh / 1000.0, wire_text(msg.reason),
+            station_id,
+            wire_text(session_id),
+            wire_text(vehicle_id),
+            msg.energy_wh / 1000.0,
+            wire_text(msg.reason),
         )
         self._publish(st)
         if self.book is not None:
             self.book.tell(SessionEnded(station_id, msg.connector, session_id, vehicle_id, reservation_id, msg.ended))
         if vehicle_id is not None:
             self.outbox.send_to_peer(
-                "vehicle", vehicle_id,
+                "vehicle",
+                vehicle_id,
                 make(K.COMPLETE, 0, session_id, station_id, msg.energy_wh, max(0, msg.ended - msg.started), msg.reason),
             )
 
@@ -317,8 +449,14 @@ class StationRegistry(pykka.ThreadingActor):
             provisioned = row["created"] if row is not None else None
         if not authz.implausible(energy_wh, st.max_kw, started, ended, provisioned, self.clock()):
             return False
-        log.warning("station %s: session %s reports %d Wh in %d s, more than %s kW can deliver: flagged implausible",
-                    st.id, wire_text(session_id), energy_wh, max(0, ended - started), st.max_kw)
+        log.warning(
+            "station %s: session %s reports %d Wh in %d s, more than %s kW can deliver: flagged implausible",
+            st.id,
+            wire_text(session_id),
+            energy_wh,
+            max(0, ended - started),
+            st.max_kw,
+        )
         return True
 
     # --- reservations told by the book ----------------------------------------------------------
@@ -347,18 +485,27 @@ class StationRegistry(pykka.ThreadingActor):
             self._cancel_on_station(st, rid)
         for rid, token in send:
             w = st.windows[rid]
-            self._request_station(st.id, K.RESERVE_NOW,
-                                  [rid, st.sync.connectors.get(rid, 0), w.vehicle_id, int(w.start), int(w.end)],
-                                  self._reserve_now_reply(st.id, rid, token))
+            self._request_station(
+                st.id,
+                K.RESERVE_NOW,
+                [rid, st.sync.connectors.get(rid, 0), w.vehicle_id, int(w.start), int(w.end)],
+                self._reserve_now_reply(st.id, rid, token),
+            )
 
     def _logged(self, station_id: str, what: str) -> Callable[[Any], None]:
         """on_reply for a request nobody waits for: a refusal or no answer is logged, never dropped."""
+
         def on_reply(reply: Any) -> None:
             if reply is None:
                 log.warning("station %s: %s not answered", station_id, what)
             elif reply[0] == K.ERROR:
-                log.warning("station %s: %s refused: %s: %s", station_id, what, error_name(reply[1][0]) or reply[1][0],
-                            wire_text(reply[1][1]))
+                log.warning(
+                    "station %s: %s refused: %s: %s",
+                    station_id,
+                    what,
+                    error_name(reply[1][0]) or reply[1][0],
+                    wire_text(reply[1][1]),
+                )
 
         return on_reply
 
@@ -381,8 +528,15 @@ class StationRegistry(pykka.ThreadingActor):
             if action in (station_sync.HELD, station_sync.STALE):
                 return
             code, text = (E_TIMEOUT, "no answer") if reply is None else (reply[1][0], reply[1][1])
-            log.warning("station %s: RESERVE_NOW %d (connector %d) refused: %s: %s: %s", station_id, rid, connector,
-                        error_name(code) or code, wire_text(text), action)
+            log.warning(
+                "station %s: RESERVE_NOW %d (connector %d) refused: %s: %s: %s",
+                station_id,
+                rid,
+                connector,
+                error_name(code) or code,
+                wire_text(text),
+                action,
+            )
             if action != station_sync.RETRY and self.book is not None:
                 self.book.tell(StationRefused(rid, station_id, connector, action == station_sync.MOVE, text))
 
@@ -390,22 +544,29 @@ class StationRegistry(pykka.ThreadingActor):
 
     # --- vehicle asks to charge / stop -----------------------------------------------------------
 
-    def _request_station(self, station_id: str, kind: int, fields: list,
-                         on_reply: Optional[Callable[[Any], None]], tries: int = 1) -> None:
+    def _request_station(
+        self, station_id: str, kind: int, fields: list, on_reply: Optional[Callable[[Any], None]], tries: int = 1
+    ) -> None:
         """Send a hub->station request; on_reply(reply) gets (kind, fields) or None. An unanswered one
         (a frame lost on a serial line) is resent while the station is online, up to REQUEST_TRIES: the
         station handles a repeat idempotently, and a "not found" to a repeated stop or cancel means the
         first copy did it."""
         answered = None
         if on_reply is not None:
+
             def answered(reply: Any) -> None:
                 st = self.stations.get(station_id)
                 if reply is None and tries < REQUEST_TRIES and st is not None and st.online:
                     log.info("station %s: %s unanswered, sent again", station_id, K.kind_name(kind))
                     self._request_station(station_id, kind, fields, on_reply, tries + 1)
                     return
-                if tries > 1 and reply is not None and reply[0] == K.ERROR and reply[1][0] == E_NOT_FOUND \
-                        and kind in (K.REMOTE_STOP, K.CANCEL_RESERVATION):
+                if (
+                    tries > 1
+                    and reply is not None
+                    and reply[0] == K.ERROR
+                    and reply[1][0] == E_NOT_FOUND
+                    and kind in (K.REMOTE_STOP, K.CANCEL_RESERVATION)
+                ):
                     reply = (K.ACK, [])
                 on_reply(reply)
 
@@ -435,10 +596,13 @@ class StationRegistry(pykka.ThreadingActor):
             raise authz.Refusal(E_NOT_FOUND, "reservation %d is not open at %s" % (reservation_id, station_id))
         now = self.clock()
         try:
-            connector, reservation_id = authz.authorise_start(station_id, st.windows, st.connector_status, vehicle_id,
-                                                              reservation_id, now)
+            connector, reservation_id = authz.authorise_start(
+                station_id, st.windows, st.connector_status, vehicle_id, reservation_id, now
+            )
         except authz.Refusal as exc:
-            log.warning("vehicle %s: start at station %s refused: %s", vehicle_id, wire_text(station_id), wire_text(exc.text))
+            log.warning(
+                "vehicle %s: start at station %s refused: %s", vehicle_id, wire_text(station_id), wire_text(exc.text)
+            )
             raise
         # Remembered before it is sent: the session the station reports for it is billed to this vehicle.
         grant = self.store.add_remote_start(station_id, vehicle_id, reservation_id, int(now))

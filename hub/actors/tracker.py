@@ -77,4 +77,4 @@ class VehicleTracker(pykka.ThreadingActor):
 
 
 def _storable(when: Any) -> bool:
-    return when is None or (type(when) is int and -2**63 <= when < 2**63)
+    return when is None or (type(when) is int and -(2**63) <= when < 2**63)

@@ -57,8 +57,11 @@ def authorise_start(station_id, windows, connector_status, vehicle_id, reservati
         window = windows.get(reservation_id)
         if window is not None and window[0] == vehicle_id:
             if current_window(windows, vehicle_id, now, reservation_id) is None:
-                raise Refusal(E_INVALID_STATE, "reservation %d at %s is not current (it runs %d..%d)"
-                              % (reservation_id, station_id, window[1], window[2]))
+                raise Refusal(
+                    E_INVALID_STATE,
+                    "reservation %d at %s is not current (it runs %d..%d)"
+                    % (reservation_id, station_id, window[1], window[2]),
+                )
             return 0, reservation_id
         raise Refusal(E_FORBIDDEN, "no reservation %d for you at %s" % (reservation_id, station_id))
     rid = current_window(windows, vehicle_id, now)
@@ -90,9 +93,14 @@ def attribute(store, windows, station_id, session_id, vehicle_id, reservation_id
         rid = current_window(windows, vehicle_id, started)
     if rid is not None:
         row = store.get_reservation(rid)
-        if (row is not None and row["vehicle_id"] == vehicle_id and row["station_id"] == station_id
-                and row["state"] != "cancelled" and row["start"] - EARLY_S <= started < row["end"]
-                and not store.reservation_billed(rid, session_id)):
+        if (
+            row is not None
+            and row["vehicle_id"] == vehicle_id
+            and row["station_id"] == station_id
+            and row["state"] != "cancelled"
+            and row["start"] - EARLY_S <= started < row["end"]
+            and not store.reservation_billed(rid, session_id)
+        ):
             return vehicle_id, rid, "reservation %d" % rid
     return None, None, "no remote start or reservation of %s here" % vehicle_id
 

@@ -71,8 +71,14 @@ class _Station:
 
 
 class ReservationBook:
-    def __init__(self, store, nearby=None, grace_s=DEFAULT_GRACE_S, session_estimate_s=DEFAULT_SESSION_S,
-                 max_open_per_vehicle=DEFAULT_MAX_OPEN_PER_VEHICLE):
+    def __init__(
+        self,
+        store,
+        nearby=None,
+        grace_s=DEFAULT_GRACE_S,
+        session_estimate_s=DEFAULT_SESSION_S,
+        max_open_per_vehicle=DEFAULT_MAX_OPEN_PER_VEHICLE,
+    ):
         self._store = store
         self._nearby = nearby  # station_id -> iterable of (distance_km, station_id), nearest first
         self.max_open_per_vehicle = max_open_per_vehicle  # None: no cap
@@ -108,10 +114,19 @@ class ReservationBook:
             st = self._stations.get(row["station_id"])
             if st is not None:
                 started = row["started"] or 0
-                st.sessions[row["connector"]] = _Session(row["session_id"], row["vehicle_id"], row["reservation_id"],
-                                                         started, started + self.session_estimate_s)
-        log.info("book: %d stations, %d confirmed reservations, %d open sessions loaded",
-                 len(self._stations), len(self._by_id), sum(len(s.sessions) for s in self._stations.values()))
+                st.sessions[row["connector"]] = _Session(
+                    row["session_id"],
+                    row["vehicle_id"],
+                    row["reservation_id"],
+                    started,
+                    started + self.session_estimate_s,
+                )
+        log.info(
+            "book: %d stations, %d confirmed reservations, %d open sessions loaded",
+            len(self._stations),
+            len(self._by_id),
+            sum(len(s.sessions) for s in self._stations.values()),
+        )
 
     def set_station(self, station_id, connectors):
         """Learn or update a station's capacity (a station provisioned or rebooted while running)."""
@@ -132,12 +147,21 @@ class ReservationBook:
                 continue
             used = {it[3] for it in st.items if it[2] != rid and it[0] < e and it[1] > s}
             n_overlap = sum(1 for it in st.items if it[2] != rid and it[0] < e and it[1] > s)
-            free = None if n_overlap >= st.connectors else \
-                next((c for c in range(1, st.connectors + 1) if c not in used), None)
+            free = (
+                None
+                if n_overlap >= st.connectors
+                else next((c for c in range(1, st.connectors + 1) if c not in used), None)
+            )
             if free is None:
-                log.error("station %s: reservation %d (connector %d, %s) has no connector left after the station"
-                          " reported %d; it stays confirmed: cancel or move it by hand",
-                          st.id, rid, conn, Window(s, e), st.connectors)
+                log.error(
+                    "station %s: reservation %d (connector %d, %s) has no connector left after the station"
+                    " reported %d; it stays confirmed: cancel or move it by hand",
+                    st.id,
+                    rid,
+                    conn,
+                    Window(s, e),
+                    st.connectors,
+                )
                 continue
             st.items[i] = (s, e, rid, free)
             r = self._by_id.get(rid)
@@ -349,8 +373,11 @@ class ReservationBook:
                 if cap is not None:
                     n_open = len(self._by_vehicle.get(vehicle_id, ())) + provisional.get(vehicle_id, 0)
                     if n_open >= cap:
-                        raise BookingError(E_FORBIDDEN, "vehicle %s already holds %d open reservations, the cap is %d;"
-                                           " cancel one first" % (vehicle_id, n_open, cap))
+                        raise BookingError(
+                            E_FORBIDDEN,
+                            "vehicle %s already holds %d open reservations, the cap is %d;"
+                            " cancel one first" % (vehicle_id, n_open, cap),
+                        )
             except BookingError as exc:
                 log.info("vehicle %s: reserve at station %s refused: %s", vehicle_id, station_id, exc.text)
                 results[i] = exc
@@ -361,8 +388,13 @@ class ReservationBook:
             conn = self._fit(st, start, end, now)
             if conn is None:
                 alts = self.alternatives(st, start, end, now)
-                log.info("vehicle %s: station %s has no free connector for %s; %d alternatives",
-                         vehicle_id, station_id, Window(start, end), len(alts))
+                log.info(
+                    "vehicle %s: station %s has no free connector for %s; %d alternatives",
+                    vehicle_id,
+                    station_id,
+                    Window(start, end),
+                    len(alts),
+                )
                 results[i] = ReserveResult(False, None, alts, "conflict: station %s is fully booked then" % station_id)
                 continue
             r = Reservation(-(i + 1), vehicle_id, station_id, conn, start, end, "confirmed")
@@ -382,15 +414,32 @@ class ReservationBook:
         row = self._store.reservation_for_request(vehicle_id, request_id)
         if row is None:
             return None
-        log.info("vehicle %s: reserve %s repeated, answered with reservation %d", vehicle_id, request_id,
-                 row["reservation_id"])
-        return ReserveResult(True, Reservation(row["reservation_id"], vehicle_id, row["station_id"], row["connector"],
-                                               row["start"], row["end"], row["state"]), [], None)
+        log.info(
+            "vehicle %s: reserve %s repeated, answered with reservation %d",
+            vehicle_id,
+            request_id,
+            row["reservation_id"],
+        )
+        return ReserveResult(
+            True,
+            Reservation(
+                row["reservation_id"],
+                vehicle_id,
+                row["station_id"],
+                row["connector"],
+                row["start"],
+                row["end"],
+                row["state"],
+            ),
+            [],
+            None,
+        )
 
     def _commit(self, held, results):
         try:
-            ids = self._store.insert_reservations([(r.vehicle_id, r.station_id, r.connector, r.start, r.end, key)
-                                                   for _i, r, _st, key in held])
+            ids = self._store.insert_reservations(
+                [(r.vehicle_id, r.station_id, r.connector, r.start, r.end, key) for _i, r, _st, key in held]
+            )
         except (sqlite3.Error, OSError) as exc:
             log.error("book: storing %d reservations failed, all refused: %s", len(held), exc)
             for i, r, st, _key in held:
@@ -402,8 +451,14 @@ class ReservationBook:
             r = tmp._replace(id=rid)
             self._hold(st, r)
             self._events.append(("reserved", r))
-            log.info("vehicle %s: reservation %d confirmed at station %s connector %d %s",
-                     r.vehicle_id, rid, r.station_id, r.connector, Window(r.start, r.end))
+            log.info(
+                "vehicle %s: reservation %d confirmed at station %s connector %d %s",
+                r.vehicle_id,
+                rid,
+                r.station_id,
+                r.connector,
+                Window(r.start, r.end),
+            )
             results[i] = ReserveResult(True, r, [], None)
 
     # --- cancel and expiry ---------------------------------------------------------------
@@ -421,7 +476,9 @@ class ReservationBook:
                 raise BookingError(E_NOT_FOUND, "no reservation %d" % reservation_id)
             if row["vehicle_id"] != vehicle_id:
                 raise BookingError(E_FORBIDDEN, "reservation %d is not yours" % reservation_id)
-            raise BookingError(E_INVALID_STATE, "reservation %d has already ended (%s)" % (reservation_id, row["state"]))
+            raise BookingError(
+                E_INVALID_STATE, "reservation %d has already ended (%s)" % (reservation_id, row["state"])
+            )
         if r.vehicle_id != vehicle_id:
             log.warning("vehicle %s: tried to cancel reservation %d of vehicle %s", vehicle_id, r.id, r.vehicle_id)
             raise BookingError(E_FORBIDDEN, "reservation %d is not yours" % reservation_id)
@@ -449,8 +506,13 @@ class ReservationBook:
         self._store.move_reservations([(r.id, conn)])
         self._hold(st, moved)
         self._events.append(("reserved", moved))
-        log.warning("station %s: reservation %d moved from connector %d to %d (the station refused it)",
-                    st.id, r.id, refused_connector, conn)
+        log.warning(
+            "station %s: reservation %d moved from connector %d to %d (the station refused it)",
+            st.id,
+            r.id,
+            refused_connector,
+            conn,
+        )
         return moved
 
     def cancel_refused(self, reservation_id, why):
@@ -458,8 +520,13 @@ class ReservationBook:
         store and memory; returns it with state "cancelled" (the caller tells the vehicle)."""
         r = self._by_id[reservation_id]
         self._store.update_reservation_state(r.id, "cancelled")
-        log.warning("vehicle %s: reservation %d at station %s cancelled: the station refused it (%s)",
-                    r.vehicle_id, r.id, r.station_id, why)
+        log.warning(
+            "vehicle %s: reservation %d at station %s cancelled: the station refused it (%s)",
+            r.vehicle_id,
+            r.id,
+            r.station_id,
+            why,
+        )
         return self._close(r, "cancelled")
 
     def forget_peer(self, role, peer_id):
@@ -492,8 +559,13 @@ class ReservationBook:
         self._store.update_reservation_states([(r.id, "expired") for r in due])
         out = []
         for r in due:
-            log.info("vehicle %s: reservation %d at station %s expired, no show by %d",
-                     r.vehicle_id, r.id, r.station_id, min(r.start + grace, r.end))
+            log.info(
+                "vehicle %s: reservation %d at station %s expired, no show by %d",
+                r.vehicle_id,
+                r.id,
+                r.station_id,
+                min(r.start + grace, r.end),
+            )
             out.append(self._close(r, "expired"))
         return out
 
@@ -506,8 +578,9 @@ class ReservationBook:
                 return r
         return None
 
-    def session_started(self, station_id, connector, vehicle_id, reservation_id, started, expected_end=None,
-                        session_id=None):
+    def session_started(
+        self, station_id, connector, vehicle_id, reservation_id, started, expected_end=None, session_id=None
+    ):
         """A session occupies `connector`. Its reservation (given, or this vehicle's window at
         this station) is fulfilled: the vehicle showed up. Returns that reservation or None."""
         st = self._station(station_id)
@@ -517,16 +590,28 @@ class ReservationBook:
         r = self._by_id.get(reservation_id) if reservation_id is not None else None
         if r is not None and (r.station_id != station_id or r.vehicle_id != vehicle_id):
             # Left confirmed: holding a connector twice is safer than freeing someone else's.
-            log.warning("station %s: vehicle %s started on reservation %d of vehicle %s at %s; not fulfilled",
-                        station_id, vehicle_id, r.id, r.vehicle_id, r.station_id)
+            log.warning(
+                "station %s: vehicle %s started on reservation %d of vehicle %s at %s; not fulfilled",
+                station_id,
+                vehicle_id,
+                r.id,
+                r.vehicle_id,
+                r.station_id,
+            )
             r = None
         if r is None:
             r = self._match(st, vehicle_id, started)
         if expected_end is None:
             expected_end = r.end if r is not None else started + self.session_estimate_s
         st.sessions[connector] = _Session(session_id, vehicle_id, r.id if r else reservation_id, started, expected_end)
-        log.info("station %s: connector %d busy with vehicle %s until ~%d%s", station_id, connector, vehicle_id,
-                 expected_end, "" if r is None else " (reservation %d fulfilled)" % r.id)
+        log.info(
+            "station %s: connector %d busy with vehicle %s until ~%d%s",
+            station_id,
+            connector,
+            vehicle_id,
+            expected_end,
+            "" if r is None else " (reservation %d fulfilled)" % r.id,
+        )
         if r is None:
             return None
         self._store.update_reservation_state(r.id, "fulfilled")
@@ -541,10 +626,15 @@ class ReservationBook:
         if sess is not None:
             # Matched by connector; the ids we have (the registry sends the session id) must agree.
             clash = (session_id and sess.session_id and session_id != sess.session_id) or (
-                vehicle_id and sess.vehicle_id and vehicle_id != sess.vehicle_id)
+                vehicle_id and sess.vehicle_id and vehicle_id != sess.vehicle_id
+            )
             if clash:
-                log.warning("station %s: end of session %s does not match the one on connector %d; kept",
-                            station_id, session_id, connector)
+                log.warning(
+                    "station %s: end of session %s does not match the one on connector %d; kept",
+                    station_id,
+                    session_id,
+                    connector,
+                )
             else:
                 del st.sessions[connector]
         log.info("station %s: connector %d free (session %s ended)", station_id, connector, session_id)

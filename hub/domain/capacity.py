@@ -32,7 +32,15 @@ def reconcile(station_id: str, row: dict | None, connectors: int, max_kw: float)
         "reported": {"connectors": connectors, "max_kw": max_kw},
         "used": {"connectors": use_c, "max_kw": use_kw},
     }
-    log.warning("station %s: capacity mismatch: provisioned %d connectors at %s kW, station reports %d at %s kW;"
-                " using %d at %s kW (fix with `evhub stations update` or the station's config)",
-                station_id, prov_c, prov_kw, connectors, max_kw, use_c, use_kw)
+    log.warning(
+        "station %s: capacity mismatch: provisioned %d connectors at %s kW, station reports %d at %s kW;"
+        " using %d at %s kW (fix with `evhub stations update` or the station's config)",
+        station_id,
+        prov_c,
+        prov_kw,
+        connectors,
+        max_kw,
+        use_c,
+        use_kw,
+    )
     return use_c, use_kw, doc

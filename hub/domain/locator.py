@@ -96,8 +96,10 @@ def _build_block(grid, key):
     entries = list(cells.get(key, ()))
     h = 0
     # At least one ring (else T is 0); stop early if the block already covers the globe.
-    while h < BLOCK_H_MAX and (h == 0 or len(entries) < BLOCK_TARGET) and (
-        row - h > 0 or row + h < nrows - 1 or 2 * h + 1 < ncols
+    while (
+        h < BLOCK_H_MAX
+        and (h == 0 or len(entries) < BLOCK_TARGET)
+        and (row - h > 0 or row + h < nrows - 1 or 2 * h + 1 < ncols)
     ):
         h += 1
         for bk in _block_keys(grid, row, col, h):
@@ -120,8 +122,11 @@ def _build_block(grid, key):
     t2 = _NO_LIMIT if bound == math.inf else angle_to_chord2(bound) * _BOUND_SLACK
     cx, cy, cz = unit_vector(-90.0 + (row + 0.5) * s, -180.0 + (col + 0.5) * s)
     ranked = sorted(
-        ((math.sqrt((x - cx) * (x - cx) + (y - cy) * (y - cy) + (z - cz) * (z - cz)), entry)
-         for entry in entries for x, y, z, _ in (entry,)),
+        (
+            (math.sqrt((x - cx) * (x - cx) + (y - cy) * (y - cy) + (z - cz) * (z - cz)), entry)
+            for entry in entries
+            for x, y, z, _ in (entry,)
+        ),
         key=_first,
     )  # by distance only: ids of different types are never compared
     # The grid's own entry tuples are shared, not copied: a block costs ~40 B per candidate.

@@ -102,8 +102,20 @@ class Window(NamedTuple):
 
 class Station:
     __slots__ = (
-        "id", "lat", "lon", "connectors", "max_kw", "online", "last_seen", "firmware",
-        "connector_status", "sessions", "windows", "mismatch", "name", "sync",
+        "id",
+        "lat",
+        "lon",
+        "connectors",
+        "max_kw",
+        "online",
+        "last_seen",
+        "firmware",
+        "connector_status",
+        "sessions",
+        "windows",
+        "mismatch",
+        "name",
+        "sync",
     )
 
     def __init__(self, station_id: str, lat: float, lon: float, connectors: int, max_kw: float) -> None:
@@ -138,8 +150,9 @@ class Stations:
     def get(self, station_id: str) -> Optional[Station]:
         return self.by_id.get(station_id)
 
-    def learn(self, station_id: str, lat: float, lon: float, connectors: int, max_kw: float,
-              name: Optional[str] = None) -> Station:
+    def learn(
+        self, station_id: str, lat: float, lon: float, connectors: int, max_kw: float, name: Optional[str] = None
+    ) -> Station:
         """Add a station, or take its new position, power, connector count and name."""
         st = self.by_id.get(station_id)
         if st is None:
@@ -176,16 +189,31 @@ class Stations:
             free_in = 0
         old = self.view.get(st.id)
         view = self.view[st.id] = StationView(
-            st.id, st.lat, st.lon, status, free_in, free_at, st.connectors, st.max_kw, st.online, st.last_seen,
-            dict(st.connector_status), st.mismatch, st.name,
+            st.id,
+            st.lat,
+            st.lon,
+            status,
+            free_in,
+            free_at,
+            st.connectors,
+            st.max_kw,
+            st.online,
+            st.last_seen,
+            dict(st.connector_status),
+            st.mismatch,
+            st.name,
         )
         return view, old
 
     @staticmethod
     def news(view: StationView, old: Optional[StationView]) -> bool:
         """Whether a driver-visible part changed (status, free in, liveness, a connector)."""
-        return (old is None or old[3:5] != view[3:5] or old.online != view.online
-                or old.connector_status != view.connector_status)
+        return (
+            old is None
+            or old[3:5] != view[3:5]
+            or old.online != view.online
+            or old.connector_status != view.connector_status
+        )
 
     def counting_down(self) -> "Iterator[Station]":
         """Stations whose "Free in X min" moves with the clock."""
@@ -200,8 +228,12 @@ class Stations:
     @staticmethod
     def check_boot(lat: float, lon: float, connectors: int, max_kw: float) -> None:
         # Written so that NaN fails too.
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or connectors < 1 or connectors > MAX_CONNECTORS \
-                or not (0 < max_kw <= 1000):
+        if (
+            not (-90 <= lat <= 90 and -180 <= lon <= 180)
+            or connectors < 1
+            or connectors > MAX_CONNECTORS
+            or not (0 < max_kw <= 1000)
+        ):
             raise Refusal(E_BAD_FIELD, "boot: position, connectors (1..%d) or max_kw out of range" % MAX_CONNECTORS)
 
     def booted(self, st: Station, firmware: str, mismatch: Optional["dict[str, Any]"]) -> None:
@@ -240,18 +272,34 @@ class Stations:
         return s
 
     @staticmethod
-    def check_session_start(st: Station, session_id: str, connector: int, reservation_id: Optional[int],
-                            meter_start_wh: int, started: int) -> None:
+    def check_session_start(
+        st: Station, session_id: str, connector: int, reservation_id: Optional[int], meter_start_wh: int, started: int
+    ) -> None:
         if connector < 1 or connector > st.connectors:
             raise Refusal(E_BAD_FIELD, "connector %d does not exist" % connector)
-        if not session_id or len(session_id) > MAX_ID_LEN or not 0 <= meter_start_wh < MAX_ENERGY_WH \
-                or not 0 <= started < MAX_EPOCH or not _reservation_id_ok(reservation_id):
+        if (
+            not session_id
+            or len(session_id) > MAX_ID_LEN
+            or not 0 <= meter_start_wh < MAX_ENERGY_WH
+            or not 0 <= started < MAX_EPOCH
+            or not _reservation_id_ok(reservation_id)
+        ):
             raise Refusal(E_BAD_FIELD, "session_start: session_id, meter or time out of range")
 
     @staticmethod
-    def check_session_end(st: Station, session_id: str, connector: int, reservation_id: Optional[int],
-                          energy_wh: int, started: int, ended: int) -> None:
-        if not (0 <= energy_wh < MAX_ENERGY_WH and 0 <= started <= ended < MAX_EPOCH) or not 0 < connector <= st.connectors:
+    def check_session_end(
+        st: Station,
+        session_id: str,
+        connector: int,
+        reservation_id: Optional[int],
+        energy_wh: int,
+        started: int,
+        ended: int,
+    ) -> None:
+        if (
+            not (0 <= energy_wh < MAX_ENERGY_WH and 0 <= started <= ended < MAX_EPOCH)
+            or not 0 < connector <= st.connectors
+        ):
             raise Refusal(E_BAD_FIELD, "session_end: energy, times or connector out of range")
         if not session_id or len(session_id) > MAX_ID_LEN or not _reservation_id_ok(reservation_id):
             raise Refusal(E_BAD_FIELD, "session_end: session_id must be 1..%d characters" % MAX_ID_LEN)
@@ -269,14 +317,22 @@ class Stations:
             return window.end
         return started + self.session_estimate_s
 
-    def session_started(self, st: Station, session_id: str, connector: int, vehicle_id: Optional[str],
-                        reservation_id: Optional[int], started: int) -> Optional[LiveSession]:
+    def session_started(
+        self,
+        st: Station,
+        session_id: str,
+        connector: int,
+        vehicle_id: Optional[str],
+        reservation_id: Optional[int],
+        started: int,
+    ) -> Optional[LiveSession]:
         """Open the session (the new LiveSession), or None if it is open already (a replayed start).
         The reservation it fulfils is no longer upcoming either way (see `window_used`)."""
         new = None
         if session_id not in st.sessions:
-            new = st.sessions[session_id] = LiveSession(connector, vehicle_id, reservation_id, started,
-                                                        self.expected_end(st, reservation_id, started))
+            new = st.sessions[session_id] = LiveSession(
+                connector, vehicle_id, reservation_id, started, self.expected_end(st, reservation_id, started)
+            )
         self.window_used(st, reservation_id)
         return new
 
@@ -293,8 +349,9 @@ class Stations:
 
     # --- reservations told by the book ------------------------------------------------------------
 
-    def reserved(self, st: Station, reservation_id: int, vehicle_id: str, start: int, end: int,
-                 connector: int = 0) -> None:
+    def reserved(
+        self, st: Station, reservation_id: int, vehicle_id: str, start: int, end: int, connector: int = 0
+    ) -> None:
         st.windows[reservation_id] = Window(vehicle_id, start, end)
         st.sync.changed(reservation_id, connector)
 

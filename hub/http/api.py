@@ -31,8 +31,14 @@ BOOK_TIMEOUT_S = 5.0
 MAX_ID = MAX_ID_LEN
 RES_STATES = ("confirmed", "fulfilled", "cancelled", "expired", "all")
 RESERVE_FIELDS = {"station_id", "vehicle_id", "start", "end", "duration_min"}
-BOOKING_STATUS = {E.E_BAD_FIELD: 400, E.E_NOT_FOUND: 404, E.E_FORBIDDEN: 403, E.E_INVALID_STATE: 409,
-                  E.E_CONFLICT: 409, E.E_INTERNAL: 503}
+BOOKING_STATUS = {
+    E.E_BAD_FIELD: 400,
+    E.E_NOT_FOUND: 404,
+    E.E_FORBIDDEN: 403,
+    E.E_INVALID_STATE: 409,
+    E.E_CONFLICT: 409,
+    E.E_INTERNAL: 503,
+}
 
 
 def parse_time(value, name):
@@ -179,20 +185,22 @@ class Api:
         for link in list(self.gateway.links.values()):
             role = link.session.role if link.session.authenticated else "handshake"
             roles[role] = roles.get(role, 0) + 1
-        return json_response({
-            "status": "ok",
-            "time": self.clock(),
-            "speedup": self.config["speedup"],
-            "epoch0": self.clock.epoch0 if hasattr(self.clock, "epoch0") else None,
-            "uptime_s": round(time.time() - self.started, 3),
-            "stations": len(view),
-            "stations_online": sum(1 for v in view if v.online),
-            "stations_by_status": _count_by(v.status for v in view),
-            "links": roles,
-            "vehicles_tracked": len(self.tracker_last),
-            "sessions_active": len(self.live.sessions),
-            "counters": self.router.stats(),
-        })
+        return json_response(
+            {
+                "status": "ok",
+                "time": self.clock(),
+                "speedup": self.config["speedup"],
+                "epoch0": self.clock.epoch0 if hasattr(self.clock, "epoch0") else None,
+                "uptime_s": round(time.time() - self.started, 3),
+                "stations": len(view),
+                "stations_online": sum(1 for v in view if v.online),
+                "stations_by_status": _count_by(v.status for v in view),
+                "links": roles,
+                "vehicles_tracked": len(self.tracker_last),
+                "sessions_active": len(self.live.sessions),
+                "counters": self.router.stats(),
+            }
+        )
 
     # --- stations -----------------------------------------------------------------------------
 
@@ -201,8 +209,9 @@ class Api:
         if status is not None and status not in K.STATION_STATUSES:
             raise HttpError(400, "status must be one of %s" % ", ".join(K.STATION_STATUSES))
         views = sorted(self.view.values(), key=lambda v: v.id)
-        return json_response({"stations": [self.station_json(v) for v in views
-                                           if status is None or v.status == status]})
+        return json_response(
+            {"stations": [self.station_json(v) for v in views if status is None or v.status == status]}
+        )
 
     async def station(self, req):
         sid = req.params["station_id"]
@@ -285,7 +294,9 @@ class Api:
         body = req.json()
         unknown = sorted(set(body) - RESERVE_FIELDS)
         if unknown:
-            raise HttpError(400, "unknown field(s) %s; expected %s" % (", ".join(unknown), ", ".join(sorted(RESERVE_FIELDS))))
+            raise HttpError(
+                400, "unknown field(s) %s; expected %s" % (", ".join(unknown), ", ".join(sorted(RESERVE_FIELDS)))
+            )
         station_id = _id_field(body, "station_id")
         vehicle_id = _id_field(body, "vehicle_id")
         now = int(self.clock())
@@ -306,9 +317,10 @@ class Api:
         if not res.ok:
             raise HttpError(409, res.reason or "conflict", {"alternatives": res.alternatives})
         r = res.reservation
-        log.info("http: reservation %d at station %s for vehicle %s made by the operator API", r.id, station_id, vehicle_id)
-        return json_response({"reservation": reservation_doc(r)}, 201,
-                             [("Location", "/api/reservations/%d" % r.id)])
+        log.info(
+            "http: reservation %d at station %s for vehicle %s made by the operator API", r.id, station_id, vehicle_id
+        )
+        return json_response({"reservation": reservation_doc(r)}, 201, [("Location", "/api/reservations/%d" % r.id)])
 
     async def cancel_reservation(self, req):
         rid = self._reservation_id(req)
@@ -322,8 +334,11 @@ class Api:
             row = await self.read(Reads.reservation, rid)
             if row is None:
                 raise HttpError(404, "no reservation %d" % rid)
-            raise HttpError(409, "reservation %d has already ended (%s)" % (rid, row["state"]),
-                            {"reservation": reservation_doc(row)})
+            raise HttpError(
+                409,
+                "reservation %d has already ended (%s)" % (rid, row["state"]),
+                {"reservation": reservation_doc(row)},
+            )
         log.info("http: reservation %d at station %s cancelled by the operator API", rid, r.station_id)
         return json_response({"reservation": reservation_doc(r)})
 
@@ -331,8 +346,14 @@ class Api:
 
     def _vehicle_doc(self, vid, last):
         lat, lon, when, soc = last
-        return {"id": vid, "lat": lat, "lon": lon, "time": when, "soc": soc,
-                "connected": ("vehicle", vid) in self.gateway.peers}
+        return {
+            "id": vid,
+            "lat": lat,
+            "lon": lon,
+            "time": when,
+            "soc": soc,
+            "connected": ("vehicle", vid) in self.gateway.peers,
+        }
 
     async def vehicles(self, req):
         snapshot = self.tracker_last.copy()  # one C-level copy; the tracker keeps writing its dict
@@ -347,8 +368,16 @@ class Api:
             return json_response(self._vehicle_doc(vid, last))
         if not await self.read(Reads.vehicle_exists, vid):
             raise HttpError(404, "no vehicle %s" % vid)
-        return json_response({"id": vid, "lat": None, "lon": None, "time": None, "soc": None,
-                              "connected": ("vehicle", vid) in self.gateway.peers})
+        return json_response(
+            {
+                "id": vid,
+                "lat": None,
+                "lon": None,
+                "time": None,
+                "soc": None,
+                "connected": ("vehicle", vid) in self.gateway.peers,
+            }
+        )
 
 
 _NOWHERE = (None, None, None, None)  # a vehicle with no position yet

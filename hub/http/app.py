@@ -15,19 +15,26 @@ from hub.http.sse import EventStream
 log = logging.getLogger(__name__)
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
-                 ".ico": "image/x-icon"}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
 # The page loads nothing from elsewhere: it must work with no internet.
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 
 
 def parse_http_address(value):
     """'127.0.0.1:8080', ':8080', '[::1]:8080' or 'http://host:port' -> (host, port)."""
     text = value.strip()
     if text.startswith("http://"):
-        text = text[len("http://"):].rstrip("/")
+        text = text[len("http://") :].rstrip("/")
     host, sep, port = text.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError("--http wants HOST:PORT (e.g. 127.0.0.1:8080), not %r" % value)
@@ -56,18 +63,24 @@ class HttpApp:
         self.live = LiveState()
         hub.events.listeners.append(self.live)
         self.reads = Reads(cfg["db"], self.loop)
-        self.api = Api(self.loop, hub.clock, cfg, hub.router, hub.gateway, hub.book, hub.tracker_last,
-                       self.live, self.reads)
+        self.api = Api(
+            self.loop, hub.clock, cfg, hub.router, hub.gateway, hub.book, hub.tracker_last, self.live, self.reads
+        )
         self.server = HttpServer(self.loop, [], cfg.get("http_token", ""), cfg["open_loopback_reads"])
         self.stream = EventStream(hub.events, self.server, hub.tracker_last)
         self.metrics = Metrics(self.api, hub.events, self.live, self.server, self.stream)
         self.static = load_static()
         self._spec = json.dumps(openapi.spec(), indent=1).encode()
-        self.server.routes = (self.api.routes() + self.stream.routes() + self.metrics.routes() + [
-            Route("GET", "/api/openapi.json", self.openapi, public=True),
-            Route("GET", "/", self.index, public=True),
-            Route("GET", "/static/{name}", self.static_file, public=True),
-        ])
+        self.server.routes = (
+            self.api.routes()
+            + self.stream.routes()
+            + self.metrics.routes()
+            + [
+                Route("GET", "/api/openapi.json", self.openapi, public=True),
+                Route("GET", "/", self.index, public=True),
+                Route("GET", "/static/{name}", self.static_file, public=True),
+            ]
+        )
 
     async def start(self):
         await self.server.start(self.host, self.port_wanted)

@@ -75,8 +75,10 @@ class FrameTally:
                 self.retired_in += fin
                 self.retired_out += fout
         self.seen = current
-        return (self.retired_in + sum(v[0] for v in current.values()),
-                self.retired_out + sum(v[1] for v in current.values()))
+        return (
+            self.retired_in + sum(v[0] for v in current.values()),
+            self.retired_out + sum(v[1] for v in current.values()),
+        )
 
 
 class Metrics:
@@ -130,43 +132,90 @@ class Metrics:
         w = _Writer()
         w.metric("evhub_up", "gauge", "1 while the hub answers.", 1)
         w.metric("evhub_start_time_seconds", "gauge", "When this hub process started (UTC epoch).", self.started)
-        w.metric("evhub_links", "gauge", "Open links by role (handshake = not yet authenticated).",
-                 [({"role": r}, n) for r, n in sorted(roles.items())])
+        w.metric(
+            "evhub_links",
+            "gauge",
+            "Open links by role (handshake = not yet authenticated).",
+            [({"role": r}, n) for r, n in sorted(roles.items())],
+        )
         w.metric("evhub_links_opened_total", "counter", "Links accepted since start.", counters.get("links_opened", 0))
-        w.metric("evhub_messages_in_total", "counter", "Messages from peers dispatched to the hub.",
-                 counters.get("messages_in", 0))
-        w.metric("evhub_frames_total", "counter", "Frames on all links, handshake and heartbeats included.",
-                 [({"direction": "in"}, frames_in), ({"direction": "out"}, frames_out)])
-        w.metric("evhub_messages_out_total", "counter", "Frames sent to peers (replies, requests, events).",
-                 frames_out)
+        w.metric(
+            "evhub_messages_in_total",
+            "counter",
+            "Messages from peers dispatched to the hub.",
+            counters.get("messages_in", 0),
+        )
+        w.metric(
+            "evhub_frames_total",
+            "counter",
+            "Frames on all links, handshake and heartbeats included.",
+            [({"direction": "in"}, frames_in), ({"direction": "out"}, frames_out)],
+        )
+        w.metric("evhub_messages_out_total", "counter", "Frames sent to peers (replies, requests, events).", frames_out)
         w.metric("evhub_positions_total", "counter", "Vehicle position reports received.", counters.get("positions", 0))
-        w.metric("evhub_errors_total", "counter", "Errors by kind.",
-                 [({"kind": label}, counters.get(name, 0)) for name, label in sorted(ERROR_COUNTERS.items())]
-                 + [({"kind": "http_%d" % code}, n) for code, n in sorted(self.http.requests.items()) if code >= 400])
-        w.metric("evhub_http_requests_total", "counter", "HTTP requests answered, by status code.",
-                 [({"code": str(code)}, n) for code, n in sorted(self.http.requests.items())])
-        w.metric("evhub_stations", "gauge", "Stations by the status shown to drivers.",
-                 [({"status": s}, n) for s, n in sorted(by_status.items())])
+        w.metric(
+            "evhub_errors_total",
+            "counter",
+            "Errors by kind.",
+            [({"kind": label}, counters.get(name, 0)) for name, label in sorted(ERROR_COUNTERS.items())]
+            + [({"kind": "http_%d" % code}, n) for code, n in sorted(self.http.requests.items()) if code >= 400],
+        )
+        w.metric(
+            "evhub_http_requests_total",
+            "counter",
+            "HTTP requests answered, by status code.",
+            [({"code": str(code)}, n) for code, n in sorted(self.http.requests.items())],
+        )
+        w.metric(
+            "evhub_stations",
+            "gauge",
+            "Stations by the status shown to drivers.",
+            [({"status": s}, n) for s, n in sorted(by_status.items())],
+        )
         w.metric("evhub_stations_online", "gauge", "Stations with a live link.", sum(1 for v in view if v.online))
         w.metric("evhub_status_changes_total", "counter", "Station status changes seen.", live.status_changes)
         w.metric("evhub_vehicles_tracked", "gauge", "Vehicles with a known position.", len(api.tracker_last))
         if open_reservations is not None:
-            w.metric("evhub_reservations_open", "gauge", "Confirmed reservations not yet fulfilled or ended.",
-                     open_reservations)
-        w.metric("evhub_reservations_total", "counter", "Reservation changes since start, by resulting state.",
-                 [({"state": s}, live.reservations.get(s, 0))
-                  for s in ("confirmed", "fulfilled", "cancelled", "expired")])
+            w.metric(
+                "evhub_reservations_open",
+                "gauge",
+                "Confirmed reservations not yet fulfilled or ended.",
+                open_reservations,
+            )
+        w.metric(
+            "evhub_reservations_total",
+            "counter",
+            "Reservation changes since start, by resulting state.",
+            [({"state": s}, live.reservations.get(s, 0)) for s in ("confirmed", "fulfilled", "cancelled", "expired")],
+        )
         w.metric("evhub_sessions_active", "gauge", "Charging sessions running now.", len(live.sessions))
-        w.metric("evhub_sessions_total", "counter", "Charging sessions since start, by event.",
-                 [({"event": "started"}, live.sessions_started), ({"event": "completed"}, live.sessions_completed)])
-        w.metric("evhub_energy_wh_total", "counter", "Energy delivered by completed sessions, Wh.",
-                 live.energy_wh_total)
-        w.metric("evhub_energy_wh_live", "gauge", "Energy delivered so far by running sessions, Wh.",
-                 sum(s.get("energy_wh") or 0 for s in live.sessions.values()))
+        w.metric(
+            "evhub_sessions_total",
+            "counter",
+            "Charging sessions since start, by event.",
+            [({"event": "started"}, live.sessions_started), ({"event": "completed"}, live.sessions_completed)],
+        )
+        w.metric(
+            "evhub_energy_wh_total", "counter", "Energy delivered by completed sessions, Wh.", live.energy_wh_total
+        )
+        w.metric(
+            "evhub_energy_wh_live",
+            "gauge",
+            "Energy delivered so far by running sessions, Wh.",
+            sum(s.get("energy_wh") or 0 for s in live.sessions.values()),
+        )
         w.metric("evhub_meter_values_total", "counter", "Meter values received.", live.meter_values)
-        w.metric("evhub_events_total", "counter", "Events published to the event stream, by type.",
-                 [({"type": k}, n) for k, n in sorted(self.bus.counts.items())])
+        w.metric(
+            "evhub_events_total",
+            "counter",
+            "Events published to the event stream, by type.",
+            [({"type": k}, n) for k, n in sorted(self.bus.counts.items())],
+        )
         w.metric("evhub_event_clients", "gauge", "Clients on /api/events.", self.events.clients)
-        w.metric("evhub_event_clients_dropped_total", "counter", "Event-stream clients cut off for falling behind.",
-                 self.bus.dropped_clients)
+        w.metric(
+            "evhub_event_clients_dropped_total",
+            "counter",
+            "Event-stream clients cut off for falling behind.",
+            self.bus.dropped_clients,
+        )
         return Response(200, w.text().encode(), "text/plain; version=0.0.4; charset=utf-8")

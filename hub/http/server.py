@@ -30,11 +30,26 @@ HEADER_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 60.0
 MAX_CONNECTIONS = 256
 
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
-           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-           411: "Length Required", 413: "Content Too Large", 415: "Unsupported Media Type",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
-           503: "Service Unavailable", 505: "HTTP Version Not Supported"}
+REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    304: "Not Modified",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
 
 
 class HttpError(Exception):
@@ -143,8 +158,7 @@ class HttpServer:
         self.idle = IdleConnections()
 
     async def start(self, host, port):
-        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_HEADER_BYTES,
-                                                 reuse_address=True)
+        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_HEADER_BYTES, reuse_address=True)
         return self
 
     @property
@@ -312,8 +326,11 @@ class HttpServer:
                 return route, {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}
             allowed.append(route.method)
         if allowed:
-            raise HttpError(405, "%s is not allowed on %s" % (request.method, request.path),
-                            headers=[("Allow", ", ".join(sorted(set(allowed))))])
+            raise HttpError(
+                405,
+                "%s is not allowed on %s" % (request.method, request.path),
+                headers=[("Allow", ", ".join(sorted(set(allowed))))],
+            )
         raise HttpError(404, "no such endpoint: %s" % request.path)
 
     def authorize(self, request, write):
@@ -326,14 +343,17 @@ class HttpServer:
             raise HttpError(401, "the bearer token is not valid", headers=challenge)
         if write:
             if not self.token:
-                raise HttpError(403, "HTTP writes are disabled: start the hub with --http-token (or http_token in the config)")
+                raise HttpError(
+                    403, "HTTP writes are disabled: start the hub with --http-token (or http_token in the config)"
+                )
             raise HttpError(401, "writing needs a token: send Authorization: Bearer TOKEN", headers=challenge)
         if self.open_loopback_reads and _is_loopback(request.peer):
             if _loopback_host_header(request.headers.get("host")):
                 return
             raise HttpError(403, "reads without a token need a loopback Host header (localhost or 127.0.0.1)")
-        raise HttpError(401, "reading from off this machine needs a token: send Authorization: Bearer TOKEN",
-                        headers=challenge)
+        raise HttpError(
+            401, "reading from off this machine needs a token: send Authorization: Bearer TOKEN", headers=challenge
+        )
 
     def _error(self, exc):
         body = {"error": exc.message}

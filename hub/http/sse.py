@@ -68,7 +68,8 @@ class EventStream:
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\n"
                 b"Connection: close\r\nX-Accel-Buffering: no\r\nX-Content-Type-Options: nosniff\r\n\r\n"
-                b"retry: 2000\n: evhub events; last id %d\n\n" % self.bus.last_id)
+                b"retry: 2000\n: evhub events; last id %d\n\n" % self.bus.last_id
+            )
             await writer.drain()
             while not sub.dropped:
                 try:
@@ -121,8 +122,11 @@ class EventStream:
         """One `positions` event with the vehicles that moved since the last one."""
         snapshot = self.tracker_last.copy()
         prev = self._last_positions
-        moved = [{"id": vid, "lat": t[0], "lon": t[1], "time": t[2], "soc": t[3]}
-                 for vid, t in snapshot.items() if prev.get(vid) != t]
+        moved = [
+            {"id": vid, "lat": t[0], "lon": t[1], "time": t[2], "soc": t[3]}
+            for vid, t in snapshot.items()
+            if prev.get(vid) != t
+        ]
         self._last_positions = snapshot
         for i in range(0, len(moved), MAX_POSITIONS_PER_EVENT):
-            self.bus.emit("positions", {"vehicles": moved[i:i + MAX_POSITIONS_PER_EVENT]}, replay=False)
+            self.bus.emit("positions", {"vehicles": moved[i : i + MAX_POSITIONS_PER_EVENT]}, replay=False)

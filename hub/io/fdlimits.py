@@ -78,7 +78,12 @@ class AcceptErrorLog:
         now = self.clock()
         if self._last is None or now - self._last >= self.every_s:
             exc = context.get("exception")
-            log.error("%s (%d times in the last %.0f s): %s", message.split("\n", 1)[0][:120], self.count,
-                      self.every_s if self._last is not None else 0, exc)
+            log.error(
+                "%s (%d times in the last %.0f s): %s",
+                message.split("\n", 1)[0][:120],
+                self.count,
+                self.every_s if self._last is not None else 0,
+                exc,
+            )
             self.count = 0
             self._last = now

@@ -106,7 +106,9 @@ class _TcpProtocol(asyncio.Protocol):
             return
         peer = transport.get_extra_info("peername")
         address = "%s:%s" % (peer[0], peer[1]) if peer else "?"
-        self.link = gw.new_link(HubStreamFramer(gw.config["max_frame"], gw.config["max_in_frame"]), self._write, transport.close, address)
+        self.link = gw.new_link(
+            HubStreamFramer(gw.config["max_frame"], gw.config["max_in_frame"]), self._write, transport.close, address
+        )
         oldest = gw.pending.add(self.link)
         if oldest is not None:  # the unauthenticated cap is full: the longest waiting makes room
             gw.router.count("unauth_evicted")
@@ -159,8 +161,9 @@ class SerialLine:
         self._writer.start()
 
     def _new_link(self):
-        self.link = self.gateway.new_link(SerialFramer(), self._write, self._link_closed, "serial:" + self.url,
-                                          rehello=True)
+        self.link = self.gateway.new_link(
+            SerialFramer(), self._write, self._link_closed, "serial:" + self.url, rehello=True
+        )
 
     def _write(self, data):
         """Called in the loop: queue, never block."""
@@ -245,8 +248,19 @@ class Gateway:
     def new_link(self, framer, write, close, address, rehello=False):
         link_id = self._next_id
         self._next_id += 1
-        link = Link(link_id, framer, write, close, self.router, self.lookup_key, self.config, self.clock, self.wall, address,
-                    rehello)
+        link = Link(
+            link_id,
+            framer,
+            write,
+            close,
+            self.router,
+            self.lookup_key,
+            self.config,
+            self.clock,
+            self.wall,
+            address,
+            rehello,
+        )
         self.links[link_id] = link
         self.router.count("links_opened")
         return link
@@ -262,9 +276,15 @@ class Gateway:
             verdict, hold_starts = self.clash.decide(key, now)
             if verdict == REFUSE:
                 if hold_starts:
-                    log.warning("%s: two devices share this id (from %s and %s): they keep replacing each other; "
-                                "keeping %s, refusing others for %.0f s", link.label, old.address, link.address,
-                                old.address, self.clash.hold_s(key))
+                    log.warning(
+                        "%s: two devices share this id (from %s and %s): they keep replacing each other; "
+                        "keeping %s, refusing others for %.0f s",
+                        link.label,
+                        old.address,
+                        link.address,
+                        old.address,
+                        self.clash.hold_s(key),
+                    )
                 self.router.count("duplicate_id_refusals")
                 link.session.send_error(E_CONFLICT, "%s %s is already connected from another address" % key)
                 link.shutdown()
@@ -272,9 +292,14 @@ class Gateway:
             # A reconnect whose old link went quiet is routine; an old link still talking means a
             # second device with the same id.
             alive = now - old.last_frame_at < self.config["heartbeat_s"]
-            log.log(logging.WARNING if alive else logging.INFO,
-                    "%s: connected from %s while its link from %s %s; the newer link replaces it", link.label,
-                    link.address, old.address, "is alive (a second device with this id?)" if alive else "was quiet")
+            log.log(
+                logging.WARNING if alive else logging.INFO,
+                "%s: connected from %s while its link from %s %s; the newer link replaces it",
+                link.label,
+                link.address,
+                old.address,
+                "is alive (a second device with this id?)" if alive else "was quiet",
+            )
             self.peers[key] = link.id
             old.shutdown()
             return True
@@ -296,8 +321,9 @@ class Gateway:
 
     async def start(self, host, port, serial_urls=(), ssl_context=None):
         tls = {"ssl": ssl_context, "ssl_handshake_timeout": self.config["handshake_timeout_s"]} if ssl_context else {}
-        self.server = await self.loop.create_server(lambda: _TcpProtocol(self), host, port, backlog=4096,
-                                                    reuse_address=True, **tls)
+        self.server = await self.loop.create_server(
+            lambda: _TcpProtocol(self), host, port, backlog=4096, reuse_address=True, **tls
+        )
         for url in serial_urls:
             line = SerialLine(self, url)
             line.start()

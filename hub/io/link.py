@@ -13,14 +13,26 @@ from hub.io.framelimits import over_limit
 from hub.io.limits import RateLimiter
 from hub.io.logsafe import wire_text
 from hub.messages import Answer, StationAnswer
-from transport.errors import E_AUTH_FAILED, E_INTERNAL, E_MALFORMED, E_NOT_AUTHENTICATED, E_RATE_LIMITED, E_TOO_LARGE, CodecError, FrameError, ProtocolError
+from transport.errors import (
+    E_AUTH_FAILED,
+    E_INTERNAL,
+    E_MALFORMED,
+    E_NOT_AUTHENTICATED,
+    E_RATE_LIMITED,
+    E_TOO_LARGE,
+    CodecError,
+    FrameError,
+    ProtocolError,
+)
 from transport.messages import MAX_SEQ
 from transport.session import S_OPEN, Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
 
 log = logging.getLogger(__name__)
 
 PRE_AUTH_MAX_FRAME = 4096
-SERIAL_REQUEST_TIMEOUT_S = 2  # as firmware/chargepoint.py: a hub request unanswered this long on a serial line is resent
+SERIAL_REQUEST_TIMEOUT_S = (
+    2  # as firmware/chargepoint.py: a hub request unanswered this long on a serial line is resent
+)
 
 _NEAREST = K.NEAREST
 _NUM = (int, float)  # type() is checked, so bool (an int subclass) is not a number here, as in parse()
@@ -67,7 +79,8 @@ class Link:
             heartbeat_s=config["heartbeat_s"],
             # A serial line answers in milliseconds and loses a frame to noise now and then: a request
             # unanswered for 2 s is lost and resent (hub/actors/registry.py), as the station does its own.
-            request_timeout_s=min(config["request_timeout_s"], SERIAL_REQUEST_TIMEOUT_S) if self.address.startswith("serial:")
+            request_timeout_s=min(config["request_timeout_s"], SERIAL_REQUEST_TIMEOUT_S)
+            if self.address.startswith("serial:")
             else config["request_timeout_s"],
         )
         self.framer.seal = session.seal  # frames after the handshake carry the session's MAC
@@ -139,10 +152,17 @@ class Link:
                 self._restart_session()
             session = self.session
             if (
-                type(obj) is list and len(obj) >= 6 and obj[0] == _NEAREST and type(obj[0]) is int
-                and session.state == S_OPEN and session.role == "vehicle"
-                and type(obj[1]) is int and 0 <= obj[1] <= MAX_SEQ
-                and type(obj[2]) in _NUM and type(obj[3]) in _NUM and type(obj[4]) is int
+                type(obj) is list
+                and len(obj) >= 6
+                and obj[0] == _NEAREST
+                and type(obj[0]) is int
+                and session.state == S_OPEN
+                and session.role == "vehicle"
+                and type(obj[1]) is int
+                and 0 <= obj[1] <= MAX_SEQ
+                and type(obj[2]) in _NUM
+                and type(obj[3]) in _NUM
+                and type(obj[4]) is int
                 and (obj[5] is None or type(obj[5]) is dict)
             ):
                 # The hot message, well-formed, on an open vehicle session: what session.receive()

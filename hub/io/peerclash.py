@@ -68,7 +68,10 @@ class PeerClash:
 
     def forget_idle(self, now: float) -> None:
         """Drop ids that have not clashed for a long time (called now and then; bounds memory)."""
-        stale = [k for k, c in self._by_key.items()
-                 if now - max(c.hold_until, c.replaced_at[-1] if c.replaced_at else 0.0) > 2 * HOLD_MAX_S]
+        stale = [
+            k
+            for k, c in self._by_key.items()
+            if now - max(c.hold_until, c.replaced_at[-1] if c.replaced_at else 0.0) > 2 * HOLD_MAX_S
+        ]
         for k in stale:
             del self._by_key[k]

@@ -68,9 +68,14 @@ class RevocationWatch:
             self._db = None
 
     def poll(self):
-        rows = self._conn().execute(
-            "SELECT seq, role, peer_id, why FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?",
-            (self.last_seq, MAX_ROWS)).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT seq, role, peer_id, why FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?",
+                (self.last_seq, MAX_ROWS),
+            )
+            .fetchall()
+        )
         now = self.clock()
         for seq, role, peer_id, why in rows:
             self.last_seq = seq

@@ -58,8 +58,11 @@ HEARTBEAT_S = 60
 CALL_TIMEOUT_S = 10  # a charger's answer to our call; under the hub's request timeout, so the hub hears why
 RESERVE_LEAD_S = 0  # ReserveNow at the window's start: a walk-in keeps the connector until then
 NO_SHOW_GRACE_S = 600
-_TRIGGERS = {"boot": MessageTrigger.boot_notification, "status": MessageTrigger.status_notification,
-             "meter": MessageTrigger.meter_values}
+_TRIGGERS = {
+    "boot": MessageTrigger.boot_notification,
+    "status": MessageTrigger.status_notification,
+    "meter": MessageTrigger.meter_values,
+}
 
 
 class OcppStation(ChargePoint):
@@ -103,27 +106,41 @@ class OcppStation(ChargePoint):
         # Position, connectors and power come from provisioning: BootNotification carries none.
         st = self.central.store.get_station(self.id) or {}
         firmware = "%s %s %s" % (charge_point_vendor, charge_point_model, extra.get("firmware_version", ""))
-        await self._to_hub(K.BOOT, float(st.get("lat", 0.0)), float(st.get("lon", 0.0)), int(st.get("connectors", 1)),
-                           float(st.get("max_kw", 22.0)), firmware.strip()[:64])
-        return call_result.BootNotification(current_time=M.iso(int(self.central.clock())), interval=HEARTBEAT_S,
-                                            status=RegistrationStatus.accepted)
+        await self._to_hub(
+            K.BOOT,
+            float(st.get("lat", 0.0)),
+            float(st.get("lon", 0.0)),
+            int(st.get("connectors", 1)),
+            float(st.get("max_kw", 22.0)),
+            firmware.strip()[:64],
+        )
+        return call_result.BootNotification(
+            current_time=M.iso(int(self.central.clock())), interval=HEARTBEAT_S, status=RegistrationStatus.accepted
+        )
 
     @after(Action.boot_notification)
     async def after_boot(self, **_: Any) -> None:
         """Read the configuration keys we rely on (never from inside a handler: the library would deadlock)."""
         try:
-            res = await self.call(call.GetConfiguration(key=["NumberOfConnectors", "ReserveConnectorZeroSupported"]),
-                                  suppress=False)
+            res = await self.call(
+                call.GetConfiguration(key=["NumberOfConnectors", "ReserveConnectorZeroSupported"]), suppress=False
+            )
         except (asyncio.TimeoutError, OCPPError, ConnectionClosed) as exc:
-            log.info("station %s: no answer to GetConfiguration (%s): assuming no connector-0 reservations", self.id, exc)
+            log.info(
+                "station %s: no answer to GetConfiguration (%s): assuming no connector-0 reservations", self.id, exc
+            )
             return
         values = {k.get("key"): k.get("value") for k in res.configuration_key or []}
         self.reserve_connector_zero = str(values.get("ReserveConnectorZeroSupported", "")).lower() == "true"
         provisioned = (self.central.store.get_station(self.id) or {}).get("connectors")
         reported = values.get("NumberOfConnectors")
         if reported is not None and str(reported) != str(provisioned):
-            log.warning("station %s: the charger reports %s connectors, provisioned %s (evhub stations update)",
-                        self.id, wire_text(str(reported)), provisioned)
+            log.warning(
+                "station %s: the charger reports %s connectors, provisioned %s (evhub stations update)",
+                self.id,
+                wire_text(str(reported)),
+                provisioned,
+            )
 
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
@@ -150,17 +167,38 @@ class OcppStation(ChargePoint):
     async def on_start(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **extra: Any) -> Any:
         ledger = self.central.ledger
         vehicle = ledger.vehicle_for(id_tag)
-        tx, new = ledger.start(self.id, connector_id, M.normal_id_tag(id_tag), vehicle, extra.get("reservation_id"),
-                               meter_start, _when(timestamp))
+        tx, new = ledger.start(
+            self.id,
+            connector_id,
+            M.normal_id_tag(id_tag),
+            vehicle,
+            extra.get("reservation_id"),
+            meter_start,
+            _when(timestamp),
+        )
         if new:
-            log.info("station %s: transaction %d started on connector %d (idTag %s, %s)", self.id, tx.transaction_id,
-                     connector_id, wire_text(id_tag), vehicle or "no vehicle")
+            log.info(
+                "station %s: transaction %d started on connector %d (idTag %s, %s)",
+                self.id,
+                tx.transaction_id,
+                connector_id,
+                wire_text(id_tag),
+                vehicle or "no vehicle",
+            )
         # Replays too: the hub acknowledges a session it already has, and only then does the
         # charger get its transaction id (nothing acknowledged is lost).
-        await self._to_hub(K.SESSION_START, M.session_id(self.id, tx.transaction_id), connector_id, _claimed(tx),
-                           tx.reservation_id, meter_start, tx.started)
-        return call_result.StartTransaction(transaction_id=tx.transaction_id,
-                                            id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted))
+        await self._to_hub(
+            K.SESSION_START,
+            M.session_id(self.id, tx.transaction_id),
+            connector_id,
+            _claimed(tx),
+            tx.reservation_id,
+            meter_start,
+            tx.started,
+        )
+        return call_result.StartTransaction(
+            transaction_id=tx.transaction_id, id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted)
+        )
 
     @on(Action.meter_values)
     async def on_meter(self, connector_id: int, meter_value: list[dict[str, Any]], **extra: Any) -> Any:
@@ -170,8 +208,14 @@ class OcppStation(ChargePoint):
             energy = reading.energy_wh - tx.meter_start if tx is not None else 0
             when = _when(reading.time) if reading.time else int(self.central.clock())
             if self.upstream is not None:  # an event, as the boards send it: the next one supersedes it
-                self.upstream.event(K.METER, connector_id, M.session_id(self.id, tx.transaction_id) if tx else None,
-                                    max(0, energy), reading.power_w or 0, when)
+                self.upstream.event(
+                    K.METER,
+                    connector_id,
+                    M.session_id(self.id, tx.transaction_id) if tx else None,
+                    max(0, energy),
+                    reading.power_w or 0,
+                    when,
+                )
         return call_result.MeterValues()
 
     @on(Action.stop_transaction)
@@ -179,18 +223,32 @@ class OcppStation(ChargePoint):
         ledger = self.central.ledger
         tx = self._own(transaction_id)
         if tx is None:
-            log.warning("station %s: StopTransaction for transaction %d, not one of its own: ignored", self.id,
-                        transaction_id)
+            log.warning(
+                "station %s: StopTransaction for transaction %d, not one of its own: ignored", self.id, transaction_id
+            )
             return call_result.StopTransaction()
         reason = M.end_reason(extra.get("reason"), self._last_status.get(tx.connector) == "SuspendedEV")
         if ledger.stop(transaction_id, meter_stop, _when(timestamp), reason):
-            log.info("station %s: transaction %d stopped (%s, %d Wh)", self.id, transaction_id, reason,
-                     meter_stop - tx.meter_start)
+            log.info(
+                "station %s: transaction %d stopped (%s, %d Wh)",
+                self.id,
+                transaction_id,
+                reason,
+                meter_stop - tx.meter_start,
+            )
         tx = ledger.get(transaction_id) or tx  # a replay forwards what was recorded the first time
         assert tx.meter_stop is not None and tx.stopped is not None and tx.reason is not None
-        await self._to_hub(K.SESSION_END, M.session_id(self.id, transaction_id), tx.connector, _claimed(tx),
-                           tx.reservation_id, max(0, tx.meter_stop - tx.meter_start), tx.started,
-                           max(tx.stopped, tx.started), tx.reason)
+        await self._to_hub(
+            K.SESSION_END,
+            M.session_id(self.id, transaction_id),
+            tx.connector,
+            _claimed(tx),
+            tx.reservation_id,
+            max(0, tx.meter_stop - tx.meter_start),
+            tx.started,
+            max(tx.stopped, tx.started),
+            tx.reason,
+        )
         return call_result.StopTransaction(id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted))
 
     @on(Action.data_transfer)
@@ -243,14 +301,24 @@ class OcppStation(ChargePoint):
         if kind == K.REMOTE_START:
             connector, vehicle_id, _reservation_id, _ev = fields
             tag = self.central.ledger.tag_for(vehicle_id)
-            res = await self.call(call.RemoteStartTransaction(id_tag=tag, connector_id=connector or None), suppress=False)
-            return None if res.status == RemoteStartStopStatus.accepted else (E_INVALID_STATE, "the charger rejected the start")
+            res = await self.call(
+                call.RemoteStartTransaction(id_tag=tag, connector_id=connector or None), suppress=False
+            )
+            return (
+                None
+                if res.status == RemoteStartStopStatus.accepted
+                else (E_INVALID_STATE, "the charger rejected the start")
+            )
         if kind == K.REMOTE_STOP:
             tx = M.transaction_id(self.id, fields[0])
             if tx is None:
                 return (E_NOT_FOUND, "session %s is not one of %s's transactions" % (wire_text(fields[0]), self.id))
             res = await self.call(call.RemoteStopTransaction(transaction_id=tx), suppress=False)
-            return None if res.status == RemoteStartStopStatus.accepted else (E_INVALID_STATE, "the charger rejected the stop")
+            return (
+                None
+                if res.status == RemoteStartStopStatus.accepted
+                else (E_INVALID_STATE, "the charger rejected the stop")
+            )
         if kind == K.RESERVE_NOW:
             reservation_id, connector, vehicle_id, start, end = fields
             send_at, expiry = M.reserve_now_plan(start, end, NO_SHOW_GRACE_S, RESERVE_LEAD_S)
@@ -267,7 +335,11 @@ class OcppStation(ChargePoint):
                 timer.cancel()
                 return None
             res = await self.call(call.CancelReservation(reservation_id=fields[0]), suppress=False)
-            return None if res.status == CancelReservationStatus.accepted else (E_NOT_FOUND, "the charger has no such reservation")
+            return (
+                None
+                if res.status == CancelReservationStatus.accepted
+                else (E_NOT_FOUND, "the charger has no such reservation")
+            )
         if kind == K.CHANGE_AVAILABILITY:
             kind_ = AvailabilityType.operative if fields[1] else AvailabilityType.inoperative
             res = await self.call(call.ChangeAvailability(connector_id=fields[0], type=kind_), suppress=False)
@@ -293,11 +365,16 @@ class OcppStation(ChargePoint):
         if status == "Accepted" or self.upstream is None:
             return
         try:
-            await self.upstream.request(K.RESERVATION_REFUSED, reservation_id, E_INVALID_STATE,
-                                        "the charger answered ReserveNow: %s" % status)
+            await self.upstream.request(
+                K.RESERVATION_REFUSED, reservation_id, E_INVALID_STATE, "the charger answered ReserveNow: %s" % status
+            )
         except UpstreamError as exc:
-            log.warning("station %s: could not tell the hub that reservation %d was refused: %s", self.id,
-                        reservation_id, exc.text)
+            log.warning(
+                "station %s: could not tell the hub that reservation %d was refused: %s",
+                self.id,
+                reservation_id,
+                exc.text,
+            )
 
     def _hold(self, reservation_id: int, connector: int, vehicle_id: str, start: int, end: int) -> None:
         send_at, expiry = M.reserve_now_plan(start, end, NO_SHOW_GRACE_S, RESERVE_LEAD_S)
@@ -310,7 +387,8 @@ class OcppStation(ChargePoint):
         loop = asyncio.get_running_loop()
         delay = max(0.0, (send_at - now) / self.central.speedup)  # hub time may run faster (the simulation)
         self._held[reservation_id] = loop.call_later(
-            delay, lambda: loop.create_task(self._reserve_now_later(reservation_id, connector, vehicle_id, expiry)))
+            delay, lambda: loop.create_task(self._reserve_now_later(reservation_id, connector, vehicle_id, expiry))
+        )
 
     async def _reserve_now(self, reservation_id: int, connector: int, vehicle_id: str, expiry: int) -> str:
         self._held.pop(reservation_id, None)
@@ -322,8 +400,12 @@ class OcppStation(ChargePoint):
             st = self.central.store.get_station(self.id) or {}
             connector = next((c for c in range(1, int(st.get("connectors", 1)) + 1) if c not in busy), 1)
         try:
-            res = await self.call(call.ReserveNow(connector_id=connector, expiry_date=M.iso(expiry), id_tag=tag,
-                                                  reservation_id=reservation_id), suppress=False)
+            res = await self.call(
+                call.ReserveNow(
+                    connector_id=connector, expiry_date=M.iso(expiry), id_tag=tag, reservation_id=reservation_id
+                ),
+                suppress=False,
+            )
             status = res.status
         except (asyncio.TimeoutError, OCPPError, ConnectionClosed) as exc:
             status = "no answer (%s)" % (exc,)
@@ -331,7 +413,9 @@ class OcppStation(ChargePoint):
             # Occupied at the window's start is a walk-in holding the connector: said, not hidden.
             log.warning("station %s: ReserveNow %d for %s: %s", self.id, reservation_id, vehicle_id, status)
         else:
-            log.info("station %s: ReserveNow %d for %s accepted until %s", self.id, reservation_id, vehicle_id, M.iso(expiry))
+            log.info(
+                "station %s: ReserveNow %d for %s accepted until %s", self.id, reservation_id, vehicle_id, M.iso(expiry)
+            )
         return str(status)
 
     def drop(self) -> None:

@@ -70,16 +70,26 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
-    def start(self, station_id: str, connector: int, id_tag: str, vehicle_id: str | None, reservation_id: int | None,
-              meter_start: int, started: int) -> tuple[Transaction, bool]:
+    def start(
+        self,
+        station_id: str,
+        connector: int,
+        id_tag: str,
+        vehicle_id: str | None,
+        reservation_id: int | None,
+        meter_start: int,
+        started: int,
+    ) -> tuple[Transaction, bool]:
         """(the transaction, whether this call created it): a replay gets the first one back."""
         cur = self._db.execute(
             "INSERT OR IGNORE INTO ocpp_transactions (station_id, connector, id_tag, vehicle_id, reservation_id, "
             "meter_start, started) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (station_id, connector, id_tag, vehicle_id, reservation_id, meter_start, started))
+            (station_id, connector, id_tag, vehicle_id, reservation_id, meter_start, started),
+        )
         row = self._db.execute(
             "SELECT * FROM ocpp_transactions WHERE station_id = ? AND connector = ? AND started = ? AND meter_start = ?",
-            (station_id, connector, started, meter_start)).fetchone()
+            (station_id, connector, started, meter_start),
+        ).fetchone()
         return Transaction(*row), cur.rowcount == 1
 
     def get(self, transaction_id: int) -> Transaction | None:
@@ -90,11 +100,14 @@ class Ledger:
         """Record the end once; False when it was already recorded (a replayed StopTransaction)."""
         cur = self._db.execute(
             "UPDATE ocpp_transactions SET meter_stop = ?, stopped = ?, reason = ? WHERE transaction_id = ? AND stopped IS NULL",
-            (meter_stop, stopped, reason, transaction_id))
+            (meter_stop, stopped, reason, transaction_id),
+        )
         return cur.rowcount == 1
 
     def vehicle_for(self, id_tag: str) -> str | None:
-        row = self._db.execute("SELECT vehicle_id FROM ocpp_id_tags WHERE id_tag = ?", (normal_id_tag(id_tag),)).fetchone()
+        row = self._db.execute(
+            "SELECT vehicle_id FROM ocpp_id_tags WHERE id_tag = ?", (normal_id_tag(id_tag),)
+        ).fetchone()
         return row[0] if row else None
 
     def add_tag(self, id_tag: str, vehicle_id: str) -> None:
@@ -107,8 +120,9 @@ class Ledger:
 
     def tag_for(self, vehicle_id: str) -> str:
         """The idTag a remote start for `vehicle_id` carries: one provisioned for it, else its app tag."""
-        row = self._db.execute("SELECT id_tag FROM ocpp_id_tags WHERE vehicle_id = ? ORDER BY id_tag LIMIT 1",
-                               (vehicle_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT id_tag FROM ocpp_id_tags WHERE vehicle_id = ? ORDER BY id_tag LIMIT 1", (vehicle_id,)
+        ).fetchone()
         if row:
             return str(row[0])
         tag = app_id_tag(vehicle_id)

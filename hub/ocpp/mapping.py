@@ -100,7 +100,7 @@ def transaction_id(station_id: str, sid: str) -> int | None:
     prefix = station_id + ":"
     if not sid.startswith(prefix):
         return None
-    tail = sid[len(prefix):]
+    tail = sid[len(prefix) :]
     if not tail.isdigit() or len(tail) > 10:
         return None
     tx = int(tail)
@@ -119,7 +119,7 @@ def app_id_tag(vehicle_id: str) -> str:
     """A vehicle's idTag when none was provisioned for it: "EV" + 18 base32 characters of a hash
     of its id. Stable, 20 characters, upper case; the caller checks the table for a collision."""
     digest = hashlib.sha256(vehicle_id.encode()).digest()
-    return "EV" + base64.b32encode(digest).decode()[:MAX_ID_TAG - 2]
+    return "EV" + base64.b32encode(digest).decode()[: MAX_ID_TAG - 2]
 
 
 KEY_LENGTH = 20  # the Basic-auth password (AuthorizationKey): 16..20 bytes in the 1.6 security whitepaper

@@ -32,9 +32,16 @@ log = logging.getLogger("hub.ocpp.central")  # one logger name for the central s
 class OcppCentral:
     """The server: authenticates chargers at the upgrade and runs an OcppStation per connection."""
 
-    def __init__(self, store_path: str, hub_host: str, hub_port: int, allow_profile1: bool = False,
-                 upstream_tls: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time,
-                 speedup: float = 1.0) -> None:
+    def __init__(
+        self,
+        store_path: str,
+        hub_host: str,
+        hub_port: int,
+        allow_profile1: bool = False,
+        upstream_tls: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.time,
+        speedup: float = 1.0,
+    ) -> None:
         self.clock = clock  # the hub's time (epoch s): faster than real time in a simulation
         self.speedup = speedup
         self.store = Store(store_path)
@@ -53,12 +60,24 @@ class OcppCentral:
             logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
         if ssl_context is None and not self.allow_profile1:
             raise ValueError("OCPP over plain ws:// is Security Profile 1: allow it explicitly, or serve wss://")
-        self.server = await serve(self._connected, host, port, subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                                  process_request=self._authenticate, ssl=ssl_context, ping_interval=HEARTBEAT_S,
-                                  max_size=MAX_MESSAGE)
+        self.server = await serve(
+            self._connected,
+            host,
+            port,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            process_request=self._authenticate,
+            ssl=ssl_context,
+            ping_interval=HEARTBEAT_S,
+            max_size=MAX_MESSAGE,
+        )
         bound = self.server.sockets[0].getsockname()[1]
-        log.info("OCPP 1.6J central system on %s://%s:%d (%s)", "wss" if ssl_context else "ws", host, bound,
-                 "Security Profile 2" if ssl_context else "Security Profile 1: Basic auth without TLS")
+        log.info(
+            "OCPP 1.6J central system on %s://%s:%d (%s)",
+            "wss" if ssl_context else "ws",
+            host,
+            bound,
+            "Security Profile 2" if ssl_context else "Security Profile 1: Basic auth without TLS",
+        )
         return int(bound)
 
     async def stop(self) -> None:
@@ -73,13 +92,21 @@ class OcppCentral:
         peer = "%s:%s" % connection.remote_address[:2]
         key = self.store.get_station_key(station_id) if station_id else None
         if key is not None and station_protocol(self.store, station_id) != SUBPROTOCOL:
-            log.warning("OCPP: refused %s from %s: provisioned for evhub's own protocol (add it with --protocol %s)",
-                        wire_text(station_id), peer, SUBPROTOCOL)
+            log.warning(
+                "OCPP: refused %s from %s: provisioned for evhub's own protocol (add it with --protocol %s)",
+                wire_text(station_id),
+                peer,
+                SUBPROTOCOL,
+            )
             return connection.respond(HTTPStatus.NOT_FOUND, "refused\n")
         user, password = _basic(request.headers.get("Authorization"))
         if key is None or user != station_id or password is None or not hmac.compare_digest(password, key.encode()):
-            log.warning("OCPP: refused %s from %s: %s", wire_text(station_id) or "(no id)", peer,
-                        "unknown station" if key is None else "wrong or missing credentials")
+            log.warning(
+                "OCPP: refused %s from %s: %s",
+                wire_text(station_id) or "(no id)",
+                peer,
+                "unknown station" if key is None else "wrong or missing credentials",
+            )
             return connection.respond(HTTPStatus.UNAUTHORIZED if key is not None else HTTPStatus.NOT_FOUND, "refused\n")
         return None
 
@@ -97,8 +124,11 @@ class OcppCentral:
         if old is not None:
             # Two connections claiming one id: the newer wins (a charger that rebooted, or moved). The
             # older goes first, so the hub sees a reconnect, not two devices with one id.
-            log.warning("OCPP: station %s connected again from %s:%s: the older connection is closed", station_id,
-                        *connection.remote_address[:2])
+            log.warning(
+                "OCPP: station %s connected again from %s:%s: the older connection is closed",
+                station_id,
+                *connection.remote_address[:2],
+            )
             if old.upstream is not None:
                 old.upstream.close("replaced by a new connection")
             await old.connection.close(1000, "replaced by a new connection")
@@ -114,8 +144,9 @@ class OcppCentral:
         log.info("OCPP: station %s connected from %s:%s", station_id, *connection.remote_address[:2])
         runner = asyncio.create_task(station.start())
         try:
-            done, _ = await asyncio.wait([runner, asyncio.ensure_future(station.upstream.closed.wait())],
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [runner, asyncio.ensure_future(station.upstream.closed.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             runner.cancel()
             station.drop()
@@ -147,11 +178,15 @@ def check_profile(scheme: str, cert: str | None, allow_profile1: bool, flag: str
     if scheme == "wss" and not cert:
         raise ValueError("wss:// needs a TLS certificate and key (--tls-cert, --tls-key)")
     if scheme == "ws" and not allow_profile1:
-        raise ValueError("ws:// is OCPP Security Profile 1 (the key crosses the network in clear): allow it "
-                         "explicitly (%s), or serve wss:// with a certificate" % flag)
+        raise ValueError(
+            "ws:// is OCPP Security Profile 1 (the key crosses the network in clear): allow it "
+            "explicitly (%s), or serve wss:// with a certificate" % flag
+        )
 
 
-async def start_in_hub(config: dict[str, Any], hub_port: int, clock: Callable[[], float] = time.time) -> OcppCentral | None:
+async def start_in_hub(
+    config: dict[str, Any], hub_port: int, clock: Callable[[], float] = time.time
+) -> OcppCentral | None:
     """The central system inside `evhub serve` (config "ocpp"), talking to this hub over loopback;
     None when it is not configured."""
     if not config.get("ocpp"):
@@ -163,8 +198,15 @@ async def start_in_hub(config: dict[str, Any], hub_port: int, clock: Callable[[]
     if config.get("tls_cert"):  # the hub's own listener speaks TLS: trust its own certificate
         upstream_tls = ssl.create_default_context(cafile=config["tls_cert"])
         upstream_tls.check_hostname = False  # loopback to ourselves; the chain is still checked
-    central = OcppCentral(config["db"], "127.0.0.1", hub_port, allow_profile1=bool(config.get("ocpp_allow_profile1")),
-                          upstream_tls=upstream_tls, clock=clock, speedup=float(config.get("speedup") or 1.0))
+    central = OcppCentral(
+        config["db"],
+        "127.0.0.1",
+        hub_port,
+        allow_profile1=bool(config.get("ocpp_allow_profile1")),
+        upstream_tls=upstream_tls,
+        clock=clock,
+        speedup=float(config.get("speedup") or 1.0),
+    )
     await central.start(host, port, context)
     return central
 

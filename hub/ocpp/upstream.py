@@ -37,9 +37,15 @@ class UpstreamError(Exception):
 
 
 class Upstream:
-    def __init__(self, host: str, port: int, station_id: str, key: str,
-                 on_request: Callable[[int, int, list[Any]], Coroutine[Any, Any, None]],
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        station_id: str,
+        key: str,
+        on_request: Callable[[int, int, list[Any]], Coroutine[Any, Any, None]],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host, self.port, self.station_id, self.tls = host, port, station_id, tls
         self.session = ClientSession("station", station_id, key, request_timeout_s=REQUEST_TIMEOUT_S)
         self.framer = StreamFramer()
@@ -55,7 +61,9 @@ class Upstream:
     async def connect(self) -> None:
         """Open the link and complete the handshake; UpstreamError if the hub refuses or is away."""
         try:
-            reader, self._writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port, ssl=self.tls), CONNECT_TIMEOUT_S)
+            reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, ssl=self.tls), CONNECT_TIMEOUT_S
+            )
         except (OSError, asyncio.TimeoutError) as exc:
             raise UpstreamError("cannot reach the hub at %s:%d: %s" % (self.host, self.port, exc)) from None
         self.session.start()
@@ -152,7 +160,9 @@ class Upstream:
         elif isinstance(ev, Message) and ev.kind != K.ERROR:
             asyncio.get_running_loop().create_task(self.on_request(ev.kind, ev.seq, list(ev.fields)))
         elif isinstance(ev, Message):
-            log.warning("station %s: the hub says %s", self.station_id, ev.fields[1] if len(ev.fields) > 1 else ev.fields)
+            log.warning(
+                "station %s: the hub says %s", self.station_id, ev.fields[1] if len(ev.fields) > 1 else ev.fields
+            )
         elif isinstance(ev, Closed):
             self.close(ev.text)
         elif isinstance(ev, PeerSilent):

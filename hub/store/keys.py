@@ -29,7 +29,9 @@ class KeyLookup:
         if role == "station":
             row = self._conn.execute("SELECT key FROM stations WHERE id = ? AND removed IS NULL", (peer_id,)).fetchone()
         elif role == "vehicle":
-            row = self._conn.execute("SELECT token FROM vehicles WHERE id = ? AND removed IS NULL", (peer_id,)).fetchone()
+            row = self._conn.execute(
+                "SELECT token FROM vehicles WHERE id = ? AND removed IS NULL", (peer_id,)
+            ).fetchone()
         else:
             return self.operator_key if role == "operator" and peer_id == OPERATOR_ID else None
         return row[0] if row else None

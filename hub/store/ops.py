@@ -64,7 +64,10 @@ def update_station(store, station_id: str, changes: dict) -> bool:
     cols = [k for k in UPDATABLE if k in changes]
     with store._tx() as db:
         if not cols:
-            return db.execute("SELECT 1 FROM stations WHERE id = ? AND removed IS NULL", (station_id,)).fetchone() is not None
+            return (
+                db.execute("SELECT 1 FROM stations WHERE id = ? AND removed IS NULL", (station_id,)).fetchone()
+                is not None
+            )
         sql = "UPDATE stations SET %s WHERE id = ? AND removed IS NULL" % ", ".join("%s = ?" % k for k in cols)
         return db.execute(sql, [changes[k] for k in cols] + [station_id]).rowcount == 1
 
@@ -90,7 +93,9 @@ def save_positions(store, rows) -> int:
             db.executemany(
                 "INSERT INTO vehicle_positions (vehicle_id, lat, lon, at, soc) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(vehicle_id) DO UPDATE SET lat = excluded.lat, lon = excluded.lon, at = excluded.at,"
-                " soc = excluded.soc", rows)
+                " soc = excluded.soc",
+                rows,
+            )
     return len(rows)
 
 

@@ -12,8 +12,20 @@ from hub.store.store import BUSY_TIMEOUT_S
 
 _RES = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
 _RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")
-_SES_KEYS = ("session_id", "station_id", "connector", "vehicle_id", "reservation_id", "meter_start_wh",
-             "energy_wh", "started", "ended", "reason", "claimed_vehicle_id", "implausible")
+_SES_KEYS = (
+    "session_id",
+    "station_id",
+    "connector",
+    "vehicle_id",
+    "reservation_id",
+    "meter_start_wh",
+    "energy_wh",
+    "started",
+    "ended",
+    "reason",
+    "claimed_vehicle_id",
+    "implausible",
+)
 
 
 class Reads:
@@ -84,7 +96,10 @@ class Reads:
             args.append(vehicle_id)
         order = "start, id" if state == "confirmed" else "updated DESC, id DESC"
         sql = "SELECT %s FROM reservations%s ORDER BY %s LIMIT ?" % (
-            _RES, (" WHERE " + " AND ".join(where)) if where else "", order)
+            _RES,
+            (" WHERE " + " AND ".join(where)) if where else "",
+            order,
+        )
         return [dict(zip(_RES_KEYS, row)) for row in db.execute(sql, args + [limit])]
 
     @staticmethod
@@ -96,7 +111,9 @@ class Reads:
     def sessions(db, station_id, limit=50):
         rows = db.execute(
             "SELECT %s FROM sessions WHERE station_id = ? ORDER BY COALESCE(started, ended) DESC LIMIT ?"
-            % ", ".join(_SES_KEYS), (station_id, limit))
+            % ", ".join(_SES_KEYS),
+            (station_id, limit),
+        )
         return [dict(zip(_SES_KEYS, row)) for row in rows]
 
     @staticmethod
@@ -104,8 +121,11 @@ class Reads:
         """Reservations whose window ends at or after `since` (all of them without), oldest first:
         the operator's list (`evhub reservations list`)."""
         where, args = [], []
-        for column, value in (("state", None if state == "all" else state), ("station_id", station_id),
-                              ("vehicle_id", vehicle_id)):
+        for column, value in (
+            ("state", None if state == "all" else state),
+            ("station_id", station_id),
+            ("vehicle_id", vehicle_id),
+        ):
             if value is not None:
                 where.append("%s = ?" % column)
                 args.append(value)
@@ -113,7 +133,9 @@ class Reads:
             where.append('"end" >= ?')
             args.append(since)
         sql = "SELECT %s FROM reservations%s ORDER BY start, id LIMIT ?" % (
-            _RES, (" WHERE " + " AND ".join(where)) if where else "")
+            _RES,
+            (" WHERE " + " AND ".join(where)) if where else "",
+        )
         return [dict(zip(_RES_KEYS, row)) for row in db.execute(sql, args + [limit])]
 
     @staticmethod
@@ -121,14 +143,20 @@ class Reads:
         """Ended sessions, by end time then id (a stable order for paging): the billing record.
         `since`/`until` bound the end time, [since, until)."""
         where, args = ["ended IS NOT NULL"], []
-        for column, op, value in (("station_id", "=", station_id), ("vehicle_id", "=", vehicle_id),
-                                  ("ended", ">=", since), ("ended", "<", until)):
+        for column, op, value in (
+            ("station_id", "=", station_id),
+            ("vehicle_id", "=", vehicle_id),
+            ("ended", ">=", since),
+            ("ended", "<", until),
+        ):
             if value is not None:
                 where.append("%s %s ?" % (column, op))
                 args.append(value)
         rows = db.execute(
             "SELECT %s FROM sessions WHERE %s ORDER BY ended, session_id LIMIT ? OFFSET ?"
-            % (", ".join(_SES_KEYS), " AND ".join(where)), args + [limit, offset])
+            % (", ".join(_SES_KEYS), " AND ".join(where)),
+            args + [limit, offset],
+        )
         return [dict(zip(_SES_KEYS, row)) for row in rows]
 
     @staticmethod
@@ -162,4 +190,3 @@ async def run_read(reads, fn, *args):
 
 class StoreUnavailable(Exception):
     pass
-

@@ -91,8 +91,18 @@ _RES_COLS = 'id, vehicle_id, station_id, connector, start, "end", state, created
 _RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")
 MAX_LISTED_SESSIONS = 50  # SESSIONS is one frame: the newest 50 keep it a few KB
 _SESSION_KEYS = (
-    "session_id", "station_id", "connector", "vehicle_id", "reservation_id",
-    "meter_start_wh", "energy_wh", "started", "ended", "reason", "claimed_vehicle_id", "implausible",
+    "session_id",
+    "station_id",
+    "connector",
+    "vehicle_id",
+    "reservation_id",
+    "meter_start_wh",
+    "energy_wh",
+    "started",
+    "ended",
+    "reason",
+    "claimed_vehicle_id",
+    "implausible",
 )
 
 
@@ -215,8 +225,14 @@ class Store:
                     "INSERT INTO stations (id, key, lat, lon, connectors, max_kw, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (station_id, key, lat, lon, connectors, float(max_kw), self._now()),
                 )
-        log.info("station %s: %s at %.5f,%.5f connectors=%d", station_id, "re-provisioned" if exists else "provisioned",
-                 lat, lon, connectors)
+        log.info(
+            "station %s: %s at %.5f,%.5f connectors=%d",
+            station_id,
+            "re-provisioned" if exists else "provisioned",
+            lat,
+            lon,
+            connectors,
+        )
         return key
 
     def get_station_key(self, station_id):
@@ -227,7 +243,7 @@ class Store:
         """{"id", "lat", "lon", "connectors", "max_kw", "created"} or None (the key is not included)."""
         row = self._db.execute(
             "SELECT id, lat, lon, connectors, max_kw, created, name FROM stations WHERE id = ? AND removed IS NULL",
-            (station_id,)
+            (station_id,),
         ).fetchone()
         return None if row is None else _station_dict(row)
 
@@ -236,7 +252,8 @@ class Store:
 
     def all_stations(self):
         rows = self._db.execute(
-            "SELECT id, lat, lon, connectors, max_kw, created, name FROM stations WHERE removed IS NULL ORDER BY id")
+            "SELECT id, lat, lon, connectors, max_kw, created, name FROM stations WHERE removed IS NULL ORDER BY id"
+        )
         return [_station_dict(r) for r in rows]
 
     # --- vehicles -------------------------------------------------------------------------
@@ -256,7 +273,9 @@ class Store:
                 if row[0] is None:  # the old token was live: the running hub closes its links
                     self._revoke(db, "vehicle", vehicle_id, "token replaced")
             else:
-                db.execute("INSERT INTO vehicles (id, token, created) VALUES (?, ?, ?)", (vehicle_id, token, self._now()))
+                db.execute(
+                    "INSERT INTO vehicles (id, token, created) VALUES (?, ?, ?)", (vehicle_id, token, self._now())
+                )
         log.info("vehicle %s: %s", vehicle_id, "new token issued" if exists else "provisioned")
         return token
 
@@ -267,8 +286,9 @@ class Store:
     # --- removal and revocation (history is kept: the rows stay, marked removed) -------------
 
     def _revoke(self, db, role, peer_id, why):
-        db.execute("INSERT INTO revocations (role, peer_id, why, at) VALUES (?, ?, ?, ?)",
-                   (role, peer_id, why, self._now()))
+        db.execute(
+            "INSERT INTO revocations (role, peer_id, why, at) VALUES (?, ?, ?, ?)", (role, peer_id, why, self._now())
+        )
 
     def remove_station(self, station_id):
         """Mark a station removed (it can no longer log in), cancel its open reservations; returns
@@ -288,10 +308,14 @@ class Store:
             if row[0] is not None:
                 raise StoreConflict("%s %s was already removed" % (role, peer_id))
             db.execute("UPDATE %s SET removed = ? WHERE id = ?" % table, (now, peer_id))
-            cancelled = db.execute("SELECT id, vehicle_id FROM reservations WHERE %s = ? AND state = 'confirmed'"
-                                   % column, (peer_id,)).fetchall()
-            db.execute("UPDATE reservations SET state = 'cancelled', updated = ? WHERE %s = ? AND state = 'confirmed'"
-                       % column, (now, peer_id))
+            cancelled = db.execute(
+                "SELECT id, vehicle_id FROM reservations WHERE %s = ? AND state = 'confirmed'" % column, (peer_id,)
+            ).fetchall()
+            db.execute(
+                "UPDATE reservations SET state = 'cancelled', updated = ? WHERE %s = ? AND state = 'confirmed'"
+                % column,
+                (now, peer_id),
+            )
             self._revoke(db, role, peer_id, "removed")
         log.info("%s %s: removed, %d open reservations cancelled", role, peer_id, len(cancelled))
         return cancelled
@@ -308,8 +332,10 @@ class Store:
 
     def add_remote_start(self, station_id, vehicle_id, reservation_id, issued):
         with self._tx() as db:
-            return db.execute("INSERT INTO remote_starts (station_id, vehicle_id, reservation_id, issued)"
-                              " VALUES (?, ?, ?, ?)", (station_id, vehicle_id, reservation_id, issued)).lastrowid
+            return db.execute(
+                "INSERT INTO remote_starts (station_id, vehicle_id, reservation_id, issued) VALUES (?, ?, ?, ?)",
+                (station_id, vehicle_id, reservation_id, issued),
+            ).lastrowid
 
     def drop_remote_start(self, grant_id):
         with self._tx() as db:
@@ -319,9 +345,11 @@ class Store:
         """Use the oldest unused REMOTE_START for vehicle_id at station_id issued at or after `since`
         for session_id; returns (True, its reservation_id) or (False, None) when there is none."""
         with self._tx() as db:
-            row = db.execute("SELECT id, reservation_id FROM remote_starts WHERE station_id = ? AND vehicle_id = ?"
-                             " AND session_id IS NULL AND issued >= ? ORDER BY id LIMIT 1",
-                             (station_id, vehicle_id, since)).fetchone()
+            row = db.execute(
+                "SELECT id, reservation_id FROM remote_starts WHERE station_id = ? AND vehicle_id = ?"
+                " AND session_id IS NULL AND issued >= ? ORDER BY id LIMIT 1",
+                (station_id, vehicle_id, since),
+            ).fetchone()
             if row is None:
                 return False, None
             db.execute("UPDATE remote_starts SET session_id = ? WHERE id = ?", (session_id, row[0]))
@@ -329,8 +357,14 @@ class Store:
 
     def reservation_billed(self, reservation_id, session_id):
         """True when another session was already attributed to this reservation."""
-        return self._db.execute("SELECT 1 FROM sessions WHERE reservation_id = ? AND session_id != ?"
-                                " AND vehicle_id IS NOT NULL LIMIT 1", (reservation_id, session_id)).fetchone() is not None
+        return (
+            self._db.execute(
+                "SELECT 1 FROM sessions WHERE reservation_id = ? AND session_id != ?"
+                " AND vehicle_id IS NOT NULL LIMIT 1",
+                (reservation_id, session_id),
+            ).fetchone()
+            is not None
+        )
 
     # --- reservations ---------------------------------------------------------------------
 
@@ -368,7 +402,9 @@ class Store:
         n = 0
         with self._tx() as db:
             for rid, state in changes:
-                n += db.execute("UPDATE reservations SET state = ?, updated = ? WHERE id = ?", (state, now, rid)).rowcount
+                n += db.execute(
+                    "UPDATE reservations SET state = ?, updated = ? WHERE id = ?", (state, now, rid)
+                ).rowcount
         return n
 
     def move_reservations(self, moves):
@@ -395,8 +431,17 @@ class Store:
 
     # --- sessions -------------------------------------------------------------------------
 
-    def record_session_start(self, session_id, station_id, connector, vehicle_id, reservation_id, meter_start_wh, started,
-                             claimed_vehicle_id=None):
+    def record_session_start(
+        self,
+        session_id,
+        station_id,
+        connector,
+        vehicle_id,
+        reservation_id,
+        meter_start_wh,
+        started,
+        claimed_vehicle_id=None,
+    ):
         """Record a session start; returns False if this session id is already known (a replay).
         vehicle_id is the vehicle the hub attributed it to (None: a local session); claimed_vehicle_id
         what the station named when that differs."""
@@ -404,14 +449,32 @@ class Store:
             cur = db.execute(
                 "INSERT OR IGNORE INTO sessions (session_id, station_id, connector, vehicle_id, reservation_id,"
                 " meter_start_wh, started, claimed_vehicle_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, station_id, connector, vehicle_id, reservation_id, meter_start_wh, started,
-                 claimed_vehicle_id),
+                (
+                    session_id,
+                    station_id,
+                    connector,
+                    vehicle_id,
+                    reservation_id,
+                    meter_start_wh,
+                    started,
+                    claimed_vehicle_id,
+                ),
             )
         return cur.rowcount == 1
 
     def record_session_end(
-        self, session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason,
-        claimed_vehicle_id=None, implausible=False,
+        self,
+        session_id,
+        station_id,
+        connector,
+        vehicle_id,
+        reservation_id,
+        energy_wh,
+        started,
+        ended,
+        reason,
+        claimed_vehicle_id=None,
+        implausible=False,
     ):
         """Record a session end; returns False if it was already recorded (a replay).
 
@@ -425,8 +488,19 @@ class Store:
                 db.execute(
                     "INSERT INTO sessions (session_id, station_id, connector, vehicle_id, reservation_id, energy_wh,"
                     " started, ended, reason, claimed_vehicle_id, implausible) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (session_id, station_id, connector, vehicle_id, reservation_id, energy_wh, started, ended, reason,
-                     claimed_vehicle_id, int(bool(implausible))),
+                    (
+                        session_id,
+                        station_id,
+                        connector,
+                        vehicle_id,
+                        reservation_id,
+                        energy_wh,
+                        started,
+                        ended,
+                        reason,
+                        claimed_vehicle_id,
+                        int(bool(implausible)),
+                    ),
                 )
             else:
                 db.execute(
@@ -447,7 +521,9 @@ class Store:
         wire maps RESERVATIONS carries (`evhub vehicle reservations --all`)."""
         rows = self._db.execute(
             'SELECT id, station_id, connector, start, "end", state FROM reservations WHERE vehicle_id = ?'
-            ' ORDER BY start DESC, id DESC LIMIT ?', (vehicle_id, limit))
+            " ORDER BY start DESC, id DESC LIMIT ?",
+            (vehicle_id, limit),
+        )
         keys = ("reservation_id", "station_id", "connector", "start", "end", "state")
         return [dict(zip(keys, r)) for r in rows]
 
@@ -455,7 +531,8 @@ class Store:
         """A vehicle's sessions, newest first (at most `limit`), as wire maps: what SESSIONS carries."""
         rows = self._db.execute(
             "SELECT session_id, station_id, connector, reservation_id, energy_wh, started, ended, reason"
-            " FROM sessions WHERE vehicle_id = ? ORDER BY started DESC, session_id LIMIT ?", (vehicle_id, limit)
+            " FROM sessions WHERE vehicle_id = ? ORDER BY started DESC, session_id LIMIT ?",
+            (vehicle_id, limit),
         )
         keys = ("session_id", "station_id", "connector", "reservation_id", "energy_wh", "started", "ended", "reason")
         return [dict(zip(keys, r)) for r in rows]
@@ -469,5 +546,12 @@ class Store:
 
 
 def _station_dict(row):
-    return {"id": row[0], "lat": row[1], "lon": row[2], "connectors": row[3], "max_kw": row[4], "created": row[5],
-            "name": row[6]}
+    return {
+        "id": row[0],
+        "lat": row[1],
+        "lon": row[2],
+        "connectors": row[3],
+        "max_kw": row[4],
+        "created": row[5],
+        "name": row[6],
+    }

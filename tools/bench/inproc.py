@@ -31,9 +31,15 @@ class _Gateway:
     links: dict = {}
 
 
-def inproc_link(view: dict[str, StationView], role: str = "vehicle", state: str = S_OPEN, peer_id: str = "EV-1",
-                clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                label: str = "inproc") -> tuple[Link, Router, list]:
+def inproc_link(
+    view: dict[str, StationView],
+    role: str = "vehicle",
+    state: str = S_OPEN,
+    peer_id: str = "EV-1",
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+    label: str = "inproc",
+) -> tuple[Link, Router, list]:
     """(link, router, sent): an authenticated link (`state`, `role`) whose replies are appended to `sent`.
 
     The link's rate limiter is lifted: it is not what a caller measures or checks.

@@ -407,8 +407,18 @@ async def _amain(cfg, stdin_lines):
     connect_s = await gen.connect_all(cfg["creds"])
     gc.collect()
     gc.freeze()  # 10,000 long-lived connections: keep them out of every later collection
-    print(json.dumps({"event": "ready", "connected": len(gen.conns), "refused": gen.refused,
-                      "refused_samples": gen.refused_samples, "connect_s": round(connect_s, 3)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "event": "ready",
+                "connected": len(gen.conns),
+                "refused": gen.refused,
+                "refused_samples": gen.refused_samples,
+                "connect_s": round(connect_s, 3),
+            }
+        ),
+        flush=True,
+    )
     line = await stdin_lines()
     if line.strip() != "go":
         gen.close_all()

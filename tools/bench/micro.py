@@ -28,6 +28,7 @@ FIRMWARE_HEAP_TESTS = "full_session_with_a_hub_restart or code_in_rom"
 
 def wire(quick):
     from tools import microbench
+
     out = {}
     for r in microbench.bench_cpython(number=10000 if quick else 100000):
         out["%s %s %s (%d B)" % (r["runtime"], r["impl"], r["op"], r["bytes"])] = r["us_per_op"]
@@ -55,8 +56,10 @@ def nearest_path(n_stations=10000, batch=32, rounds=200):
     from transport import kinds as K
     from transport.framing import encode_stream
 
-    view = {sid: StationView(sid, lat, lon, "Offline", None, None, 2, 50.0, False, None, {1: "Unavailable"})
-            for sid, lat, lon in station_positions(n_stations)}
+    view = {
+        sid: StationView(sid, lat, lon, "Offline", None, None, 2, 50.0, False, None, {1: "Unavailable"})
+        for sid, lat, lon in station_positions(n_stations)
+    }
     link, router, sink = inproc_link(view, peer_id="BV-000000", label="bench")
     rng = random.Random(3)
     lat0, lat1, lon0, lon1 = hubmicro.REGION
@@ -66,8 +69,11 @@ def nearest_path(n_stations=10000, batch=32, rounds=200):
         frames = []
         for _ in range(batch):
             seq += 1
-            frames.append(encode_stream(msgpack.packb([K.NEAREST, seq, rng.uniform(lat0, lat1),
-                                                       rng.uniform(lon0, lon1), 5, None])))
+            frames.append(
+                encode_stream(
+                    msgpack.packb([K.NEAREST, seq, rng.uniform(lat0, lat1), rng.uniform(lon0, lon1), 5, None])
+                )
+            )
         batches.append(b"".join(frames))
 
     class _Transport:
@@ -126,8 +132,10 @@ def locator_alone(snapshot, n_stations, queries=4000, k=5):
         if key not in seen:
             seen.add(key)
             first.append((lat, lon))
-    out = {"locator_us_first_in_cell": round(medians(cold_snap, first), 2),
-           "locator_us_second_in_cell": round(medians(cold_snap, first), 2)}
+    out = {
+        "locator_us_first_in_cell": round(medians(cold_snap, first), 2),
+        "locator_us_second_in_cell": round(medians(cold_snap, first), 2),
+    }
     medians(snapshot, points)  # every block built
     out["locator_us_warm"] = round(min(medians(snapshot, points) for _ in range(3)), 2)
     return out
@@ -157,8 +165,19 @@ def firmware_heap():
     """The firmware engineer's heap tests, run as they are; their recorded figures."""
     with tempfile.TemporaryDirectory() as tmp:
         xml = os.path.join(tmp, "junit.xml")
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", FIRMWARE_TESTS, "-k",
-               FIRMWARE_HEAP_TESTS, "--junitxml", xml]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            FIRMWARE_TESTS,
+            "-k",
+            FIRMWARE_HEAP_TESTS,
+            "--junitxml",
+            xml,
+        ]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
         out = {"command": " ".join(["python"] + cmd[1:]), "passed": proc.returncode == 0}
         if os.path.exists(xml):

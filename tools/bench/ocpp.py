@@ -39,8 +39,27 @@ def run(opts: dict[str, Any]) -> dict[str, Any]:
         cfg = os.path.join(tmp, "hub.toml")
         with open(cfg, "w") as f:
             f.write("[hub]\nmax_links = %d\n" % max(20000, n + 100))
-        hub = Server("hub", [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", db,
-                             "--config", cfg, "--ocpp", "ws://127.0.0.1:0", "--ocpp-allow-profile1"], HUB_RE, tmp, env)
+        hub = Server(
+            "hub",
+            [
+                sys.executable,
+                "-m",
+                "tools.cli",
+                "serve",
+                "--listen",
+                "tcp://127.0.0.1:0",
+                "--db",
+                db,
+                "--config",
+                cfg,
+                "--ocpp",
+                "ws://127.0.0.1:0",
+                "--ocpp-allow-profile1",
+            ],
+            HUB_RE,
+            tmp,
+            env,
+        )
         try:
             m = OCPP_RE.search(hub.log())
             if m is None:
@@ -59,12 +78,17 @@ def run(opts: dict[str, Any]) -> dict[str, Any]:
     per_charger_kb = None
     if rss_before is not None and rss_after is not None:
         per_charger_kb = round((rss_after - rss_before) * 1024.0 / n, 1)
-    result.update({
-        "scenario": "ocpp", "chargers": n, "duration_s": opts["duration"],
-        "hub_rss_before_mb": None if rss_before is None else round(rss_before, 1),
-        "hub_rss_connected_mb": None if rss_after is None else round(rss_after, 1), "hub_rss_per_charger_kb": per_charger_kb,
-        "hub_cpu_s": round((cpu1 or 0) - (cpu0 or 0), 2),
-    })
+    result.update(
+        {
+            "scenario": "ocpp",
+            "chargers": n,
+            "duration_s": opts["duration"],
+            "hub_rss_before_mb": None if rss_before is None else round(rss_before, 1),
+            "hub_rss_connected_mb": None if rss_after is None else round(rss_after, 1),
+            "hub_rss_per_charger_kb": per_charger_kb,
+            "hub_cpu_s": round((cpu1 or 0) - (cpu0 or 0), 2),
+        }
+    )
     return result
 
 
@@ -78,8 +102,9 @@ def _provision(db: str, n: int) -> dict[str, str]:
         keys = {}
         for i in range(n):
             sid = "OCPP-%05d" % i
-            keys[sid] = store.add_station(sid, -12.0 - (i % 100) * 0.01, -38.9 - (i // 100) * 0.01, 2, 22.0,
-                                          key=new_ocpp_key())
+            keys[sid] = store.add_station(
+                sid, -12.0 - (i % 100) * 0.01, -38.9 - (i // 100) * 0.01, 2, 22.0, key=new_ocpp_key()
+            )
             store_ops.set_protocol(store, sid, "ocpp1.6")
         return keys
     finally:
@@ -105,8 +130,12 @@ async def _drive(url: str, keys: dict[str, str], duration: float, warmup: float,
         nonlocal ready
         auth = base64.b64encode(("%s:%s" % (sid, key)).encode()).decode()
         try:
-            async with connect("%s/%s" % (url, sid), subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                               additional_headers={"Authorization": "Basic " + auth}, open_timeout=60) as ws:
+            async with connect(
+                "%s/%s" % (url, sid),
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers={"Authorization": "Basic " + auth},
+                open_timeout=60,
+            ) as ws:
                 cp = ChargePoint(sid, ws, response_timeout=30)
                 runner = asyncio.create_task(cp.start())
                 await cp.call(call.BootNotification(charge_point_vendor="Bench", charge_point_model="AC"))
@@ -120,12 +149,17 @@ async def _drive(url: str, keys: dict[str, str], duration: float, warmup: float,
                 while not stop.is_set():
                     t0 = time.perf_counter()
                     if n % 2 == 0:
-                        msg: Any = call.StatusNotification(connector_id=1, error_code="NoError",
-                                                           status="Charging" if n % 4 == 0 else "SuspendedEV")
+                        msg: Any = call.StatusNotification(
+                            connector_id=1, error_code="NoError", status="Charging" if n % 4 == 0 else "SuspendedEV"
+                        )
                     else:
                         register += 37
-                        msg = call.MeterValues(connector_id=1, meter_value=[{"timestamp": "2026-12-04T12:00:00Z",
-                                                                            "sampledValue": [{"value": str(register)}]}])
+                        msg = call.MeterValues(
+                            connector_id=1,
+                            meter_value=[
+                                {"timestamp": "2026-12-04T12:00:00Z", "sampledValue": [{"value": str(register)}]}
+                            ],
+                        )
                     await cp.call(msg)
                     took = time.perf_counter() - t0
                     if counting.is_set():
@@ -162,16 +196,26 @@ async def _drive(url: str, keys: dict[str, str], duration: float, warmup: float,
     def pct(p: float) -> float | None:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2) if latencies else None
 
-    return {"connect_s": round(connect_s, 2), "calls_per_s": round(counted / elapsed, 1), "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99), "errors": len(errors), "error_samples": errors[:5], "rss_connected_mb": rss_connected}
+    return {
+        "connect_s": round(connect_s, 2),
+        "calls_per_s": round(counted / elapsed, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "rss_connected_mb": rss_connected,
+    }
 
 
 def render(r: dict[str, Any]) -> str:
-    return "\n".join([
-        "scenario ocpp: %d OCPP 1.6J chargers over WebSockets through `evhub serve --ocpp`, %gs measured"
-        % (r["chargers"], r["duration_s"]),
-        "  connected in %s s; %s calls/s (StatusNotification and MeterValues, each a hub record)   p50 %s ms  p99 %s ms"
-        "   errors %d" % (r["connect_s"], r["calls_per_s"], r["p50_ms"], r["p99_ms"], r["errors"]),
-        "  hub RSS %s MB before, %s MB connected: %s KB per charger; hub CPU %s s"
-        % (r["hub_rss_before_mb"], r["hub_rss_connected_mb"], r["hub_rss_per_charger_kb"], r["hub_cpu_s"]),
-    ] + (["  errors: %s" % "; ".join(r["error_samples"])] if r.get("error_samples") else []))
+    return "\n".join(
+        [
+            "scenario ocpp: %d OCPP 1.6J chargers over WebSockets through `evhub serve --ocpp`, %gs measured"
+            % (r["chargers"], r["duration_s"]),
+            "  connected in %s s; %s calls/s (StatusNotification and MeterValues, each a hub record)   p50 %s ms  p99 %s ms"
+            "   errors %d" % (r["connect_s"], r["calls_per_s"], r["p50_ms"], r["p99_ms"], r["errors"]),
+            "  hub RSS %s MB before, %s MB connected: %s KB per charger; hub CPU %s s"
+            % (r["hub_rss_before_mb"], r["hub_rss_connected_mb"], r["hub_rss_per_charger_kb"], r["hub_cpu_s"]),
+        ]
+        + (["  errors: %s" % "; ".join(r["error_samples"])] if r.get("error_samples") else [])
+    )

@@ -20,8 +20,21 @@ def start(pid, duration, out_path, rate=250):
     exe = py_spy()
     if exe is None:
         return None
-    cmd = [exe, "record", "-p", str(pid), "-d", str(max(1, int(round(duration)))), "-r", str(rate),
-           "-f", "raw", "-o", out_path, "--nonblocking"]
+    cmd = [
+        exe,
+        "record",
+        "-p",
+        str(pid),
+        "-d",
+        str(max(1, int(round(duration)))),
+        "-r",
+        str(rate),
+        "-f",
+        "raw",
+        "-o",
+        out_path,
+        "--nonblocking",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -38,7 +51,9 @@ def summarize(path, top=15):
                 continue
             n = int(count)
             frames = [_short(fr) for fr in stack.split(";")]
-            if any(w in frames[-1] for w in ("select (selectors", "wait (threading", "get (queue", "_wait_for_tstate_lock")):
+            if any(
+                w in frames[-1] for w in ("select (selectors", "wait (threading", "get (queue", "_wait_for_tstate_lock")
+            ):
                 idle += n  # a thread parked in select/queue.get/Condition.wait is idle, not busy
                 continue
             total += n

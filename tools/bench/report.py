@@ -14,29 +14,67 @@ def _load(r):
         "scenario %s, %d connections, %d stations, %s, %gs measured"
         % (r["scenario"], r["connections"], r["stations"], r["mode"], r["duration_s"]),
         "  hub:      %s ops/s   p50 %s  p95 %s  p99 %s  p99.9 %s  max %s   errors %s  refused %s  dropped %s"
-        % (_fmt(r["ops_per_s"]), _fmt(r["p50_ms"], " ms"), _fmt(r["p95_ms"], " ms"), _fmt(r["p99_ms"], " ms"),
-           _fmt(r.get("p999_ms"), " ms"), _fmt(r.get("max_ms"), " ms"), r["errors"], r["refused"], r["dropped"]),
+        % (
+            _fmt(r["ops_per_s"]),
+            _fmt(r["p50_ms"], " ms"),
+            _fmt(r["p95_ms"], " ms"),
+            _fmt(r["p99_ms"], " ms"),
+            _fmt(r.get("p999_ms"), " ms"),
+            _fmt(r.get("max_ms"), " ms"),
+            r["errors"],
+            r["refused"],
+            r["dropped"],
+        ),
         "            hub RSS %s (peak %s, %s once connected)  hub CPU %s  client CPU %s"
-        % (_fmt(r.get("hub_rss_mb"), " MB"), _fmt(r.get("hub_hwm_mb"), " MB"), _fmt(r.get("hub_rss_ready_mb"), " MB"),
-           _fmt(r.get("hub_cpu_pct"), "%"), _fmt(r.get("client_cpu_pct"), "%")),
+        % (
+            _fmt(r.get("hub_rss_mb"), " MB"),
+            _fmt(r.get("hub_hwm_mb"), " MB"),
+            _fmt(r.get("hub_rss_ready_mb"), " MB"),
+            _fmt(r.get("hub_cpu_pct"), "%"),
+            _fmt(r.get("client_cpu_pct"), "%"),
+        ),
     ]
     b = r.get("baseline")
     if b:
-        lines.append("  echo:     %s ops/s   p50 %s  p95 %s  p99 %s   errors %s  (server CPU %s, client CPU %s)"
-                     % (_fmt(b["ops_per_s"]), _fmt(b["p50_ms"], " ms"), _fmt(b["p95_ms"], " ms"), _fmt(b["p99_ms"], " ms"),
-                        b["errors"], _fmt(b.get("server_cpu_pct"), "%"), _fmt(b.get("client_cpu_pct"), "%")))
+        lines.append(
+            "  echo:     %s ops/s   p50 %s  p95 %s  p99 %s   errors %s  (server CPU %s, client CPU %s)"
+            % (
+                _fmt(b["ops_per_s"]),
+                _fmt(b["p50_ms"], " ms"),
+                _fmt(b["p95_ms"], " ms"),
+                _fmt(b["p99_ms"], " ms"),
+                b["errors"],
+                _fmt(b.get("server_cpu_pct"), "%"),
+                _fmt(b.get("client_cpu_pct"), "%"),
+            )
+        )
         lines.append("  ratio:    %s of the echo ceiling" % (_fmt(r.get("ratio"))))
     if r.get("runs"):
-        lines.append("  runs (best of each reported above): %s" % "; ".join(
-            "hub %s echo %s" % (_fmt(x["hub_ops_per_s"]), _fmt(x["echo_ops_per_s"])) if x["echo_ops_per_s"] is not None
-            else "hub %s ops/s p99 %s ms" % (_fmt(x["hub_ops_per_s"]), _fmt(x["hub_p99_ms"])) for x in r["runs"]))
+        lines.append(
+            "  runs (best of each reported above): %s"
+            % "; ".join(
+                "hub %s echo %s" % (_fmt(x["hub_ops_per_s"]), _fmt(x["echo_ops_per_s"]))
+                if x["echo_ops_per_s"] is not None
+                else "hub %s ops/s p99 %s ms" % (_fmt(x["hub_ops_per_s"]), _fmt(x["hub_p99_ms"]))
+                for x in r["runs"]
+            )
+        )
     if "positions_sent" in r:
-        lines.append("  positions sent %d, hub counted %s, final PING barrier %s s"
-                     % (r["positions_sent"], r.get("hub_positions_counted", "-"), _fmt(r.get("barrier_s"))))
+        lines.append(
+            "  positions sent %d, hub counted %s, final PING barrier %s s"
+            % (r["positions_sent"], r.get("hub_positions_counted", "-"), _fmt(r.get("barrier_s")))
+        )
     if "reserved_ok" in r:
-        lines.append("  reservations confirmed %d (%s/s), conflicts %d, confirmed in the store %s, double bookings %s"
-                     % (r["reserved_ok"], _fmt(r["reserved_ok_per_s"]), r["reserve_conflicts"],
-                        r.get("confirmed_in_store", "-"), r.get("double_bookings", "-")))
+        lines.append(
+            "  reservations confirmed %d (%s/s), conflicts %d, confirmed in the store %s, double bookings %s"
+            % (
+                r["reserved_ok"],
+                _fmt(r["reserved_ok_per_s"]),
+                r["reserve_conflicts"],
+                r.get("confirmed_in_store", "-"),
+                r.get("double_bookings", "-"),
+            )
+        )
     for who, prof in (("hub", r.get("profile")), ("echo", (b or {}).get("profile"))):
         if prof and prof.get("samples"):
             lines.append("  %s profile (%d busy samples, %s): top self time" % (who, prof["samples"], prof.get("file")))

@@ -72,8 +72,18 @@ def start_hub(tmp, db, connections):
         # Each bench connection is one vehicle booking thousands of slots, pipelined: the per-vehicle
         # reservation cap and waiting share (issue 13) would turn the throughput run into refusals.
         f.write("max_open_reservations_per_vehicle = 1000000000\nmax_waiting_reservations_per_vehicle = 1000000\n")
-    cmd = [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", db,
-           "--config", cfg_path]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tools.cli",
+        "serve",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--db",
+        db,
+        "--config",
+        cfg_path,
+    ]
     env = _env()
     env["EVHUB_CONFIG_DIR"] = os.path.join(tmp, "config")
     return Server("hub", cmd, HUB_RE, tmp, env)
@@ -112,8 +122,15 @@ class Clients:
             if not part:
                 break
             err = open(os.path.join(tmp, "client-%s-%d.log" % (tag, i)), "w")
-            p = subprocess.Popen([sys.executable, "-m", "tools.bench.loadgen"], cwd=REPO, env=_env(),
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+            p = subprocess.Popen(
+                [sys.executable, "-m", "tools.bench.loadgen"],
+                cwd=REPO,
+                env=_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
             c = dict(cfg, url=url, creds=part, seed=cfg.get("seed", 7) + i)
             p.stdin.write(json.dumps(c) + "\n")
             p.stdin.flush()
@@ -155,8 +172,21 @@ class Clients:
 
 def merge(results):
     out = {}
-    for key in ("connected", "refused", "dropped", "ops", "requests_sent", "errors", "unexpected", "lost",
-                "reserved_ok", "reserve_conflicts", "reserved_ok_window", "positions_sent", "positions_acked"):
+    for key in (
+        "connected",
+        "refused",
+        "dropped",
+        "ops",
+        "requests_sent",
+        "errors",
+        "unexpected",
+        "lost",
+        "reserved_ok",
+        "reserve_conflicts",
+        "reserved_ok_window",
+        "positions_sent",
+        "positions_acked",
+    ):
         out[key] = sum(r[key] for r in results)
     out["duration_s"] = results[0]["duration_s"]
     out["elapsed_s"] = max(r["elapsed_s"] for r in results)
@@ -237,8 +267,9 @@ def check_double_booking(db):
     conn = sqlite3.connect(db)
     try:
         caps = dict(conn.execute("SELECT id, connectors FROM stations"))
-        rows = conn.execute("SELECT station_id, start, \"end\" FROM reservations WHERE state = 'confirmed'"
-                            " ORDER BY station_id").fetchall()
+        rows = conn.execute(
+            "SELECT station_id, start, \"end\" FROM reservations WHERE state = 'confirmed' ORDER BY station_id"
+        ).fetchall()
     finally:
         conn.close()
     by_station = {}
@@ -286,13 +317,20 @@ def run(opts):
     }
     tmp = tempfile.mkdtemp(prefix="evhub-bench-")
     keep = opts.get("keep_tmp")
-    out = {"scenario": scenario, "connections": n, "stations": int(opts["stations"]), "mode":
-           "open-loop %g/s" % cfg["rate"] if cfg["rate"] else "closed-loop window %d" % window,
-           "duration_s": cfg["duration"], "procs": procs}
+    out = {
+        "scenario": scenario,
+        "connections": n,
+        "stations": int(opts["stations"]),
+        "mode": "open-loop %g/s" % cfg["rate"] if cfg["rate"] else "closed-loop window %d" % window,
+        "duration_s": cfg["duration"],
+        "procs": procs,
+    }
     try:
         if opts.get("hub"):
             if not opts.get("db"):
-                raise BenchError("--hub needs --db, the database that hub serves (bench vehicles are provisioned there)")
+                raise BenchError(
+                    "--hub needs --db, the database that hub serves (bench vehicles are provisioned there)"
+                )
             db = opts["db"]
             stations, vehicles = _provision_into_running(db, n)
             url = opts["hub"]
@@ -336,8 +374,14 @@ def run(opts):
         s = dict(best[1])
         stats0, stats1 = best[2], best[3]
         if repeat > 1:
-            out["runs"] = [{"hub_ops_per_s": h["ops_per_s"], "hub_p99_ms": h["p99_ms"],
-                            "echo_ops_per_s": b["ops_per_s"] if b else None} for b, h, _s0, _s1 in runs]
+            out["runs"] = [
+                {
+                    "hub_ops_per_s": h["ops_per_s"],
+                    "hub_p99_ms": h["p99_ms"],
+                    "echo_ops_per_s": b["ops_per_s"] if b else None,
+                }
+                for b, h, _s0, _s1 in runs
+            ]
         out.update(s)
         out["hub_rss_mb"] = s.pop("server_rss_mb")
         out["hub_hwm_mb"] = s.pop("server_hwm_mb")
@@ -346,8 +390,11 @@ def run(opts):
         for key in ("server_rss_mb", "server_hwm_mb", "server_rss_ready_mb", "server_cpu_pct"):
             out.pop(key, None)
         if stats1:
-            out["hub_counters"] = {k: stats1.get(k, 0) - stats0.get(k, 0) for k in sorted(stats1)
-                                   if isinstance(stats1.get(k), int) and k not in ("links", "stations")}
+            out["hub_counters"] = {
+                k: stats1.get(k, 0) - stats0.get(k, 0)
+                for k in sorted(stats1)
+                if isinstance(stats1.get(k), int) and k not in ("links", "stations")
+            }
             out["hub_positions_counted"] = out["hub_counters"].get("positions", 0)
         if scenario == "reserve" or cfg["reserve_share"]:
             out["reserved_ok_all_runs"] = sum(run[1].get("reserved_ok", 0) for run in runs)
