@@ -15,7 +15,7 @@ DOCS: tuple[tuple[str, str], ...] = (
     ("", "Where the hub listens and keeps its state"),
     ("listen", "TCP address for charge points, vehicles and operators: tcp://HOST:PORT"),
     ("serial", "serial lines with charge points: pyserial URLs (/dev/ttyUSB0, socket://host:port, a pty path)"),
-    ("db", "the embedded SQLite store (one hub per store; keys and tokens inside: keep it 0600)"),
+    ("db", "the store: a SQLite file (one hub per file; keys and tokens inside: keep it 0600) or a postgresql:// URL"),
     ("log_file", "also write the log here; SIGHUP reopens it (logrotate). Empty: stderr only"),
     ("", "TLS on the TCP listener (clients then use tls://)"),
     ("tls_cert", "PEM certificate chain; empty = plain TCP"),
