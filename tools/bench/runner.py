@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -264,14 +263,14 @@ def figures(m, cfg):
 def check_double_booking(db):
     """Confirmed reservations that overlap beyond a station's connectors (must be 0), and how many
     confirmed reservations the store holds."""
-    conn = sqlite3.connect(db)
+    from hub.store.store import Store
+
+    store = Store(db)
     try:
-        caps = dict(conn.execute("SELECT id, connectors FROM stations"))
-        rows = conn.execute(
-            "SELECT station_id, start, \"end\" FROM reservations WHERE state = 'confirmed' ORDER BY station_id"
-        ).fetchall()
+        caps = {r["id"]: r["connectors"] for r in store.all_stations()}
+        rows = [(r["station_id"], r["start"], r["end"]) for r in store.load_open_reservations()]
     finally:
-        conn.close()
+        store.close()
     by_station = {}
     for sid, s, e in rows:
         by_station.setdefault(sid, []).append((s, e))
