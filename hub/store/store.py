@@ -144,20 +144,22 @@ class Store:
     def _read_version(self, db):
         if not self.is_postgres:
             return db.execute("PRAGMA user_version").fetchone()[0]
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS evhub_schema (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)"
-        )
+        if db.execute("SELECT to_regclass('evhub_schema')").fetchone()[0] is None:
+            return 0  # an empty database (reading never creates anything: `evhub db check`)
         row = db.execute("SELECT version FROM evhub_schema").fetchone()
         return 0 if row is None else row[0]
 
     def _write_version(self, db, version):
         if not self.is_postgres:
             db.execute("PRAGMA user_version=%d" % version)
-        else:
-            db.execute(
-                "INSERT INTO evhub_schema (one, version) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET version = ?",
-                (version, version),
-            )
+            return
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS evhub_schema (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO evhub_schema (one, version) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET version = ?",
+            (version, version),
+        )
 
     def _migrate(self, target=SCHEMA_VERSION):
         # Version check and migrations in one write transaction, so two processes starting on a
