@@ -12,12 +12,13 @@ dialect), ("column", table, column, declaration) which adds a column only when i
 migrations (user_version 1 plus the additions that used to be applied idempotently on every open)
 upgrade cleanly because every step of 2..5 is idempotent.
 
-  1  stations, vehicles, reservations, sessions (PostgreSQL: + the no-double-booking constraint)
+  1  stations, vehicles, reservations, sessions
   2  authorisation: removed markers, revocations, remote starts, session attribution
   3  operators: station name and protocol, vehicles' last positions
   4  RESERVE's idempotency key: reservations.request_id, unique per vehicle
   5  the OCPP ledger: transactions the central system issued, idTags
   6  settings: the operator key of a PostgreSQL store (a SQLite store keeps it in a file beside it)
+  7  no double booking in the database: PostgreSQL's exclusion constraint, a SQLite trigger
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ _PG_NO_OVERLAP = [
     "CREATE EXTENSION IF NOT EXISTS btree_gist",
     "ALTER TABLE reservations ADD CONSTRAINT reservations_no_overlap EXCLUDE USING gist (station_id WITH =, connector WITH =, int8range(start, \"end\") WITH &&) WHERE (state = 'confirmed' AND connector > 0)",
 ]
+
+# SQLite has no exclusion constraints: a trigger skips (RAISE(IGNORE)) the row instead, so
+# `INSERT ... RETURNING` returns nothing for it, as PostgreSQL's ON CONFLICT DO NOTHING does. One hub
+# owns a SQLite file (lock.py) and its book already decided, so this is the second line of defence
+# there; it costs one indexed probe of the station's confirmed windows per insert.
+_SQLITE_NO_OVERLAP = """CREATE TRIGGER IF NOT EXISTS reservations_no_overlap BEFORE INSERT ON reservations
+WHEN NEW.state = 'confirmed' AND NEW.connector > 0 AND EXISTS (
+    SELECT 1 FROM reservations r WHERE r.station_id = NEW.station_id AND r.state = 'confirmed'
+    AND r.start < NEW."end" AND r."end" > NEW.start AND r.connector = NEW.connector)
+BEGIN SELECT RAISE(IGNORE); END"""
 
 MIGRATIONS: list[tuple[int, str, list[Any]]] = [
     (
@@ -89,7 +100,6 @@ MIGRATIONS: list[tuple[int, str, list[Any]]] = [
 )""",
             "CREATE INDEX IF NOT EXISTS sessions_open ON sessions(station_id) WHERE ended IS NULL",
             "CREATE INDEX IF NOT EXISTS sessions_vehicle ON sessions(vehicle_id, started)",
-            {"sqlite": [], "postgresql": _PG_NO_OVERLAP},
         ],
     ),
     (
@@ -176,6 +186,11 @@ MIGRATIONS: list[tuple[int, str, list[Any]]] = [
         6,
         "settings",
         ["CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)"],
+    ),
+    (
+        7,
+        "the database refuses overlapping confirmed windows on one connector",
+        [{"sqlite": [_SQLITE_NO_OVERLAP], "postgresql": _PG_NO_OVERLAP}],
     ),
 ]
 
