@@ -28,8 +28,9 @@ import itertools
 import logging
 import sqlite3
 
+from hub.domain.bounds import MAX_ID_LEN, MAX_RESERVATION_ID
 from hub.timefmt import Window
-from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, EvhubError
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,8 @@ ReserveResult = collections.namedtuple("ReserveResult", "ok reservation alternat
 _Session = collections.namedtuple("_Session", "session_id vehicle_id reservation_id started expected_end")
 
 
-class BookingError(Exception):
-    """A refused request; `code` is a transport.errors E_* code sent back in an ERROR."""
-
-    def __init__(self, code, text):
-        Exception.__init__(self, text)
-        self.code = code
-        self.text = text
+class BookingError(EvhubError):
+    """A refused request (code, text), sent back in an ERROR."""
 
 
 class _Station:
@@ -409,8 +405,8 @@ class ReservationBook:
 
     def _booked_before(self, vehicle_id, request_id):
         """The ReserveResult of an earlier RESERVE with this key, or None if the key is new."""
-        if type(request_id) is not str or not 0 < len(request_id) <= 64:
-            return BookingError(E_BAD_FIELD, "request_id must be 1..64 characters")
+        if type(request_id) is not str or not 0 < len(request_id) <= MAX_ID_LEN:
+            return BookingError(E_BAD_FIELD, "request_id must be 1..%d characters" % MAX_ID_LEN)
         row = self._store.reservation_for_request(vehicle_id, request_id)
         if row is None:
             return None
@@ -467,7 +463,7 @@ class ReservationBook:
         """Cancel the vehicle's own confirmed reservation; returns it with state "cancelled"."""
         if type(reservation_id) is not int:
             raise BookingError(E_BAD_FIELD, "reservation id must be an integer")
-        if not 0 < reservation_id < 2**63:  # SQLite integers are signed 64-bit
+        if not 0 < reservation_id < MAX_RESERVATION_ID:
             raise BookingError(E_NOT_FOUND, "no reservation %d" % reservation_id)
         r = self._by_id.get(reservation_id)
         if r is None:

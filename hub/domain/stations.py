@@ -23,23 +23,21 @@ import math
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from hub.domain.authz import Refusal
+from hub.domain.bounds import MAX_ENERGY_WH, MAX_EPOCH, MAX_ID_LEN, MAX_RESERVATION_ID
+from hub.domain.states import ConnectorStatus, StationStatus
 from hub.domain.station_sync import StationSync
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND, E_TIMEOUT
 
-MAX_ENERGY_WH = 10**9  # 1 GWh: anything above is a broken meter, not a session
-MAX_EPOCH = 2**40  # a time beyond this (year ~36800) is a broken clock
-MAX_ID_LEN = 64  # session ids, as every id on the wire
-MAX_RESERVATION_ID = 2**63  # ids are SQLite INTEGER PRIMARY KEYs
 MAX_CONNECTORS = K.MAX_CONNECTORS  # one limit for hub, CLI and firmware
 
 # Display words (what a driver sees for a whole station).
-AVAILABLE = "Available"
-OCCUPIED = "Occupied"
-RESERVED = "Reserved"
-OFFLINE = "Offline"
-UNAVAILABLE = "Unavailable"
-FAULTED = "Faulted"
+AVAILABLE = StationStatus.AVAILABLE
+OCCUPIED = StationStatus.OCCUPIED
+RESERVED = StationStatus.RESERVED
+OFFLINE = StationStatus.OFFLINE
+UNAVAILABLE = StationStatus.UNAVAILABLE
+FAULTED = StationStatus.FAULTED
 
 RESERVED_SHOWN_BEFORE_S = 3600  # a window starting within this counts for "Free in X min" of a Reserved station
 
@@ -69,13 +67,13 @@ def display_status(online: bool, connector_status: "dict[int, str]") -> str:
     statuses = list(connector_status.values())
     if not statuses:
         return AVAILABLE
-    if "Available" in statuses:
+    if ConnectorStatus.AVAILABLE in statuses:
         return AVAILABLE
-    if all(s == "Faulted" for s in statuses):
+    if all(s == ConnectorStatus.FAULTED for s in statuses):
         return FAULTED
-    if all(s in ("Unavailable", "Faulted") for s in statuses):
+    if all(s in (ConnectorStatus.UNAVAILABLE, ConnectorStatus.FAULTED) for s in statuses):
         return UNAVAILABLE
-    if "Reserved" in statuses:
+    if ConnectorStatus.RESERVED in statuses:
         return RESERVED
     return OCCUPIED
 
@@ -127,7 +125,7 @@ class Station:
         self.online = False
         self.last_seen: Optional[float] = None
         self.firmware: Optional[str] = None
-        self.connector_status: "dict[int, str]" = {n: "Unavailable" for n in range(1, connectors + 1)}
+        self.connector_status: "dict[int, str]" = {n: ConnectorStatus.UNAVAILABLE for n in range(1, connectors + 1)}
         self.sessions: "dict[str, LiveSession]" = {}
         self.windows: "dict[int, Window]" = {}
         self.mismatch: Optional["dict[str, Any]"] = None  # hub.domain.capacity doc while provisioning and BOOT disagree
@@ -162,7 +160,9 @@ class Stations:
             st.lat, st.lon, st.max_kw = lat, lon, max_kw
             if connectors != st.connectors:
                 st.connectors = connectors
-                st.connector_status = {n: st.connector_status.get(n, "Unavailable") for n in range(1, connectors + 1)}
+                st.connector_status = {
+                    n: st.connector_status.get(n, ConnectorStatus.UNAVAILABLE) for n in range(1, connectors + 1)
+                }
         if name is not None:
             st.name = name
         return st
