@@ -322,3 +322,36 @@ class OutRequest(NamedTuple):
     fields: "list[Any]"
     reply_to: Any  # an ActorRef told StationAnswer(tag, ...), or None: nobody waits
     tag: int
+
+
+# --- several hubs on one PostgreSQL (hub/cluster) ----------------------------------------------------
+
+
+class RemoteViews(NamedTuple):
+    """To the registry: live views of stations whose home is another hub (Offline when it died)."""
+
+    views: "list[Any]"  # hub.domain.stations.StationView
+
+
+class HomeMoved(NamedTuple):
+    """To the registry: a station's home is now `hub_id` at `epoch` (None: it has no home)."""
+
+    station_id: str
+    hub_id: Optional[str]
+    epoch: int
+
+
+class ReservationChanged(NamedTuple):
+    """To the book: another hub confirmed or ended this reservation; reload it from the store."""
+
+    reservation_id: int
+
+
+class RemoteRequest(NamedTuple):
+    """To the registry: another hub asks this hub, the station's home, to relay a request."""
+
+    request_id: int
+    station_id: str
+    epoch: int
+    kind: str
+    body: "dict[str, Any]"

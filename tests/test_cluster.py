@@ -123,3 +123,68 @@ def test_the_listener_resyncs_on_connect_and_hears_only_committed_notifications(
         wait_for(lambda: heard == ["CP-1"], 10, "only the committed notification")
     finally:
         listener.stop()
+
+
+class Inbox:
+    """Stands in for an actor ref: what the node tells it, in order."""
+
+    def __init__(self):
+        self.got = []
+        self.lock = threading.Lock()
+
+    def tell(self, msg):
+        with self.lock:
+            self.got.append(msg)
+
+    def of(self, kind):
+        with self.lock:
+            return [m for m in self.got if type(m).__name__ == kind]
+
+
+def node(dsn, hub_id):
+    from hub.cluster.node import ClusterNode
+
+    n = ClusterNode(dsn, hub_id, beat_s=0.1)
+    n.registry, n.book = Inbox(), Inbox()
+    return n.start()
+
+
+def test_two_nodes_share_views_requests_reservations_and_homes_and_a_dead_one_reads_offline(dsn, monkeypatch):
+    monkeypatch.setattr(membership, "BEAT_S", 0.1)
+    monkeypatch.setattr(status, "BEAT_S", 0.1)
+    a, b = node(dsn, "A"), node(dsn, "B")
+    try:
+        wait_for(lambda: a._listener.connected.is_set() and b._listener.connected.is_set(), 10, "both listening")
+        epoch = a.claim("CP-1")
+        a.publish(view("CP-1", "Reserved"), epoch)
+
+        def remote_status():
+            views = [v for m in b.registry.of("RemoteViews") for v in m.views if v.id == "CP-1"]
+            return views[-1].status if views else None
+
+        wait_for(lambda: remote_status() == "Reserved", 10, "B sees A's station Reserved")
+        assert a.registry.of("RemoteViews") == []  # a hub is never told its own stations' views
+
+        rid = b.send("CP-1", "reserve_now", {"reservation_id": 5})
+        wait_for(lambda: a.registry.of("RemoteRequest"), 10, "A is asked to relay B's request")
+        req = a.registry.of("RemoteRequest")[0]
+        assert (req.request_id, req.station_id, req.epoch, req.body) == (rid, "CP-1", epoch, {"reservation_id": 5})
+
+        b.announce_reservation(5, "CP-1", "confirmed")
+        wait_for(lambda: a.book.of("ReservationChanged"), 10, "A's book hears of B's reservation")
+        assert a.book.of("ReservationChanged")[0].reservation_id == 5
+
+        # A dies without leaving (its threads stop, no clean exit): B shows its station Offline
+        a._stop.set()
+        a._wake.set()
+        a._listener.stop()
+        a._sync.join(5)
+        wait_for(lambda: remote_status() == "Offline", 10, "B shows a dead hub's station Offline")
+
+        # the station reconnects to B: A is told its home moved
+        epoch_b = b.claim("CP-1")
+        assert epoch_b == epoch + 1
+        wait_for(lambda: [m for m in b.registry.of("HomeMoved") if m.epoch == epoch_b], 10, "the move is announced")
+    finally:
+        b.stop()
+        a._calls.close()
