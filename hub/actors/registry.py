@@ -29,9 +29,11 @@ from hub.domain.boardfloats import board_float
 from hub.io.logsafe import wire_text
 from hub.messages import (
     Boot,
+    HomeMoved,
     ListSessions,
     Meter,
     RegistryTick,
+    RemoteViews,
     RemoveStation,
     ReservationEnded,
     ReservationHistory,
@@ -80,8 +82,11 @@ class StationRegistry(pykka.ThreadingActor):
         book: Any = None,
         locator: Any = None,
         events: Any = None,
+        cluster: Any = None,
     ) -> None:
         super().__init__()
+        self.cluster = cluster  # hub.cluster.node.ClusterNode when several hubs share PostgreSQL, else None
+        self._epochs: "dict[str, int]" = {}  # station id -> our home epoch, for the stations homed here
         self.events = events  # hub.events.EventBus or None: publish(kind, data) from this thread
         self._store_factory = store_factory
         self.store: Any = None
@@ -134,6 +139,12 @@ class StationRegistry(pykka.ThreadingActor):
 
     def _publish(self, st: Station) -> None:
         view, old = self.stations.refresh(st)
+        self._news(view, old)
+        epoch = self._epochs.get(st.id)
+        if epoch is not None and Stations.news(view, old):
+            self.cluster.publish(view, epoch)  # the other hubs show what this home sees
+
+    def _news(self, view: StationView, old: Optional[StationView]) -> None:
         if self.events is not None and Stations.news(view, old):
             self.events.publish("station", (view, None if old is None else old.status))
 
@@ -188,6 +199,8 @@ class StationRegistry(pykka.ThreadingActor):
         if st is None:
             return
         self.stations.set_online(st, True)
+        if self.cluster is not None:
+            self._epochs[st.id] = self.cluster.claim(st.id)  # this hub is its home now: the others hear of it
         self._publish(st)
         # Tell the station about reservations it must honour (it may have rebooted and forgotten).
         self._sync_windows(st)
@@ -200,6 +213,32 @@ class StationRegistry(pykka.ThreadingActor):
             log.warning("station %s: offline (%s)", msg.station_id, msg.why)
         self.stations.set_online(st, False)
         self._publish(st)
+        epoch = self._epochs.pop(st.id, None)
+        if epoch is not None:
+            self.cluster.release(st.id, epoch)
+            self.cluster.publish(self.view[st.id], epoch)  # fenced: written only if still our home
+
+    def _on_remote_views(self, msg: RemoteViews) -> None:
+        for remote in msg.views:
+            if remote.id in self._epochs:
+                continue  # homed here: what it tells us wins over any other hub's stale row
+            if self._known(remote.id) is None:
+                continue
+            changed = self.stations.set_remote(remote)
+            if changed is not None:
+                self._news(*changed)
+
+    def _on_home_moved(self, msg: HomeMoved) -> None:
+        """Another hub claimed a station we hold: our link to it is stale (half-open), so we let go."""
+        epoch = self._epochs.get(msg.station_id)
+        if epoch is None or msg.hub_id is None or msg.epoch <= epoch:
+            return
+        log.warning("station %s: now homed on hub %s; dropping it here", msg.station_id, msg.hub_id)
+        self._epochs.pop(msg.station_id, None)
+        st = self.stations.get(msg.station_id)
+        if st is not None:
+            self.stations.set_online(st, False)
+            self._publish(st)
 
     def _on_boot(self, msg: Boot) -> None:
         station_id = msg.station_id
@@ -667,4 +706,6 @@ class StationRegistry(pykka.ThreadingActor):
         RegistryTick: _on_tick,
         UseBook: _on_use_book,
         StationRemoved: _on_station_removed,
+        RemoteViews: _on_remote_views,
+        HomeMoved: _on_home_moved,
     }

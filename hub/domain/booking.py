@@ -525,6 +525,29 @@ class ReservationBook:
         )
         return self._close(r, "cancelled")
 
+    def adopt(self, reservation_id):
+        """Another hub confirmed, moved or ended this reservation in the shared store: memory follows.
+        Returns "reserved", the end state, or None when memory already agreed (events are queued as
+        for this hub's own changes, so the registry tells the station)."""
+        row = self._store.get_reservation(reservation_id) if self._store is not None else None
+        if row is None:
+            return None
+        r = self._by_id.get(reservation_id)
+        if row["state"] != "confirmed":
+            if r is None:
+                return None
+            self._close(r, row["state"])
+            return row["state"]
+        fresh = Reservation(*(row[f] for f in Reservation._fields))
+        st = self._station(fresh.station_id)
+        if st is None or r == fresh:
+            return None
+        if r is not None:
+            self._release(st, r.start, r.id)
+        self._hold(st, fresh)
+        self._events.append(("reserved", fresh))
+        return "reserved"
+
     def forget_peer(self, role, peer_id):
         """A station or vehicle was removed (`evhub ... remove`, which already marked its open
         reservations cancelled in the store): drop them from memory; returns them, state "cancelled"."""

@@ -141,6 +141,8 @@ class Stations:
         self.session_estimate_s = session_estimate_s
         self.by_id: "dict[str, Station]" = {}
         self.view: "dict[str, StationView]" = {}
+        # Live views of stations whose link another hub holds (several hubs on one PostgreSQL).
+        self.remote: "dict[str, StationView]" = {}
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -169,13 +171,28 @@ class Stations:
 
     def remove(self, station_id: str) -> bool:
         self.view.pop(station_id, None)
+        self.remote.pop(station_id, None)
         return self.by_id.pop(station_id, None) is not None
 
     # --- what drivers see ----------------------------------------------------------------------
 
     def refresh(self, st: Station) -> "tuple[StationView, Optional[StationView]]":
-        """Derive the station's view now and publish it in `view`: (new view, the one it replaced)."""
+        """Derive the station's view now and publish it in `view`: (new view, the one it replaced).
+
+        A station online here is described by what it told us. One that is not, but is online on another
+        hub, is shown as that hub describes it, its "Free in X min" counted on our clock.
+        """
         now = self.clock()
+        if st.online:
+            self.remote.pop(st.id, None)
+        remote = self.remote.get(st.id)
+        if remote is not None and remote.online:
+            old = self.view.get(st.id)
+            free_in = remote.free_in_min
+            if remote.free_at is not None and remote.status != AVAILABLE:
+                free_in = max(1, int(math.ceil((remote.free_at - now) / 60.0)))
+            view = self.view[st.id] = remote._replace(free_in_min=free_in, name=st.name or remote.name)
+            return view, old
         status = display_status(st.online, st.connector_status)
         free_at = None
         if status == OCCUPIED:
@@ -204,6 +221,14 @@ class Stations:
             st.name,
         )
         return view, old
+
+    def set_remote(self, view: StationView) -> "Optional[tuple[StationView, Optional[StationView]]]":
+        """Another hub's view of a station it is home for; None for a station not known here yet."""
+        st = self.by_id.get(view.id)
+        if st is None:
+            return None
+        self.remote[view.id] = view
+        return self.refresh(st)
 
     @staticmethod
     def news(view: StationView, old: Optional[StationView]) -> bool:
