@@ -13,6 +13,7 @@ from transport import kinds as K
 from transport.codec import packb
 from transport.errors import E_AUTH_FAILED, E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND
 from transport.framing import encode_stream
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -31,14 +32,24 @@ def station_client(hub, station_id, key, connectors=1):
 
 def stations(hub, expect=None, timeout=5):
     """The hub's station list; waits (bounded) until `expect(listing)` holds, if given."""
-    deadline = time.monotonic() + timeout
-    while True:
-        listing = {
-            s["id"]: s for s in json.loads(evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json").stdout)
-        }
-        if expect is None or expect(listing) or time.monotonic() > deadline:
-            return listing
-        time.sleep(0.2)
+
+    def listing():
+        out = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json").stdout
+        return {s["id"]: s for s in json.loads(out)}
+
+    if expect is None:
+        return listing()
+    last = {}
+
+    def met():
+        last["listing"] = listing()
+        return expect(last["listing"])
+
+    try:
+        wait_for(met, timeout, "the station list as expected", step=0.2)
+    except AssertionError:
+        pass  # the caller's assertion on the listing says what differs
+    return last["listing"]
 
 
 def test_provisioned_station_is_listed_offline_then_available_once_it_boots(hub):

@@ -43,7 +43,7 @@ class EvhubError(Exception):
     above (what an ERROR message carries back) and `text` the reason a person reads."""
 
     def __init__(self, code, text):
-        Exception.__init__(self, text)
+        super().__init__(text)
         self.code = code
         self.text = text
 
