@@ -94,9 +94,11 @@ class Hub:
         await self.gateway.start(host, port, self.serial_urls, tls_context(self.config))
         router.revocations = RevocationWatch(self.config["db"], self.gateway, self.registry, self.book).start(self.loop)
         self.port = self.gateway.port
-        from hub.ocpp.server import start_in_hub  # OCPP chargers, when configured: each joins as a station
+        self.ocpp = None
+        if self.config.get("ocpp"):  # OCPP chargers, when configured: each joins as a station
+            from hub.ocpp.server import start_in_hub  # imported only then: the ocpp library costs ~6 MB
 
-        self.ocpp = await start_in_hub(self.config, self.port, self.clock)
+            self.ocpp = await start_in_hub(self.config, self.port, self.clock)
         self.http = None
         if self.events is not None:
             from hub.http.app import HttpApp
