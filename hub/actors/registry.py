@@ -18,6 +18,7 @@ ReservationHistory, StationAnswer, RegistryTick, StationRemoved, UseBook.
 """
 
 import logging
+import time
 from typing import Any, Callable, Optional
 
 import pykka
@@ -33,6 +34,8 @@ from hub.messages import (
     ListSessions,
     Meter,
     RegistryTick,
+    RemoteAnswer,
+    RemoteRequest,
     RemoteViews,
     RemoveStation,
     ReservationEnded,
@@ -64,12 +67,13 @@ from hub.domain.stations import (  # noqa: F401 (StationView, display_status: im
     relay_outcome,
 )
 from transport import kinds as K
-from transport.errors import E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT, error_name
+from transport.errors import E_BAD_FIELD, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT, error_name
 from transport.messages import make
 
 log = logging.getLogger(__name__)
 
 REQUEST_TRIES = 3  # sends of one hub->station request before "the station did not answer"
+FORWARD_TIMEOUT_S = 20.0  # real seconds a request forwarded to another hub waits (its home resends meanwhile)
 
 
 class StationRegistry(pykka.ThreadingActor):
@@ -87,6 +91,8 @@ class StationRegistry(pykka.ThreadingActor):
         super().__init__()
         self.cluster = cluster  # hub.cluster.node.ClusterNode when several hubs share PostgreSQL, else None
         self._epochs: "dict[str, int]" = {}  # station id -> our home epoch, for the stations homed here
+        # Requests forwarded to another hub (the station's home): request id -> (on_answer, deadline)
+        self._forwarded: "dict[int, tuple[Callable[[Any], None], float]]" = {}
         self.events = events  # hub.events.EventBus or None: publish(kind, data) from this thread
         self._store_factory = store_factory
         self.store: Any = None
@@ -626,11 +632,19 @@ class StationRegistry(pykka.ThreadingActor):
         return relay
 
     def _on_start_charge(self, msg: StartCharge) -> None:
-        link_id, seq, vehicle_id, station_id = msg.link_id, msg.seq, msg.vehicle_id, msg.station_id
-        st = self._station(station_id)
+        st = self._station(msg.station_id)
+        relay = self._relay_reply(msg.link_id, msg.seq, "start")
+        if not st.online and self._homed_elsewhere(st.id):
+            body = {"vehicle_id": msg.vehicle_id, "reservation_id": msg.reservation_id, "ev": msg.ev}
+            self._forward(st.id, "start", body, relay)
+            return
+        self._start(msg.vehicle_id, st, msg.reservation_id, msg.ev, relay)
+
+    def _start(self, vehicle_id: str, st: Station, reservation_id: Optional[int], ev: Any, relay: Any) -> None:
+        """REMOTE_START at a station homed here, for a vehicle on this hub or another; raises Refusal."""
+        station_id = st.id
         if not st.online:
             raise authz.Refusal(E_INVALID_STATE, "station %s is offline" % station_id)
-        reservation_id = msg.reservation_id
         if reservation_id is not None and reservation_id not in st.windows:
             raise authz.Refusal(E_NOT_FOUND, "reservation %d is not open at %s" % (reservation_id, station_id))
         now = self.clock()
@@ -645,18 +659,65 @@ class StationRegistry(pykka.ThreadingActor):
             raise
         # Remembered before it is sent: the session the station reports for it is billed to this vehicle.
         grant = self.store.add_remote_start(station_id, vehicle_id, reservation_id, int(now))
-        relay = self._relay_reply(link_id, seq, "start")
 
         def on_reply(answer: Any) -> None:
             if answer is not None and answer[0] == K.ERROR:
                 self.store.drop_remote_start(grant)  # refused: nothing will start on it
             relay(answer)
 
-        self._request_station(station_id, K.REMOTE_START, [connector, vehicle_id, reservation_id, msg.ev], on_reply)
+        self._request_station(station_id, K.REMOTE_START, [connector, vehicle_id, reservation_id, ev], on_reply)
 
     def _on_stop_charge(self, msg: StopCharge) -> None:
+        relay = self._relay_reply(msg.link_id, msg.seq, "stop")
+        if self.cluster is not None and self.stations.session_station(msg.session_id) is None:
+            row = self.store.get_session(msg.session_id)  # a session at a station homed on another hub
+            if row is not None and self._homed_elsewhere(row["station_id"]):
+                body = {"vehicle_id": msg.vehicle_id, "session_id": msg.session_id}
+                self._forward(row["station_id"], "stop", body, relay)
+                return
         st = self.stations.session_to_stop(msg.vehicle_id, msg.session_id)
-        self._request_station(st.id, K.REMOTE_STOP, [msg.session_id], self._relay_reply(msg.link_id, msg.seq, "stop"))
+        self._request_station(st.id, K.REMOTE_STOP, [msg.session_id], relay)
+
+    # --- requests across hubs (hub/cluster) -----------------------------------------------------------
+
+    def _homed_elsewhere(self, station_id: str) -> bool:
+        remote = self.stations.remote.get(station_id)
+        return self.cluster is not None and remote is not None and remote.online
+
+    def _forward(self, station_id: str, kind: str, body: "dict[str, Any]", on_answer: Callable[[Any], None]) -> None:
+        request_id = self.cluster.send(station_id, kind, body)
+        if request_id is None:  # its home let go meanwhile
+            raise authz.Refusal(E_INVALID_STATE, "station %s is offline" % station_id)
+        self._forwarded[request_id] = (on_answer, time.monotonic() + FORWARD_TIMEOUT_S)
+
+    def _on_remote_answer(self, msg: RemoteAnswer) -> None:
+        pending = self._forwarded.pop(msg.request_id, None)
+        if pending is not None:
+            pending[0](msg.answer)
+
+    def _on_remote_request(self, msg: RemoteRequest) -> None:
+        """Another hub's vehicle asks a station homed here: the same rules as for our own vehicles."""
+        if self._epochs.get(msg.station_id) != msg.epoch:
+            self.cluster.answer(msg, None)  # no longer ours: the asker times out as for a silent station
+            return
+
+        def answer(reply: Any) -> None:
+            self.cluster.answer(msg, reply)
+
+        body = msg.body
+        try:
+            if msg.kind == "start":
+                self._start(
+                    body["vehicle_id"], self._station(msg.station_id), body["reservation_id"], body["ev"], answer
+                )
+            elif msg.kind == "stop":
+                st = self.stations.session_to_stop(body["vehicle_id"], body["session_id"])
+                self._request_station(st.id, K.REMOTE_STOP, [body["session_id"]], answer)
+            else:
+                log.warning("cluster: unknown request %r from hub %s", msg.kind, msg.reply_hub)
+                answer((K.ERROR, [E_BAD_FIELD, "unknown request %s" % msg.kind]))
+        except authz.Refusal as exc:
+            answer((K.ERROR, [exc.code, exc.text]))
 
     def _on_station_removed(self, msg: StationRemoved) -> None:
         """`evhub stations remove`: the station leaves the map (its link is closed by the gateway)."""
@@ -682,6 +743,9 @@ class StationRegistry(pykka.ThreadingActor):
 
     def _on_tick(self, msg: RegistryTick) -> None:
         self._sync_provisioned()
+        now = time.monotonic()
+        for request_id in [r for r, (_a, deadline) in self._forwarded.items() if deadline <= now]:
+            self._forwarded.pop(request_id)[0](None)  # the other hub never answered: as a silent station
         for st in list(self.stations.counting_down()):
             self._publish(st)  # "Free in X min" counts down
         for st in list(self.stations.retry_due()):
@@ -708,4 +772,6 @@ class StationRegistry(pykka.ThreadingActor):
         StationRemoved: _on_station_removed,
         RemoteViews: _on_remote_views,
         HomeMoved: _on_home_moved,
+        RemoteRequest: _on_remote_request,
+        RemoteAnswer: _on_remote_answer,
     }
