@@ -1,6 +1,5 @@
 """The cluster's primitives on a real PostgreSQL: homes fenced by epoch, liveness, shared views, hub requests, LISTEN."""
 
-import itertools
 import threading
 import time
 
@@ -14,18 +13,12 @@ from hub.messages import RemoteAnswer
 from transport import kinds as K
 from waiting import wait_for
 
-_names = itertools.count()
-
 
 @pytest.fixture
-def dsn(pg_cluster):
-    name = "cluster_%d_%d" % (int(time.time() * 1000) % 10**9, next(_names))
-    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as admin:
-        admin.execute('CREATE DATABASE "%s"' % name)
-    url = pg_cluster.dsn(name)
-    with psycopg.connect(url, autocommit=True) as conn:
+def dsn(pg_database):
+    with psycopg.connect(pg_database, autocommit=True) as conn:
         schema.apply(conn)
-    return url
+    return pg_database
 
 
 @pytest.fixture
