@@ -7,7 +7,7 @@ live here so a connector is the one place to look for what it is doing.
 
 import sys
 
-from transport.errors import E_INVALID_STATE
+from transport.errors import E_INVALID_STATE, EvhubError
 
 AVAILABLE = "Available"
 RESERVED = "Reserved"
@@ -47,13 +47,8 @@ if sys.implementation.name != "micropython":  # tools and tests
 BUSY = (PREPARING, CHARGING, SUSPENDED_EV, FINISHING)
 
 
-class Refused(Exception):
-    """An event the station will not act on; `code` is a transport.errors E_* code."""
-
-    def __init__(self, code, text):
-        super().__init__(text)
-        self.code = code
-        self.text = text
+class Refused(EvhubError):
+    """An event the station will not act on (code, text)."""
 
 
 class Connector:

@@ -24,6 +24,9 @@ import os
 from transport.compat import const
 
 _COMPACT_AFTER = const(48)  # appended lines before the file is rewritten
+# The kinds of the records a journal keeps (transport.kinds), folded: no name to intern on the board.
+_SESSION_START = const(23)
+_SESSION_END = const(24)
 
 
 class Journal:
@@ -121,10 +124,10 @@ class Journal:
     def session_started(self, fields):
         """SESSION_START fields [session_id, connector, vehicle, reservation, meter_start, started]."""
         fields = list(fields)
-        self._pending.append([23, fields])
+        self._pending.append([_SESSION_START, fields])
         run = [fields, 0, fields[5]]
         self.running[fields[0]] = run
-        self._append([23, fields], ["R", fields, 0, fields[5]])
+        self._append([_SESSION_START, fields], ["R", fields, 0, fields[5]])
 
     def checkpoint(self, session_id, energy_wh, t):
         """Save a running session's energy so a power loss costs at most the energy since."""
@@ -137,9 +140,9 @@ class Journal:
     def session_ended(self, fields):
         """SESSION_END fields; the meter registers (already updated by the caller) are saved with it."""
         fields = list(fields)
-        self._pending.append([24, fields])
+        self._pending.append([_SESSION_END, fields])
         self.running.pop(fields[0], None)
-        self._append(["N", self.counter, self.meters], [24, fields], ["X", fields[0]])
+        self._append(["N", self.counter, self.meters], [_SESSION_END, fields], ["X", fields[0]])
 
     def ack(self, kind, session_id):
         """The hub has the record; forget it. Returns False if it was not pending (a duplicate ack)."""

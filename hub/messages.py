@@ -15,6 +15,7 @@ Index (receiver: messages)
       StationRefused(reservation_id, ...)  told by the registry: the station refused a RESERVE_NOW
       PeerRemoved(role, peer_id)          `stations|vehicles remove`: its reservations leave memory
       NearbySource(published)             from the LocatorActor: where alternatives are searched
+      ReservationChanged(reservation_id)  from hub/cluster: another hub changed it in the shared store
       BookCall(fn, reply)                 fn(book) on the book's thread; reply(result, error) (HTTP API)
   StationRegistry (hub/actors/registry.py)
       Boot, Status, Meter, SessionStart, SessionEnd, ReservationRefused   a station's frame: (station_id,
@@ -31,6 +32,7 @@ Index (receiver: messages)
       Upsert, UpsertMany, RemoveStation, Subscribe(actor_ref) -> NearbySource
   VehicleTracker (hub/actors/tracker.py)
       Positions(batch), FlushPositions()
+      RemoteViews, HomeMoved, RemoteRequest, RemoteAnswer   from hub/cluster: other hubs' stations and requests
   Outbox items (hub/io/gateway.py, thread -> loop)
       OutSend(link_id, msg), OutToPeer(peer, msg), OutRequest(peer, kind, fields, reply_to, tag)
 """
@@ -322,3 +324,44 @@ class OutRequest(NamedTuple):
     fields: "list[Any]"
     reply_to: Any  # an ActorRef told StationAnswer(tag, ...), or None: nobody waits
     tag: int
+
+
+# --- several hubs on one PostgreSQL (hub/cluster) ----------------------------------------------------
+
+
+class RemoteViews(NamedTuple):
+    """To the registry: live views of stations whose home is another hub (Offline when it died)."""
+
+    views: "list[Any]"  # hub.domain.stations.StationView
+
+
+class HomeMoved(NamedTuple):
+    """To the registry: a station's home is now `hub_id` at `epoch` (None: it has no home)."""
+
+    station_id: str
+    hub_id: Optional[str]
+    epoch: int
+
+
+class ReservationChanged(NamedTuple):
+    """To the book: another hub confirmed or ended this reservation; reload it from the store."""
+
+    reservation_id: int
+
+
+class RemoteRequest(NamedTuple):
+    """To the registry: another hub asks this hub, the station's home, to relay a request."""
+
+    request_id: int
+    station_id: str
+    epoch: int
+    kind: str
+    body: "dict[str, Any]"
+    reply_hub: str = ""
+
+
+class RemoteAnswer(NamedTuple):
+    """To the registry: the answer to a request it forwarded to another hub ((kind, fields), or None)."""
+
+    request_id: int
+    answer: Any

@@ -11,6 +11,8 @@ import math
 import struct
 import time
 
+from hub.domain.bounds import MAX_ID_LEN
+from hub.domain.states import CANNOT_CHARGE, StationStatus
 from hub.io.limits import LoginThrottle
 from hub.messages import (
     Boot,
@@ -200,8 +202,8 @@ class Router:
             self.registry.tell(STATION_MESSAGES[kind](peer, link.id, seq, *fields))
         elif kind == K.RESERVE:
             station_id, start, end, request_id = fields
-            if request_id is not None and not 0 < len(request_id) <= 64:
-                raise ProtocolError(E_BAD_FIELD, "request_id must be 1..64 characters or nil", seq)
+            if request_id is not None and not 0 < len(request_id) <= MAX_ID_LEN:
+                raise ProtocolError(E_BAD_FIELD, "request_id must be 1..%d characters or nil" % MAX_ID_LEN, seq)
             if len(self._reservations) >= MAX_WAITING_RESERVATIONS:
                 # The book is behind by a whole batch's worth: say so instead of queueing without bound.
                 self.count("reservations_overloaded")
@@ -283,13 +285,13 @@ class Router:
         if filters:  # None or {}: no filter
             _check_filters(filters, seq)
             if filters.get("available"):
-                accept = lambda sid: (v := view.get(sid)) is not None and v.status == "Available"  # noqa: E731
+                accept = lambda sid: (v := view.get(sid)) is not None and v.status == StationStatus.AVAILABLE  # noqa: E731
             elif filters.get("eta_min") is not None:
                 eta = self.clock() + float(filters["eta_min"]) * 60
 
                 def accept(sid):
                     v = view.get(sid)
-                    if v is None or v.status in ("Offline", "Faulted", "Unavailable"):
+                    if v is None or v.status in CANNOT_CHARGE:
                         return False
                     return v.free_at is None or v.free_at <= eta
 

@@ -18,6 +18,7 @@ from tools.hubclient import HubClient, HubError
 from transport import kinds as K
 from transport.session import Reply
 from transport.errors import E_AUTH_FAILED, E_FORBIDDEN, E_INVALID_STATE, E_OVERLOADED
+from waiting import wait_for
 
 QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}  # 35 Wh, ~6 s at 22 kW
 
@@ -307,14 +308,13 @@ def test_removing_a_station_closes_its_link_tells_vehicles_of_cancelled_reservat
             assert [(r["reservation_id"], r["state"]) for r in told.fields[0]] == [(rid, "cancelled")]
             with pytest.raises(HubError):
                 st.wait_event((K.ACK,), timeout=3)  # the hub closes the station's link
+
             # The removal reaches the locator through the actors: the map settles within moments.
-            deadline = time.monotonic() + 5
-            while True:
+            def nearest_ids():
                 _k, (found,) = v.request(K.NEAREST, -12.2664, -38.9663, 5, None)
-                if [s["id"] for s in found] == ["CP-2"] or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-            assert [s["id"] for s in found] == ["CP-2"]
+                return [s["id"] for s in found]
+
+            wait_for(lambda: nearest_ids() == ["CP-2"], 5, "the removed station gone from NEAREST")
     finally:
         st.close()
     with pytest.raises(HubError) as exc:

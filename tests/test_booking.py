@@ -324,3 +324,27 @@ def test_200_vehicles_racing_for_one_window_get_exactly_one_confirmation(db):
     s = Store(db)
     assert len(s.load_open_reservations()) == 1
     s.close()
+
+
+def test_a_book_adopts_what_another_hub_confirmed_moved_or_ended_in_the_shared_store(tmp_path):
+    from hub.domain.booking import ReservationBook
+    from hub.store.store import Store
+
+    path = str(tmp_path / "shared.db")
+    setup = Store(path)
+    setup.add_station("CP-1", 1.0, 2.0, 2, 22.0)
+    setup.add_vehicle("V-1")
+    here, there = ReservationBook(Store(path)), ReservationBook(Store(path))
+    here.load()
+    there.load()
+    start = 10_000
+    res = there.reserve_many([("V-1", "CP-1", start, start + 600, None)], now=start - 1000)[0]
+    there.take_events()
+    rid = res.reservation.id
+    assert here.adopt(rid) == "reserved"
+    ((kind, r),) = here.take_events()
+    assert (kind, r.id, r.connector) == ("reserved", rid, res.reservation.connector)
+    assert here.adopt(rid) is None  # already agreed: no news
+    there.cancel("V-1", rid)
+    assert here.adopt(rid) == "cancelled"
+    assert [e[0] for e in here.take_events()] == ["ended"]

@@ -10,6 +10,7 @@ from procs import LoggedProcess
 from test_http_api import TOKEN, HttpHub
 from tools.hubclient import HubClient
 from transport import kinds as K
+from waiting import wait_for
 
 
 def _reserve(hub, start, minutes=40):
@@ -110,10 +111,8 @@ def test_evhub_chargepoint_without_capacity_flags_adopts_what_was_provisioned(tm
             env=env,
         )
         try:
-            deadline = time.monotonic() + 20
-            while "station CP-1: boot" not in hub.log():
-                assert time.monotonic() < deadline and cp.proc.poll() is None, (cp.output(), hub.log())
-                time.sleep(0.1)
+            wait_for(lambda: "station CP-1: boot" in hub.log() or cp.proc.poll() is not None, 20, "the station's boot")
+            assert "station CP-1: boot" in hub.log(), (cp.output(), hub.log())
         finally:
             out = cp.stop()
         assert "as provisioned in" in out and "connectors=2" in out, out

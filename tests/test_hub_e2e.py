@@ -13,6 +13,7 @@ from transport import kinds as K
 from transport.codec import packb
 from transport.errors import E_AUTH_FAILED, E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND
 from transport.framing import encode_stream
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -31,14 +32,24 @@ def station_client(hub, station_id, key, connectors=1):
 
 def stations(hub, expect=None, timeout=5):
     """The hub's station list; waits (bounded) until `expect(listing)` holds, if given."""
-    deadline = time.monotonic() + timeout
-    while True:
-        listing = {
-            s["id"]: s for s in json.loads(evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json").stdout)
-        }
-        if expect is None or expect(listing) or time.monotonic() > deadline:
-            return listing
-        time.sleep(0.2)
+
+    def listing():
+        out = evhub("stations", "list", "--hub", hub.url, "--db", hub.db, "--json").stdout
+        return {s["id"]: s for s in json.loads(out)}
+
+    if expect is None:
+        return listing()
+    last = {}
+
+    def met():
+        last["listing"] = listing()
+        return expect(last["listing"])
+
+    try:
+        wait_for(met, timeout, "the station list as expected", step=0.2)
+    except AssertionError:
+        pass  # the caller's assertion on the listing says what differs
+    return last["listing"]
 
 
 def test_provisioned_station_is_listed_offline_then_available_once_it_boots(hub):
@@ -301,3 +312,12 @@ def test_a_position_with_an_impossible_charge_is_refused(hub):
         v.send(K.POSITION, -12.2, -38.9, int(time.time()), float("inf"))
         ev = v.wait_event((K.ERROR,), timeout=5)
         assert ev is not None and ev.fields[0] == E_BAD_FIELD and "soc" in ev.fields[1]
+
+
+def test_a_client_given_several_hubs_passes_over_one_that_cannot_be_reached(hub):
+    token = hub.add_vehicle("V-1")
+    with HubClient("tcp://127.0.0.1:1, %s" % hub.url, "vehicle", "V-1", token) as v:
+        assert v.url == hub.url
+        assert v.request(K.NEAREST, -12.2664, -38.9663, 5, None)[0] == K.NEAREST_RESULT
+    with pytest.raises(HubError, match="127.0.0.1:1: .*127.0.0.2:1: "):
+        HubClient("tcp://127.0.0.1:1,tcp://127.0.0.2:1", "vehicle", "V-1", token, timeout=2).connect()

@@ -527,8 +527,11 @@ def test_the_private_kind_constants_of_board_modules_match_the_table():
     # on CPython those are plain module attributes, checked here against the one table.
     from firmware.hubrequests import HANDLERS
     from transport import kinds as K
+    from firmware import journal
     from transport import serversession, session
 
+    for name in ("SESSION_START", "SESSION_END"):
+        assert getattr(journal, "_" + name) == getattr(K, name), name
     for name in ("HELLO", "CHALLENGE", "AUTH", "WELCOME", "PING", "PONG", "ERROR", "ACK"):
         assert getattr(session, "_" + name) == getattr(K, name), name
     for name in ("HELLO", "CHALLENGE", "AUTH", "WELCOME"):

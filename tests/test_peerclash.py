@@ -8,6 +8,7 @@ import time
 
 from hubproc import REPO, HubProcess
 from hub.io.peerclash import FLAP_COUNT, HOLD_MAX_S, HOLD_MIN_S, REFUSE, REPLACE, PeerClash
+from waiting import wait_for
 
 KEY = ("station", "CP-1")
 
@@ -63,9 +64,7 @@ def test_two_devices_with_one_id_are_warned_about_with_both_addresses_and_stop_f
         key = hub.add_station("CP-1")
         procs = [_chargepoint(hub, key, tmp_path / ("state%d" % i)) for i in range(2)]
         try:
-            deadline = time.monotonic() + 45
-            while time.monotonic() < deadline and "two devices share this id" not in hub.log():
-                time.sleep(0.2)
+            wait_for(lambda: "two devices share this id" in hub.log(), 45, "the two-devices warning", step=0.2)
             log = hub.log()
             warning = [line for line in log.splitlines() if "two devices share this id" in line]
             assert warning, log[-3000:]

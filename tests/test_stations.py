@@ -9,6 +9,7 @@ from hub.domain.stations import (
     MAX_ID_LEN,
     MAX_RESERVATION_ID,
     StationRequests,
+    StationView,
     Stations,
     display_status,
     relay_outcome,
@@ -354,3 +355,31 @@ def test_the_router_sends_each_station_kind_as_its_typed_message():
         K.SESSION_END: messages.SessionEnd,
         K.RESERVATION_REFUSED: messages.ReservationRefused,
     }
+
+
+def test_a_station_online_on_another_hub_is_shown_as_that_hub_describes_it_and_counts_down_here():
+    clock = [1000.0]
+    s = Stations(lambda: clock[0], 3600)
+    st = s.learn("CP-1", 1.0, 2.0, 2, 22.0)
+    remote = StationView(
+        "CP-1", 1.0, 2.0, "Occupied", 30, 1000.0 + 1800, 2, 22.0, True, 990.0, {1: "Charging", 2: "Charging"}
+    )
+    view, old = s.set_remote(remote)
+    assert (view.status, view.free_in_min, view.online) == ("Occupied", 30, True)
+    clock[0] += 600
+    view, _ = s.refresh(st)
+    assert view.free_in_min == 20  # counted on this hub's clock
+    # its home hub died: the remote view now says Offline, and so does this hub
+    view, _ = s.set_remote(remote._replace(online=False, status="Offline", free_in_min=None))
+    assert (view.status, view.online) == ("Offline", False)
+
+
+def test_a_station_that_connects_here_is_described_by_its_own_reports_not_a_stale_remote_view():
+    s = Stations(lambda: 1000.0, 3600)
+    st = s.learn("CP-1", 1.0, 2.0, 1, 22.0)
+    s.set_remote(StationView("CP-1", 1.0, 2.0, "Occupied", 5, 1300.0, 1, 22.0, True, 990.0, {1: "Charging"}))
+    s.set_online(st, True)
+    st.connector_status = {1: "Available"}
+    view, _ = s.refresh(st)
+    assert view.status == "Available" and s.remote == {}
+    assert s.set_remote(StationView("CP-9", 0, 0, "Available", 0, None, 1, 1.0, True, 0, {})) is None

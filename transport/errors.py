@@ -38,8 +38,21 @@ if sys.implementation.name != "micropython":  # tools and the hub; the board has
     ERROR_NAMES = {i + 1: name for i, name in enumerate(_NAMES.split(" "))}  # code -> name
 
 
-class WireError(Exception):
-    """Base of every error the wire layer raises."""
+class EvhubError(Exception):
+    """Base of every refusal evhub raises, on the board and on the hub: `code` is one of the E_* codes
+    above (what an ERROR message carries back) and `text` the reason a person reads."""
+
+    def __init__(self, code, text):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+class WireError(EvhubError):
+    """Base of every error the wire layer raises: bytes or messages that break the protocol."""
+
+    def __init__(self, text, code=E_MALFORMED):
+        EvhubError.__init__(self, code, text)
 
 
 class CodecError(WireError):
@@ -54,9 +67,7 @@ class ProtocolError(WireError):
     """A decoded message that breaks the protocol; `code` is one of the E_* codes."""
 
     def __init__(self, code, text, seq=0):
-        super().__init__(text)
-        self.code = code
-        self.text = text
+        EvhubError.__init__(self, code, text)
         self.seq = seq
 
     def __str__(self):

@@ -475,9 +475,10 @@ class Board:
         for ev in self.poller.poll(POLL_MS if self.link is not None else 0):
             flags |= ev[1]
         if self.link is None:
-            time.sleep_ms(POLL_MS) if hasattr(time, "sleep_ms") else time.sleep(
-                POLL_MS / 1000
-            )  # float-ok: a sleep, not a clock
+            if hasattr(time, "sleep_ms"):
+                time.sleep_ms(POLL_MS)
+            else:
+                time.sleep(POLL_MS / 1000)  # float-ok: a sleep, not a clock
         if self.link is not None:
             try:
                 self.pump_in(flags)

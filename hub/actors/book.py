@@ -37,6 +37,7 @@ from hub.messages import (
     PeerRemoved,
     ReservationEnded,
     Reserved,
+    ReservationChanged,
     ReserveBatch,
     SessionEnded,
     SessionStarted,
@@ -77,8 +78,11 @@ class ReservationBookActor(pykka.ThreadingActor):
         session_estimate_s: float = DEFAULT_SESSION_S,
         events: Any = None,
         max_open_per_vehicle: int = DEFAULT_MAX_OPEN_PER_VEHICLE,
+        cluster: Any = None,
     ) -> None:
         super().__init__()
+        self.cluster = cluster  # hub.cluster.node.ClusterNode when several hubs share PostgreSQL, else None
+        self._adopting = False  # handling another hub's change: not announced back
         self._max_open = max_open_per_vehicle
         self.events = events  # hub.events.EventBus or None: every reservation change is published
         self.store_path = store_path
@@ -129,6 +133,9 @@ class ReservationBookActor(pykka.ThreadingActor):
 
     def _flush_events(self) -> None:
         events = self.book.take_events()
+        if self.cluster is not None and not self._adopting:
+            for ev in events:  # after the commit: every other hub's book and registry follow
+                self.cluster.announce_reservation(ev[1].id, ev[1].station_id, ev[1].state)
         if self.events is not None:
             for ev in events:
                 self.events.publish("reservation", ev[1])  # a Reservation; state confirmed or why it ended
@@ -272,7 +279,18 @@ class ReservationBookActor(pykka.ThreadingActor):
             self._flush_events()  # as for RESERVE: the registry first, then the caller
             msg.reply(result, None)
 
+    def _on_reservation_changed(self, msg: ReservationChanged) -> None:
+        """Another hub changed a reservation in the shared store (hub/cluster): memory follows, and the
+        registry hears of it as of this hub's own, so a station homed here gets RESERVE_NOW."""
+        self._adopting = True
+        try:
+            self.book.adopt(msg.reservation_id)
+            self._flush_events()
+        finally:
+            self._adopting = False
+
     _handlers: "dict[type, Callable[[ReservationBookActor, Any], Any]]" = {
+        ReservationChanged: _on_reservation_changed,
         BookCall: _on_call,
         ReserveBatch: _on_reserve_batch,
         Cancel: _on_cancel,

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 import pykka
 
+from hub.domain.bounds import INT64_LIMIT
 from hub.store import ops as store_ops
 from hub.store.backend import DB_ERRORS
 from hub.messages import FlushPositions, Positions
@@ -77,4 +78,4 @@ class VehicleTracker(pykka.ThreadingActor):
 
 
 def _storable(when: Any) -> bool:
-    return when is None or (type(when) is int and -(2**63) <= when < 2**63)
+    return when is None or (type(when) is int and -INT64_LIMIT <= when < INT64_LIMIT)

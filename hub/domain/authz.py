@@ -22,7 +22,8 @@ was provisioned, not after the hub's clock (+ CLOCK_SLACK_S).
 
 import logging
 
-from transport.errors import E_FORBIDDEN, E_INVALID_STATE
+from hub.domain.states import ConnectorStatus
+from transport.errors import E_FORBIDDEN, E_INVALID_STATE, EvhubError
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,8 @@ SLACK_WH = 10
 CLOCK_SLACK_S = 300
 
 
-class Refusal(Exception):
-    def __init__(self, code: int, text: str) -> None:
-        Exception.__init__(self, text)
-        self.code = code
-        self.text = text
+class Refusal(EvhubError):
+    """A start or a session record the hub will not accept (code, text)."""
 
 
 def current_window(windows, vehicle_id, now, reservation_id=None):
@@ -69,9 +67,9 @@ def authorise_start(station_id, windows, connector_status, vehicle_id, reservati
         return 0, rid
     plugged = sorted(n for n, s in connector_status.items() if s == "Preparing")
     others = sum(1 for vid, start, end in windows.values() if vid != vehicle_id and start - EARLY_S <= now < end)
-    free = sum(1 for s in connector_status.values() if s in ("Available", "Preparing"))
+    free = sum(1 for s in connector_status.values() if s in (ConnectorStatus.AVAILABLE, ConnectorStatus.PREPARING))
     # Windows the station already shows as Reserved hold their own connector, not a free one.
-    need = max(0, others - sum(1 for s in connector_status.values() if s == "Reserved"))
+    need = max(0, others - sum(1 for s in connector_status.values() if s == ConnectorStatus.RESERVED))
     if plugged and free > need:
         # One plugged connector: name it, so the station refuses if another car is on it. Several:
         # the station picks the one this vehicle is plugged into.

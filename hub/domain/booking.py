@@ -27,10 +27,11 @@ import heapq
 import itertools
 import logging
 
+from hub.domain.bounds import MAX_ID_LEN, MAX_RESERVATION_ID
 from hub.store.backend import DB_ERRORS
 from hub.store.store import StoreConflict
 from hub.timefmt import Window
-from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND
+from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, EvhubError
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,8 @@ ReserveResult = collections.namedtuple("ReserveResult", "ok reservation alternat
 _Session = collections.namedtuple("_Session", "session_id vehicle_id reservation_id started expected_end")
 
 
-class BookingError(Exception):
-    """A refused request; `code` is a transport.errors E_* code sent back in an ERROR."""
-
-    def __init__(self, code, text):
-        Exception.__init__(self, text)
-        self.code = code
-        self.text = text
+class BookingError(EvhubError):
+    """A refused request (code, text), sent back in an ERROR."""
 
 
 class _Station:
@@ -411,8 +407,8 @@ class ReservationBook:
 
     def _booked_before(self, vehicle_id, request_id):
         """The ReserveResult of an earlier RESERVE with this key, or None if the key is new."""
-        if type(request_id) is not str or not 0 < len(request_id) <= 64:
-            return BookingError(E_BAD_FIELD, "request_id must be 1..64 characters")
+        if type(request_id) is not str or not 0 < len(request_id) <= MAX_ID_LEN:
+            return BookingError(E_BAD_FIELD, "request_id must be 1..%d characters" % MAX_ID_LEN)
         row = self._store.reservation_for_request(vehicle_id, request_id)
         if row is None:
             return None
@@ -510,7 +506,7 @@ class ReservationBook:
         """Cancel the vehicle's own confirmed reservation; returns it with state "cancelled"."""
         if type(reservation_id) is not int:
             raise BookingError(E_BAD_FIELD, "reservation id must be an integer")
-        if not 0 < reservation_id < 2**63:  # SQLite integers are signed 64-bit
+        if not 0 < reservation_id < MAX_RESERVATION_ID:
             raise BookingError(E_NOT_FOUND, "no reservation %d" % reservation_id)
         r = self._by_id.get(reservation_id)
         if r is None:
@@ -571,6 +567,29 @@ class ReservationBook:
             why,
         )
         return self._close(r, "cancelled")
+
+    def adopt(self, reservation_id):
+        """Another hub confirmed, moved or ended this reservation in the shared store: memory follows.
+        Returns "reserved", the end state, or None when memory already agreed (events are queued as
+        for this hub's own changes, so the registry tells the station)."""
+        row = self._store.get_reservation(reservation_id) if self._store is not None else None
+        if row is None:
+            return None
+        r = self._by_id.get(reservation_id)
+        if row["state"] != "confirmed":
+            if r is None:
+                return None
+            self._close(r, row["state"])
+            return row["state"]
+        fresh = Reservation(*(row[f] for f in Reservation._fields))
+        st = self._station(fresh.station_id)
+        if st is None or r == fresh:
+            return None
+        if r is not None:
+            self._release(st, r.start, r.id)
+        self._hold(st, fresh)
+        self._events.append(("reserved", fresh))
+        return "reserved"
 
     def forget_peer(self, role, peer_id):
         """A station or vehicle was removed (`evhub ... remove`, which already marked its open

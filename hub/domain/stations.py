@@ -23,23 +23,21 @@ import math
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from hub.domain.authz import Refusal
+from hub.domain.bounds import MAX_ENERGY_WH, MAX_EPOCH, MAX_ID_LEN, MAX_RESERVATION_ID
+from hub.domain.states import ConnectorStatus, StationStatus
 from hub.domain.station_sync import StationSync
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND, E_TIMEOUT
 
-MAX_ENERGY_WH = 10**9  # 1 GWh: anything above is a broken meter, not a session
-MAX_EPOCH = 2**40  # a time beyond this (year ~36800) is a broken clock
-MAX_ID_LEN = 64  # session ids, as every id on the wire
-MAX_RESERVATION_ID = 2**63  # ids are SQLite INTEGER PRIMARY KEYs
 MAX_CONNECTORS = K.MAX_CONNECTORS  # one limit for hub, CLI and firmware
 
 # Display words (what a driver sees for a whole station).
-AVAILABLE = "Available"
-OCCUPIED = "Occupied"
-RESERVED = "Reserved"
-OFFLINE = "Offline"
-UNAVAILABLE = "Unavailable"
-FAULTED = "Faulted"
+AVAILABLE = StationStatus.AVAILABLE
+OCCUPIED = StationStatus.OCCUPIED
+RESERVED = StationStatus.RESERVED
+OFFLINE = StationStatus.OFFLINE
+UNAVAILABLE = StationStatus.UNAVAILABLE
+FAULTED = StationStatus.FAULTED
 
 RESERVED_SHOWN_BEFORE_S = 3600  # a window starting within this counts for "Free in X min" of a Reserved station
 
@@ -69,13 +67,13 @@ def display_status(online: bool, connector_status: "dict[int, str]") -> str:
     statuses = list(connector_status.values())
     if not statuses:
         return AVAILABLE
-    if "Available" in statuses:
+    if ConnectorStatus.AVAILABLE in statuses:
         return AVAILABLE
-    if all(s == "Faulted" for s in statuses):
+    if all(s == ConnectorStatus.FAULTED for s in statuses):
         return FAULTED
-    if all(s in ("Unavailable", "Faulted") for s in statuses):
+    if all(s in (ConnectorStatus.UNAVAILABLE, ConnectorStatus.FAULTED) for s in statuses):
         return UNAVAILABLE
-    if "Reserved" in statuses:
+    if ConnectorStatus.RESERVED in statuses:
         return RESERVED
     return OCCUPIED
 
@@ -127,7 +125,7 @@ class Station:
         self.online = False
         self.last_seen: Optional[float] = None
         self.firmware: Optional[str] = None
-        self.connector_status: "dict[int, str]" = {n: "Unavailable" for n in range(1, connectors + 1)}
+        self.connector_status: "dict[int, str]" = {n: ConnectorStatus.UNAVAILABLE for n in range(1, connectors + 1)}
         self.sessions: "dict[str, LiveSession]" = {}
         self.windows: "dict[int, Window]" = {}
         self.mismatch: Optional["dict[str, Any]"] = None  # hub.domain.capacity doc while provisioning and BOOT disagree
@@ -143,6 +141,8 @@ class Stations:
         self.session_estimate_s = session_estimate_s
         self.by_id: "dict[str, Station]" = {}
         self.view: "dict[str, StationView]" = {}
+        # Live views of stations whose link another hub holds (several hubs on one PostgreSQL).
+        self.remote: "dict[str, StationView]" = {}
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -162,20 +162,37 @@ class Stations:
             st.lat, st.lon, st.max_kw = lat, lon, max_kw
             if connectors != st.connectors:
                 st.connectors = connectors
-                st.connector_status = {n: st.connector_status.get(n, "Unavailable") for n in range(1, connectors + 1)}
+                st.connector_status = {
+                    n: st.connector_status.get(n, ConnectorStatus.UNAVAILABLE) for n in range(1, connectors + 1)
+                }
         if name is not None:
             st.name = name
         return st
 
     def remove(self, station_id: str) -> bool:
         self.view.pop(station_id, None)
+        self.remote.pop(station_id, None)
         return self.by_id.pop(station_id, None) is not None
 
     # --- what drivers see ----------------------------------------------------------------------
 
     def refresh(self, st: Station) -> "tuple[StationView, Optional[StationView]]":
-        """Derive the station's view now and publish it in `view`: (new view, the one it replaced)."""
+        """Derive the station's view now and publish it in `view`: (new view, the one it replaced).
+
+        A station online here is described by what it told us. One that is not, but is online on another
+        hub, is shown as that hub describes it, its "Free in X min" counted on our clock.
+        """
         now = self.clock()
+        if st.online:
+            self.remote.pop(st.id, None)
+        remote = self.remote.get(st.id)
+        if remote is not None and remote.online:
+            old = self.view.get(st.id)
+            free_in = remote.free_in_min
+            if remote.free_at is not None and remote.status != AVAILABLE:
+                free_in = max(1, int(math.ceil((remote.free_at - now) / 60.0)))
+            view = self.view[st.id] = remote._replace(free_in_min=free_in, name=st.name or remote.name)
+            return view, old
         status = display_status(st.online, st.connector_status)
         free_at = None
         if status == OCCUPIED:
@@ -204,6 +221,14 @@ class Stations:
             st.name,
         )
         return view, old
+
+    def set_remote(self, view: StationView) -> "Optional[tuple[StationView, Optional[StationView]]]":
+        """Another hub's view of a station it is home for; None for a station not known here yet."""
+        st = self.by_id.get(view.id)
+        if st is None:
+            return None
+        self.remote[view.id] = view
+        return self.refresh(st)
 
     @staticmethod
     def news(view: StationView, old: Optional[StationView]) -> bool:
@@ -364,6 +389,13 @@ class Stations:
         return True
 
     # --- what vehicles ask --------------------------------------------------------------------------
+
+    def session_station(self, session_id: str) -> Optional[Station]:
+        """The station running `session_id` as far as this hub knows (its own stations), or None."""
+        for st in self.by_id.values():
+            if session_id in st.sessions:
+                return st
+        return None
 
     def session_to_stop(self, vehicle_id: str, session_id: str) -> Station:
         """The station running `session_id` for `vehicle_id` (STOP_CHARGE), or raise Refusal."""

@@ -21,7 +21,8 @@ from hub.events import reservation_doc, station_doc
 from hub.store.reads import Reads, StoreUnavailable, run_read
 from hub.http.server import HttpError, Route, json_response
 from hub.messages import BookCall
-from hub.domain.stations import MAX_EPOCH, MAX_ID_LEN  # one bound for the wire and the API
+from hub.domain.bounds import MAX_EPOCH, MAX_ID_LEN, MAX_RESERVATION_ID  # one bound for the wire and the API
+from hub.domain.states import ReservationState
 from transport import kinds as K
 from transport import errors as E
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 BOOK_TIMEOUT_S = 5.0
 MAX_ID = MAX_ID_LEN
-RES_STATES = ("confirmed", "fulfilled", "cancelled", "expired", "all")
+RES_STATES = (*ReservationState, "all")
 RESERVE_FIELDS = {"station_id", "vehicle_id", "start", "end", "duration_min"}
 BOOKING_STATUS = {
     E.E_BAD_FIELD: 400,
@@ -273,7 +274,7 @@ class Api:
     @staticmethod
     def _reservation_id(req):
         raw = req.params["reservation_id"]
-        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < MAX_RESERVATION_ID:
             raise HttpError(400, "a reservation id is a positive integer, not %r" % raw[:40])
         return int(raw)
 

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 
+from hub.domain.states import ReservationState
 from hub.http.server import Response, Route
 from transport import kinds as K
 
@@ -186,7 +187,7 @@ class Metrics:
             "evhub_reservations_total",
             "counter",
             "Reservation changes since start, by resulting state.",
-            [({"state": s}, live.reservations.get(s, 0)) for s in ("confirmed", "fulfilled", "cancelled", "expired")],
+            [({"state": s}, live.reservations.get(s, 0)) for s in ReservationState],
         )
         w.metric("evhub_sessions_active", "gauge", "Charging sessions running now.", len(live.sessions))
         w.metric(

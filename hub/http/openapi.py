@@ -4,6 +4,7 @@ Written by hand, next to nothing else; tests/test_http_api.py checks that its pa
 and methods are exactly the server's routes, so the two cannot drift apart.
 """
 
+from hub.domain.states import ReservationState
 from transport import kinds as K
 
 
@@ -43,7 +44,7 @@ STATE = _param(
     schema={
         "type": "string",
         "default": "confirmed",
-        "enum": ["confirmed", "fulfilled", "cancelled", "expired", "all"],
+        "enum": [*ReservationState, "all"],
     },
 )
 READ_ERRORS = {"401": _err("a token is needed (not on loopback)"), "403": _err("not allowed")}
@@ -101,7 +102,7 @@ SCHEMAS = {
             "connector": {"type": "integer"},
             "start": {"type": "integer"},
             "end": {"type": "integer"},
-            "state": {"type": "string", "enum": ["confirmed", "fulfilled", "cancelled", "expired"]},
+            "state": {"type": "string", "enum": list(ReservationState)},
         },
     },
     "ReservationRequest": {

@@ -25,7 +25,17 @@ from transport.errors import (
     ProtocolError,
 )
 from transport.messages import MAX_SEQ
-from transport.session import S_OPEN, Authenticated, Closed, Message, PeerSilent, Reply, ServerSession, Timeout
+from transport.session import (
+    S_OPEN,
+    S_WAIT_HELLO,
+    Authenticated,
+    Closed,
+    Message,
+    PeerSilent,
+    Reply,
+    ServerSession,
+    Timeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +158,7 @@ class Link:
                     self.shutdown()  # garbage before the handshake: not a peer of ours
                     return
                 continue
-            if self.rehello and type(obj) is list and obj and obj[0] == K.HELLO and self.session.state != "wait_hello":
+            if self.rehello and type(obj) is list and obj and obj[0] == K.HELLO and self.session.state != S_WAIT_HELLO:
                 self._restart_session()
             session = self.session
             if (
