@@ -47,11 +47,10 @@ def is_postgres(db: object) -> bool:
 
 
 def sqlite_path(db: str) -> str:
-    """The file behind a SQLite `--db` value: a plain path, or sqlite:///path (sqlite:////abs/path)."""
-    if db.startswith("sqlite://"):
-        rest = db[len("sqlite://") :]
-        return rest[1:] if rest.startswith("/") else rest
-    return db
+    """The file behind a SQLite `--db` value: a plain path, or a sqlite:// URL whose rest is the path
+    (sqlite:///var/lib/evhub/hub.db is /var/lib/evhub/hub.db, as file:/// URLs; sqlite://hub.db is
+    ./hub.db)."""
+    return db[len("sqlite://") :] if db.startswith("sqlite://") else db
 
 
 def mask(db: object) -> str:
