@@ -71,7 +71,11 @@ def configure(p):
         " best run is the least disturbed (default 1)",
     )
     p.add_argument("--hub", help="bench a running hub at tcp://HOST:PORT instead of starting one (needs --db)")
-    p.add_argument("--db", help="with --hub: the database that hub serves (bench vehicles are added to it)")
+    p.add_argument(
+        "--db",
+        help="with --hub: the database that hub serves (bench vehicles are added to it); without --hub, "
+        "postgresql://...: run the load on SQLite and then on a scratch database on that server, side by side",
+    )
     p.add_argument("--quick", action="store_true", help="micro: smaller sizes, for a smoke run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="also write the figures (JSON) to this file")

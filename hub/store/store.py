@@ -129,10 +129,7 @@ class Store:
         # SQLite: BEGIN IMMEDIATE takes the write lock up front (no deadlock-prone lock upgrade
         # halfway through, and busy_timeout applies to the wait). PostgreSQL: BEGIN on an autocommit
         # connection, READ COMMITTED; the constraints arbitrate between concurrent writers.
-        if self.is_postgres and self._db.raw.closed:
-            log.warning("store %s: connection lost, reconnecting", self.label)
-            self._db = PgConn(self.path)
-            self.dialect = self._db.dialect
+        self._reconnect_if_lost()
         self._db.execute(self.dialect.begin)
         try:
             yield self._db
@@ -140,6 +137,14 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def _reconnect_if_lost(self):
+        # PostgreSQL restarted or the network blipped: the next write gets a new connection (the
+        # failed one raised to its caller, who answered "try again").
+        if self.is_postgres and self._db.raw.closed:
+            log.warning("store %s: connection lost, reconnecting", self.label)
+            self._db = PgConn(self.path)
+            self.dialect = self._db.dialect
 
     def _read_version(self, db):
         if not self.is_postgres:
@@ -403,19 +408,11 @@ class Store:
             'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated,'
             " request_id) VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
         )
-        out = []
-        with self._tx() as db:
-            if self.is_postgres and params:
-                # One pipeline: every INSERT goes out before the first answer is read (psycopg's
-                # executemany), so a batch costs about one round trip, not one per row.
-                cur = db.raw.cursor()
-                cur.executemany(self.dialect.sql(sql), params, returning=True)
-                while True:
-                    row = cur.fetchone()
-                    out.append(row[0] if row else None)
-                    if not cur.nextset():
-                        break
-            else:
+        if self.is_postgres:
+            out = self._insert_reservations_pg(params, now)
+        else:
+            out = []
+            with self._tx() as db:
                 for p in params:
                     row = db.execute(sql, p).fetchone()
                     out.append(row[0] if row else None)
@@ -428,6 +425,32 @@ class Store:
             )
             for rid, p in zip(out, params)
         ]
+
+    def _insert_reservations_pg(self, params, now):
+        """PostgreSQL: the whole batch as ONE statement over arrays (one round trip, and in autocommit
+        one implicit transaction: one commit, one WAL flush). Rows the constraints refuse are skipped
+        by ON CONFLICT DO NOTHING (also against earlier rows of the same batch); RETURNING names the
+        stored ones, matched back to the batch by their values."""
+        if not params:
+            return []
+        self._reconnect_if_lost()
+        cols = list(zip(*params))
+        rows = self._db.raw.execute(
+            'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated,'
+            " request_id) SELECT v, s, c, b, e, 'confirmed', %s, %s, r"
+            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])"
+            " AS t(v, s, c, b, e, r) ON CONFLICT DO NOTHING"
+            ' RETURNING id, vehicle_id, station_id, connector, start, "end", request_id',
+            (now, now, list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]), list(cols[4]), list(cols[7])),
+        ).fetchall()
+        stored = {}
+        for row in sorted(rows):  # ids in insertion order: equal rows (connector 0) get theirs in order
+            stored.setdefault(tuple(row[1:]), []).append(row[0])
+        out = []
+        for p in params:
+            ids = stored.get((p[0], p[1], p[2], p[3], p[4], p[7]))
+            out.append(ids.pop(0) if ids else None)
+        return out
 
     def update_reservation_state(self, reservation_id, state):
         """Set one reservation's state; returns False if there is no such reservation."""

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 
+from hub.store.backend import is_postgres
 from hub.microbench import REGION
 from tools.bench import procstat, profile
 from tools.bench.loadgen import percentile_ms
@@ -290,6 +291,10 @@ def run(opts):
     scenario = opts["scenario"]
     if scenario not in SCENARIOS:
         raise BenchError("scenario must be one of %s" % ", ".join(SCENARIOS))
+    if opts.get("db") and not opts.get("hub") and not opts.get("fresh_db") and is_postgres(opts["db"]):
+        from tools.bench import pgcompare  # SQLite then PostgreSQL, same load, one run
+
+        return pgcompare.run(opts, run)
     n = int(opts["connections"])
     procs = max(1, min(int(opts.get("procs") or 1), n))
     # Every connection is a socket here, in the load client and in the server.
@@ -334,7 +339,7 @@ def run(opts):
             stations, vehicles = _provision_into_running(db, n)
             url = opts["hub"]
         else:
-            db = os.path.join(tmp, "hub.db")
+            db = opts["db"] if opts.get("fresh_db") else os.path.join(tmp, "hub.db")
             t0 = time.monotonic()
             stations, vehicles = provision(db, int(opts["stations"]), n)
             out["provision_s"] = round(time.monotonic() - t0, 2)
