@@ -436,3 +436,32 @@ def test_a_sqlite_url_names_the_same_file_as_the_path(tmp_path):
         assert s.get_station("CP-1") is not None
     finally:
         s.close()
+
+
+# --- the command line --------------------------------------------------------------------------------------
+
+
+def test_db_check_lists_pending_migrations_and_db_migrate_applies_them(url, tmp_path):
+    from hubproc import evhub
+
+    if not url.startswith("postgresql://"):
+        import os
+
+        sqlite3.connect(url).close()  # an empty SQLite file: version 0
+        os.chmod(url, 0o600)
+    res = evhub("db", "check", "--db", url, cwd=str(tmp_path), check=False)
+    assert res.returncode == 1 and "schema version 0, this evhub knows %d" % SCHEMA_VERSION in res.stdout
+    assert "pending migration 1: stations, vehicles, reservations, sessions" in res.stdout
+    res = evhub("db", "migrate", "--db", url, cwd=str(tmp_path))
+    assert "migrated from version 0 to %d" % SCHEMA_VERSION in res.stdout
+    res = evhub("db", "check", "--db", url, cwd=str(tmp_path))
+    assert "pending migration" not in res.stdout and "Traceback" not in res.stderr
+
+
+def test_db_check_on_an_unreachable_postgresql_says_so_in_one_line_without_the_password(pg_cluster, tmp_path):
+    from hubproc import evhub
+
+    bad = "postgresql://evhub:s3cret@/no_such_db?host=%s" % pg_cluster.base
+    res = evhub("db", "check", "--db", bad, cwd=str(tmp_path), check=False)
+    assert res.returncode == 1 and "no_such_db" in res.stderr
+    assert "s3cret" not in res.stderr + res.stdout and "Traceback" not in res.stderr

@@ -156,7 +156,7 @@ def run(args):
         return 2
     from hub import operatorkey
     from hub.daemon import Hub
-    from hub.store.backend import DB_ERRORS, is_postgres, mask
+    from hub.store.backend import DB_ERRORS, is_postgres, mask, sqlite_path
     from hub.store.store import Store
 
     try:
@@ -168,7 +168,7 @@ def run(args):
     from hub.store.lock import NoLock, StoreInUse, StoreLock
 
     # One hub per SQLite file; several hubs on one PostgreSQL database are the point of it.
-    lock = NoLock() if is_postgres(cfg["db"]) else StoreLock(cfg["db"])
+    lock = NoLock() if is_postgres(cfg["db"]) else StoreLock(sqlite_path(cfg["db"]))
     try:
         lock.acquire(cfg["listen"])
     except StoreInUse as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from hub.store.backend import is_postgres, mask
+from hub.store.backend import is_postgres, mask, sqlite_path
 
 DEFAULT_DB = "evhub.db"
 
@@ -23,7 +23,7 @@ DB_HELP = "the hub's store: a SQLite file (default $EVHUB_DB, else ./evhub.db) o
 
 def store_exists(db: str) -> bool:
     """A SQLite file that exists, or any postgresql:// URL (the server says whether it is there)."""
-    return is_postgres(db) or os.path.exists(db)
+    return is_postgres(db) or os.path.exists(sqlite_path(db))
 
 
 def describe(path: str, existed: bool) -> str:
