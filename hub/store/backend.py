@@ -72,7 +72,7 @@ def mask(db: object) -> str:
 def connect_pg(url: str) -> Any:
     """An autocommit psycopg connection with the store's session settings."""
     if psycopg is None:
-        raise ValueError("a postgresql:// store needs psycopg (pip install 'psycopg[binary]')")
+        raise ValueError("a postgresql:// store needs psycopg (pip install 'evhub[postgresql]')")
     try:
         conn = psycopg.connect(url, autocommit=True)
     except psycopg.Error as exc:
