@@ -465,3 +465,31 @@ def test_db_check_on_an_unreachable_postgresql_says_so_in_one_line_without_the_p
     res = evhub("db", "check", "--db", bad, cwd=str(tmp_path), check=False)
     assert res.returncode == 1 and "no_such_db" in res.stderr
     assert "s3cret" not in res.stderr + res.stdout and "Traceback" not in res.stderr
+
+
+def test_a_sqlite_store_from_before_numbered_migrations_is_upgraded_without_losing_a_row(tmp_path, caplog):
+    """Before numbered migrations a store said user_version 1 and gained its later columns and tables
+    on every open; its version now says 1 while it already has what migrations 2..5 add."""
+    import os
+
+    path = str(tmp_path / "pre.db")
+    con = sqlite3.connect(path, isolation_level=None)
+    migrations.apply(con, SQLITE, 0, target=5)
+    con.execute("PRAGMA user_version=1")
+    con.execute(
+        "INSERT INTO stations (id, key, lat, lon, connectors, max_kw, created) VALUES ('CP-1', 'k', 1, 1, 1, 22, 1)"
+    )
+    con.execute(
+        'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated, request_id)'
+        " VALUES ('V-1', 'CP-1', 1, 100, 200, 'confirmed', 1, 1, 'req')"
+    )
+    con.close()
+    os.chmod(path, 0o600)
+    with caplog.at_level(logging.INFO, logger="hub.store.store"):
+        s = Store(path)
+    try:
+        assert "store: migrated from version 1 to %d" % SCHEMA_VERSION in caplog.text
+        assert s.get_station_key("CP-1") == "k" and s.reservation_for_request("V-1", "req")["start"] == 100
+        assert isinstance(s.insert_reservations([("V-2", "CP-1", 1, 150, 250)])[0], StoreConflict)  # migration 7
+    finally:
+        s.close()
