@@ -493,3 +493,20 @@ def test_a_sqlite_store_from_before_numbered_migrations_is_upgraded_without_losi
         assert isinstance(s.insert_reservations([("V-2", "CP-1", 1, 150, 250)])[0], StoreConflict)  # migration 7
     finally:
         s.close()
+
+
+def test_a_postgresql_store_whose_connection_was_dropped_fails_once_then_reconnects(pg_database):
+    from hub.store.backend import DB_ERRORS
+
+    s = Store(pg_database)
+    try:
+        s.add_station("CP-1", 1, 1, 1, 22)
+        pid = s._db.raw.info.backend_pid
+        with psycopg.connect(pg_database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(DB_ERRORS):  # the call that meets the dropped connection says so
+            s.insert_reservations([("V-1", "CP-1", 1, 100, 200)])
+        assert type(s.insert_reservations([("V-1", "CP-1", 1, 100, 200)])[0]) is int  # the next one reconnects
+        assert s.get_station("CP-1") is not None and s._db.raw.info.backend_pid != pid
+    finally:
+        s.close()

@@ -19,6 +19,7 @@ no pool. The integrator's LISTEN thread should open its own connection through `
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 import urllib.parse
@@ -35,6 +36,8 @@ DB_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,) + ((psycopg.Error,
 CONFLICT_ERRORS: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,) + (
     (psycopg.errors.ExclusionViolation, psycopg.errors.UniqueViolation) if psycopg is not None else ()
 )
+
+log = logging.getLogger(__name__)
 
 PG_SCHEMES = ("postgresql", "postgres")
 LOCK_TIMEOUT = "2s"  # a stuck transaction elsewhere cannot stall every booker for long
@@ -128,14 +131,29 @@ class PgConn:
         self.url = url
         self.dialect = PgDialect()
         self.raw = connect_pg(url)
+        self._in_tx = False
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        self._alive(sql)
+        if sql == "ROLLBACK" and self.raw.closed:
+            return None  # the connection died inside the transaction: the server rolled it back
         return self.raw.execute(self.dialect.sql(sql), tuple(params) if params is not None else None)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        self._alive(sql)
         cur = self.raw.cursor()
         cur.executemany(self.dialect.sql(sql), [tuple(r) for r in rows])
         return cur
+
+    def _alive(self, sql: str) -> None:
+        """Reconnect a connection the server or the network dropped, between transactions only:
+        the call that met the broken connection has already raised to its caller (who answered
+        "try again"); a statement inside a transaction never silently moves to a new connection."""
+        if sql in ("BEGIN", "COMMIT", "ROLLBACK"):
+            self._in_tx = sql == "BEGIN"
+        if self.raw.closed and not self._in_tx and sql != "ROLLBACK":
+            log.warning("store %s: connection lost, reconnecting", mask(self.url))
+            self.raw = connect_pg(self.url)
 
     def close(self) -> None:
         self.raw.close()

@@ -129,22 +129,13 @@ class Store:
         # SQLite: BEGIN IMMEDIATE takes the write lock up front (no deadlock-prone lock upgrade
         # halfway through, and busy_timeout applies to the wait). PostgreSQL: BEGIN on an autocommit
         # connection, READ COMMITTED; the constraints arbitrate between concurrent writers.
-        self._reconnect_if_lost()
-        self._db.execute(self.dialect.begin)
+        self._db.execute(self.dialect.begin)  # PostgreSQL: reconnects first if the server dropped us
         try:
             yield self._db
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-    def _reconnect_if_lost(self):
-        # PostgreSQL restarted or the network blipped: the next write gets a new connection (the
-        # failed one raised to its caller, who answered "try again").
-        if self.is_postgres and self._db.raw.closed:
-            log.warning("store %s: connection lost, reconnecting", self.label)
-            self._db = PgConn(self.path)
-            self.dialect = self._db.dialect
 
     def _read_version(self, db):
         if not self.is_postgres:
@@ -433,9 +424,8 @@ class Store:
         stored ones, matched back to the batch by their values."""
         if not params:
             return []
-        self._reconnect_if_lost()
         cols = list(zip(*params))
-        rows = self._db.raw.execute(
+        rows = self._db.execute(
             'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated,'
             " request_id) SELECT v, s, c, b, e, 'confirmed', %s, %s, r"
             " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])"
