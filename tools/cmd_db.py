@@ -21,6 +21,7 @@ import sqlite3
 import sys
 
 from hub.store.backend import DB_ERRORS, is_postgres, mask
+from hub.store.backup import copy_sqlite
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -104,15 +105,7 @@ def backup(db: str, target: str, force: bool = False) -> int:
         # The copy holds every key and token: owner-only from the moment it exists.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         os.close(fd)
-        src = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
-        dst = sqlite3.connect(tmp)
-        try:
-            src.backup(dst)
-            (check,) = dst.execute("PRAGMA integrity_check").fetchone()
-            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
-        finally:
-            dst.close()
-            src.close()
+        check = copy_sqlite(db, tmp)
         if check != "ok":
             raise sqlite3.DatabaseError("the copy failed its integrity check: %s" % check)
         os.replace(tmp, target)

@@ -9,5 +9,6 @@ requests.py  the RESERVE idempotency key
 ledger.py    the OCPP central system's transactions and idTags
 keys.py      who may connect: key and token lookups for the I/O loop
 reads.py     history reads for the HTTP API, in a small thread pool
+backup.py    `evhub db backup`: SQLite's online backup
 lock.py      one hub per embedded store: the lock beside the SQLite file (not for PostgreSQL)
 """
