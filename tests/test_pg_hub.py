@@ -75,3 +75,31 @@ def test_a_second_hub_may_share_a_postgresql_store(tmp_path, pg_database):
     os.makedirs(second.tmp)
     with first, second:
         assert "hub listening" in first.log() and "hub listening" in second.log()
+
+
+def test_the_reserve_bench_on_postgresql_reports_both_engines_with_no_double_booking(pg_cluster):
+    import json
+
+    res = evhub(
+        "bench",
+        "--scenario",
+        "reserve",
+        "--connections",
+        "2",
+        "--stations",
+        "50",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--json",
+        "--db",
+        pg_cluster.url(),
+        timeout=120,
+    )
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(r["engines"]) == {"sqlite", "postgresql"} and "password" not in r["db"]
+    for engine in ("sqlite", "postgresql"):
+        figures = r["engines"][engine]
+        assert figures["reserved_ok_per_s"] > 0 and figures["double_bookings"] == 0, (engine, figures)
+    assert r["confirmed_in_store"] == r["reserved_ok_all_runs"], "every acknowledged reservation is in PostgreSQL"

@@ -19,11 +19,13 @@ no pool. The integrator's LISTEN thread should open its own connection through `
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sqlite3
 import urllib.parse
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 try:  # the PostgreSQL driver is needed only for a postgresql:// store
     import psycopg
@@ -157,3 +159,20 @@ class PgConn:
 
     def close(self) -> None:
         self.raw.close()
+
+
+@contextlib.contextmanager
+def scratch_database(url: str) -> Iterator[str]:
+    """A new empty database beside the one `url` names (the role needs CREATEDB), as a URL; dropped
+    afterwards (the benchmark's PostgreSQL runs)."""
+    name = "evhub_bench_%d" % os.getpid()
+    admin = connect_pg(url)
+    try:
+        admin.execute('DROP DATABASE IF EXISTS "%s"' % name)
+        admin.execute('CREATE DATABASE "%s"' % name)
+        parts = urllib.parse.urlsplit(url)
+        yield urllib.parse.urlunsplit(parts._replace(path="/" + name))
+    finally:
+        with contextlib.suppress(Exception):
+            admin.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+        admin.close()

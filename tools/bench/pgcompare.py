@@ -9,27 +9,9 @@ server's: run it with fsync and synchronous_commit on for durable figures.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import urllib.parse
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from hub.store.backend import connect_pg, mask
-
-
-@contextlib.contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    name = "evhub_bench_%d" % os.getpid()
-    admin = connect_pg(url)
-    try:
-        admin.execute('DROP DATABASE IF EXISTS "%s"' % name)
-        admin.execute('CREATE DATABASE "%s"' % name)
-        parts = urllib.parse.urlsplit(url)
-        yield urllib.parse.urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with contextlib.suppress(Exception):
-            admin.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
-        admin.close()
+from hub.store.backend import mask, scratch_database
 
 
 def run(opts: dict[str, Any], run_one: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
