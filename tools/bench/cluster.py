@@ -119,8 +119,8 @@ def _race(hubs: "list[Server]", tokens: "dict[str, str]", stations: "list[str]",
         try:
             with HubClient(hub.url, "vehicle", vid, tokens[vid], timeout=10) as v:
                 while time.monotonic() < stop and n < 100_000:
-                    # windows on a grid of slots shared by all vehicles: about half the asks collide
-                    slot = (i * 7919 + n * 104729) % (len(stations) * 64)
+                    # windows on a grid of slots shared by all vehicles: some asks collide, across hubs too
+                    slot = (i * 7919 + n * 104729) % (len(stations) * 512)
                     sid, k = stations[slot % len(stations)], slot // len(stations)
                     start = base + k * WINDOW_S
                     ok = v.request(K.RESERVE, sid, start, start + WINDOW_S, None)[1][0]
