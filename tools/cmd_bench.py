@@ -71,7 +71,12 @@ def configure(p):
         " best run is the least disturbed (default 1)",
     )
     p.add_argument("--hub", help="bench a running hub at tcp://HOST:PORT instead of starting one (needs --db)")
-    p.add_argument("--db", help="with --hub: the database that hub serves (bench vehicles are added to it)")
+    p.add_argument(
+        "--db",
+        help="with --hub: the database that hub serves (bench vehicles are added to it); without --hub, "
+        "postgresql://...: run the load on SQLite and then on a scratch database on that server, side by side;"
+        " --scenario cluster: the database its hubs share",
+    )
     p.add_argument("--hubs", type=int, default=3, help="cluster: hubs started on the --db PostgreSQL (default 3)")
     p.add_argument("--quick", action="store_true", help="micro: smaller sizes, for a smoke run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
