@@ -59,6 +59,10 @@ def configure(p):
         default=None,
         help="allow --ocpp ws:// (Security Profile 1: Basic auth without TLS; a VPN or a lab only)",
     )
+    p.add_argument(
+        "--hub-id",
+        help="this hub's name among several sharing one PostgreSQL store (default host:port)",
+    )
     p.add_argument("--epoch0", type=float, help=argparse_suppress())
     p.add_argument(
         "--print-config",
@@ -92,6 +96,7 @@ def run(args):
                 "http_token": args.http_token,
                 "ocpp": args.ocpp,
                 "ocpp_allow_profile1": args.ocpp_allow_profile1,
+                "hub_id": args.hub_id,
             },
         )
     except (hubconfig.ConfigError, ValueError) as exc:
