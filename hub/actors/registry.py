@@ -36,6 +36,7 @@ from hub.messages import (
     RemoteAnswer,
     RemoteRequest,
     RemoteViews,
+    ResyncReservations,
     RemoveStation,
     ReservationEnded,
     ReservationHistory,
@@ -205,6 +206,8 @@ class StationRegistry(SessionHandling, StationRequesting, pykka.ThreadingActor):
         if self.cluster is not None:
             self._epochs[st.id] = self.cluster.claim(st.id)  # this hub is its home now: the others hear of it
             self._adopt_sessions(st)
+            if self.book is not None:
+                self.book.tell(ResyncReservations(st.id))  # what it must hold, as the store says
         self._publish(st)
         # Tell the station about reservations it must honour (it may have rebooted and forgotten).
         self._sync_windows(st)

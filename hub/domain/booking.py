@@ -568,6 +568,17 @@ class ReservationBook:
         )
         return self._close(r, "cancelled")
 
+    def resync(self, station_id=None):
+        """What another hub changed while we were not told (a lost NOTIFY): memory follows the store for
+        one station, or all. Returns how many reservations changed here."""
+        rows = self._store.load_open_reservations(station_id)
+        open_ids = {row["id"] for row in rows}
+        known = {rid for rid, r in self._by_id.items() if station_id is None or r.station_id == station_id}
+        changed = 0
+        for rid in sorted(open_ids ^ known):  # new there, or ended there
+            changed += self.adopt(rid) is not None
+        return changed
+
     def adopt(self, reservation_id):
         """Another hub confirmed, moved or ended this reservation in the shared store: memory follows.
         Returns "reserved", the end state, or None when memory already agreed (events are queued as
