@@ -27,11 +27,12 @@ import bisect
 import heapq
 import itertools
 import logging
-import sqlite3
 from typing import Any, Callable, Iterable, Literal, NamedTuple, Optional, Sequence, TypedDict, Union
 
 from hub.domain.bounds import MAX_ID_LEN, MAX_RESERVATION_ID
 from hub.domain.ports import BookStore
+from hub.store.backend import DB_ERRORS
+from hub.store.store import StoreConflict
 from hub.timefmt import Window
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, EvhubError
 
@@ -47,6 +48,7 @@ MAX_NEARBY_ALTERNATIVES = 3
 MAX_NEIGHBOURS_TRIED = 30  # bounds the work a conflicting request can cause
 MAX_WINDOW_CANDIDATES = 2000
 DEFAULT_MAX_OPEN_PER_VEHICLE = 3  # one vehicle cannot book every connector for a month
+STORE_RETRIES = 2  # rounds of "try the next connector" after the database refused a window
 
 
 class Reservation(NamedTuple):
@@ -219,7 +221,7 @@ class ReservationBook:
         if moves and self._store is not None:
             try:
                 self._store.move_reservations(moves)
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 log.error("station %s: could not store %d moved reservations: %s", st.id, len(moves), exc)
 
     def _station(self, station_id: str) -> Optional[_Station]:
@@ -453,7 +455,7 @@ class ReservationBook:
             held.append((i, r, st, request_id))
             provisional[vehicle_id] = provisional.get(vehicle_id, 0) + 1
         if held:
-            self._commit(held, results)
+            self._commit(held, results, now, STORE_RETRIES)
         for i, first in repeats:
             results[i] = results[first]
         return results  # type: ignore[return-value]  # every slot is filled above; a check would cost a pass per batch
@@ -486,19 +488,23 @@ class ReservationBook:
             None,
         )
 
-    def _commit(self, held: list[_Held], results: list[Optional[Outcome]]) -> None:
+    def _commit(self, held: list[_Held], results: list[Optional[Outcome]], now: float, retries: int) -> None:
         try:
             ids = self._store.insert_reservations(
                 [(r.vehicle_id, r.station_id, r.connector, r.start, r.end, key) for _i, r, _st, key in held]
             )
-        except (sqlite3.Error, OSError) as exc:
+        except DB_ERRORS + (OSError,) as exc:
             log.error("book: storing %d reservations failed, all refused: %s", len(held), exc)
             for i, r, st, _key in held:
                 self._release(st, r.start, r.id)
                 results[i] = BookingError(E_INTERNAL, "the reservation could not be stored; try again")
             return
-        for (i, tmp, st, _key), rid in zip(held, ids):
+        refused: list[_Held] = []
+        for (i, tmp, st, key), rid in zip(held, ids):
             self._release(st, tmp.start, tmp.id)
+            if isinstance(rid, StoreConflict):
+                refused.append((i, tmp, st, key))
+                continue
             r = tmp._replace(id=rid)
             self._hold(st, r)
             self._events.append(("reserved", r))
@@ -511,6 +517,43 @@ class ReservationBook:
                 Window(r.start, r.end),
             )
             results[i] = ReserveResult(True, r, [], None)
+
+        if refused:
+            self._after_refusal(refused, results, now, retries)
+
+    def _after_refusal(self, refused: list[_Held], results: list[Optional[Outcome]], now: float, retries: int) -> None:
+        """The database refused some rows (PostgreSQL: another hub confirmed an overlapping window on
+        that connector first). Learn the station's confirmed windows from the store, then decide
+        those requests again: another connector if one is free (at most `retries` rounds), else a
+        conflict with alternatives, as for any full station."""
+        for st_id in {st.id for _i, _r, st, _k in refused}:
+            st = self._stations[st_id]
+            for row in self._store.load_open_reservations(st_id):
+                if row["id"] not in self._by_id:
+                    self._hold(st, Reservation(*(row[f] for f in Reservation._fields)))
+        again = []
+        for i, tmp, st, key in refused:
+            if key is not None:
+                results[i] = self._booked_before(tmp.vehicle_id, key)  # a retry stored on another hub
+                if results[i] is not None:
+                    continue
+            conn = self._fit(st, tmp.start, tmp.end, now) if retries > 0 else None
+            if conn is None:
+                alts = self.alternatives(st, tmp.start, tmp.end, now)
+                log.info(
+                    "vehicle %s: station %s %s was taken by another writer; %d alternatives",
+                    tmp.vehicle_id,
+                    st.id,
+                    Window(tmp.start, tmp.end),
+                    len(alts),
+                )
+                results[i] = ReserveResult(False, None, alts, "conflict: station %s is fully booked then" % st.id)
+                continue
+            r = tmp._replace(connector=conn)
+            self._hold(st, r)
+            again.append((i, r, st, key))
+        if again:
+            self._commit(again, results, now, retries - 1)
 
     # --- cancel and expiry ---------------------------------------------------------------
 
