@@ -138,8 +138,8 @@ class ReservationBook:
         self._stations: dict[str, _Station] = {}
         self._by_id: dict[int, Reservation] = {}  # confirmed reservations only
         self._by_vehicle: dict[str, set[int]] = {}  # vehicle_id -> set of confirmed reservation ids
-        self._starts_heap: list[tuple[int, int]] = []  # (start, id): finds windows that have begun, for no-show expiry
-        self._begun: dict[int, Reservation] = {}  # id -> Reservation whose window has begun and is not yet closed
+        self._starts_heap: list[tuple[int, int]] = []  # (start, id): windows that have begun, for no-show expiry
+        self._begun: dict[int, Reservation] = {}  # id -> Reservation whose window has begun, not yet closed
         self._events: list[Event] = []
 
     # --- setup ------------------------------------------------------------------------
@@ -277,9 +277,8 @@ class ReservationBook:
         or None on conflict."""
         lo = bisect.bisect_right(st.starts, s - st.max_len)
         hi = bisect.bisect_left(st.starts, e)
-        busy: list[_Busy] = [
-            it for it in st.items[lo:hi] if it[1] > s
-        ]  # (start, end, id, connector) overlapping [s, e)
+        # (start, end, id, connector) overlapping [s, e); the sessions' (started, until, None, connector) join
+        busy: list[_Busy] = [it for it in st.items[lo:hi] if it[1] > s]
         for conn, sess in st.sessions.items():
             # A session past its expected end still holds the connector until it ends.
             end = max(sess.expected_end, now + 60)
@@ -405,9 +404,8 @@ class ReservationBook:
         results: list[Optional[Outcome]] = [None] * len(requests)
         held: list[_Held] = []  # (index, provisional Reservation with a negative id, station, request_id)
         provisional: dict[str, int] = {}  # vehicle_id -> how many of this batch's held requests are its
-        keyed: dict[
-            tuple[str, str], int
-        ] = {}  # (vehicle_id, request_id) -> index of this batch's first request with that key
+        # (vehicle_id, request_id) -> index of this batch's first request with that key
+        keyed: dict[tuple[str, str], int] = {}
         repeats: list[tuple[int, int]] = []  # (index, index of the first request with the same key)
         cap = self.max_open_per_vehicle
         for i, req in enumerate(requests):
@@ -458,7 +456,9 @@ class ReservationBook:
             self._commit(held, results, now, STORE_RETRIES)
         for i, first in repeats:
             results[i] = results[first]
-        return results  # type: ignore[return-value]  # every slot is filled above; a check would cost a pass per batch
+        # Every slot is filled by now (a result, a refusal, or a repeat's first answer), which mypy cannot
+        # follow through the indices; proving it at run time would cost a pass over every batch.
+        return results  # type: ignore[return-value]
 
     def _booked_before(self, vehicle_id: str, request_id: object) -> Optional[Outcome]:
         """The ReserveResult of an earlier RESERVE with this key, or None if the key is new."""
