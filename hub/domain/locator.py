@@ -79,6 +79,7 @@ CACHE_MAX_K = 16  # queries for more than this many go straight to the grid sear
 BLOCK_TARGET = 24  # a cell's block grows ring by ring until it holds this many stations...
 BLOCK_H_MAX = 8  # ...or reaches this many cells on each side of the cell
 CHANGES_MAX = 128  # more station changes than this between snapshots: start with no blocks
+_CHORD_SLACK = 1e-12  # added to triangle-inequality stops: far above float noise, far below a metre
 
 
 class _Mark(enum.Enum):
@@ -90,7 +91,6 @@ class _Mark(enum.Enum):
 
 _DENSE: Final = _Mark.DENSE
 _SEEN: Final = _Mark.SEEN
-_CHORD_SLACK = 1e-12  # added to triangle-inequality stops: far above float noise, far below a metre
 
 
 # Station ids are str on the hub; at run time any hashable id works that orders against the others
