@@ -23,6 +23,7 @@ ESP32 float is single precision (an epoch in a float32 moves in 128 s steps).
 
 from transport import kinds as K
 from transport.codec import packb, unpackb
+from transport.compat import const
 from transport.errors import (
     E_BAD_FIELD,
     E_FORBIDDEN,
@@ -43,12 +44,13 @@ FIRMWARE_VERSION = "evhub-fw/0.1"
 # An ERROR with one of these codes means the hub will never take the record: drop it (logged).
 _PERMANENT = (E_BAD_FIELD, E_MALFORMED, E_UNKNOWN_KIND, E_FORBIDDEN)
 _BOOT = "boot"
-BOOT_TRIES = 3  # BOOTs unanswered on a TCP link before it is dropped (a serial line keeps resending)
-HANDSHAKE_TIMEOUT_S = 6  # no answer to HELLO/AUTH this long: the attempt failed
+# Private constants are folded by the compiler: no name to intern on the board.
+_BOOT_TRIES = const(3)  # BOOTs unanswered on a TCP link before it is dropped (a serial line keeps resending)
+_HANDSHAKE_TIMEOUT_S = const(6)  # no answer to HELLO/AUTH this long: the attempt failed
 # A serial line answers in milliseconds and loses a frame to noise now and then: a request
 # unanswered for this long is sent again (unless the config sets request_timeout_s), and an
 # unanswered handshake is restarted on the same line rather than closed and backed off.
-SERIAL_REQUEST_TIMEOUT_S = 2
+_SERIAL_REQUEST_TIMEOUT_S = const(2)
 _STATUS = "status"
 
 
@@ -59,28 +61,38 @@ def _not_authenticated(obj):
 
 
 class ChargePoint(Station):
+    # Class attributes, not instance ones: each instance attribute is a slot in the instance's dict,
+    # which grows by rehashing into one new block of 16 bytes per slot (8 on a 32-bit board): 18-23
+    # names take a 368-byte table, 24-29 a 464-byte one. Set one by one in __init__, just after the
+    # imports fragmented the heap, 26 names needed 464 contiguous bytes, and in a 64 KB heap that block
+    # was sometimes not there (MemoryError here at start-up, depending on where earlier allocations
+    # fell: tests/fw_mem.py start-up sweep). Rare counters (set on the instance when they first count)
+    # and an optional callback keep the dict at 21 names.
+    on_config = None  # on_config(key, value) after a CONFIGURE, e.g. to save it
+    hellos_resent = 0  # serial: handshakes restarted on the line after a lost frame
+    dropped_records = 0  # records the hub refused for good
+    internal_errors = 0  # hub requests that failed with a bug (answered E_INTERNAL)
+    rehellos = 0  # handshakes restarted because the hub had forgotten an open session
+
     def __init__(self, config, clock, wall, journal=None, relay=None, rand=None, log=None, on_config=None):
         Station.__init__(self, config, clock, wall, journal, relay, log)
         cfg = self.config
-        self.on_config = on_config  # on_config(key, value) after a CONFIGURE, e.g. to save it
+        if on_config is not None:
+            self.on_config = on_config
         self.link = Link(clock, rand, cfg["offline_after_s"])
         # The drivers use the TCP hub when one is configured, else the serial line.
         self.on_serial = not cfg["hub"] and bool(cfg["serial"] or cfg["uart"])
         rt = cfg["request_timeout_s"]
         if self.on_serial and "request_timeout_s" not in config:
-            rt = SERIAL_REQUEST_TIMEOUT_S
+            rt = _SERIAL_REQUEST_TIMEOUT_S
         self.request_timeout_s = rt
-        self.handshake_timeout_s = rt if rt < HANDSHAKE_TIMEOUT_S else HANDSHAKE_TIMEOUT_S
-        self.hellos_resent = 0  # serial: handshakes restarted on the line after a lost frame
+        self.handshake_timeout_s = rt if rt < _HANDSHAKE_TIMEOUT_S else _HANDSHAKE_TIMEOUT_S
         self.session = None
         self.booted = False
         self.close_reason = None
         self._inflight = {}  # seq -> _BOOT | (_STATUS, connector) | (kind, session_id)
         self._sent = {}  # (kind, session_id) -> seq (None: refused, retry on the next link)
-        self.dropped_records = 0
         self._boot_tries = 0
-        self.internal_errors = 0
-        self.rehellos = 0  # handshakes restarted because the hub had forgotten an open session
 
     @property
     def usable(self):
@@ -299,7 +311,7 @@ class ChargePoint(Station):
             self._boot_tries += 1
             # On a serial line the session is alive (a dead hub shows as PeerSilent, a restarted one as
             # not_authenticated): a new handshake would only add four more frames for the noise to eat.
-            if self._boot_tries >= BOOT_TRIES and not self.on_serial:
+            if self._boot_tries >= _BOOT_TRIES and not self.on_serial:
                 self._close("boot not answered")
             else:
                 self.log("warning", "boot not answered; sending it again")

@@ -42,8 +42,6 @@ from firmware.connector import (
 from firmware.journal import Journal
 from firmware.reservations import Reservations
 
-END_REASONS = K.END_REASONS
-
 
 class Station:
     # A fitted energy meter, meter(n, start=False) -> mWh since the session's start (firmware/evse.py
@@ -360,8 +358,8 @@ class Station:
         c = self.connector(number)
         if c.charge is None:
             raise Refused(E_INVALID_STATE, "no session on connector %d" % number)
-        if reason not in END_REASONS:
-            raise Refused(E_BAD_FIELD, "reason must be one of %s" % (END_REASONS,))
+        if reason not in K.END_REASONS:
+            raise Refused(E_BAD_FIELD, "reason must be one of %s" % (K.END_REASONS,))
         self.end_session(c, reason, self.now())
 
     def ev_suspend(self, number, suspended):

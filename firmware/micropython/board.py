@@ -26,21 +26,22 @@ import time
 
 from firmware.chargepoint import ChargePoint
 from firmware.journal import Journal
-from transport.compat import monotonic_ms  # wrap-safe integer ms from ticks_ms
+from transport.compat import const, monotonic_ms  # monotonic_ms: wrap-safe integer ms from ticks_ms
 from transport.errors import FrameError
 from transport.framing import SerialFramer, StreamFramer
 
-TICK_MS = 200  # core tick period (all board times are integer ms or s: ESP32 floats are float32)
+# Private constants are folded by the compiler: no name to intern, no global to store (the heap).
+_TICK_MS = const(200)  # core tick period (all board times are integer ms or s: ESP32 floats are float32)
 POLL_MS = 50  # longest wait for input per loop
-READ_SIZE = 256
+_READ_SIZE = const(256)
 MAX_FRAME = 4096  # the hub never sends a station more than this
-MAX_OUT = 8192  # bytes queued for a link that does not drain: drop it
+_MAX_OUT = const(8192)  # bytes queued for a link that does not drain: drop it
 WDT_MS = 10000  # watchdog timeout; fed only while the loop is healthy
-STALL_MS = 5000  # a loop that has not completed a tick for this long is unhealthy
-MAX_ERRORS = 10  # consecutive failed loop iterations before we stop feeding the watchdog
-MEM_REPORT_MS = 300000
+_STALL_MS = const(5000)  # a loop that has not completed a tick for this long is unhealthy
+_MAX_ERRORS = const(10)  # consecutive failed loop iterations before we stop feeding the watchdog
+_MEM_REPORT_MS = const(300000)
 RTC_MIN_YEAR = 2024  # a clock before this was never set: certificate dates cannot be checked
-_EPOCH_2000 = 946684800  # ports whose time.time() counts from 2000-01-01
+_EPOCH_2000 = const(946684800)  # ports whose time.time() counts from 2000-01-01
 
 
 def load_config(path):
@@ -335,7 +336,7 @@ class Board:
         self.tls = make_tls(self.cfg.get("hub"), self.log)
         self.poller = select.poll()
         self.link = None
-        self.buf = bytearray(READ_SIZE)
+        self.buf = bytearray(_READ_SIZE)
         self.mv = memoryview(self.buf)
         self.out = bytearray()
         self.wifi = None
@@ -415,7 +416,7 @@ class Board:
             n = link.write(self.out)
             if n:
                 self.out = self.out[n:]
-            if len(self.out) > MAX_OUT:
+            if len(self.out) > _MAX_OUT:
                 raise OSError("hub is not reading")
 
     def step(self):
@@ -443,7 +444,7 @@ class Board:
         if self.evse is not None:
             self.evse.poll()  # every turn (<= POLL_MS apart): the relay opens within 100 ms of leaving C
         now = self.clock()
-        if now - self.last_tick >= TICK_MS:
+        if now - self.last_tick >= _TICK_MS:
             self.last_tick = now
             cp.tick()
         if self.link is not None:
@@ -458,7 +459,7 @@ class Board:
             cp.on_disconnected(cp.close_reason)
 
     def healthy(self):
-        return self.errors < MAX_ERRORS and self.clock() - self.last_tick < STALL_MS
+        return self.errors < _MAX_ERRORS and self.clock() - self.last_tick < _STALL_MS
 
     def run(self, seconds=None):
         wdt = make_wdt()
@@ -482,7 +483,7 @@ class Board:
                 wdt.feed()
             now = self.clock()
             if now >= next_mem:
-                next_mem = now + MEM_REPORT_MS
+                next_mem = now + _MEM_REPORT_MS
                 gc.collect()
                 self.log("info", "heap: %d used, %d free" % (gc.mem_alloc(), gc.mem_free()))
         if self.link is not None:
