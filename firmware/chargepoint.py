@@ -24,40 +24,43 @@ ESP32 float is single precision (an epoch in a float32 moves in 128 s steps).
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.compat import const
-from transport.errors import (
-    E_BAD_FIELD,
-    E_FORBIDDEN,
-    E_INTERNAL,
-    E_MALFORMED,
-    E_NOT_AUTHENTICATED,
-    E_UNKNOWN_KIND,
-    CodecError,
-)
+from transport.errors import CodecError
 from transport.session import Authenticated, ClientSession, Closed, Message, PeerSilent, Reply, Timeout
 
 from firmware.connector import Refused
 from firmware.hubrequests import HANDLERS
-from firmware.link import BACKOFF, CONNECT, GIVE_UP, ONLINE, Link
+from firmware.link import Link
 from firmware.station import Station
 
 FIRMWARE_VERSION = "evhub-fw/0.1"
-# An ERROR with one of these codes means the hub will never take the record: drop it (logged).
-_PERMANENT = (E_BAD_FIELD, E_MALFORMED, E_UNKNOWN_KIND, E_FORBIDDEN)
-_BOOT = "boot"
-# Private constants are folded by the compiler: no name to intern on the board.
+# Private constants are folded by the compiler: no name to intern, no global to keep on the board.
+# transport.errors' codes and firmware.link's states (tests/test_micropython.py checks them):
+_E_MALFORMED = const(1)
+_E_UNKNOWN_KIND = const(2)
+_E_BAD_FIELD = const(3)
+_E_NOT_AUTHENTICATED = const(4)
+_E_FORBIDDEN = const(9)
+_E_INTERNAL = const(14)
+_BACKOFF = const(0)  # Link.state
+_ONLINE = const(3)
+_CONNECT = const(1)  # Link.poll()
+_GIVE_UP = const(2)
 _BOOT_TRIES = const(3)  # BOOTs unanswered on a TCP link before it is dropped (a serial line keeps resending)
 _HANDSHAKE_TIMEOUT_S = const(6)  # no answer to HELLO/AUTH this long: the attempt failed
 # A serial line answers in milliseconds and loses a frame to noise now and then: a request
 # unanswered for this long is sent again (unless the config sets request_timeout_s), and an
 # unanswered handshake is restarted on the same line rather than closed and backed off.
 _SERIAL_REQUEST_TIMEOUT_S = const(2)
+# An ERROR with one of these codes means the hub will never take the record: drop it (logged).
+_PERMANENT = (_E_BAD_FIELD, _E_MALFORMED, _E_UNKNOWN_KIND, _E_FORBIDDEN)
+_BOOT = "boot"
 _STATUS = "status"
 
 
 def _not_authenticated(obj):
     """obj is an ERROR [kind, seq, code, text] with code E_NOT_AUTHENTICATED."""
     t = type(obj)
-    return (t is list or t is tuple) and len(obj) > 2 and obj[0] == K.ERROR and obj[2] == E_NOT_AUTHENTICATED
+    return (t is list or t is tuple) and len(obj) > 2 and obj[0] == K.ERROR and obj[2] == _E_NOT_AUTHENTICATED
 
 
 class ChargePoint(Station):
@@ -71,7 +74,7 @@ class ChargePoint(Station):
     on_config = None  # on_config(key, value) after a CONFIGURE, e.g. to save it
     hellos_resent = 0  # serial: handshakes restarted on the line after a lost frame
     dropped_records = 0  # records the hub refused for good
-    internal_errors = 0  # hub requests that failed with a bug (answered E_INTERNAL)
+    internal_errors = 0  # hub requests that failed with a bug (answered _E_INTERNAL)
     rehellos = 0  # handshakes restarted because the hub had forgotten an open session
 
     def __init__(self, config, clock, wall, journal=None, relay=None, rand=None, log=None, on_config=None):
@@ -116,7 +119,7 @@ class ChargePoint(Station):
     # --- the driver's interface --------------------------------------------------------
 
     def want_connect(self):
-        return self.session is None and self.link.poll() == CONNECT
+        return self.session is None and self.link.poll() == _CONNECT
 
     def on_connecting(self):
         self.link.connecting()
@@ -146,7 +149,7 @@ class ChargePoint(Station):
         self._sent = {}
 
     def on_disconnected(self, why=None):
-        if self.session is None and self.link.state == BACKOFF:
+        if self.session is None and self.link.state == _BACKOFF:
             return
         delay = self.link.lost()
         self.log("info", "link down (%s); next attempt in %d ms" % (why or self.close_reason or "closed", delay))
@@ -212,7 +215,7 @@ class ChargePoint(Station):
         if (
             (isinstance(ev, Reply) or isinstance(ev, Message))
             and ev.kind == K.ERROR
-            and ev.fields[0] == E_NOT_AUTHENTICATED
+            and ev.fields[0] == _E_NOT_AUTHENTICATED
             and self.session is not None
             and self.session.authenticated
         ):
@@ -245,7 +248,7 @@ class ChargePoint(Station):
         transport instead of pinging into the void until the link is declared silent."""
         self.rehellos += 1
         self.log("warning", "hub does not know this session (%s): new handshake" % (text,))
-        if self.link.state == ONLINE:
+        if self.link.state == _ONLINE:
             self.link.down_since = self.clock()  # offline_after_s counts from here if it fails
         self.on_connected()  # a fresh ClientSession: HELLO queued; journal and statuses follow BOOT
 
@@ -255,7 +258,7 @@ class ChargePoint(Station):
             return
         handler = HANDLERS.get(m.kind)
         if handler is None:
-            self.session.send_error(E_UNKNOWN_KIND, "station does not handle %s" % K.kind_name(m.kind), m.seq)
+            self.session.send_error(_E_UNKNOWN_KIND, "station does not handle %s" % K.kind_name(m.kind), m.seq)
             return
         try:
             after = handler(self, m.fields)
@@ -263,10 +266,10 @@ class ChargePoint(Station):
             self.log("info", "refused %s: %s" % (K.kind_name(m.kind), exc.text))
             self.session.send_error(exc.code, exc.text, m.seq)
             return
-        except Exception as exc:  # a bug must not take the station down; the hub sees E_INTERNAL
+        except Exception as exc:  # a bug must not take the station down; the hub sees _E_INTERNAL
             self.internal_errors += 1
             self.log("error", "%s failed: %r" % (K.kind_name(m.kind), exc))
-            self.session.send_error(E_INTERNAL, "station error", m.seq)
+            self.session.send_error(_E_INTERNAL, "station error", m.seq)
             return
         self.session.send(K.ACK, m.seq)
         if after is not None:
@@ -331,7 +334,7 @@ class ChargePoint(Station):
     # --- the periodic work -----------------------------------------------------------------
 
     def tick(self):
-        if self.link.state != BACKOFF and self.link.state != ONLINE and self.link.poll() == GIVE_UP:
+        if self.link.state != _BACKOFF and self.link.state != _ONLINE and self.link.poll() == _GIVE_UP:
             self._close("hub did not answer in time")
         if self.session is not None:
             for ev in self.session.tick():

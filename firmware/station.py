@@ -22,8 +22,7 @@ Energy is integer Wh (mWh inside a charge), power integer W: an ESP32 float is s
 from binascii import hexlify
 
 from transport import kinds as K
-from transport.compat import urandom
-from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE
+from transport.compat import const, urandom
 
 from firmware import config as C
 from firmware.charging import Charge, ev_check, ev_params, to_milli
@@ -41,6 +40,12 @@ from firmware.connector import (
 )
 from firmware.journal import Journal
 from firmware.reservations import Reservations
+
+# transport.errors' codes as private consts: folded into the bytecode, so the module keeps no global
+# for them (tests/test_micropython.py checks them against the table).
+_E_BAD_FIELD = const(3)
+_E_FORBIDDEN = const(9)
+_E_INVALID_STATE = const(12)
 
 
 class Station:
@@ -84,7 +89,7 @@ class Station:
 
     def connector(self, number):
         if type(number) is not int or number < 1 or number > len(self.connectors):
-            raise Refused(E_BAD_FIELD, "connector must be 1..%d" % len(self.connectors))
+            raise Refused(_E_BAD_FIELD, "connector must be 1..%d" % len(self.connectors))
         return self.connectors[number - 1]
 
     def status(self, number):
@@ -320,33 +325,33 @@ class Station:
         hub's REMOTE_START (None is returned). Refused: wrong vehicle, busy, or offline unreserved."""
         c = self.connector(number)
         if type(vehicle) is not str or not vehicle:
-            raise Refused(E_BAD_FIELD, "vehicle id must be a non-empty string")
+            raise Refused(_E_BAD_FIELD, "vehicle id must be a non-empty string")
         if c.vehicle is not None or c.status not in (AVAILABLE, RESERVED):
-            raise Refused(E_INVALID_STATE, "connector %d is %s" % (number, c.status))
+            raise Refused(_E_INVALID_STATE, "connector %d is %s" % (number, c.status))
         ev_check(ev)
         now = self.now()
         if c.status == RESERVED:
             r = c.hold
             if r.vehicle != vehicle:
-                raise Refused(E_FORBIDDEN, "connector %d is reserved for another vehicle" % number)
+                raise Refused(_E_FORBIDDEN, "connector %d is reserved for another vehicle" % number)
         else:
             r = self.reservations.for_vehicle(vehicle, number, now, self.config["hold_before_s"])
         if r is None:
             if self.offline:
-                raise Refused(E_FORBIDDEN, "hub offline: only a reserved vehicle may start")
+                raise Refused(_E_FORBIDDEN, "hub offline: only a reserved vehicle may start")
             c.vehicle = vehicle
             c.remote = False
             self.set_status(c, PREPARING)
             return None
         if self.offline and self.config["offline_policy"] == "stop":
-            raise Refused(E_FORBIDDEN, "hub offline (policy stop): no charging")
+            raise Refused(_E_FORBIDDEN, "hub offline (policy stop): no charging")
         c.remote = False
         return self.start_session(c, vehicle, r.id, ev, now)
 
     def unplug(self, number):
         c = self.connector(number)
         if c.vehicle is None:
-            raise Refused(E_INVALID_STATE, "nothing is plugged into connector %d" % number)
+            raise Refused(_E_INVALID_STATE, "nothing is plugged into connector %d" % number)
         now = self.now()
         if c.charge is not None:
             self.end_session(c, "EVDisconnected", now)
@@ -357,16 +362,16 @@ class Station:
         """End the running session (local stop button); the vehicle stays plugged (Finishing)."""
         c = self.connector(number)
         if c.charge is None:
-            raise Refused(E_INVALID_STATE, "no session on connector %d" % number)
+            raise Refused(_E_INVALID_STATE, "no session on connector %d" % number)
         if reason not in K.END_REASONS:
-            raise Refused(E_BAD_FIELD, "reason must be one of %s" % (K.END_REASONS,))
+            raise Refused(_E_BAD_FIELD, "reason must be one of %s" % (K.END_REASONS,))
         self.end_session(c, reason, self.now())
 
     def ev_suspend(self, number, suspended):
         """The EV pauses (SuspendedEV) or resumes (Charging) drawing power."""
         c = self.connector(number)
         if c.charge is None:
-            raise Refused(E_INVALID_STATE, "no session on connector %d" % number)
+            raise Refused(_E_INVALID_STATE, "no session on connector %d" % number)
         self.advance(c, self.now())
         self.set_status(c, SUSPENDED_EV if suspended else CHARGING)
         c.charge.paused = suspended
@@ -382,7 +387,7 @@ class Station:
     def clear_fault(self, number):
         c = self.connector(number)
         if c.status != FAULTED:
-            raise Refused(E_INVALID_STATE, "connector %d is not Faulted" % number)
+            raise Refused(_E_INVALID_STATE, "connector %d is not Faulted" % number)
         c.vehicle = None
         c.remote = False
         self.set_status(c, UNAVAILABLE if c.pending_unavailable else AVAILABLE)

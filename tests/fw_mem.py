@@ -33,7 +33,7 @@ if TESTS not in sys.path:
 
 from fw_mp import REPO, compile_tree, micropython  # noqa: E402
 
-from firmware.micropython import PILOT_MODULES, board_modules  # noqa: E402
+from firmware.micropython import PILOT_MODULES, TLS_MODULES, board_modules  # noqa: E402
 from tools.romfs import build_image  # noqa: E402
 
 HEAP_MARK = "IMPORTS"
@@ -46,9 +46,10 @@ def core_modules():
 
 def board_import_names(pilot=False):
     """Every board module in import order, then board.py (the glue; it touches no hardware at import).
-    The pilot modules only for a board with a control pilot (`pilot`)."""
+    The pilot modules only for a board with a control pilot (`pilot`); never the TLS module (loaded
+    only for a TLS hub, whose mbedTLS costs far more heap than the module)."""
     names = [src[:-3].replace("/", ".") for src in core_modules() if not src.endswith("__init__.py")]
-    return [n for n in names if pilot or n not in PILOT_MODULES] + ["board"]
+    return [n for n in names if (pilot or n not in PILOT_MODULES) and n not in TLS_MODULES] + ["board"]
 
 
 def import_script(names):

@@ -23,9 +23,12 @@ FIRMWARE_MODULES = (
     "chargepoint",
     "pilot",
     "evse",
+    "tls",
 )
 # Loaded only by a board with a control pilot (board.py imports them when the config has "evse").
 PILOT_MODULES = ("firmware.pilot", "firmware.evse")
+# Loaded only by a board whose hub link is TLS (board.py imports it when the hub says "tls": true).
+TLS_MODULES = ("firmware.tls",)
 TOP_FILES = ("boot.py", "main.py", "board.py", "config.json")
 # The unix port's extras, never on an ESP32: ptylink.py, the serial link over a pty path that board.py
 # opens for "serial" (the unix-port tests against a real hub over a pty pair; a board has a UART).

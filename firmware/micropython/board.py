@@ -6,17 +6,11 @@ function and injected into the core. On the MicroPython unix port (no `network`,
 `machine.UART`, no `machine.WDT`) the same loop talks TCP with `socket` + `select.poll`,
 or opens a pty path for serial; relays are then only logged.
 
-TLS (``"hub": {"host", "port", "tls": true, "ca": "hub-ca.pem"}``) uses the port's ``ssl``
-module (mbedTLS): the CA file (PEM or DER) is handed to ``load_verify_locations`` as DER,
-the form every port's mbedTLS parses (the unix port's parses no PEM), and the handshake
-runs non-blocking inside the loop (reads and writes return nothing until it is done), so
-the watchdog keeps being fed. mbedTLS checks the certificate's dates against the board's
-clock: a board whose RTC was never set (year 2000) asks NTP (``ntptime``) first, else the
-hub's certificate must be valid from before the RTC's epoch. Without ``ca`` the link is
-encrypted but the hub is not authenticated (logged as a warning).
+TLS (``"hub": {"host", "port", "tls": true, "ca": "hub-ca.pem"}``): firmware/tls.py makes the
+context (loaded only for such a hub); TcpLink wraps the socket once connected and the handshake
+runs non-blocking inside the loop (reads and writes return nothing until it is done), so the
+watchdog keeps being fed.
 """
-
-import binascii
 
 import gc
 import json
@@ -40,7 +34,6 @@ WDT_MS = 10000  # watchdog timeout; fed only while the loop is healthy
 _STALL_MS = const(5000)  # a loop that has not completed a tick for this long is unhealthy
 _MAX_ERRORS = const(10)  # consecutive failed loop iterations before we stop feeding the watchdog
 _MEM_REPORT_MS = const(300000)
-RTC_MIN_YEAR = 2024  # a clock before this was never set: certificate dates cannot be checked
 _EPOCH_2000 = const(946684800)  # ports whose time.time() counts from 2000-01-01
 
 
@@ -49,68 +42,11 @@ def load_config(path):
         return json.load(f)
 
 
-def der_certs(data):
-    """The DER bytes of every certificate in PEM `data`; DER data is returned as the only one."""
-    if b"-----BEGIN" not in data:
-        return [data]
-    out = []
-    b64 = None
-    for line in data.split(b"\n"):
-        line = line.strip()
-        if line.startswith(b"-----BEGIN CERTIFICATE"):
-            b64 = []
-        elif line.startswith(b"-----END"):
-            if b64 is not None:
-                out.append(binascii.a2b_base64(b"".join(b64)))
-            b64 = None
-        elif b64 is not None and line:
-            b64.append(line)
-    return out
+def _tls_error(exc):
+    """OSError("TLS: ...") for an error of a TLS link (only a TLS link gets here: firmware/tls.py is loaded)."""
+    from firmware import tls
 
-
-def make_tls(hub, log):
-    """An SSLContext for a hub with "tls": true (None without); ValueError for a bad "ca" file."""
-    if not hub or not hub.get("tls"):
-        return None
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ca = hub.get("ca")
-    if ca:
-        try:
-            with open(ca, "rb") as f:
-                ders = der_certs(f.read())
-            for der in ders:
-                ctx.load_verify_locations(cadata=der)
-        except (OSError, ValueError) as exc:
-            raise ValueError("hub ca %s: %s" % (ca, _text(exc)))
-        if not ders:
-            raise ValueError("hub ca %s: no certificate in it" % ca)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    else:
-        ctx.verify_mode = ssl.CERT_NONE
-        log("warning", "hub TLS without a ca: encrypted, but the hub's certificate is not checked")
-    return ctx
-
-
-def _text(exc):
-    """An exception as one line (mbedTLS messages come wrapped in newlines)."""
-    return " ".join(str(exc).split()) or repr(exc)
-
-
-def set_clock_for_tls(log):
-    """Certificate dates need a set clock: ask NTP when the RTC still counts from its epoch."""
-    if time.gmtime()[0] >= RTC_MIN_YEAR:
-        return True
-    try:
-        import ntptime
-
-        ntptime.settime()
-    except Exception as exc:  # no NTP module or no answer: the TLS handshake will say what failed
-        log("warning", "clock not set (%s) and NTP failed: %s" % (time.gmtime()[0], _text(exc)))
-        return False
-    log("info", "clock set from NTP for TLS: %d-%02d-%02d" % time.gmtime()[:3])
-    return True
+    return OSError("TLS: %s" % tls.text(exc))
 
 
 def wall_clock(clock=None):
@@ -251,7 +187,7 @@ class TcpLink:
                         self.sock, server_hostname=self.host, do_handshake_on_connect=False
                     )
                 except (OSError, ValueError) as exc:
-                    raise OSError("TLS: %s" % _text(exc))
+                    raise _tls_error(exc)
                 self.poller.register(self.sock, select.POLLIN)
         return not self.pending
 
@@ -262,10 +198,10 @@ class TcpLink:
             if exc.errno == 11:  # EAGAIN
                 return 0
             if self.tls is not None:
-                raise OSError("TLS: %s" % _text(exc))
+                raise _tls_error(exc)
             raise
         except ValueError as exc:  # mbedTLS: the hub's certificate failed verification
-            raise OSError("TLS: %s" % _text(exc))
+            raise _tls_error(exc)
         if n is None:
             return 0
         if n == 0:
@@ -279,10 +215,10 @@ class TcpLink:
             if exc.errno == 11:
                 return 0
             if self.tls is not None:
-                raise OSError("TLS: %s" % _text(exc))
+                raise _tls_error(exc)
             raise
         except ValueError as exc:
-            raise OSError("TLS: %s" % _text(exc))
+            raise _tls_error(exc)
         return n or 0
 
     def close(self):
@@ -333,7 +269,12 @@ class Board:
             from firmware import evse  # one name for the key, the module and the attribute: heap
 
             self.evse = evse.start(self.cp, self.log)
-        self.tls = make_tls(self.cfg.get("hub"), self.log)
+        self.tls = None  # an ssl.SSLContext for a hub with "tls": true
+        hub = self.cfg.get("hub")
+        if hub and hub.get("tls"):
+            from firmware import tls  # only a TLS board loads it (heap)
+
+            self.tls = tls.context(hub, self.log)
         self.poller = select.poll()
         self.link = None
         self.buf = bytearray(_READ_SIZE)
@@ -356,7 +297,9 @@ class Board:
         try:
             if cfg.get("hub"):
                 if self.tls is not None and self.wifi is not None:
-                    set_clock_for_tls(self.log)
+                    from firmware import tls
+
+                    tls.set_clock(self.log)
                 self.link = TcpLink(cfg["hub"]["host"], cfg["hub"]["port"], self.poller, self.tls)
             elif cfg.get("uart") and _has_uart():
                 self.link = UartLink(cfg["uart"])

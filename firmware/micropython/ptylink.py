@@ -5,9 +5,10 @@ pty pair). Not in an ESP32 bundle (``firmware.micropython.bundle_files``): a boa
 
 import select
 
+from transport.compat import const
 from transport.framing import SerialFramer
 
-MAX_FRAME = 4096  # board.py's: the hub never sends a station more than this
+_MAX_FRAME = const(4096)  # board.py's MAX_FRAME: the hub never sends a station more than this
 
 
 class PtyLink:
@@ -16,7 +17,7 @@ class PtyLink:
     def __init__(self, path, poller):
         self.f = open(path, "r+b")
         self.poller = poller
-        self.framer = SerialFramer(MAX_FRAME)
+        self.framer = SerialFramer(_MAX_FRAME)
         self.pending = False
         self.one = bytearray(1)
         poller.register(self.f, select.POLLIN)
