@@ -1,10 +1,12 @@
 """Hub settings: defaults, overridden by a TOML file, overridden by command-line flags."""
 
 import tomllib
+from typing import Any
 
-DEFAULTS = {
+DEFAULTS: "dict[str, Any]" = {
     "listen": "tcp://127.0.0.1:7878",
     "db": "evhub.db",
+    "hub_id": None,  # this hub among several on one PostgreSQL; default host:port
     "heartbeat_s": 30,  # stations ping this often; 3 missed = Offline
     "request_timeout_s": 15,
     "max_links": 20000,

@@ -3,7 +3,9 @@
 import asyncio
 import gc
 import logging
+import os
 import signal
+import socket
 import time
 
 import pykka
@@ -41,15 +43,35 @@ class Hub:
         self.events = None  # an EventBus when the HTTP API is on
         self.http = None
 
+    def _start_cluster(self):
+        """With a PostgreSQL store, this hub joins the others on it (hub/cluster); else None."""
+        db = str(self.config["db"])
+        if not db.startswith(("postgresql://", "postgres://")):
+            return None
+        from hub.cluster.node import ClusterNode
+
+        node = ClusterNode(db, hub_id_for(self.config), self.config["listen"])
+        log.info("cluster: this hub is %s", node.hub_id)
+        return node
+
     def _start_actors(self):
         db = self.config["db"]
         Store(db).close()  # create the schema once, before the actors open their own connections
+        self.cluster = self._start_cluster()
         self.locator = LocatorActor.start()
         self.tracker = VehicleTracker.start(lambda: Store(db))  # last positions persisted, batched
         # The Outbox exists before the actors and the gateway: both are given it at construction.
         self.outbox = Outbox(self.loop)
+        self.outbox.cluster = self.cluster
         self.registry = StationRegistry.start(
-            lambda: Store(db), self.outbox, self.clock, self.config, None, self.locator, events=self.events
+            lambda: Store(db),
+            self.outbox,
+            self.clock,
+            self.config,
+            None,
+            self.locator,
+            events=self.events,
+            cluster=self.cluster,
         )
         self.book = ReservationBookActor.start(
             db,
@@ -60,10 +82,14 @@ class Hub:
             grace_s=self.config["no_show_grace_s"],
             events=self.events,
             max_open_per_vehicle=self.config["max_open_reservations_per_vehicle"],
+            cluster=self.cluster,
         )
         # The book tells the registry of reservations and the registry tells the book of sessions: one of
         # the two must learn the other's ref after both exist.
         self.registry.tell(UseBook(self.book))
+        if self.cluster is not None:
+            self.cluster.registry, self.cluster.book, self.cluster.outbox = self.registry, self.book, self.outbox
+            self.cluster.start()  # before the gateway listens: a station's first claim finds it joined
 
     async def _serve(self):
         self.loop = asyncio.get_running_loop()
@@ -94,9 +120,11 @@ class Hub:
         await self.gateway.start(host, port, self.serial_urls, tls_context(self.config))
         router.revocations = RevocationWatch(self.config["db"], self.gateway, self.registry, self.book).start(self.loop)
         self.port = self.gateway.port
-        from hub.ocpp.server import start_in_hub  # OCPP chargers, when configured: each joins as a station
+        self.ocpp = None
+        if self.config.get("ocpp"):  # OCPP chargers, when configured: each joins as a station
+            from hub.ocpp.server import start_in_hub  # imported only then: the ocpp library costs ~6 MB
 
-        self.ocpp = await start_in_hub(self.config, self.port, self.clock)
+            self.ocpp = await start_in_hub(self.config, self.port, self.clock)
         self.http = None
         if self.events is not None:
             from hub.http.app import HttpApp
@@ -141,6 +169,8 @@ class Hub:
             await self.ocpp.stop()
         router.revocations.stop()
         await self.gateway.stop()
+        if self.cluster is not None:
+            self.cluster.stop()  # its stations have no home here any more: they reconnect elsewhere
 
     def stop(self):
         if self.loop is not None and self._stopping is not None:
@@ -153,6 +183,14 @@ class Hub:
             # Stopping the actors closes their sqlite connections; WAL commits are already durable.
             pykka.ActorRegistry.stop_all(block=True, timeout=10)
             log.info("hub stopped")
+
+
+def hub_id_for(config):
+    """This hub's name among the others: --hub-id, else host:port (host:pid when the port is chosen at bind)."""
+    if config.get("hub_id"):
+        return str(config["hub_id"])
+    _host, port = parse_hub_url(config["listen"])
+    return "%s:%s" % (socket.gethostname(), port if port else "pid%d" % os.getpid())
 
 
 def reopen_log_files():

@@ -15,6 +15,7 @@ Index (receiver: messages)
       StationRefused(reservation_id, ...)  told by the registry: the station refused a RESERVE_NOW
       PeerRemoved(role, peer_id)          `stations|vehicles remove`: its reservations leave memory
       NearbySource(published)             from the LocatorActor: where alternatives are searched
+      ReservationChanged(reservation_id)  from hub/cluster: another hub changed it in the shared store
       BookCall(fn, reply)                 fn(book) on the book's thread; reply(result, error) (HTTP API)
   StationRegistry (hub/actors/registry.py)
       Boot, Status, Meter, SessionStart, SessionEnd, ReservationRefused   a station's frame: (station_id,
@@ -31,6 +32,7 @@ Index (receiver: messages)
       Upsert, UpsertMany, RemoveStation, Subscribe(actor_ref) -> NearbySource
   VehicleTracker (hub/actors/tracker.py)
       Positions(batch), FlushPositions()
+      RemoteViews, HomeMoved, RemoteRequest, RemoteAnswer   from hub/cluster: other hubs' stations and requests
   Outbox items (hub/io/gateway.py, thread -> loop)
       OutSend(link_id, msg), OutToPeer(peer, msg), OutRequest(peer, kind, fields, reply_to, tag)
 """
@@ -355,3 +357,11 @@ class RemoteRequest(NamedTuple):
     epoch: int
     kind: str
     body: "dict[str, Any]"
+    reply_hub: str = ""
+
+
+class RemoteAnswer(NamedTuple):
+    """To the registry: the answer to a request it forwarded to another hub ((kind, fields), or None)."""
+
+    request_id: int
+    answer: Any

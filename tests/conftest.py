@@ -25,3 +25,9 @@ def pg_cluster():
 
     with PgCluster() as pg:
         yield pg
+
+
+@pytest.fixture
+def pg_database(pg_cluster):
+    """A fresh database on the private cluster, as the postgresql:// URL `--db` takes."""
+    return pg_cluster.new_database()

@@ -11,6 +11,7 @@ reservation exclusion constraint needs. `make test` installs Debian's ``postgres
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import shutil
 import subprocess
@@ -24,6 +25,9 @@ def server_bin() -> str | None:
     """The newest installed PostgreSQL server's bin directory (Debian layout), or None."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]), reverse=True)
     return os.path.dirname(found[0]) if found else None
+
+
+_databases = itertools.count()
 
 
 class PgCluster:
@@ -64,6 +68,19 @@ class PgCluster:
 
     def dsn(self, dbname: str = "postgres") -> str:
         return "host=%s port=%d user=%s dbname=%s" % (self.base, PORT, SUPERUSER, dbname)
+
+    def url(self, dbname: str = "postgres") -> str:
+        """The same as a postgresql:// URL, the form `evhub --db` takes (the socket directory as host)."""
+        return "postgresql://%s@/%s?host=%s&port=%d" % (SUPERUSER, dbname, self.base, PORT)
+
+    def new_database(self, prefix: str = "evhub") -> str:
+        """A fresh, empty database; returns its URL."""
+        import psycopg
+
+        name = "%s_%d_%d" % (prefix, os.getpid(), next(_databases))
+        with psycopg.connect(self.dsn(), autocommit=True) as admin:
+            admin.execute('CREATE DATABASE "%s"' % name)
+        return self.url(name)
 
     def stop(self) -> None:
         if os.path.exists(os.path.join(self.data, "postmaster.pid")):

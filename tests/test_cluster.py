@@ -1,6 +1,5 @@
 """The cluster's primitives on a real PostgreSQL: homes fenced by epoch, liveness, shared views, hub requests, LISTEN."""
 
-import itertools
 import threading
 import time
 
@@ -10,20 +9,16 @@ import pytest
 from hub.cluster import membership, requests, schema, status
 from hub.cluster.bus import Listener
 from hub.domain.stations import StationView
+from hub.messages import RemoteAnswer
+from transport import kinds as K
 from waiting import wait_for
-
-_names = itertools.count()
 
 
 @pytest.fixture
-def dsn(pg_cluster):
-    name = "cluster_%d_%d" % (int(time.time() * 1000) % 10**9, next(_names))
-    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as admin:
-        admin.execute('CREATE DATABASE "%s"' % name)
-    url = pg_cluster.dsn(name)
-    with psycopg.connect(url, autocommit=True) as conn:
+def dsn(pg_database):
+    with psycopg.connect(pg_database, autocommit=True) as conn:
         schema.apply(conn)
-    return url
+    return pg_database
 
 
 @pytest.fixture
@@ -141,6 +136,17 @@ class Inbox:
             return [m for m in self.got if type(m).__name__ == kind]
 
 
+class Outbox:
+    """Stands in for the gateway's Outbox: which peers are linked here, and what was sent to them."""
+
+    def __init__(self, peers):
+        self.peers = peers
+        self.sent = []
+
+    def send_to_peer(self, role, peer_id, msg):
+        self.sent.append((role, peer_id, msg))
+
+
 def node(dsn, hub_id):
     from hub.cluster.node import ClusterNode
 
@@ -169,6 +175,16 @@ def test_two_nodes_share_views_requests_reservations_and_homes_and_a_dead_one_re
         wait_for(lambda: a.registry.of("RemoteRequest"), 10, "A is asked to relay B's request")
         req = a.registry.of("RemoteRequest")[0]
         assert (req.request_id, req.station_id, req.epoch, req.body) == (rid, "CP-1", epoch, {"reservation_id": 5})
+        assert req.reply_hub == "B"
+        a.answer(req, (K.ERROR, [8, "taken"]))
+        wait_for(lambda: b.registry.of("RemoteAnswer"), 10, "B hears A's answer")
+        assert b.registry.of("RemoteAnswer")[0] == RemoteAnswer(rid, (K.ERROR, [8, "taken"]))
+
+        # a message for a vehicle linked to B, sent by A, is delivered by B only
+        a.outbox, b.outbox = Outbox(set()), Outbox({("vehicle", "V-1")})
+        a.to_vehicle("V-1", [K.COMPLETE, 0, "S-1", 1234])
+        wait_for(lambda: b.outbox.sent, 10, "B delivers to its vehicle")
+        assert b.outbox.sent == [("vehicle", "V-1", [K.COMPLETE, 0, "S-1", 1234])] and a.outbox.sent == []
 
         b.announce_reservation(5, "CP-1", "confirmed")
         wait_for(lambda: a.book.of("ReservationChanged"), 10, "A's book hears of B's reservation")
@@ -188,3 +204,10 @@ def test_two_nodes_share_views_requests_reservations_and_homes_and_a_dead_one_re
     finally:
         b.stop()
         a._calls.close()
+
+
+def test_an_answer_payload_is_parsed_or_refused_never_raised():
+    assert requests.parse_answer('answer 7 [3, [8, "taken"]]') == (7, (3, [8, "taken"]))
+    assert requests.parse_answer("answer 7 null") == (7, None)
+    for bad in ("7", "answer x []", "answer 7 {", "answer 7 [1]", "answer 7 [1, 2]", "reply 7 null"):
+        assert requests.parse_answer(bad) is None, bad

@@ -312,3 +312,12 @@ def test_a_position_with_an_impossible_charge_is_refused(hub):
         v.send(K.POSITION, -12.2, -38.9, int(time.time()), float("inf"))
         ev = v.wait_event((K.ERROR,), timeout=5)
         assert ev is not None and ev.fields[0] == E_BAD_FIELD and "soc" in ev.fields[1]
+
+
+def test_a_client_given_several_hubs_passes_over_one_that_cannot_be_reached(hub):
+    token = hub.add_vehicle("V-1")
+    with HubClient("tcp://127.0.0.1:1, %s" % hub.url, "vehicle", "V-1", token) as v:
+        assert v.url == hub.url
+        assert v.request(K.NEAREST, -12.2664, -38.9663, 5, None)[0] == K.NEAREST_RESULT
+    with pytest.raises(HubError, match="127.0.0.1:1: .*127.0.0.2:1: "):
+        HubClient("tcp://127.0.0.1:1,tcp://127.0.0.2:1", "vehicle", "V-1", token, timeout=2).connect()

@@ -64,7 +64,11 @@ def _wrap_tls(sock, host, url):
 
 class HubClient:
     def __init__(self, url, role, peer_id, key, timeout=10.0):
-        self.url = url
+        # Several hubs on one PostgreSQL: "tcp://a:7878,tcp://b:7878" lists them; a hub that cannot be
+        # reached is passed over for the next, and a reconnect starts after the one last used.
+        self.urls = [u.strip() for u in str(url).split(",") if u.strip()] or [str(url)]
+        self.url = self.urls[0]
+        self._next = 0
         self.timeout = timeout
         self.session = ClientSession(role, peer_id, key, heartbeat_s=30, request_timeout_s=timeout)
         self.framer = StreamFramer()
@@ -80,15 +84,27 @@ class HubClient:
     def __exit__(self, *exc):
         self.close()
 
+    def _reach(self):
+        """A TCP connection to the first hub of the list (from the next one) that answers."""
+        failures = []
+        for i in range(len(self.urls)):
+            url = self.urls[(self._next + i) % len(self.urls)]
+            try:
+                host, port = parse_hub_url(url)
+            except ValueError as exc:
+                raise HubError(str(exc)) from None
+            try:
+                sock = socket.create_connection((host, port), timeout=self.timeout)
+            except OSError as exc:
+                failures.append("%s: %s" % (url, exc.strerror or exc))
+                continue
+            self.url = url
+            self._next = (self._next + i + 1) % len(self.urls)
+            return sock, host
+        raise HubError("cannot reach the hub at %s" % "; ".join(failures))
+
     def connect(self):
-        try:
-            host, port = parse_hub_url(self.url)
-        except ValueError as exc:
-            raise HubError(str(exc)) from None
-        try:
-            self.sock = socket.create_connection((host, port), timeout=self.timeout)
-        except OSError as exc:
-            raise HubError("cannot reach the hub at %s: %s" % (self.url, exc.strerror or exc)) from None
+        self.sock, host = self._reach()
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if uses_tls(self.url):

@@ -1,7 +1,8 @@
 """The hub's actors: thin Pykka shells, one thread each, around the pure rules of hub/domain.
 
 book.py      ReservationBookActor: reservations and their group-committed store writes
-registry.py  StationRegistry: live stations, their sessions, hub->station requests
+registry.py  StationRegistry: live stations, their links, BOOT and STATUS, other hubs' stations
+             + registry_sessions.py (session records) + registry_requests.py (requests to stations)
 locator.py   LocatorActor: the spatial index, published as a frozen snapshot for readers
 tracker.py   VehicleTracker: the last known position (and charge) of every vehicle
 

@@ -5,12 +5,11 @@ bus; the decisions are `Stations`'. It publishes `view` (station id -> StationVi
 `Stations.view` dict), so the gateway answers nearest and list queries from the I/O loop without
 asking this actor anything.
 
-Session records are written to the store before the station gets its ACK, so an acknowledged
-COMPLETE is never lost; a replayed SESSION_END is ACKed again and changes nothing.
-
-Which reservations a station is sent (RESERVE_NOW / CANCEL_RESERVATION) and what each of its
-answers means is decided by hub/domain/station_sync.py (each Station's `sync`); this actor sends the
-requests, resends an unanswered one, and tells the book StationRefused when one must move or go.
+This module holds the actor's lifecycle, a station's link, BOOT and STATUS, and the cluster's news;
+its two other halves are mixed in: registry_sessions.py (METER, SESSION_START, SESSION_END: a record
+is stored before its ACK, so an acknowledged COMPLETE is never lost) and registry_requests.py
+(RESERVE_NOW / CANCEL_RESERVATION for the book's reservations, START / STOP for vehicles, and the
+same across hubs).
 
 Messages (hub/messages.py): Boot, Status, Meter, SessionStart, SessionEnd, StationOnline,
 StationOffline, Reserved, ReservationEnded, StartCharge, StopCharge, ListSessions,
@@ -18,6 +17,7 @@ ReservationHistory, StationAnswer, RegistryTick, StationRemoved, UseBook.
 """
 
 import logging
+import time
 from typing import Any, Callable, Optional
 
 import pykka
@@ -33,6 +33,8 @@ from hub.messages import (
     ListSessions,
     Meter,
     RegistryTick,
+    RemoteAnswer,
+    RemoteRequest,
     RemoteViews,
     RemoveStation,
     ReservationEnded,
@@ -40,9 +42,7 @@ from hub.messages import (
     ReservationRefused,
     Reserved,
     SessionEnd,
-    SessionEnded,
     SessionStart,
-    SessionStarted,
     StartCharge,
     StationAnswer,
     StationCapacity,
@@ -64,15 +64,15 @@ from hub.domain.stations import (  # noqa: F401 (StationView, display_status: im
     relay_outcome,
 )
 from transport import kinds as K
-from transport.errors import E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, E_TIMEOUT, error_name
+from transport.errors import E_INTERNAL, E_NOT_FOUND, error_name
 from transport.messages import make
+from hub.actors.registry_sessions import SessionHandling
+from hub.actors.registry_requests import REQUEST_TRIES, StationRequesting  # noqa: F401 (REQUEST_TRIES: tests)
 
 log = logging.getLogger(__name__)
 
-REQUEST_TRIES = 3  # sends of one hub->station request before "the station did not answer"
 
-
-class StationRegistry(pykka.ThreadingActor):
+class StationRegistry(SessionHandling, StationRequesting, pykka.ThreadingActor):
     def __init__(
         self,
         store_factory: Callable[[], Any],
@@ -87,6 +87,8 @@ class StationRegistry(pykka.ThreadingActor):
         super().__init__()
         self.cluster = cluster  # hub.cluster.node.ClusterNode when several hubs share PostgreSQL, else None
         self._epochs: "dict[str, int]" = {}  # station id -> our home epoch, for the stations homed here
+        # Requests forwarded to another hub (the station's home): request id -> (on_answer, deadline)
+        self._forwarded: "dict[int, tuple[Callable[[Any], None], float]]" = {}
         self.events = events  # hub.events.EventBus or None: publish(kind, data) from this thread
         self._store_factory = store_factory
         self.store: Any = None
@@ -307,357 +309,6 @@ class StationRegistry(pykka.ThreadingActor):
                 self.book.tell(StationRefused(rid, st.id, connector, action == station_sync.MOVE, msg.text))
         self._ack(msg.link_id, msg.seq)
 
-    def _on_meter(self, msg: Meter) -> None:
-        st = self.stations.get(msg.station_id)
-        if st is None:
-            return
-        s = self.stations.metered(st, msg.session_id, msg.energy_wh, msg.power_w)
-        if s is None:
-            return
-        if self.events is not None:
-            self.events.publish(
-                "meter",
-                {
-                    "station_id": msg.station_id,
-                    "connector": msg.connector,
-                    "session_id": msg.session_id,
-                    "vehicle_id": s.vehicle_id,
-                    "energy_wh": msg.energy_wh,
-                    "power_w": msg.power_w,
-                    "time": msg.time,
-                },
-            )
-        if s.vehicle_id is not None:  # a local session is nobody's to watch
-            self.outbox.send_to_peer(
-                "vehicle",
-                s.vehicle_id,
-                make(K.CHARGE_PROGRESS, 0, msg.session_id, msg.station_id, msg.energy_wh, msg.power_w),
-            )
-
-    def _recorded(self, station_id: str, session_id: str) -> Optional[dict]:
-        """The session's stored row (None if new); refused if it belongs to another station."""
-        row = self.store.get_session(session_id)
-        try:
-            Stations.check_owner(station_id, session_id, None if row is None else row["station_id"])
-        except authz.Refusal:
-            log.warning(
-                "station %s: refused a record for session %s of station %s",
-                station_id,
-                wire_text(session_id),
-                row["station_id"],
-            )
-            raise
-        return row
-
-    def _on_session_start(self, msg: SessionStart) -> None:
-        station_id, session_id, started = msg.station_id, msg.session_id, msg.time
-        st = self._station(station_id)
-        Stations.check_session_start(st, session_id, msg.connector, msg.reservation_id, msg.meter_start_wh, started)
-        row = self._recorded(station_id, session_id)
-        claimed = msg.vehicle_id
-        vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, msg.reservation_id, started)
-        had_window = reservation_id is not None and reservation_id in st.windows
-        first = self.store.record_session_start(
-            session_id,
-            station_id,
-            msg.connector,
-            vehicle_id,
-            reservation_id,
-            msg.meter_start_wh,
-            started,
-            None if claimed == vehicle_id else claimed,
-        )
-        new = self.stations.session_started(st, session_id, msg.connector, vehicle_id, reservation_id, started)
-        if new is not None:
-            if first and self.book is not None:
-                self.book.tell(
-                    SessionStarted(
-                        station_id, msg.connector, vehicle_id, reservation_id, started, new.expected_end, session_id
-                    )
-                )
-            if self.events is not None:
-                self.events.publish("session_start", dict(new._asdict(), session_id=session_id, station_id=station_id))
-        if had_window:
-            self._sync_windows(st)  # the station used its row: the next window may go
-        log.info(
-            "station %s: session %s started on connector %d for vehicle %s",
-            station_id,
-            wire_text(session_id),
-            msg.connector,
-            wire_text(vehicle_id),
-        )
-        self._publish(st)
-        self._ack(msg.link_id, msg.seq)
-        if vehicle_id is not None:
-            self.outbox.send_to_peer(
-                "vehicle", vehicle_id, make(K.SESSION_STARTED, 0, session_id, station_id, msg.connector)
-            )
-
-    def _attributed(
-        self,
-        st: Station,
-        row: Optional[dict],
-        session_id: str,
-        claimed: Optional[str],
-        reservation_id: Optional[int],
-        started: int,
-    ) -> "tuple[Optional[str], Optional[int]]":
-        """(vehicle_id, reservation_id) the session is billed to: decided once, at its first record."""
-        if row is not None:
-            return row["vehicle_id"], row["reservation_id"] if row["vehicle_id"] is not None else None
-        vehicle_id, rid, why = authz.attribute(
-            self.store, st.windows, st.id, session_id, claimed, reservation_id, started, self.clock()
-        )
-        if vehicle_id is None and claimed is not None:
-            log.warning(
-                "station %s: session %s names vehicle %r but %s: recorded as a local session",
-                st.id,
-                wire_text(session_id),
-                wire_text(claimed),
-                wire_text(why),
-            )
-        return vehicle_id, rid
-
-    def _on_session_end(self, msg: SessionEnd) -> None:
-        station_id, session_id = msg.station_id, msg.session_id
-        st = self._station(station_id)
-        Stations.check_session_end(
-            st, session_id, msg.connector, msg.reservation_id, msg.energy_wh, msg.started, msg.ended
-        )
-        row = self._recorded(station_id, session_id)
-        claimed = msg.vehicle_id
-        vehicle_id, reservation_id = self._attributed(st, row, session_id, claimed, msg.reservation_id, msg.started)
-        flagged = self._implausible(st, session_id, msg.energy_wh, msg.started, msg.ended)
-        first = self.store.record_session_end(
-            session_id,
-            station_id,
-            msg.connector,
-            vehicle_id,
-            reservation_id,
-            msg.energy_wh,
-            msg.started,
-            msg.ended,
-            msg.reason,
-            None if claimed == vehicle_id else claimed,
-            flagged,
-        )
-        self.stations.session_ended(st, session_id)
-        self._ack(msg.link_id, msg.seq)  # after the store: an acknowledged COMPLETE is on disk
-        if not first:
-            log.info("station %s: session %s end replayed, already recorded", station_id, wire_text(session_id))
-            return
-        if self.events is not None:
-            self.events.publish(
-                "session_end",
-                {
-                    "session_id": session_id,
-                    "station_id": station_id,
-                    "connector": msg.connector,
-                    "vehicle_id": vehicle_id,
-                    "reservation_id": reservation_id,
-                    "energy_wh": msg.energy_wh,
-                    "started": msg.started,
-                    "ended": msg.ended,
-                    "reason": msg.reason,
-                    "implausible": flagged,
-                },
-            )
-        log.info(
-            "station %s: session %s COMPLETE vehicle=%s energy=%.2f kWh reason=%s",
-            station_id,
-            wire_text(session_id),
-            wire_text(vehicle_id),
-            msg.energy_wh / 1000.0,
-            wire_text(msg.reason),
-        )
-        self._publish(st)
-        if self.book is not None:
-            self.book.tell(SessionEnded(station_id, msg.connector, session_id, vehicle_id, reservation_id, msg.ended))
-        if vehicle_id is not None:
-            self.outbox.send_to_peer(
-                "vehicle",
-                vehicle_id,
-                make(K.COMPLETE, 0, session_id, station_id, msg.energy_wh, max(0, msg.ended - msg.started), msg.reason),
-            )
-
-    def _implausible(self, st: Station, session_id: str, energy_wh: int, started: int, ended: int) -> bool:
-        """Flag (and log) energy beyond what max_kw delivers in the session's duration."""
-        provisioned = None
-        if self.config.get("speedup", 1.0) == 1.0 and self.config.get("epoch0") is None:  # hub clock = wall clock
-            row = self.store.get_station(st.id)
-            provisioned = row["created"] if row is not None else None
-        if not authz.implausible(energy_wh, st.max_kw, started, ended, provisioned, self.clock()):
-            return False
-        log.warning(
-            "station %s: session %s reports %d Wh in %d s, more than %s kW can deliver: flagged implausible",
-            st.id,
-            wire_text(session_id),
-            energy_wh,
-            max(0, ended - started),
-            st.max_kw,
-        )
-        return True
-
-    # --- reservations told by the book ----------------------------------------------------------
-
-    def _on_reserved(self, msg: Reserved) -> None:
-        st = self._known(msg.station_id)
-        if st is None:
-            return
-        self.stations.reserved(st, msg.reservation_id, msg.vehicle_id, msg.start, msg.end, msg.connector)
-        self._publish(st)
-        self._sync_windows(st)
-
-    def _on_reservation_ended(self, msg: ReservationEnded) -> None:
-        st = self.stations.get(msg.station_id)
-        if st is None or not self.stations.reservation_ended(st, msg.reservation_id, msg.why):
-            return
-        self._publish(st)
-        self._sync_windows(st)  # a row is free: the next window goes (and this one is cancelled there)
-
-    def _sync_windows(self, st: Station) -> None:
-        """Send the station the windows inside its horizon it does not hold yet (hub/domain/station_sync.py)."""
-        if not st.online:
-            return
-        cancel, send = st.sync.plan(st.windows)
-        for rid in cancel:
-            self._cancel_on_station(st, rid)
-        for rid, token in send:
-            w = st.windows[rid]
-            self._request_station(
-                st.id,
-                K.RESERVE_NOW,
-                [rid, st.sync.connectors.get(rid, 0), w.vehicle_id, int(w.start), int(w.end)],
-                self._reserve_now_reply(st.id, rid, token),
-            )
-
-    def _logged(self, station_id: str, what: str) -> Callable[[Any], None]:
-        """on_reply for a request nobody waits for: a refusal or no answer is logged, never dropped."""
-
-        def on_reply(reply: Any) -> None:
-            if reply is None:
-                log.warning("station %s: %s not answered", station_id, what)
-            elif reply[0] == K.ERROR:
-                log.warning(
-                    "station %s: %s refused: %s: %s",
-                    station_id,
-                    what,
-                    error_name(reply[1][0]) or reply[1][0],
-                    wire_text(reply[1][1]),
-                )
-
-        return on_reply
-
-    def _cancel_on_station(self, st: Station, rid: int) -> None:
-        logged = self._logged(st.id, "cancel of reservation %d" % rid)
-
-        def on_reply(reply: Any) -> None:
-            if reply is None or reply[0] != K.ERROR or reply[1][0] != E_NOT_FOUND:  # not found: already gone
-                logged(reply)
-
-        self._request_station(st.id, K.CANCEL_RESERVATION, [rid], on_reply)
-
-    def _reserve_now_reply(self, station_id: str, rid: int, token: int) -> Callable[[Any], None]:
-        def on_reply(reply: Any) -> None:
-            st = self.stations.get(station_id)
-            if st is None:
-                return
-            connector = st.sync.connectors.get(rid, 0)
-            action = st.sync.on_reply(rid, token, reply)
-            if action in (station_sync.HELD, station_sync.STALE):
-                return
-            code, text = (E_TIMEOUT, "no answer") if reply is None else (reply[1][0], reply[1][1])
-            log.warning(
-                "station %s: RESERVE_NOW %d (connector %d) refused: %s: %s: %s",
-                station_id,
-                rid,
-                connector,
-                error_name(code) or code,
-                wire_text(text),
-                action,
-            )
-            if action != station_sync.RETRY and self.book is not None:
-                self.book.tell(StationRefused(rid, station_id, connector, action == station_sync.MOVE, text))
-
-        return on_reply
-
-    # --- vehicle asks to charge / stop -----------------------------------------------------------
-
-    def _request_station(
-        self, station_id: str, kind: int, fields: list, on_reply: Optional[Callable[[Any], None]], tries: int = 1
-    ) -> None:
-        """Send a hub->station request; on_reply(reply) gets (kind, fields) or None. An unanswered one
-        (a frame lost on a serial line) is resent while the station is online, up to REQUEST_TRIES: the
-        station handles a repeat idempotently, and a "not found" to a repeated stop or cancel means the
-        first copy did it."""
-        answered = None
-        if on_reply is not None:
-
-            def answered(reply: Any) -> None:
-                st = self.stations.get(station_id)
-                if reply is None and tries < REQUEST_TRIES and st is not None and st.online:
-                    log.info("station %s: %s unanswered, sent again", station_id, K.kind_name(kind))
-                    self._request_station(station_id, kind, fields, on_reply, tries + 1)
-                    return
-                if (
-                    tries > 1
-                    and reply is not None
-                    and reply[0] == K.ERROR
-                    and reply[1][0] == E_NOT_FOUND
-                    and kind in (K.REMOTE_STOP, K.CANCEL_RESERVATION)
-                ):
-                    reply = (K.ACK, [])
-                on_reply(reply)
-
-        tag = self.requests.new(answered)
-        self.outbox.request("station", station_id, kind, fields, self.actor_ref if answered is not None else None, tag)
-
-    def _on_answer(self, msg: StationAnswer) -> None:
-        self.requests.answered(msg.tag, msg.answer)
-
-    def _relay_reply(self, link_id: Any, seq: int, what: str) -> Callable[[Any], None]:
-        def relay(answer: Any) -> None:
-            outcome = relay_outcome(answer, what)
-            if outcome is None:
-                self._ack(link_id, seq)
-            else:
-                self._error(link_id, seq, outcome[0], outcome[1])
-
-        return relay
-
-    def _on_start_charge(self, msg: StartCharge) -> None:
-        link_id, seq, vehicle_id, station_id = msg.link_id, msg.seq, msg.vehicle_id, msg.station_id
-        st = self._station(station_id)
-        if not st.online:
-            raise authz.Refusal(E_INVALID_STATE, "station %s is offline" % station_id)
-        reservation_id = msg.reservation_id
-        if reservation_id is not None and reservation_id not in st.windows:
-            raise authz.Refusal(E_NOT_FOUND, "reservation %d is not open at %s" % (reservation_id, station_id))
-        now = self.clock()
-        try:
-            connector, reservation_id = authz.authorise_start(
-                station_id, st.windows, st.connector_status, vehicle_id, reservation_id, now
-            )
-        except authz.Refusal as exc:
-            log.warning(
-                "vehicle %s: start at station %s refused: %s", vehicle_id, wire_text(station_id), wire_text(exc.text)
-            )
-            raise
-        # Remembered before it is sent: the session the station reports for it is billed to this vehicle.
-        grant = self.store.add_remote_start(station_id, vehicle_id, reservation_id, int(now))
-        relay = self._relay_reply(link_id, seq, "start")
-
-        def on_reply(answer: Any) -> None:
-            if answer is not None and answer[0] == K.ERROR:
-                self.store.drop_remote_start(grant)  # refused: nothing will start on it
-            relay(answer)
-
-        self._request_station(station_id, K.REMOTE_START, [connector, vehicle_id, reservation_id, msg.ev], on_reply)
-
-    def _on_stop_charge(self, msg: StopCharge) -> None:
-        st = self.stations.session_to_stop(msg.vehicle_id, msg.session_id)
-        self._request_station(st.id, K.REMOTE_STOP, [msg.session_id], self._relay_reply(msg.link_id, msg.seq, "stop"))
-
     def _on_station_removed(self, msg: StationRemoved) -> None:
         """`evhub stations remove`: the station leaves the map (its link is closed by the gateway)."""
         if not self.stations.remove(msg.station_id):
@@ -682,6 +333,9 @@ class StationRegistry(pykka.ThreadingActor):
 
     def _on_tick(self, msg: RegistryTick) -> None:
         self._sync_provisioned()
+        now = time.monotonic()
+        for request_id in [r for r, (_a, deadline) in self._forwarded.items() if deadline <= now]:
+            self._forwarded.pop(request_id)[0](None)  # the other hub never answered: as a silent station
         for st in list(self.stations.counting_down()):
             self._publish(st)  # "Free in X min" counts down
         for st in list(self.stations.retry_due()):
@@ -692,20 +346,22 @@ class StationRegistry(pykka.ThreadingActor):
         StationOffline: _on_offline,
         Boot: _on_boot,
         Status: _on_status,
-        Meter: _on_meter,
-        SessionStart: _on_session_start,
-        SessionEnd: _on_session_end,
+        Meter: SessionHandling._on_meter,
+        SessionStart: SessionHandling._on_session_start,
+        SessionEnd: SessionHandling._on_session_end,
         ReservationRefused: _on_reservation_refused,
-        Reserved: _on_reserved,
-        ReservationEnded: _on_reservation_ended,
-        StartCharge: _on_start_charge,
-        StopCharge: _on_stop_charge,
+        Reserved: StationRequesting._on_reserved,
+        ReservationEnded: StationRequesting._on_reservation_ended,
+        StartCharge: StationRequesting._on_start_charge,
+        StopCharge: StationRequesting._on_stop_charge,
         ListSessions: _on_list_sessions,
         ReservationHistory: _on_reservation_history,
-        StationAnswer: _on_answer,
+        StationAnswer: StationRequesting._on_answer,
         RegistryTick: _on_tick,
         UseBook: _on_use_book,
         StationRemoved: _on_station_removed,
         RemoteViews: _on_remote_views,
         HomeMoved: _on_home_moved,
+        RemoteRequest: StationRequesting._on_remote_request,
+        RemoteAnswer: StationRequesting._on_remote_answer,
     }

@@ -10,16 +10,18 @@ ClusterNode is what the daemon starts when the store is PostgreSQL. It owns:
 Actors never wait on another hub: everything here is a table write or a tell.
 """
 
+import base64
 import logging
 import threading
 from typing import Any, Optional
 
+import msgpack
 import psycopg
 
 from hub.cluster import membership, requests, schema, status
 from hub.cluster.bus import Listener
 from hub.domain.stations import StationView
-from hub.messages import HomeMoved, RemoteRequest, RemoteViews, ReservationChanged
+from hub.messages import HomeMoved, RemoteAnswer, RemoteRequest, RemoteViews, ReservationChanged
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class ClusterNode:
         self.beat_s = beat_s
         self.registry: Any = None  # set by the daemon before start(): pykka refs
         self.book: Any = None
+        self.outbox: Any = None  # the gateway's Outbox: messages for vehicles whose link is here
         self._calls: Any = None  # the actors' connection
         self._lock = threading.Lock()
         self._outgoing: "dict[str, tuple[StationView, int]]" = {}  # views to write, latest per station
@@ -46,6 +49,7 @@ class ClusterNode:
                 schema.CH_STATUS: self._on_status,
                 schema.CH_HOME: self._on_home,
                 schema.CH_RESERVATION: self._on_reservation,
+                schema.CH_VEHICLE: self._on_vehicle,
                 schema.hub_channel(hub_id): self._on_request,
             },
             resync=self._resync,
@@ -100,8 +104,22 @@ class ClusterNode:
             )
 
     def send(self, station_id: str, kind: str, body: "dict[str, Any]") -> Optional[int]:
+        """Ask the station's home to relay a request; its answer comes back as RemoteAnswer."""
         with self._lock:
-            return requests.send(self._calls, station_id, kind, body)
+            return requests.send(self._calls, station_id, kind, body, reply_hub=self.hub_id)
+
+    def answer(self, request: RemoteRequest, reply: Any) -> None:
+        req = requests.HubRequest(
+            request.request_id, request.station_id, request.epoch, request.kind, request.body, request.reply_hub
+        )
+        with self._lock:
+            requests.answer(self._calls, req, reply)
+
+    def to_vehicle(self, vehicle_id: str, msg: Any) -> None:
+        """A message for a vehicle whose link is on another hub: whichever hub holds it delivers it."""
+        payload = "%s %s" % (vehicle_id, base64.b64encode(msgpack.packb(msg, use_bin_type=True)).decode())
+        with self._lock:
+            self._calls.execute("SELECT pg_notify(%s, %s)", (schema.CH_VEHICLE, payload))
 
     def live_hubs(self) -> "list[str]":
         with self._lock:
@@ -125,7 +143,18 @@ class ClusterNode:
         if parts and parts[0].isdigit() and self.book is not None:
             self.book.tell(ReservationChanged(int(parts[0])))
 
+    def _on_vehicle(self, payload: str) -> None:
+        vehicle_id, _, packed = payload.partition(" ")
+        if self.outbox is None or ("vehicle", vehicle_id) not in self.outbox.peers:
+            return  # not connected here (another hub delivers it, or nobody: it lists what it missed)
+        self.outbox.send_to_peer("vehicle", vehicle_id, msgpack.unpackb(base64.b64decode(packed), raw=False))
+
     def _on_request(self, payload: str) -> None:
+        answered = requests.parse_answer(payload)
+        if answered is not None:
+            if self.registry is not None:
+                self.registry.tell(RemoteAnswer(*answered))
+            return
         if payload.isdigit():
             with self._lock:
                 req = requests.take(self._calls, self.hub_id, int(payload))
@@ -133,7 +162,7 @@ class ClusterNode:
 
     def _relay(self, req: Optional[requests.HubRequest]) -> None:
         if req is not None and self.registry is not None:
-            self.registry.tell(RemoteRequest(req.id, req.station_id, req.epoch, req.kind, req.body))
+            self.registry.tell(RemoteRequest(req.id, req.station_id, req.epoch, req.kind, req.body, req.reply_hub))
 
     def _resync(self) -> None:
         """After a (re)connect: what notifications may have been missed is re-read from the tables."""

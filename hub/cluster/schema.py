@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS hub_requests (
     epoch      bigint NOT NULL,
     kind       text NOT NULL,
     body       jsonb NOT NULL,
+    reply_hub  text NOT NULL DEFAULT '',
     created    double precision NOT NULL,
     expires    double precision NOT NULL,
     taken      double precision
@@ -46,10 +47,12 @@ NOW = "extract(epoch from clock_timestamp())"  # the database's wall clock, in s
 CH_HOME = "evhub_home"  # payload "station_id hub_id epoch": a station has a new home
 CH_STATUS = "evhub_status"  # payload station_id: its live view changed
 CH_RESERVATION = "evhub_reservation"  # payload "reservation_id station_id state"
+CH_VEHICLE = "evhub_vehicle"  # payload "vehicle_id base64(msgpack message)": for whichever hub holds its link
 CH_STATION = "evhub_station"  # payload station_id: provisioning (position, connectors) changed
 
 
 def hub_channel(hub_id: str) -> str:
+    """A hub's own channel: "<request id>" for a request to relay, "answer <request id> <json>" for an answer."""
     return "evhub_hub_" + hub_id
 
 

@@ -390,6 +390,13 @@ class Stations:
 
     # --- what vehicles ask --------------------------------------------------------------------------
 
+    def session_station(self, session_id: str) -> Optional[Station]:
+        """The station running `session_id` as far as this hub knows (its own stations), or None."""
+        for st in self.by_id.values():
+            if session_id in st.sessions:
+                return st
+        return None
+
     def session_to_stop(self, vehicle_id: str, session_id: str) -> Station:
         """The station running `session_id` for `vehicle_id` (STOP_CHARGE), or raise Refusal."""
         for st in self.by_id.values():

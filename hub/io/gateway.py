@@ -41,6 +41,7 @@ class Outbox:
         self._queue: "collections.deque[OutSend | OutToPeer | OutRequest]" = collections.deque()
         self._scheduled = False
         self._lock = threading.Lock()
+        self.cluster: Any = None  # hub.cluster.node.ClusterNode: vehicles linked to another hub get theirs there
 
     def _post(self, item: "OutSend | OutToPeer | OutRequest") -> None:
         with self._lock:
@@ -57,6 +58,9 @@ class Outbox:
         self._post(OutSend(link_id, msg))
 
     def send_to_peer(self, role: str, peer_id: str, msg: Any) -> None:
+        if self.cluster is not None and role == "vehicle" and (role, peer_id) not in self.peers:
+            self.cluster.to_vehicle(peer_id, msg)  # its link may be on another hub
+            return
         self._post(OutToPeer((role, peer_id), msg))
 
     def request(self, role: str, peer_id: str, kind: int, fields: list, actor_ref: Any, tag: int) -> None:
