@@ -53,8 +53,9 @@ _HANDSHAKE_TIMEOUT_S = const(6)  # no answer to HELLO/AUTH this long: the attemp
 _SERIAL_REQUEST_TIMEOUT_S = const(2)
 # An ERROR with one of these codes means the hub will never take the record: drop it (logged).
 _PERMANENT = (_E_BAD_FIELD, _E_MALFORMED, _E_UNKNOWN_KIND, _E_FORBIDDEN)
-_BOOT = "boot"
-_STATUS = "status"
+# Tags of the requests in flight besides records' (kind, session_id): _BOOT, or (_STATUS, connector).
+_BOOT = const(-1)
+_STATUS = const(-2)
 
 
 def _not_authenticated(obj):
@@ -219,7 +220,14 @@ class ChargePoint(Station):
             and self.session is not None
             and self.session.authenticated
         ):
-            self._hub_forgot(ev.fields[1])
+            # The hub answers an open session with not_authenticated: its end restarted (a serial line
+            # outlives the hub process) and forgot us. Start a new handshake at once on the same
+            # transport instead of pinging into the void until the link is declared silent.
+            self.rehellos += 1
+            self.log("warning", "hub does not know this session (%s): new handshake" % (ev.fields[1],))
+            if self.link.state == _ONLINE:
+                self.link.down_since = self.clock()  # offline_after_s counts from here if it fails
+            self.on_connected()  # a fresh ClientSession: HELLO queued; journal and statuses follow BOOT
             return
         if isinstance(ev, Message):
             self._on_message(ev)
@@ -241,16 +249,6 @@ class ChargePoint(Station):
         elif isinstance(ev, Closed):
             self.log("warning", "session closed: %s" % ev.text)
             self._close(ev.text)
-
-    def _hub_forgot(self, text):
-        """The hub answers an open session with not_authenticated: its end restarted (a serial line
-        outlives the hub process) and forgot us. Start a new handshake at once on the same
-        transport instead of pinging into the void until the link is declared silent."""
-        self.rehellos += 1
-        self.log("warning", "hub does not know this session (%s): new handshake" % (text,))
-        if self.link.state == _ONLINE:
-            self.link.down_since = self.clock()  # offline_after_s counts from here if it fails
-        self.on_connected()  # a fresh ClientSession: HELLO queued; journal and statuses follow BOOT
 
     def _on_message(self, m):
         if m.kind == K.ERROR:

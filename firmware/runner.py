@@ -410,6 +410,7 @@ class Fleet:
     def close(self):
         for dev in self.devices:
             dev.close("shutting down")
+            dev.journal.close()
         self.sel.close()
 
 

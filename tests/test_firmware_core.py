@@ -487,6 +487,34 @@ def test_the_journal_file_stays_small(tmp_path):
     assert Journal(path).counter == 200
 
 
+def test_the_journal_appends_through_one_open_file_until_it_compacts(tmp_path, monkeypatch):
+    """An open() per record would allocate a file object and a copy of the path mid-session on a board."""
+    from firmware import journal as journal_module
+
+    opened = []
+
+    def counting_open(path, mode="r", *args, **kwargs):
+        if mode != "r":  # the writes (a reboot's reading journal below opens it to read)
+            opened.append((os.path.basename(path), mode))
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(journal_module, "open", counting_open, raising=False)
+    path = str(tmp_path / "j.log")
+    j = Journal(path)
+    j.next_number()
+    j.session_started(["s1", 1, "V", None, 0, 10])
+    j.checkpoint("s1", 5, 20)
+    assert opened == [("j.log", "a")]
+    assert list(Journal(path).running) == ["s1"]  # each record flushed: a reboot now finds it
+    j.meters[0] += 5
+    j.session_ended(["s1", 1, "V", None, 5, 10, 30, "Complete"])
+    assert j.ack(K.SESSION_START, "s1") and j.ack(K.SESSION_END, "s1")  # empty: compacted
+    j.next_number()
+    assert opened[1:] == [("j.log.tmp", "w"), ("j.log", "a")]  # closed for the compaction, reopened after
+    j.close()
+    assert Journal(path).counter == 2 and Journal(path).pending() == []
+
+
 def test_a_left_over_tmp_file_is_used_when_the_journal_is_missing(tmp_path):
     path = str(tmp_path / "j.log")
     j = Journal(path)

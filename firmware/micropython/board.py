@@ -26,11 +26,11 @@ from transport.framing import SerialFramer, StreamFramer
 
 # Private constants are folded by the compiler: no name to intern, no global to store (the heap).
 _TICK_MS = const(200)  # core tick period (all board times are integer ms or s: ESP32 floats are float32)
-POLL_MS = 50  # longest wait for input per loop
+_POLL_MS = const(50)  # longest wait for input per loop
 _READ_SIZE = const(256)
-MAX_FRAME = 4096  # the hub never sends a station more than this
+_MAX_FRAME = const(4096)  # the hub never sends a station more than this
 _MAX_OUT = const(8192)  # bytes queued for a link that does not drain: drop it
-WDT_MS = 10000  # watchdog timeout; fed only while the loop is healthy
+_WDT_MS = const(10000)  # watchdog timeout; fed only while the loop is healthy
 _STALL_MS = const(5000)  # a loop that has not completed a tick for this long is unhealthy
 _MAX_ERRORS = const(10)  # consecutive failed loop iterations before we stop feeding the watchdog
 _MEM_REPORT_MS = const(300000)
@@ -104,7 +104,7 @@ def make_wdt():
         from machine import WDT
     except ImportError:
         return None
-    return WDT(timeout=WDT_MS)
+    return WDT(timeout=_WDT_MS)
 
 
 class Wifi:
@@ -154,7 +154,7 @@ class Wifi:
 class TcpLink:
     def __init__(self, host, port, poller, tls=None):
         self.poller = poller
-        self.framer = StreamFramer(MAX_FRAME)
+        self.framer = StreamFramer(_MAX_FRAME)
         self.host = host
         self.tls = tls  # an ssl.SSLContext: the socket is wrapped once connected
         addr = socket.getaddrinfo(host, port)[0][-1]
@@ -234,7 +234,7 @@ class UartLink:
         from machine import UART
 
         self.uart = UART(cfg.get("id", 1), baudrate=cfg["baud"], tx=cfg["tx"], rx=cfg["rx"], rxbuf=1024, timeout=0)
-        self.framer = SerialFramer(MAX_FRAME)
+        self.framer = SerialFramer(_MAX_FRAME)
         self.pending = False
 
     def readinto(self, buf):
@@ -369,13 +369,13 @@ class Board:
         if self.link is None and cp.want_connect() and (self.wifi is None or self.wifi.up):
             self.open_link()
         flags = 0
-        for ev in self.poller.poll(POLL_MS if self.link is not None else 0):
+        for ev in self.poller.poll(_POLL_MS if self.link is not None else 0):
             flags |= ev[1]
         if self.link is None:
             if hasattr(time, "sleep_ms"):
-                time.sleep_ms(POLL_MS)
+                time.sleep_ms(_POLL_MS)
             else:
-                time.sleep(POLL_MS / 1000)  # float-ok: a sleep, not a clock
+                time.sleep(_POLL_MS / 1000)  # float-ok: a sleep, not a clock
         if self.link is not None:
             try:
                 self.pump_in(flags)
@@ -385,7 +385,7 @@ class Board:
                     self.log("error", "hub link: %s" % why)
                 self.close_link(why)
         if self.evse is not None:
-            self.evse.poll()  # every turn (<= POLL_MS apart): the relay opens within 100 ms of leaving C
+            self.evse.poll()  # every turn (<= _POLL_MS apart): the relay opens within 100 ms of leaving C
         now = self.clock()
         if now - self.last_tick >= _TICK_MS:
             self.last_tick = now
