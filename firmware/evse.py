@@ -6,7 +6,7 @@ starts and ends); this module decides whether the relay may *physically* close: 
 core wants it, the PWM has been advertising current since an earlier poll, and the pilot reads
 state C. Any reading that is not C opens the relay at once (no debounce for opening).
 
-``poll()`` runs once per board loop turn (board.py: a turn waits at most POLL_MS = 50 ms for
+``poll()`` runs once per board loop turn (board.py: a turn waits at most _POLL_MS = 50 ms for
 input, then polls), so the relay opens within one turn, about 50 ms plus the turn's work, of the
 pilot leaving C: inside IEC 61851's 100 ms. The events the core hears (plug, unplug, suspend,
 fault) wait for DEBOUNCE agreeing readings.

@@ -23,7 +23,7 @@ def reserve_now(cp, f):
     r, old = cp.reservations.add(rid, number, vehicle, start, end, len(cp.connectors), cp.now(), cp.config["grace_s"])
     if old is not None:
         cp.release(old)
-    cp._log("info", "reservation %d booked: %s, connector %d, %d..%d" % (rid, vehicle, number, start, end))
+    cp.log("info", "reservation %d booked: %s, connector %d, %d..%d" % (rid, vehicle, number, start, end))
     return cp.update_holds_now
 
 
@@ -32,7 +32,7 @@ def cancel_reservation(cp, f):
     if r is None:
         raise Refused(E_NOT_FOUND, "no reservation %d" % f[0])
     cp.release(r)
-    cp._log("info", "reservation %d cancelled" % r.id)
+    cp.log("info", "reservation %d cancelled" % r.id)
     return cp.update_holds_now
 
 
@@ -138,7 +138,7 @@ def configure(cp, f):
         cp.link.offline_after_s = value
     elif key == "max_kw" or key == "offline_power_kw":
         cp.apply_limits()
-    cp._log("info", "configured %s = %r" % (key, value))
+    cp.log("info", "configured %s = %r" % (key, value))
     if cp.on_config is not None:
         cp.on_config(key, value)
     return None

@@ -16,6 +16,12 @@ line (power cut while appending) is skipped. Compaction writes the pending recor
 and the counters to ``path + ".tmp"`` and renames it over the journal; if the
 rename needs the old file removed first (FAT), a crash in between leaves the
 .tmp, which loading then uses. open/os.rename/os.remove exist on both runtimes.
+
+The file stays open for appending between records (closed for a compaction, reopened at the next
+record): an open() per record allocates a file object and a copy of the path every time, in the
+middle of a session, and on a board heap at its edge those short-lived blocks, sized by the path,
+left holes a later block did not fit in (the unix-port pty test ran out of memory at a session
+start at some tmp path lengths). Each record is still flushed (and fsync'ed where os has it).
 """
 
 import json
@@ -32,6 +38,7 @@ _SESSION_END = const(24)
 class Journal:
     def __init__(self, path=None, connectors=1):
         self.path = path  # None: kept in memory only (tests, throwaway simulations)
+        self._f = None
         self.counter = 0
         self.meters = [0] * connectors
         self._pending = []  # [kind, fields] in the order they were written
@@ -114,13 +121,6 @@ class Journal:
         self._append(["N", self.counter, self.meters])
         return self.counter
 
-    def add(self, kind, fields):
-        """Keep any record until it is acked."""
-        fields = list(fields)
-        if self._find(kind, fields[0]) < 0:
-            self._pending.append([kind, fields])
-            self._append([kind, fields])
-
     def session_started(self, fields):
         """SESSION_START fields [session_id, connector, vehicle, reservation, meter_start, started]."""
         fields = list(fields)
@@ -158,17 +158,26 @@ class Journal:
     def _append(self, *recs):
         if self.path is None:
             return
-        with open(self.path, "a") as f:
-            for rec in recs:
-                f.write(json.dumps(rec))
-                f.write("\n")
-            self._lines += len(recs)
-            _sync(f)
+        f = self._f
+        if f is None:
+            f = self._f = open(self.path, "a")  # kept open: see the module's docstring
+        for rec in recs:
+            f.write(json.dumps(rec))
+            f.write("\n")
+        self._lines += len(recs)
+        _sync(f)
+
+    def close(self):
+        """Close the append handle (a compaction does; the runner at shutdown). The next record reopens it."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
 
     def compact(self):
         """Rewrite the file with only the counters and the pending records."""
         if self.path is None:
             return
+        self.close()
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps(["N", self.counter, self.meters]))

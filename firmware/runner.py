@@ -40,9 +40,8 @@ import time
 from firmware.chargepoint import ChargePoint
 from firmware.config import normalize
 from firmware.journal import Journal
-from transport.codec import packb, unpackb
 from transport.compat import monotonic_ms, wall_s
-from transport.errors import CodecError, FrameError
+from transport.errors import FrameError
 from transport.framing import SERIAL_MAX_FRAME, SerialFramer, StreamFramer
 
 log = logging.getLogger("firmware.runner")
@@ -280,51 +279,31 @@ class Device:
         except Exception as exc:  # pyserial: SerialException when the device goes away
             self.close("read: %s" % exc)
             return
-        self._attach_seal()
         try:
-            payloads = self.framer.feed(data)
+            self.cp.feed(self.framer, data)  # decoded and received as the board does (firmware/chargepoint.py)
         except FrameError as exc:
             self.close("bad frame from hub: %s" % exc)
             return
-        cp = self.cp
-        for payload in payloads:
-            try:
-                obj = unpackb(payload)
-            except CodecError as exc:
-                log.warning("%s: undecodable frame from hub dropped: %s", self.id, exc)
-                continue
-            cp.receive(obj)
         self.flush()
 
     def flush(self):
         cp = self.cp
         if cp.should_close:
-            self._send_out(cp.take_outgoing())
+            self._send_out()
             self._write()
             self.close(cp.close_reason)
             return
         if self.framer is None or self.connecting or self.handshaking:
             return
-        self._send_out(cp.take_outgoing())
+        self._send_out()
         if self.out:
             self._write()
 
-    def _send_out(self, msgs):
+    def _send_out(self):
         if self.framer is None:
+            self.cp.take_outgoing()  # no transport: nowhere to send them
             return
-        serial = self.port is not None
-        self._attach_seal()
-        for m in msgs:
-            if serial:
-                # A 0x00 before each frame as well as after it: noise on the delimiter after the hub's
-                # last frame from us then costs that frame only, never this one too.
-                self.out += b"\x00"
-            self.out += self.framer.encode(packb(m))
-
-    def _attach_seal(self):
-        # The session (so its seal) is replaced at each handshake; the framer follows it.
-        session = self.cp.session
-        self.framer.seal = None if session is None else session.seal
+        self.cp.pour(self.framer, self.out)  # framed as the board does (firmware/chargepoint.py)
 
     def _write(self):
         if not self.out:
@@ -440,6 +419,7 @@ class Fleet:
     def close(self):
         for dev in self.devices:
             dev.close("shutting down")
+            dev.journal.close()
         self.sel.close()
 
 

@@ -164,7 +164,8 @@ def main():
     wire.run_until(lambda: cp.offline, limit_s=400)
     off_after = hub_wall() - down
     check("the lost hub is noticed after 3 heartbeats", 55 <= off_after <= 95, "offline after %d s" % off_after)
-    power = cp.snapshot()[0].get("power_w")
+    charge = cp.connectors[0].charge
+    power = charge.power_w() if charge is not None else None
     check("offline power is reduced", power == 3700, "%s W" % (power,))
     wire.run_until(lambda: cp.status(1) != "Charging", limit_s=4000)
     check("the session completes offline", cp.status(1) == "Finishing", cp.status(1))

@@ -16,6 +16,7 @@ Run it from the repository root (needs the test extras; ``rom`` also needs mprem
     .venv/bin/python tests/fw_mem.py            # the table (about a minute)
     .venv/bin/python tests/fw_mem.py --json
     .venv/bin/python tests/fw_mem.py --modes mpy,rom   # leave out compiling on the device (slow)
+    .venv/bin/python tests/fw_mem.py --startup   # the real firmware's start-up over 100 path lengths (Layouts)
 
 The unix port is 64-bit: every object pointer is 8 bytes where the ESP32's are 4, so the same
 objects take roughly 1.5-2x the heap they take on a board. A figure that fits here fits there.
@@ -33,7 +34,7 @@ if TESTS not in sys.path:
 
 from fw_mp import REPO, compile_tree, micropython  # noqa: E402
 
-from firmware.micropython import PILOT_MODULES, board_modules  # noqa: E402
+from firmware.micropython import PILOT_MODULES, SCRIPTS, TLS_MODULES, board_modules  # noqa: E402
 from tools.romfs import build_image  # noqa: E402
 
 HEAP_MARK = "IMPORTS"
@@ -46,9 +47,10 @@ def core_modules():
 
 def board_import_names(pilot=False):
     """Every board module in import order, then board.py (the glue; it touches no hardware at import).
-    The pilot modules only for a board with a control pilot (`pilot`)."""
+    The pilot modules only for a board with a control pilot (`pilot`); never the TLS module (loaded
+    only for a TLS hub, whose mbedTLS costs far more heap than the module)."""
     names = [src[:-3].replace("/", ".") for src in core_modules() if not src.endswith("__init__.py")]
-    return [n for n in names if pilot or n not in PILOT_MODULES] + ["board"]
+    return [n for n in names if (pilot or n not in PILOT_MODULES) and n not in TLS_MODULES] + ["board"]
 
 
 def import_script(names):
@@ -243,7 +245,91 @@ def table(result):
     return "\n".join(lines)
 
 
+def glue_modules():
+    """(source, .mpy) of the board glue compiled beside the packages on the unix port: board.py, ptylink.py."""
+    glue = [src for src in board_modules(unix=True) if "/micropython/" in src]
+    return [(src, os.path.basename(src)[:-3] + ".mpy") for src in glue if os.path.basename(src) not in SCRIPTS]
+
+
+class Layouts:
+    """The real firmware's start-up (main.py, then the code from a romfs image, as the unix-port tests
+    run it against a hub) with every file under a directory whose path is `length` characters long.
+
+    The tests' temporary paths land in the heap before the firmware's own big tables do: main.py's
+    path (interned for tracebacks), the image's in the launcher, the journal's in config.json (and
+    its ".tmp" and a stat result when the journal loads). Which holes are left for the tables that
+    grow last (an instance's attributes, a module's globals) depends on them, so a firmware at the
+    edge starts at some lengths and not at others. The link is a pty path that does not exist: the
+    start-up and the first loop turn need no hub."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        bundle = os.path.join(tmp, "bundle")
+        compile_tree(bundle, [(src, src[:-3] + ".mpy") for src in core_modules()] + glue_modules())
+        self.image = build_image(bundle)
+        with open(os.path.join(REPO, "firmware", "micropython", "main.py")) as f:
+            self.main = f.read()
+
+    def start(self, length, heap_kb, link=None, live=False):
+        """(started, output) of the firmware in heap_kb besides its image; with `live`, (live bytes after
+        start-up and one loop turn, output) instead. `link`: the config's link (default a pty path)."""
+        base = os.path.join(self.tmp, "y" * max(1, length - len(self.tmp) - 1))
+        fs = os.path.join(base, "fs")
+        os.makedirs(fs, exist_ok=True)
+        image = os.path.join(base, "fw.romfs")
+        with open(image, "wb") as f:
+            f.write(self.image)
+        with open(os.path.join(fs, "main.py"), "w") as f:
+            f.write(self.main)
+        with open(os.path.join(fs, "launch.py"), "w") as f:
+            f.write(rom_prelude(image) + "import main\n")
+        cfg = {"id": "CP-SER", "key": "0" * 32, "connectors": 1, "max_kw": 22.0, "journal": base + "/CP-SER.journal"}
+        cfg.update(link or {"serial": "/dev/pts/99999"})
+        cfg_path = os.path.join(base, "CP-SER.json")
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+        for p in (cfg["journal"], cfg["journal"] + ".tmp"):
+            if os.path.exists(p):
+                os.remove(p)
+        proc = subprocess.Popen(
+            [micropython(), "-X", "heapsize=%dK" % (heap_kb + image_kb(image)), "launch.py", cfg_path],
+            cwd=fs,
+            env=dict(os.environ, MICROPYPATH=""),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines = []
+        try:
+            for line in proc.stdout:  # the firmware runs until killed: read up to what decides
+                lines.append(line)
+                if "Traceback" in line or "rror" in line or ("heap:" in line if live else ": started:" in line):
+                    break
+        finally:
+            proc.kill()
+            lines.append(proc.communicate()[0] or "")
+        out = "".join(lines)
+        if live:
+            used = [int(w) for w in out.split("heap: ", 1)[-1].split()[:1] if w.isdigit()]
+            return (used[0] - (len(self.image) + 15) // 16 * 16 if used else None), out
+        return ": started:" in out and "rror" not in out, out
+
+
+def startup(lengths=range(25, 125), heaps=(64, 62, 60)):
+    """{heap KB: number of `lengths` at which the firmware starts}, and its live heap over TCP and a pty."""
+    with tempfile.TemporaryDirectory(prefix="evhub-start-") as tmp:
+        layouts = Layouts(tmp)
+        out = {kb: sum(1 for n in lengths if layouts.start(n, kb)[0]) for kb in heaps}
+        out["layouts"] = len(lengths)
+        out["live_tcp"] = layouts.start(40, 256, {"hub": {"host": "127.0.0.1", "port": 9}}, live=True)[0]
+        out["live_pty"] = layouts.start(40, 256, live=True)[0]
+    return out
+
+
 def main(argv):
+    if "--startup" in argv:
+        print(json.dumps(startup(), indent=1))
+        return
     modes = ("py", "mpy", "rom")
     if "--modes" in argv:
         modes = tuple(argv[argv.index("--modes") + 1].split(","))

@@ -416,12 +416,24 @@ def test_the_journal_replays_pending_records_exactly_once_across_a_reboot(tmp_pa
     assert Journal(path).pending() == []
 
 
+def journal_add(j, kind, fields):
+    """Keep any record until it is acked: the journal's own write path, without a running session.
+
+    Test-only, so it lives here and not on the board (the board writes records only through
+    session_started / session_ended).
+    """
+    fields = list(fields)
+    if j._find(kind, fields[0]) < 0:
+        j._pending.append([kind, fields])
+        j._append([kind, fields])
+
+
 def test_the_journal_keeps_unacked_records_and_drops_acked_ones(tmp_path):
     path = str(tmp_path / "j.log")
     j = Journal(path, connectors=2)
     n = j.next_number()
-    j.add(K.SESSION_START, ["s1", 1, "V", None, 0, 10])
-    j.add(K.SESSION_START, ["s2", 2, "V", 5, 0, 10])
+    journal_add(j, K.SESSION_START, ["s1", 1, "V", None, 0, 10])
+    journal_add(j, K.SESSION_START, ["s2", 2, "V", 5, 0, 10])
     j.meters[1] = 1234
     j.session_ended(["s1", 1, "V", None, 500, 10, 20, "Complete"])
     assert j.ack(K.SESSION_START, "s1") and not j.ack(K.SESSION_START, "s1")
@@ -455,7 +467,7 @@ def test_a_torn_last_line_is_skipped_and_the_file_compacted(tmp_path):
     path = str(tmp_path / "j.log")
     j = Journal(path)
     j.next_number()
-    j.add(K.SESSION_START, ["s1", 1, "V", None, 0, 10])
+    journal_add(j, K.SESSION_START, ["s1", 1, "V", None, 0, 10])
     with open(path, "a") as f:
         f.write('[24, ["s1", 1, "V", nu')  # power cut mid-append
     j2 = Journal(path)
@@ -469,17 +481,45 @@ def test_the_journal_file_stays_small(tmp_path):
     j = Journal(path)
     for i in range(200):
         j.next_number()
-        j.add(K.SESSION_START, ["s%d" % i, 1, "V", None, 0, 10])
+        journal_add(j, K.SESSION_START, ["s%d" % i, 1, "V", None, 0, 10])
         j.ack(K.SESSION_START, "s%d" % i)
     assert os.path.getsize(path) < 200
     assert Journal(path).counter == 200
+
+
+def test_the_journal_appends_through_one_open_file_until_it_compacts(tmp_path, monkeypatch):
+    """An open() per record would allocate a file object and a copy of the path mid-session on a board."""
+    from firmware import journal as journal_module
+
+    opened = []
+
+    def counting_open(path, mode="r", *args, **kwargs):
+        if mode != "r":  # the writes (a reboot's reading journal below opens it to read)
+            opened.append((os.path.basename(path), mode))
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(journal_module, "open", counting_open, raising=False)
+    path = str(tmp_path / "j.log")
+    j = Journal(path)
+    j.next_number()
+    j.session_started(["s1", 1, "V", None, 0, 10])
+    j.checkpoint("s1", 5, 20)
+    assert opened == [("j.log", "a")]
+    assert list(Journal(path).running) == ["s1"]  # each record flushed: a reboot now finds it
+    j.meters[0] += 5
+    j.session_ended(["s1", 1, "V", None, 5, 10, 30, "Complete"])
+    assert j.ack(K.SESSION_START, "s1") and j.ack(K.SESSION_END, "s1")  # empty: compacted
+    j.next_number()
+    assert opened[1:] == [("j.log.tmp", "w"), ("j.log", "a")]  # closed for the compaction, reopened after
+    j.close()
+    assert Journal(path).counter == 2 and Journal(path).pending() == []
 
 
 def test_a_left_over_tmp_file_is_used_when_the_journal_is_missing(tmp_path):
     path = str(tmp_path / "j.log")
     j = Journal(path)
     j.next_number()
-    j.add(K.SESSION_START, ["s1", 1, "V", None, 0, 10])
+    journal_add(j, K.SESSION_START, ["s1", 1, "V", None, 0, 10])
     j.compact()
     os.rename(path, path + ".tmp")  # a crash between remove and rename on FAT
     assert [f[0] for _, f in Journal(path).pending()] == ["s1"]

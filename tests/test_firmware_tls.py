@@ -261,7 +261,7 @@ def test_the_micropython_firmware_without_a_ca_encrypts_but_warns_that_the_hub_i
 
 
 def test_the_board_reads_a_pem_ca_bundle_as_der_for_mbedtls(tmp_path):
-    """The unix port's mbedTLS parses no PEM (ValueError: invalid cert): board.der_certs converts, one
+    """The unix port's mbedTLS parses no PEM (ValueError: invalid cert): firmware/tls.py der_certs converts, one
     DER per certificate of a bundle, and passes DER through."""
     with open(CERT, "rb") as f:
         pem = f.read()
@@ -269,11 +269,11 @@ def test_the_board_reads_a_pem_ca_bundle_as_der_for_mbedtls(tmp_path):
         other = f.read()
     script = tmp_path / "der.py"
     script.write_text(
-        "import ssl\nimport board\n"
-        "ders = board.der_certs(%r)\nprint('N', len(ders))\n"
+        "import ssl\nfrom firmware import tls\n"
+        "ders = tls.der_certs(%r)\nprint('N', len(ders))\n"
         "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
         "for d in ders:\n    ctx.load_verify_locations(cadata=d)\nprint('LOADED')\n"
-        "print('DER', board.der_certs(b'0\\x82') == [b'0\\x82'])\n" % (pem + other,)
+        "print('DER', tls.der_certs(b'0\\x82') == [b'0\\x82'])\n" % (pem + other,)
     )
     res = run(str(script), "256K", [".frozen", REPO, os.path.join(REPO, "firmware", "micropython")], cwd=str(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
@@ -295,8 +295,9 @@ BOARD_SCRIPT = """
 import json
 import board
 import ntptime
+from firmware import tls
 
-board.RTC_MIN_YEAR = 3000  # the unix port's clock is set: make the board believe it is not
+tls.RTC_MIN_YEAR = 3000  # the unix port's clock is set: make the board believe it is not
 cfg = json.load(open(%(cfg)r))
 board.Board(cfg).run(%(seconds)r)
 print("NTP CALLS", ntptime.CALLS[0])

@@ -18,6 +18,11 @@ from fw_f32 import F32, f32, round32
 from fw_mp import REPO, TESTS, run
 
 SCENARIO = os.path.join(TESTS, "fw_f32_scenario.py")
+# The scenario compiles the firmware, board.py and its fakes from source on the device: the compiler
+# allocates blocks of several KB, and near 256 KB whether they fit moves with any change to the sources
+# (measured: passes at 208, fails at 224 and 240, passes at 256, then the reverse after a few names
+# changed). This test is about float32 numbers, not the heap (tests/test_firmware_micropython.py is).
+SOURCE_HEAP = "320K"
 
 
 def _cpython(tmp_path, *args):
@@ -49,7 +54,7 @@ def test_a_full_station_scenario_passes_with_float32_numbers_under_cpython(tmp_p
 
 
 def test_a_full_station_scenario_passes_with_float32_numbers_under_micropython(tmp_path):
-    res = run(SCENARIO, "256K", [REPO, TESTS], cwd=str(tmp_path), args=(str(tmp_path),))
+    res = run(SCENARIO, SOURCE_HEAP, [REPO, TESTS], cwd=str(tmp_path), args=(str(tmp_path),))
     assert "F32 SCENARIO OK" in res.stdout and res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count(" ok\n") == 22, res.stdout
 
@@ -59,7 +64,7 @@ def test_the_scenario_fails_with_the_float_wall_clock_boards_had_before(tmp_path
     if runtime == "cpython":
         res = _cpython(tmp_path, "float-wall")
     else:
-        res = run(SCENARIO, "256K", [REPO, TESTS], cwd=str(tmp_path), args=(str(tmp_path), "float-wall"))
+        res = run(SCENARIO, SOURCE_HEAP, [REPO, TESTS], cwd=str(tmp_path), args=(str(tmp_path), "float-wall"))
     # It fails its checks (the hold starts up to 128 s late), then the integer core refuses to put the
     # float time on the wire: either way the scenario must not pass.
     assert res.returncode != 0 and "F32 SCENARIO OK" not in res.stdout, res.stdout + res.stderr

@@ -532,6 +532,21 @@ def test_the_private_kind_constants_of_board_modules_match_the_table():
 
     for name in ("SESSION_START", "SESSION_END"):
         assert getattr(journal, "_" + name) == getattr(K, name), name
+    # transport.errors' codes and firmware.link's states, folded the same way in the core's two halves
+    from firmware import chargepoint, link, station
+    from transport import errors
+
+    for module, names in (
+        (station, ("E_BAD_FIELD", "E_FORBIDDEN", "E_INVALID_STATE")),
+        (
+            chargepoint,
+            ("E_MALFORMED", "E_UNKNOWN_KIND", "E_BAD_FIELD", "E_NOT_AUTHENTICATED", "E_FORBIDDEN", "E_INTERNAL"),
+        ),
+    ):
+        for name in names:
+            assert getattr(module, "_" + name) == getattr(errors, name), (module.__name__, name)
+    for name in ("BACKOFF", "ONLINE", "CONNECT", "GIVE_UP"):
+        assert getattr(chargepoint, "_" + name) == getattr(link, name), name
     for name in ("HELLO", "CHALLENGE", "AUTH", "WELCOME", "PING", "PONG", "ERROR", "ACK"):
         assert getattr(session, "_" + name) == getattr(K, name), name
     for name in ("HELLO", "CHALLENGE", "AUTH", "WELCOME"):

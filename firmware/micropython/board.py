@@ -1,4 +1,4 @@
-"""Board glue: clock, WiFi, the hub link (TCP with optional TLS, UART, or a pty on the unix port),
+"""Board glue: clock, WiFi, the hub link (TCP with optional TLS, UART, or a pty on the unix port: ptylink.py),
 relays, watchdog, and the main loop that drives firmware.chargepoint.ChargePoint.
 
 Nothing here touches hardware at import: every machine/network object is made in a
@@ -6,17 +6,11 @@ function and injected into the core. On the MicroPython unix port (no `network`,
 `machine.UART`, no `machine.WDT`) the same loop talks TCP with `socket` + `select.poll`,
 or opens a pty path for serial; relays are then only logged.
 
-TLS (``"hub": {"host", "port", "tls": true, "ca": "hub-ca.pem"}``) uses the port's ``ssl``
-module (mbedTLS): the CA file (PEM or DER) is handed to ``load_verify_locations`` as DER,
-the form every port's mbedTLS parses (the unix port's parses no PEM), and the handshake
-runs non-blocking inside the loop (reads and writes return nothing until it is done), so
-the watchdog keeps being fed. mbedTLS checks the certificate's dates against the board's
-clock: a board whose RTC was never set (year 2000) asks NTP (``ntptime``) first, else the
-hub's certificate must be valid from before the RTC's epoch. Without ``ca`` the link is
-encrypted but the hub is not authenticated (logged as a warning).
+TLS (``"hub": {"host", "port", "tls": true, "ca": "hub-ca.pem"}``): firmware/tls.py makes the
+context (loaded only for such a hub); TcpLink wraps the socket once connected and the handshake
+runs non-blocking inside the loop (reads and writes return nothing until it is done), so the
+watchdog keeps being fed.
 """
-
-import binascii
 
 import gc
 import json
@@ -26,22 +20,21 @@ import time
 
 from firmware.chargepoint import ChargePoint
 from firmware.journal import Journal
-from transport.codec import packb, unpackb
-from transport.compat import monotonic_ms  # wrap-safe integer ms from ticks_ms
-from transport.errors import CodecError, FrameError
+from transport.compat import const, monotonic_ms  # monotonic_ms: wrap-safe integer ms from ticks_ms
+from transport.errors import FrameError
 from transport.framing import SerialFramer, StreamFramer
 
-TICK_MS = 200  # core tick period (all board times are integer ms or s: ESP32 floats are float32)
-POLL_MS = 50  # longest wait for input per loop
-READ_SIZE = 256
-MAX_FRAME = 4096  # the hub never sends a station more than this
-MAX_OUT = 8192  # bytes queued for a link that does not drain: drop it
-WDT_MS = 10000  # watchdog timeout; fed only while the loop is healthy
-STALL_MS = 5000  # a loop that has not completed a tick for this long is unhealthy
-MAX_ERRORS = 10  # consecutive failed loop iterations before we stop feeding the watchdog
-MEM_REPORT_MS = 300000
-RTC_MIN_YEAR = 2024  # a clock before this was never set: certificate dates cannot be checked
-_EPOCH_2000 = 946684800  # ports whose time.time() counts from 2000-01-01
+# Private constants are folded by the compiler: no name to intern, no global to store (the heap).
+_TICK_MS = const(200)  # core tick period (all board times are integer ms or s: ESP32 floats are float32)
+_POLL_MS = const(50)  # longest wait for input per loop
+_READ_SIZE = const(256)
+_MAX_FRAME = const(4096)  # the hub never sends a station more than this
+_MAX_OUT = const(8192)  # bytes queued for a link that does not drain: drop it
+_WDT_MS = const(10000)  # watchdog timeout; fed only while the loop is healthy
+_STALL_MS = const(5000)  # a loop that has not completed a tick for this long is unhealthy
+_MAX_ERRORS = const(10)  # consecutive failed loop iterations before we stop feeding the watchdog
+_MEM_REPORT_MS = const(300000)
+_EPOCH_2000 = const(946684800)  # ports whose time.time() counts from 2000-01-01
 
 
 def load_config(path):
@@ -49,68 +42,11 @@ def load_config(path):
         return json.load(f)
 
 
-def der_certs(data):
-    """The DER bytes of every certificate in PEM `data`; DER data is returned as the only one."""
-    if b"-----BEGIN" not in data:
-        return [data]
-    out = []
-    b64 = None
-    for line in data.split(b"\n"):
-        line = line.strip()
-        if line.startswith(b"-----BEGIN CERTIFICATE"):
-            b64 = []
-        elif line.startswith(b"-----END"):
-            if b64 is not None:
-                out.append(binascii.a2b_base64(b"".join(b64)))
-            b64 = None
-        elif b64 is not None and line:
-            b64.append(line)
-    return out
+def _tls_error(exc):
+    """OSError("TLS: ...") for an error of a TLS link (only a TLS link gets here: firmware/tls.py is loaded)."""
+    from firmware import tls
 
-
-def make_tls(hub, log):
-    """An SSLContext for a hub with "tls": true (None without); ValueError for a bad "ca" file."""
-    if not hub or not hub.get("tls"):
-        return None
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ca = hub.get("ca")
-    if ca:
-        try:
-            with open(ca, "rb") as f:
-                ders = der_certs(f.read())
-            for der in ders:
-                ctx.load_verify_locations(cadata=der)
-        except (OSError, ValueError) as exc:
-            raise ValueError("hub ca %s: %s" % (ca, _text(exc)))
-        if not ders:
-            raise ValueError("hub ca %s: no certificate in it" % ca)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    else:
-        ctx.verify_mode = ssl.CERT_NONE
-        log("warning", "hub TLS without a ca: encrypted, but the hub's certificate is not checked")
-    return ctx
-
-
-def _text(exc):
-    """An exception as one line (mbedTLS messages come wrapped in newlines)."""
-    return " ".join(str(exc).split()) or repr(exc)
-
-
-def set_clock_for_tls(log):
-    """Certificate dates need a set clock: ask NTP when the RTC still counts from its epoch."""
-    if time.gmtime()[0] >= RTC_MIN_YEAR:
-        return True
-    try:
-        import ntptime
-
-        ntptime.settime()
-    except Exception as exc:  # no NTP module or no answer: the TLS handshake will say what failed
-        log("warning", "clock not set (%s) and NTP failed: %s" % (time.gmtime()[0], _text(exc)))
-        return False
-    log("info", "clock set from NTP for TLS: %d-%02d-%02d" % time.gmtime()[:3])
-    return True
+    return OSError("TLS: %s" % tls.text(exc))
 
 
 def wall_clock(clock=None):
@@ -168,7 +104,7 @@ def make_wdt():
         from machine import WDT
     except ImportError:
         return None
-    return WDT(timeout=WDT_MS)
+    return WDT(timeout=_WDT_MS)
 
 
 class Wifi:
@@ -218,7 +154,7 @@ class Wifi:
 class TcpLink:
     def __init__(self, host, port, poller, tls=None):
         self.poller = poller
-        self.framer = StreamFramer(MAX_FRAME)
+        self.framer = StreamFramer(_MAX_FRAME)
         self.host = host
         self.tls = tls  # an ssl.SSLContext: the socket is wrapped once connected
         addr = socket.getaddrinfo(host, port)[0][-1]
@@ -251,7 +187,7 @@ class TcpLink:
                         self.sock, server_hostname=self.host, do_handshake_on_connect=False
                     )
                 except (OSError, ValueError) as exc:
-                    raise OSError("TLS: %s" % _text(exc))
+                    raise _tls_error(exc)
                 self.poller.register(self.sock, select.POLLIN)
         return not self.pending
 
@@ -262,10 +198,10 @@ class TcpLink:
             if exc.errno == 11:  # EAGAIN
                 return 0
             if self.tls is not None:
-                raise OSError("TLS: %s" % _text(exc))
+                raise _tls_error(exc)
             raise
         except ValueError as exc:  # mbedTLS: the hub's certificate failed verification
-            raise OSError("TLS: %s" % _text(exc))
+            raise _tls_error(exc)
         if n is None:
             return 0
         if n == 0:
@@ -279,10 +215,10 @@ class TcpLink:
             if exc.errno == 11:
                 return 0
             if self.tls is not None:
-                raise OSError("TLS: %s" % _text(exc))
+                raise _tls_error(exc)
             raise
         except ValueError as exc:
-            raise OSError("TLS: %s" % _text(exc))
+            raise _tls_error(exc)
         return n or 0
 
     def close(self):
@@ -298,7 +234,7 @@ class UartLink:
         from machine import UART
 
         self.uart = UART(cfg.get("id", 1), baudrate=cfg["baud"], tx=cfg["tx"], rx=cfg["rx"], rxbuf=1024, timeout=0)
-        self.framer = SerialFramer(MAX_FRAME)
+        self.framer = SerialFramer(_MAX_FRAME)
         self.pending = False
 
     def readinto(self, buf):
@@ -311,41 +247,6 @@ class UartLink:
 
     def close(self):
         pass  # the UART stays configured; a new session starts on it
-
-
-class PtyLink:
-    """Serial over a tty path on the unix port (a pty set raw by whoever made it)."""
-
-    def __init__(self, path, poller):
-        self.f = open(path, "r+b")
-        self.poller = poller
-        self.framer = SerialFramer(MAX_FRAME)
-        self.pending = False
-        self.one = bytearray(1)
-        poller.register(self.f, select.POLLIN)
-        self._probe = select.poll()
-        self._probe.register(self.f, select.POLLIN)
-
-    def readinto(self, buf):
-        # A blocking file: read only what poll says is there, one byte at a time.
-        n = 0
-        one = self.one
-        while n < len(buf) and self._probe.poll(0):
-            if not self.f.readinto(one):
-                raise OSError("serial line closed")
-            buf[n] = one[0]
-            n += 1
-        return n
-
-    def write(self, data):
-        return self.f.write(data) or 0
-
-    def close(self):
-        try:
-            self.poller.unregister(self.f)
-        except (OSError, ValueError, KeyError):
-            pass
-        self.f.close()
 
 
 # --- the main loop ------------------------------------------------------------------------------
@@ -368,10 +269,15 @@ class Board:
             from firmware import evse  # one name for the key, the module and the attribute: heap
 
             self.evse = evse.start(self.cp, self.log)
-        self.tls = make_tls(self.cfg.get("hub"), self.log)
+        self.tls = None  # an ssl.SSLContext for a hub with "tls": true
+        hub = self.cfg.get("hub")
+        if hub and hub.get("tls"):
+            from firmware import tls  # only a TLS board loads it (heap)
+
+            self.tls = tls.context(hub, self.log)
         self.poller = select.poll()
         self.link = None
-        self.buf = bytearray(READ_SIZE)
+        self.buf = bytearray(_READ_SIZE)
         self.mv = memoryview(self.buf)
         self.out = bytearray()
         self.wifi = None
@@ -391,11 +297,17 @@ class Board:
         try:
             if cfg.get("hub"):
                 if self.tls is not None and self.wifi is not None:
-                    set_clock_for_tls(self.log)
+                    from firmware import tls
+
+                    tls.set_clock(self.log)
                 self.link = TcpLink(cfg["hub"]["host"], cfg["hub"]["port"], self.poller, self.tls)
             elif cfg.get("uart") and _has_uart():
                 self.link = UartLink(cfg["uart"])
             elif cfg.get("serial"):
+                try:
+                    from ptylink import PtyLink  # the unix port's pty: not in an ESP32 bundle
+                except ImportError:
+                    raise OSError('no pty link on this board: a board\'s serial line is "uart"')
                 self.link = PtyLink(cfg["serial"], self.poller)
             else:
                 raise OSError("config has no hub, uart or serial link")
@@ -430,39 +342,24 @@ class Board:
             n = link.readinto(self.buf)
             if not n:
                 return
-            session = self.cp.session  # replaced at each handshake; the framer follows its seal
-            link.framer.seal = None if session is None else session.seal
             try:
-                payloads = link.framer.feed(self.mv[:n])
+                self.cp.feed(link.framer, self.mv[:n])
             except FrameError as exc:  # a TCP stream cannot resync after a bad length
                 raise OSError("bad frame from hub: %s" % (exc,))
-            for payload in payloads:
-                try:
-                    obj = unpackb(payload)
-                except CodecError as exc:  # one bad frame, not a dead link
-                    self.log("warning", "undecodable frame dropped: %s" % (exc,))
-                    continue
-                self.cp.receive(obj)
             if n < len(self.buf) and getattr(link, "tls", None) is None:
                 return  # TLS: mbedTLS may hold more of a record than one read returned; read on
 
     def pump_out(self):
         link = self.link
-        msgs = self.cp.take_outgoing()
         if link is None or link.pending:
+            self.cp.take_outgoing()  # nothing to send them on
             return
-        serial = isinstance(link.framer, SerialFramer)
-        session = self.cp.session
-        link.framer.seal = None if session is None else session.seal
-        for m in msgs:
-            if serial:
-                self.out.extend(b"\x00")  # a delimiter before each frame too: resyncs the hub's framer
-            self.out.extend(link.framer.encode(packb(m)))
+        self.cp.pour(link.framer, self.out)
         if self.out:
             n = link.write(self.out)
             if n:
                 self.out = self.out[n:]
-            if len(self.out) > MAX_OUT:
+            if len(self.out) > _MAX_OUT:
                 raise OSError("hub is not reading")
 
     def step(self):
@@ -472,13 +369,13 @@ class Board:
         if self.link is None and cp.want_connect() and (self.wifi is None or self.wifi.up):
             self.open_link()
         flags = 0
-        for ev in self.poller.poll(POLL_MS if self.link is not None else 0):
+        for ev in self.poller.poll(_POLL_MS if self.link is not None else 0):
             flags |= ev[1]
         if self.link is None:
             if hasattr(time, "sleep_ms"):
-                time.sleep_ms(POLL_MS)
+                time.sleep_ms(_POLL_MS)
             else:
-                time.sleep(POLL_MS / 1000)  # float-ok: a sleep, not a clock
+                time.sleep(_POLL_MS / 1000)  # float-ok: a sleep, not a clock
         if self.link is not None:
             try:
                 self.pump_in(flags)
@@ -488,9 +385,9 @@ class Board:
                     self.log("error", "hub link: %s" % why)
                 self.close_link(why)
         if self.evse is not None:
-            self.evse.poll()  # every turn (<= POLL_MS apart): the relay opens within 100 ms of leaving C
+            self.evse.poll()  # every turn (<= _POLL_MS apart): the relay opens within 100 ms of leaving C
         now = self.clock()
-        if now - self.last_tick >= TICK_MS:
+        if now - self.last_tick >= _TICK_MS:
             self.last_tick = now
             cp.tick()
         if self.link is not None:
@@ -505,7 +402,7 @@ class Board:
             cp.on_disconnected(cp.close_reason)
 
     def healthy(self):
-        return self.errors < MAX_ERRORS and self.clock() - self.last_tick < STALL_MS
+        return self.errors < _MAX_ERRORS and self.clock() - self.last_tick < _STALL_MS
 
     def run(self, seconds=None):
         wdt = make_wdt()
@@ -529,7 +426,7 @@ class Board:
                 wdt.feed()
             now = self.clock()
             if now >= next_mem:
-                next_mem = now + MEM_REPORT_MS
+                next_mem = now + _MEM_REPORT_MS
                 gc.collect()
                 self.log("info", "heap: %d used, %d free" % (gc.mem_alloc(), gc.mem_free()))
         if self.link is not None:
