@@ -376,6 +376,21 @@ def test_the_micropython_firmware_reserves_charges_and_completes_against_the_rea
         assert "Traceback" not in out and "ERROR" not in out, out
 
 
+def test_the_micropython_firmware_given_two_hubs_passes_over_a_dead_one(tmp_path, bundle_dir, rom_board):
+    with HubProcess(tmp_path) as hub:
+        key = hub.add_station("CP-MP2")
+        host, port = hub.url[len("tcp://") :].split(":")
+        dead = {"host": "127.0.0.1", "port": 9}  # the discard port: nothing listens, the connect is refused
+        fw = Firmware(
+            bundle_dir, tmp_path, fw_config("CP-MP2", key, hub=[dead, {"host": host, "port": int(port)}]), rom_board
+        )
+        try:
+            wait_for(lambda: "station CP-MP2: boot" in hub.log(), 30, "the firmware's BOOT at the second hub")
+        finally:
+            out = fw.stop()
+        assert "link tcp 127.0.0.1:9" in out and "Traceback" not in out and "out of memory" not in out, out
+
+
 def test_the_micropython_firmware_charges_over_a_pty_serial_pair(tmp_path, bundle_dir, rom_board):
     pair = PtyPair()
     try:

@@ -271,6 +271,8 @@ class Board:
             self.evse = evse.start(self.cp, self.log)
         self.tls = None  # an ssl.SSLContext for a hub with "tls": true
         hub = self.cfg.get("hub")
+        if type(hub) is list:  # several hubs on one PostgreSQL: they share the first one's TLS settings
+            hub = hub[0]
         if hub and hub.get("tls"):
             from firmware import tls  # only a TLS board loads it (heap)
 
@@ -282,7 +284,7 @@ class Board:
         self.out = bytearray()
         self.wifi = None
         wifi = self.cfg.get("wifi")
-        if wifi and (self.cfg.get("hub") or {}).get("host"):
+        if wifi and hub:
             try:
                 self.wifi = Wifi(wifi["ssid"], wifi.get("password", ""), self.clock, self.log)
             except ImportError:
@@ -295,12 +297,15 @@ class Board:
         cfg = self.cfg
         cp.on_connecting()
         try:
-            if cfg.get("hub"):
+            hub = cfg.get("hub")
+            if hub:
+                if type(hub) is list:  # several hubs: after a failure, the next one on the list
+                    hub = hub[(cp.link.failures + cp.link.connects) % len(hub)]
                 if self.tls is not None and self.wifi is not None:
                     from firmware import tls
 
                     tls.set_clock(self.log)
-                self.link = TcpLink(cfg["hub"]["host"], cfg["hub"]["port"], self.poller, self.tls)
+                self.link = TcpLink(hub["host"], hub["port"], self.poller, self.tls)
             elif cfg.get("uart") and _has_uart():
                 self.link = UartLink(cfg["uart"])
             elif cfg.get("serial"):
@@ -443,8 +448,11 @@ def _has_uart():
 
 
 def _describe(cfg):
-    if cfg.get("hub"):
-        return "%s %s:%d" % ("tls" if cfg["hub"].get("tls") else "tcp", cfg["hub"]["host"], cfg["hub"]["port"])
+    hub = cfg.get("hub")
+    if hub:
+        if type(hub) is list:  # the first of several (no new string: every one is an interned name)
+            hub = hub[0]
+        return "%s %s:%d" % ("tls" if hub.get("tls") else "tcp", hub["host"], hub["port"])
     if cfg.get("uart") and _has_uart():
         return "uart %s" % (cfg["uart"],)
     return "serial %s" % (cfg.get("serial"),)
