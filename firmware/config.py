@@ -39,7 +39,10 @@ journal            path of the session journal file (board default "journal.log"
 import json
 import sys
 
+from transport.compat import const
 from transport.kinds import MAX_CONNECTORS as _MAX_CONNECTORS  # one limit with the hub
+
+_MAX_HUBS = const(4)  # hubs a station may list (several hubs on one PostgreSQL)
 
 # One line per key: name, default (JSON), and for a number its inclusive range (JSON). A "*" after
 # the name marks the keys the hub may change at run time with CONFIGURE. Read a line at a time
@@ -129,16 +132,18 @@ def check(key, value):
     elif value is None:
         pass  # hub, uart, relay_pins: optional
     elif key == "hub":
-        if (
-            type(value) is not dict
-            or type(value.get("host")) is not str
-            or type(value.get("port")) is not int
-            or not 0 < value["port"] < 65536
-        ):
-            bad = '{"host": str, "port": 1..65535}'
-        elif value.get("tls") and not value.get("ca") and value.get("tls_insecure") is not True:
-            # TLS that checks no certificate talks to whoever answers: say so explicitly, or give the CA.
-            bad = 'given a "ca" with "tls": true (or "tls_insecure": true to skip the certificate check)'
+        # One hub, or a list of hubs sharing one PostgreSQL: the link tries them in turn.
+        for one in value if type(value) is list and 0 < len(value) <= _MAX_HUBS else [value]:
+            if (
+                type(one) is not dict
+                or type(one.get("host")) is not str
+                or type(one.get("port")) is not int
+                or not 0 < one["port"] < 65536
+            ):
+                bad = '{"host": str, "port": 1..65535}, or a list of 1..%d of them' % _MAX_HUBS
+            elif one.get("tls") and not one.get("ca") and one.get("tls_insecure") is not True:
+                # TLS that checks no certificate talks to whoever answers: say so explicitly, or give the CA.
+                bad = 'given a "ca" with "tls": true (or "tls_insecure": true to skip the certificate check)'
     elif key == "uart":
         if (
             type(value) is not dict

@@ -77,12 +77,18 @@ class Device:
         self.relays = [False] * n
         self.cp = ChargePoint(config, monotonic_ms, wall, journal=self.journal, relay=self._relay, log=self._log)
         cfg = self.cp.config
-        self.hub = cfg.get("hub")
+        hub = cfg.get("hub")
+        # A list of hubs (several on one PostgreSQL): each connect tries the next, so a dead hub is left.
+        self.hubs = hub if type(hub) is list else [hub] if hub else []
+        self.tries = 0
+        self.hub = self.hubs[0] if self.hubs else None
         self.serial_url = cfg.get("serial")
         self.baud = (cfg.get("uart") or {}).get("baud", DEFAULT_BAUD)
         if not self.hub and not self.serial_url:
             raise ValueError("%s: config needs hub {host, port} or serial URL" % self.id)
         self.tls = fleet.tls_context(self.id, self.hub) if self.hub else None
+        for other in self.hubs[1:]:
+            fleet.tls_context(self.id, other)  # a bad CA in any of them is a config error now, not later
         self.handshaking = False  # TLS handshake in progress (the TCP connect is done)
         self.sock = None
         self.port = None
@@ -113,6 +119,9 @@ class Device:
         cp = self.cp
         cp.on_connecting()
         if self.hub:
+            self.hub = self.hubs[self.tries % len(self.hubs)]
+            self.tries += 1
+            self.tls = self.fleet.tls_context(self.id, self.hub)
             host, port = self.hub["host"], self.hub["port"]
             try:
                 infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)

@@ -21,6 +21,7 @@ from hub.messages import UseBook
 from hub.actors.registry import StationRegistry
 from hub.io.revocation import RevocationWatch
 from hub.router import Router
+from hub.store.backend import mask
 from hub.store.store import Store
 from hub.actors.tracker import VehicleTracker
 from transport.huburl import parse_hub_url
@@ -152,7 +153,7 @@ class Hub:
             host,
             self.port,
             " with TLS (clients use tls://)" if self.config.get("tls_cert") else "",
-            self.config["db"],
+            mask(self.config["db"]),  # a postgresql:// URL may carry a password
             "".join(" serial %s" % u for u in self.serial_urls),
         )
         # What startup built (station tables, indexes, modules) lives as long as the hub: move it out

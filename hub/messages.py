@@ -65,6 +65,13 @@ class Cancel(NamedTuple):
     reservation_id: int
 
 
+class ResyncReservations(NamedTuple):
+    """To the book: re-read the open reservations (of one station, or all) from the shared store."""
+
+    station_id: Optional[str] = None
+    then: "Optional[tuple[Any, Any]]" = None  # (actor ref, message) told once the news is out
+
+
 class ListReservations(NamedTuple):
     link_id: Any
     seq: int
@@ -231,6 +238,7 @@ class StartCharge(NamedTuple):
     station_id: str
     reservation_id: Optional[int]
     ev: Any
+    retried: bool = False  # several hubs: asked again once the book re-read the station's reservations
 
 
 class StopCharge(NamedTuple):

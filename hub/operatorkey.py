@@ -10,7 +10,21 @@ a serial peer, or a non-loopback source in a network namespace became operator.
 import os
 
 from hub.secretfile import SecretFileError, operator_key_path, write_secret
+from hub.store.backend import is_postgres
 from hub.store.store import new_secret
+
+SETTING = "operator_key"
+
+
+def stored_key(db_url, create=False):
+    """The operator key in a PostgreSQL store's settings (made there when create), or None."""
+    from hub.store.store import Store
+
+    store = Store(db_url)
+    try:
+        return store.setting(SETTING, new_secret() if create else None)
+    finally:
+        store.close()
 
 
 def read_key(path):
@@ -28,8 +42,12 @@ def read_key(path):
 
 
 def ensure(db_path):
-    """The operator key for the store at ``db_path``, created on first use; None for :memory:."""
+    """The operator key for the store at ``db_path``, created on first use; None for :memory:.
+    A PostgreSQL store keeps it in its settings table (several hubs share one key, and whoever may
+    read the store's device keys may be operator, as with the file beside a SQLite store)."""
     db_path = str(db_path)
+    if is_postgres(db_path):
+        return stored_key(db_path, create=True)
     if db_path == ":memory:" or db_path.startswith("file:"):
         return None
     path = operator_key_path(db_path)

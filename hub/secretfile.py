@@ -114,4 +114,6 @@ OPERATOR_KEY_SUFFIX = ".operator-key"
 
 def operator_key_path(db_path):
     """Where the operator key of the hub serving ``db_path`` lives: next to the store."""
-    return str(db_path) + OPERATOR_KEY_SUFFIX
+    from hub.store.backend import sqlite_path
+
+    return sqlite_path(str(db_path)) + OPERATOR_KEY_SUFFIX

@@ -406,11 +406,14 @@ def test_a_replaced_station_key_is_refused_and_the_station_link_on_it_is_closed(
 
 
 def test_a_store_made_before_these_columns_gains_them_and_keeps_its_rows(tmp_path):
+    from hub.store import migrations
     from hub.store import store as store_mod
+    from hub.store.backend import SQLITE
 
     path = str(tmp_path / "old.db")
     con = sqlite3.connect(path)
-    con.executescript(store_mod._SCHEMA + ";PRAGMA user_version=%d;" % store_mod.SCHEMA_VERSION)
+    migrations.apply(con, SQLITE, 0, target=1)  # the schema before accounts existed
+    con.execute("PRAGMA user_version=1")
     con.execute("INSERT INTO vehicles (id, token, created) VALUES ('V-OLD', 'tok', 1)")
     con.commit()
     con.close()

@@ -348,3 +348,27 @@ def test_a_book_adopts_what_another_hub_confirmed_moved_or_ended_in_the_shared_s
     there.cancel("V-1", rid)
     assert here.adopt(rid) == "cancelled"
     assert [e[0] for e in here.take_events()] == ["ended"]
+
+
+def test_a_book_resyncs_from_the_shared_store_what_no_notification_told_it(tmp_path):
+    from hub.domain.booking import ReservationBook
+    from hub.store.store import Store
+
+    path = str(tmp_path / "shared.db")
+    setup = Store(path)
+    setup.add_station("CP-1", 1.0, 2.0, 1, 22.0)
+    setup.add_station("CP-2", 1.0, 2.0, 1, 22.0)
+    setup.add_vehicle("V-1")
+    here, there = ReservationBook(Store(path)), ReservationBook(Store(path))
+    here.load()
+    there.load()
+    start = 10_000
+    made = [
+        there.reserve_many([("V-1", sid, start, start + 600, None)], now=start - 1000)[0] for sid in ("CP-1", "CP-2")
+    ]
+    assert here.resync("CP-1") == 1  # only that station
+    assert [e[1].station_id for e in here.take_events()] == ["CP-1"]
+    there.cancel("V-1", made[0].reservation.id)
+    assert here.resync() == 2  # CP-1's ended, CP-2's new
+    assert sorted((e[0], e[1].station_id) for e in here.take_events()) == [("ended", "CP-1"), ("reserved", "CP-2")]
+    assert here.resync() == 0

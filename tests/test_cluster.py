@@ -211,3 +211,12 @@ def test_an_answer_payload_is_parsed_or_refused_never_raised():
     assert requests.parse_answer("answer 7 null") == (7, None)
     for bad in ("7", "answer x []", "answer 7 {", "answer 7 [1]", "answer 7 [1, 2]", "reply 7 null"):
         assert requests.parse_answer(bad) is None, bad
+
+
+def test_reservation_news_is_packed_into_as_few_notifications_as_fit_in_order():
+    lines = ["%d CP-%d confirmed" % (i, i) for i in range(2000)]
+    payloads = schema.chunks(lines)
+    assert all(len(p) <= schema.MAX_PAYLOAD for p in payloads)
+    assert "\n".join(payloads).split("\n") == lines
+    assert len(payloads) == -(-sum(len(x) + 1 for x in lines) // schema.MAX_PAYLOAD) or len(payloads) <= 5
+    assert schema.chunks([]) == []

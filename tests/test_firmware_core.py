@@ -735,6 +735,10 @@ def test_change_availability_is_immediate_when_idle_and_after_the_session_otherw
         ({"id": "CP-1", "key": "k", "lat": 91}, "lat"),
         ({"id": "CP-1", "key": "k", "offline_policy": "panic"}, "offline_policy"),
         ({"id": "CP-1", "key": "k", "hub": {"host": "h"}}, "hub"),
+        ({"id": "CP-1", "key": "k", "hub": []}, "hub"),
+        ({"id": "CP-1", "key": "k", "hub": [{"host": "h", "port": 1}, {"host": "h"}]}, "hub"),
+        ({"id": "CP-1", "key": "k", "hub": [{"host": "h", "port": 1}] * 5}, "hub"),
+        ({"id": "CP-1", "key": "k", "hub": [{"host": "h", "port": 1, "tls": True}]}, "hub"),
         ({"id": "CP-1", "key": "k", "connectors": 2, "relay_pins": [4]}, "relay_pins"),
     ],
 )
@@ -755,6 +759,11 @@ def test_a_session_never_ends_before_it_started_when_the_hub_clock_steps_back():
     ask(hub, wire, K.REMOTE_STOP, sid)
     end = hub.ends[sid]
     assert end[6] >= end[5]
+
+
+def test_a_station_may_list_several_hubs():
+    hubs = [{"host": "a", "port": 7878}, {"host": "b", "port": 7878}]
+    assert normalize({"id": "CP-1", "key": "k", "hub": hubs})["hub"] == hubs
 
 
 def test_defaults_fill_a_minimal_config():

@@ -6,18 +6,18 @@ hub polls (hub/io/revocation.py), so the link open on that key is closed within 
 """
 
 import json
-import os
 import sys
 import time
 
 from tools.exitcodes import EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_USAGE
+from tools.storepath import store_exists
 
 
 def remove(role, peer_id, db):
     from hub.store.store import Store
 
     prog = "evhub %ss remove" % role
-    if not os.path.exists(db):
+    if not store_exists(db):
         print("%s: no store at %s" % (prog, db), file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -48,7 +48,7 @@ def remove(role, peer_id, db):
 def list_vehicles(args):
     from hub.store.store import Store
 
-    if not os.path.exists(args.db):
+    if not store_exists(args.db):
         print("evhub vehicles list: no store at %s" % args.db, file=sys.stderr)
         return EXIT_USAGE
     store = Store(args.db)

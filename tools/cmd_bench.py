@@ -15,7 +15,7 @@ See the README's Performance section for what each figure means and how it is me
 import json
 import sys
 
-SCENARIOS = ("positions", "nearest", "reserve", "mixed", "micro", "ocpp")
+SCENARIOS = ("positions", "nearest", "reserve", "mixed", "micro", "ocpp", "cluster")
 
 
 def configure(p):
@@ -71,7 +71,13 @@ def configure(p):
         " best run is the least disturbed (default 1)",
     )
     p.add_argument("--hub", help="bench a running hub at tcp://HOST:PORT instead of starting one (needs --db)")
-    p.add_argument("--db", help="with --hub: the database that hub serves (bench vehicles are added to it)")
+    p.add_argument(
+        "--db",
+        help="with --hub: the database that hub serves (bench vehicles are added to it); without --hub, "
+        "postgresql://...: run the load on SQLite and then on a scratch database on that server, side by side;"
+        " --scenario cluster: the database its hubs share",
+    )
+    p.add_argument("--hubs", type=int, default=3, help="cluster: hubs started on the --db PostgreSQL (default 3)")
     p.add_argument("--quick", action="store_true", help="micro: smaller sizes, for a smoke run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="also write the figures (JSON) to this file")
@@ -90,6 +96,30 @@ def run(args):
         from tools.bench import micro
 
         result = micro.run(quick=args.quick)
+    elif args.scenario == "cluster":
+        from tools.bench import cluster
+        from tools.bench.runner import BenchError
+
+        try:
+            result = cluster.run(
+                {
+                    "db": args.db,
+                    "hubs": args.hubs,
+                    "connections": args.connections,
+                    "duration": args.duration,
+                    "keep_tmp": args.keep_tmp,
+                }
+            )
+        except BenchError as exc:
+            print("evhub bench: %s" % exc, file=sys.stderr)
+            return 1
+        result["command"] = "evhub " + " ".join(sys.argv[1:])
+        print(cluster.summary(result))
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(result, f, indent=1, sort_keys=True)
+                f.write("\n")
+        return 0
     elif args.scenario == "ocpp":
         from tools.bench import ocpp
         from tools.bench.runner import BenchError

@@ -26,7 +26,11 @@ def configure(p):
     p.add_argument("--id", required=True, help="station id as provisioned (evhub stations add)")
     secret_args.add(p, "--key", "EVHUB_KEY", "the station's key")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--hub", help="tcp://HOST:PORT or tls://HOST:PORT (default: $EVHUB_HUB or %s)" % DEFAULT_HUB)
+    where.add_argument(
+        "--hub",
+        help="tcp://HOST:PORT or tls://HOST:PORT, or several hubs comma-separated (default: $EVHUB_HUB or %s)"
+        % DEFAULT_HUB,
+    )
     where.add_argument("--serial", metavar="URL", help="talk to the hub over a serial line (pyserial URL or pty path)")
     p.add_argument(
         "--tls-ca",
@@ -114,28 +118,35 @@ def build_config(args):
         from transport.huburl import parse_hub_url, uses_tls
 
         if args.hub or not cfg.get("hub"):
-            url = args.hub or os.environ.get("EVHUB_HUB") or DEFAULT_HUB
-            try:
-                host, port = parse_hub_url(url)
-            except ValueError as exc:
-                raise ValueError("--hub: %s" % exc)
-            cfg["hub"] = {"host": host, "port": port}
-            if uses_tls(url):
-                # The system's trust store as a file: a station config names the CA it checks the hub
-                # against (config.check refuses TLS without one unless it says tls_insecure).
-                ca = os.environ.get("EVHUB_TLS_CA") or ssl.get_default_verify_paths().cafile
-                if not ca:
-                    raise ValueError("--hub tls://: no system CA file here; give --tls-ca CA.pem")
-                cfg["hub"].update(tls=True, ca=ca)
+            # Several hubs on one PostgreSQL: tcp://a:7878,tcp://b:7878 (the station tries them in turn).
+            hubs = []
+            for url in (args.hub or os.environ.get("EVHUB_HUB") or DEFAULT_HUB).split(","):
+                url = url.strip()
+                try:
+                    host, port = parse_hub_url(url)
+                except ValueError as exc:
+                    raise ValueError("--hub: %s" % exc)
+                one = {"host": host, "port": port}
+                if uses_tls(url):
+                    # The system's trust store as a file: a station config names the CA it checks the hub
+                    # against (config.check refuses TLS without one unless it says tls_insecure).
+                    ca = os.environ.get("EVHUB_TLS_CA") or ssl.get_default_verify_paths().cafile
+                    if not ca:
+                        raise ValueError("--hub tls://: no system CA file here; give --tls-ca CA.pem")
+                    one.update(tls=True, ca=ca)
+                hubs.append(one)
+            cfg["hub"] = hubs[0] if len(hubs) == 1 else hubs
         cfg["serial"] = None
+    hubs = cfg.get("hub") if type(cfg.get("hub")) is list else [cfg.get("hub")]
     tls_ca = getattr(args, "tls_ca", None)
     if tls_ca:
-        if not (cfg.get("hub") or {}).get("tls"):
+        if not all((hub or {}).get("tls") for hub in hubs):
             raise ValueError("--tls-ca is for a tls://HOST:PORT hub")
-        cfg["hub"]["ca"] = tls_ca
-    hub = cfg.get("hub")
-    if hub and hub.get("tls") and hub.get("ca") and not os.path.isfile(hub["ca"]):
-        raise ValueError("the TLS CA file %s does not exist" % hub["ca"])
+        for hub in hubs:
+            hub["ca"] = tls_ca
+    for hub in hubs:
+        if hub and hub.get("tls") and hub.get("ca") and not os.path.isfile(hub["ca"]):
+            raise ValueError("the TLS CA file %s does not exist" % hub["ca"])
     db = getattr(args, "db", None)
     if (db or "").lower() != "none":
         from tools import provisioned, storepath

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 import urllib.error
 import urllib.request
@@ -65,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from hub.store.backend import DB_ERRORS, mask
     from hub.store.reads import Reads, open_read_only
     from tools.cmd_sessions import parse_day_or_time
     from tools.cmd_vehicle import iso_local, show_window
@@ -80,8 +80,8 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         rows = Reads.reservations_since(db, args.station, args.vehicle, args.state, since, args.limit)
-    except sqlite3.Error as exc:
-        print("evhub reservations list: cannot read %s: %s" % (args.db, exc), file=sys.stderr)
+    except DB_ERRORS as exc:
+        print("evhub reservations list: cannot read %s: %s" % (mask(args.db), exc), file=sys.stderr)
         return EXIT_ERROR
     finally:
         db.close()

@@ -17,7 +17,11 @@ def configure(p):
         metavar="URL",
         help="a serial line with charge points (any pyserial URL: /dev/ttyUSB0, socket://, a pty path); repeatable",
     )
-    p.add_argument("--db", help="SQLite store (default $EVHUB_DB, else ./evhub.db)")
+    p.add_argument(
+        "--db",
+        help="the store: a SQLite file (default $EVHUB_DB, else ./evhub.db) or postgresql://user@host/db "
+        "(several hubs may share one PostgreSQL database)",
+    )
     p.add_argument("--config", help="hub.toml with settings (see hub/config.py DEFAULTS)")
     p.add_argument("--log-file", help="also write the log to this file")
     p.add_argument("--heartbeat", type=int, dest="heartbeat_s", help="seconds between station heartbeats (default 30)")
@@ -55,6 +59,10 @@ def configure(p):
         default=None,
         help="allow --ocpp ws:// (Security Profile 1: Basic auth without TLS; a VPN or a lab only)",
     )
+    p.add_argument(
+        "--hub-id",
+        help="this hub's name among several sharing one PostgreSQL store (default host:port)",
+    )
     p.add_argument("--epoch0", type=float, help=argparse_suppress())
     p.add_argument(
         "--print-config",
@@ -88,6 +96,7 @@ def run(args):
                 "http_token": args.http_token,
                 "ocpp": args.ocpp,
                 "ocpp_allow_profile1": args.ocpp_allow_profile1,
+                "hub_id": args.hub_id,
             },
         )
     except (hubconfig.ConfigError, ValueError) as exc:
@@ -150,21 +159,21 @@ def run(args):
     if cfg["heartbeat_s"] < 1 or cfg["speedup"] <= 0:
         print("evhub serve: heartbeat and speedup must be positive", file=sys.stderr)
         return 2
-    import sqlite3
-
     from hub import operatorkey
     from hub.daemon import Hub
+    from hub.store.backend import DB_ERRORS, is_postgres, mask, sqlite_path
     from hub.store.store import Store
 
     try:
         Store(cfg["db"]).close()  # a store that cannot be opened is a setup error, said before anything starts
         operatorkey.ensure(cfg["db"])  # the operator's key, generated at the first start (hub/operatorkey.py)
-    except (sqlite3.Error, OSError, ValueError) as exc:
-        print("evhub serve: cannot open the store %s: %s" % (cfg["db"], exc), file=sys.stderr)
+    except DB_ERRORS + (OSError, ValueError) as exc:
+        print("evhub serve: cannot open the store %s: %s" % (mask(cfg["db"]), exc), file=sys.stderr)
         return 2
-    from hub.store.lock import StoreInUse, StoreLock
+    from hub.store.lock import NoLock, StoreInUse, StoreLock
 
-    lock = StoreLock(cfg["db"])
+    # One hub per SQLite file; several hubs on one PostgreSQL database are the point of it.
+    lock = NoLock() if is_postgres(cfg["db"]) else StoreLock(sqlite_path(cfg["db"]))
     try:
         lock.acquire(cfg["listen"])
     except StoreInUse as exc:

@@ -13,7 +13,6 @@ import csv
 import datetime
 import json
 import os
-import sqlite3
 import sys
 from typing import Any
 
@@ -86,6 +85,7 @@ def billing_row(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hub.store.backend import DB_ERRORS, mask
     from hub.store.reads import Reads, open_read_only
 
     try:
@@ -110,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
             rows.extend(billing_row(s) for s in batch)
             if len(batch) < page:
                 break
-    except sqlite3.Error as exc:
-        print("evhub sessions export: cannot read %s: %s" % (args.db, exc), file=sys.stderr)
+    except DB_ERRORS as exc:
+        print("evhub sessions export: cannot read %s: %s" % (mask(args.db), exc), file=sys.stderr)
         return EXIT_ERROR
     finally:
         db.close()

@@ -47,6 +47,11 @@ def configure(p):
     p.add_argument("--keep", action="store_true", help="keep the work directory (hub.db, hub.log, sim.log)")
     p.add_argument("--workdir", help="use this directory for the store and logs (kept)")
     p.add_argument(
+        "--db",
+        metavar="URL",
+        help="run the hub on this store instead of WORKDIR/hub.db: an EMPTY database, e.g. postgresql://user@host/db",
+    )
+    p.add_argument(
         "--ocpp-share",
         type=float,
         default=0.0,
@@ -93,6 +98,7 @@ def run(args):
         report_s=args.report_s,
         http=args.http,
         ocpp_share=args.ocpp_share,
+        db=args.db,
     )
     try:
         opts.check()

@@ -2,14 +2,13 @@
 
 import csv
 import json
-import os
 import sys
 
 from hub.store import ops as store_ops
 from tools import operator_auth
 from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
 from tools.hubclient import HubError, hub_url
-from tools.storepath import DB_HELP, default_db, describe
+from tools.storepath import DB_HELP, default_db, describe, store_exists
 from transport import kinds as K
 
 FIELDS = ("id", "lat", "lon", "connectors", "max_kw")
@@ -132,7 +131,7 @@ def run(args):
         return remove("station", args.id, args.db)
     from hub.store.store import Store, StoreConflict
 
-    existed = os.path.exists(args.db)
+    existed = store_exists(args.db)
     try:
         if args.action == "add":
             sid, lat, lon, connectors, max_kw = validate_station(
@@ -201,12 +200,12 @@ def _list(args):
         stations = fetch_stations(url, args.db)
         live = True
     except HubError as exc:
-        if exc.code is not None or not os.path.isfile(args.db):
+        if exc.code is not None or not store_exists(args.db):
             print("evhub stations list: %s" % exc, file=sys.stderr)
             return exc.exit_code
         # The hub is down: what was provisioned is still worth seeing, marked as not live.
         print(
-            "evhub stations list: %s; showing the store %s (no live status)" % (exc, os.path.abspath(args.db)),
+            "evhub stations list: %s; showing the %s (no live status)" % (exc, describe(args.db, True)),
             file=sys.stderr,
         )
         try:

@@ -5,7 +5,7 @@ import sys
 
 from tools import credentials
 from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
-from tools.storepath import DB_HELP, default_db, describe
+from tools.storepath import DB_HELP, default_db, describe, store_exists
 
 
 def configure(p):
@@ -35,7 +35,6 @@ def configure(p):
 
 
 def run(args):
-    import os
 
     from hub.store.store import Store, StoreConflict
 
@@ -55,7 +54,7 @@ def run(args):
     except ValueError as exc:
         print("evhub vehicles add: --id-tag: %s" % exc, file=sys.stderr)
         return EXIT_USAGE
-    existed = os.path.exists(args.db)
+    existed = store_exists(args.db)
     try:
         store = Store(args.db)  # refused (one line) if other local users can read it: hub/secretfile.py
     except ValueError as exc:

@@ -7,7 +7,8 @@ next to the store: ``<db>.operator-key`` with db from --db (default ./evhub.db).
 import os
 import socket
 
-from hub.operatorkey import read_key
+from hub.operatorkey import read_key, stored_key
+from hub.store.backend import DB_ERRORS, is_postgres, mask
 from hub.secretfile import SecretFileError, operator_key_path
 from tools.hubclient import HubClient, HubError
 from transport.errors import E_AUTH_FAILED
@@ -20,10 +21,12 @@ def operator_key(db=None):
         return env.strip()
     path = os.environ.get("EVHUB_OPERATOR_KEY_FILE") or operator_key_path(db or "evhub.db")
     try:
-        key = read_key(path)
-    except SecretFileError as exc:
+        key = stored_key(db) if is_postgres(db) and "EVHUB_OPERATOR_KEY_FILE" not in os.environ else read_key(path)
+    except DB_ERRORS + (SecretFileError,) as exc:
         raise HubError(str(exc)) from None
     if key is None:
+        if is_postgres(db):
+            path = "the settings of %s" % mask(db)
         raise HubError(
             "no operator key at %s: start the hub once (`evhub serve --db DB`) and pass --db DB, "
             "or set $EVHUB_OPERATOR_KEY_FILE" % path,

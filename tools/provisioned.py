@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
+
+from hub.store.backend import DB_ERRORS, is_postgres, mask
+from hub.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +24,18 @@ KEYS = ("lat", "lon", "connectors", "max_kw")
 def lookup(db_path: str, station_id: str) -> dict | None:
     """{lat, lon, connectors, max_kw} of `station_id` in the store at db_path, or None (no store,
     not provisioned there, or unreadable)."""
-    if not os.path.isfile(db_path):
+    if not is_postgres(db_path) and not os.path.isfile(db_path):
         return None
     try:
-        db = sqlite3.connect("file:%s?mode=ro" % os.path.abspath(db_path), uri=True, timeout=2)
+        store = Store(db_path)
         try:
-            row = db.execute("SELECT lat, lon, connectors, max_kw FROM stations WHERE id = ?", (station_id,)).fetchone()
+            row = store.get_station(station_id)
         finally:
-            db.close()
-    except sqlite3.Error as exc:
-        log.warning("cannot read %s for %s's provisioning: %s", db_path, station_id, exc)
+            store.close()
+    except DB_ERRORS + (ValueError, OSError) as exc:
+        log.warning("cannot read %s for %s's provisioning: %s", mask(db_path), station_id, exc)
         return None
-    return None if row is None else dict(zip(KEYS, row))
+    return None if row is None else {k: row[k] for k in KEYS}
 
 
 def adopt(cfg: dict, db_path: str, station_id: str) -> str | None:

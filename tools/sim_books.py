@@ -1,6 +1,6 @@
 """Closing the books of a simulation: what the hub's store says, checked against what the vehicles saw.
 
-Read after the hub has stopped, from its SQLite file. The checks:
+Read after the hub has stopped, from its store (SQLite file or PostgreSQL). The checks:
 
 - every reservation the hub confirmed to a vehicle is a row in the store, and every row
   ended fulfilled, cancelled or expired (none left "confirmed" after the wind-down);
@@ -12,35 +12,19 @@ Read after the hub has stopped, from its SQLite file. The checks:
 
 import re
 import resource
-import sqlite3
 
 MAX_DETAILS = 20
 _HUB_ERROR = re.compile(r" (ERROR|CRITICAL) |^Traceback", re.M)
 
 
 def read(db):
-    conn = sqlite3.connect(db)
+    from hub.store.store import Store
+
+    store = Store(db)
     try:
-        states = dict(conn.execute("SELECT state, COUNT(*) FROM reservations GROUP BY state").fetchall())
-        n_ended, energy_wh = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(energy_wh), 0) FROM sessions WHERE ended IS NOT NULL"
-        ).fetchone()
-        reasons = dict(
-            conn.execute("SELECT reason, COUNT(*) FROM sessions WHERE ended IS NOT NULL GROUP BY reason").fetchall()
-        )
-        n_open = conn.execute("SELECT COUNT(*) FROM sessions WHERE ended IS NULL").fetchone()[0]
-        with_res = conn.execute("SELECT COUNT(*) FROM sessions WHERE reservation_id IS NOT NULL").fetchone()[0]
+        return store.totals()
     finally:
-        conn.close()
-    return {
-        "reservation_states": states,
-        "reservations": sum(states.values()),
-        "sessions_ended": n_ended,
-        "energy_wh": energy_wh,
-        "end_reasons": reasons,
-        "sessions_open": n_open,
-        "sessions_with_reservation": with_res,
-    }
+        store.close()
 
 
 def _hub_log_errors(path):

@@ -57,6 +57,7 @@ class SimOptions:
         report_s=60,
         http=None,
         ocpp_share=0.0,
+        db=None,
     ):
         self.stations = stations
         self.vehicles = vehicles
@@ -70,6 +71,7 @@ class SimOptions:
         self.report_s = report_s
         self.http = http  # HOST:PORT for the hub's HTTP API and dashboard (loopback), or None
         self.ocpp_share = ocpp_share  # the fraction of stations that are OCPP 1.6J chargers (tools/sim_ocpp.py)
+        self.db = db  # a postgresql:// URL of an EMPTY database, or None: hub.db in the work directory
 
     def check(self):
         for bad, text in (
@@ -142,7 +144,7 @@ class Simulation:
         self.ocpp_url = None
         self.vehicle_specs = make_vehicles(opts.vehicles, opts.seed, self.stations)
         self.workdir = os.path.abspath(opts.workdir) if opts.workdir else tempfile.mkdtemp(prefix="evhub-sim-")
-        self.db = os.path.join(self.workdir, "hub.db")
+        self.db = opts.db or os.path.join(self.workdir, "hub.db")
         self.hub_log = os.path.join(self.workdir, "hub.log")
         self.hub_proc = None
         self.hub_watch = None
@@ -173,6 +175,9 @@ class Simulation:
 
         store = Store(self.db)
         try:
+            if store.station_count() or store.all_vehicles():
+                # the books are checked against the whole database: another run's rows would not balance
+                raise SimError("the store %s is not empty: give the simulation an empty database" % store.label)
             self.keys = {
                 s.id: store.add_station(
                     s.id, s.lat, s.lon, s.connectors, s.max_kw, key=new_ocpp_key() if s.id in self.ocpp_ids else None

@@ -19,9 +19,9 @@ def _fail(text: str, code: int = EXIT_USAGE) -> int:
 def update(args: argparse.Namespace) -> int:
     from hub.store.store import Store
     from tools.cmd_stations import validate_station
-    from tools.storepath import describe
+    from tools.storepath import describe, store_exists
 
-    if not os.path.exists(args.db):
+    if not store_exists(args.db):
         return _fail("no store at %s (--db or $EVHUB_DB)" % os.path.abspath(args.db))
     changes = {
         k: getattr(args, k) for k in ("lat", "lon", "connectors", "max_kw", "name") if getattr(args, k) is not None

@@ -38,6 +38,7 @@ from hub.messages import (
     ReservationEnded,
     Reserved,
     ReservationChanged,
+    ResyncReservations,
     ReserveBatch,
     SessionEnded,
     SessionStarted,
@@ -289,8 +290,21 @@ class ReservationBookActor(pykka.ThreadingActor):
         finally:
             self._adopting = False
 
+    def _on_resync(self, msg: ResyncReservations) -> None:
+        self._adopting = True
+        try:
+            changed = self.book.resync(msg.station_id)
+            if changed:
+                log.info("book: %d reservations made or ended on other hubs picked up from the store", changed)
+            self._flush_events()
+        finally:
+            self._adopting = False
+        if msg.then is not None:  # after the registry's news (mailboxes are FIFO): a request that waited for it
+            msg.then[0].tell(msg.then[1])
+
     _handlers: "dict[type, Callable[[ReservationBookActor, Any], Any]]" = {
         ReservationChanged: _on_reservation_changed,
+        ResyncReservations: _on_resync,
         BookCall: _on_call,
         ReserveBatch: _on_reserve_batch,
         Cancel: _on_cancel,

@@ -36,6 +36,7 @@ from hub.messages import (
     RemoteAnswer,
     RemoteRequest,
     RemoteViews,
+    ResyncReservations,
     RemoveStation,
     ReservationEnded,
     ReservationHistory,
@@ -43,6 +44,7 @@ from hub.messages import (
     Reserved,
     SessionEnd,
     SessionStart,
+    SessionStarted,
     StartCharge,
     StationAnswer,
     StationCapacity,
@@ -203,6 +205,9 @@ class StationRegistry(SessionHandling, StationRequesting, pykka.ThreadingActor):
         self.stations.set_online(st, True)
         if self.cluster is not None:
             self._epochs[st.id] = self.cluster.claim(st.id)  # this hub is its home now: the others hear of it
+            self._adopt_sessions(st)
+            if self.book is not None:
+                self.book.tell(ResyncReservations(st.id))  # what it must hold, as the store says
         self._publish(st)
         # Tell the station about reservations it must honour (it may have rebooted and forgotten).
         self._sync_windows(st)
@@ -219,6 +224,17 @@ class StationRegistry(SessionHandling, StationRequesting, pykka.ThreadingActor):
         if epoch is not None:
             self.cluster.release(st.id, epoch)
             self.cluster.publish(self.view[st.id], epoch)  # fenced: written only if still our home
+
+    def _adopt_sessions(self, st: Station) -> None:
+        """Sessions another hub recorded at this station (its home before) continue here: they occupy
+        the connector, and the book knows the reservation they fulfil."""
+        for row in self.store.load_open_sessions():
+            if row["station_id"] != st.id or row["session_id"] in st.sessions:
+                continue
+            args = (row["connector"], row["vehicle_id"], row["reservation_id"], row["started"])
+            new = self.stations.session_started(st, row["session_id"], *args)
+            if new is not None and self.book is not None:
+                self.book.tell(SessionStarted(st.id, *args, new.expected_end, row["session_id"]))
 
     def _on_remote_views(self, msg: RemoteViews) -> None:
         for remote in msg.views:

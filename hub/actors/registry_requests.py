@@ -17,6 +17,7 @@ from hub.io.logsafe import wire_text
 from hub.messages import (
     RemoteAnswer,
     RemoteRequest,
+    ResyncReservations,
     ReservationEnded,
     Reserved,
     StartCharge,
@@ -201,7 +202,25 @@ class StationRequesting:
             body = {"vehicle_id": msg.vehicle_id, "reservation_id": msg.reservation_id, "ev": msg.ev}
             self._forward(st.id, "start", body, relay)
             return
+        if self._news_pending(st, msg.vehicle_id, msg.reservation_id, msg):
+            return
         self._start(msg.vehicle_id, st, msg.reservation_id, msg.ev, relay)
+
+    def _news_pending(self, st: Station, vehicle_id: str, reservation_id: Optional[int], msg: Any) -> bool:
+        """Several hubs: a vehicle may ask to start right after another hub booked its window, before
+        that news reached this hub. Then the book re-reads the station's reservations and the request
+        comes back after the news (once: `msg` is marked so)."""
+        if self.cluster is None or self.book is None or getattr(msg, "retried", False):
+            return False
+        if authz.current_window(st.windows, vehicle_id, self.clock(), reservation_id) is not None:
+            return False
+        again = (
+            msg._replace(body=dict(msg.body, retried=True))
+            if isinstance(msg, RemoteRequest)
+            else msg._replace(retried=True)
+        )
+        self.book.tell(ResyncReservations(st.id, then=(self.actor_ref, again)))
+        return True
 
     def _start(self, vehicle_id: str, st: Station, reservation_id: Optional[int], ev: Any, relay: Any) -> None:
         """REMOTE_START at a station homed here, for a vehicle on this hub or another; raises Refusal."""
@@ -270,9 +289,10 @@ class StationRequesting:
         body = msg.body
         try:
             if msg.kind == "start":
-                self._start(
-                    body["vehicle_id"], self._station(msg.station_id), body["reservation_id"], body["ev"], answer
-                )
+                st = self._station(msg.station_id)
+                if not body.get("retried") and self._news_pending(st, body["vehicle_id"], body["reservation_id"], msg):
+                    return
+                self._start(body["vehicle_id"], st, body["reservation_id"], body["ev"], answer)
             elif msg.kind == "stop":
                 st = self.stations.session_to_stop(body["vehicle_id"], body["session_id"])
                 self._request_station(st.id, K.REMOTE_STOP, [body["session_id"]], answer)

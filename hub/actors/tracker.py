@@ -9,7 +9,6 @@ stops; at start they are loaded back. A `kill -9` loses at most the last FLUSH_S
 """
 
 import logging
-import sqlite3
 import time
 from typing import Any, Callable, Optional
 
@@ -17,6 +16,7 @@ import pykka
 
 from hub.domain.bounds import INT64_LIMIT
 from hub.store import ops as store_ops
+from hub.store.backend import DB_ERRORS
 from hub.messages import FlushPositions, Positions
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class VehicleTracker(pykka.ThreadingActor):
         self._flushed_at = time.monotonic()
         try:
             store_ops.save_positions(self._store, rows)
-        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+        except DB_ERRORS + (OverflowError, ValueError, TypeError) as exc:
             # Positions are advisory: keep tracking, try again next time. OverflowError: a time from the
             # wire too large for SQLite's 64-bit INTEGER (the fuzz test sends such).
             log.warning("tracker: could not save %d vehicle positions: %s", len(rows), exc)

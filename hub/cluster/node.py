@@ -13,17 +13,22 @@ Actors never wait on another hub: everything here is a table write or a tell.
 import base64
 import logging
 import threading
+import time
 from typing import Any, Optional
 
 import msgpack
 import psycopg
 
+from hub.store.backend import connect_pg, mask
+
 from hub.cluster import membership, requests, schema, status
 from hub.cluster.bus import Listener
 from hub.domain.stations import StationView
-from hub.messages import HomeMoved, RemoteAnswer, RemoteRequest, RemoteViews, ReservationChanged
+from hub.messages import HomeMoved, RemoteAnswer, RemoteRequest, RemoteViews, ReservationChanged, ResyncReservations
 
 log = logging.getLogger(__name__)
+
+RESYNC_S = 30.0  # the books re-read the open reservations this often, in case news was lost
 
 
 class ClusterNode:
@@ -39,6 +44,7 @@ class ClusterNode:
         self._lock = threading.Lock()
         self._outgoing: "dict[str, tuple[StationView, int]]" = {}  # views to write, latest per station
         self._dirty: "set[str]" = set()  # remote views a NOTIFY said changed
+        self._news: "list[str]" = []  # reservation changes to announce ("id station state"), in order
         self._seen: "dict[str, StationView]" = {}  # remote views as last handed to the registry
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -58,12 +64,12 @@ class ClusterNode:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     def start(self) -> "ClusterNode":
-        self._calls = psycopg.connect(self.dsn, autocommit=True)
+        self._calls = connect_pg(self.dsn)
         schema.apply(self._calls)
         membership.beat(self._calls, self.hub_id, self.address)
         self._sync.start()
         self._listener.start()
-        log.info("cluster: hub %s joined (live hubs: %s)", self.hub_id, ", ".join(self.live_hubs()))
+        log.info("cluster: hub %s joined %s (live hubs: %s)", self.hub_id, mask(self.dsn), ", ".join(self.live_hubs()))
         return self
 
     def stop(self) -> None:
@@ -98,10 +104,16 @@ class ClusterNode:
         self._wake.set()
 
     def announce_reservation(self, reservation_id: int, station_id: str, state: str) -> None:
+        """Queue the news of a committed change; the sync thread sends it at once, many per NOTIFY.
+
+        Never on the book's thread: one round trip per reservation would bound the book by the
+        database's latency. News lost (a hub killed between its COMMIT and this) is still in the
+        table: every book re-reads the open reservations when its listener connects, when a station
+        comes online, and every RESYNC_S.
+        """
         with self._lock:
-            self._calls.execute(
-                "SELECT pg_notify(%s, %s)", (schema.CH_RESERVATION, "%d %s %s" % (reservation_id, station_id, state))
-            )
+            self._news.append("%d %s %s" % (reservation_id, station_id, state))
+        self._wake.set()
 
     def send(self, station_id: str, kind: str, body: "dict[str, Any]") -> Optional[int]:
         """Ask the station's home to relay a request; its answer comes back as RemoteAnswer."""
@@ -139,9 +151,10 @@ class ClusterNode:
             self.registry.tell(HomeMoved(parts[0], hub_id, int(parts[2])))
 
     def _on_reservation(self, payload: str) -> None:
-        parts = payload.split(" ")
-        if parts and parts[0].isdigit() and self.book is not None:
-            self.book.tell(ReservationChanged(int(parts[0])))
+        for line in payload.split("\n"):
+            parts = line.split(" ")
+            if parts and parts[0].isdigit() and self.book is not None:
+                self.book.tell(ReservationChanged(int(parts[0])))
 
     def _on_vehicle(self, payload: str) -> None:
         vehicle_id, _, packed = payload.partition(" ")
@@ -171,6 +184,8 @@ class ClusterNode:
             missed = requests.take_all(self._calls, self.hub_id)
         for req in missed:
             self._relay(req)
+        if self.book is not None:
+            self.book.tell(ResyncReservations())
         self._wake.set()
 
     # --- the sync thread ------------------------------------------------------------------------------
@@ -178,21 +193,28 @@ class ClusterNode:
     def _run(self) -> None:
         conn: Any = None
         live: "list[str]" = []
+        next_resync = time.monotonic() + RESYNC_S
         while not self._stop.is_set():
             self._wake.wait(self.beat_s)
             self._wake.clear()
             try:
                 if conn is None:
-                    conn = psycopg.connect(self.dsn, autocommit=True)
+                    conn = connect_pg(self.dsn)
                 membership.beat(conn, self.hub_id, self.address)
                 with self._lock:
                     outgoing, self._outgoing = list(self._outgoing.values()), {}
                     dirty, self._dirty = self._dirty, set()
+                    news, self._news = self._news, []
+                for payload in schema.chunks(news):
+                    conn.execute("SELECT pg_notify(%s, %s)", (schema.CH_RESERVATION, payload))
                 if outgoing:
                     status.publish(conn, self.hub_id, outgoing)
                 now_live = membership.live_hubs(conn)
                 if now_live != live:  # a hub joined or died: every remote view may read differently
                     live, dirty = now_live, {"*"}
+                if time.monotonic() >= next_resync and self.book is not None:
+                    next_resync = time.monotonic() + RESYNC_S
+                    self.book.tell(ResyncReservations())
                 if dirty:
                     self._hand_remote(status.read(conn, None if "*" in dirty else dirty))
             except psycopg.Error as exc:

@@ -51,6 +51,23 @@ CH_VEHICLE = "evhub_vehicle"  # payload "vehicle_id base64(msgpack message)": fo
 CH_STATION = "evhub_station"  # payload station_id: provisioning (position, connectors) changed
 
 
+MAX_PAYLOAD = 7900  # bytes; PostgreSQL refuses a NOTIFY payload of 8000
+
+
+def chunks(lines: "list[str]") -> "list[str]":
+    """Lines joined by newlines into as few NOTIFY payloads as fit, in order."""
+    out: "list[str]" = []
+    size = 0
+    for line in lines:
+        if out and size + 1 + len(line) <= MAX_PAYLOAD:
+            out[-1] += "\n" + line
+            size += 1 + len(line)
+        else:
+            out.append(line)
+            size = len(line)
+    return out
+
+
 def hub_channel(hub_id: str) -> str:
     """A hub's own channel: "<request id>" for a request to relay, "answer <request id> <json>" for an answer."""
     return "evhub_hub_" + hub_id

@@ -1,4 +1,5 @@
 """The hub's rules, pure: no actor, no thread, no socket. Each module has unit tests of its own.
+mypy checks this package with its strict flags (pyproject.toml).
 
 booking.py       ReservationBook: windows, conflicts, alternatives, no-shows, per-vehicle limits
 stations.py      Stations: display status, session rules, request correlation (the registry's core)
@@ -8,4 +9,5 @@ geo.py           WGS-84 positions: validation and great-circle distance
 capacity.py      what a station may offer when its provisioning and its BOOT disagree
 authz.py         who may start a charge where, and whom it is billed to
 boardfloats.py   floats from a board read the same in single or double precision
+ports.py         what booking and authz need from the store, as Protocols (BookStore, AuthzStore)
 """

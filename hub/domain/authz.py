@@ -21,7 +21,9 @@ was provisioned, not after the hub's clock (+ CLOCK_SLACK_S).
 """
 
 import logging
+from typing import Mapping, Optional
 
+from hub.domain.ports import AuthzStore
 from hub.domain.states import ConnectorStatus
 from transport.errors import E_FORBIDDEN, E_INVALID_STATE, EvhubError
 
@@ -38,7 +40,13 @@ class Refusal(EvhubError):
     """A start or a session record the hub will not accept (code, text)."""
 
 
-def current_window(windows, vehicle_id, now, reservation_id=None):
+# reservation_id -> (vehicle_id, start, end): the registry's windows (hub.domain.stations.Window).
+Windows = Mapping[int, tuple[str, int, int]]
+
+
+def current_window(
+    windows: Windows, vehicle_id: str, now: float, reservation_id: Optional[int] = None
+) -> Optional[int]:
     """The reservation id of vehicle_id's current window in `windows` (id -> (vehicle, start, end)),
     or None. With reservation_id, only that one counts."""
     for rid, (vid, start, end) in windows.items():
@@ -47,7 +55,14 @@ def current_window(windows, vehicle_id, now, reservation_id=None):
     return None
 
 
-def authorise_start(station_id, windows, connector_status, vehicle_id, reservation_id, now):
+def authorise_start(
+    station_id: str,
+    windows: Windows,
+    connector_status: Mapping[int, str],
+    vehicle_id: str,
+    reservation_id: Optional[int],
+    now: float,
+) -> tuple[int, Optional[int]]:
     """(connector, reservation_id) to put in the REMOTE_START, or raise Refusal.
 
     connector 0 lets the station pick the connector its reservation holds."""
@@ -79,7 +94,16 @@ def authorise_start(station_id, windows, connector_status, vehicle_id, reservati
     raise Refusal(E_INVALID_STATE, "nothing plugged in at %s (plug in, or reserve first)" % station_id)
 
 
-def attribute(store, windows, station_id, session_id, vehicle_id, reservation_id, started, now):
+def attribute(
+    store: AuthzStore,
+    windows: Windows,
+    station_id: str,
+    session_id: str,
+    vehicle_id: Optional[str],
+    reservation_id: Optional[int],
+    started: int,
+    now: float,
+) -> tuple[Optional[str], Optional[int], str]:
     """(vehicle_id or None, reservation_id or None, why): whom the station's session is billed to."""
     if not vehicle_id or type(vehicle_id) is not str:
         return None, None, "no vehicle named"
@@ -103,7 +127,9 @@ def attribute(store, windows, station_id, session_id, vehicle_id, reservation_id
     return None, None, "no remote start or reservation of %s here" % vehicle_id
 
 
-def implausible(energy_wh, max_kw, started, ended, provisioned, now):
+def implausible(
+    energy_wh: int, max_kw: float, started: int, ended: int, provisioned: Optional[int], now: float
+) -> bool:
     """True when energy_wh is more than the station could deliver in the session's duration."""
     start = max(started, provisioned or 0)
     end = min(ended, int(now) + CLOCK_SLACK_S)

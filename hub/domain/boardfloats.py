@@ -13,11 +13,13 @@ import struct
 
 
 def _round32(x: float) -> float:
-    return struct.unpack("<f", struct.pack("<f", x))[0]
+    value: float = struct.unpack("<f", struct.pack("<f", x))[0]  # unpack types its items as Any
+    return value
 
 
-def board_float(x):
-    """`x` as the board meant it: a float32 value becomes its shortest decimal; anything else is unchanged."""
+def board_float(x: float) -> float:
+    """`x` as the board meant it: a float32 value becomes its shortest decimal; anything else (an int,
+    as the wire's number type allows) is unchanged."""
     if type(x) is not float or not math.isfinite(x) or abs(x) > 3.4e38:
         return x
     if _round32(x) != x:

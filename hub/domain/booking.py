@@ -21,14 +21,18 @@ are queued as events: ("reserved", Reservation) and ("ended", Reservation, why)
 with why in fulfilled/cancelled/expired. The owner drains them with take_events().
 """
 
+from __future__ import annotations
+
 import bisect
-import collections
 import heapq
 import itertools
 import logging
-import sqlite3
+from typing import Any, Callable, Iterable, Literal, NamedTuple, Optional, Sequence, TypedDict, Union
 
 from hub.domain.bounds import MAX_ID_LEN, MAX_RESERVATION_ID
+from hub.domain.ports import BookStore
+from hub.store.backend import DB_ERRORS
+from hub.store.store import StoreConflict
 from hub.timefmt import Window
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INTERNAL, E_INVALID_STATE, E_NOT_FOUND, EvhubError
 
@@ -44,37 +48,85 @@ MAX_NEARBY_ALTERNATIVES = 3
 MAX_NEIGHBOURS_TRIED = 30  # bounds the work a conflicting request can cause
 MAX_WINDOW_CANDIDATES = 2000
 DEFAULT_MAX_OPEN_PER_VEHICLE = 3  # one vehicle cannot book every connector for a month
+STORE_RETRIES = 2  # rounds of "try the next connector" after the database refused a window
 
-Reservation = collections.namedtuple("Reservation", "id vehicle_id station_id connector start end state")
-ReserveResult = collections.namedtuple("ReserveResult", "ok reservation alternatives reason")
-_Session = collections.namedtuple("_Session", "session_id vehicle_id reservation_id started expected_end")
+
+class Reservation(NamedTuple):
+    """A confirmed reservation (state "confirmed"), or one that ended (fulfilled, cancelled, expired)."""
+
+    id: int  # the store's key; negative while provisional within a batch, 0 for move()'s blocker
+    vehicle_id: str
+    station_id: str
+    connector: int  # 0: any (room by count, no single connector free throughout)
+    start: int
+    end: int
+    state: str  # a hub.domain.states.ReservationState value
+
+
+class Alternative(TypedDict):
+    """A window offered instead of a conflicting one (RESERVE_RESULT's alternatives)."""
+
+    station_id: str
+    start: float  # a session's expected end can be a fraction of a second
+    end: float
+    distance_km: float
+
+
+class ReserveResult(NamedTuple):
+    ok: bool
+    reservation: Optional[Reservation]  # set when ok
+    alternatives: list[Alternative]
+    reason: Optional[str]  # why not, when not ok
+
+
+class _Session(NamedTuple):
+    session_id: Optional[str]
+    vehicle_id: Optional[str]
+    reservation_id: Optional[int]
+    started: int
+    expected_end: float
+
+
+# What the owner hears (take_events): ("reserved", r), or ("ended", r, why) with why the end state.
+Event = Union[tuple[Literal["reserved"], Reservation], tuple[Literal["ended"], Reservation, str]]
+# station_id -> (distance_km, station_id) of its neighbours, nearest first.
+Nearby = Callable[[str], Iterable[tuple[float, str]]]
+_Item = tuple[int, int, int, int]  # (start, end, reservation_id, connector) of a held window
+_Busy = tuple[float, float, Optional[int], int]  # an _Item, or a session: (started, until, None, connector)
 
 
 class BookingError(EvhubError):
     """A refused request (code, text), sent back in an ERROR."""
 
 
+Outcome = Union[ReserveResult, BookingError]  # one per request of reserve_many
+
+
 class _Station:
     __slots__ = ("id", "connectors", "starts", "items", "sessions", "max_len")
 
-    def __init__(self, station_id, connectors):
+    def __init__(self, station_id: str, connectors: int) -> None:
         self.id = station_id
         self.connectors = connectors
-        self.starts = []  # sorted start times of confirmed reservations
-        self.items = []  # parallel: (start, end, reservation_id, connector)
-        self.sessions = {}  # connector -> _Session
+        self.starts: list[int] = []  # sorted start times of confirmed reservations
+        self.items: list[_Item] = []  # parallel: (start, end, reservation_id, connector)
+        self.sessions: dict[int, _Session] = {}  # connector -> _Session
         self.max_len = 1  # longest window held; bounds the overlap scan
+
+
+# A provisional reservation of a batch: (request index, Reservation with a negative id, station, request_id).
+_Held = tuple[int, Reservation, _Station, Optional[str]]
 
 
 class ReservationBook:
     def __init__(
         self,
-        store,
-        nearby=None,
-        grace_s=DEFAULT_GRACE_S,
-        session_estimate_s=DEFAULT_SESSION_S,
-        max_open_per_vehicle=DEFAULT_MAX_OPEN_PER_VEHICLE,
-    ):
+        store: BookStore,
+        nearby: Optional[Nearby] = None,
+        grace_s: float = DEFAULT_GRACE_S,
+        session_estimate_s: float = DEFAULT_SESSION_S,
+        max_open_per_vehicle: Optional[int] = DEFAULT_MAX_OPEN_PER_VEHICLE,
+    ) -> None:
         self._store = store
         self._nearby = nearby  # station_id -> iterable of (distance_km, station_id), nearest first
         self.max_open_per_vehicle = max_open_per_vehicle  # None: no cap
@@ -82,20 +134,20 @@ class ReservationBook:
         self.session_estimate_s = session_estimate_s
         self._reset()
 
-    def _reset(self):
-        self._stations = {}
-        self._by_id = {}  # confirmed reservations only
-        self._by_vehicle = {}  # vehicle_id -> set of confirmed reservation ids
-        self._starts_heap = []  # (start, id): finds windows that have begun, for no-show expiry
-        self._begun = {}  # id -> Reservation whose window has begun and is not yet closed
-        self._events = []
+    def _reset(self) -> None:
+        self._stations: dict[str, _Station] = {}
+        self._by_id: dict[int, Reservation] = {}  # confirmed reservations only
+        self._by_vehicle: dict[str, set[int]] = {}  # vehicle_id -> set of confirmed reservation ids
+        self._starts_heap: list[tuple[int, int]] = []  # (start, id): windows that have begun, for no-show expiry
+        self._begun: dict[int, Reservation] = {}  # id -> Reservation whose window has begun, not yet closed
+        self._events: list[Event] = []
 
     # --- setup ------------------------------------------------------------------------
 
-    def set_nearby(self, nearby):
+    def set_nearby(self, nearby: Optional[Nearby]) -> None:
         self._nearby = nearby
 
-    def load(self, store=None):
+    def load(self, store: Optional[BookStore] = None) -> None:
         """Rebuild memory from the store (startup): stations, confirmed reservations, open sessions."""
         if store is not None:
             self._store = store
@@ -124,7 +176,7 @@ class ReservationBook:
             sum(len(s.sessions) for s in self._stations.values()),
         )
 
-    def set_station(self, station_id, connectors):
+    def set_station(self, station_id: str, connectors: int) -> None:
         """Learn or update a station's capacity (a station provisioned or rebooted while running)."""
         st = self._stations.get(station_id)
         if st is None:
@@ -134,7 +186,7 @@ class ReservationBook:
             st.connectors = connectors
             self._rehome(st)
 
-    def _rehome(self, st):
+    def _rehome(self, st: _Station) -> None:
         """Confirmed reservations on connectors the station no longer has move to a free one; one
         with no free connector stays confirmed (never silently dropped) and is logged as an ERROR."""
         moves = []
@@ -169,10 +221,10 @@ class ReservationBook:
         if moves and self._store is not None:
             try:
                 self._store.move_reservations(moves)
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 log.error("station %s: could not store %d moved reservations: %s", st.id, len(moves), exc)
 
-    def _station(self, station_id):
+    def _station(self, station_id: str) -> Optional[_Station]:
         st = self._stations.get(station_id)
         if st is None and self._store is not None and type(station_id) is str:
             # Provisioned by the CLI while the hub runs: the store knows it, memory not yet.
@@ -182,13 +234,13 @@ class ReservationBook:
                 self._stations[station_id] = st
         return st
 
-    def take_events(self):
+    def take_events(self) -> list[Event]:
         events, self._events = self._events, []
         return events
 
     # --- the interval lists ------------------------------------------------------------
 
-    def _hold(self, st, r):
+    def _hold(self, st: _Station, r: Reservation) -> None:
         i = bisect.bisect_right(st.starts, r.start)
         st.starts.insert(i, r.start)
         st.items.insert(i, (r.start, r.end, r.id, r.connector))
@@ -199,13 +251,13 @@ class ReservationBook:
             self._by_vehicle.setdefault(r.vehicle_id, set()).add(r.id)
             heapq.heappush(self._starts_heap, (r.start, r.id))
 
-    def _release(self, st, start, rid):
+    def _release(self, st: _Station, start: int, rid: int) -> None:
         for i in range(bisect.bisect_left(st.starts, start), bisect.bisect_right(st.starts, start)):
             if st.items[i][2] == rid:
                 del st.starts[i], st.items[i]
                 return
 
-    def _close(self, r, why):
+    def _close(self, r: Reservation, why: str) -> Reservation:
         """Drop a confirmed reservation from memory (already persisted as `why`)."""
         st = self._stations.get(r.station_id)
         if st is not None:
@@ -220,12 +272,13 @@ class ReservationBook:
         self._events.append(("ended", ended, why))
         return ended
 
-    def _fit(self, st, s, e, now):
+    def _fit(self, st: _Station, s: float, e: float, now: float) -> Optional[int]:
         """A connector for [s, e) at st (0 = any: room by count, no single one free throughout),
         or None on conflict."""
         lo = bisect.bisect_right(st.starts, s - st.max_len)
         hi = bisect.bisect_left(st.starts, e)
-        busy = [it for it in st.items[lo:hi] if it[1] > s]  # (start, end, id, connector) overlapping [s, e)
+        # (start, end, id, connector) overlapping [s, e); the sessions' (started, until, None, connector) join
+        busy: list[_Busy] = [it for it in st.items[lo:hi] if it[1] > s]
         for conn, sess in st.sessions.items():
             # A session past its expected end still holds the connector until it ends.
             end = max(sess.expected_end, now + 60)
@@ -244,12 +297,12 @@ class ReservationBook:
         used = {it[3] for it in busy}
         return next((c for c in range(1, cap + 1) if c not in used), 0)
 
-    def _next_free(self, st, t0, length, now):
+    def _next_free(self, st: _Station, t0: float, length: float, now: float) -> Optional[float]:
         """Earliest t >= t0 with [t, t+length) free at st, or None within the search bounds.
         Only t0 and the ends of busy intervals can be the earliest feasible start."""
         lo = bisect.bisect_right(st.starts, t0 - st.max_len)
         hi = min(bisect.bisect_left(st.starts, t0 + MAX_AHEAD_S), lo + MAX_WINDOW_CANDIDATES)
-        cands = {it[1] for it in st.items[lo:hi] if it[1] > t0}
+        cands: set[float] = {it[1] for it in st.items[lo:hi] if it[1] > t0}
         cands.update(max(sess.expected_end, now + 60) for sess in st.sessions.values())
         for t in [t0] + sorted(cands):
             if self._fit(st, t, t + length, now) is not None:
@@ -258,26 +311,26 @@ class ReservationBook:
 
     # --- queries -------------------------------------------------------------------------
 
-    def is_free(self, station_id, start, end, now):
+    def is_free(self, station_id: str, start: float, end: float, now: float) -> bool:
         st = self._station(station_id)
         return st is not None and self._fit(st, start, end, now) is not None
 
-    def list_for(self, vehicle_id):
+    def list_for(self, vehicle_id: str) -> list[Reservation]:
         """The vehicle's confirmed reservations, earliest first."""
         ids = self._by_vehicle.get(vehicle_id, ())
         return sorted((self._by_id[i] for i in ids), key=lambda r: (r.start, r.id))
 
-    def open_reservations(self):
+    def open_reservations(self) -> list[Reservation]:
         """Every confirmed reservation, earliest first."""
         return sorted(self._by_id.values(), key=lambda r: (r.start, r.id))
 
-    def get(self, reservation_id):
+    def get(self, reservation_id: int) -> Optional[Reservation]:
         return self._by_id.get(reservation_id)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._by_id)
 
-    def next_change(self, station_id, now):
+    def next_change(self, station_id: str, now: float) -> tuple[Optional[float], Optional[int]]:
         """(busy_until, next_reservation_start) for "Free in X min": busy_until is None while a
         connector is free, else the earliest time one frees up; next start is after now, or None."""
         st = self._station(station_id)
@@ -293,7 +346,7 @@ class ReservationBook:
 
     # --- reserve -----------------------------------------------------------------------
 
-    def _validate(self, vehicle_id, station_id, start, end, now):
+    def _validate(self, vehicle_id: str, station_id: str, start: int, end: int, now: float) -> _Station:
         if type(vehicle_id) is not str or not vehicle_id:
             raise BookingError(E_BAD_FIELD, "vehicle id must be a non-empty string")
         if type(start) is not int or type(end) is not int:
@@ -311,10 +364,10 @@ class ReservationBook:
                 raise BookingError(E_BAD_FIELD, text)
         return st
 
-    def alternatives(self, st, start, end, now):
+    def alternatives(self, st: _Station, start: int, end: int, now: float) -> list[Alternative]:
         """The next free window of the same length here, then up to 3 nearby stations free in
         [start, end); each {"station_id", "start", "end", "distance_km"}."""
-        out = []
+        out: list[Alternative] = []
         length = end - start
         t = self._next_free(st, start, length, now)
         if t is not None and t <= now + MAX_AHEAD_S:
@@ -334,24 +387,26 @@ class ReservationBook:
             log.exception("station %s: nearby stations lookup failed", st.id)
         return out
 
-    def reserve(self, vehicle_id, station_id, start, end, now):
+    def reserve(self, vehicle_id: str, station_id: str, start: int, end: int, now: float) -> ReserveResult:
         """One request; returns ReserveResult, raises BookingError if it is refused outright."""
         result = self.reserve_many([(vehicle_id, station_id, start, end)], now)[0]
         if isinstance(result, BookingError):
             raise result
         return result
 
-    def reserve_many(self, requests, now):
+    def reserve_many(self, requests: Sequence[Sequence[Any]], now: float) -> list[Outcome]:
         """[(vehicle_id, station_id, start, end[, request_id])] decided in order (a later request sees
         the earlier ones), persisted in ONE transaction. One entry per request: a ReserveResult (ok, or
         a conflict with alternatives) or a BookingError for a request refused outright. A request_id
         the vehicle used before (in the store, or earlier in this batch) is answered with the
         reservation it booked then: a retry never books twice."""
-        results = [None] * len(requests)
-        held = []  # (index, provisional Reservation with a negative id, station, request_id)
-        provisional = {}  # vehicle_id -> how many of this batch's held requests are its
-        keyed = {}  # (vehicle_id, request_id) -> index of this batch's first request with that key
-        repeats = []  # (index, index of the first request with the same key)
+        # Requests are the wire's fields, checked here (_validate), hence Sequence[Any].
+        results: list[Optional[Outcome]] = [None] * len(requests)
+        held: list[_Held] = []  # (index, provisional Reservation with a negative id, station, request_id)
+        provisional: dict[str, int] = {}  # vehicle_id -> how many of this batch's held requests are its
+        # (vehicle_id, request_id) -> index of this batch's first request with that key
+        keyed: dict[tuple[str, str], int] = {}
+        repeats: list[tuple[int, int]] = []  # (index, index of the first request with the same key)
         cap = self.max_open_per_vehicle
         for i, req in enumerate(requests):
             request_id = req[4] if type(req) in (tuple, list) and len(req) > 4 else None
@@ -398,12 +453,14 @@ class ReservationBook:
             held.append((i, r, st, request_id))
             provisional[vehicle_id] = provisional.get(vehicle_id, 0) + 1
         if held:
-            self._commit(held, results)
+            self._commit(held, results, now, STORE_RETRIES)
         for i, first in repeats:
             results[i] = results[first]
-        return results
+        # Every slot is filled by now (a result, a refusal, or a repeat's first answer), which mypy cannot
+        # follow through the indices; proving it at run time would cost a pass over every batch.
+        return results  # type: ignore[return-value]
 
-    def _booked_before(self, vehicle_id, request_id):
+    def _booked_before(self, vehicle_id: str, request_id: object) -> Optional[Outcome]:
         """The ReserveResult of an earlier RESERVE with this key, or None if the key is new."""
         if type(request_id) is not str or not 0 < len(request_id) <= MAX_ID_LEN:
             return BookingError(E_BAD_FIELD, "request_id must be 1..%d characters" % MAX_ID_LEN)
@@ -431,19 +488,23 @@ class ReservationBook:
             None,
         )
 
-    def _commit(self, held, results):
+    def _commit(self, held: list[_Held], results: list[Optional[Outcome]], now: float, retries: int) -> None:
         try:
             ids = self._store.insert_reservations(
                 [(r.vehicle_id, r.station_id, r.connector, r.start, r.end, key) for _i, r, _st, key in held]
             )
-        except (sqlite3.Error, OSError) as exc:
+        except DB_ERRORS + (OSError,) as exc:
             log.error("book: storing %d reservations failed, all refused: %s", len(held), exc)
             for i, r, st, _key in held:
                 self._release(st, r.start, r.id)
                 results[i] = BookingError(E_INTERNAL, "the reservation could not be stored; try again")
             return
-        for (i, tmp, st, _key), rid in zip(held, ids):
+        refused: list[_Held] = []
+        for (i, tmp, st, key), rid in zip(held, ids):
             self._release(st, tmp.start, tmp.id)
+            if isinstance(rid, StoreConflict):
+                refused.append((i, tmp, st, key))
+                continue
             r = tmp._replace(id=rid)
             self._hold(st, r)
             self._events.append(("reserved", r))
@@ -457,9 +518,46 @@ class ReservationBook:
             )
             results[i] = ReserveResult(True, r, [], None)
 
+        if refused:
+            self._after_refusal(refused, results, now, retries)
+
+    def _after_refusal(self, refused: list[_Held], results: list[Optional[Outcome]], now: float, retries: int) -> None:
+        """The database refused some rows (PostgreSQL: another hub confirmed an overlapping window on
+        that connector first). Learn the station's confirmed windows from the store, then decide
+        those requests again: another connector if one is free (at most `retries` rounds), else a
+        conflict with alternatives, as for any full station."""
+        for st_id in {st.id for _i, _r, st, _k in refused}:
+            st = self._stations[st_id]
+            for row in self._store.load_open_reservations(st_id):
+                if row["id"] not in self._by_id:
+                    self._hold(st, Reservation(*(row[f] for f in Reservation._fields)))
+        again = []
+        for i, tmp, st, key in refused:
+            if key is not None:
+                results[i] = self._booked_before(tmp.vehicle_id, key)  # a retry stored on another hub
+                if results[i] is not None:
+                    continue
+            conn = self._fit(st, tmp.start, tmp.end, now) if retries > 0 else None
+            if conn is None:
+                alts = self.alternatives(st, tmp.start, tmp.end, now)
+                log.info(
+                    "vehicle %s: station %s %s was taken by another writer; %d alternatives",
+                    tmp.vehicle_id,
+                    st.id,
+                    Window(tmp.start, tmp.end),
+                    len(alts),
+                )
+                results[i] = ReserveResult(False, None, alts, "conflict: station %s is fully booked then" % st.id)
+                continue
+            r = tmp._replace(connector=conn)
+            self._hold(st, r)
+            again.append((i, r, st, key))
+        if again:
+            self._commit(again, results, now, retries - 1)
+
     # --- cancel and expiry ---------------------------------------------------------------
 
-    def cancel(self, vehicle_id, reservation_id):
+    def cancel(self, vehicle_id: str, reservation_id: int) -> Reservation:
         """Cancel the vehicle's own confirmed reservation; returns it with state "cancelled"."""
         if type(reservation_id) is not int:
             raise BookingError(E_BAD_FIELD, "reservation id must be an integer")
@@ -482,16 +580,16 @@ class ReservationBook:
         log.info("vehicle %s: reservation %d at station %s cancelled", vehicle_id, r.id, r.station_id)
         return self._close(r, "cancelled")
 
-    def move(self, reservation_id, refused_connector, now):
+    def move(self, reservation_id: int, refused_connector: int, now: float) -> Optional[Reservation]:
         """The station refused `refused_connector` for this reservation: book it on another connector
         of the station for the same window (0 = any, if no single one is free throughout). Returns
         the moved Reservation (a "reserved" event is queued), or None if the station has no room."""
         r = self._by_id.get(reservation_id)
         st = self._stations.get(r.station_id) if r is not None else None
-        if st is None:
+        if r is None or st is None:
             return None
         self._release(st, r.start, r.id)
-        blocker = Reservation(0, None, r.station_id, refused_connector, r.start, r.end, "blocked")
+        blocker = Reservation(0, "", r.station_id, refused_connector, r.start, r.end, "blocked")
         self._hold(st, blocker)  # the refused connector counts as taken for the window
         conn = self._fit(st, r.start, r.end, now)
         self._release(st, r.start, 0)
@@ -511,7 +609,7 @@ class ReservationBook:
         )
         return moved
 
-    def cancel_refused(self, reservation_id, why):
+    def cancel_refused(self, reservation_id: int, why: str) -> Reservation:
         """The station cannot hold this reservation and no other connector can: cancelled in the
         store and memory; returns it with state "cancelled" (the caller tells the vehicle)."""
         r = self._by_id[reservation_id]
@@ -525,7 +623,18 @@ class ReservationBook:
         )
         return self._close(r, "cancelled")
 
-    def adopt(self, reservation_id):
+    def resync(self, station_id: Optional[str] = None) -> int:
+        """What another hub changed while we were not told (a lost NOTIFY): memory follows the store for
+        one station, or all. Returns how many reservations changed here."""
+        rows = self._store.load_open_reservations(station_id)
+        open_ids = {row["id"] for row in rows}
+        known = {rid for rid, r in self._by_id.items() if station_id is None or r.station_id == station_id}
+        changed = 0
+        for rid in sorted(open_ids ^ known):  # new there, or ended there
+            changed += self.adopt(rid) is not None
+        return changed
+
+    def adopt(self, reservation_id: int) -> Optional[str]:
         """Another hub confirmed, moved or ended this reservation in the shared store: memory follows.
         Returns "reserved", the end state, or None when memory already agreed (events are queued as
         for this hub's own changes, so the registry tells the station)."""
@@ -533,11 +642,12 @@ class ReservationBook:
         if row is None:
             return None
         r = self._by_id.get(reservation_id)
-        if row["state"] != "confirmed":
+        state: str = row["state"]
+        if state != "confirmed":
             if r is None:
                 return None
-            self._close(r, row["state"])
-            return row["state"]
+            self._close(r, state)
+            return state
         fresh = Reservation(*(row[f] for f in Reservation._fields))
         st = self._station(fresh.station_id)
         if st is None or r == fresh:
@@ -548,7 +658,7 @@ class ReservationBook:
         self._events.append(("reserved", fresh))
         return "reserved"
 
-    def forget_peer(self, role, peer_id):
+    def forget_peer(self, role: str, peer_id: str) -> list[Reservation]:
         """A station or vehicle was removed (`evhub ... remove`, which already marked its open
         reservations cancelled in the store): drop them from memory; returns them, state "cancelled"."""
         if role == "vehicle":
@@ -562,7 +672,7 @@ class ReservationBook:
             log.info("%s %s removed: %d open reservations cancelled", role, peer_id, len(out))
         return out
 
-    def expire_no_shows(self, now, grace_s=None):
+    def expire_no_shows(self, now: float, grace_s: Optional[float] = None) -> list[Reservation]:
         """Release confirmed reservations nobody showed up for by start + grace (or by the end
         of a shorter window); returns them with state "expired", persisted in one transaction."""
         grace = self.grace_s if grace_s is None else grace_s
@@ -590,7 +700,7 @@ class ReservationBook:
 
     # --- sessions ----------------------------------------------------------------------
 
-    def _match(self, st, vehicle_id, started):
+    def _match(self, st: _Station, vehicle_id: str, started: int) -> Optional[Reservation]:
         for rid in self._by_vehicle.get(vehicle_id, ()):
             r = self._by_id[rid]
             if r.station_id == st.id and r.start - EARLY_ARRIVAL_S <= started < r.end:
@@ -598,8 +708,15 @@ class ReservationBook:
         return None
 
     def session_started(
-        self, station_id, connector, vehicle_id, reservation_id, started, expected_end=None, session_id=None
-    ):
+        self,
+        station_id: str,
+        connector: int,
+        vehicle_id: Optional[str],  # None: a local session, billed to no vehicle
+        reservation_id: Optional[int],
+        started: int,
+        expected_end: Optional[float] = None,
+        session_id: Optional[str] = None,
+    ) -> Optional[Reservation]:
         """A session occupies `connector`. Its reservation (given, or this vehicle's window at
         this station) is fulfilled: the vehicle showed up. Returns that reservation or None."""
         st = self._station(station_id)
@@ -618,7 +735,7 @@ class ReservationBook:
                 r.station_id,
             )
             r = None
-        if r is None:
+        if r is None and vehicle_id is not None:
             r = self._match(st, vehicle_id, started)
         if expected_end is None:
             expected_end = r.end if r is not None else started + self.session_estimate_s
@@ -636,7 +753,15 @@ class ReservationBook:
         self._store.update_reservation_state(r.id, "fulfilled")
         return self._close(r, "fulfilled")
 
-    def session_ended(self, session_id, station_id, connector, vehicle_id=None, reservation_id=None, ended=None):
+    def session_ended(
+        self,
+        session_id: Optional[str],
+        station_id: str,
+        connector: int,
+        vehicle_id: Optional[str] = None,
+        reservation_id: Optional[int] = None,
+        ended: Optional[int] = None,
+    ) -> Optional[Reservation]:
         """The connector is free again; a reservation still open for it is closed as fulfilled."""
         st = self._station(station_id)
         if st is None:

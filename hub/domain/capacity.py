@@ -8,13 +8,30 @@ both agree exist).
 """
 
 import logging
+from typing import Optional, TypedDict
 
 from hub.domain.boardfloats import board_float
+from hub.domain.ports import Row
 
 log = logging.getLogger(__name__)
 
 
-def reconcile(station_id: str, row: dict | None, connectors: int, max_kw: float) -> tuple[int, float, dict | None]:
+class Capacity(TypedDict):
+    connectors: int
+    max_kw: float
+
+
+class Mismatch(TypedDict):
+    """What the dashboard and the API show for a station whose BOOT disagrees with its provisioning."""
+
+    provisioned: Capacity
+    reported: Capacity
+    used: Capacity
+
+
+def reconcile(
+    station_id: str, row: Optional[Row], connectors: int, max_kw: float
+) -> tuple[int, float, Optional[Mismatch]]:
     """(connectors, max_kw, mismatch doc or None) for a station that booted reporting these.
 
     `row` is the store's provisioning row (None for a station the store does not know)."""
@@ -27,7 +44,7 @@ def reconcile(station_id: str, row: dict | None, connectors: int, max_kw: float)
         return connectors, max_kw, None
     use_c = min(prov_c, connectors)
     use_kw = prov_kw if same_kw else min(prov_kw, max_kw)
-    doc = {
+    doc: Mismatch = {
         "provisioned": {"connectors": prov_c, "max_kw": prov_kw},
         "reported": {"connectors": connectors, "max_kw": max_kw},
         "used": {"connectors": use_c, "max_kw": use_kw},

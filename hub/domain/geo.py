@@ -6,13 +6,14 @@ cares about, and it is what the wire promises ("distances are haversine").
 """
 
 import math
+from typing import Any
 
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius
 
 _RAD = math.pi / 180.0
 
 
-def validate_position(lat, lon):
+def validate_position(lat: Any, lon: Any) -> tuple[float, float]:
     """Raise ValueError unless lat/lon are finite numbers in range; returns (lat, lon) as floats.
 
     bool is refused on purpose: True is an int in Python, and a position of (True, False)
@@ -28,7 +29,7 @@ def validate_position(lat, lon):
     return float(lat), float(lon)
 
 
-def haversine_km(lat1, lon1, lat2, lon2):
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance in km between two points given in degrees."""
     p1 = lat1 * _RAD
     p2 = lat2 * _RAD
@@ -39,7 +40,7 @@ def haversine_km(lat1, lon1, lat2, lon2):
     return 2.0 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
-def unit_vector(lat, lon):
+def unit_vector(lat: float, lon: float) -> tuple[float, float, float]:
     """The point as (x, y, z) on the unit sphere.
 
     The squared chord between two unit vectors grows monotonically with the great-circle
@@ -51,13 +52,13 @@ def unit_vector(lat, lon):
     return (c * math.cos(l), c * math.sin(l), math.sin(p))
 
 
-def chord2_to_km(chord2):
+def chord2_to_km(chord2: float) -> float:
     """Great-circle distance in km for a squared chord length on the unit sphere."""
     half = math.sqrt(chord2) * 0.5
     return 2.0 * EARTH_RADIUS_KM * math.asin(min(1.0, half))
 
 
-def angle_to_chord2(theta):
+def angle_to_chord2(theta: float) -> float:
     """Squared chord for a central angle in radians (0..pi)."""
     s = 2.0 * math.sin(min(theta, math.pi) * 0.5)
     return s * s

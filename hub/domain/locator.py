@@ -51,9 +51,13 @@ on change, never edited), so a snapshot costs two dict copies and readers on oth
 threads need no lock. `PublishedIndex` holds the latest snapshot.
 """
 
+from __future__ import annotations
+
+import enum
 import heapq
 import math
 from operator import itemgetter
+from typing import Callable, Final, Iterable, Optional, Sequence, Union, overload
 
 from hub.domain.geo import EARTH_RADIUS_KM, angle_to_chord2, unit_vector, validate_position
 
@@ -75,20 +79,42 @@ CACHE_MAX_K = 16  # queries for more than this many go straight to the grid sear
 BLOCK_TARGET = 24  # a cell's block grows ring by ring until it holds this many stations...
 BLOCK_H_MAX = 8  # ...or reaches this many cells on each side of the cell
 CHANGES_MAX = 128  # more station changes than this between snapshots: start with no blocks
-_DENSE = object()  # block-cache marker: this coarse cell is dense, use the fine cell's block
-_SEEN = object()  # block-cache marker: queried once; the second query builds the block
 _CHORD_SLACK = 1e-12  # added to triangle-inequality stops: far above float noise, far below a metre
 
 
-def _block_keys(grid, row, col, h):
+class _Mark(enum.Enum):
+    """Block-cache markers, told apart from blocks by identity (an enum so mypy can too)."""
+
+    DENSE = 1  # this coarse cell is dense: use the fine cell's block
+    SEEN = 2  # queried once; the second query builds the block
+
+
+_DENSE: Final = _Mark.DENSE
+_SEEN: Final = _Mark.SEEN
+
+
+# Station ids are str on the hub; at run time any hashable id works that orders against the others
+# of its index (the heaps break distance ties by id), as the tests' int ids do.
+StationId = str
+Vec = tuple[float, float, float]
+Entry = tuple[float, float, float, StationId]  # unit vector and id: one tuple, shared by both grids
+Accept = Callable[[StationId], bool]
+Heap = list[tuple[float, StationId]]  # (-squared chord, id): a max-heap of the best k so far
+Result = list[tuple[float, StationId]]  # (distance_km, id), nearest first
+# A cell's block: (distances of the candidates from the cell's centre, candidates, T, cx, cy, cz).
+Block = tuple[tuple[float, ...], tuple[Entry, ...], float, float, float, float]
+Blocks = dict[int, Union[Block, _Mark]]
+
+
+def _block_keys(grid: _Grid, row: int, col: int, h: int) -> list[int]:
     """Cell keys within h rows and h columns of (row, col): rows end at the poles, columns wrap."""
     nrows, ncols = grid.nrows, grid.ncols
     rows = range(max(0, row - h), min(nrows - 1, row + h) + 1)
-    cols = range(ncols) if 2 * h + 1 >= ncols else [(col + j) % ncols for j in range(-h, h + 1)]
+    cols: Sequence[int] = range(ncols) if 2 * h + 1 >= ncols else [(col + j) % ncols for j in range(-h, h + 1)]
     return [r * ncols + c for r in rows for c in cols]
 
 
-def _build_block(grid, key):
+def _build_block(grid: _Grid, key: int) -> Block:
     """(distances from the centre, candidates, T, cx, cy, cz) for one cell; see the module docstring."""
     cells, nrows, ncols, s = grid.cells, grid.nrows, grid.ncols, grid.cell
     row, col = divmod(key, ncols)
@@ -133,7 +159,9 @@ def _build_block(grid, key):
     return (tuple(e for e, _ in ranked), tuple(entry for _, entry in ranked), t2, cx, cy, cz)
 
 
-def _scan_block(block, qx, qy, qz, k, accept, limit2):
+def _scan_block(
+    block: Block, qx: float, qy: float, qz: float, k: int, accept: Optional[Accept], limit2: float
+) -> Optional[Heap]:
     """The best k as a heap of (-d2, id) if the block alone decides them, else None."""
     dists, cands, t2, cx, cy, cz = block
     dx = qx - cx
@@ -141,7 +169,7 @@ def _scan_block(block, qx, qy, qz, k, accept, limit2):
     dz = qz - cz
     off = math.sqrt(dx * dx + dy * dy + dz * dz) + _CHORD_SLACK  # |p - c|
     sqrt = math.sqrt
-    heap = []
+    heap: Heap = []
     worst = limit2
     stop = off + sqrt(worst)
     for e, (x, y, z, sid) in zip(dists, cands):
@@ -173,7 +201,7 @@ class _Grid:
 
     __slots__ = ("cell", "inv", "nrows", "ncols", "cells")
 
-    def __init__(self, cell_deg):
+    def __init__(self, cell_deg: float) -> None:
         nrows = int(round(180.0 / cell_deg))
         # Columns must tile 360 degrees exactly, or the wrap-around bound would be wrong.
         if nrows < 2 or abs(nrows * cell_deg - 180.0) > 1e-9:
@@ -182,33 +210,51 @@ class _Grid:
         self.inv = 1.0 / cell_deg
         self.nrows = nrows
         self.ncols = 2 * nrows
-        self.cells = {}
+        self.cells: dict[int, tuple[Entry, ...]] = {}
 
-    def copy(self):
+    def copy(self) -> _Grid:
         g = _Grid.__new__(_Grid)
         g.cell, g.inv, g.nrows, g.ncols = self.cell, self.inv, self.nrows, self.ncols
         g.cells = dict(self.cells)
         return g
 
-    def row_col(self, lat, lon):
+    def row_col(self, lat: float, lon: float) -> tuple[int, int]:
         row = min(max(int((lat + 90.0) * self.inv), 0), self.nrows - 1)  # lat 90 is in the top row
         return row, int((lon + 180.0) * self.inv) % self.ncols  # lon 180 wraps to column 0
 
-    def key(self, lat, lon):
+    def key(self, lat: float, lon: float) -> int:
         row, col = self.row_col(lat, lon)
         return row * self.ncols + col
 
-    def add(self, key, entry):
+    def add(self, key: int, entry: Entry) -> None:
         self.cells[key] = self.cells.get(key, ()) + (entry,)  # a new tuple: snapshots share the old
 
-    def drop(self, key, station_id):
+    def drop(self, key: int, station_id: StationId) -> None:
         rest = tuple(e for e in self.cells[key] if e[3] != station_id)
         if rest:
             self.cells[key] = rest
         else:
             del self.cells[key]
 
-    def search(self, lat, lon, q, k, accept, limit2, budget):
+    # Without a budget the search always answers; with one it may give up (None).
+    @overload
+    def search(
+        self, lat: float, lon: float, q: Vec, k: int, accept: Optional[Accept], limit2: float, budget: None
+    ) -> Heap: ...
+    @overload
+    def search(
+        self, lat: float, lon: float, q: Vec, k: int, accept: Optional[Accept], limit2: float, budget: int
+    ) -> Optional[Heap]: ...
+    def search(
+        self,
+        lat: float,
+        lon: float,
+        q: Vec,
+        k: int,
+        accept: Optional[Accept],
+        limit2: float,
+        budget: Optional[int],
+    ) -> Optional[Heap]:
         """The best k as a heap of (-d2, id); None if more than `budget` cells would be needed
         (then, if budget is None, one pass over every occupied cell answers instead)."""
         cell, nrows, ncols = self.cell, self.nrows, self.ncols
@@ -216,7 +262,7 @@ class _Grid:
         qr, qc = self.row_col(lat, lon)
         r0 = r1 = qr
         c0 = c1 = qc
-        heap = []
+        heap: Heap = []
         state = [limit2]  # worst d2 in a full heap, else the distance limit
         self._scan((qr * ncols + qc,), q, heap, k, accept, state)
         visited = 1
@@ -241,7 +287,7 @@ class _Grid:
             if bound2 >= limit2 or (len(heap) == k and state[0] <= bound2):
                 return heap
             if (r0 > 0 or r1 < nrows - 1) and lat_ang <= lon_ang:
-                cols = range(ncols) if c1 - c0 + 1 >= ncols else [c % ncols for c in range(c0, c1 + 1)]
+                cols: Sequence[int] = range(ncols) if c1 - c0 + 1 >= ncols else [c % ncols for c in range(c0, c1 + 1)]
                 rows = []
                 if r0 > 0:
                     r0 -= 1
@@ -267,7 +313,9 @@ class _Grid:
                 return heap
             self._scan(keys, q, heap, k, accept, state)
 
-    def _scan(self, keys, q, heap, k, accept, state):
+    def _scan(
+        self, keys: Iterable[int], q: Vec, heap: Heap, k: int, accept: Optional[Accept], state: list[float]
+    ) -> None:
         # The hot loop: locals only; accept() only for would-be members of the best k.
         get = self.cells.get
         qx, qy, qz = q
@@ -299,37 +347,41 @@ class _Grid:
 class SpatialIndex:
     """station_id -> position, with nearest-k queries. Not thread-safe; see frozen()."""
 
-    def __init__(self, cell_deg=DEFAULT_CELL_DEG):
+    def __init__(self, cell_deg: float = DEFAULT_CELL_DEG) -> None:
         cell_deg = float(cell_deg)
         if not (0.0 < cell_deg <= 90.0):
             raise ValueError("cell_deg must be in (0, 90], got %r" % cell_deg)
         self._coarse = _Grid(cell_deg)
         self._fine = _Grid(cell_deg / FINE_FACTOR)
-        self._where = {}  # station_id -> (lat, lon, coarse key, fine key)
+        self._where: dict[
+            StationId, tuple[float, float, int, int]
+        ] = {}  # station_id -> (lat, lon, coarse key, fine key)
         self._frozen = False
-        self._blocks = {}  # coarse key -> block or _DENSE; ~fine key -> block (see the module docstring)
-        self._changes = []  # (coarse key, fine key) changed since the last snapshot; None: too many
-        self._last = None  # the last snapshot, whose blocks the next one inherits
+        self._blocks: Blocks = {}  # coarse key -> block or _DENSE; ~fine key -> block (see the module docstring)
+        self._changes: Optional[
+            list[tuple[int, int]]
+        ] = []  # (coarse key, fine key) changed since the last snapshot; None: too many
+        self._last: Optional[SpatialIndex] = None  # the last snapshot, whose blocks the next one inherits
 
     @property
-    def cell_deg(self):
+    def cell_deg(self) -> float:
         return self._coarse.cell
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._where)
 
-    def __contains__(self, station_id):
+    def __contains__(self, station_id: object) -> bool:
         return station_id in self._where
 
-    def position(self, station_id):
+    def position(self, station_id: StationId) -> Optional[tuple[float, float]]:
         """(lat, lon) of a station, or None."""
         w = self._where.get(station_id)
         return None if w is None else (w[0], w[1])
 
-    def station_ids(self):
+    def station_ids(self) -> list[StationId]:
         return list(self._where)
 
-    def upsert(self, station_id, lat, lon):
+    def upsert(self, station_id: StationId, lat: float, lon: float) -> bool:
         """Add a station or move it; False if it was already there. Raises ValueError on a bad position."""
         if self._frozen:
             raise TypeError("this SpatialIndex is a frozen snapshot")
@@ -347,13 +399,13 @@ class SpatialIndex:
         self._changed(ck, fk)
         return True
 
-    def remove(self, station_id):
+    def remove(self, station_id: StationId) -> bool:
         """Forget a station; returns False if it was not there."""
         if self._frozen:
             raise TypeError("this SpatialIndex is a frozen snapshot")
         return self._drop(station_id)
 
-    def _drop(self, station_id):
+    def _drop(self, station_id: StationId) -> bool:
         w = self._where.pop(station_id, None)
         if w is None:
             return False
@@ -362,7 +414,7 @@ class SpatialIndex:
         self._changed(w[2], w[3])
         return True
 
-    def _changed(self, ck, fk):
+    def _changed(self, ck: int, fk: int) -> None:
         if self._changes is not None:
             self._changes.append((ck, fk))
             if len(self._changes) > CHANGES_MAX:
@@ -370,7 +422,7 @@ class SpatialIndex:
         if self._blocks:
             self._drop_blocks(self._blocks, ((ck, fk),))
 
-    def _drop_blocks(self, blocks, changes):
+    def _drop_blocks(self, blocks: Blocks, changes: Optional[Sequence[tuple[int, int]]]) -> None:
         """Forget every block that may hold a station of the changed cells."""
         if changes is None or len(changes) > CHANGES_MAX:
             blocks.clear()
@@ -382,7 +434,7 @@ class SpatialIndex:
             for key in _block_keys(self._fine, *divmod(fk, self._fine.ncols), BLOCK_H_MAX):
                 pop(~key, None)
 
-    def frozen(self):
+    def frozen(self) -> SpatialIndex:
         """A read-only copy for other threads: dict copies only, entries are shared."""
         snap = SpatialIndex.__new__(SpatialIndex)
         snap._coarse = self._coarse.copy()
@@ -392,7 +444,7 @@ class SpatialIndex:
         snap._changes = snap._last = None
         # Blocks the last snapshot built (maybe still building, on a reader's thread: the copy is
         # one C call under the GIL) hold for this one too, but for those the changes since touch.
-        blocks = {} if self._last is None else dict(self._last._blocks)
+        blocks: Blocks = {} if self._last is None else dict(self._last._blocks)
         if blocks:
             self._drop_blocks(blocks, self._changes)
         snap._blocks = blocks
@@ -400,18 +452,23 @@ class SpatialIndex:
         self._changes = []
         return snap
 
-    def around(self, station_id, k, accept=None, max_km=None):
+    def around(
+        self, station_id: StationId, k: int, accept: Optional[Accept] = None, max_km: Optional[float] = None
+    ) -> Result:
         """Nearest k other stations to a station: [(distance_km, station_id)]."""
         pos = self.position(station_id)
         if pos is None:
             return []
+        not_self: Accept
         if accept is None:
             not_self = lambda sid: sid != station_id  # noqa: E731
         else:
             not_self = lambda sid: sid != station_id and accept(sid)  # noqa: E731
         return self.nearest(pos[0], pos[1], k, not_self, max_km)
 
-    def nearest(self, lat, lon, k, accept=None, max_km=None):
+    def nearest(
+        self, lat: float, lon: float, k: int, accept: Optional[Accept] = None, max_km: Optional[float] = None
+    ) -> Result:
         """The k nearest stations as [(distance_km, station_id)], nearest first.
 
         accept(station_id) -> bool filters; it is called only for stations that would make
@@ -450,7 +507,9 @@ class SpatialIndex:
                 elif block is _SEEN:
                     block = blocks[~fk] = _build_block(self._fine, fk)
             if block is not None and block is not _SEEN:
-                heap = _scan_block(block, q[0], q[1], q[2], k, accept, limit2)
+                # Only coarse keys are ever marked _DENSE, so a fine cell's entry is a block here; a test
+                # that let mypy see it would add work to every NEAREST.
+                heap = _scan_block(block, q[0], q[1], q[2], k, accept, limit2)  # type: ignore[arg-type]
         if heap is None:
             if len(coarse.cells.get(ck, ())) > DENSE_CELL:
                 heap = self._fine.search(lat, lon, q, k, accept, limit2, FINE_BUDGET)
@@ -468,24 +527,28 @@ class PublishedIndex:
     once per query (an atomic attribute read) and works on an object nobody mutates.
     """
 
-    def __init__(self, index=None):
+    def __init__(self, index: Optional[SpatialIndex] = None) -> None:
         self.current = index if index is not None else SpatialIndex().frozen()
 
-    def publish(self, frozen_index):
+    def publish(self, frozen_index: SpatialIndex) -> None:
         self.current = frozen_index
 
-    def nearest(self, lat, lon, k, accept=None, max_km=None):
+    def nearest(
+        self, lat: float, lon: float, k: int, accept: Optional[Accept] = None, max_km: Optional[float] = None
+    ) -> Result:
         return self.current.nearest(lat, lon, k, accept, max_km)
 
-    def around(self, station_id, k, accept=None, max_km=None):
+    def around(
+        self, station_id: StationId, k: int, accept: Optional[Accept] = None, max_km: Optional[float] = None
+    ) -> Result:
         return self.current.around(station_id, k, accept, max_km)
 
-    def position(self, station_id):
+    def position(self, station_id: StationId) -> Optional[tuple[float, float]]:
         return self.current.position(station_id)
 
-    def nearby(self, k=20, max_km=None):
+    def nearby(self, k: int = 20, max_km: Optional[float] = None) -> Callable[[StationId], Result]:
         """A `nearby(station_id) -> [(km, id)]` callable for the ReservationBook."""
         return lambda station_id: self.current.around(station_id, k, None, max_km)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.current)

@@ -16,6 +16,8 @@ Every RESERVE_NOW reply is decided here (`on_reply`), never dropped:
   anything else, or MAX_TRIES retries    CANCEL: the book cancels it and the vehicle is told
 """
 
+from typing import Any, Mapping, Optional
+
 from transport import kinds as K
 from transport.errors import E_CONFLICT, E_INTERNAL, E_INVALID_STATE, E_OVERLOADED, E_RATE_LIMITED
 
@@ -30,7 +32,14 @@ _TRANSIENT = (E_OVERLOADED, E_INTERNAL, E_RATE_LIMITED)
 _MOVABLE = (E_CONFLICT, E_INVALID_STATE)
 
 
-def _order(item):
+# reservation_id -> (vehicle_id, start, end): the registry's windows (hub.domain.stations.Window).
+Windows = Mapping[int, tuple[str, int, int]]
+# A station's reply to a request: None (no answer, no link) or (kind, fields); an ERROR's fields
+# are (code, text). Fields are the decoded wire values.
+Reply = Optional[tuple[int, Any]]
+
+
+def _order(item: tuple[int, tuple[str, int, int]]) -> tuple[int, int]:
     rid, window = item
     return (window[1], rid)
 
@@ -40,25 +49,25 @@ class StationSync:
     reservation_id -> (vehicle_id, start, end) of open reservations; `connectors` here
     is reservation_id -> the connector the book chose."""
 
-    def __init__(self, limit=K.MAX_RESERVATIONS):
+    def __init__(self, limit: int = K.MAX_RESERVATIONS) -> None:
         self.limit = limit
-        self.connectors = {}  # reservation_id -> connector (0 = any)
-        self._sent = {}  # reservation_id -> token of the RESERVE_NOW in flight or held
-        self._held = set()  # reservation ids the station ACKed
-        self._maybe = set()  # sent before the link went down: the station may still hold them
-        self._cancel = set()  # ended at the hub, maybe held by the station: cancelled at the next plan
-        self._tries = {}  # reservation_id -> failed sends so far
+        self.connectors: dict[int, int] = {}  # reservation_id -> connector (0 = any)
+        self._sent: dict[int, int] = {}  # reservation_id -> token of the RESERVE_NOW in flight or held
+        self._held: set[int] = set()  # reservation ids the station ACKed
+        self._maybe: set[int] = set()  # sent before the link went down: the station may still hold them
+        self._cancel: set[int] = set()  # ended at the hub, maybe held by the station: cancelled at the next plan
+        self._tries: dict[int, int] = {}  # reservation_id -> failed sends so far
         self._next_token = 1
         self.retry_due = False  # a send failed for a passing reason: the next tick plans again
 
-    def reset(self):
+    def reset(self) -> None:
         """The link went down or came up: the station may have rebooted; everything is sent again
         (a repeat of what it holds changes nothing), and what it may hold beyond the horizon is cancelled."""
         self._maybe.update(self._sent)
         self._sent.clear()
         self._held.clear()
 
-    def forget(self, rid, cancel=True):
+    def forget(self, rid: int, cancel: bool = True) -> bool:
         """The reservation ended at the hub. If the station may hold it and `cancel` (it did not end
         there, by a session), the next plan cancels it on the station, even if that is after a
         reconnect. True if the station may hold it."""
@@ -71,18 +80,18 @@ class StationSync:
             self._cancel.add(rid)
         return had
 
-    def changed(self, rid, connector):
+    def changed(self, rid: int, connector: int) -> None:
         """The book (re)booked `rid` on `connector`; a change of connector must be sent again."""
         if self.connectors.get(rid) != connector:
             self.connectors[rid] = connector
             self._sent.pop(rid, None)
             self._held.discard(rid)
 
-    def wanted(self, windows):
+    def wanted(self, windows: Windows) -> list[int]:
         """The reservation ids the station should hold: its next `limit` windows."""
         return [rid for rid, _w in sorted(windows.items(), key=_order)[: self.limit]]
 
-    def plan(self, windows):
+    def plan(self, windows: Windows) -> tuple[list[int], list[tuple[int, int]]]:
         """(to_cancel, to_send): ids the station may hold and should not (ended at the hub, or pushed
         beyond the horizon by an earlier booking), then ids to send now as (reservation_id, token).
         Call it only while the station is online. Cancels come first so the station has room."""
@@ -105,7 +114,7 @@ class StationSync:
                 send.append((rid, token))
         return cancel, send
 
-    def on_reply(self, rid, token, reply):
+    def on_reply(self, rid: int, token: int, reply: Reply) -> str:
         """What to do with the station's reply to RESERVE_NOW `rid` sent as `token`.
         reply: None (no answer) or (kind, fields) with fields (code, text) for an ERROR."""
         if self._sent.get(rid) != token:
@@ -131,7 +140,7 @@ class StationSync:
             return MOVE
         return CANCEL
 
-    def dropped(self, rid, code):
+    def dropped(self, rid: int, code: int) -> str:
         """The station says, later, that it cannot hold `rid` after all (a RESERVATION_REFUSED record):
         MOVE when the code allows another connector, else CANCEL; STALE when it is not one it was sent."""
         if rid not in self._held and rid not in self._sent:
@@ -142,5 +151,5 @@ class StationSync:
             return MOVE
         return CANCEL
 
-    def held(self, rid):
+    def held(self, rid: int) -> bool:
         return rid in self._held

@@ -20,12 +20,13 @@ the tells to the book, the locator and the event bus.
 """
 
 import math
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+from typing import Callable, Iterator, NamedTuple, Optional
 
 from hub.domain.authz import Refusal
 from hub.domain.bounds import MAX_ENERGY_WH, MAX_EPOCH, MAX_ID_LEN, MAX_RESERVATION_ID
+from hub.domain.capacity import Mismatch
 from hub.domain.states import ConnectorStatus, StationStatus
-from hub.domain.station_sync import StationSync
+from hub.domain.station_sync import Reply, StationSync
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND, E_TIMEOUT
 
@@ -56,7 +57,7 @@ class StationView(NamedTuple):
     online: bool
     last_seen: Optional[float]
     connector_status: "dict[int, str]"
-    mismatch: Optional["dict[str, Any]"] = None
+    mismatch: Optional[Mismatch] = None
     name: Optional[str] = None
 
 
@@ -128,7 +129,7 @@ class Station:
         self.connector_status: "dict[int, str]" = {n: ConnectorStatus.UNAVAILABLE for n in range(1, connectors + 1)}
         self.sessions: "dict[str, LiveSession]" = {}
         self.windows: "dict[int, Window]" = {}
-        self.mismatch: Optional["dict[str, Any]"] = None  # hub.domain.capacity doc while provisioning and BOOT disagree
+        self.mismatch: Optional[Mismatch] = None  # hub.domain.capacity doc while provisioning and BOOT disagree
         self.name: Optional[str] = None  # place label from provisioning (`stations add --name`)
         self.sync = StationSync()  # which windows the station was sent (its table is small): hub/domain/station_sync.py
 
@@ -261,7 +262,7 @@ class Stations:
         ):
             raise Refusal(E_BAD_FIELD, "boot: position, connectors (1..%d) or max_kw out of range" % MAX_CONNECTORS)
 
-    def booted(self, st: Station, firmware: str, mismatch: Optional["dict[str, Any]"]) -> None:
+    def booted(self, st: Station, firmware: str, mismatch: Optional[Mismatch]) -> None:
         st.mismatch = mismatch
         st.firmware = firmware
         st.online = True
@@ -422,20 +423,20 @@ class StationRequests:
     None: no answer, no link) comes back as StationAnswer(tag, ...) and runs the callback once."""
 
     def __init__(self) -> None:
-        self._pending: "dict[int, Callable[[Any], None]]" = {}
+        self._pending: "dict[int, Callable[[Reply], None]]" = {}
         self._next_tag = 1
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def new(self, on_reply: Optional[Callable[[Any], None]]) -> int:
+    def new(self, on_reply: Optional[Callable[[Reply], None]]) -> int:
         tag = self._next_tag
         self._next_tag += 1
         if on_reply is not None:
             self._pending[tag] = on_reply
         return tag
 
-    def answered(self, tag: int, answer: Any) -> bool:
+    def answered(self, tag: int, answer: Reply) -> bool:
         """Run the tag's callback with `answer`; False if no one waits for that tag (any more)."""
         on_reply = self._pending.pop(tag, None)
         if on_reply is None:
@@ -444,7 +445,7 @@ class StationRequests:
         return True
 
 
-def relay_outcome(answer: Any, what: str) -> "Optional[tuple[int, str]]":
+def relay_outcome(answer: Reply, what: str) -> "Optional[tuple[int, str]]":
     """What a vehicle is told of the station's answer to its request: None (ACK) or (code, text)
     for its ERROR. `answer` is None (no answer), or (kind, fields)."""
     if answer is None:

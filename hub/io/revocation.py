@@ -16,11 +16,11 @@ just after the poll is caught by `revoked_since` when it comes up.
 
 import asyncio
 import logging
-import sqlite3
 import time
 
 from hub.messages import PeerRemoved, StationRemoved
-from hub.store.store import BUSY_TIMEOUT_S
+from hub.store.backend import DB_ERRORS
+from hub.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,12 @@ class RevocationWatch:
 
     def _conn(self):
         if self._db is None:
-            self._db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
+            self._db = Store(self.db_path)
         return self._db
 
     def start(self, loop):
         # Revocations written before this hub started are already in force (keys are read per login).
-        self.last_seq = self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM revocations").fetchone()[0]
+        self.last_seq = self._conn().last_revocation()
         self._task = loop.create_task(self._run())
         return self
 
@@ -57,7 +57,7 @@ class RevocationWatch:
             await asyncio.sleep(POLL_S)
             try:
                 self.poll()
-            except sqlite3.Error as exc:  # a locked or vanished store: try again at the next poll
+            except DB_ERRORS as exc:  # a locked or vanished store: try again at the next poll
                 log.warning("revocations: cannot read the store: %s", exc)
 
     def stop(self):
@@ -68,14 +68,7 @@ class RevocationWatch:
             self._db = None
 
     def poll(self):
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT seq, role, peer_id, why FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?",
-                (self.last_seq, MAX_ROWS),
-            )
-            .fetchall()
-        )
+        rows = self._conn().revocations_after(self.last_seq, MAX_ROWS)
         now = self.clock()
         for seq, role, peer_id, why in rows:
             self.last_seq = seq

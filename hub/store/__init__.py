@@ -1,10 +1,14 @@
 """The hub's durable state: one access layer, one schema.
 
-store.py     Store: stations, keys, vehicles, reservations, sessions (the only writer)
-authz.py     schema additions for authorisation and accounts
-ops.py       schema additions for operators (display names, last positions)
+api.py       StoreAPI: the interface actors, readers, the OCPP ledger and the CLI use
+store.py     Store: stations, keys, vehicles, reservations, sessions, on SQLite or PostgreSQL
+backend.py   which engine a --db value names, the dialect layer, DB_ERRORS, password masking
+migrations.py numbered schema migrations, the same numbers on both engines
+ops.py       operators' writes: display names, protocols, `stations update`, last positions
 requests.py  the RESERVE idempotency key
+ledger.py    the OCPP central system's transactions and idTags
 keys.py      who may connect: key and token lookups for the I/O loop
 reads.py     history reads for the HTTP API, in a small thread pool
-lock.py      one hub per embedded store: the lock beside the SQLite file
+backup.py    `evhub db backup`: SQLite's online backup
+lock.py      one hub per embedded store: the lock beside the SQLite file (not for PostgreSQL)
 """

@@ -6,10 +6,10 @@ the very next login. A miss is remembered briefly, so a flood of unknown ids
 cannot turn into a flood of queries.
 """
 
-import sqlite3
 import time
 
 from hub import operatorkey
+from hub.store.store import Store
 
 NEGATIVE_TTL_S = 5.0
 OPERATOR_ID = "operator"
@@ -24,17 +24,16 @@ class KeyLookup:
         self._misses = {}
 
     def _query(self, role, peer_id):
-        if self._conn is None:
-            self._conn = sqlite3.connect(self.db, check_same_thread=False)
         if role == "station":
-            row = self._conn.execute("SELECT key FROM stations WHERE id = ? AND removed IS NULL", (peer_id,)).fetchone()
-        elif role == "vehicle":
-            row = self._conn.execute(
-                "SELECT token FROM vehicles WHERE id = ? AND removed IS NULL", (peer_id,)
-            ).fetchone()
-        else:
-            return self.operator_key if role == "operator" and peer_id == OPERATOR_ID else None
-        return row[0] if row else None
+            return self._store().get_station_key(peer_id)
+        if role == "vehicle":
+            return self._store().get_vehicle_token(peer_id)
+        return self.operator_key if role == "operator" and peer_id == OPERATOR_ID else None
+
+    def _store(self):
+        if self._conn is None:
+            self._conn = Store(self.db, shared=True)  # opened by the I/O loop's first login
+        return self._conn
 
     def lookup(self, role, peer_id):
         missed = self._misses.get((role, peer_id))

@@ -48,6 +48,16 @@ class StoreLock:
             self._fd = None
 
 
+class NoLock:
+    """A PostgreSQL store: several hubs may share it (its constraints decide double booking)."""
+
+    def acquire(self, address: str) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
 def _read_holder(fd: int) -> dict:
     try:
         data = json.loads(os.pread(fd, 4096, 0) or b"{}")

@@ -1,37 +1,14 @@
-"""Store additions for operators: a station's display name, `stations update`, vehicles' last positions.
+"""Store operations for operators: a station's display name, `stations update`, vehicles' last positions.
 
-Added idempotently (as hub/store/authz.py does): a column or table missing from an older store is
-created when it is opened, so no schema version bump is needed and old stores keep working.
+The columns and tables are migration 3 (migrations.py); these functions run on either engine.
 """
 
 from __future__ import annotations
 
-COLUMNS = (
-    ("stations", "name", "TEXT"),  # optional place label shown on the dashboard: "Feira de Santana"
-    # which protocol the charge point speaks: "evhub" (our boards) or "ocpp1.6" (evhub ocpp / serve --ocpp)
-    ("stations", "protocol", "TEXT NOT NULL DEFAULT 'evhub'"),
-)
-PROTOCOLS = ("evhub", "ocpp1.6")
-
-TABLES = """
-CREATE TABLE IF NOT EXISTS vehicle_positions (
-    vehicle_id  TEXT PRIMARY KEY,
-    lat         REAL NOT NULL,
-    lon         REAL NOT NULL,
-    at          INTEGER NOT NULL,
-    soc         REAL
-);
-"""
+PROTOCOLS = ("evhub", "ocpp1.6")  # which protocol a charge point speaks (stations.protocol)
 
 MAX_NAME = 80
 UPDATABLE = ("lat", "lon", "connectors", "max_kw", "name")
-
-
-def migrate(db) -> None:
-    """Bring an open database (inside the caller's write transaction) up to these additions."""
-    from hub.store.authz import add_columns_and_tables
-
-    add_columns_and_tables(db, COLUMNS, TABLES)
 
 
 def clean_name(name: str | None) -> str | None:

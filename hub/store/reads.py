@@ -1,13 +1,15 @@
-"""History reads from the hub's SQLite store, run in a small thread pool, never in the loop.
+"""History reads from the hub's store, run in a small thread pool, never in the loop.
 
 Each pool thread opens its own read-only connection (sqlite3 connections belong to
-their thread); WAL lets these readers run beside the actors that write.
+their thread; on PostgreSQL one psycopg connection per thread, in read-only transactions);
+WAL lets these readers run beside the actors that write.
 """
 
 import concurrent.futures
 import sqlite3
 import threading
 
+from hub.store.backend import DB_ERRORS, PgConn, is_postgres, sqlite_path
 from hub.store.store import BUSY_TIMEOUT_S
 
 _RES = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
@@ -40,8 +42,11 @@ class Reads:
     def _db(self):
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
-            db.execute("PRAGMA query_only=ON")
+            if is_postgres(self.db_path):
+                db = _pg_read_only(self.db_path)
+            else:
+                db = sqlite3.connect(sqlite_path(self.db_path), timeout=BUSY_TIMEOUT_S)
+                db.execute("PRAGMA query_only=ON")
             self._local.db = db
             with self._all_lock:
                 self._all.append(db)
@@ -60,7 +65,7 @@ class Reads:
             for db in self._all:
                 try:
                     db.close()
-                except sqlite3.ProgrammingError:  # made on another thread; closed with the process
+                except DB_ERRORS:  # made on another thread; closed with the process
                     pass
             self._all.clear()
 
@@ -77,10 +82,7 @@ class Reads:
     @staticmethod
     def vehicle_ids(db):
         """Every provisioned vehicle (not removed), for /api/vehicles before they report."""
-        try:
-            return [r[0] for r in db.execute("SELECT id FROM vehicles WHERE removed IS NULL")]
-        except sqlite3.OperationalError:  # a store from before removal existed
-            return [r[0] for r in db.execute("SELECT id FROM vehicles")]
+        return [r[0] for r in db.execute("SELECT id FROM vehicles WHERE removed IS NULL")]
 
     @staticmethod
     def reservations(db, station_id=None, vehicle_id=None, state="confirmed", limit=200):
@@ -164,11 +166,21 @@ class Reads:
         return dict(db.execute("SELECT state, COUNT(*) FROM reservations GROUP BY state").fetchall())
 
 
+def _pg_read_only(url):
+    db = PgConn(url)
+    db.execute("SET default_transaction_read_only = on")
+    return db
+
+
 def open_read_only(db_path):
     """A read-only connection for a command-line reader (the hub may be running, or not)."""
     import os
 
     from hub.secretfile import prepare_store
+
+    if is_postgres(db_path):
+        return _pg_read_only(db_path)
+    db_path = sqlite_path(db_path)
 
     if not os.path.isfile(db_path):
         raise FileNotFoundError("no store at %s (give --db or set $EVHUB_DB)" % db_path)
@@ -182,7 +194,7 @@ async def run_read(reads, fn, *args):
     """reads.run, with sqlite trouble turned into an exception the API maps to 503."""
     try:
         return await reads.run(fn, *args)
-    except sqlite3.Error as exc:
+    except DB_ERRORS as exc:
         raise StoreUnavailable(str(exc)) from None
     except RuntimeError as exc:  # pool shut down: the hub is stopping
         raise StoreUnavailable(str(exc)) from None

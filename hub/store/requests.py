@@ -1,24 +1,11 @@
-"""The idempotency key of RESERVE in the store, applied on every open, idempotently.
+"""The idempotency key of RESERVE in the store (migration 4).
 
 reservations.request_id   the vehicle's key for one logical RESERVE (wire field `request_id`),
                           unique per vehicle: a retried RESERVE finds its first answer here, so a
                           vehicle that asks again after a timeout never holds two reservations.
 """
 
-from hub.store.authz import add_columns_and_tables
-
 MAX_REQUEST_ID = 64  # characters, as ids on the wire
-
-COLUMNS = (("reservations", "request_id", "TEXT"),)
-
-TABLES = """
-CREATE UNIQUE INDEX IF NOT EXISTS reservations_request ON reservations(vehicle_id, request_id)
-    WHERE request_id IS NOT NULL;
-"""
-
-
-def migrate(db):
-    add_columns_and_tables(db, COLUMNS, TABLES)
 
 
 def reservation_for_request(db, vehicle_id, request_id):

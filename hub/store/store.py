@@ -15,8 +15,16 @@ tools and readers open their own. WAL lets readers run alongside the writer, and
 `busy_timeout` makes concurrent writers from other processes (the provisioning CLI)
 wait for the lock instead of failing.
 
-Schema changes: PRAGMA user_version holds SCHEMA_VERSION; a database written by a
-newer hub is refused rather than misread.
+Two engines, one class: a `--db` path (or sqlite:///path) is the embedded SQLite store above; a
+`postgresql://...` URL (libpq, also ?host=/socket/dir) runs the same statements on PostgreSQL through
+the dialect layer in backend.py, one psycopg connection per Store (so per actor thread, as with
+sqlite3). On PostgreSQL the database, not the book's memory, decides "no double booking": an
+exclusion constraint refuses an overlapping confirmed window on one connector (migrations.py), and
+insert_reservations answers StoreConflict for that row. The interface every caller relies on is
+written down in api.py (StoreAPI).
+
+Schema changes: numbered migrations (migrations.py), the same numbers on both engines; a store
+written by a newer hub is refused rather than misread.
 """
 
 import contextlib
@@ -25,67 +33,19 @@ import secrets
 import sqlite3
 import time
 
-from hub.store import authz as store_authz
-from hub.store import ops as store_ops
+from hub.store import migrations
 from hub.store import requests as store_requests
+from hub.store.backend import SQLITE, PgConn, is_postgres, mask, sqlite_path
 from hub.domain.geo import validate_position
 from hub.secretfile import prepare_store
 from transport import kinds as K
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = migrations.LATEST
+MIGRATION_LOCK = 0x657668756221  # pg_advisory_xact_lock key: one migrating hub at a time
 BUSY_TIMEOUT_S = 10.0
 RESERVATION_STATES = ("confirmed", "fulfilled", "cancelled", "expired")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stations (
-    id          TEXT PRIMARY KEY,
-    key         TEXT NOT NULL,
-    lat         REAL NOT NULL,
-    lon         REAL NOT NULL,
-    connectors  INTEGER NOT NULL CHECK (connectors >= 1),
-    max_kw      REAL NOT NULL,
-    created     INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS vehicles (
-    id          TEXT PRIMARY KEY,
-    token       TEXT NOT NULL,
-    created     INTEGER NOT NULL
-);
--- vehicle_id has no foreign key: the owner is whoever the gateway authenticated, and a
--- reservation must not become impossible to record if a vehicle is re-provisioned.
-CREATE TABLE IF NOT EXISTS reservations (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    vehicle_id  TEXT NOT NULL,
-    station_id  TEXT NOT NULL REFERENCES stations(id),
-    connector   INTEGER NOT NULL,
-    start       INTEGER NOT NULL,
-    "end"       INTEGER NOT NULL,
-    state       TEXT NOT NULL CHECK (state IN ('confirmed', 'fulfilled', 'cancelled', 'expired')),
-    created     INTEGER NOT NULL,
-    updated     INTEGER NOT NULL,
-    CHECK ("end" > start)
-);
-CREATE INDEX IF NOT EXISTS reservations_open ON reservations(station_id, start) WHERE state = 'confirmed';
-CREATE INDEX IF NOT EXISTS reservations_vehicle ON reservations(vehicle_id);
--- reservation_id has no foreign key: it is what the station reported, kept as evidence
--- even when it names a reservation the hub no longer considers open.
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id      TEXT PRIMARY KEY,
-    station_id      TEXT NOT NULL REFERENCES stations(id),
-    connector       INTEGER NOT NULL,
-    vehicle_id      TEXT,
-    reservation_id  INTEGER,
-    meter_start_wh  INTEGER,
-    energy_wh       INTEGER,
-    started         INTEGER,
-    ended           INTEGER,
-    reason          TEXT
-);
-CREATE INDEX IF NOT EXISTS sessions_open ON sessions(station_id) WHERE ended IS NULL;
-CREATE INDEX IF NOT EXISTS sessions_vehicle ON sessions(vehicle_id, started);
-"""
 
 _RES_COLS = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
 _RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")
@@ -121,29 +81,55 @@ def new_secret():
 
 
 class Store:
-    def __init__(self, path, clock=time.time):
+    def __init__(self, path, clock=time.time, shared=False, migrate=True):
+        """Open (and migrate) the store at `path`: a SQLite file or a postgresql:// URL.
+        shared=True lets a SQLite connection be used from threads other than its creator's
+        (the caller serialises the calls, as the OCPP ledger does on its event loop).
+        migrate=False (`evhub db check`): open without upgrading; pending() says what is missing."""
         self.path = str(path)
+        self.label = mask(self.path)  # for logs and errors: never a password
         self._clock = clock
-        prepare_store(self.path)  # owner-only, or refused: it holds every device key in plain
-        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        if is_postgres(self.path):
+            self._db = PgConn(self.path)
+            self.dialect = self._db.dialect
+        else:
+            self.path = sqlite_path(self.path)
+            self.label = self.path
+            self.dialect = SQLITE
+            prepare_store(self.path)  # owner-only, or refused: it holds every device key in plain
+            self._db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=not shared
+            )
         try:
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal" and self.path != ":memory:":
-                raise StoreError("%s: could not switch to WAL journal (got %s)" % (self.path, mode))
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            if self.dialect is SQLITE:
+                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode != "wal" and self.path != ":memory:":
+                    raise StoreError("%s: could not switch to WAL journal (got %s)" % (self.path, mode))
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+            if migrate:
+                self._migrate()
+            elif self.schema_version > SCHEMA_VERSION:
+                raise StoreError(
+                    "%s has schema version %d; this hub knows up to %d (upgrade evhub)"
+                    % (self.label, self.schema_version, SCHEMA_VERSION)
+                )
         except BaseException:
             self._db.close()
             raise
+
+    @property
+    def is_postgres(self):
+        return self.dialect is not SQLITE
 
     # --- plumbing ----------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _tx(self):
-        # BEGIN IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrade
-        # halfway through, and busy_timeout applies to the wait.
-        self._db.execute("BEGIN IMMEDIATE")
+        # SQLite: BEGIN IMMEDIATE takes the write lock up front (no deadlock-prone lock upgrade
+        # halfway through, and busy_timeout applies to the wait). PostgreSQL: BEGIN on an autocommit
+        # connection, READ COMMITTED; the constraints arbitrate between concurrent writers.
+        self._db.execute(self.dialect.begin)  # PostgreSQL: reconnects first if the server dropped us
         try:
             yield self._db
         except BaseException:
@@ -151,28 +137,51 @@ class Store:
             raise
         self._db.execute("COMMIT")
 
-    def _migrate(self):
-        # Version check and schema creation in one write transaction, so two processes
-        # starting on a fresh file at once cannot both create it half-way.
+    def _read_version(self, db):
+        if not self.is_postgres:
+            return db.execute("PRAGMA user_version").fetchone()[0]
+        if db.execute("SELECT to_regclass('evhub_schema')").fetchone()[0] is None:
+            return 0  # an empty database (reading never creates anything: `evhub db check`)
+        row = db.execute("SELECT version FROM evhub_schema").fetchone()
+        return 0 if row is None else row[0]
+
+    def _write_version(self, db, version):
+        if not self.is_postgres:
+            db.execute("PRAGMA user_version=%d" % version)
+            return
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS evhub_schema (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO evhub_schema (one, version) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET version = ?",
+            (version, version),
+        )
+
+    def _migrate(self, target=SCHEMA_VERSION):
+        # Version check and migrations in one write transaction, so two processes starting on a
+        # fresh store at once cannot both migrate it half-way (PostgreSQL: an advisory lock too).
         with self._tx() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if self.is_postgres:
+                db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+            version = self._read_version(db)
             if version > SCHEMA_VERSION:
                 raise StoreError(
-                    "%s has schema version %d; this hub knows up to %d" % (self.path, version, SCHEMA_VERSION)
+                    "%s has schema version %d; this hub knows up to %d (upgrade evhub)"
+                    % (self.label, version, SCHEMA_VERSION)
                 )
-            if version < SCHEMA_VERSION:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
-                log.info("store %s: schema version %d created", self.path, SCHEMA_VERSION)
-            store_authz.migrate(db)  # idempotent column/table additions (removal, revocation, attribution)
-            store_ops.migrate(db)  # idempotent: station names, vehicles' last positions
-            store_requests.migrate(db)  # idempotent: RESERVE's request_id, unique per vehicle
+            if version < target:
+                migrations.apply(db, self.dialect, version, target)
+                self._write_version(db, target)
+                log.info("store: migrated from version %d to %d (%s)", version, target, self.label)
+
+    def pending(self):
+        """The migrations this store still lacks, as [(version, what)]."""
+        v = self.schema_version
+        return [(n, what) for n, what, _steps in migrations.MIGRATIONS if n > v]
 
     @property
     def schema_version(self):
-        return self._db.execute("PRAGMA user_version").fetchone()[0]
+        return self._read_version(self._db)
 
     def pragma(self, name):
         """Read a PRAGMA (for tests and diagnostics): journal_mode, synchronous, foreign_keys."""
@@ -328,14 +337,21 @@ class Store:
     def last_revocation(self):
         return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM revocations").fetchone()[0]
 
+    def revocations_after(self, seq, limit):
+        """[(seq, role, peer_id, why)] written after `seq`, oldest first (the running hub's watch)."""
+        return self._db.execute(
+            "SELECT seq, role, peer_id, why FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+
     # --- remote starts the hub sent (they attribute the session that follows) ----------------
 
     def add_remote_start(self, station_id, vehicle_id, reservation_id, issued):
         with self._tx() as db:
             return db.execute(
-                "INSERT INTO remote_starts (station_id, vehicle_id, reservation_id, issued) VALUES (?, ?, ?, ?)",
+                "INSERT INTO remote_starts (station_id, vehicle_id, reservation_id, issued) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
                 (station_id, vehicle_id, reservation_id, issued),
-            ).lastrowid
+            ).fetchone()[0]
 
     def drop_remote_start(self, grant_id):
         with self._tx() as db:
@@ -369,22 +385,62 @@ class Store:
     # --- reservations ---------------------------------------------------------------------
 
     def insert_reservations(self, rows):
-        """Insert confirmed reservations in ONE transaction (one fsync); returns their ids in order.
+        """Insert confirmed reservations in ONE transaction (one fsync); returns, in order, each new
+        id or a StoreConflict for a row the database refused: its window overlaps a confirmed one
+        on that connector (PostgreSQL's exclusion constraint: another hub booked it first) or its
+        (vehicle, request_id) is taken. The other rows of the batch are stored all the same.
 
-        rows: iterable of (vehicle_id, station_id, connector, start, end[, request_id]). All or
-        nothing: on any error nothing is written and the exception propagates.
+        rows: iterable of (vehicle_id, station_id, connector, start, end[, request_id]). On any
+        other error nothing is written and the exception propagates.
         """
         now = self._now()
-        ids = []
-        with self._tx() as db:
-            for row in rows:
-                cur = db.execute(
-                    'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated,'
-                    " request_id) VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?, ?)",
-                    tuple(row[:5]) + (now, now, row[5] if len(row) > 5 else None),
-                )
-                ids.append(cur.lastrowid)
-        return ids
+        params = [tuple(row[:5]) + (now, now, row[5] if len(row) > 5 else None) for row in rows]
+        sql = (
+            'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated,'
+            " request_id) VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
+        )
+        if self.is_postgres:
+            out = self._insert_reservations_pg(params, now)
+        else:
+            out = []
+            with self._tx() as db:
+                for p in params:
+                    row = db.execute(sql, p).fetchone()
+                    out.append(row[0] if row else None)
+        return [
+            rid
+            if rid is not None
+            else StoreConflict(
+                "station %s connector %d is already booked in [%d, %d) (or request %s is taken)"
+                % (p[1], p[2], p[3], p[4], p[7])
+            )
+            for rid, p in zip(out, params)
+        ]
+
+    def _insert_reservations_pg(self, params, now):
+        """PostgreSQL: the whole batch as ONE statement over arrays (one round trip, and in autocommit
+        one implicit transaction: one commit, one WAL flush). Rows the constraints refuse are skipped
+        by ON CONFLICT DO NOTHING (also against earlier rows of the same batch); RETURNING names the
+        stored ones, matched back to the batch by their values."""
+        if not params:
+            return []
+        cols = list(zip(*params))
+        rows = self._db.execute(
+            'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated,'
+            " request_id) SELECT v, s, c, b, e, 'confirmed', %s, %s, r"
+            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])"
+            " AS t(v, s, c, b, e, r) ON CONFLICT DO NOTHING"
+            ' RETURNING id, vehicle_id, station_id, connector, start, "end", request_id',
+            (now, now, list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]), list(cols[4]), list(cols[7])),
+        ).fetchall()
+        stored = {}
+        for row in sorted(rows):  # ids in insertion order: equal rows (connector 0) get theirs in order
+            stored.setdefault(tuple(row[1:]), []).append(row[0])
+        out = []
+        for p in params:
+            ids = stored.get((p[0], p[1], p[2], p[3], p[4], p[7]))
+            out.append(ids.pop(0) if ids else None)
+        return out
 
     def update_reservation_state(self, reservation_id, state):
         """Set one reservation's state; returns False if there is no such reservation."""
@@ -424,9 +480,16 @@ class Store:
         row = self._db.execute("SELECT %s FROM reservations WHERE id = ?" % _RES_COLS, (reservation_id,)).fetchone()
         return None if row is None else dict(zip(_RES_KEYS, row))
 
-    def load_open_reservations(self):
-        """Every confirmed reservation, as dicts, oldest id first (the book's startup load)."""
-        rows = self._db.execute("SELECT %s FROM reservations WHERE state = 'confirmed' ORDER BY id" % _RES_COLS)
+    def load_open_reservations(self, station_id=None):
+        """Every confirmed reservation (of one station, when given), as dicts, oldest id first: the
+        book's startup load, and its refresh of a station after the database refused a window."""
+        if station_id is None:
+            rows = self._db.execute("SELECT %s FROM reservations WHERE state = 'confirmed' ORDER BY id" % _RES_COLS)
+        else:
+            rows = self._db.execute(
+                "SELECT %s FROM reservations WHERE state = 'confirmed' AND station_id = ? ORDER BY id" % _RES_COLS,
+                (station_id,),
+            )
         return [dict(zip(_RES_KEYS, r)) for r in rows]
 
     # --- sessions -------------------------------------------------------------------------
@@ -447,8 +510,9 @@ class Store:
         what the station named when that differs."""
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO sessions (session_id, station_id, connector, vehicle_id, reservation_id,"
-                " meter_start_wh, started, claimed_vehicle_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sessions (session_id, station_id, connector, vehicle_id, reservation_id,"
+                " meter_start_wh, started, claimed_vehicle_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (
                     session_id,
                     station_id,
@@ -531,7 +595,7 @@ class Store:
         """A vehicle's sessions, newest first (at most `limit`), as wire maps: what SESSIONS carries."""
         rows = self._db.execute(
             "SELECT session_id, station_id, connector, reservation_id, energy_wh, started, ended, reason"
-            " FROM sessions WHERE vehicle_id = ? ORDER BY started DESC, session_id LIMIT ?",
+            " FROM sessions WHERE vehicle_id = ? ORDER BY started DESC NULLS LAST, session_id LIMIT ?",
             (vehicle_id, limit),
         )
         keys = ("session_id", "station_id", "connector", "reservation_id", "energy_wh", "started", "ended", "reason")
@@ -543,6 +607,44 @@ class Store:
             "SELECT %s FROM sessions WHERE ended IS NULL ORDER BY started" % ", ".join(_SESSION_KEYS)
         )
         return [dict(zip(_SESSION_KEYS, r)) for r in rows]
+
+    # --- totals and settings ---------------------------------------------------------------
+
+    def totals(self):
+        """What the books say: reservations by state, ended sessions, their energy and end reasons,
+        open sessions, sessions with a reservation (`evhub sim` closes its books with this)."""
+        db = self._db
+        states = dict(db.execute("SELECT state, COUNT(*) FROM reservations GROUP BY state").fetchall())
+        n_ended, energy_wh = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(energy_wh), 0) FROM sessions WHERE ended IS NOT NULL"
+        ).fetchone()
+        reasons = dict(
+            db.execute("SELECT reason, COUNT(*) FROM sessions WHERE ended IS NOT NULL GROUP BY reason").fetchall()
+        )
+        return {
+            "reservation_states": states,
+            "reservations": sum(states.values()),
+            "sessions_ended": n_ended,
+            "energy_wh": int(energy_wh),
+            "end_reasons": reasons,
+            "sessions_open": db.execute("SELECT COUNT(*) FROM sessions WHERE ended IS NULL").fetchone()[0],
+            "sessions_with_reservation": db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE reservation_id IS NOT NULL"
+            ).fetchone()[0],
+        }
+
+    def setting(self, name, default=None):
+        """A value from the settings table, or `default`; with default given and no value stored yet,
+        `default` is stored first (the first of several hubs to get there wins; all read its value)."""
+        if default is not None:
+            with self._tx() as db:
+                db.execute("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING", (name, default))
+        row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def unsafe_fast_writes(self):
+        """Commits stop waiting for the disk on this connection: for throwaway provisioning (bench)."""
+        self._db.execute("SET synchronous_commit = off" if self.is_postgres else "PRAGMA synchronous=OFF")
 
 
 def _station_dict(row):

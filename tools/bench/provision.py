@@ -33,7 +33,7 @@ def provision(db_path, n_stations, n_vehicles, seed=1):
     try:
         # A throwaway database: durability of the provisioning itself is not under test, so the
         # per-record commits skip fsync. The hub opens its own connections with synchronous=FULL.
-        store._db.execute("PRAGMA synchronous=OFF")
+        store.unsafe_fast_writes()
         stations = station_positions(n_stations, seed)
         for sid, lat, lon in stations:
             store.add_station(sid, lat, lon, CONNECTORS, MAX_KW)

@@ -12,12 +12,12 @@ import math
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
+from hub.store.backend import is_postgres
 from hub.microbench import REGION
 from tools.bench import procstat, profile
 from tools.bench.loadgen import percentile_ms
@@ -264,14 +264,14 @@ def figures(m, cfg):
 def check_double_booking(db):
     """Confirmed reservations that overlap beyond a station's connectors (must be 0), and how many
     confirmed reservations the store holds."""
-    conn = sqlite3.connect(db)
+    from hub.store.store import Store
+
+    store = Store(db)
     try:
-        caps = dict(conn.execute("SELECT id, connectors FROM stations"))
-        rows = conn.execute(
-            "SELECT station_id, start, \"end\" FROM reservations WHERE state = 'confirmed' ORDER BY station_id"
-        ).fetchall()
+        caps = {r["id"]: r["connectors"] for r in store.all_stations()}
+        rows = [(r["station_id"], r["start"], r["end"]) for r in store.load_open_reservations()]
     finally:
-        conn.close()
+        store.close()
     by_station = {}
     for sid, s, e in rows:
         by_station.setdefault(sid, []).append((s, e))
@@ -291,6 +291,10 @@ def run(opts):
     scenario = opts["scenario"]
     if scenario not in SCENARIOS:
         raise BenchError("scenario must be one of %s" % ", ".join(SCENARIOS))
+    if opts.get("db") and not opts.get("hub") and not opts.get("fresh_db") and is_postgres(opts["db"]):
+        from tools.bench import pgcompare  # SQLite then PostgreSQL, same load, one run
+
+        return pgcompare.run(opts, run)
     n = int(opts["connections"])
     procs = max(1, min(int(opts.get("procs") or 1), n))
     # Every connection is a socket here, in the load client and in the server.
@@ -335,7 +339,7 @@ def run(opts):
             stations, vehicles = _provision_into_running(db, n)
             url = opts["hub"]
         else:
-            db = os.path.join(tmp, "hub.db")
+            db = opts["db"] if opts.get("fresh_db") else os.path.join(tmp, "hub.db")
             t0 = time.monotonic()
             stations, vehicles = provision(db, int(opts["stations"]), n)
             out["provision_s"] = round(time.monotonic() - t0, 2)
