@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hub.store.backend import mask
+
 # (setting, help), in the order the file shows them; a blank name starts a new group.
 DOCS: tuple[tuple[str, str], ...] = (
     ("", "Where the hub listens and keeps its state"),
@@ -80,6 +82,8 @@ def render_toml(cfg: dict[str, Any]) -> str:
             out += ["", "# --- %s ---" % text]
             continue
         value = cfg.get(name)
+        if name == "db" and value:
+            value = mask(value)  # a password in a postgresql:// URL is never printed
         out.append("# %s" % text)
         if name in SECRETS and value:
             out.append("# %s = (set; not printed)" % name)

@@ -222,3 +222,8 @@ def test_stations_list_reads_the_store_when_the_hub_is_down(tmp_path):
     ]
     nothing = evhub("stations", "list", "--hub", "tcp://127.0.0.1:9", "--db", str(tmp_path / "none.db"), check=False)
     assert nothing.returncode == 6
+
+
+def test_print_config_never_prints_a_database_password():
+    res = evhub("serve", "--db", "postgresql://evhub:s3cret@db.example/evhub", "--print-config")
+    assert 'db = "postgresql://evhub:***@db.example/evhub"' in res.stdout and "s3cret" not in res.stdout
