@@ -18,7 +18,7 @@ from fw_fakes import FAKE_NETWORK
 from fw_mp import REPO, compile_tree, micropython, mpy_cross, run
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from tools.romfs import build_image
 from transport import kinds as K
 from waiting import wait_for
@@ -169,7 +169,7 @@ def test_a_full_session_with_a_hub_restart_and_a_reboot_runs_under_micropython(m
     record_property("%s_session_import_bytes" % mode, base - start)
     record_property("%s_session_runtime_bytes" % mode, runtime)
     record_property("%s_session_min_heap_kb" % mode, least)
-    # the names `evhub bench --scenario micro` (tools/bench/micro.py) reads
+    # the names `evhub bench --scenario micro` (tools/bench/micro/__init__.py) reads
     if mode == "mpy":
         record_property("code_in_ram_bytes", base - start)
         record_property("runtime_peak_bytes", runtime)

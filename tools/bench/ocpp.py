@@ -20,7 +20,7 @@ import tempfile
 import time
 from typing import Any
 
-from tools.bench import procstat
+from tools.common import procstat
 from tools.bench.runner import BenchError, Server, _env
 
 PER_CHARGER_RATE = 15.0  # calls/s each charger sends at most (the central system allows 20)

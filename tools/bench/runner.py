@@ -18,11 +18,10 @@ import sys
 import tempfile
 import time
 
-from hub.microbench import REGION
-from tools.bench import procstat, profile
+from tools.common import procstat, profile
 from tools.bench.loadgen import percentile_ms
-from tools.bench.provision import VEHICLE_FMT, provision
-from tools.logged_process import LoggedProcess
+from tools.bench.provision import REGION, VEHICLE_FMT, provision
+from tools.common.logged_process import LoggedProcess
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +98,8 @@ def start_echo(tmp, vehicles):
 
 def hub_stats(url, db=None):
     """The hub's counters (HUB_STATS, as the operator with the key next to db); {} if unavailable."""
-    from tools.hubclient import HubError
-    from tools.operator_auth import operator_client
+    from tools.client.hubclient import HubError
+    from tools.client.operator_auth import operator_client
     from transport import kinds as K
 
     try:
@@ -287,7 +286,7 @@ def check_double_booking(db):
 
 
 def run(opts):
-    """opts: a dict (see tools/cmd_bench.py). Returns the result dict."""
+    """opts: a dict (see tools/commands/bench.py). Returns the result dict."""
     scenario = opts["scenario"]
     if scenario not in SCENARIOS:
         raise BenchError("scenario must be one of %s" % ", ".join(SCENARIOS))

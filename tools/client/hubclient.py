@@ -35,7 +35,7 @@ class HubError(Exception):
     @property
     def exit_code(self):
         """The command's exit status for this error (README "Exit codes")."""
-        from tools.exitcodes import EXIT_UNREACHABLE, for_wire_error
+        from tools.common.exitcodes import EXIT_UNREACHABLE, for_wire_error
 
         return EXIT_UNREACHABLE if self.code is None else for_wire_error(self.code)
 

@@ -78,8 +78,8 @@ def _log_to(path, verbose, to_stderr):
 
 
 def run(args):
-    from tools.sim_display import LiveDisplay, format_summary
-    from tools.sim_run import SimError, SimOptions, Simulation
+    from tools.sim.display import LiveDisplay, format_summary
+    from tools.sim.run import SimError, SimOptions, Simulation
 
     opts = SimOptions(
         stations=args.stations,

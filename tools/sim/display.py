@@ -10,7 +10,7 @@ import re
 import shutil
 import unicodedata
 
-from tools.sim_vehicle import CHARGING, HEADING, MOVING, RESERVING, SEARCHING, STRANDED, TO_STATION
+from tools.sim.vehicle import CHARGING, HEADING, MOVING, RESERVING, SEARCHING, STRANDED, TO_STATION
 
 RESET = "\x1b[0m"
 COLOURS = {

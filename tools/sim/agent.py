@@ -17,7 +17,7 @@ import logging
 
 import pykka
 
-from tools.sim_vehicle import DONE, Stats, Vehicle
+from tools.sim.vehicle import DONE, Stats, Vehicle
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tools.exitcodes import (
+from tools.common.exitcodes import (
     EXIT_CONFLICT,
     EXIT_DENIED,
     EXIT_ERROR,
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from hub.store.reads import Reads, open_read_only
-    from tools.cmd_sessions import parse_day_or_time
-    from tools.cmd_vehicle import iso_local, show_window
+    from tools.commands.sessions import parse_day_or_time
+    from tools.commands.vehicle import iso_local, show_window
 
     if not 1 <= args.limit <= 100000:
         print("evhub reservations list: --limit must be 1..100000", file=sys.stderr)

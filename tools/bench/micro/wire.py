@@ -2,22 +2,16 @@
 
 CPython: the codec (C msgpack with evhub's guards), raw C msgpack for reference,
 and purepack; MicroPython (the unix port, when installed): purepack and framing,
-run in a subprocess whose output is parsed. ``evhub bench`` can call
-``bench_cpython()`` / ``bench_micropython()``; ``main()`` prints a table or JSON.
-
-    python -m tools.microbench [--json] [--quick] [--no-micropython]
+run in a subprocess whose output is parsed. ``evhub bench --scenario micro`` reports figures().
 """
 
-import argparse
-import json
 import os
 import subprocess
-import sys
 import timeit
 
-from tools import toolpath
+from tools.common import toolpath
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 # A vehicle's NEAREST request: kind, seq, lat, lon, k, filters.
 TYPICAL = [61, 17, -12.2664, -38.9663, 5, {"available": True}]
@@ -148,46 +142,18 @@ def bench_micropython(number=2000, message=TYPICAL, heapsize=MPY_BENCH_HEAP, bin
     return rows
 
 
-def format_table(rows):
-    head = ("runtime", "impl", "op", "bytes", "ops/s", "us/op")
-    lines = [head]
+def figures(quick: bool) -> dict:
+    """The report's wire section: us per op by runtime, implementation and operation."""
+    out = {}
+    for r in bench_cpython(number=10000 if quick else 100000):
+        out["%s %s %s (%d B)" % (r["runtime"], r["impl"], r["op"], r["bytes"])] = r["us_per_op"]
+    try:
+        rows = bench_micropython(number=300 if quick else 3000)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        out["micropython"] = "failed: %s" % str(exc).splitlines()[0]
+        rows = []
+    if not rows and "micropython" not in out:
+        out["micropython"] = "no micropython binary: skipped"
     for r in rows:
-        lines.append(
-            (r["runtime"], r["impl"], r["op"], str(r["bytes"]), "{:,}".format(r["ops_per_s"]), "%.2f" % r["us_per_op"])
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = []
-    for n, line in enumerate(lines):
-        out.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="microbench", description=__doc__.split("\n")[0])
-    parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
-    parser.add_argument("--quick", action="store_true", help="fewer iterations (a rough figure in ~2 s)")
-    parser.add_argument("--no-micropython", action="store_true", help="skip the MicroPython part")
-    parser.add_argument(
-        "--heapsize",
-        default=MPY_BENCH_HEAP,
-        help="MicroPython heap (default %s: the modules are compiled from source)" % MPY_BENCH_HEAP,
-    )
-    args = parser.parse_args(argv)
-    rows = bench_cpython(number=10000 if args.quick else 100000)
-    if not args.no_micropython:
-        mpy_rows = bench_micropython(number=300 if args.quick else 3000, heapsize=args.heapsize)
-        if not mpy_rows:
-            print("(no micropython binary found: MicroPython figures skipped)", file=sys.stderr)
-        rows += mpy_rows
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print("message: %r" % (TYPICAL,))
-        print(format_table(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        out["%s %s %s (%d B)" % (r["runtime"], r["impl"], r["op"], r["bytes"])] = r["us_per_op"]
+    return out

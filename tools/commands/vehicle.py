@@ -12,8 +12,8 @@ import json
 import sys
 import time
 
-from tools import credentials, secret_args, vehicle_charge
-from tools.hubclient import HubClient, HubError, hub_url
+from tools.client import credentials, secret_args, vehicle_charge
+from tools.client.hubclient import HubClient, HubError, hub_url
 from transport import kinds as K
 
 TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
@@ -131,7 +131,7 @@ def _run(args):
         )
     rid = None
     if args.action == "cancel":
-        from tools.cmd_reservations import parse_reservation_id
+        from tools.commands.reservations import parse_reservation_id
 
         rid = parse_reservation_id(args.reservation_id)  # ValueError: exit 2 before touching the network
     with HubClient(hub_url(args.hub), "vehicle", args.id, token) as hub:

@@ -23,8 +23,8 @@ import json
 import sys
 import time
 
-from tools.exitcodes import EXIT_CONFLICT, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK
-from tools.hubclient import HubClient, HubError
+from tools.common.exitcodes import EXIT_CONFLICT, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK
+from tools.client.hubclient import HubClient, HubError
 from transport import errors as E
 from transport import kinds as K
 
@@ -226,7 +226,7 @@ def _stop(hub: HubClient, args) -> int:
 
 
 def _sessions(hub: HubClient, args) -> int:
-    from tools.cmd_vehicle import iso_local, show_local
+    from tools.commands.vehicle import iso_local, show_local
 
     rows = hub.request(K.LIST_SESSIONS)[1][0]
     if args.json:

@@ -19,7 +19,7 @@ import signal
 import ssl
 import sys
 
-from tools.storepath import DB_HELP, default_db
+from tools.common.storepath import DB_HELP, default_db
 
 log = logging.getLogger("tools.ocpp")
 

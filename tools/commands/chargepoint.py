@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 
-from tools import secret_args
+from tools.client import secret_args
 
 DEFAULT_HUB = "tcp://127.0.0.1:7878"
 
@@ -138,7 +138,8 @@ def build_config(args):
         raise ValueError("the TLS CA file %s does not exist" % hub["ca"])
     db = getattr(args, "db", None)
     if (db or "").lower() != "none":
-        from tools import provisioned, storepath
+        from tools.client import provisioned
+        from tools.common import storepath
 
         said = provisioned.adopt(cfg, db or storepath.default_db(), args.id)
         if said:

@@ -6,10 +6,10 @@ import os
 import sys
 
 from hub.store import ops as store_ops
-from tools import operator_auth
-from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
-from tools.hubclient import HubError, hub_url
-from tools.storepath import DB_HELP, default_db, describe
+from tools.client import operator_auth
+from tools.common.exitcodes import EXIT_CONFLICT, EXIT_USAGE
+from tools.client.hubclient import HubError, hub_url
+from tools.common.storepath import DB_HELP, default_db, describe
 from transport import kinds as K
 
 FIELDS = ("id", "lat", "lon", "connectors", "max_kw")
@@ -123,11 +123,11 @@ def run(args):
     if args.action == "list":
         return _list(args)
     if args.action == "update":
-        from tools.station_update import update
+        from tools.client.station_update import update
 
         return update(args)
     if args.action == "remove":
-        from tools.accounts import remove
+        from tools.client.accounts import remove
 
         return remove("station", args.id, args.db)
     from hub.store.store import Store, StoreConflict

@@ -5,7 +5,7 @@ import os
 import sys
 
 from hub import config as hubconfig
-from tools import secret_args
+from tools.client import secret_args
 
 
 def configure(p):

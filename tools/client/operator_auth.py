@@ -9,7 +9,7 @@ import socket
 
 from hub.operatorkey import read_key
 from hub.secretfile import SecretFileError, operator_key_path
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from transport.errors import E_AUTH_FAILED
 from transport.huburl import parse_hub_url
 

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from tools.exitcodes import EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_USAGE
+from tools.common.exitcodes import EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_USAGE
 
 
 def remove(role, peer_id, db):

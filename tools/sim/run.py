@@ -8,7 +8,7 @@ the simulation's --speedup/--epoch0; start the charge points (firmware.runner.Fl
 one thread) and wait until the hub sees them all; start the vehicle agents (Pykka
 actors) and their links (VehicleNet, one asyncio thread); run for `duration` real
 seconds; wind down (vehicles cancel unused reservations and stop running charges);
-stop everything; then close the books from the hub's own store (tools/sim_books.py).
+stop everything; then close the books from the hub's own store (tools/sim/books.py).
 """
 
 import logging
@@ -24,10 +24,10 @@ import threading
 import time
 
 from hub.clock import HubClock
-from tools import sim_books
-from tools.sim_world import make_vehicles, place_stations, places
-from tools.sim_vehicle import Params
-from tools.vehicle_agent import VehicleAgent
+from tools.sim import books as sim_books
+from tools.sim.world import make_vehicles, place_stations, places
+from tools.sim.vehicle import Params
+from tools.sim.agent import VehicleAgent
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class SimOptions:
         self.keep = keep
         self.report_s = report_s
         self.http = http  # HOST:PORT for the hub's HTTP API and dashboard (loopback), or None
-        self.ocpp_share = ocpp_share  # the fraction of stations that are OCPP 1.6J chargers (tools/sim_ocpp.py)
+        self.ocpp_share = ocpp_share  # the fraction of stations that are OCPP 1.6J chargers (tools/sim/ocpp.py)
 
     def check(self):
         for bad, text in (
@@ -267,7 +267,7 @@ class Simulation:
             if s.id not in self.ocpp_ids
         ]
         if self.ocpp_ids:
-            from tools.sim_ocpp import OcppFleet
+            from tools.sim.ocpp import OcppFleet
 
             self.ocpp_fleet = OcppFleet(
                 [s for s in self.stations if s.id in self.ocpp_ids],
@@ -295,8 +295,8 @@ class Simulation:
 
     def _operator_request(self, kind):
         """One request on the operator link (read-only, loopback); reconnects after a failure."""
-        from tools.hubclient import HubError
-        from tools.operator_auth import operator_client
+        from tools.client.hubclient import HubError
+        from tools.client.operator_auth import operator_client
 
         try:
             if self.operator is None:
@@ -314,7 +314,7 @@ class Simulation:
         return self._operator_request(K.STATIONS_LIST)
 
     def _start_vehicles(self):
-        from tools.sim_net import VehicleNet
+        from tools.sim.net import VehicleNet
 
         self.net = VehicleNet("127.0.0.1", self.port)
         self.net.every(self.opts.tick_s, self._tick_agents)

@@ -25,7 +25,7 @@ import random
 import secrets
 
 from hub.domain.geo import haversine_km
-from tools.sim_world import TRENDS, charge_seconds, step_towards, target_within
+from tools.sim.world import TRENDS, charge_seconds, step_towards, target_within
 from transport import kinds as K
 from transport.errors import E_INVALID_STATE, E_NOT_FOUND, ERROR_NAMES
 

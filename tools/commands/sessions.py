@@ -17,7 +17,7 @@ import sqlite3
 import sys
 from typing import Any
 
-from tools.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from tools.common.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 COLUMNS = (
     "session_id",
@@ -53,7 +53,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def parse_day_or_time(text: str) -> int:
     """Local "YYYY-MM-DD" (midnight) or anything `evhub vehicle --at` takes -> UTC epoch seconds."""
-    from tools.cmd_vehicle import parse_local_time
+    from tools.commands.vehicle import parse_local_time
 
     try:
         day = datetime.datetime.strptime(text.strip(), "%Y-%m-%d")

@@ -1,7 +1,6 @@
 """Micro benchmarks of the domain core: locator queries, conflict checks, durable reservations.
 
-Run: python -m hub.microbench [--quick] [--json]. Figures are printed, never asserted:
-machines are shared and noisy (see the bench issue); `evhub bench` can call these.
+Run through `evhub bench --scenario micro` (figures(); printed, never asserted).
 
 Stations are spread uniformly over a 10 x 10 degree region (north-east Brazil, where
 the project started): a country-sized network whose density grows with the count,
@@ -9,20 +8,18 @@ which is the case that decides whether query time follows local density (it shou
 or the station count (it must not).
 """
 
-import argparse
-import json
+import logging
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 
 from hub.domain.booking import ReservationBook
 from hub.domain.locator import DEFAULT_CELL_DEG, SpatialIndex
 from hub.store.store import Store
+from tools.bench.provision import REGION
 
-REGION = (-17.0, -7.0, -45.0, -35.0)  # lat0, lat1, lon0, lon1
 NOW = 1_800_000_000
 H = 3600
 
@@ -105,32 +102,16 @@ def bench_reserve_batch(n=20000, batch=500, stations=1000, path=None):
     return ok / elapsed
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m hub.microbench", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    sizes = (1000, 10000) if args.quick else (1000, 10000, 100000)
-    out = {"locator_median_us": {}, "python": sys.version.split()[0]}
-    for n in sizes:
-        out["locator_median_us"][n] = round(bench_locator(n), 1)
-    n_res = 10000 if args.quick else 100000
+def figures(quick: bool) -> dict:
+    """The report's domain section; `quick` for smaller sizes (a smoke run)."""
+    for name in ("hub.domain.booking", "hub.store.store"):  # one INFO line per reservation would drown the report
+        logging.getLogger(name).setLevel(logging.WARNING)
+    sizes = (1000, 10000) if quick else (1000, 10000, 100000)
+    out: dict = {"locator_median_us (k=5, stations over 10x10 deg)": {n: round(bench_locator(n), 1) for n in sizes}}
+    n_res = 10000 if quick else 100000
     out["conflict_check_us"] = {n_res: round(bench_conflict_check(n_res), 2)}
-    out["durable_reservations_per_s"] = {
-        "batch_500": round(bench_reserve_batch(5000 if args.quick else 20000, 500)),
+    out["durable_reservations_per_s (reserve_many, synchronous=FULL)"] = {
+        "batch_500": round(bench_reserve_batch(5000 if quick else 20000, 500)),
         "batch_1": round(bench_reserve_batch(200, 1, stations=50)),
     }
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    for n, us in out["locator_median_us"].items():
-        print("locator nearest k=5, %7d stations: median %7.1f us/query" % (n, us))
-    for n, us in out["conflict_check_us"].items():
-        print("conflict check, %7d reservations:   %7.2f us/check" % (n, us))
-    for name, rate in out["durable_reservations_per_s"].items():
-        print("durable reservations (%s, synchronous=FULL): %d /s" % (name, rate))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return out

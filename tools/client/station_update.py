@@ -8,7 +8,7 @@ import os
 import sys
 
 from hub.store import ops as store_ops
-from tools.exitcodes import EXIT_NOT_FOUND, EXIT_USAGE
+from tools.common.exitcodes import EXIT_NOT_FOUND, EXIT_USAGE
 
 
 def _fail(text: str, code: int = EXIT_USAGE) -> int:
@@ -18,8 +18,8 @@ def _fail(text: str, code: int = EXIT_USAGE) -> int:
 
 def update(args: argparse.Namespace) -> int:
     from hub.store.store import Store
-    from tools.cmd_stations import validate_station
-    from tools.storepath import describe
+    from tools.commands.stations import validate_station
+    from tools.common.storepath import describe
 
     if not os.path.exists(args.db):
         return _fail("no store at %s (--db or $EVHUB_DB)" % os.path.abspath(args.db))

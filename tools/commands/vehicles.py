@@ -3,9 +3,9 @@
 
 import sys
 
-from tools import credentials
-from tools.exitcodes import EXIT_CONFLICT, EXIT_USAGE
-from tools.storepath import DB_HELP, default_db, describe
+from tools.client import credentials
+from tools.common.exitcodes import EXIT_CONFLICT, EXIT_USAGE
+from tools.common.storepath import DB_HELP, default_db, describe
 
 
 def configure(p):
@@ -40,7 +40,7 @@ def run(args):
     from hub.store.store import Store, StoreConflict
 
     if args.action in ("remove", "list"):
-        from tools import accounts
+        from tools.client import accounts
 
         return accounts.remove("vehicle", args.id, args.db) if args.action == "remove" else accounts.list_vehicles(args)
 
