@@ -18,15 +18,16 @@ import sys
 import tempfile
 import time
 
-from tools.common import procstat, profile
+from tools.bench import profile
+from tools.common import procstat
 from tools.bench.loadgen import percentile_ms
 from tools.bench.provision import REGION, VEHICLE_FMT, provision
+from tools.common.hubproc import HubStartError, ServeProcess, repo_env, serve_argv
 from tools.common.logged_process import LoggedProcess
 
 log = logging.getLogger(__name__)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HUB_RE = re.compile(r"hub listening on tcp://([\d.]+):(\d+)")
 ECHO_RE = re.compile(r"echo listening on tcp://([\d.]+):(\d+)")
 SCENARIOS = ("nearest", "positions", "reserve", "mixed")
 BENCH_LINK_RATE = 10_000_000
@@ -37,13 +38,11 @@ class BenchError(Exception):
 
 
 def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+    return repo_env(repo=REPO)
 
 
 class Server(LoggedProcess):
-    """A server process (hub or echo) whose log tells the port it listens on."""
+    """The echo server process: its log tells the port it listens on."""
 
     def __init__(self, name, cmd, pattern, tmp, env=None):
         self.name = name
@@ -61,6 +60,19 @@ class Server(LoggedProcess):
         return LoggedProcess.stop(self, timeout)
 
 
+def start_serve(tmp, db, extra, timeout=60.0):
+    """`evhub serve` on a free loopback port (tools/common/hubproc.py), its log in tmp/hub.log;
+    BenchError if it does not start."""
+    env = _env()
+    env["EVHUB_CONFIG_DIR"] = os.path.join(tmp, "config")
+    hub = ServeProcess(serve_argv(db, extra=extra), os.path.join(tmp, "hub.log"), cwd=tmp, env=env)
+    try:
+        hub.wait_listening(timeout)
+    except HubStartError as exc:
+        raise BenchError(str(exc)) from None
+    return hub
+
+
 def start_hub(tmp, db, connections):
     cfg_path = os.path.join(tmp, "hub.toml")
     with open(cfg_path, "w") as f:
@@ -71,21 +83,7 @@ def start_hub(tmp, db, connections):
         # Each bench connection is one vehicle booking thousands of slots, pipelined: the per-vehicle
         # reservation cap and waiting share (issue 13) would turn the throughput run into refusals.
         f.write("max_open_reservations_per_vehicle = 1000000000\nmax_waiting_reservations_per_vehicle = 1000000\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "tools.cli",
-        "serve",
-        "--listen",
-        "tcp://127.0.0.1:0",
-        "--db",
-        db,
-        "--config",
-        cfg_path,
-    ]
-    env = _env()
-    env["EVHUB_CONFIG_DIR"] = os.path.join(tmp, "config")
-    return Server("hub", cmd, HUB_RE, tmp, env)
+    return start_serve(tmp, db, ["--config", cfg_path])
 
 
 def start_echo(tmp, vehicles):

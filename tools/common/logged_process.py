@@ -1,7 +1,7 @@
 """A background process whose stdout and stderr go to a log file that can be read while it runs.
 
 The one wrapper behind the bench's servers (tools/bench/runner.py) and the tests' processes
-(tests/procs.py, tests/hubproc.py): start, read the log, wait for a line, stop.
+(tests/procs.py, tests/hubproc.py) and every hub started by tools/common/hubproc.py: start, read the log, wait for a line, stop.
 """
 
 from __future__ import annotations
@@ -23,11 +23,19 @@ class LoggedProcess:
         env=None,
         append: bool = False,
         preexec_fn: Callable[[], None] | None = None,
+        start_new_session: bool = False,
     ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "a" if append else "w")
         self.proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
+            list(argv),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+            start_new_session=start_new_session,
         )
         self.pid = self.proc.pid
 

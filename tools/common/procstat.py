@@ -1,4 +1,5 @@
-"""RSS and CPU of a process from /proc (Linux), and the open-file limit.
+"""RSS and CPU of a process from /proc (Linux), and the open-file limit: the one /proc reader
+(the bench and `evhub sim`).
 
 CPU is utime + stime of every thread (/proc/PID/stat fields 14 and 15, in clock
 ticks); a process that keeps one core busy shows 100 %. RSS is VmRSS (now) and
@@ -12,19 +13,25 @@ import time
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def memory_mb(pid):
-    """{"rss_mb", "hwm_mb"} of a live process, or None if it is gone (or not Linux)."""
+def memory_kb(pid):
+    """{"rss_kb", "hwm_kb"} (integers) of a live process, or None if it is gone (or not Linux)."""
     out = {}
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
                 if line.startswith("VmRSS:"):
-                    out["rss_mb"] = int(line.split()[1]) / 1024.0
+                    out["rss_kb"] = int(line.split()[1])
                 elif line.startswith("VmHWM:"):
-                    out["hwm_mb"] = int(line.split()[1]) / 1024.0
-    except OSError:
+                    out["hwm_kb"] = int(line.split()[1])
+    except (OSError, ValueError):
         return None
     return out or None
+
+
+def memory_mb(pid):
+    """{"rss_mb", "hwm_mb"} of a live process, or None if it is gone (or not Linux)."""
+    kb = memory_kb(pid)
+    return None if kb is None else {k[:-3] + "_mb": v / 1024.0 for k, v in kb.items()}
 
 
 def cpu_seconds(pid):
@@ -32,11 +39,11 @@ def cpu_seconds(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             data = f.read()
-    except OSError:
+        # The command name (field 2) may hold spaces; the fields we want follow its ')'.
+        fields = data[data.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / float(_TICK)
+    except (OSError, IndexError, ValueError):
         return None
-    # The command name (field 2) may hold spaces; the fields we want follow its ')'.
-    fields = data[data.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / float(_TICK)
 
 
 class CpuWindow:

@@ -130,7 +130,7 @@ def summarize(sim, final, books, wind, hub_stats, hub_cpu_s, run_s, setup_s, sim
 
     reasons = books["end_reasons"]
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    hub_peak = getattr(sim, "hub_peak_rss_kb", None) or (sim.hub_watch.peak_rss_kb if sim.hub_watch else 0)
+    hub_peak = sim.hub_peak_rss_kb or 0
     return {
         "errors": errors,
         "error_details": details[:MAX_DETAILS],

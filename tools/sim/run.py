@@ -14,16 +14,16 @@ stop everything; then close the books from the hub's own store (tools/sim/books.
 import logging
 import os
 import random
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 from hub.clock import HubClock
+from tools.common import procstat
+from tools.common.hubproc import HubStartError, ServeProcess, repo_env, serve_argv
 from tools.sim import books as sim_books
 from tools.sim.world import make_vehicles, place_stations, places
 from tools.sim.vehicle import Params
@@ -31,11 +31,9 @@ from tools.sim.agent import VehicleAgent
 
 log = logging.getLogger(__name__)
 
-LISTEN_RE = re.compile(r"hub listening on tcp://([\d.]+):(\d+)")
-OCPP_RE = re.compile(r"OCPP 1.6J central system on ws://127.0.0.1:(\d+)")
 STARTUP_TIMEOUT_S = 30
+HUB_STOP_TIMEOUT_S = 15
 WIND_DOWN_TIMEOUT_S = 30
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class SimError(Exception):
@@ -85,35 +83,6 @@ class SimOptions:
                 raise ValueError(text)
 
 
-class ProcWatch:
-    """CPU seconds and resident memory of a process, from /proc (Linux); None elsewhere."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.peak_rss_kb = 0
-        self._tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-    def cpu_s(self):
-        try:
-            with open("/proc/%d/stat" % self.pid) as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-            return (int(rest[11]) + int(rest[12])) / float(self._tck)
-        except (OSError, IndexError, ValueError):
-            return None
-
-    def rss_kb(self):
-        try:
-            with open("/proc/%d/status" % self.pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        kb = int(line.split()[1])
-                        self.peak_rss_kb = max(self.peak_rss_kb, kb)
-                        return kb
-        except (OSError, ValueError):
-            pass
-        return None
-
-
 class _ErrorCounter(logging.Handler):
     """Counts ERROR records of this process (charge points, actors); vehicles count their own."""
 
@@ -144,8 +113,8 @@ class Simulation:
         self.workdir = os.path.abspath(opts.workdir) if opts.workdir else tempfile.mkdtemp(prefix="evhub-sim-")
         self.db = os.path.join(self.workdir, "hub.db")
         self.hub_log = os.path.join(self.workdir, "hub.log")
+        self.hub = None  # the ServeProcess
         self.hub_proc = None
-        self.hub_watch = None
         self.port = None
         self.fleet = None
         self.fleet_stop = threading.Event()
@@ -164,6 +133,14 @@ class Simulation:
         self.hub_peak_rss_kb = None
 
     # --- set up ------------------------------------------------------------------------
+
+    def _hub_memory(self):
+        """The hub's resident KB now (None once it is gone); keeps the kernel's peak (VmHWM) for the books."""
+        mem = procstat.memory_kb(self.hub_proc.pid)
+        if mem is None:
+            return None
+        self.hub_peak_rss_kb = max(self.hub_peak_rss_kb or 0, mem.get("hwm_kb", 0))
+        return mem.get("rss_kb")
 
     def _provision(self):
         from hub.store import ops as store_ops
@@ -187,68 +164,32 @@ class Simulation:
             store.close()
 
     def _start_hub(self):
-        cmd = [
-            sys.executable,
-            "-m",
-            "tools.cli",
-            "serve",
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--db",
-            self.db,
-            "--speedup",
-            repr(float(self.opts.speedup)),
-            "--epoch0",
-            repr(self.epoch0),
-        ]
+        extra = ["--speedup", repr(float(self.opts.speedup)), "--epoch0", repr(self.epoch0)]
         if self.opts.http:
-            cmd += ["--http", self.opts.http]
+            extra += ["--http", self.opts.http]
         if self.ocpp_ids:  # loopback only, so Profile 1 (no TLS) is fine here
-            cmd += ["--ocpp", "ws://127.0.0.1:0", "--ocpp-allow-profile1"]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        with open(self.hub_log, "w") as out:
-            # Its own session: a Ctrl-C on the terminal reaches us, and we stop the hub in order.
-            self.hub_proc = subprocess.Popen(
-                cmd,
-                cwd=self.workdir,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        self.hub_watch = ProcWatch(self.hub_proc.pid)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            m = LISTEN_RE.search(self._read_hub_log())
-            if m:
-                self.port = int(m.group(2))
-                if self.ocpp_ids:
-                    o = OCPP_RE.search(self._read_hub_log())
-                    if o is None:
-                        raise SimError(
-                            "the hub did not start its OCPP central system:\n%s" % self._read_hub_log()[-2000:]
-                        )
-                    self.ocpp_url = "ws://127.0.0.1:%s" % o.group(1)
-                if self.opts.http:
-                    web = re.search(r"http api listening on (http://\S+)", self._read_hub_log())
-                    log.info("sim: dashboard at %s/", web.group(1) if web else "?")
-                    if web:
-                        print("evhub sim: dashboard at %s/" % web.group(1), file=sys.stderr, flush=True)
-                return
-            if self.hub_proc.poll() is not None:
-                raise SimError("the hub exited with %s:\n%s" % (self.hub_proc.returncode, self._read_hub_log()[-2000:]))
-            time.sleep(0.05)
-        raise SimError("the hub did not start listening within %d s" % STARTUP_TIMEOUT_S)
-
-    def _read_hub_log(self):
+            extra += ["--ocpp", "ws://127.0.0.1:0", "--ocpp-allow-profile1"]
+        # Its own session: a Ctrl-C on the terminal reaches us, and we stop the hub in order.
+        self.hub = ServeProcess(
+            serve_argv(self.db, extra=extra),
+            self.hub_log,
+            cwd=self.workdir,
+            env=repo_env(),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.hub_proc = self.hub.proc
         try:
-            with open(self.hub_log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+            self.port = self.hub.wait_listening(STARTUP_TIMEOUT_S)
+            if self.ocpp_ids:
+                self.ocpp_url = self.hub.ocpp_url()
+        except HubStartError as exc:
+            raise SimError(str(exc)) from None
+        if self.opts.http:
+            web = self.hub.http_url()
+            log.info("sim: dashboard at %s/", web or "?")
+            if web:
+                print("evhub sim: dashboard at %s/" % web, file=sys.stderr, flush=True)
 
     def _start_chargepoints(self):
         from firmware.runner import Fleet
@@ -371,9 +312,9 @@ class Simulation:
             positions.extend(part["positions"])
             settled += part["settled"]
         snap.update(stats=stats, states=states, positions=positions, settled=settled)
-        if self.hub_watch is not None:
-            snap["hub_rss_kb"] = self.hub_watch.rss_kb()
-            snap["hub_cpu_s"] = self.hub_watch.cpu_s()
+        if self.hub_proc is not None:
+            snap["hub_rss_kb"] = self._hub_memory()
+            snap["hub_cpu_s"] = procstat.cpu_seconds(self.hub_proc.pid)
         self.last_snapshot = snap
         return snap
 
@@ -402,7 +343,7 @@ class Simulation:
         self._start_vehicles()
         self._wait_for("not every vehicle connected", lambda: self.net.up_count() >= len(self.vehicle_specs))
         setup_s = time.monotonic() - t0
-        cpu0 = self.hub_watch.cpu_s()
+        cpu0 = procstat.cpu_seconds(self.hub_proc.pid)
         self.phase = "running"
         self.started_at = time.monotonic()
         sim0 = self.sim_start = self.clock()
@@ -420,7 +361,7 @@ class Simulation:
             self.interrupted = True
         run_s = time.monotonic() - self.started_at
         sim_minutes = (self.clock() - sim0) / 60.0
-        hub_cpu = (self.hub_watch.cpu_s() or 0) - (cpu0 or 0)
+        hub_cpu = (procstat.cpu_seconds(self.hub_proc.pid) or 0) - (cpu0 or 0)
         self.phase = "winding down"
         wind = self._wind_down(progress)
         final = self.snapshot(with_stations=False)
@@ -489,16 +430,11 @@ class Simulation:
             self.fleet_stop.set()
             self.fleet_thread.join(10)
             self.fleet_thread = None
-        if self.hub_proc is not None and self.hub_proc.poll() is None:
-            self.hub_watch.rss_kb()
-            self.hub_peak_rss_kb = _peak_rss_kb(self.hub_proc.pid)
-            self.hub_proc.send_signal(signal.SIGTERM)
-            try:
-                self.hub_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                log.error("the hub did not stop within 15 s; killed")
-                self.hub_proc.kill()
-                self.hub_proc.wait()
+        if self.hub is not None and self.hub_proc.poll() is None:
+            self._hub_memory()
+            self.hub.stop(HUB_STOP_TIMEOUT_S)
+            if self.hub_proc.returncode == -signal.SIGKILL:
+                log.error("the hub did not stop within %d s; killed", HUB_STOP_TIMEOUT_S)
 
 
 def _die_with_parent():
@@ -509,14 +445,3 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def _peak_rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None

@@ -14,7 +14,7 @@ import random
 from firmware.charging import Charge, to_milli
 from hub.domain.geo import haversine_km
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "stations_bahia.csv")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "stations_bahia.csv")
 CENTRE = (-12.2664, -38.9663)  # Feira de Santana
 KM_PER_DEG = 111.32
 STATION_JITTER_KM = 1.5
