@@ -45,10 +45,8 @@ import time
 import msgpack
 
 from transport import kinds as K
-from transport.codec import packb as checked_packb
-from transport.codec import unpackb as checked_unpackb
-from transport.framing import StreamFramer
-from transport.session import Authenticated, ClientSession, Closed
+from tools.client.link import AsyncClientLink, ClientLink
+from transport.session import Authenticated, Closed
 from transport.huburl import parse_hub_url
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -58,54 +56,41 @@ _LINGER0 = struct.pack("ii", 1, 0)
 HIST_BASE = 1.02  # latency histogram: bucket i holds [1.02**i, 1.02**(i+1)) microseconds
 
 
-class Conn(asyncio.Protocol):
+class Conn(AsyncClientLink):
+    """One vehicle connection: the real handshake through the client link (tools/client/link.py),
+    then the lean path below on the same sealed framer, with no session (it costs memory x 10,000)."""
+
     def __init__(self, gen, vehicle_id, token):
+        AsyncClientLink.__init__(
+            self, ClientLink("vehicle", vehicle_id, token, heartbeat_s=3600, request_timeout_s=120)
+        )
         self.gen = gen
         self.vehicle_id = vehicle_id
-        self.session = ClientSession("vehicle", vehicle_id, token, heartbeat_s=3600, request_timeout_s=120)
-        self.framer = StreamFramer()
-        self.framer.seal = self.session.seal  # kept after the handshake: every frame is sealed
-        self.transport = None
+        self.framer = self.link.framer  # kept after the handshake: every frame is sealed
         self.ready = gen.loop.create_future()
         self.open = False
         self.closing = False
         self.inflight = {}  # seq -> (time the request was due, positions it vouches for)
         self.seq = 0
 
-    # --- handshake (the real one) ---------------------------------------------------------
+    # --- handshake (the real one, in AsyncClientLink) -----------------------------------------
 
-    def connection_made(self, transport):
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.session.start()
-        self._flush_session()
-
-    def _flush_session(self):
-        out = self.session.take_outgoing()
-        if out:
-            self.transport.write(b"".join(self.framer.encode(checked_packb(m)) for m in out))
+    def on_event(self, event):
+        if self.open:  # read with the WELCOME, before any request: nothing may come yet
+            self.gen.unexpected += 1
+        elif isinstance(event, Authenticated):
+            self.open = True
+            if not self.ready.done():
+                self.ready.set_result(True)
+        elif isinstance(event, Closed):
+            if not self.ready.done():
+                self.ready.set_exception(ConnectionError("refused: %s" % event.text))
+            self.transport.abort()
 
     def _handshake(self, data):
-        payloads = self.framer.feed(data)
-        for i, payload in enumerate(payloads):
-            for event in self.session.receive(checked_unpackb(payload)):
-                if isinstance(event, Authenticated):
-                    self.open = True
-                    self.session = None  # the lean path takes over; a session costs memory x 10,000
-                    if not self.ready.done():
-                        self.ready.set_result(True)
-                    rest = payloads[i + 1 :]
-                    if rest:
-                        self.gen.unexpected += len(rest)
-                    return
-                if isinstance(event, Closed):
-                    if not self.ready.done():
-                        self.ready.set_exception(ConnectionError("refused: %s" % event.text))
-                    self.transport.abort()
-                    return
-        self._flush_session()
+        AsyncClientLink.data_received(self, data)
+        if self.open:
+            self.link = None  # the lean path takes over
 
     def connection_lost(self, exc):
         if not self.ready.done():
@@ -118,7 +103,7 @@ class Conn(asyncio.Protocol):
 
     def data_received(self, data):
         if not self.open:
-            if self.session is not None:
+            if self.link is not None:
                 self._handshake(data)
             return
         g = self.gen

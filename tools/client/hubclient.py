@@ -1,7 +1,7 @@
 """A small blocking hub client for the command-line tools and tests.
 
-One TCP connection, the real handshake (transport.session), then
-request/reply with a timeout. Errors come out as HubError with a sentence a
+One TCP connection, the real handshake (transport.session, through the client link of
+tools/client/link.py), then request/reply with a timeout. Errors come out as HubError with a sentence a
 person can act on, never a traceback.
 """
 
@@ -12,11 +12,10 @@ import socket
 import time
 
 from transport import kinds as K
-from transport.codec import packb, unpackb
+from tools.client.link import ClientLink
 from transport.errors import E_BAD_FIELD, CodecError, FrameError, ProtocolError
-from transport.framing import StreamFramer
 from transport.huburl import parse_hub_url, uses_tls
-from transport.session import Authenticated, ClientSession, Closed, Message, Reply, Timeout
+from transport.session import Authenticated, Closed, Message, Reply, Timeout
 
 DEFAULT_HUB = "tcp://127.0.0.1:7878"
 RESERVE_TRIES = 2  # sends of one RESERVE (the same request_id) when the first gets no answer
@@ -70,11 +69,17 @@ class HubClient:
         self.url = self.urls[0]
         self._next = 0
         self.timeout = timeout
-        self.session = ClientSession(role, peer_id, key, heartbeat_s=30, request_timeout_s=timeout)
-        self.framer = StreamFramer()
-        self.framer.seal = self.session.seal  # MACs every frame after the handshake
+        self.link = ClientLink(role, peer_id, key, heartbeat_s=30, request_timeout_s=timeout)
         self.sock = None
         self.events = []  # unsolicited messages (COMPLETE, CHARGE_PROGRESS...) received meanwhile
+
+    @property
+    def session(self):
+        return self.link.session
+
+    @property
+    def framer(self):
+        return self.link.framer
 
     def __enter__(self):
         if self.sock is None:  # `with HubClient(...).connect() as c` must not connect twice
@@ -109,8 +114,7 @@ class HubClient:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if uses_tls(self.url):
                 self.sock = _wrap_tls(self.sock, host, self.url)
-            self.session.start()
-            self._flush()
+            self._write(self.link.start())
             deadline = time.monotonic() + self.timeout
             while not self.session.authenticated:
                 for event in self._read(deadline):
@@ -127,10 +131,12 @@ class HubClient:
             raise
 
     def _flush(self):
-        out = self.session.take_outgoing()
-        if out:
+        self._write(self.link.outgoing())
+
+    def _write(self, data):
+        if data:
             try:
-                self.sock.sendall(b"".join(self.framer.encode(packb(m)) for m in out))
+                self.sock.sendall(data)
             except OSError as exc:
                 raise HubError("lost the hub at %s: %s" % (self.url, exc.strerror or exc)) from None
 
@@ -147,10 +153,8 @@ class HubClient:
             raise HubError("lost the hub at %s: %s" % (self.url, exc.strerror or exc)) from None
         if not data:
             raise HubError("the hub at %s closed the connection" % self.url)
-        events = []
         try:
-            for payload in self.framer.feed(data):
-                events.extend(self.session.receive(unpackb(payload)))
+            events = self.link.receive(data)
         except (CodecError, FrameError) as exc:
             raise HubError("garbled reply from the hub: %s" % exc) from None
         self._flush()
@@ -183,10 +187,7 @@ class HubClient:
     def reconnect(self):
         """A new connection and handshake (a reply to an old request can no longer arrive)."""
         self.close()
-        old = self.session
-        self.session = ClientSession(old.role, old.device_id, old.key, heartbeat_s=30, request_timeout_s=self.timeout)
-        self.framer = StreamFramer()
-        self.framer.seal = self.session.seal
+        self.link.renew()
         return self.connect()
 
     def wait_reply(self, seq):

@@ -27,10 +27,9 @@ import logging
 import threading
 
 from transport import kinds as K
-from transport.codec import packb, unpackb
-from transport.errors import CodecError, FrameError, ProtocolError
-from transport.framing import StreamFramer
-from transport.session import Authenticated, ClientSession, Closed, Message, PeerSilent, Reply, Timeout
+from tools.client.link import AsyncClientLink, ClientLink
+from transport.errors import ProtocolError
+from transport.session import Authenticated, Closed, Message, PeerSilent, Reply, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -38,34 +37,35 @@ TICK_S = 1.0  # session timers (heartbeat, request timeouts)
 MAX_OUTBUF = 1 << 20
 
 
-class _VLink(asyncio.Protocol):
-    """One vehicle's connection; all methods run in the loop thread."""
+class _VLink(AsyncClientLink):
+    """One vehicle's connection (the client link of tools/client/link.py); all methods run in the loop thread."""
 
     def __init__(self, net, vid, token, sink):
+        AsyncClientLink.__init__(self, None)
         self.net = net
         self.vid = vid
         self.token = token
         self.sink = sink
-        self.session = None
-        self.framer = None
-        self.transport = None
         self.tags = {}  # seq -> tag of our pending requests
         self.failures = 0
         self.closing = False
         self.ever_up = False
 
+    @property
+    def session(self):
+        """The live session, or None while the link is down."""
+        return self.link.session if self.link is not None else None
+
     # --- connection lifecycle -----------------------------------------------------
 
     def open(self):
-        self.session = ClientSession(
+        self.link = ClientLink(
             "vehicle",
             self.vid,
             self.token,
             heartbeat_s=self.net.heartbeat_s,
             request_timeout_s=self.net.request_timeout_s,
         )
-        self.framer = StreamFramer()
-        self.framer.seal = self.session.seal  # MACs every frame after the handshake
         self.tags = {}
         task = self.net.loop.create_task(self._connect())
         self.net.tasks.add(task)  # asyncio keeps only a weak reference to a running task
@@ -77,27 +77,12 @@ class _VLink(asyncio.Protocol):
         except OSError as exc:
             self._lost("connect: %s" % (exc.strerror or exc))
 
-    def connection_made(self, transport):
-        self.transport = transport
-        self.session.start()
-        self.flush()
+    def on_bad_frame(self, exc):
+        self.net.count_error(self.vid, "bad frame from the hub: %s" % exc)
+        self.transport.abort()
 
-    def data_received(self, data):
-        try:
-            payloads = self.framer.feed(data)
-        except FrameError as exc:
-            self.net.count_error(self.vid, "bad frame from the hub: %s" % exc)
-            self.transport.abort()
-            return
-        for payload in payloads:
-            try:
-                obj = unpackb(payload)
-            except CodecError as exc:
-                self.net.count_error(self.vid, "undecodable message from the hub: %s" % exc)
-                continue
-            for ev in self.session.receive(obj):
-                self._on_event(ev)
-        self.flush()
+    def on_bad_message(self, exc):
+        self.net.count_error(self.vid, "undecodable message from the hub: %s" % exc)
 
     def connection_lost(self, exc):
         self.transport = None
@@ -107,7 +92,7 @@ class _VLink(asyncio.Protocol):
         for tag in self.tags.values():
             self.net.emit(self, "timeout", tag, None, None)
         self.tags = {}
-        self.session = None
+        self.link = None
         if self.closing:
             return
         self.net.emit(self, "down", None, None, (why,))
@@ -128,7 +113,7 @@ class _VLink(asyncio.Protocol):
 
     # --- messages ---------------------------------------------------------------------
 
-    def _on_event(self, ev):
+    def on_event(self, ev):
         if isinstance(ev, Reply):
             tag = self.tags.pop(ev.seq, None)
             if tag is not None:
@@ -165,22 +150,20 @@ class _VLink(asyncio.Protocol):
             self.session.send(kind, 0, *fields)
 
     def flush(self):
-        if self.session is None or self.transport is None:
+        if self.link is None or self.transport is None:
             return
-        out = self.session.take_outgoing()
-        if out:
-            self.transport.write(b"".join([self.framer.encode(packb(m)) for m in out]))
-            if self.transport.get_write_buffer_size() > MAX_OUTBUF:
-                self.net.count_error(
-                    self.vid, "the hub does not read (%d bytes queued)" % self.transport.get_write_buffer_size()
-                )
-                self.transport.abort()
+        AsyncClientLink.flush(self)
+        if self.transport.get_write_buffer_size() > MAX_OUTBUF:
+            self.net.count_error(
+                self.vid, "the hub does not read (%d bytes queued)" % self.transport.get_write_buffer_size()
+            )
+            self.transport.abort()
 
     def tick(self):
-        if self.session is None:
+        if self.link is None:
             return
-        for ev in self.session.tick():
-            self._on_event(ev)
+        for ev in self.link.tick():
+            self.on_event(ev)
         self.flush()
 
 
