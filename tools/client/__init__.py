@@ -12,6 +12,8 @@ Module index:
 - secret_args.py     --key/--token from a flag, a -file or the environment (not in /proc).
 - accounts.py        station and vehicle removal and listing, written to the store.
 - provisioned.py     a charge point's capacity as provisioned in the store.
+- stationrows.py     station rows: the one validation (connector limit), names, CSV/JSON files.
 - station_update.py  `evhub stations update`: fix a provisioned station.
+- timetext.py        local times and reservation ids as typed and shown at the terminal.
 - vehicle_charge.py  `evhub vehicle start|stop|sessions`: charging from the terminal.
 """

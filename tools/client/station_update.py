@@ -18,7 +18,7 @@ def _fail(text: str, code: int = EXIT_USAGE) -> int:
 
 def update(args: argparse.Namespace) -> int:
     from hub.store.store import Store
-    from tools.commands.stations import validate_station
+    from tools.client.stationrows import validate_station
     from tools.common.storepath import describe
 
     if not os.path.exists(args.db):

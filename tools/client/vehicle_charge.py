@@ -226,7 +226,7 @@ def _stop(hub: HubClient, args) -> int:
 
 
 def _sessions(hub: HubClient, args) -> int:
-    from tools.commands.vehicle import iso_local, show_local
+    from tools.client.timetext import iso_local, show_local
 
     rows = hub.request(K.LIST_SESSIONS)[1][0]
     if args.json:

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from tools.client.timetext import iso_local, parse_day_or_time, parse_reservation_id, show_window
 from tools.common.exitcodes import (
     EXIT_CONFLICT,
     EXIT_DENIED,
@@ -52,22 +53,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     c.add_argument("--http-token-file", help="file holding the HTTP token (default $EVHUB_HTTP_TOKEN)")
 
 
-def parse_reservation_id(text: str) -> int:
-    """'42' or '#42' (the form lists print) -> 42; ValueError otherwise."""
-    raw = text.strip().lstrip("#")
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
-        raise ValueError("a reservation id is a positive number such as 42 or #42, not %r" % text)
-    return int(raw)
-
-
 def run(args: argparse.Namespace) -> int:
     return _list(args) if args.action == "list" else _cancel(args)
 
 
 def _list(args: argparse.Namespace) -> int:
     from hub.store.reads import Reads, open_read_only
-    from tools.commands.sessions import parse_day_or_time
-    from tools.commands.vehicle import iso_local, show_window
 
     if not 1 <= args.limit <= 100000:
         print("evhub reservations list: --limit must be 1..100000", file=sys.stderr)

@@ -17,6 +17,7 @@ import sqlite3
 import sys
 from typing import Any
 
+from tools.client.timetext import parse_day_or_time
 from tools.common.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 COLUMNS = (
@@ -49,17 +50,6 @@ def configure(p: argparse.ArgumentParser) -> None:
     e.add_argument(
         "--db", default=os.environ.get("EVHUB_DB", "evhub.db"), help="the store (default $EVHUB_DB or ./evhub.db)"
     )
-
-
-def parse_day_or_time(text: str) -> int:
-    """Local "YYYY-MM-DD" (midnight) or anything `evhub vehicle --at` takes -> UTC epoch seconds."""
-    from tools.commands.vehicle import parse_local_time
-
-    try:
-        day = datetime.datetime.strptime(text.strip(), "%Y-%m-%d")
-    except ValueError:
-        return parse_local_time(text)
-    return int(day.astimezone().timestamp())
 
 
 def _iso(epoch: int | None) -> str | None:

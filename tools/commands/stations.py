@@ -1,6 +1,5 @@
 """`evhub stations add|import|update|list|remove`: provision charge points and see them on a running hub."""
 
-import csv
 import json
 import os
 import sys
@@ -9,10 +8,9 @@ from hub.store import ops as store_ops
 from tools.client import operator_auth
 from tools.common.exitcodes import EXIT_CONFLICT, EXIT_USAGE
 from tools.client.hubclient import HubError, hub_url
+from tools.client.stationrows import read_rows, row_name, validate_station
 from tools.common.storepath import DB_HELP, default_db, describe
 from transport import kinds as K
-
-FIELDS = ("id", "lat", "lon", "connectors", "max_kw")
 
 
 def configure(p):
@@ -70,55 +68,6 @@ def configure(p):
     )
 
 
-def _given(row, key, default):
-    value = row.get(key)
-    return default if value is None or value == "" else value
-
-
-def validate_station(row, where="station"):
-    """Returns (id, lat, lon, connectors, max_kw) or raises ValueError naming the bad field."""
-    try:
-        sid = str(row["id"]).strip()
-        lat, lon = float(row["lat"]), float(row["lon"])
-        # Only a missing (or empty CSV) value takes the default; an explicit 0 is checked and refused below.
-        connectors = int(_given(row, "connectors", 1))
-        max_kw = float(_given(row, "max_kw", 22))
-    except KeyError as exc:
-        raise ValueError("%s: missing %s" % (where, exc.args[0])) from None
-    except (TypeError, ValueError):
-        raise ValueError("%s: lat, lon, max_kw must be numbers and connectors an integer" % where) from None
-    if not sid or len(sid) > 64 or any(c.isspace() for c in sid):
-        raise ValueError("%s: id must be 1..64 characters without spaces" % where)
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ValueError("%s: lat must be -90..90 and lon -180..180" % where)
-    if not 1 <= connectors <= K.MAX_CONNECTORS:
-        raise ValueError("%s: connectors must be 1..%d" % (where, K.MAX_CONNECTORS))
-    if not 0 < max_kw <= 1000:
-        raise ValueError("%s: max_kw must be in (0, 1000]" % where)
-    return sid, lat, lon, connectors, max_kw
-
-
-def _row_name(row, where):
-    """A CSV/JSON row's place name: column `name`, else `city` (the sim's CSV has `city`)."""
-    try:
-        return store_ops.clean_name(row.get("name") or row.get("city"))
-    except ValueError as exc:
-        raise ValueError("%s: %s" % (where, exc)) from None
-
-
-def _read_rows(path):
-    with open(path, newline="") as f:
-        text = f.read()
-    if path.lower().endswith(".json") or text.lstrip().startswith(("[", "{")):
-        data = json.loads(text)
-        if isinstance(data, dict):
-            data = data.get("stations", [])
-        if not isinstance(data, list):
-            raise ValueError('JSON must be a list of stations or {"stations": [...]}')
-        return data
-    return list(csv.DictReader(text.splitlines()))
-
-
 def run(args):
     if args.action == "list":
         return _list(args)
@@ -156,13 +105,13 @@ def run(args):
             print(describe(args.db, existed), file=sys.stderr)
             return 0
         try:
-            rows = _read_rows(args.file)
+            rows = read_rows(args.file)
         except OSError as exc:
             raise ValueError("cannot read %s: %s" % (args.file, exc.strerror)) from None
         except json.JSONDecodeError as exc:
             raise ValueError("%s is not valid JSON: %s" % (args.file, exc)) from None
         stations = [validate_station(r, "%s row %d" % (args.file, n + 1)) for n, r in enumerate(rows)]
-        names = [_row_name(r, "%s row %d" % (args.file, n + 1)) for n, r in enumerate(rows)]
+        names = [row_name(r, "%s row %d" % (args.file, n + 1)) for n, r in enumerate(rows)]
         if not stations:
             raise ValueError("%s holds no stations" % args.file)
         store = Store(args.db)

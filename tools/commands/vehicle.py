@@ -7,16 +7,14 @@ times as ISO 8601 with the local offset ("start") and as UTC epoch seconds
 The token comes from --token, $EVHUB_TOKEN, or what `evhub vehicles add` remembered.
 """
 
-import datetime
 import json
 import sys
 import time
 
 from tools.client import credentials, secret_args, vehicle_charge
 from tools.client.hubclient import HubClient, HubError, hub_url
+from tools.client.timetext import iso_local, parse_local_time, show_local, show_window
 from transport import kinds as K
-
-TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 
 
 def configure(p):
@@ -47,40 +45,6 @@ def configure(p):
     lst.add_argument("--all", action="store_true", help="every state, newest first (at most 50)")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
     vehicle_charge.configure(sub)  # start, stop, sessions
-
-
-def parse_local_time(text):
-    """'2026-11-24 18:30' in local time -> UTC epoch seconds; ValueError with the accepted format.
-
-    An ISO 8601 time with an offset ('2026-11-24T18:30:00-03:00', as --json prints) is taken as is."""
-    text = text.strip()
-    for fmt in TIME_FORMATS:
-        try:
-            naive = datetime.datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        return int(naive.astimezone().timestamp())  # a naive time is taken as local time
-    try:
-        when = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is not None and when.tzinfo is not None:
-        return int(when.timestamp())
-    raise ValueError('time %r not understood: use "YYYY-MM-DD HH:MM" (local time)' % text)
-
-
-def show_local(epoch):
-    return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
-
-
-def show_window(start, end):
-    """'2026-11-24 18:30-19:10', with the end's date when the window crosses midnight."""
-    a, b = show_local(start), show_local(end)
-    return "%s-%s" % (a, b[11:] if a[:10] == b[:10] else b)
-
-
-def iso_local(epoch):
-    return datetime.datetime.fromtimestamp(epoch).astimezone().isoformat()
 
 
 def _json_times(row):
@@ -131,7 +95,7 @@ def _run(args):
         )
     rid = None
     if args.action == "cancel":
-        from tools.commands.reservations import parse_reservation_id
+        from tools.client.timetext import parse_reservation_id
 
         rid = parse_reservation_id(args.reservation_id)  # ValueError: exit 2 before touching the network
     with HubClient(hub_url(args.hub), "vehicle", args.id, token) as hub:
