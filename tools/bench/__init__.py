@@ -5,6 +5,9 @@ Modules (/proc figures come from tools/common/procstat.py, the hub from tools/co
   echo       the do-nothing echo server (the ceiling of this machine and this client)
   loadgen    the load client (its own process): handshakes, closed or open loop, latencies
   runner     starts the hub / echo server and the clients, gathers the figures
+  clients    the load client processes: start, go, sample the server, merge
+  conn       one load connection: the real handshake (tools/client/link.py), then the lean path
+  latency    the latency histogram and its percentiles
   inproc     the hub's Link + Router in-process, no socket (micro, tests/test_nearest_fast_path.py)
   ocpp       the OCPP scenario: simulated chargers against the hub's central system
   profile    py-spy sampling over the measured window

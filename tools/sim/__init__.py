@@ -4,6 +4,7 @@ Module index:
 
 - run.py      Simulation: provision, start the hub (tools/common/hubproc.py), the charge points and
               the vehicles; run; wind down; close the books.
+- options.py  SimOptions: what a run is asked to do, each value checked.
 - world.py    where the stations are (tools/data/stations_bahia.csv), the vehicles, distances, times.
 - vehicle.py  one vehicle's decisions, sans-I/O (drive, run low, search, reserve, charge).
 - agent.py    VehicleAgent: a Pykka actor driving a group of vehicles.

@@ -25,6 +25,7 @@ from hub.clock import HubClock
 from tools.common import procstat
 from tools.common.hubproc import HubStartError, ServeProcess, repo_env, serve_argv
 from tools.sim import books as sim_books
+from tools.sim.options import SimOptions  # noqa: F401  (the callers' name for it: Simulation(SimOptions(...)))
 from tools.sim.world import make_vehicles, place_stations, places
 from tools.sim.vehicle import Params
 from tools.sim.agent import VehicleAgent
@@ -38,49 +39,6 @@ WIND_DOWN_TIMEOUT_S = 30
 
 class SimError(Exception):
     """The simulation could not be set up (the hub did not start, stations did not come online...)."""
-
-
-class SimOptions:
-    def __init__(
-        self,
-        stations=50,
-        vehicles=200,
-        duration=60.0,
-        speedup=60.0,
-        seed=None,
-        per_agent=25,
-        tick_s=0.25,
-        workdir=None,
-        keep=False,
-        report_s=60,
-        http=None,
-        ocpp_share=0.0,
-    ):
-        self.stations = stations
-        self.vehicles = vehicles
-        self.duration = duration
-        self.speedup = speedup
-        self.seed = seed if seed is not None else int(time.time()) % 100000
-        self.per_agent = per_agent
-        self.tick_s = tick_s
-        self.workdir = workdir
-        self.keep = keep
-        self.report_s = report_s
-        self.http = http  # HOST:PORT for the hub's HTTP API and dashboard (loopback), or None
-        self.ocpp_share = ocpp_share  # the fraction of stations that are OCPP 1.6J chargers (tools/sim/ocpp.py)
-
-    def check(self):
-        for bad, text in (
-            (not 1 <= self.stations <= 2000, "--stations must be 1..2000"),
-            (not 0 <= self.vehicles <= 5000, "--vehicles must be 0..5000"),
-            (not 1 <= self.duration <= 86400, "--duration must be 1..86400 seconds"),
-            (not 1 <= self.speedup <= 3600, "--speedup must be 1..3600"),
-            (not 1 <= self.per_agent <= 1000, "--vehicles-per-agent must be 1..1000"),
-            (not 1 <= self.report_s <= 3600, "--position-every must be 1..3600 simulated seconds"),
-            (not 0 <= self.ocpp_share <= 1, "--ocpp-share must be 0..1"),
-        ):
-            if bad:
-                raise ValueError(text)
 
 
 class _ErrorCounter(logging.Handler):
