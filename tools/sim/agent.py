@@ -1,9 +1,9 @@
 """Vehicle agents as Pykka actors: each VehicleAgent owns a group of simulated vehicles.
 
 Every tick, every reply and every hub event for its vehicles arrives as a message in
-the agent's inbox, and the agent runs the vehicles' decisions (``sim_vehicle.Vehicle``,
+the agent's inbox, and the agent runs the vehicles' decisions (``tools.sim.vehicle.Vehicle``,
 sans-I/O) on its own thread, so a vehicle's state is only ever touched by one thread.
-What the vehicles want sent goes to ``sim_net.VehicleNet`` in one batch per message.
+What the vehicles want sent goes to ``tools.sim.net.VehicleNet`` in one batch per message.
 
 Why a group per actor, not an actor per vehicle: a Pykka ThreadingActor is an OS
 thread. 200 vehicles as 200 actors cost 200 threads that all wake on every tick; as

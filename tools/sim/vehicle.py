@@ -3,7 +3,7 @@ reserves a charger, charges and carries on.
 
 ``Vehicle`` does no I/O and owns no thread: it is told the (simulated) time by
 ``tick(now)`` and what the hub said by ``on_net(...)``, and it appends what it wants
-sent to a shared list of ops for ``sim_net.VehicleNet``. ``vehicle_agent.VehicleAgent``
+sent to a shared list of ops for ``tools.sim.net.VehicleNet``. ``tools.sim.agent.VehicleAgent``
 (a Pykka actor) is what calls it. The life of a vehicle::
 
     connecting -> driving --(soc <= threshold)--> searching --NEAREST--> reserving --RESERVE ok-->
