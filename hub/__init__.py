@@ -11,5 +11,5 @@ ocpp/      OCPP 1.6J chargers beside our own boards
 messages.py  every typed message between actors, and every Outbox item
 daemon.py    wires it all together; config.py and configdoc.py its settings
 events.py    the EventBus the HTTP event stream listens to
-clock.py, timefmt.py, secretfile.py, operatorkey.py, microbench.py  small shared helpers
+clock.py, timefmt.py, secretfile.py, operatorkey.py  small shared helpers
 """

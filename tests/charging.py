@@ -10,7 +10,7 @@ QUICK_EV = {"max_kw": 50.0, "capacity_kwh": 0.05, "soc": 0.2, "target_soc": 0.9}
 def charge_to_complete(vehicle, station_id, ev=QUICK_EV, timeout=30):
     """Reserve `station_id` from now for an hour (a start needs one), start a charge, return the COMPLETE event.
 
-    `vehicle` is a connected tools.hubclient.HubClient; a refusal or a timeout raises HubError.
+    `vehicle` is a connected tools.client.hubclient.HubClient; a refusal or a timeout raises HubError.
     """
     now = int(time.time())
     vehicle.request(K.RESERVE, station_id, now, now + 3600)

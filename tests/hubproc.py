@@ -5,20 +5,19 @@
         ... connect to hub.url ...
 
 The hub listens on port 0; its log line "hub listening on tcp://127.0.0.1:PORT"
-tells us the port. Its log goes to a file we can read in assertions.
+tells us the port. Its log goes to a file we can read in assertions. The launcher is
+tools/common/hubproc.py (one copy, shared with `evhub sim` and `evhub bench`).
 """
 
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 
-from procs import LoggedProcess
+from tools.common.hubproc import HubStartError, ServeProcess, repo_env, serve_argv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LISTEN_RE = re.compile(r"hub listening on tcp://([\d.]+):(\d+)")
 
 
 def evhub(*args, cwd=None, env=None, timeout=60, check=True, input=None):
@@ -55,28 +54,17 @@ class HubProcess:
         return "tcp://127.0.0.1:%d" % self.port
 
     def start(self, timeout=20):
-        cmd = [
-            sys.executable,
-            "-m",
-            "tools.cli",
-            "serve",
-            "--listen",
-            "tcp://127.0.0.1:%d" % self.port,
-            "--db",
-            self.db,
-        ] + self.extra_args
+        cmd = serve_argv(self.db, "tcp://127.0.0.1:%d" % self.port, self.extra_args)
         offset = len(self.log())  # on a restart, only the new log lines count
-        env = dict(os.environ, PYTHONPATH=REPO, **self.env)
-        process = LoggedProcess(cmd, self.log_path, cwd=self.tmp, env=env, append=True, preexec_fn=self.preexec_fn)
+        process = ServeProcess(
+            cmd, self.log_path, cwd=self.tmp, env=repo_env(self.env, REPO), append=True, preexec_fn=self.preexec_fn
+        )
         self.proc, self._log = process.proc, process._log
-        m = process.wait_for_output(LISTEN_RE, timeout, offset)
-        if m:
-            self.port = int(m.group(2))
-            return self
-        if self.proc.poll() is not None:
-            raise AssertionError("hub exited with %s:\n%s" % (self.proc.returncode, self.log()))
-        self.stop()
-        raise AssertionError("hub did not start listening within %d s:\n%s" % (timeout, self.log()))
+        try:
+            self.port = process.wait_listening(timeout, offset)
+        except HubStartError as exc:
+            raise AssertionError(str(exc)) from None
+        return self
 
     def log(self):
         try:

@@ -20,7 +20,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
-from tools.toolpath import find_tool as _find  # noqa: E402  (the one finder, shared with the tools)
+from tools.common.toolpath import find_tool as _find  # noqa: E402  (the one finder, shared with the tools)
 
 SUPPORTED = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
 

@@ -8,7 +8,7 @@ import pytest
 
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from transport.codec import packb
 from transport.errors import E_AUTH_FAILED, E_RATE_LIMITED
 from transport.session import Authenticated

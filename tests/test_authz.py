@@ -14,7 +14,7 @@ import pytest
 from firmware.runner import run_chargepoint
 from hubproc import HubProcess, evhub
 from test_bundle import wait_for
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from transport import kinds as K
 from transport.session import Reply
 from transport.errors import E_AUTH_FAILED, E_FORBIDDEN, E_INVALID_STATE, E_OVERLOADED

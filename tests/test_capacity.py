@@ -8,7 +8,7 @@ import time
 from hubproc import HubProcess
 from procs import LoggedProcess
 from test_http_api import TOKEN, HttpHub
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 from waiting import wait_for
 

@@ -17,7 +17,7 @@ import warnings
 import pytest
 
 from test_http_api import TOKEN, HttpHub, boot_station
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 
 CHROMIUM = "/usr/bin/chromium"

@@ -74,7 +74,7 @@ def test_a_capacity_mismatch_is_marked_in_the_table_and_explained_in_the_station
     import contextlib
 
     from test_http_api import HttpHub
-    from tools.hubclient import HubClient
+    from tools.client.hubclient import HubClient
     from transport import kinds as K
 
     with HttpHub(tmp_path) as hub:

@@ -19,7 +19,7 @@ from charging import QUICK_EV
 from firmware.runner import Fleet, run_chargepoint
 from fw_ptypair import PtyPair
 from hubproc import REPO, HubProcess, evhub
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from transport import kinds as K
 from waiting import thread as _thread, wait_for as _wait
 

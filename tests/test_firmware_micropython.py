@@ -18,7 +18,7 @@ from fw_fakes import FAKE_NETWORK
 from fw_mp import REPO, compile_tree, micropython, mpy_cross, run
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from tools.romfs import build_image
 from transport import kinds as K
 from waiting import wait_for
@@ -181,15 +181,6 @@ def test_a_full_session_with_a_hub_restart_and_a_reboot_runs_under_micropython(m
     record_property("%s_session_import_bytes" % mode, base - start)
     record_property("%s_session_runtime_bytes" % mode, runtime)
     record_property("%s_session_min_heap_kb" % mode, least)
-    # the names `evhub bench --scenario micro` (tools/bench/micro.py) reads
-    if mode == "mpy":
-        record_property("code_in_ram_bytes", base - start)
-        record_property("runtime_peak_bytes", runtime)
-        record_property("min_heap_kb_code_in_ram", least)
-    else:
-        record_property("rom_mode_import_bytes", base - start)
-        record_property("rom_mode_heap_bytes", peak - start)
-        record_property("min_heap_kb_code_in_rom", least)
     print(
         "\nfull session + hub restart + reboot, code %s: imports %d B, run-time peak +%d B, smallest heap %d KB"
         % ("in ROM" if mode == "rom" else "loaded into RAM", base - start, runtime, least)

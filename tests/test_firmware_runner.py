@@ -14,7 +14,7 @@ from fw_hub import EPOCH, KEY, FakeClock, FakeHub, Wire
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
 from tools import cli
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import codec
 from transport import kinds as K
 from waiting import thread as _thread, wait_for as _wait
@@ -50,7 +50,7 @@ def test_a_config_file_that_is_not_json_is_refused(tmp_path, capsys):
 
 
 def test_the_hub_url_comes_from_the_environment_when_not_given(monkeypatch):
-    from tools.cmd_chargepoint import build_config
+    from tools.commands.chargepoint import build_config
 
     monkeypatch.setenv("EVHUB_HUB", "tcp://10.1.2.3:9000")
 

@@ -19,7 +19,7 @@ from fw_mp import REPO, micropython, run
 from hubproc import HubProcess, evhub
 from test_firmware_micropython import Firmware as _Firmware, bundle_dir  # noqa: F401 (a fixture)
 from tools import cli
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from waiting import thread as _thread, wait_for as _wait
 
 TLS_DIR = os.path.join(os.path.dirname(__file__), "data", "tls")
@@ -153,7 +153,7 @@ def test_bad_tls_arguments_exit_2_with_a_clear_message(argv, message, capsys):
 
 
 def test_the_tls_ca_comes_from_the_environment_and_the_flag_wins(monkeypatch, tmp_path):
-    from tools.cmd_chargepoint import build_config
+    from tools.commands.chargepoint import build_config
 
     class Args:
         config = None

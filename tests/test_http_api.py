@@ -10,7 +10,7 @@ import types
 import pytest
 
 from hubproc import HubProcess
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 from waiting import wait_for
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from test_http_api import TOKEN, HttpHub, SseClient, boot_station
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from hubproc import HubProcess, evhub
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from transport import kinds as K
 from transport.codec import packb
 from transport.errors import E_AUTH_FAILED, E_BAD_FIELD, E_FORBIDDEN, E_NOT_FOUND

@@ -17,7 +17,7 @@ import time
 from hypothesis import given, settings, strategies as st
 
 from hubproc import HubProcess
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.errors import CodecError, ProtocolError

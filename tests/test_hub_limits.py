@@ -4,7 +4,7 @@ import pytest
 
 from hub.io.limits import LoginThrottle, RateLimiter
 from hubproc import HubProcess
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from transport.errors import E_AUTH_FAILED, E_RATE_LIMITED
 
 

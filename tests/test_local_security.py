@@ -13,9 +13,9 @@ import pytest
 
 from fw_ptypair import PtyPair
 from hubproc import REPO, HubProcess, evhub
-from tools.exitcodes import EXIT_DENIED
-from tools.hubclient import HubClient, HubError
-from tools.operator_auth import operator_client
+from tools.common.exitcodes import EXIT_DENIED
+from tools.client.hubclient import HubClient, HubError
+from tools.client.operator_auth import operator_client
 from transport import kinds as K
 from transport.session import Authenticated, Closed
 from serial_login import serial_login

@@ -11,7 +11,7 @@ import pytest
 
 from hubproc import HubProcess
 from test_reservation_sync import Stations, tcp_config
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 from waiting import wait_for
 

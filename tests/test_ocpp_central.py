@@ -25,7 +25,7 @@ from websockets.exceptions import InvalidStatus
 
 from hubproc import REPO, HubProcess
 from procs import LoggedProcess
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 from waiting import wait_for
 
@@ -541,7 +541,7 @@ def test_reserve_now_is_sent_again_when_the_charger_reconnects_inside_the_window
 
 
 def test_a_charger_that_never_answers_a_remote_start_gets_the_vehicle_a_timeout_error_not_a_hang(hub_and_central):
-    from tools.hubclient import HubError
+    from tools.client.hubclient import HubError
 
     hub, central, url = hub_and_central
     key = hub.add_station("CP-OCPP", connectors=1, protocol="ocpp1.6")

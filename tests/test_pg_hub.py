@@ -9,7 +9,7 @@ from charging import QUICK_EV
 from firmware.runner import run_chargepoint
 from hubproc import HubProcess, evhub
 from hub.store.store import SCHEMA_VERSION, Store
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 from waiting import thread as _thread, wait_for as _wait
 

@@ -14,7 +14,7 @@ from fw_ptypair import PtyPair
 from hubproc import HubProcess
 from test_authz import QUICK_EV, answer, fake_station
 from test_bundle import wait_for
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from transport import kinds as K
 from transport.errors import E_BAD_FIELD, E_INVALID_STATE
 

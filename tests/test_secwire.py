@@ -13,7 +13,7 @@ import pytest
 from firmware.runner import run_chargepoint
 from hubproc import HubProcess
 from test_firmware_micropython import Firmware, bundle_dir, fw_config, rom_board, wait_for  # noqa: F401 (fixtures)
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from transport import kinds as K
 from transport import serversession
 from transport.codec import packb, unpackb

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from hubproc import evhub
-from tools.sim_world import CENTRE, load_rows, make_vehicles, place_stations
+from tools.sim.world import CENTRE, load_rows, make_vehicles, place_stations
 from hub.domain.geo import haversine_km
 
 
@@ -205,7 +205,7 @@ def _books(**states):
     ],
 )
 def test_the_books_check_catches_what_does_not_add_up(tmp_path, books, stats, hub_stats, expect):
-    from tools.sim_books import summarize
+    from tools.sim.books import summarize
 
     seen = dict({"reservations_confirmed": 2, "energy_wh": 5000, "sessions_completed": 1}, **stats)
     final = {"stats": seen}

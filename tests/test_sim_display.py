@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from tools.sim_display import LiveDisplay, fit
-from tools.sim_world import place_stations
+from tools.sim.display import LiveDisplay, fit
+from tools.sim.world import place_stations
 
 ESC = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tools.sim_world import Place, StationSpec, VehicleSpec, charge_seconds, target_within
-from tools.sim_vehicle import (
+from tools.sim.world import Place, StationSpec, VehicleSpec, charge_seconds, target_within
+from tools.sim.vehicle import (
     CHARGING,
     DONE,
     DRIVING,
@@ -241,7 +241,7 @@ def _specs(n, soc=0.9):
 
 
 def test_an_agent_actor_drives_its_vehicles_from_its_inbox():
-    from tools.vehicle_agent import VehicleAgent
+    from tools.sim.agent import VehicleAgent
 
     net = FakeNet()
     ref = VehicleAgent.start(_specs(3), Params(), PLACES, {NEAR.id: NEAR}, net, lambda: T0)
@@ -257,7 +257,7 @@ def test_an_agent_actor_drives_its_vehicles_from_its_inbox():
 
 
 def test_one_vehicle_crashing_does_not_stop_its_agent_or_the_others():
-    from tools.vehicle_agent import VehicleAgent
+    from tools.sim.agent import VehicleAgent
 
     net = FakeNet()
     ref = VehicleAgent.start(_specs(2, soc=0.2), Params(), PLACES, {NEAR.id: NEAR}, net, lambda: T0)

@@ -4,7 +4,7 @@ import contextlib
 
 from hubproc import evhub
 from test_http_api import HttpHub
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 
 

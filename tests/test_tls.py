@@ -5,7 +5,7 @@ import os
 import pytest
 
 from hubproc import HubProcess, evhub
-from tools.hubclient import HubClient, HubError
+from tools.client.hubclient import HubClient, HubError
 from transport import kinds as K
 from waiting import wait_for
 

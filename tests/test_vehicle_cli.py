@@ -13,7 +13,7 @@ import time
 import pytest
 
 from hubproc import HubProcess, evhub
-from tools.operator_auth import operator_client
+from tools.client.operator_auth import operator_client
 from transport import kinds as K
 from waiting import thread, wait_for
 

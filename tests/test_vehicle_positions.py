@@ -3,7 +3,7 @@
 import time
 
 from test_http_api import HttpHub
-from tools.hubclient import HubClient
+from tools.client.hubclient import HubClient
 from transport import kinds as K
 
 

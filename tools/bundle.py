@@ -33,7 +33,7 @@ import shutil
 import subprocess
 
 from hub.secretfile import SecretFileError, write_secret
-from tools import toolpath
+from tools.common import toolpath
 from transport.huburl import parse_hub_url
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,25 +10,28 @@ import importlib
 import logging
 import sys
 
-from tools.exitcodes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
+from tools.common.exitcodes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "serve": ("tools.cmd_serve", "run the hub daemon (TCP listener and serial lines)"),
-    "stations": ("tools.cmd_stations", "provision, list and remove charge points"),
-    "vehicles": ("tools.cmd_vehicles", "provision, list and remove vehicles (tokens)"),
-    "chargepoint": ("tools.cmd_chargepoint", "run a simulated charge point (the firmware core on CPython)"),
-    "vehicle": ("tools.cmd_vehicle", "manual vehicle client: position, nearest, reserve, cancel, reservations"),
-    "sim": ("tools.cmd_sim", "simulate a hub, charge points and vehicles on this machine"),
+    "serve": ("tools.commands.serve", "run the hub daemon (TCP listener and serial lines)"),
+    "stations": ("tools.commands.stations", "provision, list and remove charge points"),
+    "vehicles": ("tools.commands.vehicles", "provision, list and remove vehicles (tokens)"),
+    "chargepoint": ("tools.commands.chargepoint", "run a simulated charge point (the firmware core on CPython)"),
+    "vehicle": ("tools.commands.vehicle", "manual vehicle client: position, nearest, reserve, cancel, reservations"),
+    "sim": ("tools.commands.sim", "simulate a hub, charge points and vehicles on this machine"),
     "bundle": ("tools.cmd_bundle", "write the board filesystem (MicroPython firmware bundle)"),
     "flash": ("tools.cmd_flash", "flash MicroPython and the bundle to an ESP32 charge point"),
     "pty-pair": ("tools.cmd_pty_pair", "two joined pseudo-terminals, to try serial links without hardware"),
     "console": ("tools.cmd_console", "serial console that decodes evhub frames live"),
-    "ocpp": ("tools.cmd_ocpp", "OCPP 1.6J central system: commercial chargers join the hub as stations"),
-    "reservations": ("tools.cmd_reservations", "the reservation book for the operator: list (from the store), cancel"),
-    "sessions": ("tools.cmd_sessions", "charging sessions for billing: export as CSV or JSON (from the store)"),
-    "db": ("tools.cmd_db", "store maintenance: backup (while the hub runs)"),
-    "bench": ("tools.cmd_bench", "benchmarks: load the hub and report throughput, latency, memory"),
+    "ocpp": ("tools.commands.ocpp", "OCPP 1.6J central system: commercial chargers join the hub as stations"),
+    "reservations": (
+        "tools.commands.reservations",
+        "the reservation book for the operator: list (from the store), cancel",
+    ),
+    "sessions": ("tools.commands.sessions", "charging sessions for billing: export as CSV or JSON (from the store)"),
+    "db": ("tools.commands.db", "store maintenance: backup (while the hub runs)"),
+    "bench": ("tools.commands.bench", "benchmarks: load the hub and report throughput, latency, memory"),
 }
 
 

@@ -31,7 +31,7 @@ import argparse
 import sys
 
 from tools import bundle as B
-from tools import secret_args
+from tools.client import secret_args
 
 
 def add_config_arguments(p, require_id=True):
@@ -103,7 +103,7 @@ def ca_from_args(args):
 
 
 def resolve_secrets(args):
-    """--key/--wifi from their flag, -file or $EVHUB_KEY/$EVHUB_WIFI (tools/secret_args.py); ValueError if unreadable."""
+    """--key/--wifi from their flag, -file or $EVHUB_KEY/$EVHUB_WIFI (tools/client/secret_args.py); ValueError if unreadable."""
     if hasattr(args, "key"):
         secret_args.resolve(args, "--key", "EVHUB_KEY")
     secret_args.resolve(args, "--wifi", "EVHUB_WIFI")

@@ -72,7 +72,7 @@ import time
 
 from serial import SerialException
 
-from tools import secret_args
+from tools.client import secret_args
 from tools.term_escape import RawFilter, escape_text
 from transport import kinds as K
 from transport.codec import packb, unpackb

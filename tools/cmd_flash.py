@@ -57,9 +57,9 @@ import tempfile
 import time
 
 from tools import bundle as B
-from tools import secret_args
+from tools.client import secret_args
 from tools.cmd_bundle import add_config_arguments
-from tools import toolpath
+from tools.common import toolpath
 
 # Where the MicroPython image goes: the ESP32 and ESP32-S2 boot from 0x1000, later chips from 0x0.
 FLASH_OFFSETS = {"esp32": 0x1000, "esp32s2": 0x1000, "esp32s3": 0x0, "esp32c3": 0x0, "esp32c6": 0x0}

@@ -9,7 +9,7 @@ Cell size 0.1 degree (~11 km north-south). A vehicle asks for chargers a few km
 to a few tens of km away; at regional densities of 1-10 stations per 100 km2 a
 0.1-degree cell holds 1-10 stations, so k=5 is usually answered from a 3x3 block.
 Smaller cells cost more empty-cell lookups in sparse regions, larger ones more
-distance evaluations (hub/microbench.py: at 1k/10k/100k stations over a 10x10
+distance evaluations (tools/bench/micro/domain.py: at 1k/10k/100k stations over a 10x10
 degree region 0.1 gives the flattest curve of 0.05/0.1/0.2/0.25). City centres
 are far denser (thousands of points in one 0.1-degree cell), so every station is
 also in a fine grid of cell/10 (~1 km); a query whose coarse cell holds more than

@@ -37,7 +37,7 @@ def set_names(store, pairs) -> None:
 
 def update_station(store, station_id: str, changes: dict) -> bool:
     """Change some of lat/lon/connectors/max_kw/name of a provisioned station (its key stays).
-    Returns False when no such station. Values are checked by the caller (tools.cmd_stations)."""
+    Returns False when no such station. Values are checked by the caller (tools.commands.stations)."""
     cols = [k for k in UPDATABLE if k in changes]
     with store._tx() as db:
         if not cols:

@@ -15,14 +15,15 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
 from typing import Any
 
-from tools.bench.runner import HUB_RE, BenchError, Server, _env, check_double_booking
-from tools.hubclient import HubClient, HubError
+from tools.bench.clients import BenchError
+from tools.bench.runner import check_double_booking, start_serve
+from tools.common.hubproc import ServeProcess
+from tools.client.hubclient import HubClient, HubError
 from transport import kinds as K
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def _percentile_ms(sorted_s: "list[float]", q: float) -> float:
     return round(sorted_s[min(len(sorted_s) - 1, int(q * len(sorted_s)))] * 1000, 2)
 
 
-def _hubs(tmp: str, db: str, n: int) -> "list[Server]":
+def _hubs(tmp: str, db: str, n: int) -> "list[ServeProcess]":
     out = []
     for i in range(n):
         name = "hub%s" % "ABCDEFGH"[i]
@@ -46,9 +47,7 @@ def _hubs(tmp: str, db: str, n: int) -> "list[Server]":
             f.write(
                 "[hub]\nmax_open_reservations_per_vehicle = 1000000\nmax_waiting_reservations_per_vehicle = 100000\n"
             )
-        cmd = [sys.executable, "-m", "tools.cli", "serve", "--listen", "tcp://127.0.0.1:0", "--db", db]
-        cmd += ["--hub-id", name[3:], "--config", os.path.join(d, "hub.toml")]
-        out.append(Server(name, cmd, HUB_RE, d, _env()))
+        out.append(start_serve(d, db, ["--hub-id", name[3:], "--config", os.path.join(d, "hub.toml")]))
     return out
 
 
@@ -106,7 +105,9 @@ class _Station(threading.Thread):
             self.client._flush()
 
 
-def _race(hubs: "list[Server]", tokens: "dict[str, str]", stations: "list[str]", duration: float) -> "dict[str, Any]":
+def _race(
+    hubs: "list[ServeProcess]", tokens: "dict[str, str]", stations: "list[str]", duration: float
+) -> "dict[str, Any]":
     """Vehicles on every hub book windows on shared stations for `duration` s; contended on purpose."""
     counts: "dict[str, float]" = {"ok": 0, "conflict": 0, "errors": 0}
     lock = threading.Lock()
@@ -144,7 +145,9 @@ def _race(hubs: "list[Server]", tokens: "dict[str, str]", stations: "list[str]",
     return counts
 
 
-def _crosshub(first: Server, last: Server, keys: "dict[str, str]", token: "tuple[str, str]", n: int) -> "list[float]":
+def _crosshub(
+    first: ServeProcess, last: ServeProcess, keys: "dict[str, str]", token: "tuple[str, str]", n: int
+) -> "list[float]":
     """RESERVE on the last hub -> RESERVE_NOW at a station linked to the first: seconds, n samples."""
     sids = sorted(keys)[:CROSSHUB_STATIONS]
     deadline = time.monotonic() + 60 + n * 0.2
@@ -170,7 +173,7 @@ def _crosshub(first: Server, last: Server, keys: "dict[str, str]", token: "tuple
     return lat
 
 
-def _failover(hubs: "list[Server]", keys: "dict[str, str]", token: "tuple[str, str]") -> "dict[str, Any]":
+def _failover(hubs: "list[ServeProcess]", keys: "dict[str, str]", token: "tuple[str, str]") -> "dict[str, Any]":
     """Kill -9 the first hub under a station that lists it first; how long until it is back."""
     first, second, watcher_hub = hubs[0], hubs[1], hubs[-1]
     sid = sorted(keys)[-1]
@@ -215,7 +218,7 @@ def run(opts: "dict[str, Any]") -> "dict[str, Any]":
     if not 2 <= n_hubs <= 8:
         raise BenchError("--hubs must be 2..8")
     tmp = tempfile.mkdtemp(prefix="evhub-bench-cluster-")
-    hubs: "list[Server]" = []
+    hubs: "list[ServeProcess]" = []
     try:
         keys, tokens = _provision(db, 40, max(2, min(int(opts.get("connections") or 30), 200)) + 2)
         extra = sorted(tokens)[-2:]

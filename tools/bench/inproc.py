@@ -1,6 +1,6 @@
 """The hub's Link + Router in one process, without sockets or actors: a vehicle's link fed frames.
 
-Shared by the NEAREST benchmark (tools/bench/micro.py) and the fast-path test
+Shared by the NEAREST benchmark (tools/bench/micro/hubloop.py) and the fast-path test
 (tests/test_nearest_fast_path.py), so both measure and check the same harness. The router
 gets the registry's view directly; positions and reservations it queues are never flushed.
 """

@@ -45,122 +45,13 @@ import time
 import msgpack
 
 from transport import kinds as K
-from transport.codec import packb as checked_packb
-from transport.codec import unpackb as checked_unpackb
-from transport.framing import StreamFramer
-from transport.session import Authenticated, ClientSession, Closed
+from tools.bench.conn import Conn
+from tools.bench.latency import histogram
 from transport.huburl import parse_hub_url
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-_unpack = msgpack.unpackb
 _clock = time.perf_counter
 _LINGER0 = struct.pack("ii", 1, 0)
-HIST_BASE = 1.02  # latency histogram: bucket i holds [1.02**i, 1.02**(i+1)) microseconds
-
-
-class Conn(asyncio.Protocol):
-    def __init__(self, gen, vehicle_id, token):
-        self.gen = gen
-        self.vehicle_id = vehicle_id
-        self.session = ClientSession("vehicle", vehicle_id, token, heartbeat_s=3600, request_timeout_s=120)
-        self.framer = StreamFramer()
-        self.framer.seal = self.session.seal  # kept after the handshake: every frame is sealed
-        self.transport = None
-        self.ready = gen.loop.create_future()
-        self.open = False
-        self.closing = False
-        self.inflight = {}  # seq -> (time the request was due, positions it vouches for)
-        self.seq = 0
-
-    # --- handshake (the real one) ---------------------------------------------------------
-
-    def connection_made(self, transport):
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.session.start()
-        self._flush_session()
-
-    def _flush_session(self):
-        out = self.session.take_outgoing()
-        if out:
-            self.transport.write(b"".join(self.framer.encode(checked_packb(m)) for m in out))
-
-    def _handshake(self, data):
-        payloads = self.framer.feed(data)
-        for i, payload in enumerate(payloads):
-            for event in self.session.receive(checked_unpackb(payload)):
-                if isinstance(event, Authenticated):
-                    self.open = True
-                    self.session = None  # the lean path takes over; a session costs memory x 10,000
-                    if not self.ready.done():
-                        self.ready.set_result(True)
-                    rest = payloads[i + 1 :]
-                    if rest:
-                        self.gen.unexpected += len(rest)
-                    return
-                if isinstance(event, Closed):
-                    if not self.ready.done():
-                        self.ready.set_exception(ConnectionError("refused: %s" % event.text))
-                    self.transport.abort()
-                    return
-        self._flush_session()
-
-    def connection_lost(self, exc):
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError("closed during the handshake: %s" % (exc or "EOF")))
-        elif self.open and not self.closing:
-            self.gen.dropped += 1
-        self.open = False
-
-    # --- the lean path ---------------------------------------------------------------------
-
-    def data_received(self, data):
-        if not self.open:
-            if self.session is not None:
-                self._handshake(data)
-            return
-        g = self.gen
-        now = _clock()
-        inflight = self.inflight
-        done = 0
-        in_window = g.t_measure <= now <= g.t_end
-        for payload in self.framer.feed(data):
-            msg = _unpack(payload)
-            entry = inflight.pop(msg[1], None)
-            if entry is None:
-                g.unexpected += 1
-                continue
-            done += 1
-            kind = msg[0]
-            if kind == K.ERROR:
-                g.errors += 1
-                if len(g.error_samples) < 5:
-                    g.error_samples.append("%s: %s" % (msg[2], msg[3]))
-                continue
-            if kind == K.RESERVE_RESULT:
-                if msg[2]:
-                    g.reserved_ok += 1
-                    g.reserved_ok_window += in_window
-                else:
-                    g.reserve_conflicts += 1
-            elif kind == K.PONG:
-                g.positions_acked += entry[1]
-            if in_window:
-                g.ops += entry[1] if g.ops_are_positions else 1
-                g.latencies.append(now - entry[0])
-                if g.timeline is not None:
-                    sec = int(now - g.t_measure)
-                    worst = g.timeline.get(sec, 0.0)
-                    if now - entry[0] > worst:
-                        g.timeline[sec] = now - entry[0]
-        if done and g.closed_loop and g.sending:
-            g.send_units(self, done, now)
-
-    def next_seq(self):
-        self.seq = self.seq + 1 if self.seq < 0xFFFFFFF0 else 1
-        return self.seq
 
 
 class LoadGen:
@@ -374,32 +265,6 @@ class LoadGen:
                     except OSError:
                         pass
                 c.transport.abort()
-
-
-def histogram(latencies_s):
-    """Sparse latency histogram {bucket: count}, bucket = floor(log(us) / log(HIST_BASE))."""
-    hist = {}
-    inv = 1.0 / math.log(HIST_BASE)
-    log = math.log
-    for s in latencies_s:
-        us = s * 1e6
-        b = int(log(us) * inv) if us >= 1.0 else 0
-        hist[b] = hist.get(b, 0) + 1
-    return hist
-
-
-def percentile_ms(hist, q):
-    """The q-quantile (0..1) of a merged histogram, in ms (bucket midpoint); None if empty."""
-    total = sum(hist.values())
-    if not total:
-        return None
-    rank = q * total
-    seen = 0
-    for b in sorted(hist):
-        seen += hist[b]
-        if seen >= rank:
-            return round(HIST_BASE ** (b + 0.5) / 1000.0, 3)
-    return None
 
 
 async def _amain(cfg, stdin_lines):

@@ -13,19 +13,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import re
 import shutil
-import sys
 import tempfile
 import time
 from typing import Any
 
-from tools.bench import procstat
-from tools.bench.runner import BenchError, Server, _env
+from tools.bench.runner import BenchError, start_serve
+from tools.common import procstat
+from tools.common.hubproc import HubStartError
 
 PER_CHARGER_RATE = 15.0  # calls/s each charger sends at most (the central system allows 20)
-OCPP_RE = re.compile(r"OCPP 1.6J central system on ws://127.0.0.1:(\d+)")
-HUB_RE = re.compile(r"hub listening on tcp://([\d.]+):(\d+)")
 
 
 def run(opts: dict[str, Any]) -> dict[str, Any]:
@@ -34,37 +31,15 @@ def run(opts: dict[str, Any]) -> dict[str, Any]:
     try:
         db = os.path.join(tmp, "hub.db")
         keys = _provision(db, n)
-        env = _env()
-        env["EVHUB_CONFIG_DIR"] = os.path.join(tmp, "config")
         cfg = os.path.join(tmp, "hub.toml")
         with open(cfg, "w") as f:
             f.write("[hub]\nmax_links = %d\n" % max(20000, n + 100))
-        hub = Server(
-            "hub",
-            [
-                sys.executable,
-                "-m",
-                "tools.cli",
-                "serve",
-                "--listen",
-                "tcp://127.0.0.1:0",
-                "--db",
-                db,
-                "--config",
-                cfg,
-                "--ocpp",
-                "ws://127.0.0.1:0",
-                "--ocpp-allow-profile1",
-            ],
-            HUB_RE,
-            tmp,
-            env,
-        )
+        hub = start_serve(tmp, db, ["--config", cfg, "--ocpp", "ws://127.0.0.1:0", "--ocpp-allow-profile1"])
         try:
-            m = OCPP_RE.search(hub.log())
-            if m is None:
-                raise BenchError("the hub did not start its OCPP central system:\n%s" % hub.log()[-2000:])
-            url = "ws://127.0.0.1:%s" % m.group(1)
+            try:
+                url = hub.ocpp_url()
+            except HubStartError as exc:
+                raise BenchError(str(exc)) from None
             rss_before = (procstat.memory_mb(hub.pid) or {}).get("rss_mb")
             cpu0 = procstat.cpu_seconds(hub.pid)
             result = asyncio.run(_drive(url, keys, opts["duration"], opts["warmup"], hub.pid))

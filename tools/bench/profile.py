@@ -9,7 +9,7 @@ into the functions that hold the most samples, by self time and by inclusive tim
 import os
 import subprocess
 
-from tools import toolpath
+from tools.common import toolpath
 
 
 def py_spy():

@@ -1,17 +1,17 @@
 """A throwaway hub database for a bench run, provisioned through hub.store.store.Store before the
 hub starts (so the hub loads every station at startup, and no CLI process per record).
 
-Stations are spread uniformly over the same 10 x 10 degree region as hub/microbench.py
-(north-east Brazil): a country-sized network whose density grows with the count.
+Stations are spread uniformly over REGION, 10 x 10 degrees of north-east Brazil (the micro
+benchmarks use it too): a country-sized network whose density grows with the count.
 Every connection needs its own vehicle id: a second link of the same id replaces the first.
 """
 
 import logging
 import random
 
-from hub.microbench import REGION
 from hub.store.store import Store
 
+REGION = (-17.0, -7.0, -45.0, -35.0)  # lat0, lat1, lon0, lon1
 STATION_FMT = "BS-%06d"
 VEHICLE_FMT = "BV-%06d"
 CONNECTORS = 2

@@ -6,45 +6,34 @@ process on a throwaway database provisioned before it starts; or an already runn
 (--hub URL with --db, the database it serves, where the bench provisions its vehicles).
 """
 
-import json
 import logging
-import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
+from tools.common import procstat
+from tools.bench.clients import BenchError, drive
+from tools.bench.provision import REGION, VEHICLE_FMT, provision
+from tools.common.hubproc import HubStartError, ServeProcess, repo_env, serve_argv
+from tools.common.logged_process import LoggedProcess
 from hub.store.backend import is_postgres
-from hub.microbench import REGION
-from tools.bench import procstat, profile
-from tools.bench.loadgen import percentile_ms
-from tools.bench.provision import VEHICLE_FMT, provision
-from tools.logged_process import LoggedProcess
 
 log = logging.getLogger(__name__)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HUB_RE = re.compile(r"hub listening on tcp://([\d.]+):(\d+)")
 ECHO_RE = re.compile(r"echo listening on tcp://([\d.]+):(\d+)")
 SCENARIOS = ("nearest", "positions", "reserve", "mixed")
 BENCH_LINK_RATE = 10_000_000
 
 
-class BenchError(Exception):
-    pass
-
-
 def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+    return repo_env()
 
 
 class Server(LoggedProcess):
-    """A server process (hub or echo) whose log tells the port it listens on."""
+    """The echo server process: its log tells the port it listens on."""
 
     def __init__(self, name, cmd, pattern, tmp, env=None):
         self.name = name
@@ -62,6 +51,19 @@ class Server(LoggedProcess):
         return LoggedProcess.stop(self, timeout)
 
 
+def start_serve(tmp, db, extra, timeout=60.0):
+    """`evhub serve` on a free loopback port (tools/common/hubproc.py), its log in tmp/hub.log;
+    BenchError if it does not start."""
+    env = _env()
+    env["EVHUB_CONFIG_DIR"] = os.path.join(tmp, "config")
+    hub = ServeProcess(serve_argv(db, extra=extra), os.path.join(tmp, "hub.log"), cwd=tmp, env=env)
+    try:
+        hub.wait_listening(timeout)
+    except HubStartError as exc:
+        raise BenchError(str(exc)) from None
+    return hub
+
+
 def start_hub(tmp, db, connections):
     cfg_path = os.path.join(tmp, "hub.toml")
     with open(cfg_path, "w") as f:
@@ -72,21 +74,7 @@ def start_hub(tmp, db, connections):
         # Each bench connection is one vehicle booking thousands of slots, pipelined: the per-vehicle
         # reservation cap and waiting share (issue 13) would turn the throughput run into refusals.
         f.write("max_open_reservations_per_vehicle = 1000000000\nmax_waiting_reservations_per_vehicle = 1000000\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "tools.cli",
-        "serve",
-        "--listen",
-        "tcp://127.0.0.1:0",
-        "--db",
-        db,
-        "--config",
-        cfg_path,
-    ]
-    env = _env()
-    env["EVHUB_CONFIG_DIR"] = os.path.join(tmp, "config")
-    return Server("hub", cmd, HUB_RE, tmp, env)
+    return start_serve(tmp, db, ["--config", cfg_path])
 
 
 def start_echo(tmp, vehicles):
@@ -99,8 +87,8 @@ def start_echo(tmp, vehicles):
 
 def hub_stats(url, db=None):
     """The hub's counters (HUB_STATS, as the operator with the key next to db); {} if unavailable."""
-    from tools.hubclient import HubError
-    from tools.operator_auth import operator_client
+    from tools.client.hubclient import HubError
+    from tools.client.operator_auth import operator_client
     from transport import kinds as K
 
     try:
@@ -108,147 +96,6 @@ def hub_stats(url, db=None):
             return c.request(K.HUB_STATS)[1][0]
     except (HubError, OSError):
         return {}
-
-
-# --- the load client processes ------------------------------------------------------------------
-
-
-class Clients:
-    def __init__(self, tmp, tag, url, creds, cfg, procs):
-        self.procs = []
-        per = int(math.ceil(len(creds) / float(procs)))
-        for i in range(procs):
-            part = creds[i * per : (i + 1) * per]
-            if not part:
-                break
-            err = open(os.path.join(tmp, "client-%s-%d.log" % (tag, i)), "w")
-            p = subprocess.Popen(
-                [sys.executable, "-m", "tools.bench.loadgen"],
-                cwd=REPO,
-                env=_env(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-            )
-            c = dict(cfg, url=url, creds=part, seed=cfg.get("seed", 7) + i)
-            p.stdin.write(json.dumps(c) + "\n")
-            p.stdin.flush()
-            self.procs.append((p, err))
-
-    @property
-    def pids(self):
-        return [p.pid for p, _ in self.procs]
-
-    def _read(self, p, what):
-        line = p.stdout.readline()
-        if not line:
-            p.wait()
-            raise BenchError("load client %d exited (%s) before %s; see its log" % (p.pid, p.returncode, what))
-        return json.loads(line)
-
-    def ready(self):
-        return [self._read(p, "connecting") for p, _ in self.procs]
-
-    def go(self):
-        for p, _ in self.procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-
-    def results(self):
-        out = [self._read(p, "its result") for p, _ in self.procs]
-        for p, err in self.procs:
-            p.wait(timeout=60)
-            err.close()
-        return out
-
-    def kill(self):
-        for p, err in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            err.close()
-
-
-def merge(results):
-    out = {}
-    for key in (
-        "connected",
-        "refused",
-        "dropped",
-        "ops",
-        "requests_sent",
-        "errors",
-        "unexpected",
-        "lost",
-        "reserved_ok",
-        "reserve_conflicts",
-        "reserved_ok_window",
-        "positions_sent",
-        "positions_acked",
-    ):
-        out[key] = sum(r[key] for r in results)
-    out["duration_s"] = results[0]["duration_s"]
-    out["elapsed_s"] = max(r["elapsed_s"] for r in results)
-    barriers = [r["barrier_s"] for r in results if r["barrier_s"] is not None]
-    out["barrier_s"] = max(barriers) if barriers else None
-    out["client_cpu_pct"] = round(sum(r["client_cpu_pct"] for r in results), 1)
-    out["error_samples"] = [s for r in results for s in r["error_samples"]][:5]
-    if results[0].get("timeline") is not None:
-        worst = {}
-        for r in results:
-            for sec, v in r["timeline"].items():
-                worst[int(sec)] = max(worst.get(int(sec), 0.0), v)
-        out["worst_ms_per_second"] = [worst.get(i, 0.0) for i in range(int(max(worst) + 1 if worst else 0))]
-    hist = {}
-    for r in results:
-        for b, n in r["hist"].items():
-            hist[int(b)] = hist.get(int(b), 0) + n
-    for name, q in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99), ("p999_ms", 0.999), ("max_ms", 1.0)):
-        out[name] = percentile_ms(hist, q)
-    out["latency_samples"] = sum(hist.values())
-    return out
-
-
-def drive(tmp, tag, url, creds, cfg, procs, server_pid):
-    """Connect, measure, and return the merged figures of one server."""
-    clients = Clients(tmp, tag, url, creds, cfg, procs)
-    try:
-        ready = clients.ready()
-        connected = sum(r["connected"] for r in ready)
-        refused = sum(r["refused"] for r in ready)
-        mem_ready = procstat.memory_mb(server_pid) if server_pid else None
-        window = procstat.CpuWindow([server_pid] if server_pid else [])
-        clients.go()
-        window.start()
-        # CPU over the measured window only (warmup excluded), sampled from this process.
-        time.sleep(float(cfg.get("warmup", 0)))
-        window.start()
-        spy = None
-        if cfg.get("profile") and server_pid:
-            spy = profile.start(server_pid, cfg["duration"], cfg["profile"] + "." + tag)
-        time.sleep(float(cfg["duration"]))
-        cpu = window.stop()
-        if spy is not None:
-            spy.wait(timeout=60)
-        mem_run = procstat.memory_mb(server_pid) if server_pid else None
-        results = clients.results()
-    except BaseException:
-        clients.kill()
-        raise
-    m = merge(results)
-    m["connect_s"] = max(r["connect_s"] for r in ready)
-    if cfg.get("profile") and server_pid and os.path.exists(cfg["profile"] + "." + tag):
-        m["profile"] = profile.summarize(cfg["profile"] + "." + tag)
-        m["profile"]["file"] = cfg["profile"] + "." + tag
-    m["refused"] = refused
-    m["refused_samples"] = [s for r in ready for s in r["refused_samples"]][:5]
-    m["connected"] = connected
-    m["server_cpu_pct"] = cpu.get(server_pid) if server_pid else None
-    m["server_rss_ready_mb"] = round(mem_ready["rss_mb"], 1) if mem_ready else None
-    m["server_rss_mb"] = round(mem_run["rss_mb"], 1) if mem_run else None
-    m["server_hwm_mb"] = round(mem_run["hwm_mb"], 1) if mem_run and "hwm_mb" in mem_run else None
-    return m
 
 
 def figures(m, cfg):
@@ -287,7 +134,7 @@ def check_double_booking(db):
 
 
 def run(opts):
-    """opts: a dict (see tools/cmd_bench.py). Returns the result dict."""
+    """opts: a dict (see tools/commands/bench.py). Returns the result dict."""
     scenario = opts["scenario"]
     if scenario not in SCENARIOS:
         raise BenchError("scenario must be one of %s" % ", ".join(SCENARIOS))
