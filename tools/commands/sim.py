@@ -52,6 +52,12 @@ def configure(p):
         help="run the hub on this store instead of WORKDIR/hub.db: an EMPTY database, e.g. postgresql://user@host/db",
     )
     p.add_argument(
+        "--hubs",
+        type=int,
+        default=1,
+        help="run this many hubs on the --db PostgreSQL database; stations and vehicles are spread over them (default 1)",
+    )
+    p.add_argument(
         "--ocpp-share",
         type=float,
         default=0.0,
@@ -99,6 +105,7 @@ def run(args):
         http=args.http,
         ocpp_share=args.ocpp_share,
         db=args.db,
+        hubs=args.hubs,
     )
     try:
         opts.check()

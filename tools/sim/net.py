@@ -25,6 +25,7 @@ import asyncio
 import collections
 import logging
 import threading
+import zlib
 
 from transport import kinds as K
 from tools.client.link import AsyncClientLink, ClientLink
@@ -73,7 +74,7 @@ class _VLink(AsyncClientLink):
 
     async def _connect(self):
         try:
-            await self.net.loop.create_connection(lambda: self, self.net.host, self.net.port)
+            await self.net.loop.create_connection(lambda: self, self.net.host, self.net.port_for(self.vid))
         except OSError as exc:
             self._lost("connect: %s" % (exc.strerror or exc))
 
@@ -170,7 +171,7 @@ class _VLink(AsyncClientLink):
 class VehicleNet:
     def __init__(self, host, port, heartbeat_s=30, request_timeout_s=15):
         self.host = host
-        self.port = port
+        self.port = port  # one hub's port, or a list of several hubs' (each vehicle keeps to one of them)
         self.heartbeat_s = heartbeat_s
         self.request_timeout_s = request_timeout_s
         self.loop = None
@@ -186,6 +187,12 @@ class VehicleNet:
         self._outgoing = {}  # sink -> [event]
         self._deliver_scheduled = False
         self._tickers = []  # (interval_s, fn) run in the loop thread
+
+    def port_for(self, vehicle_id):
+        """The hub a vehicle talks to: the same one every time (several hubs: spread by its id)."""
+        if not isinstance(self.port, list):
+            return self.port
+        return self.port[zlib.crc32(vehicle_id.encode()) % len(self.port)]
 
     # --- lifecycle (any thread) ----------------------------------------------------------
 

@@ -23,6 +23,7 @@ import time
 
 from hub.clock import HubClock
 from tools.common import procstat
+from hub.store.backend import mask
 from tools.common.hubproc import HubStartError, ServeProcess, repo_env, serve_argv
 from tools.sim import books as sim_books
 from tools.sim.options import SimOptions  # noqa: F401  (the callers' name for it: Simulation(SimOptions(...)))
@@ -71,9 +72,11 @@ class Simulation:
         self.workdir = os.path.abspath(opts.workdir) if opts.workdir else tempfile.mkdtemp(prefix="evhub-sim-")
         self.db = opts.db or os.path.join(self.workdir, "hub.db")
         self.hub_log = os.path.join(self.workdir, "hub.log")
-        self.hub = None  # the ServeProcess
+        self.hub = None  # the ServeProcess (the first hub: the operator link, HTTP and OCPP are on it)
         self.hub_proc = None
         self.port = None
+        self.more_hubs = []  # --hubs N: the other hubs on the same PostgreSQL database
+        self.ports = []  # every hub's port, the first hub's first
         self.fleet = None
         self.fleet_stop = threading.Event()
         self.fleet_thread = None
@@ -126,6 +129,8 @@ class Simulation:
 
     def _start_hub(self):
         extra = ["--speedup", repr(float(self.opts.speedup)), "--epoch0", repr(self.epoch0)]
+        if self.opts.hubs > 1:
+            extra += ["--hub-id", "A"]
         if self.opts.http:
             extra += ["--http", self.opts.http]
         if self.ocpp_ids:  # loopback only, so Profile 1 (no TLS) is fine here
@@ -146,11 +151,46 @@ class Simulation:
                 self.ocpp_url = self.hub.ocpp_url()
         except HubStartError as exc:
             raise SimError(str(exc)) from None
+        self.ports = [self.port]
+        for i in range(1, self.opts.hubs):
+            name = "ABCDEFGH"[i]
+            more = ServeProcess(
+                serve_argv(
+                    self.db,
+                    extra=[
+                        "--speedup",
+                        repr(float(self.opts.speedup)),
+                        "--epoch0",
+                        repr(self.epoch0),
+                        "--hub-id",
+                        name,
+                    ],
+                ),
+                os.path.join(self.workdir, "hub-%s.log" % name),
+                cwd=self.workdir,
+                env=repo_env(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+            self.more_hubs.append(more)
+            try:
+                self.ports.append(more.wait_listening(STARTUP_TIMEOUT_S))
+            except HubStartError as exc:
+                raise SimError(str(exc)) from None
+        if self.more_hubs:
+            log.info("sim: %d hubs on %s, ports %s", len(self.ports), mask(self.db), self.ports)
         if self.opts.http:
             web = self.hub.http_url()
             log.info("sim: dashboard at %s/", web or "?")
             if web:
                 print("evhub sim: dashboard at %s/" % web, file=sys.stderr, flush=True)
+
+    def _hubs_for(self, i):
+        """A station's hub, or with several hubs its list: each station starts at another one."""
+        if len(self.ports) < 2:
+            return {"host": "127.0.0.1", "port": self.port}
+        order = self.ports[i % len(self.ports) :] + self.ports[: i % len(self.ports)]
+        return [{"host": "127.0.0.1", "port": p} for p in order[:4]]
 
     def _start_chargepoints(self):
         from firmware.runner import Fleet
@@ -159,13 +199,13 @@ class Simulation:
             {
                 "id": s.id,
                 "key": self.keys[s.id],
-                "hub": {"host": "127.0.0.1", "port": self.port},
+                "hub": self._hubs_for(i),
                 "lat": s.lat,
                 "lon": s.lon,
                 "connectors": s.connectors,
                 "max_kw": s.max_kw,
             }
-            for s in self.stations
+            for i, s in enumerate(self.stations)
             if s.id not in self.ocpp_ids
         ]
         if self.ocpp_ids:
@@ -218,7 +258,7 @@ class Simulation:
     def _start_vehicles(self):
         from tools.sim.net import VehicleNet
 
-        self.net = VehicleNet("127.0.0.1", self.port)
+        self.net = VehicleNet("127.0.0.1", self.ports if len(self.ports) > 1 else self.port)
         self.net.every(self.opts.tick_s, self._tick_agents)
         params = Params(report_s=self.opts.report_s)
         station_map = {s.id: s for s in self.stations}
@@ -391,6 +431,9 @@ class Simulation:
             self.fleet_stop.set()
             self.fleet_thread.join(10)
             self.fleet_thread = None
+        for more in self.more_hubs:
+            if more.proc.poll() is None:
+                more.stop(HUB_STOP_TIMEOUT_S)
         if self.hub is not None and self.hub_proc.poll() is None:
             self._hub_memory()
             self.hub.stop(HUB_STOP_TIMEOUT_S)
