@@ -372,3 +372,24 @@ def test_a_book_resyncs_from_the_shared_store_what_no_notification_told_it(tmp_p
     assert here.resync() == 2  # CP-1's ended, CP-2's new
     assert sorted((e[0], e[1].station_id) for e in here.take_events()) == [("ended", "CP-1"), ("reserved", "CP-2")]
     assert here.resync() == 0
+
+
+def test_a_window_learned_from_the_store_after_a_refusal_is_told_like_any_new_reservation(tmp_path):
+    from hub.domain.booking import ReservationBook
+    from hub.store.store import Store
+
+    path = str(tmp_path / "shared.db")
+    setup = Store(path)
+    setup.add_station("CP-1", 1.0, 2.0, 1, 22.0)
+    for v in ("V-1", "V-2"):
+        setup.add_vehicle(v)
+    here, there = ReservationBook(Store(path)), ReservationBook(Store(path))
+    here.load()
+    there.load()
+    start = 10_000
+    theirs = there.reserve_many([("V-1", "CP-1", start, start + 600, None)], now=start - 1000)[0]
+    ours = here.reserve_many([("V-2", "CP-1", start, start + 600, None)], now=start - 1000)[0]
+    assert theirs.ok and not ours.ok  # the store refused ours: the window was taken by the other book
+    told = [(e[0], e[1].id) for e in here.take_events()]
+    assert told == [("reserved", theirs.reservation.id)]  # so the registry here can send it to the station
+    assert here.adopt(theirs.reservation.id) is None  # the later news finds memory agreeing

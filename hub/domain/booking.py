@@ -477,7 +477,11 @@ class ReservationBook(BookChanges):
             st = self._stations[st_id]
             for row in self._store.load_open_reservations(st_id):
                 if row["id"] not in self._by_id:
-                    self._hold(st, Reservation(*(row[f] for f in Reservation._fields)))
+                    learned = Reservation(*(row[f] for f in Reservation._fields))
+                    self._hold(st, learned)
+                    # Told like any new reservation: this hub may hold the station's link, and the news
+                    # of it, arriving later, will find memory already agreeing and say nothing.
+                    self._events.append(("reserved", learned))
         again = []
         for i, tmp, st, key in refused:
             if key is not None:
