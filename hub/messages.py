@@ -65,6 +65,12 @@ class Cancel(NamedTuple):
     reservation_id: int
 
 
+class SessionsChanged(NamedTuple):
+    """To the book: another hub recorded a session start or end at this station; re-read its open sessions."""
+
+    station_id: str
+
+
 class ResyncReservations(NamedTuple):
     """To the book: re-read the open reservations (of one station, or all) from the shared store."""
 

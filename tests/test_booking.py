@@ -393,3 +393,20 @@ def test_a_window_learned_from_the_store_after_a_refusal_is_told_like_any_new_re
     told = [(e[0], e[1].id) for e in here.take_events()]
     assert told == [("reserved", theirs.reservation.id)]  # so the registry here can send it to the station
     assert here.adopt(theirs.reservation.id) is None  # the later news finds memory agreeing
+
+
+def test_a_session_another_hub_recorded_keeps_the_connector_busy_here_until_it_ends(tmp_path):
+    from hub.domain.booking import ReservationBook
+    from hub.store.store import Store
+
+    store = Store(str(tmp_path / "shared.db"))
+    store.add_station("CP-1", 1.0, 2.0, 1, 22.0)
+    store.add_vehicle("V-1")
+    book = ReservationBook(store)
+    book.load()
+    now = 10_000
+    running = {"station_id": "CP-1", "connector": 1, "session_id": "S-1", "vehicle_id": "V-9", "reservation_id": None}
+    book.follow_sessions("CP-1", [dict(running, started=now - 60)])
+    assert not book.reserve_many([("V-1", "CP-1", now, now + 600, None)], now=now)[0].ok
+    book.follow_sessions("CP-1", [])  # it ended there
+    assert book.reserve_many([("V-1", "CP-1", now, now + 600, None)], now=now)[0].ok

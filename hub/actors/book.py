@@ -39,6 +39,7 @@ from hub.messages import (
     Reserved,
     ReservationChanged,
     ResyncReservations,
+    SessionsChanged,
     ReserveBatch,
     SessionEnded,
     SessionStarted,
@@ -302,7 +303,12 @@ class ReservationBookActor(pykka.ThreadingActor):
         if msg.then is not None:  # after the registry's news (mailboxes are FIFO): a request that waited for it
             msg.then[0].tell(msg.then[1])
 
+    def _on_sessions_changed(self, msg: SessionsChanged) -> None:
+        rows = [row for row in self.store.load_open_sessions() if row["station_id"] == msg.station_id]
+        self.book.follow_sessions(msg.station_id, rows)
+
     _handlers: "dict[type, Callable[[ReservationBookActor, Any], Any]]" = {
+        SessionsChanged: _on_sessions_changed,
         ReservationChanged: _on_reservation_changed,
         ResyncReservations: _on_resync,
         BookCall: _on_call,

@@ -127,6 +127,8 @@ class SessionHandling:
                 )
             if self.events is not None:
                 self.events.publish("session_start", dict(new._asdict(), session_id=session_id, station_id=station_id))
+            if self.cluster is not None:
+                self.cluster.announce_sessions(station_id)  # the other hubs' books: the connector is busy
         if had_window:
             self._sync_windows(st)  # the station used its row: the next window may go
         log.info(
@@ -223,6 +225,8 @@ class SessionHandling:
         self._publish(st)
         if self.book is not None:
             self.book.tell(SessionEnded(station_id, msg.connector, session_id, vehicle_id, reservation_id, msg.ended))
+        if self.cluster is not None:
+            self.cluster.announce_sessions(station_id)  # the other hubs' books: the connector is free
         if vehicle_id is not None:
             self.outbox.send_to_peer(
                 "vehicle",

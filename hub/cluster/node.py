@@ -24,7 +24,15 @@ from hub.store.backend import connect_pg, mask
 from hub.cluster import membership, requests, schema, status
 from hub.cluster.bus import Listener
 from hub.domain.stations import StationView
-from hub.messages import HomeMoved, RemoteAnswer, RemoteRequest, RemoteViews, ReservationChanged, ResyncReservations
+from hub.messages import (
+    HomeMoved,
+    RemoteAnswer,
+    RemoteRequest,
+    RemoteViews,
+    ReservationChanged,
+    ResyncReservations,
+    SessionsChanged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,7 @@ class ClusterNode:
         self._outgoing: "dict[str, tuple[StationView, int]]" = {}  # views to write, latest per station
         self._dirty: "set[str]" = set()  # remote views a NOTIFY said changed
         self._news: "list[str]" = []  # reservation changes to announce ("id station state"), in order
+        self._session_news: "set[str]" = set()  # stations whose open sessions changed here
         self._seen: "dict[str, StationView]" = {}  # remote views as last handed to the registry
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -56,6 +65,7 @@ class ClusterNode:
                 schema.CH_HOME: self._on_home,
                 schema.CH_RESERVATION: self._on_reservation,
                 schema.CH_VEHICLE: self._on_vehicle,
+                schema.CH_SESSIONS: self._on_sessions,
                 schema.hub_channel(hub_id): self._on_request,
             },
             resync=self._resync,
@@ -115,6 +125,13 @@ class ClusterNode:
             self._news.append("%d %s %s" % (reservation_id, station_id, state))
         self._wake.set()
 
+    def announce_sessions(self, station_id: str) -> None:
+        """A session started or ended at a station homed here: the other books re-read its open sessions
+        (a connector busy with a session is not booked by another hub). Sent by the sync thread."""
+        with self._lock:
+            self._session_news.add(station_id)
+        self._wake.set()
+
     def send(self, station_id: str, kind: str, body: "dict[str, Any]") -> Optional[int]:
         """Ask the station's home to relay a request; its answer comes back as RemoteAnswer."""
         with self._lock:
@@ -155,6 +172,12 @@ class ClusterNode:
             parts = line.split(" ")
             if parts and parts[0].isdigit() and self.book is not None:
                 self.book.tell(ReservationChanged(int(parts[0])))
+
+    def _on_sessions(self, payload: str) -> None:
+        for line in payload.split("\n"):
+            hub_id, _, station_id = line.partition(" ")
+            if hub_id != self.hub_id and station_id and self.book is not None:
+                self.book.tell(SessionsChanged(station_id))
 
     def _on_vehicle(self, payload: str) -> None:
         vehicle_id, _, packed = payload.partition(" ")
@@ -205,6 +228,9 @@ class ClusterNode:
                     outgoing, self._outgoing = list(self._outgoing.values()), {}
                     dirty, self._dirty = self._dirty, set()
                     news, self._news = self._news, []
+                    sessions, self._session_news = self._session_news, set()
+                for payload in schema.chunks(["%s %s" % (self.hub_id, sid) for sid in sorted(sessions)]):
+                    conn.execute("SELECT pg_notify(%s, %s)", (schema.CH_SESSIONS, payload))
                 for payload in schema.chunks(news):
                     conn.execute("SELECT pg_notify(%s, %s)", (schema.CH_RESERVATION, payload))
                 if outgoing:

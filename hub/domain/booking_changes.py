@@ -20,7 +20,7 @@ from hub.domain.booking_types import (
     _Station,
 )
 from hub.domain.bounds import MAX_RESERVATION_ID
-from hub.domain.ports import BookStore
+from hub.domain.ports import BookStore, Row
 from transport.errors import E_BAD_FIELD, E_FORBIDDEN, E_INVALID_STATE, E_NOT_FOUND
 
 log = logging.getLogger("hub.domain.booking")  # one logger for the book's both halves
@@ -280,3 +280,17 @@ class BookChanges:
         # The start never reached us (or came before the hub restarted): close it now.
         self._store.update_reservation_state(r.id, "fulfilled")
         return self._close(r, "fulfilled")
+
+    def follow_sessions(self, station_id: str, rows: list[Row]) -> None:
+        """Another hub, the station's home, started or ended a session there: the open sessions the store
+        holds for it occupy its connectors here too (a reservation is not booked over them)."""
+        st = self._station(station_id)
+        if st is None:
+            return
+        sessions = {}
+        for row in rows:
+            started = row["started"] or 0
+            sessions[row["connector"]] = _Session(
+                row["session_id"], row["vehicle_id"], row["reservation_id"], started, started + self.session_estimate_s
+            )
+        st.sessions = sessions
