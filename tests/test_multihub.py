@@ -4,7 +4,10 @@ Every hub is a real `evhub serve --db postgresql://...` process; the stations ar
 CPython runner; vehicles are real clients. Nothing here is faked.
 """
 
+import json
+import re
 import threading
+import urllib.request
 import time
 
 import pytest
@@ -25,11 +28,19 @@ def three_hubs(tmp_path, pg_database):
         for name in "ABC":
             d = tmp_path / name
             d.mkdir()
-            hubs.append(HubProcess(d, db=pg_database, extra_args=["--hub-id", name]).start())
+            http = ["--http", "127.0.0.1:0"] if name == "C" else []  # hub C's HTTP API must show the whole network
+            hubs.append(HubProcess(d, db=pg_database, extra_args=["--hub-id", name] + http).start())
         yield hubs
     finally:
         for h in hubs:
             h.stop()
+
+
+def api_stations(hub):
+    """GET /api/stations on a hub started with --http (loopback reads need no token)."""
+    web = re.search(r"http api listening on (http://[\d.]+:\d+)", hub.log()).group(1)
+    with urllib.request.urlopen(web + "/api/stations", timeout=5) as res:
+        return {s["id"]: s for s in json.load(res)["stations"]}
 
 
 def nearest_on(hub, token, vehicle_id):
@@ -77,6 +88,7 @@ def test_a_reservation_made_on_hub_c_reaches_a_station_on_hub_a_and_every_hub_sh
             _k, (ok, rid, _a, _w) = v.request(K.RESERVE, "CP-1", start, start + 1800, None)
         assert ok
         wait_for(lambda: stations.held("CP-1") == [rid], 5, "the station on hub A holds the reservation made on C")
+        wait_for(lambda: api_stations(c)["CP-1"]["status"] == "Reserved", 5, "hub C's HTTP API shows it Reserved")
         for hub in (a, b, c):
             wait_for(
                 lambda: nearest_on(hub, token, "V-1")["CP-1"]["status"] == "Reserved",
