@@ -276,13 +276,14 @@ def warnings_for(cfg):
 # --- files ---------------------------------------------------------------------------------------
 
 
-def board_files():
-    """[(repository path, board path, is_script)] from the firmware's own list."""
+def board_files(unix=False):
+    """[(repository path, board path, is_script)] from the firmware's own list; `unix`: with the unix
+    port's extras (its pty link), for a bundle whose link is a pty path (--serial)."""
     try:
         from firmware.micropython import SCRIPTS, bundle_files
     except ImportError as exc:
         raise BundleError("this evhub has no board file list (firmware.micropython.bundle_files): %s" % exc) from None
-    return [(src, dst, dst in SCRIPTS) for src, dst in bundle_files()]
+    return [(src, dst, dst in SCRIPTS) for src, dst in bundle_files(unix)]
 
 
 def find_mpy_cross():
@@ -388,7 +389,7 @@ def remove_bundle_modules(out_dir, files):
 def write_bundle(out_dir, config, mpy=False, march=DEFAULT_MARCH, force=False, mpy_cross_path=None, extra_files=()):
     """Write the bundle into ``out_dir``; returns [(board path, size in bytes)] in board order.
     `extra_files` [(name, bytes)] are written at its root too (the hub's CA)."""
-    files = board_files()
+    files = board_files(unix=bool(config.get("serial")))  # a pty path: the unix port, which needs ptylink.py
     check_out_dir(out_dir, files, force)
     tool = (mpy_cross_path or find_mpy_cross()) if mpy else None
     try:
