@@ -35,7 +35,7 @@ if TESTS not in sys.path:
 from fw_mp import REPO, compile_tree, micropython  # noqa: E402
 
 from firmware.micropython import PILOT_MODULES, SCRIPTS, TLS_MODULES, board_modules  # noqa: E402
-from tools.romfs import build_image  # noqa: E402
+from tools.device.romfs import build_image  # noqa: E402
 
 HEAP_MARK = "IMPORTS"
 

@@ -9,14 +9,14 @@ import subprocess
 
 from mpy import REPO, SUPPORTED, micropython_path as micropython, mpy_cross_path as mpy_cross  # noqa: F401 (one finder)
 
-from tools.bundle import BundleError, compile_mpy
+from tools.device.bundle import BundleError, compile_mpy
 
 TESTS = os.path.join(REPO, "tests")
 
 
 def compile_tree(out_dir, sources, march=None):
     """mpy-cross each (repo-relative .py, destination-relative .mpy) into out_dir, exactly as
-    ``evhub bundle --mpy`` does (tools.bundle.compile_mpy, tracebacks naming the module)."""
+    ``evhub bundle --mpy`` does (tools.device.bundle.compile_mpy, tracebacks naming the module)."""
     tool = mpy_cross()
     for src, dst in sources:
         target = os.path.join(out_dir, dst)

@@ -1,5 +1,5 @@
-"""The tests' name for tools.ptypair (one implementation, shared with `evhub pty-pair`)."""
+"""The tests' name for tools.device.ptypair (one implementation, shared with `evhub pty-pair`)."""
 
-from tools.ptypair import PtyPair
+from tools.device.ptypair import PtyPair
 
 __all__ = ["PtyPair"]

@@ -3,7 +3,7 @@
 Every ESP32 MicroPython build has single-precision floats: an epoch in a float moves in 128 s
 steps, an uptime in float seconds loses its milliseconds, and 48 kWh in float Wh keeps ~0.004 Wh.
 Board code keeps time and energy in ints, so in the modules a board runs (the list
-``evhub bundle`` ships, tools/bundle.py ``board_files``) this flags:
+``evhub bundle`` ships, tools/device/bundle.py ``board_files``) this flags:
 
 - true division ``/`` (and ``/=``): it makes a float; ``//`` keeps an int;
 - ``time.time()`` (a float on the unix port) and ``float(...)``;
@@ -19,7 +19,7 @@ import ast
 import os
 
 from fw_mp import REPO
-from tools.bundle import board_files
+from tools.device.bundle import board_files
 
 MARKER = "# float-ok:"
 

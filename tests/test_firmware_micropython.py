@@ -19,7 +19,7 @@ from fw_mp import REPO, compile_tree, micropython, mpy_cross, run
 from fw_ptypair import PtyPair
 from hubproc import HubProcess
 from tools.client.hubclient import HubClient, HubError
-from tools.romfs import build_image
+from tools.device.romfs import build_image
 from transport import kinds as K
 from waiting import wait_for
 

@@ -26,7 +26,7 @@ PORT = "/dev/ttyUSB0"
 
 def esptool_spelling():
     """erase-flash/write-flash for the installed esptool v5+, erase_flash/write_flash for v4."""
-    from tools.cmd_flash import esptool_hyphens, find_tool
+    from tools.device.flash import esptool_hyphens, find_tool
 
     return (
         ("erase-flash", "write-flash")
@@ -44,7 +44,7 @@ def commands(stdout):
 
 @pytest.mark.parametrize("tool", ["esptool", "mpremote"])
 def test_the_board_extra_installs_the_vendor_tool(tool):
-    from tools.cmd_flash import find_tool
+    from tools.device.flash import find_tool
 
     path = find_tool(tool, "EVHUB_" + tool.upper())
     assert path, "%s is missing: pip install -e '.[board]' (the dev extra includes it)" % tool

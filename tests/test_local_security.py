@@ -303,7 +303,7 @@ def test_the_console_shows_terminal_escapes_from_the_wire_escaped(tmp_path):
 
 
 def test_raw_mode_passes_the_repl_line_editing_and_escapes_the_rest():
-    from tools.term_escape import RawFilter
+    from tools.device.term_escape import RawFilter
 
     f = RawFilter()
     shown = f.feed(b">>> ab\x08 \x08\x1b[") + f.feed(b"2D\x1b[K\r\n\x1b]52;c;AAAA\x07\x1b[2J\x9b\xc2\x9b")

@@ -30,7 +30,7 @@ for the unix port. The key is written to config.json (mode 0600) and never print
 import argparse
 import sys
 
-from tools import bundle as B
+from tools.device import bundle as B
 from tools.client import secret_args
 
 
@@ -138,7 +138,7 @@ def run(args):
         for text in B.warnings_for(cfg):
             print("evhub bundle: warning: %s" % text, file=sys.stderr)
         if args.romfs:
-            from tools import romfs
+            from tools.device import romfs
 
             written = romfs.write_romfs_bundle(args.out_dir, cfg, march=args.march, force=args.force, extra_files=ca)
         else:

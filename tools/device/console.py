@@ -73,7 +73,7 @@ import time
 from serial import SerialException
 
 from tools.client import secret_args
-from tools.term_escape import RawFilter, escape_text
+from tools.device.term_escape import RawFilter, escape_text
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.errors import ERROR_NAMES, CodecError, FrameError, ProtocolError
@@ -1020,7 +1020,7 @@ def _run_raw(port, args):
     out = getattr(sys.stdout, "buffer", None)
     port_fd = _port_fd(port)
     saved = None
-    shown = RawFilter()  # the board's bytes, minus escapes beyond what its REPL needs (tools/term_escape.py)
+    shown = RawFilter()  # the board's bytes, minus escapes beyond what its REPL needs (tools/device/term_escape.py)
     end = None if args.duration is None else time.monotonic() + args.duration
     eof = False
     status = 0

@@ -36,7 +36,7 @@ from hub.secretfile import SecretFileError, write_secret
 from tools.common import toolpath
 from transport.huburl import parse_hub_url
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MARCH = "xtensawin"  # ESP32, ESP32-S2, ESP32-S3 (windowed Xtensa)
 # "none" passes no -march: plain bytecode, which is all the board modules are (see above).
 MARCHES = ("xtensawin", "xtensa", "rv32imc", "x64", "x86", "armv6m", "armv7m", "armv7emsp", "armv7emdp", "none")

@@ -21,7 +21,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tools.ptypair import PtyPair
+    from tools.device.ptypair import PtyPair
 
     pair = PtyPair()
     stop = threading.Event()

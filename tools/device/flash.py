@@ -56,9 +56,9 @@ import sys
 import tempfile
 import time
 
-from tools import bundle as B
+from tools.device import bundle as B
 from tools.client import secret_args
-from tools.cmd_bundle import add_config_arguments
+from tools.commands.bundle import add_config_arguments
 from tools.common import toolpath
 
 # Where the MicroPython image goes: the ESP32 and ESP32-S2 boot from 0x1000, later chips from 0x0.
@@ -384,14 +384,14 @@ class Flasher:
         if self.dry:
             self.step("build the bundle for %s (%s) in a temporary directory" % (a.id, summary))
             if a.romfs:
-                from tools import romfs
+                from tools.device import romfs
 
                 return romfs.planned_paths((self.ca[0],) if self.ca else ())
             return B.planned_paths(not a.source) + ([(self.ca[0], 0)] if self.ca else [])
         extra = [self.ca] if self.ca else []
         try:
             if a.romfs:
-                from tools import romfs
+                from tools.device import romfs
 
                 written = romfs.write_romfs_bundle(out_dir, cfg, march=a.march, extra_files=extra)
             else:
@@ -464,7 +464,7 @@ class Flasher:
         time.sleep(BOOT_WAIT_S)  # the board reboots
 
     def copy_bundle(self, written, tmp):
-        from tools.romfs import IMAGE_NAME
+        from tools.device.romfs import IMAGE_NAME
 
         on_fs = [(p, size) for p, size in written if p != IMAGE_NAME]  # the image went to the ROMFS partition
         entries = B.top_level_entries(on_fs)
@@ -554,7 +554,7 @@ class Flasher:
     # -- 4b. romfs (--romfs)
 
     def deploy_romfs(self, written, tmp):
-        from tools.romfs import IMAGE_NAME
+        from tools.device.romfs import IMAGE_NAME
 
         size = dict(written).get(IMAGE_NAME, 0)
         query = self.mpremote_argv("romfs", "query")

@@ -34,7 +34,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 
-from tools import bundle as B
+from tools.device import bundle as B
 
 IMAGE_NAME = "romfs.img"  # mpremote romfs deploy takes a file ending .img or .romfs as a built image
 ON_FS = ("boot.py", "main.py", B.CONFIG_NAME)  # what stays on the filesystem; everything else goes in the image
