@@ -4,7 +4,10 @@ engines may differ (how a version is recorded) the test says so and still checks
 PostgreSQL tests FAIL when the cluster cannot be started: they never skip."""
 
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import psycopg
@@ -12,9 +15,11 @@ import pytest
 
 from hub.ocpp.ledger import Ledger
 from hub.store import migrations, ops
-from hub.store.backend import SQLITE, PgDialect, mask
+from hub.store.backend import SQLITE, DriverError, PgDialect, mask
 from hub.store.reads import Reads, open_read_only
 from hub.store.store import SCHEMA_VERSION, Store, StoreConflict, StoreError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ENGINES = ("sqlite", "postgresql")
 
@@ -419,9 +424,28 @@ def test_two_books_on_one_database_fill_the_connectors_and_then_offer_alternativ
 def test_a_password_in_a_postgresql_url_never_reaches_logs_or_errors(pg_cluster):
     assert mask("postgresql://evhub:s3cret@db.example/evhub") == "postgresql://evhub:***@db.example/evhub"
     assert "s3cret" not in mask("postgresql://evhub@/x?host=/tmp&password=s3cret")
-    with pytest.raises(psycopg.Error) as info:
+    with pytest.raises(DriverError) as info:
         Store("postgresql://evhub:s3cret@/no_such_db?host=%s" % pg_cluster.base)
     assert "s3cret" not in str(info.value) and "no_such_db" in str(info.value)
+
+
+def test_a_hub_on_sqlite_never_loads_the_postgresql_driver(tmp_path):
+    """psycopg costs ~20 MB of resident memory: only a postgresql:// store may import it."""
+    script = (
+        "import sys\n"
+        "from hub.daemon import Hub\n"
+        "from hub.store.store import Store\n"
+        "from hub.store.reads import open_read_only\n"
+        "import tools.cli, tools.commands.serve, tools.commands.stations, tools.sim.run\n"
+        "s = Store(sys.argv[1]); s.add_station('CP-1', 1, 1, 1, 22); s.close()\n"
+        "open_read_only(sys.argv[1]).execute('SELECT 1')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'psycopg'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "hub.db")], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_a_sqlite_url_names_the_same_file_as_the_path(tmp_path):

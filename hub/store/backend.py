@@ -27,17 +27,25 @@ import sqlite3
 import urllib.parse
 from typing import Any, Iterable, Iterator, Sequence
 
-try:  # the PostgreSQL driver is needed only for a postgresql:// store
-    import psycopg
-    import psycopg.errors
-except ImportError:  # pragma: no cover - psycopg[binary] is a dependency
-    psycopg = None  # type: ignore[assignment]
 
-DB_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,) + ((psycopg.Error,) if psycopg is not None else ())
-# What the exclusion or unique constraint raises when another writer holds the window / key.
-CONFLICT_ERRORS: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,) + (
-    (psycopg.errors.ExclusionViolation, psycopg.errors.UniqueViolation) if psycopg is not None else ()
-)
+class DriverError(Exception):
+    """A PostgreSQL driver error (connect, statement, timeout, lost connection), re-raised by PgConn
+    as the store's own type. Code that catches DB_ERRORS then never needs the driver imported, and a
+    hub on SQLite never loads it: psycopg costs about 20 MB of resident memory."""
+
+
+# What the database failing looks like to a store's caller, on either engine.
+DB_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, DriverError)
+
+
+def _driver() -> Any:
+    """psycopg, imported on the first postgresql:// connection."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg[binary] is a dependency
+        raise DriverError("a postgresql:// store needs psycopg (pip install 'psycopg[binary]')") from None
+    return psycopg
+
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +83,9 @@ def mask(db: object) -> str:
 
 
 def connect_pg(url: str) -> Any:
-    """An autocommit psycopg connection with the store's session settings."""
-    if psycopg is None:
-        raise ValueError("a postgresql:// store needs psycopg (pip install 'evhub[postgresql]')")
+    """An autocommit psycopg connection with the store's session settings. Raises the driver's own
+    errors (the cluster code, PostgreSQL-only, works with the driver directly)."""
+    psycopg = _driver()
     try:
         conn = psycopg.connect(url, autocommit=True)
     except psycopg.Error as exc:
@@ -127,24 +135,38 @@ SQLITE = Dialect()
 
 class PgConn:
     """A psycopg connection that takes the store's `?` statements, shaped like sqlite3's connection
-    (execute / executemany / close), so the store's modules run unchanged on both engines."""
+    (execute / executemany / close), so the store's modules run unchanged on both engines. The
+    driver's errors leave it as DriverError."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.dialect = PgDialect()
-        self.raw = connect_pg(url)
+        self._error = _driver().Error
+        self.raw = self._connect()
         self._in_tx = False
+
+    def _connect(self) -> Any:
+        try:
+            return connect_pg(self.url)
+        except self._error as exc:
+            raise DriverError(str(exc)) from None  # already masked by connect_pg
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         self._alive(sql)
         if sql == "ROLLBACK" and self.raw.closed:
             return None  # the connection died inside the transaction: the server rolled it back
-        return self.raw.execute(self.dialect.sql(sql), tuple(params) if params is not None else None)
+        try:
+            return self.raw.execute(self.dialect.sql(sql), tuple(params) if params is not None else None)
+        except self._error as exc:
+            raise DriverError(str(exc)) from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         self._alive(sql)
-        cur = self.raw.cursor()
-        cur.executemany(self.dialect.sql(sql), [tuple(r) for r in rows])
+        try:
+            cur = self.raw.cursor()
+            cur.executemany(self.dialect.sql(sql), [tuple(r) for r in rows])
+        except self._error as exc:
+            raise DriverError(str(exc)) from exc
         return cur
 
     def _alive(self, sql: str) -> None:
@@ -155,7 +177,7 @@ class PgConn:
             self._in_tx = sql == "BEGIN"
         if self.raw.closed and not self._in_tx and sql != "ROLLBACK":
             log.warning("store %s: connection lost, reconnecting", mask(self.url))
-            self.raw = connect_pg(self.url)
+            self.raw = self._connect()
 
     def close(self) -> None:
         self.raw.close()
