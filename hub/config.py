@@ -60,6 +60,8 @@ def load(path=None, overrides=None):
         for key, value in data.items():
             if key in ("epoch0", "speedup") and type(value) in (int, float):
                 pass  # numbers, whatever their default (epoch0 defaults to None)
+            elif key == "hub_id" and type(value) is str:
+                pass  # a name, where the default is None (host:port)
             elif key == "serial" and (type(value) is not list or not all(type(u) is str and u for u in value)):
                 raise ConfigError("config %s: serial must be a list of port URLs" % path)
             elif type(value) is not type(DEFAULTS[key]):
@@ -69,10 +71,22 @@ def load(path=None, overrides=None):
     for key, value in (overrides or {}).items():
         if value is not None:
             cfg[key] = value
+    if cfg["hub_id"] is not None and not _good_hub_id(cfg["hub_id"]):
+        raise ConfigError(
+            "hub_id must be 1..%d printable characters without spaces (got %r)" % (MAX_HUB_ID, cfg["hub_id"])
+        )
     for key, low in POSITIVE.items():
         if not cfg[key] >= low:  # "not >=" so that NaN fails too
             raise ConfigError("%s must be at least %s (got %r)" % (key, low, cfg[key]))
     return cfg
+
+
+MAX_HUB_ID = 64  # as ids on the wire
+
+
+def _good_hub_id(value):
+    """A hub's name goes into cluster notifications as one space-separated word."""
+    return type(value) is str and 0 < len(value) <= MAX_HUB_ID and value.isprintable() and " " not in value
 
 
 # Settings that must be positive for the hub to work at all (0 links, 0 messages/s... are mistakes).

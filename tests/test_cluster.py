@@ -189,6 +189,11 @@ def test_two_nodes_share_views_requests_reservations_and_homes_and_a_dead_one_re
         b.announce_reservation(5, "CP-1", "confirmed")
         wait_for(lambda: a.book.of("ReservationChanged"), 10, "A's book hears of B's reservation")
         assert a.book.of("ReservationChanged")[0].reservation_id == 5
+        a.announce_reservation(6, "CP-1", "confirmed")  # A's own news: B's book hears it, A's does not
+        wait_for(lambda: [m for m in b.book.of("ReservationChanged") if m.reservation_id == 6], 10, "B hears A's")
+        b.announce_reservation(7, "CP-1", "cancelled")  # after A's own: had A heard its own, it would be here
+        wait_for(lambda: len(a.book.of("ReservationChanged")) == 2, 10, "A's book hears B's cancel")
+        assert [m.reservation_id for m in a.book.of("ReservationChanged")] == [5, 7]
 
         # A dies without leaving (its threads stop, no clean exit): B shows its station Offline
         a._stop.set()

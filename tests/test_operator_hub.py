@@ -227,3 +227,13 @@ def test_stations_list_reads_the_store_when_the_hub_is_down(tmp_path):
 def test_print_config_never_prints_a_database_password():
     res = evhub("serve", "--db", "postgresql://evhub:s3cret@db.example/evhub", "--print-config")
     assert 'db = "postgresql://evhub:***@db.example/evhub"' in res.stdout and "s3cret" not in res.stdout
+
+
+def test_a_hub_id_may_come_from_the_config_file_and_a_name_with_spaces_is_refused(tmp_path):
+    config = tmp_path / "hub.toml"
+    config.write_text('[hub]\nhub_id = "north-1"\n')
+    res = evhub("serve", "--config", str(config), "--print-config")
+    assert 'hub_id = "north-1"' in res.stdout
+    res = evhub("serve", "--hub-id", "north 1", "--print-config", check=False)
+    assert res.returncode == 2 and "hub_id must be 1..64 printable characters without spaces" in res.stderr
+    assert "Traceback" not in res.stderr

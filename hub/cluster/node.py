@@ -122,7 +122,7 @@ class ClusterNode:
         comes online, and every RESYNC_S.
         """
         with self._lock:
-            self._news.append("%d %s %s" % (reservation_id, station_id, state))
+            self._news.append("%s %d %s %s" % (self.hub_id, reservation_id, station_id, state))
         self._wake.set()
 
     def announce_sessions(self, station_id: str) -> None:
@@ -170,8 +170,9 @@ class ClusterNode:
     def _on_reservation(self, payload: str) -> None:
         for line in payload.split("\n"):
             parts = line.split(" ")
-            if parts and parts[0].isdigit() and self.book is not None:
-                self.book.tell(ReservationChanged(int(parts[0])))
+            # This hub's own news is already in its book: re-reading it would cost a query per reservation.
+            if len(parts) == 4 and parts[0] != self.hub_id and parts[1].isdigit() and self.book is not None:
+                self.book.tell(ReservationChanged(int(parts[1])))
 
     def _on_sessions(self, payload: str) -> None:
         for line in payload.split("\n"):

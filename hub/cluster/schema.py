@@ -46,7 +46,7 @@ NOW = "extract(epoch from clock_timestamp())"  # the database's wall clock, in s
 # Channels. A hub's own channel carries the ids of requests for it.
 CH_HOME = "evhub_home"  # payload "station_id hub_id epoch": a station has a new home
 CH_STATUS = "evhub_status"  # payload station_id: its live view changed
-CH_RESERVATION = "evhub_reservation"  # payload "reservation_id station_id state"
+CH_RESERVATION = "evhub_reservation"  # payload lines "hub_id reservation_id station_id state"
 CH_VEHICLE = "evhub_vehicle"  # payload "vehicle_id base64(msgpack message)": for whichever hub holds its link
 CH_SESSIONS = "evhub_sessions"  # payload "hub_id station_id": the station's open sessions changed
 CH_STATION = "evhub_station"  # payload station_id: provisioning (position, connectors) changed
