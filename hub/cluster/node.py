@@ -218,13 +218,19 @@ class ClusterNode:
         conn: Any = None
         live: "list[str]" = []
         next_resync = time.monotonic() + RESYNC_S
+        next_beat = 0.0
         while not self._stop.is_set():
-            self._wake.wait(self.beat_s)
+            self._wake.wait(max(0.0, next_beat - time.monotonic()))
             self._wake.clear()
             try:
                 if conn is None:
                     conn = connect_pg(self.dsn)
-                membership.beat(conn, self.hub_id, self.address)
+                # News wakes this thread many times a beat: the beat (a commit) and the liveness read
+                # are once per beat_s, not per wake, so they do not compete with the books' commits.
+                beat_due = time.monotonic() >= next_beat
+                if beat_due:
+                    membership.beat(conn, self.hub_id, self.address)
+                    next_beat = time.monotonic() + self.beat_s
                 with self._lock:
                     outgoing, self._outgoing = list(self._outgoing.values()), {}
                     dirty, self._dirty = self._dirty, set()
@@ -236,9 +242,10 @@ class ClusterNode:
                     conn.execute("SELECT pg_notify(%s, %s)", (schema.CH_RESERVATION, payload))
                 if outgoing:
                     status.publish(conn, self.hub_id, outgoing)
-                now_live = membership.live_hubs(conn)
-                if now_live != live:  # a hub joined or died: every remote view may read differently
-                    live, dirty = now_live, {"*"}
+                if beat_due:
+                    now_live = membership.live_hubs(conn)
+                    if now_live != live:  # a hub joined or died: every remote view may read differently
+                        live, dirty = now_live, {"*"}
                 if time.monotonic() >= next_resync and self.book is not None:
                     next_resync = time.monotonic() + RESYNC_S
                     self.book.tell(ResyncReservations())
@@ -246,6 +253,7 @@ class ClusterNode:
                     self._hand_remote(status.read(conn, None if "*" in dirty else dirty))
             except psycopg.Error as exc:
                 log.warning("cluster: sync failed (%s); retrying", exc)
+                next_beat = time.monotonic() + self.beat_s  # the next try after a beat, not at once
                 if conn is not None:
                     conn.close()
                 conn = None
