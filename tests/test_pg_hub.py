@@ -103,3 +103,7 @@ def test_the_reserve_bench_on_postgresql_reports_both_engines_with_no_double_boo
         figures = r["engines"][engine]
         assert figures["reserved_ok_per_s"] > 0 and figures["double_bookings"] == 0, (engine, figures)
     assert r["confirmed_in_store"] == r["reserved_ok_all_runs"], "every acknowledged reservation is in PostgreSQL"
+    from tools.bench.report import render
+
+    shown = [ln.split()[0] for ln in render(r).splitlines() if "confirmed" in ln and "/s, decided" in ln]
+    assert shown == ["sqlite", "postgresql"], "the text report puts both engines side by side"

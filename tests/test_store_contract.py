@@ -113,6 +113,38 @@ class _Adapter:
         return self.conn.execute(self.dialect.sql(sql), params)
 
 
+def test_a_version_7_postgresql_store_keeps_refusing_overlaps_once_its_constraint_keys_on_station_numbers(
+    pg_database, caplog
+):
+    url = pg_database
+    conn, dialect = _raw(url)
+    try:
+        with conn.transaction():
+            migrations.apply(_Adapter(conn, dialect), dialect, 0, target=7)
+            _set_version(conn, url, 7)
+        conn.execute(
+            "INSERT INTO stations (id, key, lat, lon, connectors, max_kw, created) VALUES ('CP-1', 'k', 1, 1, 1, 22, 0)"
+        )
+        conn.execute(
+            'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated)'
+            " VALUES ('V-1', 'CP-1', 1, 1000, 2000, 'confirmed', 0, 0)"
+        )
+    finally:
+        conn.close()
+    with caplog.at_level(logging.INFO, logger="hub.store.store"):
+        s = Store(url)
+    try:
+        assert "store: migrated from version 7 to %d" % SCHEMA_VERSION in caplog.text
+        s.add_station("CP-2", 1, 1, 1, 22)
+        out = s.insert_reservations([("V-2", "CP-1", 1, 1500, 2500), ("V-3", "CP-2", 1, 1500, 2500)])
+        assert isinstance(out[0], StoreConflict), "the old row's window is still defended"
+        assert isinstance(out[1], int), "another station's equal window is not a conflict"
+        again = s.insert_reservations([("V-4", "CP-2", 1, 2400, 2600)])
+        assert isinstance(again[0], StoreConflict), "a station added after the migration is defended too"
+    finally:
+        s.close()
+
+
 def test_a_store_newer_than_the_code_is_refused_with_a_clear_error(url):
     Store(url).close()
     conn, _dialect = _raw(url)

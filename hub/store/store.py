@@ -400,7 +400,10 @@ class Store:
             " request_id) VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
         )
         if self.is_postgres:
+            import time as _t
+            _a = _t.perf_counter()
             out = self._insert_reservations_pg(params, now)
+            self._tinsert = getattr(self, "_tinsert", 0.0) + _t.perf_counter() - _a
         else:
             out = []
             with self._tx() as db:
@@ -421,13 +424,17 @@ class Store:
         """PostgreSQL: the whole batch as ONE statement over arrays (one round trip, and in autocommit
         one implicit transaction: one commit, one WAL flush). Rows the constraints refuse are skipped
         by ON CONFLICT DO NOTHING (also against earlier rows of the same batch); RETURNING names the
-        stored ones, matched back to the batch by their values."""
+        stored ones, matched back to the batch by their values. Each row carries its station's
+        number, which the exclusion constraint keys on (migration 8), looked up per row (a join
+        could reorder the rows, and ids follow the batch's order); an unknown station leaves it
+        NULL, which NOT NULL refuses as the foreign key would."""
         if not params:
             return []
         cols = list(zip(*params))
         rows = self._db.execute(
             'INSERT INTO reservations (vehicle_id, station_id, connector, start, "end", state, created, updated,'
-            " request_id) SELECT v, s, c, b, e, 'confirmed', %s, %s, r"
+            " request_id, station_num) SELECT v, s, c, b, e, 'confirmed', %s, %s, r,"
+            " (SELECT num FROM stations WHERE id = t.s)"
             " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])"
             " AS t(v, s, c, b, e, r) ON CONFLICT DO NOTHING"
             ' RETURNING id, vehicle_id, station_id, connector, start, "end", request_id',

@@ -75,6 +75,20 @@ def _load(r):
                 r.get("double_bookings", "-"),
             )
         )
+    engines = r.get("engines") or {}
+    for engine, e in sorted(engines.items(), key=lambda kv: kv[0] != "sqlite"):  # --db postgresql://: both, one run
+        lines.append(
+            "  %-10s confirmed %s/s, decided %s ops/s, p50 %s ms, p99 %s ms, in the store %s, double bookings %s"
+            % (
+                engine,
+                _fmt(e.get("reserved_ok_per_s")),
+                _fmt(e.get("ops_per_s")),
+                _fmt(e.get("p50_ms")),
+                _fmt(e.get("p99_ms")),
+                e.get("confirmed_in_store", "-"),
+                e.get("double_bookings", "-"),
+            )
+        )
     for who, prof in (("hub", r.get("profile")), ("echo", (b or {}).get("profile"))):
         if prof and prof.get("samples"):
             lines.append("  %s profile (%d busy samples, %s): top self time" % (who, prof["samples"], prof.get("file")))
