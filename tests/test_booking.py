@@ -88,6 +88,32 @@ def test_the_next_free_window_accounts_for_a_running_session(book):
     assert result.alternatives[0]["start"] == NOW + 1200
 
 
+def test_a_session_past_its_expected_end_keeps_its_connector_for_a_station_hold_period(book):
+    from hub.domain.booking import OVERRUN_HOLD_S
+
+    book.session_started("ONE", 1, "walk-in", None, NOW - 3600, NOW - 60)  # expected to end a minute ago
+    soon = book.reserve("v1", "ONE", NOW + 300, NOW + H, NOW + 0.25)  # a station would refuse to hold it now
+    assert not soon.ok and soon.alternatives[0]["start"] == NOW + OVERRUN_HOLD_S + 1
+    assert type(soon.alternatives[0]["start"]) is int and type(soon.alternatives[0]["end"]) is int  # wire integers
+
+
+def test_a_session_overrunning_into_its_connectors_next_window_still_leaves_the_other_connector_free(book):
+    later = book.reserve("v2", "TWO", NOW + H, NOW + 2 * H, NOW)
+    assert later.ok and later.reservation.connector == 1
+    # a walk-in on connector 1 runs past the start of that window (its vehicle charges longer)
+    book.session_started("TWO", 1, "walk-in", None, NOW - 600, NOW + H + 1800)
+    # one connector busy twice at an instant is one connector: connector 2 is free for the window
+    other = book.reserve("v3", "TWO", NOW + H, NOW + 2 * H, NOW)
+    assert other.ok and other.reservation.connector == 2
+
+
+def test_a_window_the_station_refuses_because_its_connector_is_still_busy_moves_to_the_free_one(book):
+    r = book.reserve("v2", "TWO", NOW + H, NOW + 2 * H, NOW).reservation
+    book.session_started("TWO", r.connector, "walk-in", None, NOW - 600, NOW + H + 1800)
+    moved = book.move(r.id, r.connector, NOW + H)  # an OCPP charger answered ReserveNow: Occupied
+    assert moved is not None and moved.connector != r.connector and moved.id == r.id
+
+
 @pytest.mark.parametrize(
     "vehicle, station, start, end, code, fragment",
     [

@@ -166,6 +166,39 @@ def test_a_connector_still_finishing_is_asked_again_shortly_after():
     assert h.stats.get("errors", 0) == 0
 
 
+def dropped_notice(station=NEAR, rid=7):
+    return [
+        {"reservation_id": rid, "station_id": station.id, "connector": 1, "start": 0, "end": 1, "state": "cancelled"}
+    ]
+
+
+def test_a_reservation_the_station_refused_sends_the_vehicle_searching_again_without_an_error():
+    h = Harness(soc=0.2)
+    h.booked()
+    h.drive_until(WAITING)
+    h.event(K.RESERVATIONS, dropped_notice())  # an OCPP charger still Occupied when the window opened
+    assert h.v.state == DRIVING and h.v.plan is None and h.stats["reservations_dropped"] == 1
+    h.tick()
+    h.sent(K.NEAREST)  # low on charge: it looks for another charger at once
+    assert h.stats.get("errors", 0) == 0
+
+
+def test_a_start_already_sent_for_a_dropped_reservation_is_refused_without_an_error():
+    h = Harness(soc=0.2)
+    h.booked()
+    h.drive_until(STARTING)
+    tag, _ = h.sent(K.START_CHARGE)
+    h.event(K.RESERVATIONS, dropped_notice())
+    h.reply(tag, K.ERROR, E_NOT_FOUND, "reservation 7 is not open at CP-NEAR")
+    assert h.v.state == DRIVING and h.stats.get("errors", 0) == 0
+    other = Harness(soc=0.2)  # without the hub's notice the same refusal is an error
+    other.booked()
+    other.drive_until(STARTING)
+    tag, _ = other.sent(K.START_CHARGE)
+    other.reply(tag, K.ERROR, E_NOT_FOUND, "reservation 7 is not open at CP-NEAR")
+    assert other.stats["errors"] == 1
+
+
 def test_a_late_start_asks_only_for_what_fits_in_the_window():
     assert target_within(50, 100, 60, 0.2, 0.8, 10**6) == 0.8
     fits = target_within(50, 100, 60, 0.2, 0.8, 1200)

@@ -27,6 +27,7 @@ import bisect
 import heapq
 import itertools
 import logging
+import math
 from typing import Any, Optional, Sequence
 
 from hub.domain.booking_types import (  # re-exported: callers import the book's names from here
@@ -41,6 +42,7 @@ from hub.domain.booking_types import (  # re-exported: callers import the book's
     MAX_WINDOW_CANDIDATES as MAX_WINDOW_CANDIDATES,
     DEFAULT_MAX_OPEN_PER_VEHICLE as DEFAULT_MAX_OPEN_PER_VEHICLE,
     STORE_RETRIES as STORE_RETRIES,
+    OVERRUN_HOLD_S as OVERRUN_HOLD_S,
     Reservation as Reservation,
     Alternative as Alternative,
     ReserveResult as ReserveResult,
@@ -228,13 +230,14 @@ class ReservationBook(BookChanges):
         busy: list[_Busy] = [it for it in st.items[lo:hi] if it[1] > s]
         for conn, sess in st.sessions.items():
             # A session past its expected end still holds the connector until it ends.
-            end = max(sess.expected_end, now + 60)
+            end = max(sess.expected_end, now + OVERRUN_HOLD_S)
             if sess.started < e and end > s:
                 busy.append((sess.started, end, None, conn))
         cap = st.connectors
         if len(busy) >= cap:  # enough overlaps to matter: sweep for the busiest instant
+            spans = _connector_spans(busy, s, e)
             # At equal times -1 sorts first: an end frees a connector before a start takes it.
-            events = sorted([(max(it[0], s), 1) for it in busy] + [(min(it[1], e), -1) for it in busy])
+            events = sorted([(a, 1) for a, _b in spans] + [(b, -1) for _a, b in spans])
             level = peak = 0
             for _t, d in events:
                 level += d
@@ -250,7 +253,8 @@ class ReservationBook(BookChanges):
         lo = bisect.bisect_right(st.starts, t0 - st.max_len)
         hi = min(bisect.bisect_left(st.starts, t0 + MAX_AHEAD_S), lo + MAX_WINDOW_CANDIDATES)
         cands: set[float] = {it[1] for it in st.items[lo:hi] if it[1] > t0}
-        cands.update(max(sess.expected_end, now + 60) for sess in st.sessions.values())
+        # whole seconds: the clock is a float, and an alternative's start goes on the wire as an integer
+        cands.update(math.ceil(max(sess.expected_end, now + OVERRUN_HOLD_S)) for sess in st.sessions.values())
         for t in [t0] + sorted(cands):
             if self._fit(st, t, t + length, now) is not None:
                 return t
@@ -526,3 +530,29 @@ def _log_batch(results: Sequence[Optional[Outcome]]) -> None:
             max(confirmed),
             conflicts,
         )
+
+
+def _connector_spans(busy: list[_Busy], s: float, e: float) -> list[tuple[float, float]]:
+    """The busy items clipped to [s, e), those of one connector merged: a session running past its
+    expected end overlaps the next reservation of its own connector (and `move` blocks a refused
+    connector over the window), and one connector busy twice at an instant is still one connector.
+    Items for connector 0 ("any") each count on their own."""
+    spans: list[tuple[float, float]] = []
+    per_connector: dict[int, list[tuple[float, float]]] = {}
+    for it in busy:
+        span = (max(it[0], s), min(it[1], e))
+        if it[3]:
+            per_connector.setdefault(it[3], []).append(span)
+        else:
+            spans.append(span)
+    for items in per_connector.values():
+        items.sort()
+        a, b = items[0]
+        for a2, b2 in items[1:]:
+            if a2 <= b:
+                b = max(b, b2)
+            else:
+                spans.append((a, b))
+                a, b = a2, b2
+        spans.append((a, b))
+    return spans

@@ -16,6 +16,10 @@ MAX_NEARBY_ALTERNATIVES = 3
 MAX_NEIGHBOURS_TRIED = 30  # bounds the work a conflicting request can cause
 MAX_WINDOW_CANDIDATES = 2000
 DEFAULT_MAX_OPEN_PER_VEHICLE = 3  # one vehicle cannot book every connector for a month
+# A session past its expected end still holds its connector this long from now: a station refuses to
+# hold a busy connector for a window that opens within its hold_before_s (firmware default 600), so
+# booking one sooner would be refused as soon as the station hears of it.
+OVERRUN_HOLD_S = 600
 STORE_RETRIES = 2  # rounds of "try the next connector" after the database refused a window
 
 

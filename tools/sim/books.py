@@ -132,6 +132,7 @@ def summarize(sim, final, books, wind, hub_stats, hub_cpu_s, run_s, setup_s, sim
         "reservations_fulfilled": fulfilled,
         "reservations_cancelled": cancelled,
         "reservations_cancelled_at_end": stats.get("cancelled_at_end", 0),
+        "reservations_dropped": stats.get("reservations_dropped", 0),
         "reservations_expired": expired,
         "reservations_open": still_open,
         "books_balanced": balanced,

@@ -307,11 +307,13 @@ def format_summary(s, colour=False):
         ),
         "  reservations  %d confirmed, %d conflicts (%d took an alternative)"
         % (s["reservations_confirmed"], s["reservations_conflicted"], s["alternatives_taken"]),
-        "                %d fulfilled + %d cancelled (%d at the end) + %d expired + %d open  %s"
+        "                %d fulfilled + %d cancelled (%d at the end, %d dropped by a station) + %d expired"
+        " + %d open  %s"
         % (
             s["reservations_fulfilled"],
             s["reservations_cancelled"],
             s["reservations_cancelled_at_end"],
+            s.get("reservations_dropped", 0),
             s["reservations_expired"],
             s["reservations_open"],
             _c("books balance", "\x1b[32m", colour)

@@ -104,6 +104,7 @@ class Vehicle:
         self.energy_wh = 0
         self.winding = False
         self.pending = {}  # tag -> what
+        self.dropped = set()  # reservation ids the hub ended for us (a station refused the window)
         self._seq = 0
 
     # --- plumbing ------------------------------------------------------------------
@@ -294,6 +295,9 @@ class Vehicle:
 
     def _on_start_refused(self, code, text, now):
         plan = self.plan
+        if code == E_NOT_FOUND and plan["rid"] in self.dropped:
+            self._replan()  # the hub's notice came first (same link): the refusal only confirms it
+            return
         if code == E_INVALID_STATE and now + self.p.retry_s < plan["start"] + self.p.grace_s - 60 and not self.winding:
             self.stats.add("start_retries")  # the connector is still finishing the previous charge
             self.state = WAITING
@@ -329,6 +333,35 @@ class Vehicle:
                 self._new_destination()
         elif kind == K.ERROR:
             self._error("hub error: %s" % (fields[1],))
+        elif kind == K.RESERVATIONS and fields:
+            self._on_reservations_ended(fields[0])
+
+    def _on_reservations_ended(self, rows):
+        """An unsolicited RESERVATIONS lists reservations the hub ended for this vehicle: the station
+        refused the window (an OCPP charger still Occupied when it opened, with no other connector
+        free) or was removed. A driver looks for another charger; a START already sent for it is
+        refused (not_found) and that is expected."""
+        plan = self.plan
+        if plan is None or not isinstance(rows, list):
+            return
+        for row in rows:
+            if isinstance(row, dict) and row.get("reservation_id") == plan["rid"] and row.get("state") != "confirmed":
+                self.dropped.add(plan["rid"])
+                self.stats.add("reservations_dropped")
+                log.info(
+                    "vehicle %s: reservation %d at %s ended by the hub (%s)",
+                    self.id,
+                    plan["rid"],
+                    plan["station"],
+                    row.get("state"),
+                )
+                if self.state in (TO_STATION, WAITING):
+                    self._replan()
+                return
+
+    def _replan(self):
+        self.plan = None
+        self.state = DONE if self.winding else DRIVING  # low on charge: it searches again at the next tick
 
     def _charging(self):
         self.state = CHARGING
