@@ -47,15 +47,20 @@ def _order(item: tuple[int, tuple[str, int, int]]) -> tuple[int, int]:
 class StationSync:
     """One station's view of what it was sent. `windows` (passed in) is the registry's
     reservation_id -> (vehicle_id, start, end) of open reservations; `connectors` here
-    is reservation_id -> the connector the book chose."""
+    is reservation_id -> the connector the book chose.
+
+    The hub keeps one per station (10,000 on a big hub), so it has slots and its id sets are dicts
+    (reservation_id -> None): an empty set costs 216 bytes, an empty dict 64."""
+
+    __slots__ = ("limit", "connectors", "_sent", "_held", "_maybe", "_cancel", "_tries", "_next_token", "retry_due")
 
     def __init__(self, limit: int = K.MAX_RESERVATIONS) -> None:
         self.limit = limit
         self.connectors: dict[int, int] = {}  # reservation_id -> connector (0 = any)
         self._sent: dict[int, int] = {}  # reservation_id -> token of the RESERVE_NOW in flight or held
-        self._held: set[int] = set()  # reservation ids the station ACKed
-        self._maybe: set[int] = set()  # sent before the link went down: the station may still hold them
-        self._cancel: set[int] = set()  # ended at the hub, maybe held by the station: cancelled at the next plan
+        self._held: dict[int, None] = {}  # reservation ids the station ACKed
+        self._maybe: dict[int, None] = {}  # sent before the link went down: the station may still hold them
+        self._cancel: dict[int, None] = {}  # ended at the hub, maybe held by the station: cancelled at the next plan
         self._tries: dict[int, int] = {}  # reservation_id -> failed sends so far
         self._next_token = 1
         self.retry_due = False  # a send failed for a passing reason: the next tick plans again
@@ -63,7 +68,7 @@ class StationSync:
     def reset(self) -> None:
         """The link went down or came up: the station may have rebooted; everything is sent again
         (a repeat of what it holds changes nothing), and what it may hold beyond the horizon is cancelled."""
-        self._maybe.update(self._sent)
+        self._maybe.update(dict.fromkeys(self._sent))
         self._sent.clear()
         self._held.clear()
 
@@ -73,11 +78,11 @@ class StationSync:
         reconnect. True if the station may hold it."""
         self.connectors.pop(rid, None)
         self._tries.pop(rid, None)
-        self._held.discard(rid)
+        self._held.pop(rid, None)
         had = self._sent.pop(rid, None) is not None or rid in self._maybe
-        self._maybe.discard(rid)
+        self._maybe.pop(rid, None)
         if had and cancel:
-            self._cancel.add(rid)
+            self._cancel[rid] = None
         return had
 
     def changed(self, rid: int, connector: int) -> None:
@@ -85,7 +90,7 @@ class StationSync:
         if self.connectors.get(rid) != connector:
             self.connectors[rid] = connector
             self._sent.pop(rid, None)
-            self._held.discard(rid)
+            self._held.pop(rid, None)
 
     def wanted(self, windows: Windows) -> list[int]:
         """The reservation ids the station should hold: its next `limit` windows."""
@@ -101,8 +106,10 @@ class StationSync:
         cancel = [rid for rid in list(self._sent) if rid not in keep]
         for rid in cancel:
             del self._sent[rid]
-            self._held.discard(rid)
-        cancel += sorted(rid for rid in self._maybe | self._cancel if rid not in keep and rid not in cancel)
+            self._held.pop(rid, None)
+        cancel += sorted(
+            rid for rid in self._maybe.keys() | self._cancel.keys() if rid not in keep and rid not in cancel
+        )
         self._maybe.clear()
         self._cancel.clear()
         send = []
@@ -120,7 +127,7 @@ class StationSync:
         if self._sent.get(rid) != token:
             return STALE
         if reply is not None and reply[0] != K.ERROR:
-            self._held.add(rid)
+            self._held[rid] = None
             self._tries.pop(rid, None)
             return HELD
         code = None if reply is None else reply[1][0]
@@ -145,7 +152,7 @@ class StationSync:
         MOVE when the code allows another connector, else CANCEL; STALE when it is not one it was sent."""
         if rid not in self._held and rid not in self._sent:
             return STALE
-        self._held.discard(rid)
+        self._held.pop(rid, None)
         self._sent.pop(rid, None)
         if code in _MOVABLE and self.connectors.get(rid, 0) != 0:
             return MOVE
