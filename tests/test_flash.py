@@ -26,7 +26,7 @@ PORT = "/dev/ttyUSB0"
 
 def esptool_spelling():
     """erase-flash/write-flash for the installed esptool v5+, erase_flash/write_flash for v4."""
-    from tools.device.flash import esptool_hyphens, find_tool
+    from tools.device.flash.vendor import esptool_hyphens, find_tool
 
     return (
         ("erase-flash", "write-flash")
@@ -44,7 +44,7 @@ def commands(stdout):
 
 @pytest.mark.parametrize("tool", ["esptool", "mpremote"])
 def test_the_board_extra_installs_the_vendor_tool(tool):
-    from tools.device.flash import find_tool
+    from tools.device.flash.vendor import find_tool
 
     path = find_tool(tool, "EVHUB_" + tool.upper())
     assert path, "%s is missing: pip install -e '.[board]' (the dev extra includes it)" % tool
@@ -296,7 +296,7 @@ class Bench:
         self.log = tmp_path / "tools.log"
         self.firmware = tmp_path / "ESP32_GENERIC.bin"
         self.firmware.write_bytes(b"\xe9" + b"\x00" * 1023)
-        tools = tmp_path / "tools"
+        self.tools = tools = tmp_path / "tools"
         tools.mkdir()
         for name, text in (("mpremote", FAKE_MPREMOTE), ("esptool", FAKE_ESPTOOL)):
             path = tools / name
@@ -360,10 +360,13 @@ def test_flash_provisions_writes_micropython_copies_the_bundle_and_resets(tmp_pa
         "--erase",
     )
     assert "Traceback" not in res.stdout + res.stderr
+    assert "station CP-F: provisioned, new key issued" in res.stdout and re.search(
+        r"\n    \d+ files, \d+ bytes\n", res.stdout
+    )
     for n, text in enumerate(
         [
-            "station CP-F in",
-            "bundle built for CP-F",
+            "provision station CP-F in",
+            "build the bundle for CP-F",
             "write MicroPython",
             "reboot the board into maintenance",
             "copy the bundle",
@@ -424,6 +427,54 @@ def test_flash_provisions_writes_micropython_copies_the_bundle_and_resets(tmp_pa
     key = station_key(tmp_path / "evhub.db", "CP-F")
     assert cfg["key"] == key and cfg["hub"] == {"host": "10.0.0.2", "port": 7878} and cfg["connectors"] == 2
     assert key not in res.stdout
+
+
+def steps_and_commands(stdout, bench=None):
+    """The step titles and commands a flash printed; a real run's paths shown as a dry run's."""
+    out = []
+    for line in stdout.splitlines():
+        if line.startswith("[") and "] " in line:
+            out.append(line.split("] ", 1)[1])
+        elif line.strip().startswith("$ "):
+            out.append(line.strip()[2:].split("    # ")[0])
+    if bench is not None:
+        out = [x.replace(str(bench.tools) + "/", "").replace(str(bench.port), PORT) for x in out]
+    return out
+
+
+def test_the_dry_run_prints_exactly_the_steps_and_commands_a_run_executes(tmp_path):
+    bench = Bench(tmp_path)
+    args = ["--id", "CP-P", "--wifi", "depot:secret123", "--hub", "10.0.0.2:7878", "--lat", "-12.2", "--lon", "-38.9"]
+    args += ["--firmware", str(bench.firmware), "--erase"]
+    dry = bench.flash(*(args + ["--dry-run"]))
+    real = bench.flash(*args)
+    planned = steps_and_commands(dry.stdout, bench)
+    assert planned == steps_and_commands(real.stdout, bench) and len(planned) == 6 + 6, dry.stdout + real.stdout
+    ran = [[c["tool"]] + c["argv"] for c in bench.calls()]  # what the fake tools were really asked
+    shown = [c.split() for c in commands(dry.stdout)]
+    assert [[os.path.basename(c[0])] + [a.replace(str(bench.port), PORT) for a in c[1:]] for c in shown] == [
+        [c[0]] + [a.replace(str(bench.port), PORT) for a in c[1:]] for c in ran
+    ]
+    assert "dry run done: 6 commands shown" in dry.stdout
+
+
+def test_a_store_that_cannot_be_reached_is_one_clear_line_not_a_traceback(tmp_path):
+    bench = Bench(tmp_path)
+    res = bench.flash(
+        "--id",
+        "CP-Q",
+        "--uart",
+        "17,16,115200",
+        "--lat",
+        "1",
+        "--lon",
+        "2",
+        db="postgresql://x@127.0.0.1:1/none",
+        check=False,
+    )
+    assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr, res.stderr
+    assert "evhub flash: cannot open the store postgresql://x@127.0.0.1:1/none" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and bench.calls() == [], "nothing touched the board"
 
 
 def station_status(hub, station_id):

@@ -89,8 +89,9 @@ def connect_pg(url: str) -> Any:
     try:
         conn = psycopg.connect(url, autocommit=True)
     except psycopg.Error as exc:
-        # libpq's message can quote the URL: never let a password through
-        raise psycopg.OperationalError("cannot connect to %s: %s" % (mask(url), _scrub(str(exc), url))) from None
+        # one line: libpq's message spans several (and can quote the URL: never let a password through)
+        text = " ".join(_scrub(str(exc), url).split())
+        raise psycopg.OperationalError("cannot connect to %s: %s" % (mask(url), text)) from None
     conn.execute("SET lock_timeout = '%s'" % LOCK_TIMEOUT)
     conn.execute("SET statement_timeout = '%s'" % STATEMENT_TIMEOUT)
     return conn

@@ -401,6 +401,7 @@ class Store:
         )
         if self.is_postgres:
             import time as _t
+
             _a = _t.perf_counter()
             out = self._insert_reservations_pg(params, now)
             self._tinsert = getattr(self, "_tinsert", 0.0) + _t.perf_counter() - _a

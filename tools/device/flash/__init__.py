@@ -1,0 +1,7 @@
+"""`evhub flash` (its arguments: tools/commands/flash.py), as a plan of steps.
+
+- ``plan``     Step and Command as data; the plan is printed (--dry-run) or run, the same list
+- ``steps``    the checks before anything is touched, and the steps planned from the arguments
+- ``vendor``   esptool and mpremote: finding, running, and their failures in one line
+- ``prepare``  the script run on the board before the copy (removes old modules, reports free space)
+"""
