@@ -484,7 +484,8 @@ def test_raw_is_a_plain_terminal_to_the_repl(tmp_path, pair):
 
 
 def test_start_times_and_message_lines():
-    from tools.device.console import UsageError, message_text, parse_start
+    from tools.device.console.render import message_text
+    from tools.device.console.typed import UsageError, parse_start
 
     now = 1800000000  # 2027-01-15 08:00 UTC
     assert parse_start("now", now) == now

@@ -23,7 +23,7 @@ COMMANDS = {
     "bundle": ("tools.commands.bundle", "write the board filesystem (MicroPython firmware bundle)"),
     "flash": ("tools.commands.flash", "flash MicroPython and the bundle to an ESP32 charge point"),
     "pty-pair": ("tools.commands.pty_pair", "two joined pseudo-terminals, to try serial links without hardware"),
-    "console": ("tools.device.console", "serial console that decodes evhub frames live"),
+    "console": ("tools.commands.console", "serial console that decodes evhub frames live"),
     "ocpp": ("tools.commands.ocpp", "OCPP 1.6J central system: commercial chargers join the hub as stations"),
     "reservations": (
         "tools.commands.reservations",
