@@ -24,8 +24,9 @@ Event kinds and their data (all times UTC epoch seconds on the hub clock):
 import collections
 import json
 import logging
-import threading
 import time
+
+from hub.io.loophop import LoopHop
 
 log = logging.getLogger(__name__)
 
@@ -115,41 +116,29 @@ class EventBus:
     def __init__(self, loop, max_queue=DEFAULT_MAX_QUEUE, ring_size=RING_SIZE):
         self.loop = loop
         self.max_queue = max_queue
-        self._lock = threading.Lock()
-        self._pending = []
-        self._scheduled = False
+        self._hop = LoopHop(loop, self._deliver, limit=MAX_PENDING)  # a stuck loop sheds events
         self.subscribers = set()
         self.ring = collections.deque(maxlen=ring_size)  # (id, payload bytes)
         # Ids start from the wall clock in microseconds, so they keep growing across hub restarts: a
         # client resuming with an id from an earlier run gets this run's whole ring, not nothing.
         self.last_id = int(time.time() * 1_000_000)
         self.counts = collections.Counter()  # events by kind
-        self.shed = 0  # published while the loop was stuck, never delivered
         self.dropped_clients = 0
         self.listeners = []  # callables(kind, doc), run in the loop for every event
 
     # --- any thread ---------------------------------------------------------------------
 
     def publish(self, kind, data):
-        with self._lock:
-            if len(self._pending) >= MAX_PENDING:
-                self.shed += 1
-                return
-            self._pending.append((kind, data))
-            if self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # loop closed: shutting down, nobody is listening
-            pass
+        self._hop.post((kind, data))
+
+    @property
+    def shed(self):
+        """Published while the loop was stuck, never delivered."""
+        return self._hop.shed
 
     # --- the loop ---------------------------------------------------------------------
 
-    def _drain(self):
-        with self._lock:
-            items, self._pending = self._pending, []
-            self._scheduled = False
+    def _deliver(self, items):
         for kind, data in items:
             try:
                 self.emit(kind, _doc(kind, data))

@@ -18,6 +18,7 @@ from transport.framing import SerialFramer
 from hub.io.fdlimits import PendingLinks
 from hub.io.framelimits import HubStreamFramer
 from hub.io.link import Link
+from hub.io.loophop import LoopHop
 from hub.messages import OutRequest, OutSend, OutToPeer, StationAnswer
 from hub.io.peerclash import REFUSE, PeerClash
 
@@ -38,21 +39,11 @@ class Outbox:
         self.loop = loop
         self.links: "dict[int, Link]" = {}
         self.peers: "dict[tuple[str, str], int]" = {}
-        self._queue: "collections.deque[OutSend | OutToPeer | OutRequest]" = collections.deque()
-        self._scheduled = False
-        self._lock = threading.Lock()
+        self._hop: "LoopHop[OutSend | OutToPeer | OutRequest]" = LoopHop(loop, self._deliver)
         self.cluster: Any = None  # hub.cluster.node.ClusterNode: vehicles linked to another hub get theirs there
 
     def _post(self, item: "OutSend | OutToPeer | OutRequest") -> None:
-        with self._lock:
-            self._queue.append(item)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # loop closed during shutdown: nobody left to tell
-            pass
+        self._hop.post(item)
 
     def send(self, link_id: Any, msg: Any) -> None:
         self._post(OutSend(link_id, msg))
@@ -68,11 +59,7 @@ class Outbox:
         as StationAnswer(tag, Answer | None). actor_ref None: nobody waits for the reply."""
         self._post(OutRequest((role, peer_id), kind, fields, actor_ref, tag))
 
-    def _drain(self) -> None:
-        with self._lock:
-            items = self._queue
-            self._queue = collections.deque()
-            self._scheduled = False
+    def _deliver(self, items: "collections.deque[OutSend | OutToPeer | OutRequest]") -> None:
         links = self.links
         touched = {}
         for item in items:

@@ -22,12 +22,12 @@ A lost link is reopened with a capped backoff, ``min(1.8**n, 60)`` seconds.
 """
 
 import asyncio
-import collections
 import logging
 import threading
 import zlib
 
 from transport import kinds as K
+from hub.io.loophop import LoopHop
 from tools.client.link import AsyncClientLink, ClientLink
 from transport.errors import ProtocolError
 from transport.session import Authenticated, Closed, Message, PeerSilent, Reply, Timeout
@@ -181,9 +181,7 @@ class VehicleNet:
         self._thread = None
         self._ready = threading.Event()
         self._stopped = None
-        self._ops = collections.deque()
-        self._lock = threading.Lock()
-        self._scheduled = False
+        self._hop = None  # LoopHop into the loop, made with it
         self._outgoing = {}  # sink -> [event]
         self._deliver_scheduled = False
         self._tickers = []  # (interval_s, fn) run in the loop thread
@@ -207,6 +205,7 @@ class VehicleNet:
 
     async def _main(self):
         self.loop = asyncio.get_running_loop()
+        self._hop = LoopHop(self.loop, self._drain)
         self._stopped = asyncio.Event()
         tasks = [self.loop.create_task(self._every(TICK_S, self._tick_links))]
         tasks += [self.loop.create_task(self._every(i, fn)) for i, fn in self._tickers]
@@ -256,24 +255,12 @@ class VehicleNet:
     # --- the hop into the loop -------------------------------------------------------------
 
     def _post(self, op):
-        self._post_many((op,))
+        self._hop.post(op)
 
     def _post_many(self, ops):
-        with self._lock:
-            self._ops.extend(ops)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop is gone (shutting down)
-            pass
+        self._hop.post_many(ops)
 
-    def _drain(self):
-        with self._lock:
-            ops = self._ops
-            self._ops = collections.deque()
-            self._scheduled = False
+    def _drain(self, ops):
         touched = {}
         for op in ops:
             what = op[0]
