@@ -3,6 +3,7 @@ mypy checks this package with its strict flags (pyproject.toml).
 
 booking.py       ReservationBook: windows, conflicts, alternatives, no-shows, per-vehicle limits
                  + booking_changes.py (cancel, move, expire, sessions, other hubs' changes)
+                 + booking_batch.py (a batch of RESERVEs decided in order, one COMMIT, refusals retried)
                  + booking_types.py (reservations, results, events, limits, BookingError)
 stations.py      Stations: display status, session rules, request correlation (the registry's core)
 station_sync.py  which reservations a station should hold, and what to do with its answer
