@@ -56,7 +56,17 @@ def station_doc(v, last_heartbeat=None):
 
 
 # A STATIONS entry on the wire (transport/PROTOCOL.md): these fields of the document above.
-WIRE_STATION_KEYS = ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw", "connector_status", "last_seen")
+WIRE_STATION_KEYS = (
+    "id",
+    "lat",
+    "lon",
+    "status",
+    "free_in_min",
+    "connectors",
+    "max_kw",
+    "connector_status",
+    "last_seen",
+)
 
 
 def station_entry(v):
