@@ -107,6 +107,16 @@ def test_dry_run_without_firmware_only_copies_and_resets(tmp_path):
     assert "uart1 tx=17 rx=16 115200 baud" in res.stdout and "esptool" not in res.stdout
 
 
+def test_a_dry_run_without_the_vendor_tools_notes_them_and_still_prints_the_whole_plan(tmp_path):
+    env = {"EVHUB_MPREMOTE": "/nonexistent/mpremote", "EVHUB_ESPTOOL": "/nonexistent/esptool"}
+    flags = ("--id", "CP-N", "--uart", "17,16,115200", "--firmware", "ESP32_GENERIC.bin", "--dry-run")
+    res = evhub("flash", PORT, *flags, "--db", str(tmp_path / "x.db"), env=env)
+    assert "note: esptool and mpremote not found: pip install -e '.[board]'" in res.stderr, res.stderr
+    assert len(commands(res.stdout)) == 5 and "dry run done: 5 commands shown" in res.stdout, res.stdout
+    assert commands(res.stdout)[1] == "mpremote connect /dev/ttyUSB0 fs touch :noauto + fs cp main.py :main.py + reset"
+    assert not os.path.exists(tmp_path / "x.db")
+
+
 def test_dry_run_for_an_esp32s3_with_source_modules(tmp_path):
     _erase, write = esptool_spelling()
     res = evhub(

@@ -88,7 +88,7 @@ def run(args):
         print("evhub flash: %s" % exc, file=sys.stderr)
         return 2
     try:
-        flasher = Flasher(args, dry=args.dry_run)
+        flasher = Flasher(args)
         host = (flasher.draft.get("hub") or {}).get("host")
         if host in B.LOOPBACK:
             print(
@@ -97,6 +97,8 @@ def run(args):
                 file=sys.stderr,
             )
         if args.dry_run:
+            for text in flasher.problems:  # a run would stop here; the plan is still worth seeing
+                print("note: %s" % text, file=sys.stderr)
             print("dry run: nothing is written, the store and %s are not opened" % args.port)
             print("dry run done: %d commands shown" % flasher.plan.show())
             return 0

@@ -8,7 +8,6 @@ file list is planned (tools/device/bundle.py, romfs.py) and the build is checked
 
 import os
 import re
-import sys
 
 from hub.store.backend import DB_ERRORS
 from tools.device import bundle as B
@@ -27,14 +26,11 @@ BUNDLE_NAME = "bundle"  # in the work directory; the prepare script sits beside 
 class Flasher:
     """One flash: checks its inputs, then plans the steps; `run(workdir)` and `show()` go to the plan."""
 
-    def __init__(self, args, dry):
+    def __init__(self, args):
         self.args = args
-        self.dry = dry
         self.port = args.port
         self.check_inputs()
-        self.find_tools()
-        if not dry:
-            self.check_port()
+        self.problems = self.find_tools()  # a run stops on them (check_can_run); a dry run notes them
         self.written = []  # [(board path, size)] once built
         self.planned = self.planned_paths()
         self.plan = Plan(self.port, self.steps())
@@ -62,7 +58,18 @@ class Flasher:
             self.draft = self.config_for("0" * 32, a.lat or 0.0, a.lon or 0.0)
         except B.BundleError as exc:
             raise FlashError(str(exc), 2) from None
-        if a.firmware and not self.dry:
+
+    def check_can_run(self):
+        """What only a run needs, checked before the store or the port is touched: the tools, the
+        --firmware file, the port. A dry run opens none of them."""
+        self.check_firmware()  # a bad argument (exit 2) first
+        if self.problems:
+            raise FlashError(self.problems[0])
+        self.check_port()
+
+    def check_firmware(self):
+        a = self.args
+        if a.firmware:
             try:
                 with open(a.firmware, "rb") as f:
                     head = f.read(1)
@@ -92,7 +99,7 @@ class Flasher:
         )
 
     def find_tools(self):
-        """The vendor tools and mpy-cross: missing ones stop a run; a dry run notes them and goes on."""
+        """The vendor tools and mpy-cross; returns what is missing, one line each (empty: all found)."""
         self.esptool = find_tool("esptool", "EVHUB_ESPTOOL") if self.args.firmware else None
         self.mpremote = find_tool("mpremote", "EVHUB_MPREMOTE")
         missing = [
@@ -111,12 +118,10 @@ class Flasher:
                 B.find_mpy_cross()
             except B.BundleError as exc:
                 problems.append(str(exc))
-        for text in problems:
-            if not self.dry:
-                raise FlashError(text)
-            print("note: %s" % text, file=sys.stderr)
+        self.esptool_found = self.esptool is not None  # esptool's version says how it spells commands
         self.esptool = self.esptool or "esptool"
         self.mpremote = self.mpremote or "mpremote"
+        return problems
 
     def check_port(self):
         port = self.port
@@ -192,7 +197,7 @@ class Flasher:
 
     def write_micropython(self):
         a = self.args
-        hyphen = esptool_hyphens(None if self.dry and self.esptool == "esptool" else self.esptool)
+        hyphen = esptool_hyphens(self.esptool if self.esptool_found else None)
         cmds = []
         if a.erase:
             cmds.append(self.esptool_cmd("erase-flash" if hyphen else "erase_flash"))
@@ -373,5 +378,6 @@ class Flasher:
             )
 
     def run(self, workdir):
+        self.check_can_run()
         self.workdir = workdir
         self.plan.run(workdir)
