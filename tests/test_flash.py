@@ -540,6 +540,28 @@ def test_a_board_that_is_not_in_maintenance_before_the_copy_is_refused_with_a_cl
 MAIN_STUB_BOARD = "def main(path):\n    print('FIRMWARE STARTED', path)\n"
 
 
+def test_the_prepare_script_removes_stale_modules_keeps_the_journal_and_reports_the_board(tmp_path):
+    from tools.device import bundle
+    from tools.device.flash.prepare import PREPARE_NAME, prepare_script, stale_names
+
+    (tmp_path / "board.py").write_text("stale")
+    (tmp_path / "transport").mkdir()
+    (tmp_path / "transport" / "old.py").write_text("stale")
+    (tmp_path / "journal.log").write_text("kept\n")
+    (tmp_path / "noauto").write_text("")
+    (tmp_path / PREPARE_NAME).write_text(prepare_script(stale_names(bundle.planned_paths(True))))
+    res = subprocess.run(
+        [micropython_path(), PREPARE_NAME], cwd=str(tmp_path), capture_output=True, text=True, timeout=30
+    )
+    assert res.returncode == 0 and re.search(r"^EVHUB-BOARD linux \d+ noauto=1$", res.stdout, re.M), (
+        res.stdout + res.stderr
+    )
+    assert not (tmp_path / "board.py").exists() and not (tmp_path / "transport").exists()
+    assert (tmp_path / "journal.log").read_text() == "kept\n"
+    shipped = [dst for _src, dst, _script in bundle.board_files(unix=True)]
+    assert not [p for p in shipped if "prepare" in p], "the prepare script must not go into the bundle"
+
+
 @pytest.mark.parametrize("noauto", [False, True])
 def test_main_py_does_not_start_the_firmware_when_noauto_exists(tmp_path, noauto):
     with open(os.path.join(REPO, "firmware", "micropython", "main.py")) as f:
