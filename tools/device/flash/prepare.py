@@ -2,6 +2,8 @@
 modules go, and the board reports its platform, free bytes and whether it is in maintenance.
 The board side is a real file, board_prepare.py; this module names what it removes."""
 
+from __future__ import annotations
+
 import os
 
 from tools.device import bundle as B
@@ -10,9 +12,9 @@ NOAUTO = "noauto"  # on the board's root: main.py does not start the firmware (f
 PREPARE_NAME = "evhub_prepare.py"  # written beside the bundle directory, never into it
 
 
-def stale_names(written):
+def stale_names(written: list[tuple[str, int]]) -> list[str]:
     """What to remove on the board before copying: the packages and both forms of every top-level module."""
-    names = []
+    names: list[str] = []
     for path, _size in written:
         top = path.split("/")[0]
         if top in names or top in ("boot.py", "main.py", B.CONFIG_NAME):
@@ -27,7 +29,7 @@ def stale_names(written):
     return names
 
 
-def prepare_script(stale):
+def prepare_script(stale: list[str]) -> str:
     """The script `mpremote run` sends to the board: board_prepare.py's text and the call with `stale`."""
     with open(os.path.join(os.path.dirname(__file__), "board_prepare.py")) as f:
         text = f.read()
