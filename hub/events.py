@@ -55,6 +55,16 @@ def station_doc(v, last_heartbeat=None):
     }
 
 
+# A STATIONS entry on the wire (transport/PROTOCOL.md): these fields of the document above.
+WIRE_STATION_KEYS = ("id", "lat", "lon", "status", "free_in_min", "connectors", "max_kw", "connector_status", "last_seen")
+
+
+def station_entry(v):
+    """A StationView as one entry of the wire's STATIONS list."""
+    doc = station_doc(v)
+    return {k: doc[k] for k in WIRE_STATION_KEYS}
+
+
 def reservation_doc(r):
     """A booking.Reservation (or a store row dict) as JSON."""
     if isinstance(r, dict):

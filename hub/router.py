@@ -13,6 +13,7 @@ import time
 
 from hub.domain.bounds import MAX_ID_LEN
 from hub.domain.states import CANNOT_CHARGE, StationStatus
+from hub.events import station_entry
 from hub.io.limits import LoginThrottle
 from hub.messages import (
     Boot,
@@ -331,20 +332,8 @@ class Router:
         return c
 
     def station_list(self):
-        return [
-            {
-                "id": v.id,
-                "lat": v.lat,
-                "lon": v.lon,
-                "status": v.status,
-                "free_in_min": v.free_in_min,
-                "connectors": v.connectors,
-                "max_kw": v.max_kw,
-                "connector_status": {str(n): s for n, s in v.connector_status.items()},
-                "last_seen": None if v.last_seen is None else int(v.last_seen),
-            }
-            for v in list(self.registry_view.values())
-        ]
+        """STATIONS: every station as the wire entry, from the same fields as the HTTP API's."""
+        return [station_entry(v) for v in list(self.registry_view.values())]
 
     def stats(self):
         out = dict(self.counters)

@@ -1,8 +1,8 @@
 """The do-nothing echo server: the ceiling this machine and this load client allow.
 
-It speaks just enough of the protocol for the load client: the handshake exchange
-(HELLO -> CHALLENGE, AUTH -> WELCOME, with the HMAC proof checked, so a connection costs
-what it costs at the hub), then one reply per request, of the shape and size the hub
+It speaks just enough of the protocol for the load client: the handshake is the hub's own
+(transport's ServerSession: HELLO -> CHALLENGE, AUTH -> WELCOME, the HMAC proof checked, so a
+connection costs what it costs at the hub), then one reply per request, of the shape and size the hub
 sends (NEAREST_RESULT with k station maps, RESERVE_RESULT, PONG, STATS). Per message it
 does the same framing (transport.framing.StreamFramer) and msgpack work (transport.codec
 unpackb of the request, packb of the reply) as the hub's I/O loop, batches replies into
@@ -14,7 +14,6 @@ Run: python -m tools.bench.echo [--listen tcp://127.0.0.1:0]; it prints
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -22,9 +21,7 @@ import time
 from transport import kinds as K
 from transport.codec import packb, unpackb
 from transport.framing import StreamFramer
-from transport.framing import Seal
-from transport.serversession import equal_digests
-from transport.session import NONCE_SIZE, auth_proof
+from transport.session import ServerSession
 from transport.huburl import parse_hub_url
 
 
@@ -46,11 +43,10 @@ class EchoProtocol(asyncio.Protocol):
     def __init__(self, server):
         self.server = server
         self.framer = StreamFramer()
-        self.framer.seal = Seal()  # the same per-frame MAC work as the hub's links
+        self.session = ServerSession(lambda _role, peer_id: server.keys.get(peer_id, b""))
+        self.framer.seal = self.session.seal  # the same per-frame MAC work as the hub's links
         self.transport = None
         self.open = False
-        self.hello = None
-        self.nonce = None
 
     def connection_made(self, transport):
         self.transport = transport
@@ -65,6 +61,11 @@ class EchoProtocol(asyncio.Protocol):
         srv = self.server
         for payload in self.framer.feed(data):
             msg = unpackb(payload)
+            if not self.open:  # the handshake, as the hub's gateway runs it
+                self.session.receive(msg)
+                out.extend(encode(packb(m)) for m in self.session.take_outgoing())
+                self.open = self.session.authenticated
+                continue
             kind = msg[0]
             seq = msg[1]
             if kind == K.POSITION:
@@ -80,19 +81,6 @@ class EchoProtocol(asyncio.Protocol):
                 reply = [K.PONG, seq, int(time.time())]
             elif kind == K.HUB_STATS:
                 reply = [K.STATS, seq, {"positions": srv.positions, "links": srv.links}]
-            elif kind == K.HELLO:
-                self.hello = msg
-                self.nonce = os.urandom(NONCE_SIZE)
-                reply = [K.CHALLENGE, seq, self.nonce]
-            elif kind == K.AUTH:
-                _k, _s, _proto, role, peer_id, client_nonce = self.hello
-                key = srv.keys.get(peer_id, b"")
-                macs = auth_proof(key, client_nonce, self.nonce, role, peer_id)
-                ok = equal_digests(msg[2], macs[0])
-                if ok:
-                    self.framer.seal.start(macs[3], macs[2])
-                reply = [K.WELCOME, seq, int(time.time()), 30, macs[1]] if ok else [K.ERROR, seq, 5, "wrong key"]
-                self.open = ok
             else:
                 reply = [K.ACK, seq]
             out.append(encode(packb(reply)))
