@@ -107,6 +107,16 @@ def test_dry_run_without_firmware_only_copies_and_resets(tmp_path):
     assert "uart1 tx=17 rx=16 115200 baud" in res.stdout and "esptool" not in res.stdout
 
 
+def test_a_dry_run_without_the_vendor_tools_notes_them_and_still_prints_the_whole_plan(tmp_path):
+    env = {"EVHUB_MPREMOTE": "/nonexistent/mpremote", "EVHUB_ESPTOOL": "/nonexistent/esptool"}
+    flags = ("--id", "CP-N", "--uart", "17,16,115200", "--firmware", "ESP32_GENERIC.bin", "--dry-run")
+    res = evhub("flash", PORT, *flags, "--db", str(tmp_path / "x.db"), env=env)
+    assert "note: esptool and mpremote not found: pip install -e '.[board]'" in res.stderr, res.stderr
+    assert len(commands(res.stdout)) == 5 and "dry run done: 5 commands shown" in res.stdout, res.stdout
+    assert commands(res.stdout)[1] == "mpremote connect /dev/ttyUSB0 fs touch :noauto + fs cp main.py :main.py + reset"
+    assert not os.path.exists(tmp_path / "x.db")
+
+
 def test_dry_run_for_an_esp32s3_with_source_modules(tmp_path):
     _erase, write = esptool_spelling()
     res = evhub(
@@ -528,6 +538,28 @@ def test_a_board_that_is_not_in_maintenance_before_the_copy_is_refused_with_a_cl
 
 
 MAIN_STUB_BOARD = "def main(path):\n    print('FIRMWARE STARTED', path)\n"
+
+
+def test_the_prepare_script_removes_stale_modules_keeps_the_journal_and_reports_the_board(tmp_path):
+    from tools.device import bundle
+    from tools.device.flash.prepare import PREPARE_NAME, prepare_script, stale_names
+
+    (tmp_path / "board.py").write_text("stale")
+    (tmp_path / "transport").mkdir()
+    (tmp_path / "transport" / "old.py").write_text("stale")
+    (tmp_path / "journal.log").write_text("kept\n")
+    (tmp_path / "noauto").write_text("")
+    (tmp_path / PREPARE_NAME).write_text(prepare_script(stale_names(bundle.planned_paths(True))))
+    res = subprocess.run(
+        [micropython_path(), PREPARE_NAME], cwd=str(tmp_path), capture_output=True, text=True, timeout=30
+    )
+    assert res.returncode == 0 and re.search(r"^EVHUB-BOARD linux \d+ noauto=1$", res.stdout, re.M), (
+        res.stdout + res.stderr
+    )
+    assert not (tmp_path / "board.py").exists() and not (tmp_path / "transport").exists()
+    assert (tmp_path / "journal.log").read_text() == "kept\n"
+    shipped = [dst for _src, dst, _script in bundle.board_files(unix=True)]
+    assert not [p for p in shipped if "prepare" in p], "the prepare script must not go into the bundle"
 
 
 @pytest.mark.parametrize("noauto", [False, True])

@@ -44,6 +44,8 @@ underscores (erase_flash): the installed version decides.
 Exit status: 0 done, 2 bad arguments, 1 a step failed (the message says which and why).
 """
 
+from __future__ import annotations
+
 import argparse
 import logging
 import sys
@@ -56,7 +58,7 @@ from tools.device.flash.steps import FLASH_OFFSETS, Flasher
 from tools.device.flash.vendor import FlashError
 
 
-def configure(p):
+def configure(p: argparse.ArgumentParser) -> None:
     p.description = __doc__
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("port", metavar="PORT", help="the board's serial port (/dev/ttyUSB0, COM3, rfc2217://...)")
@@ -79,7 +81,7 @@ def configure(p):
     p.add_argument("--dry-run", action="store_true", help="print every command; touch neither the store nor the port")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", 0):
         logging.getLogger("hub.store.store").setLevel(logging.WARNING)  # the steps say what happened to the store
     try:
@@ -88,7 +90,7 @@ def run(args):
         print("evhub flash: %s" % exc, file=sys.stderr)
         return 2
     try:
-        flasher = Flasher(args, dry=args.dry_run)
+        flasher = Flasher(args)
         host = (flasher.draft.get("hub") or {}).get("host")
         if host in B.LOOPBACK:
             print(
@@ -97,6 +99,8 @@ def run(args):
                 file=sys.stderr,
             )
         if args.dry_run:
+            for text in flasher.problems:  # a run would stop here; the plan is still worth seeing
+                print("note: %s" % text, file=sys.stderr)
             print("dry run: nothing is written, the store and %s are not opened" % args.port)
             print("dry run done: %d commands shown" % flasher.plan.show())
             return 0

@@ -81,7 +81,7 @@ def parse_hub(text, ca_name=None):
 
 
 # The hub's CA on the board's filesystem: DER when it is one certificate (the form mbedTLS parses
-# on every port, no base64 to decode at boot); a PEM chain is kept as PEM (board.der_certs splits it).
+# on every port, no base64 to decode at boot); a PEM chain is kept as PEM (firmware/tls.py's der_certs splits it).
 CA_NAMES = ("hub-ca.der", "hub-ca.pem")
 MAX_CA_BYTES = 16384  # a CA chain, not a trust store: the board reads it whole
 

@@ -1,5 +1,10 @@
 """What runs on the board before the bundle is copied (`mpremote run evhub_prepare.py`): the old
-modules go, and the board reports its platform, free bytes and whether it is in maintenance."""
+modules go, and the board reports its platform, free bytes and whether it is in maintenance.
+The board side is a real file, board_prepare.py; this module names what it removes."""
+
+from __future__ import annotations
+
+import os
 
 from tools.device import bundle as B
 
@@ -7,9 +12,9 @@ NOAUTO = "noauto"  # on the board's root: main.py does not start the firmware (f
 PREPARE_NAME = "evhub_prepare.py"  # written beside the bundle directory, never into it
 
 
-def stale_names(written):
+def stale_names(written: list[tuple[str, int]]) -> list[str]:
     """What to remove on the board before copying: the packages and both forms of every top-level module."""
-    names = []
+    names: list[str] = []
     for path, _size in written:
         top = path.split("/")[0]
         if top in names or top in ("boot.py", "main.py", B.CONFIG_NAME):
@@ -24,28 +29,8 @@ def stale_names(written):
     return names
 
 
-def prepare_script(stale):
-    """Runs on the board (mpremote run): remove the old modules (`stale` names), report platform and free bytes."""
-    return (
-        "import os, sys\n"
-        "def _rm(p):\n"
-        "    try:\n"
-        "        st = os.stat(p)\n"
-        "    except OSError:\n"
-        "        return\n"
-        "    if st[0] & 0x4000:\n"
-        "        for n in os.listdir(p):\n"
-        "            _rm(p + '/' + n)\n"
-        "        os.rmdir(p)\n"
-        "    else:\n"
-        "        os.remove(p)\n"
-        "for _p in %r:\n"
-        "    _rm(_p)\n"
-        "try:\n"
-        "    os.stat(%r)\n"
-        "    _n = 1\n"
-        "except OSError:\n"
-        "    _n = 0\n"
-        "_s = os.statvfs('/')\n"
-        "print('EVHUB-BOARD', sys.platform, _s[0] * _s[3], 'noauto=%%d' %% _n)\n" % (tuple(stale), NOAUTO)
-    )
+def prepare_script(stale: list[str]) -> str:
+    """The script `mpremote run` sends to the board: board_prepare.py's text and the call with `stale`."""
+    with open(os.path.join(os.path.dirname(__file__), "board_prepare.py")) as f:
+        text = f.read()
+    return text + "\nprepare(%r, %r)\n" % (tuple(stale), NOAUTO)

@@ -6,9 +6,12 @@ romfs image], copy the bundle, reset. The commands are known before anything run
 file list is planned (tools/device/bundle.py, romfs.py) and the build is checked against it.
 """
 
+from __future__ import annotations
+
+import argparse
 import os
 import re
-import sys
+from typing import Any
 
 from hub.store.backend import DB_ERRORS
 from tools.device import bundle as B
@@ -27,21 +30,18 @@ BUNDLE_NAME = "bundle"  # in the work directory; the prepare script sits beside 
 class Flasher:
     """One flash: checks its inputs, then plans the steps; `run(workdir)` and `show()` go to the plan."""
 
-    def __init__(self, args, dry):
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.dry = dry
         self.port = args.port
         self.check_inputs()
-        self.find_tools()
-        if not dry:
-            self.check_port()
-        self.written = []  # [(board path, size)] once built
+        self.problems = self.find_tools()  # a run stops on them (check_can_run); a dry run notes them
+        self.written: list[tuple[str, int]] = []  # [(board path, size)] once built
         self.planned = self.planned_paths()
         self.plan = Plan(self.port, self.steps())
 
     # -- checks before anything is touched
 
-    def check_inputs(self):
+    def check_inputs(self) -> None:
         a = self.args
         if a.erase and not a.firmware:
             raise FlashError("--erase needs --firmware: erasing removes MicroPython itself", 2)
@@ -62,7 +62,18 @@ class Flasher:
             self.draft = self.config_for("0" * 32, a.lat or 0.0, a.lon or 0.0)
         except B.BundleError as exc:
             raise FlashError(str(exc), 2) from None
-        if a.firmware and not self.dry:
+
+    def check_can_run(self) -> None:
+        """What only a run needs, checked before the store or the port is touched: the tools, the
+        --firmware file, the port. A dry run opens none of them."""
+        self.check_firmware()  # a bad argument (exit 2) first
+        if self.problems:
+            raise FlashError(self.problems[0])
+        self.check_port()
+
+    def check_firmware(self) -> None:
+        a = self.args
+        if a.firmware:
             try:
                 with open(a.firmware, "rb") as f:
                     head = f.read(1)
@@ -75,7 +86,9 @@ class Flasher:
                     2,
                 )
 
-    def config_for(self, key, lat, lon, connectors=None, max_kw=None):
+    def config_for(
+        self, key: str, lat: float, lon: float, connectors: int | None = None, max_kw: float | None = None
+    ) -> dict[str, Any]:
         a = self.args
         return B.make_config(
             a.id,
@@ -91,8 +104,8 @@ class Flasher:
             extra=B.parse_set(a.set),
         )
 
-    def find_tools(self):
-        """The vendor tools and mpy-cross: missing ones stop a run; a dry run notes them and goes on."""
+    def find_tools(self) -> list[str]:
+        """The vendor tools and mpy-cross; returns what is missing, one line each (empty: all found)."""
         self.esptool = find_tool("esptool", "EVHUB_ESPTOOL") if self.args.firmware else None
         self.mpremote = find_tool("mpremote", "EVHUB_MPREMOTE")
         missing = [
@@ -111,14 +124,12 @@ class Flasher:
                 B.find_mpy_cross()
             except B.BundleError as exc:
                 problems.append(str(exc))
-        for text in problems:
-            if not self.dry:
-                raise FlashError(text)
-            print("note: %s" % text, file=sys.stderr)
+        self.esptool_found = self.esptool is not None  # esptool's version says how it spells commands
         self.esptool = self.esptool or "esptool"
         self.mpremote = self.mpremote or "mpremote"
+        return problems
 
-    def check_port(self):
+    def check_port(self) -> None:
         port = self.port
         if "://" in port or not port.startswith("/"):
             return  # rfc2217://, socket://, COM3: the tools say if they cannot open it
@@ -139,7 +150,7 @@ class Flasher:
 
     # -- the plan
 
-    def planned_paths(self):
+    def planned_paths(self) -> list[tuple[str, int]]:
         extra = (self.ca[0],) if self.ca else ()
         if self.args.romfs:
             from tools.device import romfs
@@ -147,7 +158,7 @@ class Flasher:
             return romfs.planned_paths(extra)
         return B.planned_paths(not self.args.source) + [(name, 0) for name in extra]
 
-    def steps(self):
+    def steps(self) -> list[Step]:
         a = self.args
         out = [
             Step(
@@ -171,7 +182,7 @@ class Flasher:
         )
         return out
 
-    def summary(self):
+    def summary(self) -> str:
         a = self.args
         form = ".py source" if a.source else ".mpy via mpy-cross -march=%s" % a.march
         if a.romfs:
@@ -181,18 +192,18 @@ class Flasher:
             text += ", wifi %s" % self.draft["wifi"]["ssid"]
         return text
 
-    def mpremote_cmd(self, *command, **kw):
+    def mpremote_cmd(self, *command: str, **kw: Any) -> Command:
         return Command([self.mpremote, "connect", self.port] + list(command), **kw)
 
-    def esptool_cmd(self, *command, **kw):
+    def esptool_cmd(self, *command: str, **kw: Any) -> Command:
         argv = [self.esptool, "--chip", self.args.chip, "--port", self.port]
         if self.args.baud:
             argv += ["--baud", str(self.args.baud)]
         return Command(argv + list(command), tool="esptool", **kw)
 
-    def write_micropython(self):
+    def write_micropython(self) -> Step:
         a = self.args
-        hyphen = esptool_hyphens(None if self.dry and self.esptool == "esptool" else self.esptool)
+        hyphen = esptool_hyphens(self.esptool if self.esptool_found else None)
         cmds = []
         if a.erase:
             cmds.append(self.esptool_cmd("erase-flash" if hyphen else "erase_flash"))
@@ -205,7 +216,7 @@ class Flasher:
         )
         return Step(title, cmds)
 
-    def maintenance(self):
+    def maintenance(self) -> Step:
         """Reboot into maintenance: noauto on the board, the new main.py (which honours it), hard reset."""
         return Step(
             "reboot the board into maintenance (%s: the firmware and its watchdog do not start)" % NOAUTO,
@@ -230,10 +241,10 @@ class Flasher:
             ],
         )
 
-    def deploy_romfs(self):
+    def deploy_romfs(self) -> Step:
         from tools.device.romfs import IMAGE_NAME
 
-        def fits(text):
+        def fits(text: str) -> None:
             check_romfs_query(text, dict(self.written).get(IMAGE_NAME, 0), self.port)
 
         return Step(
@@ -258,12 +269,12 @@ class Flasher:
             ],
         )
 
-    def stale(self):
+    def stale(self) -> list[str]:
         """What prepare removes from the filesystem. With --romfs every module of a plain bundle: the
         filesystem comes first on sys.path, so a board.mpy left there would shadow the image's."""
         return stale_names(B.planned_paths(True) if self.args.romfs else self.planned)
 
-    def copy_bundle(self):
+    def copy_bundle(self) -> Step:
         from tools.device.romfs import IMAGE_NAME
 
         on_fs = [p for p, _size in self.planned if p != IMAGE_NAME]  # the image went to the ROMFS partition
@@ -286,7 +297,7 @@ class Flasher:
 
     # -- the local work and the checks, at run time
 
-    def provision(self):
+    def provision(self) -> str:
         a = self.args
         from hub.store.store import Store, StoreError
 
@@ -306,7 +317,7 @@ class Flasher:
         self.config = self.config_for(key, station["lat"], station["lon"], station["connectors"], station["max_kw"])
         return "station %s: %s" % (a.id, what)
 
-    def _provision(self, store):
+    def _provision(self, store: Any) -> tuple[str, str]:
         a = self.args
         existing = store.get_station(a.id)
         if existing is None:
@@ -328,7 +339,7 @@ class Flasher:
             store.add_station(a.id, lat, lon, connectors, max_kw, replace=True, key=key)
         return key, "already provisioned; key kept" + ("; position/connectors/power updated" if changed else "")
 
-    def build(self):
+    def build(self) -> str:
         a = self.args
         out_dir = os.path.join(self.workdir, BUNDLE_NAME)
         extra = [self.ca] if self.ca else []
@@ -348,7 +359,7 @@ class Flasher:
         total = sum(size for _p, size in self.written)
         return "%d files, %d bytes" % (len(self.written), total)
 
-    def board_ready(self, text):
+    def board_ready(self, text: str) -> None:
         """The prepare script's report: in maintenance, an ESP32, room for the bundle."""
         from tools.device.romfs import IMAGE_NAME
 
@@ -372,6 +383,7 @@ class Flasher:
                 % (free, total + SPACE_MARGIN)
             )
 
-    def run(self, workdir):
+    def run(self, workdir: str) -> None:
+        self.check_can_run()
         self.workdir = workdir
         self.plan.run(workdir)

@@ -1,6 +1,8 @@
 """The vendor tools `evhub flash` drives (esptool, mpremote): finding them, running one with its output
 shown live, and turning their failure output into one line that says what to do."""
 
+from __future__ import annotations
+
 import os
 import re
 import shlex
@@ -17,12 +19,12 @@ STEP_TIMEOUT_S = 300  # one esptool or mpremote run
 class FlashError(Exception):
     """A step cannot go on; `status` is the exit status (2 bad arguments, 1 a step failed)."""
 
-    def __init__(self, text, status=1):
-        Exception.__init__(self, text)
+    def __init__(self, text: str, status: int = 1) -> None:
+        super().__init__(text)
         self.status = status
 
 
-def find_tool(name, env_var):
+def find_tool(name: str, env_var: str) -> str | None:
     """The executable for esptool / mpremote: $EVHUB_*, next to this Python, then PATH; None if absent."""
     override = os.environ.get(env_var)
     if override:
@@ -31,7 +33,7 @@ def find_tool(name, env_var):
     return toolpath.find_tool(name)
 
 
-def shown(argv):
+def shown(argv: list[str]) -> str:
     """A command as a person would type it: the tool's bare name when that is what would run."""
     prog = argv[0]
     name = os.path.basename(prog)
@@ -40,7 +42,7 @@ def shown(argv):
     return " ".join(shlex.quote(a) for a in [prog] + list(argv[1:]))
 
 
-def esptool_hyphens(path):
+def esptool_hyphens(path: str | None) -> bool:
     """True if this esptool spells commands erase-flash/write-flash (v5+), False for v4's underscores."""
     if path is None:
         return True
@@ -52,18 +54,20 @@ def esptool_hyphens(path):
     return not m or int(m.group(1)) >= 5
 
 
-def run_tool(argv, timeout=STEP_TIMEOUT_S, cwd=None):
+def run_tool(argv: list[str], timeout: float = STEP_TIMEOUT_S, cwd: str | None = None) -> tuple[int, str]:
     """Run a vendor tool with its output shown live; returns (exit status, output text)."""
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, bufsize=0)
     except OSError as exc:
         raise FlashError("cannot run %s: %s" % (argv[0], exc.strerror or exc)) from None
+    stream = proc.stdout
+    assert stream is not None  # stdout=PIPE: for mypy, not validation
     out = bytearray()
     deadline = time.monotonic() + timeout
     sink = getattr(sys.stdout, "buffer", None)
     try:
         while True:
-            chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
+            chunk = stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096)
             if not chunk:
                 break
             out += chunk
@@ -80,11 +84,11 @@ def run_tool(argv, timeout=STEP_TIMEOUT_S, cwd=None):
         proc.wait()
         raise FlashError("%s did not finish within %d s" % (os.path.basename(argv[0]), timeout)) from None
     finally:
-        proc.stdout.close()
+        stream.close()
     return status, out.decode("utf-8", "replace")
 
 
-def esptool_failure(text, port):
+def esptool_failure(text: str, port: str) -> str | None:
     m = re.search(r"This chip is ([\w-]+), not ([\w-]+)", text)
     if m:
         return "the board on %s is an %s, not an %s: pick the matching --chip and MicroPython image" % (
@@ -104,7 +108,7 @@ def esptool_failure(text, port):
     return None
 
 
-def mpremote_failure(text, port):
+def mpremote_failure(text: str, port: str) -> str | None:
     if "failed to access" in text:
         if "Permission denied" in text:
             return "no permission to open %s: add yourself to the dialout (or uucp) group and log in again" % port
@@ -119,7 +123,7 @@ def mpremote_failure(text, port):
     return None
 
 
-def check_romfs_query(text, image_size, port):
+def check_romfs_query(text: str, image_size: int, port: str) -> None:
     """`mpremote romfs query` output -> None, or FlashError saying why the image cannot go on this board."""
     if "ROMFS is not enabled" in text or "No ROMFS partitions" in text:
         raise FlashError(
