@@ -12,22 +12,8 @@ import threading
 from hub.store.backend import DB_ERRORS, PgConn, is_postgres, sqlite_path
 from hub.store.store import BUSY_TIMEOUT_S
 
-_RES = 'id, vehicle_id, station_id, connector, start, "end", state, created, updated'
-_RES_KEYS = ("id", "vehicle_id", "station_id", "connector", "start", "end", "state", "created", "updated")
-_SES_KEYS = (
-    "session_id",
-    "station_id",
-    "connector",
-    "vehicle_id",
-    "reservation_id",
-    "meter_start_wh",
-    "energy_wh",
-    "started",
-    "ended",
-    "reason",
-    "claimed_vehicle_id",
-    "implausible",
-)
+from hub.store.rows_reservations import _RES_COLS as _RES, _RES_KEYS  # one column list, the store's
+from hub.store.rows_sessions import _SESSION_KEYS as _SES_KEYS
 
 
 class Reads:
